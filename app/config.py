@@ -1,0 +1,60 @@
+"""Settings, read once from the environment (prefix BORDERWATCH_, plus DATABASE_URL)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure; see README.md, "Configuration"."""
+
+    model_config = SettingsConfigDict(env_prefix="BORDERWATCH_", env_file=".env", extra="ignore")
+
+    environment: Literal["local", "test", "production"] = "local"
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "BORDERWATCH_DATABASE_URL"),
+        description="PostgreSQL/PostGIS URL; unset = the embedded cluster in data_dir",
+    )
+    data_dir: Path = Field(default=PROJECT_ROOT / ".data", description="embedded cluster home")
+    embedded_port: int = Field(default=54320, ge=1024, le=65535)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=100)
+    home_country: str = Field(
+        default="VNM", min_length=3, max_length=3, description="alpha-3 of the served country"
+    )
+    adjacency_gap_m: float = Field(
+        default=3000.0,
+        ge=0,
+        le=20_000,
+        description="neighbours separated by at most this gap (rivers, estuaries) are adjacent",
+    )
+
+    @model_validator(mode="after")
+    def _production_needs_database(self) -> Settings:
+        if self.environment == "production" and not self.database_url:
+            raise ValueError("DATABASE_URL is required when BORDERWATCH_ENVIRONMENT=production")
+        return self
+
+
+def async_url(url: str) -> str:
+    """Normalise a libpq-style URL to the SQLAlchemy asyncpg dialect."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"unsupported database URL scheme: {url.split('://')[0]}")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings."""
+    return Settings()

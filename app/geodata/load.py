@@ -1,0 +1,350 @@
+"""Loading boundary data and border posts, and deriving borders and adjacency from them."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyogrio
+import shapely
+from shapely.geometry import MultiPolygon
+from sqlalchemy import delete, func, insert, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.borders import service as borders
+from app.config import PROJECT_ROOT, Settings
+from app.errors import InvalidInput
+from app.jurisdictions import service as jurisdictions
+from app.jurisdictions.models import LEVELS, Jurisdiction
+from app.posts import service as posts
+from app.posts.models import KINDS
+
+GEODATA = PROJECT_ROOT / "geodata"
+DEFAULT_BOUNDARIES = GEODATA / "jurisdictions.geojson"
+DEFAULT_POSTS = GEODATA / "border_posts.csv"
+DEFAULT_CORRECTIONS = GEODATA / "adjacency_corrections.csv"
+POSTS_SOURCE = "Borderwatch geodata/border_posts.csv (approximate positions)"
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Which attribute of the user's file holds each jurisdiction field.
+
+    A field left as None takes the constant given for it (`level`, `country`, …) instead.
+    """
+
+    code: str = "code"
+    name: str = "name"
+    name_local: str | None = "name_local"
+    level: str | None = "level"
+    parent_code: str | None = "parent_code"
+    country: str | None = "country"
+    valid_from: str | None = "valid_from"
+    valid_to: str | None = "valid_to"
+    source: str | None = "source"
+    source_name: str | None = "source_name"
+
+
+@dataclass(frozen=True)
+class JurisdictionRecord:
+    """One jurisdiction ready to insert (geometry valid, MultiPolygon, EPSG:4326)."""
+
+    code: str
+    name: str
+    name_local: str | None
+    level: str
+    parent_code: str | None
+    country: str
+    geom: MultiPolygon
+    valid_from: date | None
+    valid_to: date | None
+    source: str
+    source_name: str | None
+
+
+@dataclass
+class LoadReport:
+    """What a load did, for the operator."""
+
+    jurisdictions: int = 0
+    repaired: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    segments: int = 0
+    adjacency_pairs: int = 0
+    posts: int = 0
+    incidents_rederived: int = 0
+
+
+def _value(row: dict[str, Any], column: str | None) -> Any:
+    if column is None:
+        return None
+    value = row.get(column)
+    if value is None:
+        return None
+    if pd.api.types.is_scalar(value) and pd.isna(value):  # NaN / NaT for a missing attribute
+        return None
+    text_value = str(value).strip()
+    return text_value or None
+
+
+def _date(value: Any, label: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError as exc:
+        raise InvalidInput(f"{label}: '{value}' is not a date (YYYY-MM-DD)") from exc
+
+
+def _polygonal(geom: Any, label: str, report: LoadReport) -> MultiPolygon | None:
+    if geom is None or geom.is_empty:
+        report.skipped.append(f"{label}: no geometry")
+        return None
+    if not geom.is_valid:
+        reason = shapely.is_valid_reason(geom)
+        geom = shapely.make_valid(geom)
+        report.repaired.append(f"{label}: {reason} -> repaired with make_valid")
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type == "Polygon" and not p.is_empty]
+    if not parts:
+        report.skipped.append(f"{label}: no polygon in geometry ({geom.geom_type})")
+        return None
+    dropped = len(shapely.get_parts(geom)) - len(parts)
+    if dropped:
+        report.repaired.append(f"{label}: dropped {dropped} non-polygon part(s)")
+    return MultiPolygon(parts)
+
+
+def read_boundaries(
+    path: Path,
+    fields: FieldMap | None = None,
+    *,
+    level: str | None = None,
+    country: str | None = None,
+    parent_code: str | None = None,
+    source: str | None = None,
+    layer: str | None = None,
+) -> tuple[list[JurisdictionRecord], LoadReport]:
+    """Read a GeoJSON / GeoPackage / Shapefile of boundaries, validating and repairing it."""
+    fields = fields or FieldMap()
+    if not path.exists():
+        raise InvalidInput(f"boundary file not found: {path}")
+    try:
+        frame = pyogrio.read_dataframe(path, layer=layer)
+    except Exception as exc:
+        raise InvalidInput(f"cannot read {path.name}: {exc}") from exc
+    if frame.crs is None:
+        raise InvalidInput(f"{path.name} has no coordinate reference system")
+    if frame.crs.to_epsg() != 4326:
+        frame = frame.to_crs(4326)
+    report = LoadReport()
+    records: list[JurisdictionRecord] = []
+    columns = set(frame.columns)
+    for required in (fields.code, fields.name):
+        if required not in columns:
+            raise InvalidInput(
+                f"{path.name} has no attribute '{required}' (attributes: {sorted(columns)})"
+            )
+    for i, row in enumerate(frame.to_dict("records")):
+        code = _value(row, fields.code)
+        label = f"feature {i} ({code or 'no code'})"
+        if not code:
+            report.skipped.append(f"{label}: empty code")
+            continue
+        lvl = level or _value(row, fields.level)
+        if lvl not in LEVELS:
+            raise InvalidInput(f"{label}: level '{lvl}' is not one of {', '.join(LEVELS)}")
+        ctry = country or _value(row, fields.country)
+        if not ctry or len(str(ctry)) != 3:
+            raise InvalidInput(f"{label}: country must be an ISO 3166-1 alpha-3 code, got '{ctry}'")
+        geom = _polygonal(row.get("geometry"), label, report)
+        if geom is None:
+            continue
+        records.append(
+            JurisdictionRecord(
+                code=str(code),
+                name=str(_value(row, fields.name) or code),
+                name_local=_value(row, fields.name_local),
+                level=str(lvl),
+                parent_code=parent_code or _value(row, fields.parent_code),
+                country=str(ctry).upper(),
+                geom=geom,
+                valid_from=_date(_value(row, fields.valid_from), label),
+                valid_to=_date(_value(row, fields.valid_to), label),
+                source=source or _value(row, fields.source) or f"file {path.name}",
+                source_name=_value(row, fields.source_name),
+            )
+        )
+    return records, report
+
+
+async def write_jurisdictions(*, session: AsyncSession, records: list[JurisdictionRecord]) -> int:
+    """Insert records, replacing any stored version with the same code and valid_from."""
+    if not records:
+        return 0
+    keys = [(r.code, r.valid_from) for r in records]
+    await session.execute(
+        delete(Jurisdiction).where(
+            tuple_(Jurisdiction.code, func.coalesce(Jurisdiction.valid_from, date.min)).in_(
+                [(c, v or date.min) for c, v in keys]
+            )
+        )
+    )
+    rows = [
+        {
+            "code": r.code,
+            "name": r.name,
+            "name_local": r.name_local,
+            "level": r.level,
+            "parent_code": r.parent_code,
+            "country": r.country,
+            "geom": f"SRID=4326;{r.geom.wkt}",
+            "valid_from": r.valid_from,
+            "valid_to": r.valid_to,
+            "source": r.source,
+            "source_name": r.source_name,
+        }
+        for r in records
+    ]
+    await session.execute(insert(Jurisdiction), rows)
+    return len(rows)
+
+
+def read_posts(path: Path) -> list[posts.PostRecord]:
+    """Read border posts from CSV (code,name,name_local,kind,agency,border,province_code,…)."""
+    records: list[posts.PostRecord] = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        for n, row in enumerate(csv.DictReader(fh), start=2):
+            kind = row["kind"].strip()
+            if kind not in KINDS:
+                raise InvalidInput(f"{path.name} line {n}: kind '{kind}' not in {', '.join(KINDS)}")
+            lon, lat = float(row["lon"]), float(row["lat"])
+            if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+                raise InvalidInput(f"{path.name} line {n}: coordinates out of range")
+            records.append(
+                posts.PostRecord(
+                    code=row["code"].strip(),
+                    name=row["name"].strip(),
+                    name_local=(row.get("name_local") or "").strip() or None,
+                    kind=kind,
+                    agency=row["agency"].strip(),
+                    border=(row.get("border") or "").strip() or None,
+                    province_code=(row.get("province_code") or "").strip() or None,
+                    counterpart=(row.get("counterpart") or "").strip() or None,
+                    lon=lon,
+                    lat=lat,
+                    position_approximate=row.get("approximate", "true").strip().lower() != "false",
+                    source=POSTS_SOURCE,
+                )
+            )
+    return records
+
+
+def read_corrections(path: Path) -> list[jurisdictions.AdjacencyCorrection]:
+    """Read the explicit adjacency corrections (a,b,action,evidence)."""
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as fh:
+        out = []
+        for row in csv.DictReader(fh):
+            if row["action"] not in ("add", "remove") or not row["evidence"].strip():
+                raise InvalidInput(f"{path.name}: each correction needs add/remove and evidence")
+            out.append(
+                jurisdictions.AdjacencyCorrection(
+                    a=row["a"], b=row["b"], action=row["action"], evidence=row["evidence"].strip()
+                )
+            )
+        return out
+
+
+async def derive(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    report: LoadReport,
+    corrections: list[jurisdictions.AdjacencyCorrection],
+    progress: Progress = _quiet,
+) -> None:
+    """Rebuild border segments and adjacency, then re-derive every incident's fields."""
+    # geometry work on whole countries can take longer than the request timeout
+    await session.execute(text("SET LOCAL statement_timeout = 0"))
+    progress("deriving national border segments")
+    report.segments = await borders.derive_segments(session=session, home=settings.home_country)
+    progress("deriving jurisdiction adjacency")
+    report.adjacency_pairs, skipped = await jurisdictions.derive_adjacency(
+        session=session, gap_m=settings.adjacency_gap_m, corrections=corrections
+    )
+    report.skipped += [f"adjacency correction {s}" for s in skipped]
+    progress("re-deriving incident jurisdictions and border distances")
+    result = await session.execute(text("UPDATE incident SET geom = geom"))
+    report.incidents_rederived = int(getattr(result, "rowcount", 0) or 0)
+
+
+async def load_default(
+    *, session: AsyncSession, settings: Settings, progress: Progress = _quiet
+) -> LoadReport:
+    """Load the bundled boundaries, border posts and corrections in one transaction."""
+    progress(f"reading {DEFAULT_BOUNDARIES.name}")
+    records, report = read_boundaries(DEFAULT_BOUNDARIES)
+    progress(f"writing {len(records)} jurisdictions")
+    report.jurisdictions = await write_jurisdictions(session=session, records=records)
+    await derive(
+        session=session,
+        settings=settings,
+        report=report,
+        corrections=read_corrections(DEFAULT_CORRECTIONS),
+        progress=progress,
+    )
+    progress("writing border posts")
+    report.posts = await posts.upsert(session=session, records=read_posts(DEFAULT_POSTS))
+    # posts arrived after the derivation: incidents need their nearest post again
+    await session.execute(text("UPDATE incident SET geom = geom"))
+    return report
+
+
+async def load_file(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    path: Path,
+    fields: FieldMap,
+    level: str | None,
+    country: str | None,
+    parent_code: str | None,
+    source: str | None,
+    layer: str | None = None,
+    progress: Progress = _quiet,
+) -> LoadReport:
+    """Load a user's boundary file (replacing same code + valid_from) and re-derive."""
+    progress(f"reading {path.name}")
+    records, report = read_boundaries(
+        path,
+        fields,
+        level=level,
+        country=country,
+        parent_code=parent_code,
+        source=source,
+        layer=layer,
+    )
+    if not records:
+        raise InvalidInput(f"{path.name}: no usable polygon features")
+    progress(f"writing {len(records)} jurisdictions")
+    report.jurisdictions = await write_jurisdictions(session=session, records=records)
+    await derive(
+        session=session,
+        settings=settings,
+        report=report,
+        corrections=read_corrections(DEFAULT_CORRECTIONS),
+        progress=progress,
+    )
+    return report

@@ -1,0 +1,99 @@
+"""Incidents: the table, its indexes and the columns the database derives on every write."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from geoalchemy2 import Geometry, WKBElement
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import SRID_WGS84, Base
+
+STATUSES = (
+    "reported",
+    "verified",
+    "under_investigation",
+    "solved",
+    "closed",
+    "rejected",
+    "duplicate",
+)
+
+
+class Incident(Base):
+    """A security incident at a point; jurisdiction and border fields are set by a trigger."""
+
+    __tablename__ = "incident"
+    __table_args__ = (
+        CheckConstraint("severity BETWEEN 1 AND 5", name="severity"),
+        CheckConstraint(f"status IN {STATUSES!r}", name="status"),
+        CheckConstraint(
+            "location_precision_m IS NULL OR location_precision_m >= 0", name="precision"
+        ),
+        CheckConstraint("version >= 1", name="version"),
+        Index("ix_incident_geom", "geom", postgresql_using="gist"),
+        Index("ix_incident_occurred_at", "occurred_at"),
+        Index("ix_incident_province_occurred_at", "province_code", "occurred_at"),
+        Index("ix_incident_jurisdiction_path", "jurisdiction_path", postgresql_using="gin"),
+        Index("ix_incident_category", "category"),
+        Index(
+            "uq_incident_source_source_id",
+            "source",
+            "source_id",
+            unique=True,
+            postgresql_where=text("source_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    category: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[int] = mapped_column(SmallInteger)
+    status: Mapped[str] = mapped_column(String(32), server_default="reported")
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reported_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    geom: Mapped[WKBElement] = mapped_column(
+        Geometry("POINT", srid=SRID_WGS84, spatial_index=False)
+    )
+    location_precision_m: Mapped[float | None] = mapped_column(Float)
+    description: Mapped[str | None] = mapped_column(Text)
+    unit: Mapped[str | None] = mapped_column(Text, comment="reporting unit")
+    source: Mapped[str | None] = mapped_column(String(64))
+    source_id: Mapped[str | None] = mapped_column(String(128))
+    # Derived by the incident_derive() trigger on every insert and on location/time change.
+    country_code: Mapped[str | None] = mapped_column(String(3))
+    province_code: Mapped[str | None] = mapped_column(String(32))
+    jurisdiction_path: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
+    jurisdiction_method: Mapped[str | None] = mapped_column(
+        String(16), comment="contains | nearest (offshore or in a river gap)"
+    )
+    border_segment: Mapped[str | None] = mapped_column(String(16))
+    border_distance_km: Mapped[float | None] = mapped_column(Float)
+    nearest_post_id: Mapped[int | None] = mapped_column(
+        ForeignKey("border_post.id", ondelete="SET NULL")
+    )
+    nearest_post_km: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_by: Mapped[str | None] = mapped_column(Text)
+    updated_by: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,80 @@
+"""Jurisdictions (countries, provinces, …) and their adjacency."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from geoalchemy2 import Geometry, WKBElement
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import SRID_WGS84, Base
+
+LEVELS = ("country", "province", "district", "commune")
+
+
+class Jurisdiction(Base):
+    """An administrative area at one level of the hierarchy, valid for a period."""
+
+    __tablename__ = "jurisdiction"
+    __table_args__ = (
+        UniqueConstraint(
+            "code", "valid_from", name="code_valid_from", postgresql_nulls_not_distinct=True
+        ),
+        CheckConstraint(f"level IN {LEVELS!r}", name="level"),
+        CheckConstraint("ST_IsValid(geom)", name="geom_valid"),
+        Index("ix_jurisdiction_geom", "geom", postgresql_using="gist"),
+        Index("ix_jurisdiction_level_country", "level", "country"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(Text)
+    name_local: Mapped[str | None] = mapped_column(Text)
+    level: Mapped[str] = mapped_column(String(16))
+    parent_code: Mapped[str | None] = mapped_column(String(32))
+    country: Mapped[str] = mapped_column(String(3), comment="ISO 3166-1 alpha-3")
+    geom: Mapped[WKBElement] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=SRID_WGS84, spatial_index=False)
+    )
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(Text)
+    source_name: Mapped[str | None] = mapped_column(Text, comment="name as given by the source")
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class JurisdictionAdjacency(Base):
+    """A pair of neighbouring jurisdictions, stored in both directions."""
+
+    __tablename__ = "jurisdiction_adjacency"
+    __table_args__ = (
+        CheckConstraint("a_id <> b_id", name="distinct_pair"),
+        CheckConstraint("method IN ('shared_line', 'gap', 'correction')", name="method"),
+        Index("ix_jurisdiction_adjacency_b_id", "b_id"),
+    )
+
+    a_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdiction.id", ondelete="CASCADE"), primary_key=True
+    )
+    b_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdiction.id", ondelete="CASCADE"), primary_key=True
+    )
+    shared_km: Mapped[float] = mapped_column(Float)
+    touches: Mapped[bool] = mapped_column(Boolean)
+    gap_m: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,60 @@
+"""Jurisdiction endpoints: list, one, neighbours."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from app.db import SessionDep
+from app.geo.geojson import DOC, GeoJSONResponse
+from app.geo.params import CountryCode, SimplifyM
+from app.jurisdictions import service
+
+router = APIRouter(prefix="/jurisdictions", tags=["jurisdictions"])
+
+Code = Annotated[str, Path(max_length=32, description="e.g. VN-44 or VNM")]
+
+
+@router.get(
+    "",
+    response_class=GeoJSONResponse,
+    responses=DOC,
+    summary="Jurisdictions as a FeatureCollection",
+)
+async def list_jurisdictions(
+    session: SessionDep,
+    level: Annotated[Literal["country", "province", "district", "commune"] | None, Query()] = None,
+    parent: Annotated[str | None, Query(max_length=32, description="parent code")] = None,
+    country: CountryCode = None,
+    simplify: SimplifyM = None,
+) -> GeoJSONResponse:
+    """Filter by level, parent and country; `simplify` thins geometries for the map."""
+    body = await service.list_features(
+        session=session, level=level, parent=parent, country=country, simplify_m=simplify
+    )
+    return GeoJSONResponse(body)
+
+
+@router.get("/{code}", response_class=GeoJSONResponse, responses=DOC, summary="One jurisdiction")
+async def read_jurisdiction(
+    session: SessionDep, code: Code, simplify: SimplifyM = None
+) -> GeoJSONResponse:
+    """A jurisdiction as a Feature; 404 problem+json for an unknown code."""
+    return GeoJSONResponse(
+        await service.get_feature(session=session, code=code, simplify_m=simplify)
+    )
+
+
+@router.get(
+    "/{code}/neighbours",
+    response_class=GeoJSONResponse,
+    responses=DOC,
+    summary="Neighbouring jurisdictions with the shared boundary length",
+)
+async def read_neighbours(
+    session: SessionDep, code: Code, simplify: SimplifyM = None
+) -> GeoJSONResponse:
+    """Neighbours with `shared_km`, `touches` and `gap_m` (river/estuary gaps count)."""
+    body = await service.neighbours_features(session=session, code=code, simplify_m=simplify)
+    return GeoJSONResponse(body)

@@ -1,0 +1,256 @@
+"""Jurisdiction queries and the adjacency derivation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, exists, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app.errors import NotFound
+from app.geo import geojson
+from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency
+
+# A pair separated by a gap (river channel, estuary) counts as adjacent only when their
+# boundaries face each other over at least this length within (gap + FACING_MARGIN_M): this
+# keeps river neighbours and drops corner contacts and coastal near-misses.
+FACING_MARGIN_M = 500.0
+FACING_MIN_KM = 2.0
+
+
+def _properties(j: Any) -> dict[str, Any]:
+    return {
+        "code": j.code,
+        "name": j.name,
+        "name_local": j.name_local,
+        "level": j.level,
+        "parent_code": j.parent_code,
+        "country": j.country,
+        "valid_from": j.valid_from,
+        "valid_to": j.valid_to,
+        "source": j.source,
+    }
+
+
+def _current(code: str) -> ColumnElement[bool]:
+    """The newest version of the jurisdiction with this code."""
+    newer = aliased(Jurisdiction)
+    return and_(
+        Jurisdiction.code == code,
+        ~exists().where(
+            newer.code == Jurisdiction.code,
+            func.coalesce(newer.valid_from, text("'-infinity'::date"))
+            > func.coalesce(Jurisdiction.valid_from, text("'-infinity'::date")),
+        ),
+    )
+
+
+async def list_features(
+    *,
+    session: AsyncSession,
+    level: str | None = None,
+    parent: str | None = None,
+    country: str | None = None,
+    simplify_m: float | None = None,
+) -> bytes:
+    """Jurisdictions as a FeatureCollection, coarse levels first, then by code."""
+    j = Jurisdiction
+    f = geojson.feature(
+        id_=j.code, geom=geojson.simplified(j.geom, simplify_m), properties=_properties(j)
+    )
+    rank = func.array_position(
+        text("ARRAY['country','province','district','commune']::text[]"), j.level
+    )
+    stmt = select(f.label("f"), func.row_number().over(order_by=(rank, j.code)).label("ord"))
+    if level:
+        stmt = stmt.where(j.level == level)
+    if parent:
+        stmt = stmt.where(j.parent_code == parent)
+    if country:
+        stmt = stmt.where(j.country == country)
+    return await geojson.collection(session, stmt)
+
+
+async def get_feature(
+    *, session: AsyncSession, code: str, simplify_m: float | None = None
+) -> bytes:
+    """One jurisdiction as a Feature; NotFound when the code is unknown."""
+    j = Jurisdiction
+    f = geojson.feature(
+        id_=j.code, geom=geojson.simplified(j.geom, simplify_m), properties=_properties(j)
+    )
+    body = await geojson.single(session, select(f.label("f")).where(_current(code)))
+    if body is None:
+        raise NotFound(f"no jurisdiction with code '{code}'", code=code)
+    return body
+
+
+async def get_id(*, session: AsyncSession, code: str) -> int:
+    """The id of the current jurisdiction with this code; NotFound when unknown."""
+    found = (await session.execute(select(Jurisdiction.id).where(_current(code)))).scalar()
+    if found is None:
+        raise NotFound(f"no jurisdiction with code '{code}'", code=code)
+    return int(found)
+
+
+async def neighbours_features(
+    *, session: AsyncSession, code: str, simplify_m: float | None = None
+) -> bytes:
+    """The neighbours of a jurisdiction with shared length, contact and gap, longest first."""
+    a_id = await get_id(session=session, code=code)
+    b = aliased(Jurisdiction)
+    adj = JurisdictionAdjacency
+    props = _properties(b) | {
+        "shared_km": geojson.rounded(adj.shared_km, 2),
+        "touches": adj.touches,
+        "gap_m": geojson.rounded(adj.gap_m, 0),
+        "adjacency_method": adj.method,
+        "adjacency_note": adj.note,
+    }
+    f = geojson.feature(id_=b.code, geom=geojson.simplified(b.geom, simplify_m), properties=props)
+    stmt = (
+        select(
+            f.label("f"),
+            func.row_number().over(order_by=(adj.shared_km.desc(), b.code)).label("ord"),
+        )
+        .select_from(adj)
+        .join(b, b.id == adj.b_id)
+        .where(adj.a_id == a_id)
+    )
+    return await geojson.collection(session, stmt)
+
+
+@dataclass(frozen=True)
+class AdjacencyCorrection:
+    """An explicit, evidenced correction to the computed adjacency."""
+
+    a: str
+    b: str
+    action: str  # "add" | "remove"
+    evidence: str
+
+
+DERIVE_SQL = text(
+    """
+    WITH cand AS (
+        -- geometry prefilters (degrees, generous) before any geodesic measurement
+        SELECT a.id AS a_id, b.id AS b_id, a.geom AS ag, b.geom AS bg,
+               ST_Intersects(a.geom, b.geom) AS touches
+          FROM jurisdiction a
+          JOIN jurisdiction b
+            ON a.id < b.id AND a.level = b.level
+           AND a.geom && ST_Expand(b.geom, CAST(:gap_m AS float8) / CAST(:m_per_deg AS float8))
+           AND ST_DWithin(a.geom, b.geom, CAST(:gap_m AS float8) / CAST(:min_m_per_deg AS float8))
+    ), near AS (
+        SELECT c.*, CASE WHEN touches THEN 0
+                    ELSE ST_Distance(ag::geography, bg::geography) END AS gap_m
+          FROM cand c
+    ), measured AS (
+        SELECT a_id, b_id, ag, bg, touches, gap_m,
+               gap_m + CAST(:margin_m AS float8) AS reach_m,
+               (gap_m + CAST(:margin_m AS float8)) / CAST(:m_per_deg AS float8) AS reach_deg,
+               ST_Length(ST_CollectionExtract(
+                   ST_Intersection(ST_Boundary(ag), ST_Boundary(bg)), 2)::geography) / 1000.0
+                   AS line_km
+          FROM near
+         WHERE gap_m <= CAST(:gap_m AS float8)
+    ), facing AS (
+        -- boundary segments of one side within (gap + margin) of the other, both ways
+        SELECT m.*,
+               CASE WHEN line_km > 0 THEN line_km ELSE (
+                   (SELECT coalesce(sum(ST_Length(d.geom::geography)), 0)
+                      FROM ST_DumpSegments(ST_Boundary(m.ag)) d
+                     WHERE d.geom && ST_Expand(m.bg, m.reach_deg)
+                       AND ST_DWithin(d.geom::geography, m.bg::geography, m.reach_m))
+                 + (SELECT coalesce(sum(ST_Length(d.geom::geography)), 0)
+                      FROM ST_DumpSegments(ST_Boundary(m.bg)) d
+                     WHERE d.geom && ST_Expand(m.ag, m.reach_deg)
+                       AND ST_DWithin(d.geom::geography, m.ag::geography, m.reach_m))
+               ) / 2000.0 END AS shared_km
+          FROM measured m
+    ), kept AS (
+        SELECT a_id, b_id, shared_km, touches, gap_m,
+               CASE WHEN line_km > 0 THEN 'shared_line' ELSE 'gap' END AS method
+          FROM facing
+         WHERE line_km > 0 OR shared_km >= CAST(:facing_min_km AS float8)
+    )
+    INSERT INTO jurisdiction_adjacency (a_id, b_id, shared_km, touches, gap_m, method)
+    SELECT a_id, b_id, shared_km, touches, gap_m, method FROM kept
+    UNION ALL
+    SELECT b_id, a_id, shared_km, touches, gap_m, method FROM kept
+    """
+)
+
+CORRECTION_SQL = text(
+    """
+    WITH pair AS (
+        SELECT a.id AS a_id, b.id AS b_id, a.geom AS ag, b.geom AS bg,
+               ST_Intersects(a.geom, b.geom) AS touches,
+               ST_Distance(a.geom::geography, b.geom::geography)
+                   + CAST(:reach_m AS float8) AS reach_m,
+               ST_Distance(a.geom::geography, b.geom::geography) AS gap_m
+          FROM jurisdiction a, jurisdiction b
+         WHERE a.id = :a_id AND b.id = :b_id
+    ), measured AS (
+        SELECT p.*,
+               ((SELECT coalesce(sum(ST_Length(d.geom::geography)), 0)
+                   FROM ST_DumpSegments(ST_Boundary(p.ag)) d
+                  WHERE ST_DWithin(d.geom::geography, p.bg::geography, p.reach_m))
+              + (SELECT coalesce(sum(ST_Length(d.geom::geography)), 0)
+                   FROM ST_DumpSegments(ST_Boundary(p.bg)) d
+                  WHERE ST_DWithin(d.geom::geography, p.ag::geography, p.reach_m))
+               ) / 2000.0 AS shared_km
+          FROM pair p
+    )
+    INSERT INTO jurisdiction_adjacency (a_id, b_id, shared_km, touches, gap_m, method, note)
+    SELECT a_id, b_id, shared_km, touches, gap_m, 'correction', :note FROM measured
+    UNION ALL
+    SELECT b_id, a_id, shared_km, touches, gap_m, 'correction', :note FROM measured
+    ON CONFLICT (a_id, b_id) DO UPDATE SET method = 'correction', note = EXCLUDED.note
+    """
+)
+
+# Prefilters in degrees: 80 km per degree holds up to ~44° of latitude, 55 km up to ~60°.
+_PREFILTER_M_PER_DEG = 80_000.0
+_MIN_M_PER_DEG = 55_000.0
+
+
+async def derive_adjacency(
+    *, session: AsyncSession, gap_m: float, corrections: list[AdjacencyCorrection]
+) -> tuple[int, list[str]]:
+    """Recompute adjacency from geometry, then corrections; returns (pairs, skipped)."""
+    await session.execute(delete(JurisdictionAdjacency))
+    await session.execute(
+        DERIVE_SQL,
+        {
+            "gap_m": gap_m,
+            "m_per_deg": _PREFILTER_M_PER_DEG,
+            "min_m_per_deg": _MIN_M_PER_DEG,
+            "margin_m": FACING_MARGIN_M,
+            "facing_min_km": FACING_MIN_KM,
+        },
+    )
+    skipped: list[str] = []
+    for c in corrections:
+        try:
+            a_id = await get_id(session=session, code=c.a)
+            b_id = await get_id(session=session, code=c.b)
+        except NotFound:
+            skipped.append(f"{c.action} {c.a}/{c.b}: code not loaded")
+            continue
+        if c.action == "remove":
+            await session.execute(
+                delete(JurisdictionAdjacency).where(
+                    ((JurisdictionAdjacency.a_id == a_id) & (JurisdictionAdjacency.b_id == b_id))
+                    | ((JurisdictionAdjacency.a_id == b_id) & (JurisdictionAdjacency.b_id == a_id))
+                )
+            )
+        else:
+            await session.execute(
+                CORRECTION_SQL,
+                {"a_id": a_id, "b_id": b_id, "reach_m": FACING_MARGIN_M, "note": c.evidence},
+            )
+    total = await session.execute(select(func.count()).select_from(JurisdictionAdjacency))
+    return int(total.scalar_one()) // 2, skipped

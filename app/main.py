@@ -1,0 +1,58 @@
+"""create_app(): routers, error handlers, engine lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import errors
+from app.borders.routes import router as borders_router
+from app.config import Settings, get_settings
+from app.db import create_engine, sessionmaker
+from app.health.routes import router as health_router
+from app.jurisdictions.routes import router as jurisdictions_router
+from app.posts.routes import router as posts_router
+from app.runtime import database_url
+
+DESCRIPTION = """
+Geospatial incident mapping for border areas: incidents, border posts and boundaries in
+PostGIS, served as GeoJSON (RFC 7946, lon/lat) to the dashboard and to GIS tools.
+
+Errors are `application/problem+json` (RFC 9457). Default boundaries are Natural Earth 1:10m:
+national borders are generalised (lines sit about 1–4 km from the true border), so distances
+near the border are approximate; operators can load better boundaries
+(`borderwatch geodata load --from FILE`).
+"""
+
+
+def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
+    """The ASGI application; pass an engine to share one (tests), or let it create its own."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = engine is None
+        app.state.engine = engine or create_engine(database_url(settings), settings)
+        app.state.sessionmaker = sessionmaker(app.state.engine)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Borderwatch",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(health_router)
+    app.include_router(jurisdictions_router)
+    app.include_router(borders_router)
+    app.include_router(posts_router)
+    return app

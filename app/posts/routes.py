@@ -1,0 +1,34 @@
+"""Border posts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from app.db import SessionDep
+from app.geo.geojson import DOC, GeoJSONResponse
+from app.posts import service
+
+router = APIRouter(tags=["border posts"])
+
+Kind = Literal["border_gate", "border_guard_station", "police", "customs", "coast_guard"]
+
+
+@router.get(
+    "/border-posts",
+    response_class=GeoJSONResponse,
+    responses=DOC,
+    summary="Border posts as a FeatureCollection",
+)
+async def list_border_posts(
+    session: SessionDep,
+    kind: Annotated[Kind | None, Query()] = None,
+    border: Annotated[
+        str | None, Query(pattern="^[A-Z]{3}-[A-Z]{3}$", description="e.g. VNM-LAO")
+    ] = None,
+    province: Annotated[str | None, Query(max_length=32, description="e.g. VN-44")] = None,
+) -> GeoJSONResponse:
+    """Filter by kind, border segment and province."""
+    body = await service.list_features(session=session, kind=kind, border=border, province=province)
+    return GeoJSONResponse(body)

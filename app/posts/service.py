@@ -1,0 +1,103 @@
+"""Border posts: listing and loading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.geo import geojson
+from app.posts.models import BorderPost
+
+
+@dataclass(frozen=True)
+class PostRecord:
+    """A border post as read from a file."""
+
+    code: str
+    name: str
+    name_local: str | None
+    kind: str
+    agency: str
+    border: str | None
+    province_code: str | None
+    counterpart: str | None
+    lon: float
+    lat: float
+    position_approximate: bool
+    source: str
+
+
+async def list_features(
+    *,
+    session: AsyncSession,
+    kind: str | None = None,
+    border: str | None = None,
+    province: str | None = None,
+) -> bytes:
+    """Border posts as a FeatureCollection, by border then name."""
+    p = BorderPost
+    f = geojson.feature(
+        id_=p.code,
+        geom=p.geom,
+        properties={
+            "code": p.code,
+            "name": p.name,
+            "name_local": p.name_local,
+            "kind": p.kind,
+            "agency": p.agency,
+            "border": p.border,
+            "province_code": p.province_code,
+            "counterpart": p.counterpart,
+            "position_approximate": p.position_approximate,
+            "source": p.source,
+        },
+    )
+    stmt = select(f.label("f"), func.row_number().over(order_by=(p.border, p.name)).label("ord"))
+    if kind:
+        stmt = stmt.where(p.kind == kind)
+    if border:
+        stmt = stmt.where(p.border == border)
+    if province:
+        stmt = stmt.where(p.province_code == province)
+    return await geojson.collection(session, stmt)
+
+
+async def upsert(*, session: AsyncSession, records: list[PostRecord]) -> int:
+    """Insert or update posts by code; returns how many were written."""
+    for r in records:
+        values = {
+            "code": r.code,
+            "name": r.name,
+            "name_local": r.name_local,
+            "kind": r.kind,
+            "agency": r.agency,
+            "border": r.border,
+            "province_code": r.province_code,
+            "counterpart": r.counterpart,
+            "position_approximate": r.position_approximate,
+            "geom": func.ST_SetSRID(func.ST_MakePoint(r.lon, r.lat), 4326),
+            "source": r.source,
+        }
+        stmt = insert(BorderPost).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[BorderPost.code],
+            set_={k: stmt.excluded[k] for k in values if k != "code"},
+        )
+        await session.execute(stmt)
+    return len(records)
+
+
+async def distances_to_border_km(*, session: AsyncSession) -> dict[str, float]:
+    """Geodesic distance (km) from each post to the nearest national border segment."""
+    rows = await session.execute(
+        text(
+            """
+            SELECT p.code, min(ST_Distance(p.geom::geography, s.geom::geography)) / 1000.0
+              FROM border_post p CROSS JOIN border_segment s GROUP BY p.code
+            """
+        )
+    )
+    return {code: float(km) for code, km in rows.all()}
