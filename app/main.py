@@ -50,6 +50,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         lifespan=lifespan,
     )
     app.state.settings = settings
+    if engine is not None:  # usable without the lifespan (e.g. an ASGI test transport)
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker(engine)
     errors.install(app)
     app.include_router(health_router)
     app.include_router(jurisdictions_router)

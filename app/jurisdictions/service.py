@@ -132,6 +132,24 @@ class AdjacencyCorrection:
     evidence: str
 
 
+def _facing(a: str, b: str, reach_m: str, reach_deg: str) -> str:
+    """SQL: km of boundary that faces the other side within reach_m (mean of both sides).
+
+    Each boundary segment near the other polygon is clipped to a geodesic buffer of the
+    nearby part of the other boundary, so a corner contact measures only its true length."""
+    one_way = """
+        (SELECT coalesce(sum(ST_Length(ST_Intersection(d.geom, ST_Buffer(
+                    ST_ClipByBox2D(ST_Boundary({o}), ST_Expand(d.geom, {deg}))::geography,
+                    {m})::geometry)::geography)), 0)
+           FROM ST_DumpSegments(ST_Boundary({s})) d
+          WHERE d.geom && ST_Expand({o}, {deg})
+            AND ST_DWithin(d.geom::geography, {o}::geography, {m}))
+    """
+    forth = one_way.format(s=a, o=b, m=reach_m, deg=reach_deg)
+    back = one_way.format(s=b, o=a, m=reach_m, deg=reach_deg)
+    return f"(({forth}) + ({back})) / 2000.0"
+
+
 DERIVE_SQL = text(
     """
     WITH cand AS (
@@ -157,18 +175,9 @@ DERIVE_SQL = text(
           FROM near
          WHERE gap_m <= CAST(:gap_m AS float8)
     ), facing AS (
-        -- boundary segments of one side within (gap + margin) of the other, both ways
         SELECT m.*,
-               CASE WHEN line_km > 0 THEN line_km ELSE (
-                   (SELECT coalesce(sum(ST_Length(d.geom::geography)), 0)
-                      FROM ST_DumpSegments(ST_Boundary(m.ag)) d
-                     WHERE d.geom && ST_Expand(m.bg, m.reach_deg)
-                       AND ST_DWithin(d.geom::geography, m.bg::geography, m.reach_m))
-                 + (SELECT coalesce(sum(ST_Length(d.geom::geography)), 0)
-                      FROM ST_DumpSegments(ST_Boundary(m.bg)) d
-                     WHERE d.geom && ST_Expand(m.ag, m.reach_deg)
-                       AND ST_DWithin(d.geom::geography, m.ag::geography, m.reach_m))
-               ) / 2000.0 END AS shared_km
+               CASE WHEN line_km > 0 THEN line_km
+                    ELSE {facing} END AS shared_km
           FROM measured m
     ), kept AS (
         SELECT a_id, b_id, shared_km, touches, gap_m,
@@ -180,7 +189,7 @@ DERIVE_SQL = text(
     SELECT a_id, b_id, shared_km, touches, gap_m, method FROM kept
     UNION ALL
     SELECT b_id, a_id, shared_km, touches, gap_m, method FROM kept
-    """
+    """.format(facing=_facing("m.ag", "m.bg", "m.reach_m", "m.reach_deg"))
 )
 
 CORRECTION_SQL = text(
@@ -188,28 +197,22 @@ CORRECTION_SQL = text(
     WITH pair AS (
         SELECT a.id AS a_id, b.id AS b_id, a.geom AS ag, b.geom AS bg,
                ST_Intersects(a.geom, b.geom) AS touches,
-               ST_Distance(a.geom::geography, b.geom::geography)
-                   + CAST(:reach_m AS float8) AS reach_m,
                ST_Distance(a.geom::geography, b.geom::geography) AS gap_m
           FROM jurisdiction a, jurisdiction b
          WHERE a.id = :a_id AND b.id = :b_id
-    ), measured AS (
-        SELECT p.*,
-               ((SELECT coalesce(sum(ST_Length(d.geom::geography)), 0)
-                   FROM ST_DumpSegments(ST_Boundary(p.ag)) d
-                  WHERE ST_DWithin(d.geom::geography, p.bg::geography, p.reach_m))
-              + (SELECT coalesce(sum(ST_Length(d.geom::geography)), 0)
-                   FROM ST_DumpSegments(ST_Boundary(p.bg)) d
-                  WHERE ST_DWithin(d.geom::geography, p.ag::geography, p.reach_m))
-               ) / 2000.0 AS shared_km
+    ), reach AS (
+        SELECT p.*, gap_m + CAST(:reach_m AS float8) AS reach_m,
+               (gap_m + CAST(:reach_m AS float8)) / CAST(:m_per_deg AS float8) AS reach_deg
           FROM pair p
+    ), measured AS (
+        SELECT r.*, {facing} AS shared_km FROM reach r
     )
     INSERT INTO jurisdiction_adjacency (a_id, b_id, shared_km, touches, gap_m, method, note)
     SELECT a_id, b_id, shared_km, touches, gap_m, 'correction', :note FROM measured
     UNION ALL
     SELECT b_id, a_id, shared_km, touches, gap_m, 'correction', :note FROM measured
     ON CONFLICT (a_id, b_id) DO UPDATE SET method = 'correction', note = EXCLUDED.note
-    """
+    """.format(facing=_facing("r.ag", "r.bg", "r.reach_m", "r.reach_deg"))
 )
 
 # Prefilters in degrees: 80 km per degree holds up to ~44° of latitude, 55 km up to ~60°.
@@ -250,7 +253,13 @@ async def derive_adjacency(
         else:
             await session.execute(
                 CORRECTION_SQL,
-                {"a_id": a_id, "b_id": b_id, "reach_m": FACING_MARGIN_M, "note": c.evidence},
+                {
+                    "a_id": a_id,
+                    "b_id": b_id,
+                    "reach_m": FACING_MARGIN_M,
+                    "m_per_deg": _PREFILTER_M_PER_DEG,
+                    "note": c.evidence,
+                },
             )
     total = await session.execute(select(func.count()).select_from(JurisdictionAdjacency))
     return int(total.scalar_one()) // 2, skipped

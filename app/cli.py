@@ -1,0 +1,295 @@
+"""`borderwatch`: the operators' command line (embedded cluster, migrations, data, serving)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app import migrate
+from app.config import Settings, get_settings
+from app.db import create_engine, ensure_database, sessionmaker
+from app.embedded import ClusterError
+from app.errors import AppError
+from app.geodata import load as geodata
+from app.incidents import demo
+from app.runtime import database_url, embedded_cluster
+
+console = Console(stderr=True)
+app = typer.Typer(help="Borderwatch operator commands.", no_args_is_help=True)
+db_app = typer.Typer(help="The embedded PostGIS cluster (used when DATABASE_URL is not set).")
+geodata_app = typer.Typer(help="Boundary data and border posts.")
+demo_app = typer.Typer(help="Demo incidents.")
+app.add_typer(db_app, name="db")
+app.add_typer(geodata_app, name="geodata")
+app.add_typer(demo_app, name="demo")
+
+T = TypeVar("T")
+
+
+def _run(coro: Awaitable[T]) -> T:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except (AppError, ClusterError, RuntimeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+async def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one transaction: committed when it succeeds, rolled back otherwise."""
+    engine = create_engine(database_url(settings), settings)
+    try:
+        async with sessionmaker(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def db_start(settings: Settings) -> bool:
+    """Create and start the embedded cluster if needed; True when this call started it."""
+    if settings.database_url:
+        return False
+    cluster = embedded_cluster(settings)
+    if cluster.init():
+        console.print(f"created embedded PostGIS cluster in {cluster.pgdata}")
+    if cluster.running():
+        return False
+    cluster.start()
+    console.print(f"PostgreSQL listening on 127.0.0.1:{cluster.port}")
+    return True
+
+
+async def prepare(settings: Settings, *, with_demo: bool = True) -> None:
+    """Create the database if missing, migrate it, and load defaults + demo data when empty."""
+    url = database_url(settings)
+    if await ensure_database(url):
+        console.print("created database")
+    engine = create_engine(url, settings)
+    try:
+        await migrate.upgrade(engine)
+        await _load_if_empty(engine, settings, with_demo=with_demo)
+    finally:
+        await engine.dispose()
+
+
+async def _load_if_empty(engine: AsyncEngine, settings: Settings, *, with_demo: bool) -> None:
+    async with sessionmaker(engine)() as session, session.begin():
+        has_boundaries = (await session.execute(text("SELECT count(*) FROM jurisdiction"))).scalar()
+        if not has_boundaries:
+            await _geodata_default(session, settings)
+        if with_demo and not await demo.count_incidents(session=session):
+            await _demo(session, count=3000, seed=7)
+
+
+async def _geodata_default(session: AsyncSession, settings: Settings) -> None:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as bar:
+        task = bar.add_task("loading default boundaries", total=None)
+        report = await geodata.load_default(
+            session=session,
+            settings=settings,
+            progress=lambda step: bar.update(task, description=step),
+        )
+    _print_report(report)
+
+
+async def _demo(session: AsyncSession, *, count: int, seed: int) -> int:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("demo incidents", total=count)
+        written = await demo.load(
+            session=session,
+            count=count,
+            seed=seed,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    console.print(f"demo incidents: {written} new")
+    return written
+
+
+def _print_report(report: geodata.LoadReport) -> None:
+    console.print(
+        f"jurisdictions: {report.jurisdictions}, border segments: {report.segments}, "
+        f"adjacent pairs: {report.adjacency_pairs}, border posts: {report.posts}, "
+        f"incidents re-derived: {report.incidents_rederived}"
+    )
+    for line in report.repaired:
+        console.print(f"  [yellow]repaired[/yellow] {line}")
+    for line in report.skipped:
+        console.print(f"  [yellow]skipped[/yellow] {line}")
+
+
+@db_app.command("up")
+def db_up() -> None:
+    """Create (first time) and start the embedded cluster, then create and migrate the database."""
+    settings = get_settings()
+    if settings.database_url:
+        console.print("DATABASE_URL is set: the embedded cluster is not used")
+        raise typer.Exit(0)
+    try:
+        db_start(settings)
+    except ClusterError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    _run(prepare(settings, with_demo=False))
+
+
+@db_app.command("down")
+def db_down() -> None:
+    """Stop the embedded cluster (its data stays in the data directory)."""
+    cluster = embedded_cluster(get_settings())
+    cluster.stop()
+    console.print("embedded cluster stopped")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say where the database is and whether it is running."""
+    settings = get_settings()
+    if settings.database_url:
+        console.print("using DATABASE_URL (external server)")
+        return
+    cluster = embedded_cluster(settings)
+    state = "running" if cluster.running() else "stopped"
+    made = "initialised" if cluster.initialised() else "not created yet"
+    console.print(f"embedded cluster: {made}, {state}, data {cluster.pgdata}, port {cluster.port}")
+    if not cluster.running():
+        raise typer.Exit(3)
+
+
+@app.command("migrate")
+def migrate_cmd(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="downgrade to the revision")] = False,
+) -> None:
+    """Apply (or with --down revert) Alembic migrations."""
+    settings = get_settings()
+
+    async def work() -> None:
+        url = database_url(settings)
+        await ensure_database(url)
+        engine = create_engine(url, settings)
+        try:
+            if down:
+                await migrate.downgrade(engine, revision)
+            else:
+                await migrate.upgrade(engine, revision)
+            console.print(f"database at revision {await migrate.current_revision(engine)}")
+        finally:
+            await engine.dispose()
+
+    _run(work())
+
+
+@geodata_app.command("load")
+def geodata_load(
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from", help="GeoJSON / GeoPackage / Shapefile; default: bundled data"),
+    ] = None,
+    layer: Annotated[str | None, typer.Option(help="layer name in a GeoPackage")] = None,
+    code_field: Annotated[str, typer.Option(help="attribute holding the code")] = "code",
+    name_field: Annotated[str, typer.Option(help="attribute holding the name")] = "name",
+    name_local_field: Annotated[str | None, typer.Option(help="local-language name")] = None,
+    parent_field: Annotated[str | None, typer.Option(help="attribute with the parent code")] = None,
+    level: Annotated[str | None, typer.Option(help="level for every feature")] = None,
+    country: Annotated[str | None, typer.Option(help="alpha-3 for every feature")] = None,
+    parent: Annotated[str | None, typer.Option(help="parent code for every feature")] = None,
+    source: Annotated[str | None, typer.Option(help="provenance text")] = None,
+) -> None:
+    """Load boundaries (replacing the same code + valid_from), then re-derive borders,
+    adjacency and every incident's jurisdiction and border distance."""
+    settings = get_settings()
+
+    async def work(session: AsyncSession) -> None:
+        if from_file is None:
+            await _geodata_default(session, settings)
+            return
+        fields = geodata.FieldMap(
+            code=code_field,
+            name=name_field,
+            name_local=name_local_field,
+            level=None if level else "level",
+            parent_code=parent_field,
+            country=None if country else "country",
+        )
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as bar:
+            task = bar.add_task("loading", total=None)
+            report = await geodata.load_file(
+                session=session,
+                settings=settings,
+                path=from_file,
+                fields=fields,
+                level=level,
+                country=country,
+                parent_code=parent,
+                source=source,
+                layer=layer,
+                progress=lambda step: bar.update(task, description=step),
+            )
+        _print_report(report)
+
+    _run(_with_session(settings, work))
+
+
+@demo_app.command("load")
+def demo_load(
+    count: Annotated[int, typer.Option(min=0, max=1_000_000)] = 3000,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Add demo incidents (source 'demo'); the same seed never adds them twice."""
+    settings = get_settings()
+
+    async def work(session: AsyncSession) -> None:
+        await _demo(session, count=count, seed=seed)
+
+    _run(_with_session(settings, work))
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="default: settings (127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="default: settings (8000)")] = None,
+    demo_data: Annotated[bool, typer.Option("--demo/--no-demo")] = True,
+) -> None:
+    """Start the database if embedded, migrate, load defaults when empty, and serve the API.
+
+    Ctrl-C stops the API and, when this command started it, the embedded cluster."""
+    import uvicorn
+
+    settings = get_settings()
+    try:
+        started = db_start(settings)
+    except ClusterError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    try:
+        _run(prepare(settings, with_demo=demo_data))
+        bind_host, bind_port = host or settings.host, port or settings.port
+        console.print(f"Borderwatch on http://{bind_host}:{bind_port}/  (API docs: /docs)")
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            log_level="info",
+            proxy_headers=False,
+        )
+    finally:
+        if started:
+            # a second Ctrl-C while stopping must not leave the cluster running
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            embedded_cluster(settings).stop()
+            console.print("embedded cluster stopped")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

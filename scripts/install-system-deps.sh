@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs the system packages Borderwatch needs, only when they are missing:
+# PostgreSQL server + PostGIS (skipped when DATABASE_URL points at an external server).
+# Debian/Ubuntu; runs apt-get as root, or through sudo.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else SUDO=""; fi
+fi
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+pg_bindir() {
+  local d
+  if command -v pg_config >/dev/null 2>&1; then
+    d="$(pg_config --bindir)"
+    if [ -x "$d/initdb" ]; then echo "$d"; return; fi
+  fi
+  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+  if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; fi
+}
+
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c "import venv, ensurepip" 2>/dev/null; then
+  echo "installing python3-venv"
+  apt_install python3 python3-venv python3-pip
+fi
+
+if [ -n "${DATABASE_URL:-}" ]; then
+  echo "DATABASE_URL is set: not installing a local PostgreSQL server"
+  exit 0
+fi
+
+if [ -z "$(pg_bindir)" ]; then
+  echo "installing PostgreSQL server"
+  apt_install postgresql postgresql-contrib
+fi
+bindir="$(pg_bindir)"
+if [ -z "$bindir" ]; then
+  echo "PostgreSQL server binaries not found after installation" >&2
+  exit 1
+fi
+version="$(basename "$(dirname "$bindir")")"
+if [ ! -f "/usr/share/postgresql/$version/extension/postgis.control" ]; then
+  echo "installing PostGIS for PostgreSQL $version"
+  apt_install "postgresql-$version-postgis-3"
+fi
+# Debian's postgresql package starts a system cluster on 5432; Borderwatch uses its own.
+if ! id postgres >/dev/null 2>&1; then
+  echo "the 'postgres' system user is missing (it comes with Debian's postgresql package)" >&2
+  exit 1
+fi
+echo "system packages ready: PostgreSQL $version with PostGIS"

@@ -1,0 +1,150 @@
+"""Test infrastructure: one throw-away PostGIS per run, each test inside a rolled-back transaction.
+
+The cluster is the same launcher `make run` uses (app.embedded), in a temporary folder on a free
+port; with DATABASE_URL set, a fresh database on that server is used instead and dropped after.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from app import migrate
+from app.config import Settings, async_url
+from app.db import create_engine, ensure_database, get_session
+from app.embedded import EmbeddedCluster
+from app.geodata import load as geodata
+from app.main import create_app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[EmbeddedCluster | None]:
+    """A private cluster for this run (None when DATABASE_URL is given)."""
+    if os.environ.get("DATABASE_URL"):
+        yield None
+        return
+    home = Path(tempfile.mkdtemp(prefix="borderwatch-test-"))
+    home.chmod(0o755)  # the unprivileged server user must reach it
+    c = EmbeddedCluster(home=home, port=_free_port())
+    c.init()
+    c.start()
+    try:
+        yield c
+    finally:
+        c.destroy()
+
+
+@pytest.fixture(scope="session")
+def server_url(cluster: EmbeddedCluster | None) -> str:
+    """URL of the server's maintenance database; tests create their own databases on it."""
+    if cluster is None:
+        return async_url(os.environ["DATABASE_URL"])
+    return cluster.url("postgres")
+
+
+def database_on(server_url: str, name: str) -> str:
+    """The URL of database `name` on the test server."""
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    """Drop a test database (forcing out leftover connections)."""
+    u = make_url(server_url)
+    conn = await asyncpg.connect(
+        host=u.host, port=u.port, user=u.username, password=u.password, database="postgres"
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Settings for tests (the database comes from the fixtures, not from here)."""
+    return Settings(environment="test", database_url=None)
+
+
+@pytest.fixture(scope="session")
+async def engine(server_url: str, settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """A migrated database with the default boundary data, shared by the whole run."""
+    name = f"bw_test_{uuid.uuid4().hex[:8]}"
+    url = database_on(server_url, name)
+    await ensure_database(url)
+    eng = create_engine(url, settings)
+    await migrate.upgrade(eng)
+    async with eng.begin() as conn:
+        session = AsyncSession(bind=conn)
+        await geodata.load_default(session=session, settings=settings)
+        await session.flush()
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+        await drop_database(server_url, name)
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside an outer transaction that is always rolled back."""
+    async with engine.connect() as conn:
+        trans = await conn.begin()
+        try:
+            yield conn
+        finally:
+            await trans.rollback()
+
+
+@pytest.fixture
+async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    """A session whose commits become savepoints of the rolled-back outer transaction."""
+    s = AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+async def client(
+    engine: AsyncEngine, session: AsyncSession, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the app, whose requests share the test's session."""
+    app = create_app(settings, engine=engine)
+
+    async def _session() -> AsyncIterator[AsyncSession]:
+        yield session
+
+    app.dependency_overrides[get_session] = _session
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+GEODATA = Path(__file__).resolve().parent.parent / "geodata"
+
+
+@pytest.fixture(scope="session")
+def source_fc() -> dict:
+    """The bundled boundary file, read independently of the database."""
+    import json
+
+    return json.loads((GEODATA / "jurisdictions.geojson").read_text("utf-8"))

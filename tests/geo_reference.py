@@ -1,0 +1,117 @@
+"""Independent reference computations (shapely + pyproj), never PostGIS."""
+
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import shapely
+from pyproj import Geod, Transformer
+from shapely.geometry import shape
+
+GEOD = Geod(ellps="WGS84")
+GAP_M = 3000.0
+MARGIN_M = 500.0
+FACING_MIN_KM = 2.0
+
+
+def geodesic_km(geom: Any) -> float:
+    """Geodesic length of a (multi)line in km."""
+    return float(GEOD.geometry_length(geom)) / 1000.0
+
+
+def local_metric(lon: float, lat: float) -> tuple[Transformer, Transformer]:
+    """Azimuthal equidistant projection centred at (lon, lat): metres, true near the centre."""
+    proj = f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m"
+    fwd = Transformer.from_crs("EPSG:4326", proj, always_xy=True)
+    back = Transformer.from_crs(proj, "EPSG:4326", always_xy=True)
+    return fwd, back
+
+
+def projected(geom: Any, t: Transformer) -> Any:
+    """`geom` with its coordinates transformed by `t`."""
+    import numpy as np
+
+    def apply(xy: Any) -> Any:
+        x, y = t.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geom, apply)
+
+
+def lines_only(geom: Any) -> Any:
+    """The linear parts of a GEOS result."""
+    parts = [g for g in shapely.get_parts(geom) if g.geom_type in ("LineString", "LinearRing")]
+    return shapely.multilinestrings(parts) if parts else shapely.MultiLineString()
+
+
+@lru_cache
+def features(path: Path) -> dict[str, tuple[str, Any]]:
+    """code -> (level, geometry) from a GeoJSON file."""
+    import json
+
+    fc = json.loads(path.read_text("utf-8"))
+    return {
+        f["properties"]["code"]: (f["properties"]["level"], shape(f["geometry"]))
+        for f in fc["features"]
+    }
+
+
+def adjacency(path: Path, corrections: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The adjacency rule of app.jurisdictions.service, recomputed with shapely and pyproj."""
+    feats = features(path)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for (ca, (la, ga)), (cb, (lb, gb)) in combinations(sorted(feats.items()), 2):
+        if la != lb or la == "country":
+            continue
+        if ga.distance(gb) > 0.1:  # degrees: far beyond any tolerance
+            continue
+        touches = ga.intersects(gb)
+        line_km = geodesic_km(lines_only(ga.boundary.intersection(gb.boundary)))
+        c = shapely.centroid(shapely.union(ga.envelope, gb.envelope))
+        fwd, _ = local_metric(c.x, c.y)
+        pa, pb = projected(ga, fwd), projected(gb, fwd)
+        gap_m = 0.0 if touches else float(pa.distance(pb))
+        if line_km > 0:
+            out[(ca, cb)] = {
+                "method": "shared_line",
+                "shared_km": line_km,
+                "touches": touches,
+                "gap_m": gap_m,
+            }
+            continue
+        if gap_m > GAP_M:
+            continue
+        reach = gap_m + MARGIN_M
+        facing = (
+            pa.boundary.intersection(pb.buffer(reach)).length
+            + pb.boundary.intersection(pa.buffer(reach)).length
+        ) / 2000.0
+        if facing >= FACING_MIN_KM:
+            out[(ca, cb)] = {
+                "method": "gap",
+                "shared_km": facing,
+                "touches": touches,
+                "gap_m": gap_m,
+            }
+    with corrections.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            key = tuple(sorted((row["a"], row["b"])))
+            if row["action"] == "remove":
+                out.pop(key, None)  # type: ignore[arg-type]
+            else:
+                out.setdefault(key, {"method": "correction"})["method"] = "correction"  # type: ignore[index]
+    return out
+
+
+def nearest_line_km(lon: float, lat: float, line: Any, step_deg: float = 0.002) -> float:
+    """Geodesic distance (km) from a point to a line, by brute force over a densified line.
+
+    Densifying to ~200 m makes the vertex minimum exceed the true distance by at most ~100 m."""
+    dense = shapely.segmentize(line, step_deg)
+    coords = shapely.get_coordinates(dense)
+    _, _, dist = GEOD.inv([lon] * len(coords), [lat] * len(coords), coords[:, 0], coords[:, 1])
+    return float(min(dist)) / 1000.0
