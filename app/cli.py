@@ -203,12 +203,18 @@ def geodata_load(
     country: Annotated[str | None, typer.Option(help="alpha-3 for every feature")] = None,
     parent: Annotated[str | None, typer.Option(help="parent code for every feature")] = None,
     source: Annotated[str | None, typer.Option(help="provenance text")] = None,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="do nothing when boundaries are already loaded")
+    ] = False,
 ) -> None:
     """Load boundaries (replacing the same code + valid_from), then re-derive borders,
     adjacency and every incident's jurisdiction and border distance."""
     settings = get_settings()
 
     async def work(session: AsyncSession) -> None:
+        if if_empty and (await session.execute(text("SELECT count(*) FROM jurisdiction"))).scalar():
+            console.print("boundaries already loaded: nothing to do")
+            return
         if from_file is None:
             await _geodata_default(session, settings)
             return

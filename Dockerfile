@@ -1,0 +1,30 @@
+# Borderwatch API image. DATABASE_URL is required here: the embedded cluster is for local use.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    BORDERWATCH_ENVIRONMENT=production \
+    BORDERWATCH_HOST=0.0.0.0 \
+    BORDERWATCH_PORT=8000
+
+WORKDIR /srv/borderwatch
+
+COPY pyproject.toml README.md alembic.ini ./
+# installed editable: migrations/ and geodata/ are found beside the package
+COPY app ./app
+COPY migrations ./migrations
+COPY geodata ./geodata
+COPY docker/entrypoint.sh /usr/local/bin/borderwatch-entrypoint
+
+RUN pip install -e . \
+    && useradd --system --uid 10001 --home-dir /srv/borderwatch borderwatch \
+    && chown -R borderwatch /srv/borderwatch \
+    && chmod 0755 /usr/local/bin/borderwatch-entrypoint
+
+USER borderwatch
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz').status != 200)"
+
+ENTRYPOINT ["borderwatch-entrypoint"]

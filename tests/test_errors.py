@@ -1,0 +1,35 @@
+"""A database outage answers 503 problem+json, not 500."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+
+from app.config import Settings
+from app.db import create_engine
+from app.main import create_app
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_database_down_is_503(settings: Settings) -> None:
+    url = f"postgresql+asyncpg://nobody:secret@127.0.0.1:{_closed_port()}/nothing"
+    engine = create_engine(url, settings)
+    app = create_app(settings, engine=engine)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for path in ("/jurisdictions", "/borders", "/border-posts", "/readyz"):
+                r = await client.get(path)
+                assert r.status_code == 503, path
+                assert r.headers["content-type"] == "application/problem+json"
+                assert r.headers["retry-after"] == "5"
+                assert r.json()["status"] == 503
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        await engine.dispose()

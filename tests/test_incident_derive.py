@@ -1,0 +1,128 @@
+"""The database derives jurisdiction, border distance and nearest post on every incident write;
+each value is checked against shapely / pyproj computed from the bundled files."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+import shapely
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conftest import GEODATA
+from geo_reference import GEOD, features, lines_only, nearest_line_km
+
+INSERT = text(
+    """
+    INSERT INTO incident (category, severity, occurred_at, geom)
+    VALUES ('smuggling', 3, :at, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))
+    RETURNING country_code, province_code, jurisdiction_path, jurisdiction_method,
+              border_segment, border_distance_km,
+              (SELECT code FROM border_post WHERE id = nearest_post_id), nearest_post_km
+    """
+)
+AT = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+async def _insert(session: AsyncSession, lon: float, lat: float) -> tuple:
+    return tuple((await session.execute(INSERT, {"lon": lon, "lat": lat, "at": AT})).one())
+
+
+def _border_lines() -> dict[str, object]:
+    feats = features(GEODATA / "jurisdictions.geojson")
+    vn = feats["VNM"][1]
+    return {
+        f"VNM-{c}": lines_only(vn.boundary.intersection(feats[c][1].boundary))
+        for c in ("CHN", "LAO", "KHM")
+    }
+
+
+async def _posts(session: AsyncSession) -> list[tuple[str, float, float]]:
+    rows = await session.execute(text("SELECT code, ST_X(geom), ST_Y(geom) FROM border_post"))
+    return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+
+
+async def test_point_in_a_province(session: AsyncSession) -> None:
+    # Long Xuyen, An Giang
+    country, province, path, method, segment, border_km, post, post_km = await _insert(
+        session, 105.435, 10.386
+    )
+    assert (country, province, path, method) == ("VNM", "VN-44", ["VNM", "VN-44"], "contains")
+    lines = _border_lines()
+    expected = {code: nearest_line_km(105.435, 10.386, line) for code, line in lines.items()}
+    assert segment == min(expected, key=lambda k: expected[k])
+    assert border_km == pytest.approx(expected[segment], abs=0.12)
+    posts = await _posts(session)
+    _, _, dist = GEOD.inv(
+        [105.435] * len(posts), [10.386] * len(posts), [p[1] for p in posts], [p[2] for p in posts]
+    )
+    best = min(range(len(posts)), key=lambda i: dist[i])
+    assert post == posts[best][0]
+    assert post_km == pytest.approx(dist[best] / 1000, abs=0.001)
+
+
+async def test_random_points_match_shapely_containment(session: AsyncSession) -> None:
+    feats = features(GEODATA / "jurisdictions.geojson")
+    provinces = {c: g for c, (lvl, g) in feats.items() if lvl == "province"}
+    for g in provinces.values():
+        shapely.prepare(g)
+    rng = random.Random(42)
+    checked = 0
+    while checked < 150:
+        lon, lat = rng.uniform(102.2, 109.4), rng.uniform(8.6, 23.3)
+        inside = [c for c, g in provinces.items() if g.contains(shapely.Point(lon, lat))]
+        if len(inside) != 1:
+            continue
+        _, province, path, method, *_ = await _insert(session, lon, lat)
+        assert (province, path, method) == (inside[0], ["VNM", inside[0]], "contains")
+        checked += 1
+
+
+async def test_point_in_a_neighbouring_country(session: AsyncSession) -> None:
+    # Vientiane: in Laos, no Vietnamese province
+    country, province, path, method, segment, border_km, *_ = await _insert(session, 102.6, 17.97)
+    assert (country, province, path, method) == ("LAO", None, ["LAO"], "contains")
+    assert segment == "VNM-LAO"
+    expected = nearest_line_km(102.6, 17.97, _border_lines()["VNM-LAO"])
+    assert border_km == pytest.approx(expected, abs=0.12)
+
+
+async def test_offshore_takes_the_nearest_province(session: AsyncSession) -> None:
+    feats = features(GEODATA / "jurisdictions.geojson")
+    lon, lat = 109.30, 12.25  # off Nha Trang
+    point = shapely.Point(lon, lat)
+    assert not any(g.contains(point) for _, g in feats.values())
+    provinces = {c: g for c, (lvl, g) in feats.items() if lvl == "province"}
+    nearest = min(provinces, key=lambda c: provinces[c].distance(point))
+    country, province, path, method, *_ = await _insert(session, lon, lat)
+    assert (country, province, path, method) == ("VNM", nearest, ["VNM", nearest], "nearest")
+    assert nearest == "VN-34"  # Khanh Hoa
+
+
+async def test_far_at_sea_has_no_jurisdiction(session: AsyncSession) -> None:
+    country, province, path, method, segment, border_km, *_ = await _insert(session, 112.0, 12.0)
+    assert (country, province, path, method) == (None, None, None, None)
+    assert segment is not None and border_km > 300
+
+
+async def test_moving_an_incident_rederives(session: AsyncSession) -> None:
+    row = (
+        await session.execute(
+            text(
+                "INSERT INTO incident (category, severity, occurred_at, geom) VALUES"
+                " ('fraud', 2, now(), ST_SetSRID(ST_MakePoint(105.854, 21.028), 4326))"
+                " RETURNING id, province_code"
+            )
+        )
+    ).one()
+    assert row.province_code == "VN-HN"
+    moved = await session.execute(
+        text(
+            "UPDATE incident SET geom = ST_SetSRID(ST_MakePoint(106.700, 10.776), 4326)"
+            " WHERE id = :id RETURNING province_code"
+        ),
+        {"id": row.id},
+    )
+    assert moved.scalar_one() == "VN-SG"

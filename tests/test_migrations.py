@@ -1,0 +1,65 @@
+"""Migrations upgrade, downgrade and upgrade again on an empty database."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import text
+
+from app import migrate
+from app.config import Settings
+from app.db import create_engine, ensure_database
+from conftest import database_on, drop_database
+
+TABLES = {
+    "jurisdiction",
+    "jurisdiction_adjacency",
+    "border_segment",
+    "border_segment_piece",
+    "border_post",
+    "incident",
+}
+
+
+async def _tables(engine) -> set[str]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        )
+        return set(rows.scalars())
+
+
+async def test_round_trip(server_url: str, settings: Settings) -> None:
+    name = f"bw_migrations_{uuid.uuid4().hex[:8]}"
+    url = database_on(server_url, name)
+    await ensure_database(url)
+    engine = create_engine(url, settings)
+    try:
+        assert await migrate.current_revision(engine) is None
+        await migrate.upgrade(engine)
+        assert await migrate.current_revision(engine) == migrate.head_revision()
+        assert await _tables(engine) >= TABLES
+        async with engine.connect() as conn:
+            trigger = await conn.execute(
+                text("SELECT count(*) FROM pg_trigger WHERE tgname = 'incident_derive'")
+            )
+            assert trigger.scalar_one() == 1
+            gist = await conn.execute(
+                text("SELECT count(*) FROM pg_indexes WHERE indexdef ILIKE '%USING gist%'")
+            )
+            assert gist.scalar_one() >= 4
+
+        await migrate.downgrade(engine, "base")
+        assert await migrate.current_revision(engine) is None
+        assert not (TABLES & await _tables(engine))
+        async with engine.connect() as conn:
+            fn = await conn.execute(
+                text("SELECT count(*) FROM pg_proc WHERE proname = 'incident_derive'")
+            )
+            assert fn.scalar_one() == 0
+
+        await migrate.upgrade(engine)
+        assert await _tables(engine) >= TABLES
+    finally:
+        await engine.dispose()
+        await drop_database(server_url, name)
