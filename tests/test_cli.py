@@ -1,0 +1,74 @@
+"""The operator CLI end to end, on a database of its own (it commits)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+from shapely.geometry import Polygon
+from typer.testing import CliRunner
+
+from app.cli import app
+from app.config import get_settings
+from conftest import database_on, drop_database
+
+
+@pytest.fixture
+def cli_database(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    name = f"bw_cli_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("DATABASE_URL", database_on(server_url, name))
+    get_settings.cache_clear()
+    try:
+        yield name
+    finally:
+        get_settings.cache_clear()
+
+
+async def test_migrate_load_demo_and_own_file(
+    cli_database: str, server_url: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        # the CLI runs its own event loop: keep it off the test's loop
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    try:
+        out = await asyncio.to_thread(run, "migrate")
+        assert "revision 0001" in out
+        out = await asyncio.to_thread(run, "geodata", "load")
+        assert "jurisdictions: 68" in out and "border segments: 3" in out
+        assert "border posts: 29" in out
+        out = await asyncio.to_thread(run, "demo", "load", "--count", "40", "--seed", "3")
+        assert "40 new" in out
+        out = await asyncio.to_thread(run, "demo", "load", "--count", "40", "--seed", "3")
+        assert "0 new" in out
+        bowtie = Polygon([(105.05, 10.55), (105.25, 10.75), (105.25, 10.55), (105.05, 10.75)])
+        path = tmp_path / "own.gpkg"
+        gpd.GeoDataFrame(
+            {"MA": ["VN-44-X"], "TEN": ["Test district"]}, geometry=[bowtie], crs="EPSG:4326"
+        ).to_file(path, driver="GPKG")
+        out = await asyncio.to_thread(
+            run,
+            "geodata", "load", "--from", str(path), "--code-field", "MA", "--name-field", "TEN",
+            "--level", "district", "--country", "VNM", "--parent", "VN-44",
+        )  # fmt: skip
+        assert "jurisdictions: 1" in out and "repaired" in out
+        assert "incidents re-derived: 40" in out
+        out = await asyncio.to_thread(run, "geodata", "load", "--if-empty")
+        assert "nothing to do" in out
+        bad = await asyncio.to_thread(
+            runner.invoke, app, ["geodata", "load", "--from", str(tmp_path / "missing.gpkg")]
+        )
+        assert bad.exit_code == 1 and "not found" in bad.output
+        out = await asyncio.to_thread(run, "migrate", "base", "--down")
+        assert "revision None" in out
+    finally:
+        await drop_database(server_url, cli_database)
