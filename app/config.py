@@ -39,6 +39,17 @@ class Settings(BaseSettings):
         description="neighbours separated by at most this gap (rivers, estuaries) are adjacent",
     )
 
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="largest JSON request body accepted (bytes)"
+    )
+    max_import_bytes: int = Field(
+        default=200 * 1_048_576, ge=1024, description="largest import upload accepted (bytes)"
+    )
+    clock_skew_s: int = Field(
+        default=300, ge=0, le=86_400, description="how far in the future occurred_at may be"
+    )
+    page_max: int = Field(default=10_000, ge=1, le=100_000, description="largest list page")
+
     @model_validator(mode="after")
     def _production_needs_database(self) -> Settings:
         if self.environment == "production" and not self.database_url:

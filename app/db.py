@@ -47,6 +47,7 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),
                 "application_name": "borderwatch",
+                "TimeZone": "UTC",
             },
             "timeout": 10,
         },

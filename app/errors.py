@@ -53,6 +53,18 @@ class PreconditionFailed(AppError):
     title = "Precondition failed"
 
 
+class PayloadTooLarge(AppError):
+    """The request body is over the configured limit."""
+
+    title = "Payload too large"
+
+
+class PreconditionRequired(AppError):
+    """A write that needs If-Match came without it."""
+
+    title = "Precondition required"
+
+
 class Unavailable(AppError):
     """A dependency (the database) is not reachable."""
 
@@ -64,6 +76,8 @@ STATUS: dict[type[AppError], int] = {
     InvalidInput: 422,
     Conflict: 409,
     PreconditionFailed: 412,
+    PayloadTooLarge: 413,
+    PreconditionRequired: 428,
     Unavailable: 503,
 }
 
@@ -134,6 +148,16 @@ def install(app: FastAPI) -> None:
             return problem(
                 503, "Service unavailable", "the database is not reachable; retry shortly", request
             )
+
+    @app.exception_handler(sa_exc.IntegrityError)
+    async def _integrity(request: Request, exc: sa_exc.IntegrityError) -> Response:
+        log.warning("integrity error on %s: %s", request.url.path, exc.orig)
+        return problem(
+            409,
+            "Conflict",
+            "the request conflicts with stored data (a constraint refused it)",
+            request,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -13,6 +13,7 @@ from app.borders.routes import router as borders_router
 from app.config import Settings, get_settings
 from app.db import create_engine, sessionmaker
 from app.health.routes import router as health_router
+from app.incidents.routes import router as incidents_router
 from app.jurisdictions.routes import router as jurisdictions_router
 from app.posts.routes import router as posts_router
 from app.runtime import database_url
@@ -58,4 +59,5 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(jurisdictions_router)
     app.include_router(borders_router)
     app.include_router(posts_router)
+    app.include_router(incidents_router)
     return app

@@ -2,8 +2,8 @@
 
 from app.borders.models import BorderSegment, BorderSegmentPiece
 from app.db import Base
-from app.incidents.models import Incident
-from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency
+from app.incidents.models import Category, Incident, IncidentHistory
+from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
 from app.posts.models import BorderPost
 
 __all__ = [
@@ -11,7 +11,10 @@ __all__ = [
     "BorderPost",
     "BorderSegment",
     "BorderSegmentPiece",
+    "Category",
     "Incident",
+    "IncidentHistory",
     "Jurisdiction",
     "JurisdictionAdjacency",
+    "JurisdictionPiece",
 ]

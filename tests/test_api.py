@@ -6,6 +6,8 @@ import httpx
 import shapely
 from shapely.geometry import shape
 
+from app import migrate
+
 PROBLEM = "application/problem+json"
 
 
@@ -14,7 +16,7 @@ async def test_health(client: httpx.AsyncClient) -> None:
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["schema"] == "0001"
+    assert ready.json()["schema"] == migrate.head_revision()
 
 
 async def test_provinces_collection(client: httpx.AsyncClient) -> None:

@@ -278,6 +278,8 @@ async def derive(
     """Rebuild border segments and adjacency, then re-derive every incident's fields."""
     # geometry work on whole countries can take longer than the request timeout
     await session.execute(text("SET LOCAL statement_timeout = 0"))
+    progress("cutting jurisdictions into indexed pieces")
+    await jurisdictions.refresh_pieces(session=session)
     progress("deriving national border segments")
     report.segments = await borders.derive_segments(session=session, home=settings.home_country)
     progress("deriving jurisdiction adjacency")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     SmallInteger,
@@ -18,8 +22,9 @@ from sqlalchemy import (
     Text,
     func,
     text,
+    true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import SRID_WGS84, Base
@@ -35,6 +40,19 @@ STATUSES = (
 )
 
 
+class Category(Base):
+    """A managed incident category with English and Vietnamese names."""
+
+    __tablename__ = "category"
+    __table_args__ = (CheckConstraint("code ~ '^[a-z][a-z0-9_]*$'", name="code_format"),)
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name_en: Mapped[str] = mapped_column(Text)
+    name_vi: Mapped[str] = mapped_column(Text)
+    sort_order: Mapped[int] = mapped_column(Integer, server_default="0")
+    active: Mapped[bool] = mapped_column(Boolean, server_default=true())
+
+
 class Incident(Base):
     """A security incident at a point; jurisdiction and border fields are set by a trigger."""
 
@@ -46,6 +64,8 @@ class Incident(Base):
             "location_precision_m IS NULL OR location_precision_m >= 0", name="precision"
         ),
         CheckConstraint("version >= 1", name="version"),
+        CheckConstraint("occurred_at >= '1900-01-01'", name="occurred_after_1900"),
+        Index("ix_incident_occurred_at_id", text("occurred_at DESC"), text("id DESC")),
         Index("ix_incident_geom", "geom", postgresql_using="gist"),
         Index("ix_incident_occurred_at", "occurred_at"),
         Index("ix_incident_province_occurred_at", "province_code", "occurred_at"),
@@ -63,7 +83,7 @@ class Incident(Base):
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
     )
-    category: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(ForeignKey("category.code"))
     severity: Mapped[int] = mapped_column(SmallInteger)
     status: Mapped[str] = mapped_column(String(32), server_default="reported")
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -97,3 +117,21 @@ class Incident(Base):
     updated_by: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, server_default="1")
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    request_hash: Mapped[str | None] = mapped_column(
+        String(64), comment="hash of the creating request: an idempotent retry must match it"
+    )
+
+
+class IncidentHistory(Base):
+    """Append-only history (a trigger writes it; another refuses updates and deletes)."""
+
+    __tablename__ = "incident_history"
+    __table_args__ = (Index("ix_incident_history_incident_id", "incident_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    incident_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str | None] = mapped_column(Text)
+    changes: Mapped[dict[str, Any]] = mapped_column(JSONB)

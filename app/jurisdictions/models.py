@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     String,
@@ -32,7 +33,10 @@ class Jurisdiction(Base):
     __tablename__ = "jurisdiction"
     __table_args__ = (
         UniqueConstraint(
-            "code", "valid_from", name="code_valid_from", postgresql_nulls_not_distinct=True
+            "code",
+            "valid_from",
+            name="uq_jurisdiction_code_valid_from",
+            postgresql_nulls_not_distinct=True,
         ),
         CheckConstraint(f"level IN {LEVELS!r}", name="level"),
         CheckConstraint("ST_IsValid(geom)", name="geom_valid"),
@@ -78,3 +82,24 @@ class JurisdictionAdjacency(Base):
     gap_m: Mapped[float] = mapped_column(Float)
     method: Mapped[str] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class JurisdictionPiece(Base):
+    """A jurisdiction cut into pieces of at most 128 vertices: fast point-in-polygon lookups."""
+
+    __tablename__ = "jurisdiction_piece"
+    __table_args__ = (
+        Index("ix_jurisdiction_piece_geom", "geom", postgresql_using="gist"),
+        Index("ix_jurisdiction_piece_jurisdiction_id", "jurisdiction_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(16))
+    country: Mapped[str] = mapped_column(String(3))
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    geom: Mapped[WKBElement] = mapped_column(
+        Geometry("POLYGON", srid=SRID_WGS84, spatial_index=False)
+    )

@@ -11,7 +11,7 @@ from sqlalchemy.orm import aliased
 
 from app.errors import NotFound
 from app.geo import geojson
-from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency
+from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
 
 # A pair separated by a gap (river channel, estuary) counts as adjacent only when their
 # boundaries face each other over at least this length within (gap + FACING_MARGIN_M): this
@@ -263,3 +263,19 @@ async def derive_adjacency(
             )
     total = await session.execute(select(func.count()).select_from(JurisdictionAdjacency))
     return int(total.scalar_one()) // 2, skipped
+
+
+PIECES_SQL = text(
+    """
+    INSERT INTO jurisdiction_piece (jurisdiction_id, code, level, country, valid_from, valid_to,
+                                    geom)
+    SELECT j.id, j.code, j.level, j.country, j.valid_from, j.valid_to, d.geom
+      FROM jurisdiction j, ST_Subdivide(j.geom, 128) AS s(geom), ST_Dump(s.geom) d
+    """
+)
+
+
+async def refresh_pieces(*, session: AsyncSession) -> None:
+    """Rebuild the subdivided pieces that incident derivation looks points up in."""
+    await session.execute(delete(JurisdictionPiece))
+    await session.execute(PIECES_SQL)

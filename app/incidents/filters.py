@@ -1,0 +1,198 @@
+"""The incident filters shared by lists, exports and (later) analysis, and the list cursor."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+import orjson
+from fastapi import Depends, Query
+from sqlalchemy import ColumnElement, func, literal, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import String
+
+from app.errors import InvalidInput
+from app.incidents.models import STATUSES, Incident
+
+MAX_LIST = 50  # values in one comma-separated filter
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    """Which incidents a request is about (deleted ones never match)."""
+
+    bbox: tuple[float, float, float, float] | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    categories: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    severity_min: int | None = None
+    jurisdiction: str | None = None
+    border_km_max: float | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """SQL conditions, all index-friendly (GiST bbox, btree time, GIN jurisdiction path)."""
+        i = Incident
+        out: list[ColumnElement[bool]] = [i.deleted_at.is_(None)]
+        if self.bbox:
+            out.append(i.geom.op("&&")(func.ST_MakeEnvelope(*self.bbox, 4326)))
+        if self.start is not None:
+            out.append(i.occurred_at >= self.start)
+        if self.end is not None:
+            out.append(i.occurred_at <= self.end)
+        if self.categories:
+            out.append(i.category.in_(self.categories))
+        if self.statuses:
+            out.append(i.status.in_(self.statuses))
+        if self.severity_min is not None:
+            out.append(i.severity >= self.severity_min)
+        if self.jurisdiction:
+            path = literal([self.jurisdiction], ARRAY(String(32)))
+            out.append(i.jurisdiction_path.contains(path))
+        if self.border_km_max is not None:
+            out.append(i.border_distance_km <= self.border_km_max)
+        return out
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """`minLon,minLat,maxLon,maxLat` in degrees (WGS 84)."""
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise InvalidInput(
+            f"bbox needs 4 numbers minLon,minLat,maxLon,maxLat; got {len(parts)}", field="bbox"
+        )
+    try:
+        x1, y1, x2, y2 = (float(p) for p in parts)
+    except ValueError as exc:
+        raise InvalidInput(f"bbox values must be numbers: '{text}'", field="bbox") from exc
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise InvalidInput("bbox values must be finite", field="bbox")
+    if not (-180 <= x1 <= 180 and -180 <= x2 <= 180 and -90 <= y1 <= 90 and -90 <= y2 <= 90):
+        raise InvalidInput("bbox is outside lon [-180, 180] / lat [-90, 90]", field="bbox")
+    if x1 > x2 or y1 > y2:
+        raise InvalidInput(
+            "bbox minimum exceeds maximum (order is minLon,minLat,maxLon,maxLat)", field="bbox"
+        )
+    return x1, y1, x2, y2
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"datetime '{text}' is not RFC 3339 (e.g. 2024-05-01T00:00:00Z)", field="datetime"
+        ) from exc
+    if value.tzinfo is None:
+        raise InvalidInput(f"datetime '{text}' needs a time zone (Z or +07:00)", field="datetime")
+    return value
+
+
+def parse_datetime(text: str) -> tuple[datetime | None, datetime | None]:
+    """An RFC 3339 instant, or an interval `start/end` with `..` (or empty) for an open end."""
+    if "/" not in text:
+        moment = _instant(text)
+        return moment, moment
+    a, _, b = text.partition("/")
+    if "/" in b:
+        raise InvalidInput("datetime interval has more than one '/'", field="datetime")
+    start = None if a in ("", "..") else _instant(a)
+    end = None if b in ("", "..") else _instant(b)
+    if start is None and end is None:
+        raise InvalidInput("datetime interval '../..' is open at both ends", field="datetime")
+    if start and end and start > end:
+        raise InvalidInput("datetime interval starts after it ends", field="datetime")
+    return start, end
+
+
+def _codes(text: str | None, field: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if len(values) > MAX_LIST:
+        raise InvalidInput(f"{field} lists more than {MAX_LIST} values", field=field)
+    for v in values:
+        if not v.replace("_", "").isalnum() or not v.isascii() or len(v) > 64:
+            raise InvalidInput(f"{field} value '{v[:80]}' is not a code", field=field)
+        if allowed is not None and v not in allowed:
+            raise InvalidInput(
+                f"{field} '{v}' is not one of {', '.join(allowed)}", field=field, allowed=allowed
+            )
+    return values
+
+
+async def incident_filter(
+    bbox: Annotated[
+        str | None, Query(description="minLon,minLat,maxLon,maxLat (WGS 84)", max_length=200)
+    ] = None,
+    dt: Annotated[
+        str | None,
+        Query(
+            alias="datetime",
+            max_length=100,
+            description="RFC 3339 instant or interval start/end; `..` for an open end",
+        ),
+    ] = None,
+    category: Annotated[
+        str | None, Query(max_length=2000, description="category codes, comma-separated")
+    ] = None,
+    status: Annotated[
+        str | None, Query(max_length=500, description="statuses, comma-separated")
+    ] = None,
+    severity_min: Annotated[int | None, Query(ge=1, le=5)] = None,
+    jurisdiction: Annotated[
+        str | None,
+        Query(max_length=32, pattern=r"^[A-Za-z0-9_.-]+$", description="code at any level"),
+    ] = None,
+    border_km_max: Annotated[
+        float | None, Query(ge=0, le=20_000, description="distance to the national border, km")
+    ] = None,
+) -> IncidentFilter:
+    """Parse the shared filter parameters (422 problem+json naming the parameter on error)."""
+    start, end = parse_datetime(dt) if dt else (None, None)
+    return IncidentFilter(
+        bbox=parse_bbox(bbox) if bbox else None,
+        start=start,
+        end=end,
+        categories=_codes(category, "category"),
+        statuses=_codes(status, "status", STATUSES),
+        severity_min=severity_min,
+        jurisdiction=jurisdiction,
+        border_km_max=border_km_max,
+    )
+
+
+FilterDep = Annotated[IncidentFilter, Depends(incident_filter)]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Keyset position in the list order (occurred_at DESC, id DESC)."""
+
+    occurred_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        """An opaque URL-safe token."""
+        raw = orjson.dumps([self.occurred_at.isoformat(), str(self.id)])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        """Parse a token made by encode(); anything else is a clear 422."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            at, ident = orjson.loads(raw)
+            return cls(datetime.fromisoformat(at), uuid.UUID(ident))
+        except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            raise InvalidInput("cursor is not one this service issued", field="cursor") from exc
+
+    def after(self) -> ColumnElement[bool]:
+        """Rows after this position in the list order."""
+        i = Incident
+        return tuple_(i.occurred_at, i.id) < tuple_(literal(self.occurred_at), literal(self.id))

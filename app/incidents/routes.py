@@ -1,0 +1,241 @@
+"""Incident endpoints: thin — parse, call the service, shape the response."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from app.db import SessionDep
+from app.errors import InvalidInput, PayloadTooLarge, PreconditionRequired
+from app.geo.geojson import GEOJSON, GeoJSONResponse
+from app.incidents import service
+from app.incidents.filters import Cursor, FilterDep
+from app.incidents.schemas import IncidentIn, IncidentPatch, check_not_future, parse_incident
+
+router = APIRouter(tags=["incidents"])
+
+
+def current_actor() -> str:
+    """Who is writing; the access-control layer replaces this with the principal."""
+    return "anonymous"
+
+
+ActorDep = Annotated[str, Depends(current_actor)]
+
+
+async def read_json(request: Request) -> Any:
+    """The JSON body, refused above the size limit or when it is not JSON."""
+    limit = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}", field="body") from exc
+
+
+def _validation(exc: ValidationError) -> RequestValidationError:
+    errors: list[dict[str, Any]] = []
+    for e in exc.errors():
+        errors.append({**e, "loc": ("body", *e.get("loc", ()))})
+    return RequestValidationError(errors)
+
+
+def _feature_response(body: bytes, version: int, status: int = 200, **headers: str) -> Response:
+    return GeoJSONResponse(
+        body, status_code=status, headers={"ETag": service.etag(version), **headers}
+    )
+
+
+INCIDENT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": IncidentIn.model_json_schema()},
+            "application/geo+json": {
+                "schema": {
+                    "type": "object",
+                    "description": "a GeoJSON Feature: geometry = location (Point), "
+                    "properties = the other fields",
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/incidents",
+    status_code=201,
+    response_class=GeoJSONResponse,
+    summary="Record an incident (idempotent with a client id or Idempotency-Key)",
+    openapi_extra=INCIDENT_BODY,
+    responses={
+        200: {"description": "a retry: the stored incident"},
+        201: {"description": "created"},
+        409: {"description": "the id exists with different content"},
+    },
+)
+async def create_incident(
+    request: Request,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    """JSON body or GeoJSON Feature; 201 with Location, 200 for a retry of the same content."""
+    payload = await read_json(request)
+    try:
+        data = parse_incident(payload)
+        check_not_future(data.occurred_at, request.app.state.settings.clock_skew_s)
+    except ValidationError as exc:
+        raise _validation(exc) from exc
+    result = await service.create(
+        session=session, data=data, actor=actor, idempotency_key=idempotency_key
+    )
+    location = str(request.url_for("read_incident", incident_id=str(result.id)))
+    return _feature_response(
+        result.body, result.version, 201 if result.created else 200, Location=location
+    )
+
+
+@router.get(
+    "/incidents",
+    response_class=StreamingResponse,
+    summary="Incidents as a GeoJSON FeatureCollection, newest first, with a cursor",
+    responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON FeatureCollection"}},
+)
+async def list_incidents(
+    request: Request,
+    session: SessionDep,
+    filt: FilterDep,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    count: Annotated[bool, Query(description="include numberMatched (costs a count)")] = False,
+) -> StreamingResponse:
+    """Stream the page; `links` carry `next` while more remain."""
+    position = Cursor.decode(cursor) if cursor else None
+    matched = await service.count(session=session, filt=filt) if count else None
+    page = service.Page()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"type":"FeatureCollection","features":['
+        async for part in service.stream_page(
+            session=session, filt=filt, limit=limit, cursor=position, page=page
+        ):
+            yield part
+        tail: dict[str, Any] = {"numberReturned": page.returned}
+        number = matched
+        if number is None and position is None and page.next_cursor is None:
+            number = page.returned  # the whole result fitted in the first page: free
+        if number is not None:
+            tail["numberMatched"] = number
+        tail["links"] = _links(request, page.next_cursor)
+        yield b"]," + orjson.dumps(tail)[1:]
+
+    return StreamingResponse(body(), media_type=GEOJSON)
+
+
+def _links(request: Request, next_cursor: Cursor | None) -> list[dict[str, str]]:
+    links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
+    if next_cursor is not None:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+        params.append(("cursor", next_cursor.encode()))
+        href = str(request.url.replace(query=urlencode(params)))
+        links.append({"rel": "next", "type": GEOJSON, "href": href})
+    return links
+
+
+@router.get(
+    "/incidents/{incident_id}",
+    response_class=GeoJSONResponse,
+    summary="One incident as a GeoJSON Feature, with ETag",
+    responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON Feature"}},
+)
+async def read_incident(incident_id: uuid.UUID, session: SessionDep) -> Response:
+    """Derived fields included; 404 for unknown or deleted ids."""
+    body, version = await service.get_feature(session=session, incident_id=incident_id)
+    return _feature_response(body, version)
+
+
+@router.patch(
+    "/incidents/{incident_id}",
+    response_class=GeoJSONResponse,
+    summary="Correct an incident (If-Match required; status follows the lifecycle)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": IncidentPatch.model_json_schema()}},
+        }
+    },
+)
+async def patch_incident(
+    incident_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    actor: ActorDep,
+    if_match: Annotated[str | None, Header(max_length=100)] = None,
+) -> Response:
+    """412 when the version is stale, 428 without If-Match, 409 for an illegal status change."""
+    if if_match is None:
+        raise PreconditionRequired(
+            "send If-Match with the ETag you read (GET /incidents/{id}) to avoid lost updates"
+        )
+    expected = service.parse_if_match(if_match)
+    payload = await read_json(request)
+    try:
+        patch = IncidentPatch.model_validate(payload)
+        check_not_future(patch.occurred_at, request.app.state.settings.clock_skew_s)
+    except ValidationError as exc:
+        raise _validation(exc) from exc
+    body, version = await service.update_incident(
+        session=session,
+        incident_id=incident_id,
+        patch=patch,
+        expected_version=expected,
+        actor=actor,
+    )
+    return _feature_response(body, version)
+
+
+@router.delete(
+    "/incidents/{incident_id}", status_code=204, summary="Soft-delete (kept in the history)"
+)
+async def delete_incident(
+    incident_id: uuid.UUID,
+    session: SessionDep,
+    actor: ActorDep,
+    if_match: Annotated[str | None, Header(max_length=100)] = None,
+) -> Response:
+    """If-Match is checked when given."""
+    expected = service.parse_if_match(if_match) if if_match else None
+    await service.delete_incident(
+        session=session, incident_id=incident_id, expected_version=expected, actor=actor
+    )
+    return Response(status_code=204)
+
+
+@router.get("/incidents/{incident_id}/history", summary="Every recorded change, oldest first")
+async def incident_history(incident_id: uuid.UUID, session: SessionDep) -> JSONResponse:
+    """The append-only history (also for deleted incidents)."""
+    entries = await service.history(session=session, incident_id=incident_id)
+    return JSONResponse({"incident_id": str(incident_id), "entries": entries})
+
+
+@router.get("/categories", summary="The managed incident categories (English and Vietnamese)")
+async def list_categories(session: SessionDep) -> JSONResponse:
+    """Stable codes with display names."""
+    return JSONResponse({"categories": await service.categories(session=session)})

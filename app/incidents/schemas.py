@@ -1,0 +1,179 @@
+"""Incident input: validation that names the field and says what is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from app.incidents.models import STATUSES
+
+Status = Literal[
+    "reported", "verified", "under_investigation", "solved", "closed", "rejected", "duplicate"
+]
+assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
+
+# The lifecycle: forward along the chain, or rejected / duplicate from any open state.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "reported": ("verified", "rejected", "duplicate"),
+    "verified": ("under_investigation", "rejected", "duplicate"),
+    "under_investigation": ("solved", "rejected", "duplicate"),
+    "solved": ("closed",),
+    "closed": (),
+    "rejected": (),
+    "duplicate": (),
+}
+
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+CategoryCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+ShortText = Annotated[str, Field(max_length=200)]
+
+
+class PointGeometry(BaseModel):
+    """A GeoJSON Point: [lon, lat] in WGS 84 (RFC 7946)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["Point"]
+    coordinates: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        min_length=2, max_length=3
+    )
+
+    @field_validator("coordinates")
+    @classmethod
+    def _in_range(cls, value: list[float]) -> list[float]:
+        lon, lat = value[0], value[1]
+        if not (math.isfinite(lon) and math.isfinite(lat)):
+            raise ValueError("coordinates must be finite numbers")
+        if not -90 <= lat <= 90:
+            hint = (
+                " (looks like [lat, lon]: GeoJSON order is [lon, lat])"
+                if -90 <= lon <= 90 and -180 <= lat <= 180
+                else ""
+            )
+            raise ValueError(f"latitude {lat} is outside [-90, 90]{hint}")
+        if not -180 <= lon <= 180:
+            raise ValueError(f"longitude {lon} is outside [-180, 180]")
+        return [lon, lat]
+
+    @property
+    def lon(self) -> float:
+        """Longitude in degrees."""
+        return self.coordinates[0]
+
+    @property
+    def lat(self) -> float:
+        """Latitude in degrees."""
+        return self.coordinates[1]
+
+
+class IncidentFields(BaseModel):
+    """Fields shared by creation and correction."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    location_precision_m: Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)] | None = (
+        None
+    )
+    description: Annotated[str, Field(max_length=10_000)] | None = None
+    unit: ShortText | None = None
+
+    @staticmethod
+    def _check_time(value: datetime | None) -> datetime | None:
+        """Before 1900 is refused here; the future is refused by the service (clock skew)."""
+        if value is None:
+            return None
+        if value < EARLIEST:
+            raise ValueError("occurred_at is before 1900")
+        return value.astimezone(UTC)
+
+
+class IncidentIn(IncidentFields):
+    """A new incident."""
+
+    id: uuid.UUID | None = None
+    category: CategoryCode
+    severity: int = Field(ge=1, le=5)
+    status: Status = "reported"
+    occurred_at: AwareDatetime
+    location: PointGeometry
+    source: Annotated[str, Field(max_length=64)] | None = None
+    source_id: Annotated[str, Field(max_length=128)] | None = None
+
+    @model_validator(mode="after")
+    def _times(self) -> IncidentIn:
+        self.occurred_at = self._check_time(self.occurred_at) or self.occurred_at
+        return self
+
+    def request_hash(self) -> str:
+        """Hash of the content (not the id): an idempotent retry must send the same content."""
+        data = self.model_dump(mode="json", exclude={"id"})
+        return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class IncidentPatch(IncidentFields):
+    """A correction: only the fields present change; null clears an optional field."""
+
+    category: CategoryCode | None = None
+    severity: int | None = Field(default=None, ge=1, le=5)
+    status: Status | None = None
+    occurred_at: AwareDatetime | None = None
+    location: PointGeometry | None = None
+
+    @model_validator(mode="after")
+    def _required_not_null(self) -> IncidentPatch:
+        for name in ("category", "severity", "status", "occurred_at", "location"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        if not self.model_fields_set:
+            raise ValueError("the patch changes nothing: send at least one field")
+        if self.occurred_at is not None:
+            self.occurred_at = self._check_time(self.occurred_at)
+        return self
+
+
+def check_not_future(occurred_at: datetime | None, clock_skew_s: int) -> None:
+    """Refuse an occurred_at later than now plus the allowed clock skew."""
+    if occurred_at is not None and occurred_at > datetime.now(UTC) + timedelta(
+        seconds=clock_skew_s
+    ):
+        raise _error(("occurred_at",), "occurred_at is in the future", occurred_at.isoformat())
+
+
+def parse_incident(payload: Any) -> IncidentIn:
+    """Validate a plain body or a GeoJSON Feature; ValidationError locations name the field."""
+    if isinstance(payload, dict) and payload.get("type") == "Feature":
+        props = payload.get("properties")
+        if props is not None and not isinstance(props, dict):
+            raise _error(("properties",), "properties must be an object", props)
+        merged: dict[str, Any] = dict(props or {})
+        merged["location"] = payload.get("geometry")
+        if payload.get("id") is not None:
+            merged["id"] = payload["id"]
+        extra = set(payload) - {"type", "id", "geometry", "properties", "bbox"}
+        if extra:
+            raise _error((sorted(extra)[0],), "unexpected member of a GeoJSON Feature", None)
+        return IncidentIn.model_validate(merged)
+    if not isinstance(payload, dict):
+        raise _error((), "the body must be a JSON object or a GeoJSON Feature", payload)
+    return IncidentIn.model_validate(payload)
+
+
+def _error(loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "IncidentIn",
+        [{"type": "value_error", "loc": loc, "input": value, "ctx": {"error": message}}],
+    )

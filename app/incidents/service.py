@@ -1,0 +1,361 @@
+"""Incident queries and writes. Every write sets the actor and action that the history
+trigger records, in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Text, cast, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from app.geo import geojson
+from app.incidents.filters import Cursor, IncidentFilter
+from app.incidents.models import Category, Incident, IncidentHistory
+from app.incidents.schemas import TRANSITIONS, IncidentIn, IncidentPatch
+from app.posts.models import BorderPost
+
+# uuid5 namespace for Idempotency-Key headers: the same key always names the same incident.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3e0a-3b7e-4c55-9f0e-2d7b8a1c9e42")
+
+
+def idempotent_id(key: str) -> uuid.UUID:
+    """The incident id that an Idempotency-Key stands for."""
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, key)
+
+
+def etag(version: int) -> str:
+    """The strong entity tag of an incident version."""
+    return f'"v{version}"'
+
+
+def parse_if_match(header: str) -> int | None:
+    """The version an If-Match header asks for; None for `*`."""
+    value = header.strip()
+    if value == "*":
+        return None
+    if value.startswith("W/"):
+        raise PreconditionFailed('If-Match needs the strong ETag, e.g. "v3"')
+    token = value.strip('"')
+    if not token.startswith("v") or not token[1:].isdigit():
+        raise PreconditionFailed(f"If-Match '{value[:40]}' is not an ETag of this service")
+    return int(token[1:])
+
+
+async def _set_context(session: AsyncSession, *, actor: str, action: str | None = None) -> None:
+    """Transaction-local actor/action for the history trigger."""
+    await session.execute(
+        text(
+            "SELECT set_config('borderwatch.actor', :actor, true),"
+            " set_config('borderwatch.action', :action, true)"
+        ),
+        {"actor": actor, "action": action or ""},
+    )
+
+
+def feature_expr() -> tuple[ColumnElement[Any], Any]:
+    """The Feature json of an incident (with its nearest post) and the post alias to join."""
+    i = Incident
+    post = aliased(BorderPost)
+    props = {
+        "category": i.category,
+        "severity": i.severity,
+        "status": i.status,
+        "occurred_at": i.occurred_at,
+        "reported_at": i.reported_at,
+        "location_precision_m": i.location_precision_m,
+        "description": i.description,
+        "unit": i.unit,
+        "source": i.source,
+        "source_id": i.source_id,
+        "country": i.country_code,
+        "province": i.province_code,
+        "jurisdictions": i.jurisdiction_path,
+        "jurisdiction_method": i.jurisdiction_method,
+        "border_segment": i.border_segment,
+        "border_distance_km": geojson.rounded(i.border_distance_km, 3),
+        "nearest_post": post.code,
+        "nearest_post_name": post.name,
+        "nearest_post_km": geojson.rounded(i.nearest_post_km, 3),
+        "created_at": i.created_at,
+        "updated_at": i.updated_at,
+        "created_by": i.created_by,
+        "updated_by": i.updated_by,
+        "version": i.version,
+    }
+    return geojson.feature(id_=i.id, geom=i.geom, properties=props), post
+
+
+async def get_feature(*, session: AsyncSession, incident_id: uuid.UUID) -> tuple[bytes, int]:
+    """The incident as a Feature and its version; NotFound when missing or deleted."""
+    f, post = feature_expr()
+    row = (
+        await session.execute(
+            select(cast(f, Text).label("f"), Incident.version)
+            .select_from(Incident)
+            .outerjoin(post, post.id == Incident.nearest_post_id)
+            .where(Incident.id == incident_id, Incident.deleted_at.is_(None))
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no incident with id {incident_id}", id=str(incident_id))
+    return str(row[0]).encode(), int(row[1])
+
+
+async def _check_category(session: AsyncSession, code: str) -> None:
+    found = await session.execute(
+        select(Category.code).where(Category.code == code, Category.active.is_(True))
+    )
+    if found.scalar() is None:
+        known = (
+            await session.execute(
+                select(Category.code).where(Category.active.is_(True)).order_by(Category.sort_order)
+            )
+        ).scalars()
+        raise InvalidInput(f"unknown category '{code}'", field="category", allowed=list(known))
+
+
+@dataclass(frozen=True)
+class Created:
+    """The outcome of a create: the Feature, its version, and whether it is new."""
+
+    id: uuid.UUID
+    body: bytes
+    version: int
+    created: bool
+
+
+async def create(
+    *, session: AsyncSession, data: IncidentIn, actor: str, idempotency_key: str | None = None
+) -> Created:
+    """Insert an incident; a retry with the same id (or key) and content returns the stored one."""
+    if data.id is None:
+        data = data.model_copy(
+            update={"id": idempotent_id(idempotency_key) if idempotency_key else uuid.uuid4()}
+        )
+    assert data.id is not None
+    await _check_category(session, data.category)
+    digest = data.request_hash()
+    await _set_context(session, actor=actor)
+    values = {
+        "id": data.id,
+        "category": data.category,
+        "severity": data.severity,
+        "status": data.status,
+        "occurred_at": data.occurred_at,
+        "geom": f"SRID=4326;POINT({data.location.lon!r} {data.location.lat!r})",
+        "location_precision_m": data.location_precision_m,
+        "description": data.description,
+        "unit": data.unit,
+        "source": data.source,
+        "source_id": data.source_id,
+        "created_by": actor,
+        "updated_by": actor,
+        "request_hash": digest,
+    }
+    stmt = insert(Incident).values(**values).on_conflict_do_nothing(index_elements=[Incident.id])
+    inserted = (await session.execute(stmt.returning(Incident.id))).scalar()
+    if inserted is None:
+        stored = (
+            await session.execute(
+                select(Incident.request_hash, Incident.deleted_at).where(Incident.id == data.id)
+            )
+        ).one_or_none()
+        await session.rollback()
+        if stored is None:  # lost a race with a delete; extremely unlikely
+            raise Conflict(f"incident {data.id} could not be stored; retry")
+        if stored.request_hash != digest or stored.deleted_at is not None:
+            raise Conflict(
+                f"incident {data.id} already exists with different content",
+                id=str(data.id),
+            )
+        body, version = await get_feature(session=session, incident_id=data.id)
+        return Created(data.id, body, version, created=False)
+    body, version = await get_feature(session=session, incident_id=data.id)
+    await session.commit()
+    return Created(data.id, body, version, created=True)
+
+
+async def _lock(session: AsyncSession, incident_id: uuid.UUID) -> tuple[str, int]:
+    row = (
+        await session.execute(
+            select(Incident.status, Incident.version)
+            .where(Incident.id == incident_id, Incident.deleted_at.is_(None))
+            .with_for_update()
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no incident with id {incident_id}", id=str(incident_id))
+    return str(row[0]), int(row[1])
+
+
+def _check_version(current: int, expected: int | None) -> None:
+    if expected is not None and expected != current:
+        raise PreconditionFailed(
+            f"incident changed since you read it: you sent version {expected}, it is at "
+            f"version {current}; fetch it again and re-apply your change",
+            current_version=current,
+        )
+
+
+async def update_incident(
+    *,
+    session: AsyncSession,
+    incident_id: uuid.UUID,
+    patch: IncidentPatch,
+    expected_version: int | None,
+    actor: str,
+) -> tuple[bytes, int]:
+    """Apply a correction under optimistic concurrency and the status lifecycle."""
+    status, version = await _lock(session, incident_id)
+    _check_version(version, expected_version)
+    changes: dict[str, Any] = {}
+    fields = patch.model_fields_set
+    if "status" in fields and patch.status != status:
+        allowed = TRANSITIONS[status]
+        if patch.status not in allowed:
+            await session.rollback()
+            raise Conflict(
+                f"status cannot go from {status} to {patch.status}; allowed: "
+                + (", ".join(allowed) or "none (final state)"),
+                field="status",
+                current=status,
+                allowed=list(allowed),
+            )
+        changes["status"] = patch.status
+    if "category" in fields and patch.category is not None:
+        await _check_category(session, patch.category)
+        changes["category"] = patch.category
+    for name in ("severity", "occurred_at", "location_precision_m", "description", "unit"):
+        if name in fields:
+            changes[name] = getattr(patch, name)
+    if "location" in fields and patch.location is not None:
+        changes["geom"] = func.ST_SetSRID(
+            func.ST_MakePoint(patch.location.lon, patch.location.lat), 4326
+        )
+    await _set_context(session, actor=actor)
+    if changes:
+        await session.execute(
+            update(Incident)
+            .where(Incident.id == incident_id)
+            .values(
+                **changes, version=Incident.version + 1, updated_at=func.now(), updated_by=actor
+            )
+        )
+    body, new_version = await get_feature(session=session, incident_id=incident_id)
+    await session.commit()
+    return body, new_version
+
+
+async def delete_incident(
+    *, session: AsyncSession, incident_id: uuid.UUID, expected_version: int | None, actor: str
+) -> None:
+    """Soft delete: hidden from reads and lists, kept (with its history) in the database."""
+    _, version = await _lock(session, incident_id)
+    _check_version(version, expected_version)
+    await _set_context(session, actor=actor)
+    await session.execute(
+        update(Incident)
+        .where(Incident.id == incident_id)
+        .values(
+            deleted_at=func.now(),
+            version=Incident.version + 1,
+            updated_by=actor,
+            updated_at=func.now(),
+        )
+    )
+    await session.commit()
+
+
+async def history(*, session: AsyncSession, incident_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every recorded change of an incident, oldest first (deleted incidents included)."""
+    h = IncidentHistory
+    rows = (
+        await session.execute(
+            select(h.version, h.action, h.changed_at, h.actor, h.changes)
+            .where(h.incident_id == incident_id)
+            .order_by(h.id)
+        )
+    ).all()
+    if not rows:
+        raise NotFound(f"no incident with id {incident_id}", id=str(incident_id))
+    return [
+        {
+            "version": r.version,
+            "action": r.action,
+            "changed_at": r.changed_at.isoformat(),
+            "actor": r.actor,
+            "changes": r.changes,
+        }
+        for r in rows
+    ]
+
+
+async def categories(*, session: AsyncSession) -> list[dict[str, Any]]:
+    """The managed category list."""
+    c = Category
+    rows = (
+        await session.execute(
+            select(c.code, c.name_en, c.name_vi, c.active).order_by(c.sort_order, c.code)
+        )
+    ).all()
+    return [{"code": r[0], "name": r[1], "name_vi": r[2], "active": r[3]} for r in rows]
+
+
+async def count(*, session: AsyncSession, filt: IncidentFilter) -> int:
+    """How many incidents match."""
+    stmt = select(func.count()).select_from(Incident).where(*filt.conditions())
+    return int((await session.execute(stmt)).scalar_one())
+
+
+@dataclass
+class Page:
+    """State filled in while a page streams: how many rows, and where the next page starts."""
+
+    returned: int = 0
+    next_cursor: Cursor | None = None
+
+
+async def stream_page(
+    *,
+    session: AsyncSession,
+    filt: IncidentFilter,
+    limit: int,
+    cursor: Cursor | None,
+    page: Page,
+    chunk: int = 500,
+) -> AsyncIterator[bytes]:
+    """Feature texts of one page, comma-separated, newest first; fills `page` as it goes."""
+    f, post = feature_expr()
+    stmt = (
+        select(cast(f, Text).label("f"), Incident.occurred_at, Incident.id)
+        .select_from(Incident)
+        .outerjoin(post, post.id == Incident.nearest_post_id)
+        .where(*filt.conditions())
+        .order_by(Incident.occurred_at.desc(), Incident.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        stmt = stmt.where(cursor.after())
+    result = await session.stream(stmt)
+    last: tuple[Any, Any] | None = None
+    async for rows in result.partitions(chunk):
+        parts: list[str] = []
+        for feature, occurred_at, ident in rows:
+            if page.returned == limit:
+                assert last is not None
+                page.next_cursor = Cursor(last[0], last[1])
+                break
+            parts.append(feature)
+            page.returned += 1
+            last = (occurred_at, ident)
+        if parts:
+            yield ",".join(parts).encode()
+        if page.next_cursor is not None:
+            break
+    await result.close()
