@@ -13,6 +13,8 @@ from app.borders.routes import router as borders_router
 from app.config import Settings, get_settings
 from app.db import create_engine, sessionmaker
 from app.health.routes import router as health_router
+from app.incidents.export_routes import router as export_router
+from app.incidents.import_routes import router as import_router
 from app.incidents.routes import router as incidents_router
 from app.jurisdictions.routes import router as jurisdictions_router
 from app.posts.routes import router as posts_router
@@ -59,5 +61,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(jurisdictions_router)
     app.include_router(borders_router)
     app.include_router(posts_router)
+    # fixed paths under /incidents/ go before /incidents/{incident_id}
+    app.include_router(import_router)
+    app.include_router(export_router)
     app.include_router(incidents_router)
     return app

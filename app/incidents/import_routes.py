@@ -1,0 +1,7 @@
+"""POST /incidents/import (registered before /incidents/{id})."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["incidents"])
