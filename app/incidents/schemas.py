@@ -113,10 +113,10 @@ class IncidentIn(IncidentFields):
     source: Annotated[str, Field(max_length=64)] | None = None
     source_id: Annotated[str, Field(max_length=128)] | None = None
 
-    @model_validator(mode="after")
-    def _times(self) -> IncidentIn:
-        self.occurred_at = self._check_time(self.occurred_at) or self.occurred_at
-        return self
+    @field_validator("occurred_at")
+    @classmethod
+    def _time(cls, value: datetime) -> datetime:
+        return cls._check_time(value) or value
 
     def request_hash(self) -> str:
         """Hash of the content (not the id): an idempotent retry must send the same content."""
@@ -140,9 +140,12 @@ class IncidentPatch(IncidentFields):
                 raise ValueError(f"{name} cannot be null")
         if not self.model_fields_set:
             raise ValueError("the patch changes nothing: send at least one field")
-        if self.occurred_at is not None:
-            self.occurred_at = self._check_time(self.occurred_at)
         return self
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _time(cls, value: datetime | None) -> datetime | None:
+        return cls._check_time(value)
 
 
 def check_not_future(occurred_at: datetime | None, clock_skew_s: int) -> None:

@@ -41,7 +41,7 @@ def parse_if_match(header: str) -> int | None:
         return None
     if value.startswith("W/"):
         raise PreconditionFailed('If-Match needs the strong ETag, e.g. "v3"')
-    token = value.strip('"')
+    token = value[1:-1] if len(value) > 2 and value[0] == value[-1] == '"' else ""
     if not token.startswith("v") or not token[1:].isdigit():
         raise PreconditionFailed(f"If-Match '{value[:40]}' is not an ETag of this service")
     return int(token[1:])

@@ -1,0 +1,227 @@
+"""Recording and correcting incidents: idempotency, ETags, lifecycle, history, soft delete."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+PROBLEM = "application/problem+json"
+
+
+def incident(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "category": "smuggling",
+        "severity": 3,
+        "occurred_at": "2025-03-04T05:06:07Z",
+        "location": {"type": "Point", "coordinates": [106.7050, 21.9600]},  # near Huu Nghi
+        "location_precision_m": 50,
+        "description": "Hàng lậu qua đường mòn",
+        "unit": "Đồn Biên phòng Hữu Nghị",
+    }
+    body.update(overrides)
+    return body
+
+
+async def _count(session: AsyncSession) -> int:
+    return int((await session.execute(text("SELECT count(*) FROM incident"))).scalar_one())
+
+
+async def test_create_returns_feature_with_derived_fields(client: httpx.AsyncClient) -> None:
+    r = await client.post("/incidents", json=incident())
+    assert r.status_code == 201
+    assert r.headers["content-type"] == "application/geo+json"
+    f = r.json()
+    assert r.headers["location"].endswith(f"/incidents/{f['id']}")
+    assert r.headers["etag"] == '"v1"'
+    p = f["properties"]
+    assert f["geometry"] == {"type": "Point", "coordinates": [106.705, 21.96]}
+    assert (p["category"], p["severity"], p["status"], p["version"]) == (
+        "smuggling",
+        3,
+        "reported",
+        1,
+    )
+    assert p["occurred_at"] == "2025-03-04T05:06:07+00:00"
+    assert (p["country"], p["province"], p["jurisdictions"]) == ("VNM", "VN-09", ["VNM", "VN-09"])
+    assert p["border_segment"] == "VNM-CHN" and p["nearest_post"] == "huu-nghi"
+    assert 0 < p["border_distance_km"] < 5 and 0 < p["nearest_post_km"] < 2
+    assert p["description"] == "Hàng lậu qua đường mòn"
+    again = await client.get(f"/incidents/{f['id']}")
+    assert again.status_code == 200 and again.json() == f
+    assert again.headers["etag"] == '"v1"'
+
+
+async def test_feature_body_is_accepted(client: httpx.AsyncClient) -> None:
+    body = incident()
+    feature = {
+        "type": "Feature",
+        "geometry": body.pop("location"),
+        "properties": body,
+    }
+    r = await client.post(
+        "/incidents", json=feature, headers={"content-type": "application/geo+json"}
+    )
+    assert r.status_code == 201
+    assert r.json()["properties"]["province"] == "VN-09"
+
+
+async def test_retry_with_client_id_is_not_doubled(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    ident = str(uuid.uuid4())
+    before = await _count(session)
+    first = await client.post("/incidents", json=incident(id=ident))
+    second = await client.post("/incidents", json=incident(id=ident))
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json() == second.json()
+    assert await _count(session) == before + 1
+    clash = await client.post("/incidents", json=incident(id=ident, severity=5))
+    assert clash.status_code == 409
+    assert clash.headers["content-type"] == PROBLEM
+    assert ident in clash.json()["detail"]
+
+
+async def test_idempotency_key_header(client: httpx.AsyncClient, session: AsyncSession) -> None:
+    before = await _count(session)
+    headers = {"Idempotency-Key": "unit-7/2025-03-04/0001"}
+    first = await client.post("/incidents", json=incident(), headers=headers)
+    second = await client.post("/incidents", json=incident(), headers=headers)
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json()["id"] == second.json()["id"]
+    assert await _count(session) == before + 1
+    other = await client.post("/incidents", json=incident(), headers={"Idempotency-Key": "other"})
+    assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
+
+
+async def test_patch_with_if_match_and_lifecycle(client: httpx.AsyncClient) -> None:
+    created = await client.post("/incidents", json=incident())
+    url = created.headers["location"].replace("http://test", "")
+    missing = await client.patch(url, json={"severity": 4})
+    assert missing.status_code == 428 and missing.headers["content-type"] == PROBLEM
+    ok = await client.patch(
+        url, json={"severity": 4, "status": "verified"}, headers={"If-Match": '"v1"'}
+    )
+    assert ok.status_code == 200
+    assert ok.headers["etag"] == '"v2"'
+    assert (ok.json()["properties"]["severity"], ok.json()["properties"]["status"]) == (
+        4,
+        "verified",
+    )
+    stale = await client.patch(url, json={"severity": 5}, headers={"If-Match": '"v1"'})
+    assert stale.status_code == 412
+    assert stale.json()["current_version"] == 2
+    illegal = await client.patch(url, json={"status": "closed"}, headers={"If-Match": '"v2"'})
+    assert illegal.status_code == 409
+    assert illegal.json()["allowed"] == ["under_investigation", "rejected", "duplicate"]
+    for step, version in (("under_investigation", 2), ("solved", 3), ("closed", 4)):
+        r = await client.patch(url, json={"status": step}, headers={"If-Match": f'"v{version}"'})
+        assert r.status_code == 200, r.text
+    final = await client.patch(url, json={"status": "verified"}, headers={"If-Match": '"v5"'})
+    assert final.status_code == 409 and final.json()["allowed"] == []
+
+
+async def test_moving_rederives_and_history_records_every_change(client: httpx.AsyncClient) -> None:
+    created = await client.post("/incidents", json=incident())
+    ident = created.json()["id"]
+    moved = await client.patch(
+        f"/incidents/{ident}",
+        json={"location": {"type": "Point", "coordinates": [105.435, 10.386]}, "description": None},
+        headers={"If-Match": '"v1"'},
+    )
+    p = moved.json()["properties"]
+    assert p["province"] == "VN-44" and p["border_segment"] == "VNM-KHM"
+    assert p["description"] is None
+    await client.patch(
+        f"/incidents/{ident}", json={"status": "verified"}, headers={"If-Match": '"v2"'}
+    )
+    deleted = await client.delete(f"/incidents/{ident}", headers={"If-Match": '"v3"'})
+    assert deleted.status_code == 204
+    h = (await client.get(f"/incidents/{ident}/history")).json()["entries"]
+    assert [(e["version"], e["action"]) for e in h] == [
+        (1, "create"),
+        (2, "update"),
+        (3, "status"),
+        (4, "delete"),
+    ]
+    assert h[1]["changes"]["province_code"] == ["VN-09", "VN-44"]
+    assert h[1]["changes"]["description"] == ["Hàng lậu qua đường mòn", None]
+    assert h[2]["changes"]["status"] == ["reported", "verified"]
+    assert all(e["actor"] == "anonymous" for e in h)
+
+
+async def test_soft_delete_hides_but_keeps(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    created = await client.post("/incidents", json=incident(category="gambling"))
+    ident = created.json()["id"]
+    assert (
+        await client.delete(f"/incidents/{ident}", headers={"If-Match": '"v9"'})
+    ).status_code == 412
+    assert (await client.delete(f"/incidents/{ident}")).status_code == 204
+    assert (await client.get(f"/incidents/{ident}")).status_code == 404
+    assert (await client.delete(f"/incidents/{ident}")).status_code == 404
+    listed = (
+        await client.get("/incidents", params={"category": "gambling", "limit": 10000})
+    ).json()
+    assert ident not in {f["id"] for f in listed["features"]}
+    kept = await session.execute(
+        text("SELECT deleted_at IS NOT NULL FROM incident WHERE id = :id"), {"id": ident}
+    )
+    assert kept.scalar_one() is True
+    # re-sending the original create does not resurrect it silently
+    retry = await client.post("/incidents", json=incident(category="gambling", id=ident))
+    assert retry.status_code == 409
+
+
+async def test_history_is_append_only(client: httpx.AsyncClient, session: AsyncSession) -> None:
+    created = await client.post("/incidents", json=incident())
+    with pytest.raises(Exception, match="append-only"):
+        async with session.begin_nested():
+            await session.execute(text("UPDATE incident_history SET actor = 'mallory'"))
+    with pytest.raises(Exception, match="append-only"):
+        async with session.begin_nested():
+            await session.execute(
+                text("DELETE FROM incident_history WHERE incident_id = :id"),
+                {"id": created.json()["id"]},
+            )
+
+
+async def test_categories(client: httpx.AsyncClient) -> None:
+    cats = (await client.get("/categories")).json()["categories"]
+    codes = [c["code"] for c in cats]
+    assert codes == [
+        "drug_trafficking",
+        "human_trafficking",
+        "smuggling",
+        "counterfeit_goods",
+        "illegal_border_crossing",
+        "robbery_theft",
+        "fraud",
+        "gambling",
+        "environmental_crime",
+        "weapons",
+        "other",
+    ]
+    assert next(c for c in cats if c["code"] == "smuggling")["name_vi"] == "Buôn lậu"
+
+
+async def test_unknown_incident_is_404(client: httpx.AsyncClient) -> None:
+    ident = uuid.uuid4()
+    for method, path in (
+        ("GET", f"/incidents/{ident}"),
+        ("GET", f"/incidents/{ident}/history"),
+        ("DELETE", f"/incidents/{ident}"),
+    ):
+        r = await client.request(method, path)
+        assert r.status_code == 404, (method, path)
+        assert r.headers["content-type"] == PROBLEM
+    r = await client.patch(
+        f"/incidents/{ident}", json={"severity": 2}, headers={"If-Match": '"v1"'}
+    )
+    assert r.status_code == 404
+    assert (await client.get("/incidents/not-a-uuid")).status_code == 422
