@@ -1,13 +1,21 @@
-"""Demo incidents: plausible, clearly labelled (source = 'demo'), reproducible from a seed."""
+"""Demo incidents: plausible, clearly labelled (source = 'demo'), reproducible from a seed.
+
+Incidents gather where the seed reports put them: around the international border gates, along
+known trafficking routes, along the border zone, around the big cities, and — for illegal sand
+mining — along the Mekong (Tiền and Hậu), Saigon and Đồng Nai rivers. Category mixes differ by
+border (drugs on the Lao border, smuggling and counterfeit goods at the Chinese gates, gambling
+and human trafficking on the Cambodian border) and follow a seasonal rhythm (smuggling before
+Tết, sand mining in the dry season). Generation is vectorised, so --count 1000000 is practical.
+"""
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely import wkb
 from sqlalchemy import func, select, text
@@ -18,11 +26,10 @@ from app.errors import InvalidInput
 from app.incidents.models import Incident
 
 DEMO_SOURCE = "demo"
+YEARS = 3
+Mix = dict[str, float]
 
-# Category mixes by where incidents cluster, after the seed reports: drug routes on the Lao
-# border, smuggling and counterfeit goods on the Chinese border, gambling, human trafficking
-# and sand mining on the Cambodian border, fraud and theft in the cities.
-MIX: dict[str, dict[str, float]] = {
+BORDER_MIX: dict[str, Mix] = {
     "VNM-CHN": {
         "smuggling": 0.32,
         "counterfeit_goods": 0.2,
@@ -50,14 +57,34 @@ MIX: dict[str, dict[str, float]] = {
         "fraud": 0.1,
         "environmental_crime": 0.08,
     },
-    "city": {
-        "fraud": 0.34,
-        "robbery_theft": 0.3,
-        "drug_trafficking": 0.14,
-        "gambling": 0.1,
-        "other": 0.12,
-    },
 }
+CITY_MIX: Mix = {
+    "fraud": 0.34,
+    "robbery_theft": 0.3,
+    "drug_trafficking": 0.14,
+    "gambling": 0.1,
+    "other": 0.12,
+}
+DRUG_ROUTE: Mix = {
+    "drug_trafficking": 0.62,
+    "weapons": 0.1,
+    "human_trafficking": 0.1,
+    "illegal_border_crossing": 0.08,
+    "other": 0.1,
+}
+SMUGGLING_ROUTE: Mix = {
+    "smuggling": 0.5,
+    "counterfeit_goods": 0.3,
+    "drug_trafficking": 0.1,
+    "other": 0.1,
+}
+SOUTH_ROUTE: Mix = {
+    "smuggling": 0.4,
+    "gambling": 0.2,
+    "human_trafficking": 0.2,
+    "drug_trafficking": 0.2,
+}
+SAND: Mix = {"environmental_crime": 0.82, "smuggling": 0.1, "other": 0.08}
 
 CITIES: list[tuple[str, float, float]] = [
     ("Ha Noi", 105.854, 21.028),
@@ -67,27 +94,254 @@ CITIES: list[tuple[str, float, float]] = [
     ("Can Tho", 105.746, 10.045),
 ]
 
-STATUS_BY_AGE: list[tuple[str, float]] = [
-    ("reported", 0.12),
-    ("verified", 0.16),
-    ("under_investigation", 0.2),
-    ("solved", 0.38),
-    ("closed", 0.08),
-    ("rejected", 0.04),
-    ("duplicate", 0.02),
+# Known routes (approximate polylines, lon/lat) and the category mix along them.
+ROUTES: list[tuple[str, Mix, list[tuple[float, float]]]] = [
+    ("Tay Trang - Dien Bien Phu - Son La - Hoa Binh", DRUG_ROUTE,
+     [(102.88, 21.20), (103.02, 21.39), (103.42, 21.59), (103.91, 21.33), (104.63, 20.85),
+      (105.34, 20.82)]),
+    ("Nam Can - Muong Xen - Tuong Duong - Con Cuong", DRUG_ROUTE,
+     [(103.98, 19.42), (104.13, 19.40), (104.44, 19.28), (104.88, 19.05)]),
+    ("Route 9: Lao Bao - Khe Sanh - Dong Ha", DRUG_ROUTE,
+     [(106.596, 16.622), (106.73, 16.63), (107.10, 16.81)]),
+    ("Route 18: Mong Cai - Ha Long", SMUGGLING_ROUTE,
+     [(107.95, 21.52), (107.60, 21.35), (107.33, 21.25), (107.08, 20.95)]),
+    ("Route 1A: Huu Nghi - Lang Son - Ha Noi", SMUGGLING_ROUTE,
+     [(106.705, 21.969), (106.76, 21.85), (106.46, 21.50), (106.20, 21.28), (105.86, 21.05)]),
+    ("Route 22: Moc Bai - Ho Chi Minh City", SOUTH_ROUTE,
+     [(106.18, 11.08), (106.30, 11.02), (106.47, 10.95), (106.62, 10.85)]),
+    ("Tinh Bien - Chau Doc - Long Xuyen", SOUTH_ROUTE,
+     [(104.94, 10.61), (105.11, 10.70), (105.43, 10.38)]),
+]  # fmt: skip
+RIVERS: list[tuple[str, list[tuple[float, float]]]] = [
+    ("Tien river", [(105.16, 10.90), (105.25, 10.80), (105.45, 10.62), (105.63, 10.45),
+                    (105.80, 10.33), (106.00, 10.33), (106.36, 10.35)]),
+    ("Hau river", [(105.10, 10.72), (105.30, 10.55), (105.45, 10.37), (105.62, 10.20),
+                   (105.78, 10.05), (105.95, 9.85)]),
+    ("Saigon river", [(106.37, 11.30), (106.55, 11.10), (106.65, 10.98), (106.70, 10.85),
+                      (106.72, 10.78)]),
+    ("Dong Nai river", [(107.05, 11.13), (106.90, 11.00), (106.82, 10.95), (106.78, 10.88),
+                        (106.80, 10.75)]),
+]  # fmt: skip
+
+# Month factors (January = index 0) by category; others are flat.
+SEASON: dict[str, list[float]] = {
+    "smuggling": [1.6, 1.3, 0.9, 0.8, 0.8, 0.8, 0.8, 0.8, 0.9, 1.0, 1.3, 1.7],
+    "counterfeit_goods": [1.5, 1.2, 0.9, 0.8, 0.8, 0.8, 0.8, 0.8, 0.9, 1.0, 1.3, 1.6],
+    "environmental_crime": [1.5, 1.6, 1.6, 1.5, 1.2, 0.8, 0.6, 0.5, 0.5, 0.6, 0.9, 1.2],
+    "gambling": [1.8, 1.6, 0.9, 0.9, 0.9, 1.1, 1.1, 0.9, 0.8, 0.8, 0.9, 1.2],
+    "drug_trafficking": [1.2, 1.2, 1.1, 1.1, 1.0, 0.9, 0.8, 0.8, 0.9, 1.0, 1.1, 1.2],
+}
+STATUSES = [
+    "reported",
+    "verified",
+    "under_investigation",
+    "solved",
+    "closed",
+    "rejected",
+    "duplicate",
 ]
+STATUS_P = {  # by age: under 30 days, under 180 days, older
+    0: [0.35, 0.3, 0.28, 0.02, 0.0, 0.03, 0.02],
+    1: [0.08, 0.14, 0.3, 0.36, 0.05, 0.04, 0.03],
+    2: [0.02, 0.05, 0.15, 0.5, 0.2, 0.05, 0.03],
+}
+SEVERITY_P = [0.18, 0.3, 0.28, 0.16, 0.08]
+PRECISION_M = [10.0, 50.0, 100.0, 500.0, 1000.0]
+KM_PER_DEG_LAT = 110.57
 
 Progress = Callable[[int, int], None]
+Post = tuple[str, float, float, str | None]
 
 
-def _pick(rng: random.Random, weights: dict[str, float]) -> str:
-    return rng.choices(list(weights), weights=list(weights.values()))[0]
+@dataclass(frozen=True)
+class Source:
+    """One place incidents come from: points around it and a category mix."""
+
+    name: str
+    mix: Mix
+    kind: str  # point | line
+    coords: np.ndarray  # (n, 2) lon/lat
+    spread_km: float
 
 
-def _offset(rng: random.Random, lon: float, lat: float, sigma_km: float) -> tuple[float, float]:
-    """A point scattered around (lon, lat) with a Gaussian spread of sigma_km."""
-    dx, dy = rng.gauss(0, sigma_km), rng.gauss(0, sigma_km)
-    return lon + dx / (111.32 * math.cos(math.radians(lat))), lat + dy / 110.57
+def _scatter(
+    rng: np.random.Generator, lon: np.ndarray, lat: np.ndarray, sigma_km: float
+) -> tuple[np.ndarray, np.ndarray]:
+    dx = rng.normal(0, sigma_km, lon.size)
+    dy = rng.normal(0, sigma_km, lon.size)
+    return lon + dx / (111.32 * np.cos(np.radians(lat))), lat + dy / KM_PER_DEG_LAT
+
+
+def _along(rng: np.random.Generator, coords: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n points uniformly along a polyline (by length in degrees, fine at these scales)."""
+    seg = np.diff(coords, axis=0)
+    lengths = np.hypot(seg[:, 0], seg[:, 1])
+    which = rng.choice(len(lengths), size=n, p=lengths / lengths.sum())
+    t = rng.random(n)
+    pts = coords[which] + seg[which] * t[:, None]
+    return pts[:, 0], pts[:, 1]
+
+
+def _sources(
+    posts: list[tuple[str, float, float, str | None]], borders: dict[str, np.ndarray]
+) -> list[tuple[Source, float]]:
+    out: list[tuple[Source, float]] = []
+    for name, lon, lat, border in posts:
+        mix = BORDER_MIX.get(border or "", CITY_MIX)
+        out.append((Source(name, mix, "point", np.array([[lon, lat]]), 6.0), 0.40 / len(posts)))
+    for name, mix, line in ROUTES:
+        out.append((Source(name, mix, "line", np.array(line), 2.5), 0.22 / len(ROUTES)))
+    for name, line in RIVERS:
+        out.append((Source(name, SAND, "line", np.array(line), 0.8), 0.08 / len(RIVERS)))
+    for name, lon, lat in CITIES:
+        out.append(
+            (Source(name, CITY_MIX, "point", np.array([[lon, lat]]), 8.0), 0.18 / len(CITIES))
+        )
+    for code, vertices in borders.items():
+        mix = BORDER_MIX.get(code, CITY_MIX)
+        out.append((Source(f"{code} border zone", mix, "line", vertices, 9.0), 0.12 / len(borders)))
+    return out
+
+
+def generate(
+    *,
+    count: int,
+    seed: int,
+    vietnam: Any,
+    neighbours: Any,
+    posts: list[Post],
+    borders: dict[str, np.ndarray],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """`count` demo incident rows; the same inputs and seed give the same rows."""
+    rng = np.random.default_rng(seed)
+    sources = _sources(posts, borders)
+    weights = np.array([w for _, w in sources])
+    weights /= weights.sum()
+    span_s = YEARS * 365 * 86400
+    inland = vietnam
+    shapely.prepare(inland)
+    near_water = shapely.buffer(vietnam, 0.02)
+    shapely.prepare(near_water)
+    shapely.prepare(neighbours)
+    rows: list[dict[str, Any]] = []
+    while len(rows) < count:
+        batch = max(1024, int((count - len(rows)) * 1.5))
+        pick = rng.choice(len(sources), size=batch, p=weights)
+        lon = np.empty(batch)
+        lat = np.empty(batch)
+        for s_index in np.unique(pick):
+            src = sources[s_index][0]
+            idx = np.nonzero(pick == s_index)[0]
+            if src.kind == "point":
+                base_lon = np.full(idx.size, src.coords[0, 0])
+                base_lat = np.full(idx.size, src.coords[0, 1])
+            else:
+                base_lon, base_lat = _along(rng, src.coords, idx.size)
+            lon[idx], lat[idx] = _scatter(rng, base_lon, base_lat, src.spread_km)
+        inside = shapely.contains_xy(inland, lon, lat)
+        # sand mining happens on the water: keep river points in the channels the boundary data
+        # leaves out (they get the nearest province), but never in a neighbouring country
+        river = np.array([sources[i][0].mix is SAND for i in range(len(sources))])[pick]
+        wet = (
+            river
+            & shapely.contains_xy(near_water, lon, lat)
+            & ~shapely.contains_xy(neighbours, lon, lat)
+        )
+        keep = inside | wet
+        age_s = rng.random(batch) * span_s
+        stamps = np.datetime64(now.replace(tzinfo=None), "s") - age_s.astype("timedelta64[s]")
+        months = stamps.astype("datetime64[M]").astype(int) % 12
+        categories = np.empty(batch, dtype=object)
+        for s_index in np.unique(pick):
+            mix = sources[s_index][0].mix
+            idx = np.nonzero(pick == s_index)[0]
+            p = np.array(list(mix.values()))
+            categories[idx] = rng.choice(list(mix), size=idx.size, p=p / p.sum())
+        season = np.ones(batch)
+        for cat, factors in SEASON.items():
+            mask = categories == cat
+            season[mask] = np.array(factors)[months[mask]]
+        keep &= rng.random(batch) < season / 1.8
+        severity = rng.choice(5, size=batch, p=SEVERITY_P) + 1
+        precision = rng.choice(PRECISION_M, size=batch)
+        delay_h = rng.uniform(0.2, 48, batch)
+        status_u = rng.random(batch)
+        for i in np.nonzero(keep)[0]:
+            if len(rows) == count:
+                break
+            age_days = age_s[i] / 86400
+            bucket = 0 if age_days < 30 else 1 if age_days < 180 else 2
+            status = STATUSES[
+                int(
+                    np.searchsorted(
+                        np.cumsum(STATUS_P[bucket]), status_u[i] * sum(STATUS_P[bucket])
+                    )
+                )
+            ]
+            src = sources[pick[i]][0]
+            cat = str(categories[i])
+            occurred = now - timedelta(seconds=float(age_s[i]))
+            rows.append(
+                {
+                    "category": cat,
+                    "severity": int(severity[i]),
+                    "status": status,
+                    "occurred_at": occurred,
+                    "reported_at": min(occurred + timedelta(hours=float(delay_h[i])), now),
+                    "lon": round(float(lon[i]), 6),
+                    "lat": round(float(lat[i]), 6),
+                    "location_precision_m": float(precision[i]),
+                    "description": f"Demo incident: {cat.replace('_', ' ')} near {src.name}",
+                    "unit": f"Demo unit {src.name}",
+                    "source": DEMO_SOURCE,
+                    "source_id": f"demo-{seed}-{len(rows)}",
+                }
+            )
+    return rows
+
+
+async def _inputs(
+    session: AsyncSession,
+) -> tuple[Any, Any, list[tuple[str, float, float, str | None]], dict[str, np.ndarray]]:
+    country = (
+        await session.execute(
+            text(
+                "SELECT ST_AsBinary(geom) FROM jurisdiction"
+                " WHERE level = 'country' AND code = 'VNM'"
+            )
+        )
+    ).scalar()
+    others = (
+        await session.execute(
+            text(
+                "SELECT ST_AsBinary(ST_Union(geom)) FROM jurisdiction"
+                " WHERE level = 'country' AND code <> 'VNM'"
+            )
+        )
+    ).scalar()
+    posts = [
+        (str(r[0]), float(r[1]), float(r[2]), r[3])
+        for r in (
+            await session.execute(
+                text("SELECT name, ST_X(geom), ST_Y(geom), border FROM border_post ORDER BY code")
+            )
+        ).all()
+    ]
+    borders = {
+        str(code): np.array(shapely.get_coordinates(wkb.loads(bytes(geom))))
+        for code, geom in (
+            await session.execute(
+                text(
+                    "SELECT code, ST_AsBinary(ST_LineMerge(geom)) FROM border_segment ORDER BY code"
+                )
+            )
+        ).all()
+    }
+    if country is None or not posts or not borders:
+        raise InvalidInput("load the boundary data first (borderwatch geodata load)")
+    neighbours = wkb.loads(bytes(others)) if others is not None else shapely.Polygon()
+    return wkb.loads(bytes(country)), neighbours, posts, borders
 
 
 async def load(
@@ -101,65 +355,41 @@ async def load(
     """Insert `count` demo incidents (idempotent per seed); returns how many were new."""
     if count < 0 or count > 1_000_000:
         raise InvalidInput("demo count must be between 0 and 1 000 000")
-    country = (
-        await session.execute(
-            text(
-                "SELECT ST_AsBinary(geom) FROM jurisdiction"
-                " WHERE level = 'country' AND code = 'VNM'"
-            )
+    vietnam, neighbours, posts, borders = await _inputs(session)
+    rows = generate(
+        count=count,
+        seed=seed,
+        vietnam=vietnam,
+        neighbours=neighbours,
+        posts=posts,
+        borders=borders,
+        now=(now or datetime.now(UTC)).replace(microsecond=0),
+    )
+    return await write(session=session, rows=rows, progress=progress)
+
+
+async def write(
+    *, session: AsyncSession, rows: list[dict[str, Any]], progress: Progress | None = None
+) -> int:
+    """Insert generated rows, skipping (source, source_id) pairs already stored."""
+    await session.execute(
+        text(
+            "SELECT set_config('borderwatch.actor', 'demo', true),"
+            " set_config('borderwatch.action', 'import', true)"
         )
-    ).scalar()
-    posts = (
-        await session.execute(text("SELECT name, ST_X(geom), ST_Y(geom), border FROM border_post"))
-    ).all()
-    if country is None or not posts:
-        raise InvalidInput("load the boundary data first (borderwatch geodata load)")
-    vietnam = wkb.loads(bytes(country))
-    shapely.prepare(vietnam)
-    rng = random.Random(seed)
-    now = now or datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
-    i = 0
-    while len(rows) < count:
-        i += 1
-        if rng.random() < 0.72:
-            name, lon0, lat0, border = rng.choice(posts)
-            mix, sigma = MIX.get(border or "", MIX["city"]), 7.0
-        else:
-            name, lon0, lat0 = rng.choice(CITIES)
-            mix, sigma = MIX["city"], 9.0
-        lon, lat = _offset(rng, lon0, lat0, sigma)
-        if not vietnam.contains(shapely.Point(lon, lat)):
-            continue
-        age_days = rng.random() ** 1.3 * 540
-        occurred = now - timedelta(days=age_days, minutes=rng.randrange(0, 1440))
-        status = rng.choices([s for s, _ in STATUS_BY_AGE], weights=[w for _, w in STATUS_BY_AGE])[
-            0
-        ]
-        if age_days < 14 and status in ("solved", "closed"):
-            status = "under_investigation"
-        category = _pick(rng, mix)
-        rows.append(
-            {
-                "category": category,
-                "severity": rng.choices([1, 2, 3, 4, 5], weights=[18, 30, 28, 16, 8])[0],
-                "status": status,
-                "occurred_at": occurred,
-                "reported_at": occurred + timedelta(hours=rng.uniform(0.2, 48)),
-                "geom": f"SRID=4326;POINT({lon:.6f} {lat:.6f})",
-                "location_precision_m": rng.choice([10.0, 50.0, 100.0, 500.0, 1000.0]),
-                "description": f"Demo incident: {category.replace('_', ' ')} near {name}",
-                "unit": f"Demo unit {name}",
-                "source": DEMO_SOURCE,
-                "source_id": f"demo-{seed}-{len(rows)}",
+    )
+    written = 0
+    batch = 2000
+    for start in range(0, len(rows), batch):
+        chunk = [
+            {k: v for k, v in r.items() if k not in ("lon", "lat")}
+            | {
+                "geom": f"SRID=4326;POINT({r['lon']} {r['lat']})",
                 "created_by": "demo",
                 "updated_by": "demo",
             }
-        )
-    written = 0
-    batch = 1000
-    for start in range(0, len(rows), batch):
-        chunk = rows[start : start + batch]
+            for r in rows[start : start + batch]
+        ]
         stmt = (
             insert(Incident)
             .values(chunk)
