@@ -126,3 +126,31 @@ async def test_moving_an_incident_rederives(session: AsyncSession) -> None:
         {"id": row.id},
     )
     assert moved.scalar_one() == "VN-SG"
+
+
+async def test_random_points_border_and_post_distances(session: AsyncSession) -> None:
+    """Distances for points all over Vietnam agree with pyproj (densified lines / all posts)."""
+    feats = features(GEODATA / "jurisdictions.geojson")
+    vietnam = feats["VNM"][1]
+    shapely.prepare(vietnam)
+    lines = _border_lines()
+    posts = await _posts(session)
+    rng = random.Random(7)
+    checked = 0
+    while checked < 60:
+        lon, lat = rng.uniform(102.2, 109.4), rng.uniform(8.6, 23.3)
+        if not vietnam.contains(shapely.Point(lon, lat)):
+            continue
+        *_, segment, border_km, post, post_km = await _insert(session, lon, lat)
+        expected = {code: nearest_line_km(lon, lat, line) for code, line in lines.items()}
+        best = min(expected, key=lambda k: expected[k])
+        assert border_km == pytest.approx(expected[best], rel=0.003, abs=0.12), (lon, lat)
+        if abs(expected[best] - sorted(expected.values())[1]) > 1:
+            assert segment == best, (lon, lat)
+        _, _, dist = GEOD.inv(
+            [lon] * len(posts), [lat] * len(posts), [p[1] for p in posts], [p[2] for p in posts]
+        )
+        i = min(range(len(posts)), key=lambda k: dist[k])
+        assert post == posts[i][0], (lon, lat)
+        assert post_km == pytest.approx(dist[i] / 1000, abs=0.001)
+        checked += 1

@@ -9,7 +9,7 @@ from app.borders.models import BorderSegment
 from app.geo import geojson
 
 # Vertices per indexed piece: short pieces keep the nearest-border lookup index-assisted.
-PIECE_VERTICES = 32
+PIECE_VERTICES = 16
 
 DERIVE_SQL = text(
     """

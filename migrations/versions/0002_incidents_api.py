@@ -46,6 +46,8 @@ DECLARE
     path text[];
     near_code text;
     near_country text;
+    pt geography := NEW.geom::geography;
+    near_m float8;
 BEGIN
     IF current_setting('borderwatch.bulk', true) = 'on' THEN
         RETURN NEW;
@@ -89,18 +91,24 @@ BEGIN
         END IF;
     END IF;
 
-    SELECT s.code, ST_Distance(c.geom::geography, NEW.geom::geography) / 1000.0
+    -- Nearest border and post: the sphere-distance KNN (geography GiST index) finds the
+    -- nearest candidate; every candidate within 1 % of it is then measured on the spheroid.
+    near_m := (SELECT p.geom::geography <-> pt FROM border_segment_piece p
+                ORDER BY p.geom::geography <-> pt LIMIT 1);
+    SELECT s.code, ST_Distance(p.geom::geography, pt) / 1000.0
       INTO NEW.border_segment, NEW.border_distance_km
-      FROM (SELECT p.segment_id, p.geom FROM border_segment_piece p
-             ORDER BY p.geom <-> NEW.geom LIMIT 16) c
-      JOIN border_segment s ON s.id = c.segment_id
-     ORDER BY ST_Distance(c.geom::geography, NEW.geom::geography)
+      FROM border_segment_piece p JOIN border_segment s ON s.id = p.segment_id
+     WHERE ST_DWithin(p.geom::geography, pt, near_m * 1.01 + 10, false)
+     ORDER BY ST_Distance(p.geom::geography, pt)
      LIMIT 1;
 
-    SELECT c.id, ST_Distance(c.geom::geography, NEW.geom::geography) / 1000.0
+    near_m := (SELECT p.geom::geography <-> pt FROM border_post p
+                ORDER BY p.geom::geography <-> pt LIMIT 1);
+    SELECT p.id, ST_Distance(p.geom::geography, pt) / 1000.0
       INTO NEW.nearest_post_id, NEW.nearest_post_km
-      FROM (SELECT p.id, p.geom FROM border_post p ORDER BY p.geom <-> NEW.geom LIMIT 8) c
-     ORDER BY ST_Distance(c.geom::geography, NEW.geom::geography)
+      FROM border_post p
+     WHERE ST_DWithin(p.geom::geography, pt, near_m * 1.01 + 10, false)
+     ORDER BY ST_Distance(p.geom::geography, pt), p.id
      LIMIT 1;
     RETURN NEW;
 END
@@ -273,12 +281,26 @@ def upgrade() -> None:
           FROM jurisdiction j, ST_Subdivide(j.geom, 128) AS s(geom), ST_Dump(s.geom) d
         """
     )
+    # shorter border pieces and geography indexes for the nearest-border / nearest-post lookups
+    op.execute("DELETE FROM border_segment_piece")
+    op.execute(
+        "INSERT INTO border_segment_piece (segment_id, geom)"
+        " SELECT s.id, d.geom FROM border_segment s, ST_Subdivide(s.geom, 16) AS x(geom),"
+        " ST_Dump(x.geom) d"
+    )
+    op.execute(
+        "CREATE INDEX ix_border_segment_piece_geog ON border_segment_piece"
+        " USING gist ((geom::geography))"
+    )
+    op.execute("CREATE INDEX ix_border_post_geog ON border_post USING gist ((geom::geography))")
     op.execute(INCIDENT_DERIVE_V2)
 
 
 def downgrade() -> None:
     """Revert this revision (restores the 0001 derivation function)."""
     op.execute(_derive_v1())
+    op.execute("DROP INDEX IF EXISTS ix_border_post_geog")
+    op.execute("DROP INDEX IF EXISTS ix_border_segment_piece_geog")
     op.drop_table("jurisdiction_piece")
     op.execute("DROP TRIGGER IF EXISTS incident_history_no_truncate ON incident_history")
     op.execute("DROP TRIGGER IF EXISTS incident_history_append_only ON incident_history")
