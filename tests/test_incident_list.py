@@ -8,6 +8,8 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import shapely
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from conftest import GEODATA
 from geo_reference import features
@@ -151,3 +153,24 @@ async def test_order_cursor_and_counts(client: httpx.AsyncClient) -> None:
 async def test_empty_result(client: httpx.AsyncClient) -> None:
     body = (await client.get("/incidents", params={"bbox": "0,0,1,1"})).json()
     assert body["features"] == [] and body["numberReturned"] == 0 and body["numberMatched"] == 0
+
+
+async def test_large_page_streams_valid_json(client: httpx.AsyncClient, session: AsyncSession) -> None:
+    # more rows than one streamed chunk (500): chunk joins must keep the JSON valid
+    await session.execute(
+        text(
+            "INSERT INTO incident (category, severity, occurred_at, geom)"
+            " SELECT 'other', 1 + n % 5, timestamptz '2025-01-01' + n * interval '1 minute',"
+            " ST_SetSRID(ST_MakePoint(105.80 + (n % 40) * 0.001, 21.00 + (n / 40) * 0.001), 4326)"
+            " FROM generate_series(1, 1234) n"
+        )
+    )
+    r = await client.get("/incidents", params={"limit": 1200})
+    body = r.json()
+    assert body["numberReturned"] == 1200 == len(body["features"])
+    assert len({f["id"] for f in body["features"]}) == 1200
+    nxt = next(link["href"] for link in body["links"] if link["rel"] == "next")
+    rest = (await client.get(nxt.replace("http://test", ""))).json()
+    assert rest["numberReturned"] == 34
+    everything = (await client.get("/incidents", params={"limit": 10000})).json()
+    assert everything["numberReturned"] == everything["numberMatched"] == 1234

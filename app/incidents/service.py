@@ -344,6 +344,7 @@ async def stream_page(
         stmt = stmt.where(cursor.after())
     result = await session.stream(stmt)
     last: tuple[Any, Any] | None = None
+    emitted = False
     async for rows in result.partitions(chunk):
         parts: list[str] = []
         for feature, occurred_at, ident in rows:
@@ -355,7 +356,9 @@ async def stream_page(
             page.returned += 1
             last = (occurred_at, ident)
         if parts:
-            yield ",".join(parts).encode()
+            text_part = ",".join(parts)
+            yield (("," + text_part) if emitted else text_part).encode()
+            emitted = True
         if page.next_cursor is not None:
             break
     await result.close()
