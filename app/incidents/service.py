@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, cast, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, Text, cast, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -330,35 +330,56 @@ async def stream_page(
     page: Page,
     chunk: int = 500,
 ) -> AsyncIterator[bytes]:
-    """Feature texts of one page, comma-separated, newest first; fills `page` as it goes."""
+    """Feature texts of one page, comma-separated, newest first; fills `page` as it goes.
+
+    PostgreSQL joins the Features into one text per `chunk` rows, so Python handles a few
+    large strings instead of a thousand small ones."""
     f, post = feature_expr()
-    stmt = (
-        select(cast(f, Text).label("f"), Incident.occurred_at, Incident.id)
-        .select_from(Incident)
-        .outerjoin(post, post.id == Incident.nearest_post_id)
+    i = Incident
+    rn = func.row_number().over(order_by=(i.occurred_at.desc(), i.id.desc()))
+    rows = (
+        select(
+            cast(f, Text).label("f"),
+            i.occurred_at,
+            i.id,
+            rn.label("rn"),
+            ((rn - 1) // chunk).label("grp"),
+        )
+        .select_from(i)
+        .outerjoin(post, post.id == i.nearest_post_id)
         .where(*filt.conditions())
-        .order_by(Incident.occurred_at.desc(), Incident.id.desc())
+        .order_by(i.occurred_at.desc(), i.id.desc())
         .limit(limit + 1)
     )
     if cursor is not None:
-        stmt = stmt.where(cursor.after())
-    result = await session.stream(stmt)
-    last: tuple[Any, Any] | None = None
+        rows = rows.where(cursor.after())
+    sub = rows.subquery()
+    in_page = sub.c.rn <= limit
+    at_end = sub.c.rn == limit
+    stmt = (
+        select(
+            func.string_agg(sub.c.f, aggregate_order_by(literal(","), sub.c.rn)).filter(in_page),
+            func.count().filter(in_page),
+            func.max(sub.c.rn),
+            func.max(sub.c.occurred_at).filter(at_end),
+            func.array_agg(sub.c.id).filter(at_end),
+        )
+        .group_by(sub.c.grp)
+        .order_by(sub.c.grp)
+    )
+    # one round trip: a page is at most page_max rows (~6 MB of text at 10 000), which is
+    # measurably faster than a server-side cursor; the export streams through a cursor instead
+    result = await session.execute(stmt)
     emitted = False
-    async for rows in result.partitions(chunk):
-        parts: list[str] = []
-        for feature, occurred_at, ident in rows:
-            if page.returned == limit:
-                assert last is not None
-                page.next_cursor = Cursor(last[0], last[1])
-                break
-            parts.append(feature)
-            page.returned += 1
-            last = (occurred_at, ident)
-        if parts:
-            text_part = ",".join(parts)
+    more = False
+    last: tuple[Any, Any] | None = None
+    for text_part, n, max_rn, last_at, last_ids in result:
+        if text_part:
             yield (("," + text_part) if emitted else text_part).encode()
             emitted = True
-        if page.next_cursor is not None:
-            break
-    await result.close()
+        page.returned += int(n)
+        more = more or int(max_rn) > limit
+        if last_at is not None:
+            last = (last_at, last_ids[0])
+    if more and last is not None:
+        page.next_cursor = Cursor(last[0], last[1])

@@ -1,0 +1,190 @@
+"""List and create latency against PostgreSQL itself, in one run.
+
+    .venv/bin/python -m bench.bench_api --incidents 1000000
+
+1. GET /incidents?bbox=<0.5° box at the densest hotspot>&limit=1000 over HTTP (keep-alive,
+   one uvicorn worker) against the same SQL run directly with asyncpg producing the same
+   GeoJSON text (string_agg of the same Feature expressions): medians and their ratio.
+2. POST /incidents at concurrency 1 (median, p95) and throughput at concurrency 16.
+Bounded: a fixed number of requests, and a wall-clock cap on every loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy import Text, cast, func, literal, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+from app.incidents.filters import IncidentFilter
+from app.incidents.models import Incident
+from app.incidents.service import feature_expr
+from bench.common import cluster, prepare, server, summary
+
+CAP_S = 120.0  # no loop runs longer than this
+
+
+def hotspot_sql() -> str:
+    return """
+        SELECT floor(ST_X(geom) * 2) / 2 AS x, floor(ST_Y(geom) * 2) / 2 AS y, count(*) n
+          FROM incident WHERE deleted_at IS NULL GROUP BY 1, 2 ORDER BY n DESC LIMIT 1
+    """
+
+
+def direct_sql(bbox: tuple[float, float, float, float], limit: int) -> str:
+    """The list query of the service, aggregated into one GeoJSON text by PostgreSQL."""
+    f, post = feature_expr()
+    inner = (
+        select(cast(f, Text).label("f"), Incident.occurred_at, Incident.id)
+        .select_from(Incident)
+        .outerjoin(post, post.id == Incident.nearest_post_id)
+        .where(*IncidentFilter(bbox=bbox).conditions())
+        .order_by(Incident.occurred_at.desc(), Incident.id.desc())
+        .limit(limit)
+        .subquery()
+    )
+    agg = func.string_agg(
+        inner.c.f, aggregate_order_by(literal(","), inner.c.occurred_at.desc(), inner.c.id.desc())
+    )
+    stmt = select(literal('{"type":"FeatureCollection","features":[') + agg + literal("]}"))
+    return str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+
+async def time_direct(dsn: str, sql: str, n: int) -> list[float]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET TimeZone = 'UTC'")
+        samples = []
+        deadline = time.monotonic() + CAP_S
+        for _ in range(n):
+            t = time.perf_counter()
+            body = await conn.fetchval(sql)
+            samples.append(time.perf_counter() - t)
+            assert body and len(body) > 1000
+            if time.monotonic() > deadline:
+                break
+        return samples
+    finally:
+        await conn.close()
+
+
+def time_http(base: str, params: dict[str, Any], n: int) -> tuple[list[float], int]:
+    samples = []
+    returned = 0
+    with httpx.Client(base_url=base, timeout=30) as client:
+        deadline = time.monotonic() + CAP_S
+        for _ in range(n):
+            t = time.perf_counter()
+            r = client.get("/incidents", params=params)
+            body = r.content
+            samples.append(time.perf_counter() - t)
+            assert r.status_code == 200
+            returned = json.loads(body)["numberReturned"]
+            if time.monotonic() > deadline:
+                break
+    return samples, returned
+
+
+def body(i: int) -> dict[str, Any]:
+    return {
+        "category": "smuggling",
+        "severity": 1 + i % 5,
+        "occurred_at": "2026-01-15T08:00:00Z",
+        "location": {"type": "Point", "coordinates": [106.70 + (i % 100) * 1e-4, 21.96]},
+        "description": f"bench {i}",
+        "source": "bench",
+    }
+
+
+def time_create_serial(base: str, n: int) -> list[float]:
+    samples = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        deadline = time.monotonic() + CAP_S
+        for i in range(n):
+            t = time.perf_counter()
+            r = client.post("/incidents", json=body(i))
+            samples.append(time.perf_counter() - t)
+            assert r.status_code == 201, r.text
+            if time.monotonic() > deadline:
+                break
+    return samples
+
+
+async def create_concurrent(
+    base: str, workers: int, per_worker: int
+) -> tuple[float, int, list[float]]:
+    samples: list[float] = []
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+
+        async def worker(w: int) -> None:
+            for i in range(per_worker):
+                t = time.perf_counter()
+                r = await client.post("/incidents", json=body(100_000 + w * per_worker + i))
+                samples.append(time.perf_counter() - t)
+                assert r.status_code == 201, r.text
+
+        started = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(worker(w) for w in range(workers))), CAP_S)
+        elapsed = time.perf_counter() - started
+    return elapsed, len(samples), samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--incidents", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=60)
+    args = parser.parse_args()
+
+    c = cluster()
+    url = c.url("bench")
+    asyncio.run(prepare(url, args.incidents))
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def hotspot() -> tuple[float, float, int]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            row = await conn.fetchrow(hotspot_sql())
+            return float(row["x"]), float(row["y"]), int(row["n"])
+        finally:
+            await conn.close()
+
+    x, y, n_cell = asyncio.run(hotspot())
+    bbox = (x, y, x + 0.5, y + 0.5)
+    limit = 1000
+    print(f"incidents: {args.incidents:,}; hotspot box {bbox} holds {n_cell:,}")
+    sql = direct_sql(bbox, limit)
+    with server(url) as base:
+        params = {"bbox": ",".join(str(v) for v in bbox), "limit": limit}
+        time_http(base, params, 5)  # warm-up (plans, caches, connections)
+        asyncio.run(time_direct(dsn, sql, 5))
+        direct = asyncio.run(time_direct(dsn, sql, args.requests))
+        http, returned = time_http(base, params, args.requests)
+        d, h = summary(direct), summary(http)
+        print(f"list bbox limit={limit} (returned {returned}):")
+        print(f"  PostgreSQL direct: median {d['median_ms']:.1f} ms  p95 {d['p95_ms']:.1f} ms")
+        print(f"  GET /incidents:    median {h['median_ms']:.1f} ms  p95 {h['p95_ms']:.1f} ms")
+        print(f"  ratio (median): {h['median_ms'] / d['median_ms']:.2f}x")
+
+        time_create_serial(base, 10)  # warm-up
+        serial = summary(time_create_serial(base, 200))
+        print(
+            f"create, concurrency 1: median {serial['median_ms']:.1f} ms  p95 {serial['p95_ms']:.1f} ms"
+        )
+        elapsed, done, samples = asyncio.run(create_concurrent(base, 16, 40))
+        conc = summary(samples)
+        print(
+            f"create, concurrency 16: {done / elapsed:,.0f} incidents/s; "
+            f"median {conc['median_ms']:.1f} ms  p95 {conc['p95_ms']:.1f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
