@@ -176,7 +176,8 @@ def main() -> None:
         time_create_serial(base, 10)  # warm-up
         serial = summary(time_create_serial(base, 200))
         print(
-            f"create, concurrency 1: median {serial['median_ms']:.1f} ms  p95 {serial['p95_ms']:.1f} ms"
+            f"create, concurrency 1: median {serial['median_ms']:.1f} ms  "
+            f"p95 {serial['p95_ms']:.1f} ms"
         )
         elapsed, done, samples = asyncio.run(create_concurrent(base, 16, 40))
         conc = summary(samples)
