@@ -48,7 +48,6 @@ class Settings(BaseSettings):
     clock_skew_s: int = Field(
         default=300, ge=0, le=86_400, description="how far in the future occurred_at may be"
     )
-    page_max: int = Field(default=10_000, ge=1, le=100_000, description="largest list page")
 
     @model_validator(mode="after")
     def _production_needs_database(self) -> Settings:
