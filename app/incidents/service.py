@@ -367,7 +367,7 @@ async def stream_page(
         .group_by(sub.c.grp)
         .order_by(sub.c.grp)
     )
-    # one round trip: a page is at most page_max rows (~6 MB of text at 10 000), which is
+    # one round trip: a page is at most 10 000 rows (~6 MB of text), which is
     # measurably faster than a server-side cursor; the export streams through a cursor instead
     result = await session.execute(stmt)
     emitted = False
