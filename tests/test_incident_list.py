@@ -155,7 +155,9 @@ async def test_empty_result(client: httpx.AsyncClient) -> None:
     assert body["features"] == [] and body["numberReturned"] == 0 and body["numberMatched"] == 0
 
 
-async def test_large_page_streams_valid_json(client: httpx.AsyncClient, session: AsyncSession) -> None:
+async def test_large_page_streams_valid_json(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
     # more rows than one streamed chunk (500): chunk joins must keep the JSON valid
     await session.execute(
         text(

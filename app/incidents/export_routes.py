@@ -2,6 +2,42 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from app.db import SessionDep
+from app.incidents import exports
+from app.incidents.filters import FilterDep
 
 router = APIRouter(tags=["incidents"])
+
+
+@router.get(
+    "/incidents/export",
+    response_class=StreamingResponse,
+    summary="Every matching incident as a GeoJSON, CSV or GeoPackage download",
+    responses={
+        200: {
+            "description": "the file (Content-Disposition: attachment), streamed",
+            "content": {media: {} for media in exports.MEDIA_TYPES.values()},
+        }
+    },
+)
+async def export_incidents(
+    session: SessionDep,
+    filt: FilterDep,
+    fmt: Annotated[
+        exports.Format, Query(alias="format", description="geojson, csv or gpkg (GeoPackage)")
+    ] = "geojson",
+    bom: Annotated[
+        bool, Query(description="csv only: start with a UTF-8 byte-order mark (for Excel)")
+    ] = False,
+) -> StreamingResponse:
+    """The list's filters, no page limit; newest first; see docs/export.md."""
+    result = await exports.export(session=session, filt=filt, fmt=fmt, bom=bom)
+    headers = {"Content-Disposition": f'attachment; filename="{result.filename}"'}
+    if result.size is not None:
+        headers["Content-Length"] = str(result.size)
+    return StreamingResponse(result.chunks, media_type=result.media_type, headers=headers)
