@@ -1,5 +1,6 @@
 """Every table, imported once so Alembic and the app see the whole metadata."""
 
+from app.auth.models import AuditEvent, Principal, ScopeZone, ScopeZoneBuilt
 from app.borders.models import BorderSegment, BorderSegmentPiece
 from app.db import Base
 from app.incidents.models import Category, Incident, IncidentHistory
@@ -7,6 +8,7 @@ from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, Jurisd
 from app.posts.models import BorderPost
 
 __all__ = [
+    "AuditEvent",
     "Base",
     "BorderPost",
     "BorderSegment",
@@ -17,4 +19,7 @@ __all__ = [
     "Jurisdiction",
     "JurisdictionAdjacency",
     "JurisdictionPiece",
+    "Principal",
+    "ScopeZone",
+    "ScopeZoneBuilt",
 ]

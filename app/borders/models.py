@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import SRID_WGS84, Base
@@ -29,7 +29,11 @@ class BorderSegmentPiece(Base):
     """A short piece of a border segment (ST_Subdivide) so nearest-border lookups use the index."""
 
     __tablename__ = "border_segment_piece"
-    __table_args__ = (Index("ix_border_segment_piece_geom", "geom", postgresql_using="gist"),)
+    __table_args__ = (
+        Index("ix_border_segment_piece_geom", "geom", postgresql_using="gist"),
+        # geography KNN (sphere distance) for the nearest-border lookup
+        Index("ix_border_segment_piece_geog", text("(geom::geography)"), postgresql_using="gist"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     segment_id: Mapped[int] = mapped_column(

@@ -126,7 +126,10 @@ class IncidentHistory(Base):
     """Append-only history (a trigger writes it; another refuses updates and deletes)."""
 
     __tablename__ = "incident_history"
-    __table_args__ = (Index("ix_incident_history_incident_id", "incident_id", "id"),)
+    __table_args__ = (
+        Index("ix_incident_history_incident_id", "incident_id", "id"),
+        Index("ix_incident_history_changed_at", "changed_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     incident_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import SRID_WGS84, Base
@@ -18,6 +18,8 @@ class BorderPost(Base):
     __table_args__ = (
         CheckConstraint(f"kind IN {KINDS!r}", name="kind"),
         Index("ix_border_post_geom", "geom", postgresql_using="gist"),
+        # geography KNN (sphere distance) for the nearest-post lookup
+        Index("ix_border_post_geog", text("(geom::geography)"), postgresql_using="gist"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
