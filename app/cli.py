@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import signal
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -18,9 +29,9 @@ from app import migrate
 from app.config import Settings, get_settings
 from app.db import create_engine, ensure_database, sessionmaker
 from app.embedded import ClusterError
-from app.errors import AppError
+from app.errors import AppError, InvalidInput
 from app.geodata import load as geodata
-from app.incidents import demo
+from app.incidents import demo, imports
 from app.runtime import database_url, embedded_cluster
 
 console = Console(stderr=True)
@@ -257,6 +268,118 @@ def demo_load(
         await _demo(session, count=count, seed=seed)
 
     _run(_with_session(settings, work))
+
+
+class ImportFormat(StrEnum):
+    """File formats of `borderwatch import`."""
+
+    csv = "csv"
+    geojson = "geojson"
+
+
+class ImportMode(StrEnum):
+    """What `borderwatch import` does with invalid rows."""
+
+    all_or_nothing = "all_or_nothing"
+    skip_invalid = "skip_invalid"
+
+
+@app.command("import")
+def import_cmd(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV or GeoJSON")
+    ],
+    fmt: Annotated[
+        ImportFormat | None,
+        typer.Option("--format", help="default: from the file name (.csv, .geojson, .json)"),
+    ] = None,
+    mode: Annotated[
+        ImportMode, typer.Option(help="all_or_nothing: any invalid row rejects the whole file")
+    ] = ImportMode.all_or_nothing,
+    source: Annotated[
+        str | None,
+        typer.Option(help="source of rows that name none (default 'import'; 'acled' for ACLED)"),
+    ] = None,
+) -> None:
+    """Import incidents from a CSV (plain or ACLED) or GeoJSON file (see docs/import.md).
+
+    Rows with a source_id update the incident imported before from the same source."""
+    settings = get_settings()
+    chosen: imports.Format | None = imports.guess_format(filename=file.name)
+    if fmt is not None:
+        chosen = "csv" if fmt is ImportFormat.csv else "geojson"
+    if chosen is None:
+        console.print("[red]error:[/red] cannot tell the format from the file name: use --format")
+        raise typer.Exit(2)
+    chosen_mode: imports.Mode = (
+        "skip_invalid" if mode is ImportMode.skip_invalid else "all_or_nothing"
+    )
+
+    async def work() -> imports.ImportReport | InvalidInput:
+        engine = create_engine(database_url(settings), settings)
+        columns = (
+            TextColumn("{task.description:<15}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        try:
+            with Progress(*columns, console=console) as bar:
+                tasks: dict[str, TaskID] = {}
+
+                def progress(phase: str, done: int, total: int | None) -> None:
+                    if phase not in tasks:
+                        label = "reading (bytes)" if phase == "reading" else phase
+                        tasks[phase] = bar.add_task(label, total=total)
+                    bar.update(tasks[phase], completed=done, total=total)
+
+                async with sessionmaker(engine)() as session:
+                    return await imports.import_file(
+                        session=session,
+                        path=file,
+                        fmt=chosen,
+                        mode=chosen_mode,
+                        source=source,
+                        actor=_cli_actor(),
+                        clock_skew_s=settings.clock_skew_s,
+                        progress=progress,
+                    )
+        except InvalidInput as exc:
+            return exc
+        finally:
+            await engine.dispose()
+
+    outcome = _run(work())
+    if isinstance(outcome, InvalidInput):
+        console.print(f"[red]rejected:[/red] {escape(outcome.detail)}")
+        _print_row_errors(outcome.extra.get("errors", []), int(outcome.extra.get("more_errors", 0)))
+        raise typer.Exit(1)
+    r = outcome
+    console.print(
+        f"rows: {r.rows}, inserted: {r.inserted}, updated: {r.updated}, "
+        f"unchanged: {r.unchanged}, skipped: {r.skipped}"
+    )
+    if r.ignored_columns:
+        console.print(f"ignored columns: {escape(', '.join(r.ignored_columns))}")
+    _print_row_errors(r.errors, r.more_errors)
+
+
+def _cli_actor() -> str:
+    """The operating-system user, as the actor recorded in the incident history."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _print_row_errors(errors: list[dict[str, object]], more: int) -> None:
+    for e in errors:
+        column = f" {e['column']}" if e.get("column") else ""
+        console.print(
+            f"  [yellow]row {e['row']}{escape(column)}:[/yellow] {escape(str(e['reason']))}"
+        )
+    if more:
+        console.print(f"  … and {more} more")
 
 
 @app.command("serve")

@@ -49,6 +49,29 @@ class Settings(BaseSettings):
         default=300, ge=0, le=86_400, description="how far in the future occurred_at may be"
     )
 
+    cooperation_km: float = Field(
+        default=10.0,
+        ge=0,
+        le=200,
+        description="a scoped principal also sees neighbours' incidents this close to its area",
+    )
+    rate_limit: str = Field(
+        default="600/minute",
+        description="per-principal request limit (limits syntax, e.g. 600/minute; empty = off)",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed by CORS (none by default)"
+    )
+    public_reference_data: bool = Field(
+        default=False,
+        description="serve boundaries, borders, posts and categories without a key",
+    )
+
+    @property
+    def cooperation_m(self) -> int:
+        """The cooperation distance in whole metres."""
+        return round(self.cooperation_km * 1000)
+
     @model_validator(mode="after")
     def _production_needs_database(self) -> Settings:
         if self.environment == "production" and not self.database_url:

@@ -65,6 +65,24 @@ class PreconditionRequired(AppError):
     title = "Precondition required"
 
 
+class Unauthorized(AppError):
+    """No credentials, or credentials that are malformed, unknown or revoked."""
+
+    title = "Unauthorized"
+
+
+class Forbidden(AppError):
+    """The principal is known but its role does not allow this."""
+
+    title = "Forbidden"
+
+
+class TooManyRequests(AppError):
+    """The principal is over its rate limit."""
+
+    title = "Too many requests"
+
+
 class Unavailable(AppError):
     """A dependency (the database) is not reachable."""
 
@@ -72,6 +90,9 @@ class Unavailable(AppError):
 
 
 STATUS: dict[type[AppError], int] = {
+    Unauthorized: 401,
+    Forbidden: 403,
+    TooManyRequests: 429,
     NotFound: 404,
     InvalidInput: 422,
     Conflict: 409,
@@ -122,7 +143,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
-        return problem(status, exc.title, exc.detail, request, **exc.extra)
+        extra = {k: v for k, v in exc.extra.items() if not k.startswith("_")}
+        response = problem(status, exc.title, exc.detail, request, **extra)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="borderwatch"'
+        if "_retry_after" in exc.extra:
+            response.headers["Retry-After"] = str(exc.extra["_retry_after"])
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import errors
+from app.auth.deps import RateLimiter
+from app.auth.routes import router as auth_router
 from app.borders.routes import router as borders_router
 from app.config import Settings, get_settings
 from app.db import create_engine, sessionmaker
@@ -53,11 +56,27 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings.rate_limit)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "If-Match",
+                "Idempotency-Key",
+            ],
+            expose_headers=["ETag", "Location", "Retry-After"],
+        )
     if engine is not None:  # usable without the lifespan (e.g. an ASGI test transport)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine)
     errors.install(app)
     app.include_router(health_router)
+    app.include_router(auth_router)
     app.include_router(jurisdictions_router)
     app.include_router(borders_router)
     app.include_router(posts_router)

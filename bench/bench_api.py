@@ -23,6 +23,7 @@ from sqlalchemy import Text, cast, func, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
+from app.auth.scope import NATIONAL
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr
@@ -45,7 +46,7 @@ def direct_sql(bbox: tuple[float, float, float, float], limit: int) -> str:
         select(cast(f, Text).label("f"), Incident.occurred_at, Incident.id)
         .select_from(Incident)
         .outerjoin(post, post.id == Incident.nearest_post_id)
-        .where(*IncidentFilter(bbox=bbox).conditions())
+        .where(*IncidentFilter(scope=NATIONAL, bbox=bbox).conditions())
         .order_by(Incident.occurred_at.desc(), Incident.id.desc())
         .limit(limit)
         .subquery()

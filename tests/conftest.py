@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app import migrate
+from app.auth import service as auth_service
 from app.config import Settings, async_url
 from app.db import create_engine, ensure_database, get_session
 from app.embedded import EmbeddedCluster
@@ -123,19 +124,47 @@ async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
         await s.close()
 
 
-@pytest.fixture
-async def client(
-    engine: AsyncEngine, session: AsyncSession, settings: Settings
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for the app, whose requests share the test's session."""
+async def make_key(
+    session: AsyncSession,
+    role: str = "admin",
+    jurisdiction: str | None = None,
+    unit: str | None = None,
+) -> str:
+    """A fresh API key for a new principal (rolled back with the test)."""
+    _, key = await auth_service.create_principal(
+        session=session,
+        name=f"test {role} {jurisdiction or 'national'} {unit or ''}".strip(),
+        role=role,
+        jurisdiction_code=jurisdiction,
+        unit=unit,
+        actor="test",
+    )
+    return key
+
+
+def app_client(
+    engine: AsyncEngine, session: AsyncSession, settings: Settings, key: str | None
+) -> httpx.AsyncClient:
+    """A client for a fresh app whose requests share the test's session, sending `key`."""
     app = create_app(settings, engine=engine)
 
     async def _session() -> AsyncIterator[AsyncSession]:
         yield session
 
     app.dependency_overrides[get_session] = _session
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test", headers=headers
+    )
+
+
+@pytest.fixture
+async def client(
+    engine: AsyncEngine, session: AsyncSession, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client with a national admin key; its requests share the test's session."""
+    key = await make_key(session, "admin")
+    async with app_client(engine, session, settings, key) as c:
         yield c
 
 

@@ -22,8 +22,12 @@ async def test_database_down_is_503(settings: Settings) -> None:
     engine = create_engine(url, settings)
     app = create_app(settings, engine=engine)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    # a well-formed key: checking it needs the database, which is down
+    headers = {"Authorization": "Bearer bw_0123456789_" + "x" * 43}
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=headers
+        ) as client:
             for path in ("/jurisdictions", "/borders", "/border-posts", "/readyz"):
                 r = await client.get(path)
                 assert r.status_code == 503, path

@@ -12,8 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.config import Settings
-from app.db import get_session
-from app.main import create_app
+from conftest import app_client, make_key
 
 PROBLEM = "application/problem+json"
 
@@ -206,15 +205,9 @@ async def test_injection_text_is_stored_verbatim(client: httpx.AsyncClient) -> N
 async def small_limit_client(
     engine: AsyncEngine, session: AsyncSession
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(environment="test", max_body_bytes=2048), engine=engine)
-
-    async def _session() -> AsyncIterator[AsyncSession]:
-        yield session
-
-    app.dependency_overrides[get_session] = _session
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test"
-    ) as c:
+    key = await make_key(session, "admin")
+    settings = Settings(environment="test", max_body_bytes=2048)
+    async with app_client(engine, session, settings, key) as c:
         yield c
 
 

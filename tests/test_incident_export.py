@@ -17,6 +17,7 @@ import pyogrio
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.scope import NATIONAL
 from app.incidents import exports
 from app.incidents.filters import IncidentFilter
 
@@ -301,7 +302,7 @@ async def test_small_partitions_give_the_same_files(
 ) -> None:
     """Partitions of 3 rows: several pieces (and GeoPackage appends), the same content."""
     await _seed(client)
-    everything = IncidentFilter()
+    everything = IncidentFilter(scope=NATIONAL)
 
     async def body(fmt: exports.Format, chunk: int | None) -> list[bytes]:
         result = await exports.export(session=session, filt=everything, fmt=fmt, chunk=chunk)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.auth.deps import ReferenceReader
 from app.borders import service
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
@@ -19,7 +20,10 @@ router = APIRouter(tags=["borders"])
     summary="National border segments (one per country pair) with geodesic length",
 )
 async def list_borders(
-    session: SessionDep, country: CountryCode = None, simplify: SimplifyM = None
+    session: SessionDep,
+    _: ReferenceReader,
+    country: CountryCode = None,
+    simplify: SimplifyM = None,
 ) -> GeoJSONResponse:
     """Segments derived from the country polygons; lines are generalised (about 1–4 km)."""
     body = await service.list_features(session=session, country=country, simplify_m=simplify)

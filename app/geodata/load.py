@@ -16,6 +16,7 @@ from shapely.geometry import MultiPolygon
 from sqlalchemy import delete, func, insert, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.scope import clear_zones
 from app.borders import service as borders
 from app.config import PROJECT_ROOT, Settings
 from app.errors import InvalidInput
@@ -279,6 +280,7 @@ async def derive(
     # geometry work on whole countries can take longer than the request timeout
     await session.execute(text("SET LOCAL statement_timeout = 0"))
     progress("cutting jurisdictions into indexed pieces")
+    await clear_zones(session=session)
     await jurisdictions.refresh_pieces(session=session)
     progress("deriving national border segments")
     report.segments = await borders.derive_segments(session=session, home=settings.home_country)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from app.auth.deps import Analyst
 from app.db import SessionDep
 from app.incidents import exports
 from app.incidents.filters import FilterDep
@@ -27,6 +28,7 @@ router = APIRouter(tags=["incidents"])
 )
 async def export_incidents(
     session: SessionDep,
+    _: Analyst,
     filt: FilterDep,
     fmt: Annotated[
         exports.Format, Query(alias="format", description="geojson, csv or gpkg (GeoPackage)")

@@ -16,16 +16,19 @@ from sqlalchemy import ColumnElement, func, literal, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import String
 
+from app.auth.deps import CurrentPrincipal
+from app.auth.scope import Scope
 from app.errors import InvalidInput
 from app.incidents.models import STATUSES, Incident
 
 MAX_LIST = 50  # values in one comma-separated filter
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IncidentFilter:
-    """Which incidents a request is about (deleted ones never match)."""
+    """Which incidents a request is about: always within the principal's scope, never deleted."""
 
+    scope: Scope
     bbox: tuple[float, float, float, float] | None = None
     start: datetime | None = None
     end: datetime | None = None
@@ -38,7 +41,7 @@ class IncidentFilter:
     def conditions(self) -> list[ColumnElement[bool]]:
         """SQL conditions, all index-friendly (GiST bbox, btree time, GIN jurisdiction path)."""
         i = Incident
-        out: list[ColumnElement[bool]] = [i.deleted_at.is_(None)]
+        out: list[ColumnElement[bool]] = [i.deleted_at.is_(None), self.scope.incident_condition()]
         if self.bbox:
             out.append(i.geom.op("&&")(func.ST_MakeEnvelope(*self.bbox, 4326)))
         if self.start is not None:
@@ -127,6 +130,7 @@ def _codes(text: str | None, field: str, allowed: tuple[str, ...] | None = None)
 
 
 async def incident_filter(
+    principal: CurrentPrincipal,
     bbox: Annotated[
         str | None, Query(description="minLon,minLat,maxLon,maxLat (WGS 84)", max_length=200)
     ] = None,
@@ -156,6 +160,7 @@ async def incident_filter(
     """Parse the shared filter parameters (422 problem+json naming the parameter on error)."""
     start, end = parse_datetime(dt) if dt else (None, None)
     return IncidentFilter(
+        scope=principal.scope,
         bbox=parse_bbox(bbox) if bbox else None,
         start=start,
         end=end,

@@ -2,6 +2,93 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from app.auth.deps import Admin
+from app.db import SessionDep
+from app.errors import Forbidden
+from app.incidents import imports
 
 router = APIRouter(tags=["incidents"])
+
+IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the file itself as the body (not multipart/form-data)",
+        "content": {
+            "text/csv": {"schema": {"type": "string", "format": "binary"}},
+            "application/geo+json": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/incidents/import",
+    summary="Bulk import from CSV (plain or ACLED) or a GeoJSON FeatureCollection",
+    openapi_extra=IMPORT_BODY,
+    responses={
+        200: {"description": "imported: {mode, rows, inserted, updated, unchanged, skipped, …}"},
+        403: {"description": "imports need an admin key without a jurisdiction scope"},
+        413: {"description": "the upload is over BORDERWATCH_MAX_IMPORT_BYTES"},
+        415: {"description": "the format is neither in Content-Type nor in ?format="},
+        422: {"description": "invalid rows (all_or_nothing: nothing written) or columns"},
+    },
+)
+async def import_incidents(
+    request: Request,
+    session: SessionDep,
+    principal: Admin,
+    fmt: Annotated[
+        imports.Format | None,
+        Query(alias="format", description="csv or geojson; default: from Content-Type"),
+    ] = None,
+    mode: Annotated[
+        imports.Mode,
+        Query(description="all_or_nothing: any invalid row rejects the file"),
+    ] = "all_or_nothing",
+    source: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="source of rows that name none (default 'import'; 'acled' for ACLED)",
+        ),
+    ] = None,
+) -> JSONResponse:
+    """See docs/import.md; re-importing rows with the same (source, source_id) updates them."""
+    if not principal.scope.national:
+        # rows are not checked against a jurisdiction scope (yet): national admins only
+        raise Forbidden("imports need a national admin key (one without a jurisdiction)")
+    fmt = fmt or imports.guess_format(content_type=request.headers.get("content-type"))
+    if fmt is None:
+        raise HTTPException(
+            415,
+            "send the file as the body with Content-Type text/csv or application/geo+json, "
+            "or name the format: ?format=csv|geojson",
+        )
+    settings = request.app.state.settings
+    path = await imports.spool(
+        chunks=request.stream(),
+        limit=settings.max_import_bytes,
+        declared_length=request.headers.get("content-length"),
+    )
+    try:
+        report = await imports.import_file(
+            session=session,
+            path=path,
+            fmt=fmt,
+            mode=mode,
+            source=source,
+            actor=principal.actor,
+            clock_skew_s=settings.clock_skew_s,
+        )
+    finally:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+    return JSONResponse(report.as_dict())

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
+from app.auth.deps import CurrentPrincipal, Officer, Reader, ReferenceReader
 from app.db import SessionDep
 from app.errors import InvalidInput, PayloadTooLarge, PreconditionRequired
 from app.geo.geojson import GEOJSON, GeoJSONResponse
@@ -23,9 +24,9 @@ from app.incidents.schemas import IncidentIn, IncidentPatch, check_not_future, p
 router = APIRouter(tags=["incidents"])
 
 
-def current_actor() -> str:
-    """Who is writing; the access-control layer replaces this with the principal."""
-    return "anonymous"
+def current_actor(principal: CurrentPrincipal) -> str:
+    """Who is writing, as the history and audit log name them."""
+    return principal.actor
 
 
 ActorDep = Annotated[str, Depends(current_actor)]
@@ -93,7 +94,7 @@ INCIDENT_BODY = {
 async def create_incident(
     request: Request,
     session: SessionDep,
-    actor: ActorDep,
+    principal: Officer,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """JSON body or GeoJSON Feature; 201 with Location, 200 for a retry of the same content."""
@@ -104,7 +105,7 @@ async def create_incident(
     except ValidationError as exc:
         raise _validation(exc) from exc
     result = await service.create(
-        session=session, data=data, actor=actor, idempotency_key=idempotency_key
+        session=session, data=data, principal=principal, idempotency_key=idempotency_key
     )
     location = str(request.url_for("read_incident", incident_id=str(result.id)))
     return _feature_response(
@@ -121,6 +122,7 @@ async def create_incident(
 async def list_incidents(
     request: Request,
     session: SessionDep,
+    principal: Reader,
     filt: FilterDep,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -165,9 +167,11 @@ def _links(request: Request, next_cursor: Cursor | None) -> list[dict[str, str]]
     summary="One incident as a GeoJSON Feature, with ETag",
     responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON Feature"}},
 )
-async def read_incident(incident_id: uuid.UUID, session: SessionDep) -> Response:
-    """Derived fields included; 404 for unknown or deleted ids."""
-    body, version = await service.get_feature(session=session, incident_id=incident_id)
+async def read_incident(incident_id: uuid.UUID, session: SessionDep, principal: Reader) -> Response:
+    """Derived fields included; 404 for unknown, deleted or out-of-scope ids."""
+    body, version = await service.get_feature(
+        session=session, incident_id=incident_id, scope=principal.scope
+    )
     return _feature_response(body, version)
 
 
@@ -186,7 +190,7 @@ async def patch_incident(
     incident_id: uuid.UUID,
     request: Request,
     session: SessionDep,
-    actor: ActorDep,
+    principal: Officer,
     if_match: Annotated[str | None, Header(max_length=100)] = None,
 ) -> Response:
     """412 when the version is stale, 428 without If-Match, 409 for an illegal status change."""
@@ -206,7 +210,7 @@ async def patch_incident(
         incident_id=incident_id,
         patch=patch,
         expected_version=expected,
-        actor=actor,
+        principal=principal,
     )
     return _feature_response(body, version)
 
@@ -217,25 +221,27 @@ async def patch_incident(
 async def delete_incident(
     incident_id: uuid.UUID,
     session: SessionDep,
-    actor: ActorDep,
+    principal: Officer,
     if_match: Annotated[str | None, Header(max_length=100)] = None,
 ) -> Response:
     """If-Match is checked when given."""
     expected = service.parse_if_match(if_match) if if_match else None
     await service.delete_incident(
-        session=session, incident_id=incident_id, expected_version=expected, actor=actor
+        session=session, incident_id=incident_id, expected_version=expected, principal=principal
     )
     return Response(status_code=204)
 
 
 @router.get("/incidents/{incident_id}/history", summary="Every recorded change, oldest first")
-async def incident_history(incident_id: uuid.UUID, session: SessionDep) -> JSONResponse:
+async def incident_history(
+    incident_id: uuid.UUID, session: SessionDep, principal: Reader
+) -> JSONResponse:
     """The append-only history (also for deleted incidents)."""
-    entries = await service.history(session=session, incident_id=incident_id)
+    entries = await service.history(session=session, incident_id=incident_id, scope=principal.scope)
     return JSONResponse({"incident_id": str(incident_id), "entries": entries})
 
 
 @router.get("/categories", summary="The managed incident categories (English and Vietnamese)")
-async def list_categories(session: SessionDep) -> JSONResponse:
+async def list_categories(session: SessionDep, _: ReferenceReader) -> JSONResponse:
     """Stable codes with display names."""
     return JSONResponse({"categories": await service.categories(session=session)})

@@ -13,7 +13,9 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from app.auth.scope import Scope
+from app.auth.service import Identity
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed
 from app.geo import geojson
 from app.incidents.filters import Cursor, IncidentFilter
 from app.incidents.models import Category, Incident, IncidentHistory
@@ -91,20 +93,42 @@ def feature_expr() -> tuple[ColumnElement[Any], Any]:
     return geojson.feature(id_=i.id, geom=i.geom, properties=props), post
 
 
-async def get_feature(*, session: AsyncSession, incident_id: uuid.UUID) -> tuple[bytes, int]:
-    """The incident as a Feature and its version; NotFound when missing or deleted."""
+async def get_feature(
+    *, session: AsyncSession, incident_id: uuid.UUID, scope: Scope
+) -> tuple[bytes, int]:
+    """The incident as a Feature and its version; NotFound when missing, deleted or out of
+    scope (the same answer, so nobody learns what exists outside their area)."""
     f, post = feature_expr()
     row = (
         await session.execute(
             select(cast(f, Text).label("f"), Incident.version)
             .select_from(Incident)
             .outerjoin(post, post.id == Incident.nearest_post_id)
-            .where(Incident.id == incident_id, Incident.deleted_at.is_(None))
+            .where(
+                Incident.id == incident_id,
+                Incident.deleted_at.is_(None),
+                scope.incident_condition(),
+            )
         )
     ).one_or_none()
     if row is None:
         raise NotFound(f"no incident with id {incident_id}", id=str(incident_id))
     return str(row[0]).encode(), int(row[1])
+
+
+async def _visible(session: AsyncSession, incident_id: uuid.UUID, scope: Scope) -> bool:
+    found = await session.execute(
+        select(Incident.id).where(Incident.id == incident_id, scope.incident_condition())
+    )
+    return found.scalar() is not None
+
+
+def _outside(scope: Scope) -> Forbidden:
+    return Forbidden(
+        f"the location is outside your area ({scope.code} and {scope.distance_m / 1000:g} km"
+        " into its neighbours)",
+        field="location",
+    )
 
 
 async def _check_category(session: AsyncSession, code: str) -> None:
@@ -131,9 +155,21 @@ class Created:
 
 
 async def create(
-    *, session: AsyncSession, data: IncidentIn, actor: str, idempotency_key: str | None = None
+    *,
+    session: AsyncSession,
+    data: IncidentIn,
+    principal: Identity,
+    idempotency_key: str | None = None,
 ) -> Created:
-    """Insert an incident; a retry with the same id (or key) and content returns the stored one."""
+    """Insert an incident; a retry with the same id (or key) and content returns the stored one.
+
+    An officer records for their own unit and only inside their area."""
+    actor = principal.actor
+    if principal.role == "officer" and principal.unit:
+        data = data.model_copy(update={"unit": principal.unit})
+    if idempotency_key is not None:
+        # the key is the principal's: two principals never collide on the same key
+        idempotency_key = f"{principal.id}:{idempotency_key}"
     if data.id is None:
         data = data.model_copy(
             update={"id": idempotent_id(idempotency_key) if idempotency_key else uuid.uuid4()}
@@ -174,23 +210,38 @@ async def create(
                 f"incident {data.id} already exists with different content",
                 id=str(data.id),
             )
-        body, version = await get_feature(session=session, incident_id=data.id)
+        body, version = await get_feature(
+            session=session, incident_id=data.id, scope=principal.scope
+        )
         return Created(data.id, body, version, created=False)
-    body, version = await get_feature(session=session, incident_id=data.id)
+    if not await _visible(session, data.id, principal.scope):
+        await session.rollback()
+        raise _outside(principal.scope)
+    body, version = await get_feature(session=session, incident_id=data.id, scope=principal.scope)
     await session.commit()
     return Created(data.id, body, version, created=True)
 
 
-async def _lock(session: AsyncSession, incident_id: uuid.UUID) -> tuple[str, int]:
+async def _lock(
+    session: AsyncSession, incident_id: uuid.UUID, principal: Identity
+) -> tuple[str, int]:
+    """Lock a visible incident for a write; officers may write only their unit's incidents."""
     row = (
         await session.execute(
-            select(Incident.status, Incident.version)
-            .where(Incident.id == incident_id, Incident.deleted_at.is_(None))
-            .with_for_update()
+            select(Incident.status, Incident.version, Incident.unit)
+            .where(
+                Incident.id == incident_id,
+                Incident.deleted_at.is_(None),
+                principal.scope.incident_condition(),
+            )
+            .with_for_update(of=Incident)
         )
     ).one_or_none()
     if row is None:
         raise NotFound(f"no incident with id {incident_id}", id=str(incident_id))
+    if principal.role == "officer" and (not principal.unit or row[2] != principal.unit):
+        await session.rollback()
+        raise Forbidden("officers may change only the incidents their own unit reported")
     return str(row[0]), int(row[1])
 
 
@@ -209,10 +260,11 @@ async def update_incident(
     incident_id: uuid.UUID,
     patch: IncidentPatch,
     expected_version: int | None,
-    actor: str,
+    principal: Identity,
 ) -> tuple[bytes, int]:
     """Apply a correction under optimistic concurrency and the status lifecycle."""
-    status, version = await _lock(session, incident_id)
+    actor = principal.actor
+    status, version = await _lock(session, incident_id, principal)
     _check_version(version, expected_version)
     changes: dict[str, Any] = {}
     fields = patch.model_fields_set
@@ -247,16 +299,26 @@ async def update_incident(
                 **changes, version=Incident.version + 1, updated_at=func.now(), updated_by=actor
             )
         )
-    body, new_version = await get_feature(session=session, incident_id=incident_id)
+    if not await _visible(session, incident_id, principal.scope):
+        await session.rollback()
+        raise _outside(principal.scope)
+    body, new_version = await get_feature(
+        session=session, incident_id=incident_id, scope=principal.scope
+    )
     await session.commit()
     return body, new_version
 
 
 async def delete_incident(
-    *, session: AsyncSession, incident_id: uuid.UUID, expected_version: int | None, actor: str
+    *,
+    session: AsyncSession,
+    incident_id: uuid.UUID,
+    expected_version: int | None,
+    principal: Identity,
 ) -> None:
     """Soft delete: hidden from reads and lists, kept (with its history) in the database."""
-    _, version = await _lock(session, incident_id)
+    actor = principal.actor
+    _, version = await _lock(session, incident_id, principal)
     _check_version(version, expected_version)
     await _set_context(session, actor=actor)
     await session.execute(
@@ -272,8 +334,12 @@ async def delete_incident(
     await session.commit()
 
 
-async def history(*, session: AsyncSession, incident_id: uuid.UUID) -> list[dict[str, Any]]:
-    """Every recorded change of an incident, oldest first (deleted incidents included)."""
+async def history(
+    *, session: AsyncSession, incident_id: uuid.UUID, scope: Scope
+) -> list[dict[str, Any]]:
+    """Every recorded change of an incident in scope, oldest first (deleted ones included)."""
+    if not await _visible(session, incident_id, scope):
+        raise NotFound(f"no incident with id {incident_id}", id=str(incident_id))
     h = IncidentHistory
     rows = (
         await session.execute(

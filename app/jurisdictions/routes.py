@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
+from app.auth.deps import ReferenceReader
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
 from app.geo.params import CountryCode, SimplifyM
@@ -24,6 +25,7 @@ Code = Annotated[str, Path(max_length=32, description="e.g. VN-44 or VNM")]
 )
 async def list_jurisdictions(
     session: SessionDep,
+    _: ReferenceReader,
     level: Annotated[Literal["country", "province", "district", "commune"] | None, Query()] = None,
     parent: Annotated[str | None, Query(max_length=32, description="parent code")] = None,
     country: CountryCode = None,
@@ -38,7 +40,7 @@ async def list_jurisdictions(
 
 @router.get("/{code}", response_class=GeoJSONResponse, responses=DOC, summary="One jurisdiction")
 async def read_jurisdiction(
-    session: SessionDep, code: Code, simplify: SimplifyM = None
+    session: SessionDep, _: ReferenceReader, code: Code, simplify: SimplifyM = None
 ) -> GeoJSONResponse:
     """A jurisdiction as a Feature; 404 problem+json for an unknown code."""
     return GeoJSONResponse(
@@ -53,7 +55,7 @@ async def read_jurisdiction(
     summary="Neighbouring jurisdictions with the shared boundary length",
 )
 async def read_neighbours(
-    session: SessionDep, code: Code, simplify: SimplifyM = None
+    session: SessionDep, _: ReferenceReader, code: Code, simplify: SimplifyM = None
 ) -> GeoJSONResponse:
     """Neighbours with `shared_km`, `touches` and `gap_m` (river/estuary gaps count)."""
     body = await service.neighbours_features(session=session, code=code, simplify_m=simplify)

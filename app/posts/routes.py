@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from app.auth.deps import ReferenceReader
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
 from app.posts import service
@@ -23,6 +24,7 @@ Kind = Literal["border_gate", "border_guard_station", "police", "customs", "coas
 )
 async def list_border_posts(
     session: SessionDep,
+    _: ReferenceReader,
     kind: Annotated[Kind | None, Query()] = None,
     border: Annotated[
         str | None, Query(pattern="^[A-Z]{3}-[A-Z]{3}$", description="e.g. VNM-LAO")

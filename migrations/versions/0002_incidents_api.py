@@ -38,7 +38,8 @@ CATEGORIES = [
 
 # Derivation, now over subdivided jurisdiction pieces (point-in-polygon on a few hundred
 # vertices instead of thousands) and skippable for set-based bulk imports, which derive the
-# same fields in one statement (app/incidents/bulk.py) and set borderwatch.bulk = 'on'.
+# same fields set-based (DERIVE_NEAR / DERIVE_PLACE in app/incidents/imports.py, kept equal by
+# tests/test_incident_import.py) and set borderwatch.bulk = 'on'.
 INCIDENT_DERIVE_V2 = """
 CREATE OR REPLACE FUNCTION incident_derive() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE

@@ -1,0 +1,102 @@
+"""Authentication, role checks and the per-principal rate limit, as FastAPI dependencies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from limits import parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from app.auth import service
+from app.auth.scope import ensure_zone
+from app.auth.service import Identity
+from app.db import SessionDep
+from app.errors import Forbidden, TooManyRequests, Unauthorized
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key from `Authorization: Bearer …` or `X-API-Key`."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("use 'Authorization: Bearer <key>' or the X-API-Key header")
+        return value.strip()
+    key = request.headers.get("x-api-key")
+    return key.strip() if key else None
+
+
+class RateLimiter:
+    """A moving-window limit per principal (in-process; one per API process)."""
+
+    def __init__(self, spec: str) -> None:
+        self.item = parse(spec) if spec else None
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def check(self, principal_id: int) -> None:
+        """Count one request; TooManyRequests with Retry-After when over the limit."""
+        if self.item is None:
+            return
+        if not await self.limiter.hit(self.item, str(principal_id)):
+            stats = await self.limiter.get_window_stats(self.item, str(principal_id))
+            wait = max(1, int(stats.reset_time - time.time()) + 1)
+            raise TooManyRequests(
+                f"rate limit of {self.item} exceeded; retry in {wait} s", _retry_after=wait
+            )
+
+
+async def current_principal(request: Request, session: SessionDep) -> Identity:
+    """The authenticated principal (401 problem+json otherwise), rate-limited."""
+    key = presented_key(request)
+    if key is None:
+        raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
+    settings = request.app.state.settings
+    identity = await service.authenticate(
+        session=session, key=key, cooperation_m=settings.cooperation_m
+    )
+    if identity is None:
+        raise Unauthorized("the API key is malformed, unknown or revoked")
+    await request.app.state.rate_limiter.check(identity.id)
+    if identity.scope.code is not None:
+        await ensure_zone(session=session, scope=identity.scope)
+        await session.commit()
+    request.state.principal = identity
+    return identity
+
+
+CurrentPrincipal = Annotated[Identity, Depends(current_principal)]
+
+
+def require(*roles: str) -> Callable[..., Coroutine[Any, Any, Identity]]:
+    """A dependency that admits only these roles (403 problem+json for the others)."""
+
+    async def check(principal: CurrentPrincipal) -> Identity:
+        if principal.role not in roles:
+            raise Forbidden(
+                f"role '{principal.role}' may not do this; allowed: {', '.join(roles)}",
+                allowed_roles=list(roles),
+            )
+        return principal
+
+    return check
+
+
+Viewer = Annotated[Identity, Depends(require("viewer", "officer", "analyst", "admin"))]
+Reader = Annotated[Identity, Depends(require("officer", "analyst", "admin"))]
+Officer = Annotated[Identity, Depends(require("officer", "admin"))]
+Analyst = Annotated[Identity, Depends(require("analyst", "admin"))]
+Admin = Annotated[Identity, Depends(require("admin"))]
+
+
+async def reference_reader(request: Request, session: SessionDep) -> Identity | None:
+    """Reference data (boundaries, posts, categories): any principal, or public by setting."""
+    if request.app.state.settings.public_reference_data and presented_key(request) is None:
+        return None
+    return await current_principal(request, session)
+
+
+ReferenceReader = Annotated[Identity | None, Depends(reference_reader)]
