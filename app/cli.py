@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app import migrate
+from app.auth import service as auth_service
 from app.config import Settings, get_settings
 from app.db import create_engine, ensure_database, sessionmaker
 from app.embedded import ClusterError
@@ -41,7 +42,10 @@ geodata_app = typer.Typer(help="Boundary data and border posts.")
 demo_app = typer.Typer(help="Demo incidents.")
 app.add_typer(db_app, name="db")
 app.add_typer(geodata_app, name="geodata")
+keys_app = typer.Typer(help="API principals and their keys (keys are shown once).")
 app.add_typer(demo_app, name="demo")
+app.add_typer(keys_app, name="keys")
+LOCAL_ADMIN = "local admin (make run)"
 
 T = TypeVar("T")
 
@@ -109,6 +113,22 @@ async def _geodata_default(session: AsyncSession, settings: Settings) -> None:
             progress=lambda step: bar.update(task, description=step),
         )
     _print_report(report)
+    await auth_service.record(
+        session=session, actor=_cli_actor(), action="geodata_load", entity_type="geodata",
+        entity_id="default", after=_report_dict(report),
+    )  # fmt: skip
+
+
+def _report_dict(report: geodata.LoadReport) -> dict[str, object]:
+    return {
+        "jurisdictions": report.jurisdictions,
+        "segments": report.segments,
+        "adjacency_pairs": report.adjacency_pairs,
+        "posts": report.posts,
+        "incidents_rederived": report.incidents_rederived,
+        "repaired": report.repaired,
+        "skipped": report.skipped,
+    }
 
 
 async def _demo(session: AsyncSession, *, count: int, seed: int) -> int:
@@ -122,6 +142,10 @@ async def _demo(session: AsyncSession, *, count: int, seed: int) -> int:
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     console.print(f"demo incidents: {written} new")
+    await auth_service.record(
+        session=session, actor=_cli_actor(), action="demo_load", entity_type="incident",
+        entity_id=None, after={"count": count, "seed": seed, "written": written},
+    )  # fmt: skip
     return written
 
 
@@ -252,6 +276,10 @@ def geodata_load(
                 progress=lambda step: bar.update(task, description=step),
             )
         _print_report(report)
+        await auth_service.record(
+            session=session, actor=_cli_actor(), action="geodata_load", entity_type="geodata",
+            entity_id=str(from_file), after=_report_dict(report),
+        )  # fmt: skip
 
     _run(_with_session(settings, work))
 
@@ -382,6 +410,104 @@ def _print_row_errors(errors: list[dict[str, object]], more: int) -> None:
         console.print(f"  … and {more} more")
 
 
+def _print_key(record: dict[str, object], key: str) -> None:
+    scope = record.get("jurisdiction") or "national"
+    console.print(
+        f"principal {record['id']} '{escape(str(record['name']))}' ({record['role']}, {scope})"
+    )
+    console.print("API key (shown once, store it now):")
+    print(key)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="who or what uses the key")],
+    role: Annotated[str, typer.Option(help="viewer, officer, analyst or admin")],
+    jurisdiction: Annotated[
+        str | None, typer.Option(help="scope, e.g. VN-44; omit for national")
+    ] = None,
+    unit: Annotated[str | None, typer.Option(help="an officer's unit")] = None,
+) -> None:
+    """Create a principal and print its key once."""
+    settings = get_settings()
+
+    async def work(session: AsyncSession) -> tuple[dict[str, object], str]:
+        return await auth_service.create_principal(
+            session=session, name=name, role=role, jurisdiction_code=jurisdiction, unit=unit,
+            actor=_cli_actor(),
+        )  # fmt: skip
+
+    record, key = _run(_with_session(settings, work))
+    _print_key(record, key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List principals (never keys)."""
+    settings = get_settings()
+
+    async def work(session: AsyncSession) -> list[dict[str, object]]:
+        return await auth_service.list_principals(session=session)
+
+    for p in _run(_with_session(settings, work)):
+        state = "revoked" if p["revoked_at"] else "active"
+        console.print(
+            f"{p['id']:>4}  {p['role']:<8} {p['jurisdiction'] or 'national'!s:<9} "
+            f"{state:<8} bw_{p['key_prefix']}_…  {escape(str(p['name']))}"
+        )
+
+
+@keys_app.command("rotate")
+def keys_rotate(principal_id: Annotated[int, typer.Argument()]) -> None:
+    """Replace a principal's key (the old one stops working) and print the new one."""
+    settings = get_settings()
+
+    async def work(session: AsyncSession) -> tuple[dict[str, object], str]:
+        return await auth_service.rotate(
+            session=session, principal_id=principal_id, actor=_cli_actor()
+        )
+
+    record, key = _run(_with_session(settings, work))
+    _print_key(record, key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(principal_id: Annotated[int, typer.Argument()]) -> None:
+    """Revoke a principal's key."""
+    settings = get_settings()
+
+    async def work(session: AsyncSession) -> dict[str, object]:
+        return await auth_service.revoke(
+            session=session, principal_id=principal_id, actor=_cli_actor()
+        )
+
+    record = _run(_with_session(settings, work))
+    console.print(f"principal {record['id']} revoked at {record['revoked_at']}")
+
+
+async def local_admin_key(settings: Settings) -> str:
+    """A fresh key for the local admin of `make run` (created the first time, rotated after)."""
+
+    async def work(session: AsyncSession) -> str:
+        existing = [
+            p
+            for p in await auth_service.list_principals(session=session)
+            if p["name"] == LOCAL_ADMIN and not p["revoked_at"]
+        ]
+        if existing:
+            _, key = await auth_service.rotate(
+                session=session, principal_id=int(str(existing[0]["id"])), actor="make run"
+            )
+        else:
+            _, key = await auth_service.create_principal(
+                session=session, name=LOCAL_ADMIN, role="admin", jurisdiction_code=None,
+                unit=None, actor="make run",
+            )  # fmt: skip
+        return key
+
+    return await _with_session(settings, work)
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option(help="default: settings (127.0.0.1)")] = None,
@@ -402,7 +528,15 @@ def serve(
     try:
         _run(prepare(settings, with_demo=demo_data))
         bind_host, bind_port = host or settings.host, port or settings.port
-        console.print(f"Borderwatch on http://{bind_host}:{bind_port}/  (API docs: /docs)")
+        base = f"http://{bind_host}:{bind_port}"
+        console.print(f"Borderwatch on {base}/  (API docs: {base}/docs)")
+        if settings.environment == "local":
+            key = _run(local_admin_key(settings))
+            console.print(
+                "local admin key (new on every start; send it as 'Authorization: Bearer <key>'):"
+            )
+            print(key, flush=True)
+            console.print(f"dashboard sign-in link: {base}/#key={key}")
         uvicorn.run(
             "app.main:create_app",
             factory=True,

@@ -69,6 +69,42 @@ async def test_migrate_load_demo_and_own_file(
             runner.invoke, app, ["geodata", "load", "--from", str(tmp_path / "missing.gpkg")]
         )
         assert bad.exit_code == 1 and "not found" in bad.output
+        out = await asyncio.to_thread(
+            run, "keys", "create", "--name", "An Giang PC analyst", "--role", "analyst",
+            "--jurisdiction", "VN-44",
+        )  # fmt: skip
+        key = out.strip().splitlines()[-1]
+        assert key.startswith("bw_") and "analyst, VN-44" in out
+        listed = await asyncio.to_thread(run, "keys", "list")
+        assert "An Giang PC analyst" in listed and key not in listed
+        principal_id = listed.split()[0]
+        rotated = await asyncio.to_thread(run, "keys", "rotate", principal_id)
+        assert rotated.strip().splitlines()[-1] != key
+        assert "revoked" in await asyncio.to_thread(run, "keys", "revoke", principal_id)
+        bad_role = await asyncio.to_thread(
+            runner.invoke, app, ["keys", "create", "--name", "x", "--role", "god"]
+        )
+        assert bad_role.exit_code == 1 and "role" in bad_role.output
+        # every data load and key change is in the audit log, with the key never stored
+        import asyncpg
+
+        from conftest import database_on as _on
+
+        conn = await asyncpg.connect(
+            _on(server_url, cli_database).replace("postgresql+asyncpg", "postgresql")
+        )
+        try:
+            actions = [r[0] for r in await conn.fetch("SELECT action FROM audit_event ORDER BY id")]
+            stored = await conn.fetchval(
+                "SELECT string_agg(key_hash || key_prefix, '') FROM principal"
+            )
+        finally:
+            await conn.close()
+        assert actions == [
+            "geodata_load", "demo_load", "demo_load", "geodata_load",
+            "key_create", "key_rotate", "key_revoke",
+        ]  # fmt: skip
+        assert key not in stored and key.split("_", 2)[2] not in stored
         out = await asyncio.to_thread(run, "migrate", "base", "--down")
         assert "revision None" in out
     finally:
