@@ -27,7 +27,7 @@ from app.auth.scope import NATIONAL
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr
-from bench.common import cluster, prepare, server, summary
+from bench.common import admin_key, cluster, prepare, server, summary
 
 CAP_S = 120.0  # no loop runs longer than this
 
@@ -76,10 +76,10 @@ async def time_direct(dsn: str, sql: str, n: int) -> list[float]:
         await conn.close()
 
 
-def time_http(base: str, params: dict[str, Any], n: int) -> tuple[list[float], int]:
+def time_http(base: str, params: dict[str, Any], n: int, key: str) -> tuple[list[float], int]:
     samples = []
     returned = 0
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, timeout=30, headers=auth(key)) as client:
         deadline = time.monotonic() + CAP_S
         for _ in range(n):
             t = time.perf_counter()
@@ -104,9 +104,13 @@ def body(i: int) -> dict[str, Any]:
     }
 
 
-def time_create_serial(base: str, n: int) -> list[float]:
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def time_create_serial(base: str, n: int, key: str) -> list[float]:
     samples = []
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, timeout=30, headers=auth(key)) as client:
         deadline = time.monotonic() + CAP_S
         for i in range(n):
             t = time.perf_counter()
@@ -119,11 +123,13 @@ def time_create_serial(base: str, n: int) -> list[float]:
 
 
 async def create_concurrent(
-    base: str, workers: int, per_worker: int
+    base: str, workers: int, per_worker: int, key: str
 ) -> tuple[float, int, list[float]]:
     samples: list[float] = []
     limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base, timeout=60, limits=limits, headers=auth(key)
+    ) as client:
 
         async def worker(w: int) -> None:
             for i in range(per_worker):
@@ -162,25 +168,26 @@ def main() -> None:
     limit = 1000
     print(f"incidents: {args.incidents:,}; hotspot box {bbox} holds {n_cell:,}")
     sql = direct_sql(bbox, limit)
+    key = asyncio.run(admin_key(url))
     with server(url) as base:
         params = {"bbox": ",".join(str(v) for v in bbox), "limit": limit}
-        time_http(base, params, 5)  # warm-up (plans, caches, connections)
+        time_http(base, params, 5, key)  # warm-up (plans, caches, connections)
         asyncio.run(time_direct(dsn, sql, 5))
         direct = asyncio.run(time_direct(dsn, sql, args.requests))
-        http, returned = time_http(base, params, args.requests)
+        http, returned = time_http(base, params, args.requests, key)
         d, h = summary(direct), summary(http)
         print(f"list bbox limit={limit} (returned {returned}):")
         print(f"  PostgreSQL direct: median {d['median_ms']:.1f} ms  p95 {d['p95_ms']:.1f} ms")
         print(f"  GET /incidents:    median {h['median_ms']:.1f} ms  p95 {h['p95_ms']:.1f} ms")
         print(f"  ratio (median): {h['median_ms'] / d['median_ms']:.2f}x")
 
-        time_create_serial(base, 10)  # warm-up
-        serial = summary(time_create_serial(base, 200))
+        time_create_serial(base, 10, key)  # warm-up
+        serial = summary(time_create_serial(base, 200, key))
         print(
             f"create, concurrency 1: median {serial['median_ms']:.1f} ms  "
             f"p95 {serial['p95_ms']:.1f} ms"
         )
-        elapsed, done, samples = asyncio.run(create_concurrent(base, 16, 40))
+        elapsed, done, samples = asyncio.run(create_concurrent(base, 16, 40, key))
         conc = summary(samples)
         print(
             f"create, concurrency 16: {done / elapsed:,.0f} incidents/s; "

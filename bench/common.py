@@ -76,11 +76,30 @@ async def prepare(url: str, incidents: int, seed: int = 2026) -> None:
     await engine.dispose()
 
 
+async def admin_key(url: str) -> str:
+    """A fresh national admin key for the benchmark client."""
+    from app.auth import service as auth_service
+
+    engine = create_engine(url, Settings(environment="test"))
+    try:
+        async with sessionmaker(engine)() as session, session.begin():
+            _, key = await auth_service.create_principal(
+                session=session, name="bench", role="admin", jurisdiction_code=None, unit=None,
+                actor="bench",
+            )  # fmt: skip
+        return key
+    finally:
+        await engine.dispose()
+
+
 @contextmanager
 def server(url: str) -> Iterator[str]:
     """A uvicorn process (one worker, as `make run` starts it) serving on 127.0.0.1."""
     port = free_port()
-    env = dict(os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test")
+    # no rate limit: the benchmark is one principal sending far more than 600 requests a minute
+    env = dict(
+        os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test", BORDERWATCH_RATE_LIMIT=""
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
