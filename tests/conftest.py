@@ -177,3 +177,17 @@ def source_fc() -> dict:
     import json
 
     return json.loads((GEODATA / "jurisdictions.geojson").read_text("utf-8"))
+
+
+@pytest.fixture
+def cli_database(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """DATABASE_URL pointing at a fresh database for CLI tests (they commit); the test drops it."""
+    from app.config import get_settings
+
+    name = f"bw_cli_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("DATABASE_URL", database_on(server_url, name))
+    get_settings.cache_clear()
+    try:
+        yield name
+    finally:
+        get_settings.cache_clear()

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
-import pytest
 from shapely.geometry import Polygon
 from typer.testing import CliRunner
 
 from app import migrate
 from app.cli import app
-from app.config import get_settings
-from conftest import database_on, drop_database
-
-
-@pytest.fixture
-def cli_database(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    name = f"bw_cli_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("DATABASE_URL", database_on(server_url, name))
-    get_settings.cache_clear()
-    try:
-        yield name
-    finally:
-        get_settings.cache_clear()
+from conftest import drop_database
 
 
 async def test_migrate_load_demo_and_own_file(

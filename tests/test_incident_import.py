@@ -22,9 +22,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typer.testing import CliRunner
 
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.incidents import imports
-from conftest import app_client, database_on, drop_database, make_key
+from conftest import app_client, drop_database, make_key
 
 LONG_XUYEN = (105.435, 10.386)  # An Giang, VN-44
 HA_NOI = (105.854, 21.028)
@@ -808,17 +808,6 @@ async def test_bulk_derivation_matches_the_trigger(
 
 # ---------------------------------------------------------------------------------------------
 # CLI (commits: runs on a database of its own)
-
-
-@pytest.fixture
-def cli_database(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    name = f"bw_import_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("DATABASE_URL", database_on(server_url, name))
-    get_settings.cache_clear()
-    try:
-        yield name
-    finally:
-        get_settings.cache_clear()
 
 
 async def test_cli_import(cli_database: str, server_url: str, tmp_path: Path) -> None:

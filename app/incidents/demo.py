@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput
+from app.incidents.models import STATUSES as INCIDENT_STATUSES
 from app.incidents.models import Incident
 
 DEMO_SOURCE = "demo"
@@ -131,15 +132,7 @@ SEASON: dict[str, list[float]] = {
     "gambling": [1.8, 1.6, 0.9, 0.9, 0.9, 1.1, 1.1, 0.9, 0.8, 0.8, 0.9, 1.2],
     "drug_trafficking": [1.2, 1.2, 1.1, 1.1, 1.0, 0.9, 0.8, 0.8, 0.9, 1.0, 1.1, 1.2],
 }
-STATUSES = [
-    "reported",
-    "verified",
-    "under_investigation",
-    "solved",
-    "closed",
-    "rejected",
-    "duplicate",
-]
+STATUSES = list(INCIDENT_STATUSES)
 STATUS_P = {  # by age: under 30 days, under 180 days, older
     0: [0.35, 0.3, 0.28, 0.02, 0.0, 0.03, 0.02],
     1: [0.08, 0.14, 0.3, 0.36, 0.05, 0.04, 0.03],
