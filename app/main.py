@@ -10,6 +10,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import errors
+from app.analysis.borderzone_routes import router as borderzone_router
+from app.analysis.hotspots_routes import router as hotspots_router
+from app.analysis.stats_routes import router as stats_router
 from app.auth.deps import RateLimiter
 from app.auth.routes import router as auth_router
 from app.borders.routes import router as borders_router
@@ -80,6 +83,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(jurisdictions_router)
     app.include_router(borders_router)
     app.include_router(posts_router)
+    app.include_router(hotspots_router)
+    app.include_router(stats_router)
+    app.include_router(borderzone_router)
     # fixed paths under /incidents/ go before /incidents/{incident_id}
     app.include_router(import_router)
     app.include_router(export_router)

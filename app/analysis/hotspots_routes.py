@@ -1,0 +1,7 @@
+"""Analysis endpoints: hotspots (see issue 5)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["analysis"])
