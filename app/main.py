@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import errors
 from app.analysis.borderzone_routes import router as borderzone_router
 from app.analysis.hotspots_routes import router as hotspots_router
+from app.analysis.nearby_routes import router as nearby_router
 from app.analysis.stats_routes import router as stats_router
 from app.auth.deps import RateLimiter
 from app.auth.routes import router as auth_router
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(stats_router)
     app.include_router(borderzone_router)
     # fixed paths under /incidents/ go before /incidents/{incident_id}
+    app.include_router(nearby_router)
     app.include_router(import_router)
     app.include_router(export_router)
     app.include_router(incidents_router)

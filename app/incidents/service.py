@@ -60,8 +60,11 @@ async def _set_context(session: AsyncSession, *, actor: str, action: str | None 
     )
 
 
-def feature_expr() -> tuple[ColumnElement[Any], Any]:
-    """The Feature json of an incident (with its nearest post) and the post alias to join."""
+def feature_expr(
+    extra: dict[str, ColumnElement[Any]] | None = None,
+) -> tuple[ColumnElement[Any], Any]:
+    """The Feature json of an incident (with its nearest post, plus `extra` properties) and
+    the post alias to join."""
     i = Incident
     post = aliased(BorderPost)
     props = {
@@ -89,6 +92,7 @@ def feature_expr() -> tuple[ColumnElement[Any], Any]:
         "created_by": i.created_by,
         "updated_by": i.updated_by,
         "version": i.version,
+        **(extra or {}),
     }
     return geojson.feature(id_=i.id, geom=i.geom, properties=props), post
 
