@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import errors
+from app.analysis.adjacency_routes import router as adjacency_router
 from app.analysis.borderzone_routes import router as borderzone_router
 from app.analysis.hotspots_routes import router as hotspots_router
 from app.analysis.nearby_routes import router as nearby_router
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(jurisdictions_router)
     app.include_router(borders_router)
     app.include_router(posts_router)
+    app.include_router(adjacency_router)
     app.include_router(hotspots_router)
     app.include_router(stats_router)
     app.include_router(borderzone_router)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from geoalchemy2 import Geography
 from sqlalchemy import Text, cast, func, literal, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,8 +39,8 @@ async def nearby(
 ) -> bytes:
     """Incidents within radius_m metres of (lon, lat), geodesic, nearest first, as GeoJSON."""
     point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
-    here = cast(point, Geography)
-    distance = func.ST_Distance(cast(Incident.geom, Geography), here)
+    here = func.geography(point)
+    distance = func.ST_Distance(func.geography(Incident.geom), here)
     f, post = feature_expr({"distance_m": geojson.rounded(distance, 1)})
     rows = (
         select(cast(f, Text).label("f"), distance.label("d"), Incident.id)
@@ -50,7 +49,7 @@ async def nearby(
         .where(
             *filt.conditions(),
             Incident.geom.op("&&")(func.ST_MakeEnvelope(*enclosing_box(lon, lat, radius_m), 4326)),
-            func.ST_DWithin(cast(Incident.geom, Geography), here, radius_m),
+            func.ST_DWithin(func.geography(Incident.geom), here, radius_m),
         )
         .order_by(distance, Incident.id)
         .limit(limit)

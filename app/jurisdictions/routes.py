@@ -6,10 +6,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from app.auth.deps import ReferenceReader
+from app.analysis import adjacency
+from app.auth.deps import ReferenceReader, Viewer
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
 from app.geo.params import CountryCode, SimplifyM
+from app.incidents.filters import FilterDep
 from app.jurisdictions import service
 
 router = APIRouter(prefix="/jurisdictions", tags=["jurisdictions"])
@@ -55,8 +57,16 @@ async def read_jurisdiction(
     summary="Neighbouring jurisdictions with the shared boundary length",
 )
 async def read_neighbours(
-    session: SessionDep, _: ReferenceReader, code: Code, simplify: SimplifyM = None
+    session: SessionDep,
+    _: Viewer,
+    filt: FilterDep,
+    code: Code,
+    simplify: SimplifyM = None,
 ) -> GeoJSONResponse:
-    """Neighbours with `shared_km`, `touches` and `gap_m` (river/estuary gaps count)."""
-    body = await service.neighbours_features(session=session, code=code, simplify_m=simplify)
+    """Neighbours with `shared_km`, `touches`, `gap_m` (river/estuary gaps count) and the
+    `incident_count` in each neighbour for the incident filters (within the caller's scope)."""
+    counts = await adjacency.neighbour_counts(session=session, code=code, filt=filt)
+    body = await service.neighbours_features(
+        session=session, code=code, simplify_m=simplify, counts=counts
+    )
     return GeoJSONResponse(body)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, select, text
+from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -96,9 +97,14 @@ async def get_id(*, session: AsyncSession, code: str) -> int:
 
 
 async def neighbours_features(
-    *, session: AsyncSession, code: str, simplify_m: float | None = None
+    *,
+    session: AsyncSession,
+    code: str,
+    simplify_m: float | None = None,
+    counts: dict[str, int] | None = None,
 ) -> bytes:
-    """The neighbours of a jurisdiction with shared length, contact and gap, longest first."""
+    """The neighbours of a jurisdiction with shared length, contact and gap, longest first
+    (and `incident_count` per neighbour when counts are given)."""
     a_id = await get_id(session=session, code=code)
     b = aliased(Jurisdiction)
     adj = JurisdictionAdjacency
@@ -109,6 +115,9 @@ async def neighbours_features(
         "adjacency_method": adj.method,
         "adjacency_note": adj.note,
     }
+    if counts is not None:
+        table = literal(counts, JSONB)
+        props["incident_count"] = func.coalesce(table[b.code].as_integer(), 0)
     f = geojson.feature(id_=b.code, geom=geojson.simplified(b.geom, simplify_m), properties=props)
     stmt = (
         select(

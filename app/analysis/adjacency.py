@@ -1,0 +1,187 @@
+"""Cooperation between neighbouring jurisdictions: shared zones and cross-boundary counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, array
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import String
+
+from app.errors import NotFound
+from app.geo import geojson
+from app.incidents.filters import IncidentFilter
+from app.incidents.models import Incident
+from app.incidents.service import feature_expr
+from app.jurisdictions import service as jurisdictions
+
+# The line two neighbours share: their common boundary, or — across a river or estuary gap —
+# the parts of both boundaries that face each other (within gap + 500 m, as adjacency does).
+SHARED_LINE = """
+    CASE WHEN x.method = 'shared_line' THEN
+        ST_Multi(ST_LineMerge(ST_CollectionExtract(
+            ST_Intersection(ST_Boundary(a.geom), ST_Boundary(b.geom)), 2)))
+    ELSE
+        ST_Multi(ST_CollectionExtract(ST_Union(
+            ST_Intersection(ST_Boundary(a.geom),
+                ST_Buffer(b.geom::geography, x.gap_m + 500)::geometry),
+            ST_Intersection(ST_Boundary(b.geom),
+                ST_Buffer(a.geom::geography, x.gap_m + 500)::geometry)), 2))
+    END
+"""
+
+# degrees of longitude per metre, generous up to ~44° of latitude (prefilter only)
+M_PER_DEG = 80_000.0
+
+LINE_SQL = text(
+    f"""
+    SELECT ST_AsBinary(line) AS wkb, ST_AsGeoJSON(line, 6) AS geojson,
+           ST_Length(line::geography) / 1000.0 AS km
+      FROM (SELECT {SHARED_LINE} AS line
+              FROM jurisdiction_adjacency x
+              JOIN jurisdiction a ON a.id = x.a_id
+              JOIN jurisdiction b ON b.id = x.b_id
+             WHERE x.a_id = :a AND x.b_id = :b) s
+    """
+)
+
+
+def _path_has(code: str) -> ColumnElement[bool]:
+    return Incident.jurisdiction_path.contains(literal([code], ARRAY(String(32))))
+
+
+async def neighbour_counts(
+    *, session: AsyncSession, code: str, filt: IncidentFilter
+) -> dict[str, int]:
+    """Matching incidents in each neighbour of `code` (within the caller's scope)."""
+    a_id = await jurisdictions.get_id(session=session, code=code)
+    codes = (
+        await session.execute(
+            text(
+                "SELECT b.code FROM jurisdiction_adjacency x JOIN jurisdiction b ON b.id = x.b_id"
+                " WHERE x.a_id = :a"
+            ),
+            {"a": a_id},
+        )
+    ).scalars()
+    out: dict[str, int] = {}
+    for neighbour in codes:
+        n = await session.execute(
+            select(func.count())
+            .select_from(Incident)
+            .where(*filt.conditions(), _path_has(neighbour))
+        )
+        out[neighbour] = int(n.scalar_one())
+    return out
+
+
+async def shared_zone(
+    *, session: AsyncSession, a: str, b: str, km: float, filt: IncidentFilter
+) -> bytes:
+    """Incidents within `km` of the boundary a and b share (either side), and the line itself."""
+    a_id = await jurisdictions.get_id(session=session, code=a)
+    b_id = await jurisdictions.get_id(session=session, code=b)
+    line = (await session.execute(LINE_SQL, {"a": a_id, "b": b_id})).one_or_none()
+    if line is None:
+        raise NotFound(f"{a} and {b} are not neighbours", a=a, b=b)
+    shared = func.ST_GeomFromWKB(literal(bytes(line.wkb)), 4326)
+    geog = func.geography(shared)
+    here = func.geography(Incident.geom)
+    distance = func.ST_Distance(here, geog)
+    which = case((_path_has(a), literal(a)), else_=literal(b))
+    f, post = feature_expr({"side": which, "distance_to_shared_m": geojson.rounded(distance, 1)})
+    reach_deg = km * 1000 / M_PER_DEG
+    rows = (
+        select(cast(f, Text).label("f"), distance.label("d"), Incident.id)
+        .select_from(Incident)
+        .outerjoin(post, post.id == Incident.nearest_post_id)
+        .where(
+            *filt.conditions(),
+            _path_has(a) | _path_has(b),
+            Incident.geom.op("&&")(func.ST_Expand(shared, reach_deg)),
+            func.ST_DWithin(here, geog, km * 1000),
+        )
+        .subquery()
+    )
+    agg = func.string_agg(rows.c.f, aggregate_order_by(literal(","), rows.c.d, rows.c.id))
+    stmt = select(func.coalesce(agg, literal("")), func.count()).select_from(rows)
+    features, count = (await session.execute(stmt)).one()
+    head = {
+        "type": "FeatureCollection",
+        "a": a,
+        "b": b,
+        "km": km,
+        "numberReturned": count,
+        "shared_line": {
+            "type": "Feature",
+            "id": f"{a}|{b}",
+            "geometry": orjson.loads(line.geojson),
+            "properties": {"a": a, "b": b, "length_km": round(float(line.km), 3)},
+        },
+    }
+    return orjson.dumps(head)[:-1] + b',"features":[' + str(features).encode() + b"]}"
+
+
+PAIRS_SQL = f"""
+    SELECT a.code AS a, b.code AS b, {SHARED_LINE} AS line
+      FROM jurisdiction_adjacency x
+      JOIN jurisdiction a ON a.id = x.a_id
+      JOIN jurisdiction b ON b.id = x.b_id
+     WHERE a.level = :level AND a.code < b.code
+"""
+
+
+async def cross_boundary(
+    *, session: AsyncSession, level: str, km: float, filt: IncidentFilter
+) -> list[dict[str, Any]]:
+    """For every adjacent pair at `level`, the matching incidents in its shared zone."""
+    pairs = (
+        text(PAIRS_SQL)
+        .bindparams(level=level)
+        .columns(a=String, b=String, line=Geometry)
+        .subquery("pairs")
+    )
+    here = func.geography(Incident.geom)
+    count = (
+        select(func.count())
+        .select_from(Incident)
+        .where(
+            *filt.conditions(),
+            or_(_path_has_col(pairs.c.a), _path_has_col(pairs.c.b)),
+            Incident.geom.op("&&")(func.ST_Expand(pairs.c.line, km * 1000 / M_PER_DEG)),
+            func.ST_DWithin(here, func.geography(pairs.c.line), km * 1000),
+        )
+        .correlate(pairs)
+        .scalar_subquery()
+    )
+    stmt = select(
+        pairs.c.a,
+        pairs.c.b,
+        (func.ST_Length(func.geography(pairs.c.line)) / 1000.0).label("shared_km"),
+        count.label("n"),
+    ).order_by(literal_column("n").desc(), pairs.c.a, pairs.c.b)
+    rows = await session.execute(stmt)
+    return [
+        {"a": r.a, "b": r.b, "shared_km": round(float(r.shared_km), 2), "count": int(r.n)}
+        for r in rows
+    ]
+
+
+def _path_has_col(code: Any) -> ColumnElement[bool]:
+    return Incident.jurisdiction_path.op("@>", is_comparison=True)(
+        cast(array([code]), ARRAY(String(32)))
+    )

@@ -1,0 +1,143 @@
+"""Cooperation between neighbours: shared zones (two hand-made squares with points at known
+distances from the shared edge), the cross-boundary table, and incident counts per neighbour."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import httpx
+import pytest
+from shapely.geometry import MultiPolygon, box
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.geodata import load as geodata
+from app.jurisdictions import service as jurisdictions
+from geo_reference import GEOD
+
+EDGE = (112.1, 12.05)  # the meridian shared by the two squares, far out at sea
+DISTANCES_KM = [1.0, 3.0, 4.9, 5.1, 8.0]
+
+
+def _square(code: str, x0: float) -> geodata.JurisdictionRecord:
+    return geodata.JurisdictionRecord(
+        code=code, name=code, name_local=None, level="district", parent_code=None, country="TST",
+        geom=MultiPolygon([box(x0, 12.0, x0 + 0.1, 12.1)]), valid_from=date(2020, 1, 1),
+        valid_to=None, source="test squares", source_name=None,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def squares(session: AsyncSession, settings: Settings) -> dict[str, list[str]]:
+    await geodata.write_jurisdictions(
+        session=session, records=[_square("SQ-A", 112.0), _square("SQ-B", 112.1)]
+    )
+    await jurisdictions.refresh_pieces(session=session)
+    await jurisdictions.derive_adjacency(
+        session=session, gap_m=settings.adjacency_gap_m, corrections=[]
+    )
+    ids: dict[str, list[str]] = {"SQ-A": [], "SQ-B": []}
+    for side, azimuth in (("SQ-A", 270.0), ("SQ-B", 90.0)):
+        for km in DISTANCES_KM:
+            lon, lat, _ = GEOD.fwd(EDGE[0], EDGE[1], azimuth, km * 1000)
+            row = await session.execute(
+                text(
+                    "INSERT INTO incident (category, severity, occurred_at, geom) VALUES"
+                    " ('smuggling', 2, '2025-02-02T00:00:00Z',"
+                    " ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) RETURNING id::text, jurisdiction_path"
+                ),
+                {"lon": float(lon), "lat": float(lat)},
+            )
+            ident, path = row.one()
+            assert path == [side]
+            ids[side].append(ident)
+    return ids
+
+
+async def test_shared_zone_of_two_squares(
+    client: httpx.AsyncClient, squares: dict[str, list[str]]
+) -> None:
+    r = await client.get("/jurisdictions/SQ-A/shared-zone/SQ-B", params={"km": 5})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+    body = r.json()
+    line = body["shared_line"]
+    assert line["properties"]["length_km"] == pytest.approx(
+        GEOD.inv(112.1, 12.0, 112.1, 12.1)[2] / 1000, rel=1e-3
+    )
+    got = {f["id"]: f["properties"] for f in body["features"]}
+    expected = {
+        ident: (side, km)
+        for side, idents in squares.items()
+        for ident, km in zip(idents, DISTANCES_KM, strict=True)
+        if km <= 5
+    }
+    assert set(got) == set(expected) and body["numberReturned"] == 6
+    for ident, (side, km) in expected.items():
+        assert got[ident]["side"] == side
+        assert got[ident]["distance_to_shared_m"] == pytest.approx(km * 1000, rel=0.003)
+    wider = (await client.get("/jurisdictions/SQ-B/shared-zone/SQ-A", params={"km": 10})).json()
+    assert wider["numberReturned"] == 10
+
+
+async def test_cross_boundary_table(
+    client: httpx.AsyncClient, session: AsyncSession, squares: dict[str, list[str]]
+) -> None:
+    r = await client.get("/analysis/cross-boundary", params={"level": "district", "km": 5})
+    assert r.status_code == 200
+    assert r.json()["pairs"] == [
+        {"a": "SQ-A", "b": "SQ-B", "shared_km": pytest.approx(11.06, abs=0.05), "count": 6}
+    ]
+    r = await client.get("/analysis/cross-boundary", params={"level": "district", "km": 3.5})
+    assert r.json()["pairs"][0]["count"] == 4
+    provinces = (await client.get("/analysis/cross-boundary")).json()["pairs"]
+    province_pairs = await session.execute(
+        text(
+            "SELECT count(*) FROM jurisdiction_adjacency x JOIN jurisdiction a ON a.id = x.a_id"
+            " WHERE a.level = 'province'"
+        )
+    )
+    assert len(provinces) == province_pairs.scalar_one() // 2 == 132
+    assert all(p["count"] == 0 for p in provinces)
+
+
+async def test_province_zone_matches_table(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    # a few incidents either side of the An Giang / Dong Thap boundary
+    for lon, lat in ((105.45, 10.55), (105.60, 10.45), (105.435, 10.386), (105.854, 21.028)):
+        await client.post(
+            "/incidents",
+            json={"category": "fraud", "severity": 1, "occurred_at": "2025-01-01T00:00:00Z",
+                  "location": {"type": "Point", "coordinates": [lon, lat]}},
+        )  # fmt: skip
+    zone = (await client.get("/jurisdictions/VN-44/shared-zone/VN-45", params={"km": 10})).json()
+    table = (await client.get("/analysis/cross-boundary", params={"km": 10})).json()["pairs"]
+    pair = next(p for p in table if (p["a"], p["b"]) == ("VN-44", "VN-45"))
+    assert pair["count"] == zone["numberReturned"]
+    assert sum(p["count"] for p in table) >= zone["numberReturned"]
+    neighbours = (
+        await client.get("/jurisdictions/VN-44/neighbours", params={"category": "fraud"})
+    ).json()
+    counts = {f["id"]: f["properties"]["incident_count"] for f in neighbours["features"]}
+    own = await session.execute(
+        text(
+            "SELECT province_code, count(*) FROM incident WHERE category = 'fraud'"
+            " AND deleted_at IS NULL GROUP BY 1"
+        )
+    )
+    direct = dict(own.all())
+    assert counts == {code: direct.get(code, 0) for code in counts}
+
+
+async def test_not_neighbours_and_bad_input(client: httpx.AsyncClient) -> None:
+    r = await client.get("/jurisdictions/VN-HN/shared-zone/VN-SG")
+    assert r.status_code == 404 and "not neighbours" in r.json()["detail"]
+    assert (await client.get("/jurisdictions/VN-44/shared-zone/VN-99")).status_code == 404
+    for km in (0, -1, 51, "x"):
+        assert (
+            await client.get("/jurisdictions/VN-44/shared-zone/VN-45", params={"km": km})
+        ).status_code == 422
+    assert (
+        await client.get("/analysis/cross-boundary", params={"level": "galaxy"})
+    ).status_code == 422
