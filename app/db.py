@@ -48,6 +48,9 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
                 "statement_timeout": str(settings.db_statement_timeout_ms),
                 "application_name": "borderwatch",
                 "TimeZone": "UTC",
+                # asyncpg prepares every statement; a generic plan (after 5 runs) cannot see
+                # the bbox or time values and picks plans that are 10x slower for lists
+                "plan_cache_mode": "force_custom_plan",
             },
             "timeout": 10,
         },
