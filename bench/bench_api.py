@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -30,6 +31,75 @@ from app.incidents.service import feature_expr
 from bench.common import admin_key, cluster, prepare, server, summary
 
 CAP_S = 120.0  # no loop runs longer than this
+
+
+class _Capture:
+    """A stand-in session that records the SQL a service function would run."""
+
+    sql = ""
+
+    async def execute(self, stmt: Any, *args: Any, **kwargs: Any) -> Any:
+        self.sql = str(
+            stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        )
+        raise _Captured
+
+
+class _Captured(Exception):
+    pass
+
+
+def nearby_sql(lon: float, lat: float, radius_m: float, limit: int) -> str:
+    """The SQL of GET /incidents/nearby for a national principal."""
+    from app.analysis import nearby
+
+    cap = _Capture()
+    call = nearby.nearby(
+        session=cap,  # type: ignore[arg-type]
+        filt=IncidentFilter(scope=NATIONAL),
+        lon=lon,
+        lat=lat,
+        radius_m=radius_m,
+        limit=limit,
+    )
+    with contextlib.suppress(_Captured):
+        asyncio.run(call)
+    return cap.sql
+
+
+def time_get(base: str, path: str, params: dict[str, Any], n: int, key: str) -> list[float]:
+    samples = []
+    with httpx.Client(base_url=base, timeout=30, headers=auth(key)) as client:
+        deadline = time.monotonic() + CAP_S
+        for _ in range(n):
+            t = time.perf_counter()
+            r = client.get(path, params=params)
+            samples.append(time.perf_counter() - t)
+            assert r.status_code == 200, r.text
+            if time.monotonic() > deadline:
+                break
+    return samples
+
+
+async def get_concurrent(
+    base: str, path: str, params: dict[str, Any], workers: int, per_worker: int, key: str
+) -> tuple[float, list[float]]:
+    samples: list[float] = []
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    async with httpx.AsyncClient(
+        base_url=base, timeout=60, limits=limits, headers=auth(key)
+    ) as client:
+
+        async def worker() -> None:
+            for _ in range(per_worker):
+                t = time.perf_counter()
+                r = await client.get(path, params=params)
+                samples.append(time.perf_counter() - t)
+                assert r.status_code == 200
+
+        started = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(workers))), CAP_S)
+        return time.perf_counter() - started, samples
 
 
 def hotspot_sql() -> str:
@@ -58,7 +128,7 @@ def direct_sql(bbox: tuple[float, float, float, float], limit: int) -> str:
     return str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
 
 
-async def time_direct(dsn: str, sql: str, n: int) -> list[float]:
+async def time_direct(dsn: str, sql: str, n: int, min_len: int = 1000) -> list[float]:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SET TimeZone = 'UTC'")
@@ -68,7 +138,7 @@ async def time_direct(dsn: str, sql: str, n: int) -> list[float]:
             t = time.perf_counter()
             body = await conn.fetchval(sql)
             samples.append(time.perf_counter() - t)
-            assert body and len(body) > 1000
+            assert body and len(body) > min_len
             if time.monotonic() > deadline:
                 break
         return samples
@@ -180,6 +250,29 @@ def main() -> None:
         print(f"  PostgreSQL direct: median {d['median_ms']:.1f} ms  p95 {d['p95_ms']:.1f} ms")
         print(f"  GET /incidents:    median {h['median_ms']:.1f} ms  p95 {h['p95_ms']:.1f} ms")
         print(f"  ratio (median): {h['median_ms'] / d['median_ms']:.2f}x")
+
+        # nearby: 5 km around the middle of the hotspot box, limit 50
+        lon, lat = x + 0.25, y + 0.25
+        near_params = {"lon": lon, "lat": lat, "radius_m": 5000, "limit": 50}
+        near_sql = nearby_sql(lon, lat, 5000, 50)
+        time_get(base, "/incidents/nearby", near_params, 5, key)
+        direct_near = summary(asyncio.run(time_direct(dsn, near_sql, args.requests, 100)))
+        http_near = summary(time_get(base, "/incidents/nearby", near_params, args.requests, key))
+        elapsed, samples = asyncio.run(
+            get_concurrent(base, "/incidents/nearby", near_params, 16, 25, key)
+        )
+        conc_near = summary(samples)
+        print("nearby 5 km, limit 50:")
+        print(f"  PostgreSQL direct: median {direct_near['median_ms']:.1f} ms")
+        print(
+            f"  GET /incidents/nearby: median {http_near['median_ms']:.1f} ms  "
+            f"p95 {http_near['p95_ms']:.1f} ms  "
+            f"ratio {http_near['median_ms'] / direct_near['median_ms']:.2f}x"
+        )
+        print(
+            f"  concurrency 16: {len(samples) / elapsed:,.0f} requests/s; "
+            f"median {conc_near['median_ms']:.1f} ms  p95 {conc_near['p95_ms']:.1f} ms"
+        )
 
         time_create_serial(base, 10, key)  # warm-up
         serial = summary(time_create_serial(base, 200, key))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -62,8 +63,9 @@ async def current_principal(request: Request, session: SessionDep) -> Identity:
         raise Unauthorized("the API key is malformed, unknown or revoked")
     await request.app.state.rate_limiter.check(identity.id)
     if identity.scope.code is not None:
-        await ensure_zone(session=session, scope=identity.scope)
+        scope = await ensure_zone(session=session, scope=identity.scope)
         await session.commit()
+        identity = replace(identity, scope=scope)
     request.state.principal = identity
     return identity
 

@@ -7,9 +7,9 @@ J — the "adjacent areas" cooperation. National principals see everything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from sqlalchemy import ColumnElement, delete, exists, func, literal, or_, select, text, true
+from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, or_, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
@@ -25,6 +25,7 @@ class Scope:
 
     code: str | None
     distance_m: int
+    zone_bbox: tuple[float, float, float, float] | None = None  # set once the zone is built
 
     @property
     def national(self) -> bool:
@@ -36,12 +37,16 @@ class Scope:
         if self.code is None:
             return true()
         inside = Incident.jurisdiction_path.contains(literal([self.code], ARRAY(String(32))))
+        if self.zone_bbox is None:
+            return inside
         zone = exists().where(
             ScopeZone.code == self.code,
             ScopeZone.distance_m == self.distance_m,
             func.ST_Intersects(ScopeZone.geom, Incident.geom),
         )
-        return or_(inside, zone)
+        # the constant box lets the planner use the GiST index instead of testing every row
+        near = Incident.geom.op("&&")(func.ST_MakeEnvelope(*self.zone_bbox, 4326))
+        return or_(inside, and_(near, zone))
 
 
 NATIONAL = Scope(code=None, distance_m=0)
@@ -67,17 +72,45 @@ ZONE_SQL = text(
 )
 
 
-async def ensure_zone(*, session: AsyncSession, scope: Scope) -> None:
-    """Build the cooperation zone of a scope once (cached until the boundaries change)."""
+async def ensure_zone(*, session: AsyncSession, scope: Scope) -> Scope:
+    """Build the cooperation zone of a scope once (cached until the boundaries change) and
+    return the scope with the zone's bounding box."""
     if scope.code is None:
-        return
+        return scope
+    await _build(session, scope)
+    box = (
+        await session.execute(
+            select(
+                func.ST_XMin(func.ST_Extent(ScopeZone.geom)),
+                func.ST_YMin(func.ST_Extent(ScopeZone.geom)),
+                func.ST_XMax(func.ST_Extent(ScopeZone.geom)),
+                func.ST_YMax(func.ST_Extent(ScopeZone.geom)),
+            ).where(ScopeZone.code == scope.code, ScopeZone.distance_m == scope.distance_m)
+        )
+    ).one()
+    if box[0] is None:
+        return replace(scope, zone_bbox=None)
+    pad = 1e-6  # degrees: never let rounding of the box drop a point on the zone's edge
+    return replace(
+        scope,
+        zone_bbox=(
+            float(box[0]) - pad,
+            float(box[1]) - pad,
+            float(box[2]) + pad,
+            float(box[3]) + pad,
+        ),
+    )
+
+
+async def _build(session: AsyncSession, scope: Scope) -> bool:
+    """Build the zone pieces unless already built; True when built now."""
     built = await session.execute(
         select(ScopeZoneBuilt.code).where(
             ScopeZoneBuilt.code == scope.code, ScopeZoneBuilt.distance_m == scope.distance_m
         )
     )
     if built.scalar() is not None:
-        return
+        return False
     # one builder at a time per zone; a concurrent request waits and then finds it built
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
@@ -86,8 +119,9 @@ async def ensure_zone(*, session: AsyncSession, scope: Scope) -> None:
     marker = insert(ScopeZoneBuilt).values(code=scope.code, distance_m=scope.distance_m)
     created = await session.execute(marker.on_conflict_do_nothing().returning(ScopeZoneBuilt.code))
     if created.scalar() is None:
-        return
+        return False
     await session.execute(ZONE_SQL, {"code": scope.code, "distance_m": scope.distance_m})
+    return True
 
 
 async def clear_zones(*, session: AsyncSession) -> None:
