@@ -364,3 +364,46 @@ async def test_public_reference_setting_and_cors(
         assert pre.headers["access-control-allow-origin"] == "https://map.example"
         other = await c.get("/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+async def test_analysis_routes_by_role_and_scope(
+    world: World, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    """Aggregates are open to viewers but count only what the key may see; incident-level
+    analysis (nearby, shared zone) needs a reader role and never shows hidden incidents."""
+    aggregates = [
+        ("/analysis/stats", {"group_by": "category"}),
+        ("/analysis/border-zone", {}),
+        ("/analysis/border-posts", {}),
+        ("/analysis/cross-boundary", {"km": 50}),
+        ("/jurisdictions/VN-44/neighbours", {}),
+    ]
+    incident_level = [
+        ("/incidents/nearby", {"lon": 105.435, "lat": 10.386, "radius_m": 100_000, "limit": 500}),
+        ("/incidents/nearby", {"lon": 105.854, "lat": 21.028, "radius_m": 1000}),
+        ("/jurisdictions/VN-44/shared-zone/VN-45", {"km": 50}),
+    ]
+    for role in ROLES:
+        c = clients[role]
+        for path, params in aggregates:
+            r = await c.get(path, params=params)
+            assert r.status_code == 200, (role, path, r.text)
+            assert_no_leak(r.text, world, set())  # aggregates never carry incident ids
+        stats = (await c.get("/analysis/stats", params={"group_by": "category"})).json()
+        assert stats["total"] == 2, role  # inside + cooperation zone only
+        neighbours = (await c.get("/jurisdictions/VN-44/neighbours")).json()["features"]
+        counts = {f["id"]: f["properties"]["incident_count"] for f in neighbours}
+        assert counts["VN-45"] == 1, role  # the zone incident, not the far one
+        for path, params in incident_level:
+            r = await c.get(path, params=params)
+            if role == "viewer":
+                assert r.status_code == 403, (role, path)
+                continue
+            assert r.status_code == 200, (role, path, r.text)
+            assert_no_leak(r.text, world, VISIBLE)
+    national = (
+        await clients["national"].get("/analysis/stats", params={"group_by": "category"})
+    ).json()
+    assert national["total"] == 4
+    for path, _ in aggregates + incident_level:
+        assert (await clients["anonymous"].get(path)).status_code == 401, path
