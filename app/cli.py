@@ -537,6 +537,9 @@ def serve(
             )
             print(key, flush=True)
             console.print(f"dashboard sign-in link: {base}/#key={key}")
+        # uvicorn re-raises the signal that stopped it once it has shut down; turn SIGTERM
+        # into an exception too so the `finally` below still stops the embedded cluster
+        signal.signal(signal.SIGTERM, _terminate)
         uvicorn.run(
             "app.main:create_app",
             factory=True,
@@ -551,6 +554,10 @@ def serve(
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             embedded_cluster(settings).stop()
             console.print("embedded cluster stopped")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:
