@@ -1,7 +1,74 @@
-"""Analysis endpoints: hotspots (see issue 5)."""
+"""GET /analysis/hotspots and GET /analysis/clusters (aggregates only: every role)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from app.analysis import hotspots
+from app.auth.deps import Viewer
+from app.db import SessionDep
+from app.geo.geojson import DOC, GeoJSONResponse
+from app.incidents.filters import FilterDep
 
 router = APIRouter(tags=["analysis"])
+
+
+@router.get(
+    "/analysis/hotspots",
+    response_class=GeoJSONResponse,
+    responses=DOC,
+    summary="Getis-Ord Gi* hot and cold spots on a hexagonal grid over a study area",
+)
+async def hotspot_grid(
+    request: Request,
+    session: SessionDep,
+    _: Viewer,
+    filt: FilterDep,
+    cell_km: Annotated[
+        float,
+        Query(description="distance between neighbouring cell centres (km), 0.5 to 100"),
+    ] = 5.0,
+    area: Annotated[
+        str,
+        Query(
+            max_length=200,
+            description="`border-zone` (the home side within 50 km of the national border),"
+            " `jurisdiction:{code}` or `bbox:minLon,minLat,maxLon,maxLat` (∩ the home country)",
+        ),
+    ] = hotspots.BORDER_ZONE,
+    fdr: Annotated[
+        bool, Query(description="Benjamini-Hochberg false-discovery-rate correction")
+    ] = False,
+) -> GeoJSONResponse:
+    """One Feature per cell: `count`, `gi_z`, `gi_p` (two-sided), `bin` (±3 = 99 %, ±2 = 95 %,
+    ±1 = 90 %, 0 = not significant), `centre`."""
+    body = await hotspots.hotspots(
+        session=session,
+        filt=filt,
+        area=area,
+        cell_km=cell_km,
+        fdr=fdr,
+        home=request.app.state.settings.home_country,
+    )
+    return GeoJSONResponse(body)
+
+
+@router.get(
+    "/analysis/clusters",
+    response_class=GeoJSONResponse,
+    responses=DOC,
+    summary="DBSCAN clusters of incidents with their convex hulls and categories",
+)
+async def dbscan_clusters(
+    session: SessionDep,
+    _: Viewer,
+    filt: FilterDep,
+    eps_m: Annotated[float, Query(description="neighbourhood radius (m), 10 to 50 000")] = 1000.0,
+    min_points: Annotated[int, Query(description="incidents a core point needs, 2 to 1000")] = 5,
+) -> GeoJSONResponse:
+    """One Feature per cluster (convex hull; a point or a line when degenerate): `count`,
+    `by_category`, `hull_area_km2`; busiest first."""
+    body = await hotspots.clusters(session=session, filt=filt, eps_m=eps_m, min_points=min_points)
+    return GeoJSONResponse(body)

@@ -1,0 +1,467 @@
+"""Hot spots (Getis-Ord Gi* on a hexagonal grid) and DBSCAN clusters of incidents.
+
+Everything metric happens in WGS 84 / UTM zone 48N (EPSG:32648): the zone's central meridian
+(105°E) runs through Vietnam, so within the country (102°E to 109.5°E) its scale factor stays
+between 0.9996 and 1.0026: lengths are true to 0.3 % and areas to 0.6 %, hexagons keep their
+shape, and PostGIS transforms to it fast (a registered SRID; a custom equal-area PROJ string is
+re-initialised on every call, ~140 µs per point). See docs/hotspots.md.
+
+The grid and the counts are made in PostgreSQL; Gi* is computed here with numpy (it needs the
+counts of all cells at once); the Features' geometries are GeoJSON text made by PostgreSQL and
+joined as text, never parsed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from sqlalchemy import (
+    Float,
+    Integer,
+    LargeBinary,
+    Subquery,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import InvalidInput
+from app.geo import geojson
+from app.incidents.filters import IncidentFilter, parse_bbox
+from app.incidents.models import Incident
+
+SRID_METRIC = 32648  # WGS 84 / UTM zone 48N
+MIN_CELL_KM, MAX_CELL_KM = 0.5, 100.0
+MAX_CELLS = 50_000
+BORDER_ZONE_KM = 50.0
+BAND = 1.5  # neighbours: centres within BAND x the cell spacing (the 6 adjacent hexagons)
+# (bin, two-sided p threshold): 99 %, 95 %, 90 % confidence
+LEVELS = ((3, 0.01), (2, 0.05), (1, 0.10))
+BORDER_ZONE = "border-zone"
+MIN_EPS_M, MAX_EPS_M = 10.0, 50_000.0
+MIN_POINTS, MAX_POINTS = 2, 1000
+SQRT3 = math.sqrt(3.0)
+
+
+@dataclass(frozen=True)
+class StudyArea:
+    """The area a grid covers, in EPSG:32648, with its extent in lon/lat."""
+
+    label: str
+    wkb: bytes
+    area_m2: float
+    perimeter_m: float
+    extent: tuple[float, float, float, float]
+
+
+def hexagon_area_m2(cell_km: float) -> float:
+    """Area of one (unclipped) cell: a hexagon whose opposite edges are cell_km apart."""
+    return SQRT3 / 2 * (cell_km * 1000) ** 2
+
+
+def estimated_cells(area_m2: float, perimeter_m: float, cell_km: float) -> int:
+    """About how many cells a grid over an area has: the whole cells it needs plus the cut
+    ones along its edge (0.6 per cell spacing of perimeter, measured on the border zone)."""
+    return math.ceil(area_m2 / hexagon_area_m2(cell_km) + 0.6 * perimeter_m / (cell_km * 1000))
+
+
+def check_cell_km(cell_km: float) -> None:
+    """cell_km within [0.5, 100] (InvalidInput otherwise)."""
+    if not (math.isfinite(cell_km) and MIN_CELL_KM <= cell_km <= MAX_CELL_KM):
+        raise InvalidInput(
+            f"cell_km must be between {MIN_CELL_KM:g} and {MAX_CELL_KM:g} km; got {cell_km:g}",
+            field="cell_km",
+        )
+
+
+HOME_CTE = """
+    home AS (
+        SELECT geom FROM jurisdiction WHERE level = 'country' AND code = :home
+        ORDER BY valid_from DESC NULLS LAST LIMIT 1
+    )"""
+
+# Each query yields one polygonal geometry `g` in EPSG:32648 (possibly empty).
+BORDER_ZONE_SQL = f"""
+    WITH {HOME_CTE}, zone AS (
+        SELECT ST_Buffer(ST_Transform(ST_Collect(s.geom), {SRID_METRIC}),
+                         CAST(:zone_m AS float8), 'quad_segs=32') AS g
+          FROM border_segment s
+         WHERE s.country_a = :home OR s.country_b = :home
+    )
+    SELECT ST_Intersection(zone.g, ST_Transform(home.geom, {SRID_METRIC})) AS g FROM zone, home
+"""
+JURISDICTION_SQL = f"""
+    SELECT ST_Transform(geom, {SRID_METRIC}) AS g FROM jurisdiction WHERE code = :code
+    ORDER BY valid_from DESC NULLS LAST LIMIT 1
+"""
+# the box is segmentized (0.01°) so that its edges stay parallels and meridians once projected
+BBOX_SQL = f"""
+    WITH {HOME_CTE}
+    SELECT ST_Transform(ST_Intersection(
+               ST_Segmentize(ST_MakeEnvelope(:x1, :y1, :x2, :y2, 4326), 0.01), home.geom),
+           {SRID_METRIC}) AS g
+      FROM home
+"""
+AREA_SQL = """
+    WITH a AS ({inner}), p AS (SELECT ST_CollectionExtract(ST_MakeValid(g), 3) AS g FROM a)
+    SELECT ST_AsBinary(g), ST_Area(g), ST_Perimeter(g),
+           ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
+      FROM p, ST_Transform(ST_Envelope(g), 4326) AS e
+     WHERE NOT ST_IsEmpty(g) AND ST_Area(g) > 0
+"""
+
+
+async def study_area(*, session: AsyncSession, area: str, home: str) -> StudyArea:
+    """The study area named by `area`: `border-zone`, `jurisdiction:{code}` or
+    `bbox:minLon,minLat,maxLon,maxLat`, always within the home country."""
+    params: dict[str, Any] = {"home": home}
+    if area == BORDER_ZONE:
+        inner, params["zone_m"] = BORDER_ZONE_SQL, BORDER_ZONE_KM * 1000
+    elif area.startswith("jurisdiction:"):
+        code = area.removeprefix("jurisdiction:")
+        country = (
+            await session.execute(
+                text(
+                    "SELECT country FROM jurisdiction WHERE code = :code"
+                    " ORDER BY valid_from DESC NULLS LAST LIMIT 1"
+                ),
+                {"code": code},
+            )
+        ).scalar()
+        if country is None:
+            raise InvalidInput(f"unknown jurisdiction code '{code[:40]}'", field="area")
+        if country != home:
+            raise InvalidInput(
+                f"jurisdiction '{code}' is not in {home}; hot spots cover {home} only",
+                field="area",
+            )
+        inner, params = JURISDICTION_SQL, {"code": code}
+    elif area.startswith("bbox:"):
+        try:
+            x1, y1, x2, y2 = parse_bbox(area.removeprefix("bbox:"))
+        except InvalidInput as exc:
+            raise InvalidInput(f"area {exc.detail}", field="area") from exc
+        inner = BBOX_SQL
+        params |= {"x1": x1, "y1": y1, "x2": x2, "y2": y2}
+    else:
+        raise InvalidInput(
+            f"area '{area[:60]}' is not one of border-zone, jurisdiction:CODE,"
+            " bbox:minLon,minLat,maxLon,maxLat",
+            field="area",
+        )
+    row = (await session.execute(text(AREA_SQL.format(inner=inner)), params)).one_or_none()
+    if row is None:
+        raise InvalidInput(f"area '{area[:60]}' has no part inside {home}", field="area")
+    wkb, area_m2, perimeter_m, *extent = row
+    x1, y1, x2, y2 = (float(v) for v in extent)
+    return StudyArea(area, bytes(wkb), float(area_m2), float(perimeter_m), (x1, y1, x2, y2))
+
+
+# Cells: the hexagons of ST_HexagonGrid (anchored at the projection's origin, so a cell keeps
+# its (i, j) between requests) that overlap the study area, clipped to it. The grid is made
+# per subdivided piece so that only hexagons near the area are generated.
+GRID_SQL = f"""
+    WITH study AS (SELECT ST_GeomFromWKB(:study, {SRID_METRIC}) AS g),
+    piece AS (SELECT p.g FROM study, ST_Subdivide(study.g, 64) AS p(g)),
+    part AS (
+        SELECT h.i, h.j,
+               CASE WHEN ST_Covers(piece.g, h.geom) THEN h.geom
+                    ELSE ST_Intersection(piece.g, h.geom) END AS g
+          FROM piece, ST_HexagonGrid(CAST(:edge AS float8), piece.g) AS h
+         WHERE ST_Intersects(piece.g, h.geom)
+    ), cell AS (
+        SELECT i, j, ST_CollectionExtract(ST_Union(g), 3) AS g FROM part GROUP BY i, j
+    )
+    SELECT i, j,
+           ST_AsGeoJSON(ST_ForcePolygonCCW(ST_Transform(g, 4326)), 6) AS geometry,
+           ST_X(c), ST_Y(c)
+      FROM cell, ST_Transform(ST_SetSRID(ST_MakePoint(
+               1.5 * :edge * i, CAST(:spacing AS float8) * (j + 0.5 * (abs(i) % 2))),
+               {SRID_METRIC}), 4326) AS c
+     WHERE NOT ST_IsEmpty(g) AND ST_Area(g) > 0
+     ORDER BY i, j
+"""
+
+
+def _hex_index(points: Subquery, edge: float) -> Subquery:
+    """Columns i, j for each row (x, y) of `points`: the ST_HexagonGrid cell (flat-topped
+    hexagons with edge `edge`, centred at x = 1.5·edge·i, y = √3·edge·(j + ½·(|i| mod 2)))
+    that contains the point — the nearest cell centre, by rounding cube coordinates."""
+    x, y = points.c.x, points.c.y
+    frac = select(
+        (x * (2.0 / 3.0) / edge).label("q"),
+        ((x * (-1.0 / 3.0) + y * (SQRT3 / 3.0)) / edge).label("r"),
+    ).subquery()
+    q, r = frac.c.q, frac.c.r
+    s = -q - r
+    rounded = select(
+        func.round(q).label("rq"),
+        func.round(r).label("rr"),
+        func.round(s).label("rs"),
+        func.abs(func.round(q) - q).label("dq"),
+        func.abs(func.round(r) - r).label("dr"),
+        func.abs(func.round(s) - s).label("ds"),
+    ).subquery()
+    c = rounded.c
+    q_fixed = (c.dq > c.dr) & (c.dq > c.ds)
+    qi = case((q_fixed, -c.rr - c.rs), else_=c.rq)
+    ri = case((q_fixed, c.rr), (c.dr > c.ds, -c.rq - c.rs), else_=c.rr)
+    # axial (q, r) to the grid's offset columns: i = q, j = r + floor(q / 2)
+    return select(
+        cast(qi, Integer).label("i"), cast(ri + func.floor(qi / 2.0), Integer).label("j")
+    ).subquery()
+
+
+async def cell_counts(
+    *, session: AsyncSession, filt: IncidentFilter, study: StudyArea, edge_m: float
+) -> dict[tuple[int, int], int]:
+    """Matching incidents inside the study area per grid cell (i, j)."""
+    i = Incident
+    shape = func.ST_GeomFromWKB(literal(study.wkb, LargeBinary), SRID_METRIC)
+    xy = func.ST_Transform(i.geom, SRID_METRIC)
+    points = (
+        select(cast(func.ST_X(xy), Float).label("x"), cast(func.ST_Y(xy), Float).label("y"))
+        .where(
+            *filt.conditions(),
+            i.geom.op("&&")(func.ST_MakeEnvelope(*_padded(study.extent), 4326)),
+            func.ST_Intersects(shape, xy),
+        )
+        .subquery()
+    )
+    cells = _hex_index(points, edge_m)
+    stmt = select(cells.c.i, cells.c.j, func.count()).group_by(cells.c.i, cells.c.j)
+    return {(int(a), int(b)): int(n) for a, b, n in await session.execute(stmt)}
+
+
+def _padded(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    pad = 1e-4  # degrees (~11 m): the projected area's edges bulge slightly between vertices
+    return box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad
+
+
+def hex_neighbours(cells: list[tuple[int, int]]) -> list[list[int]]:
+    """For each cell, the indices of the cells whose centres lie within BAND (1.5) x the
+    spacing of its centre: on the hexagonal lattice, exactly the (up to) six adjacent cells."""
+    index = {c: n for n, c in enumerate(cells)}
+    out: list[list[int]] = []
+    for i, j in cells:
+        side = (j, j + 1) if i % 2 else (j - 1, j)  # odd columns sit half a cell higher
+        near = [(i, j - 1), (i, j + 1)] + [(i + di, jj) for di in (-1, 1) for jj in side]
+        out.append([index[c] for c in near if c in index])
+    return out
+
+
+def gi_star(counts: np.ndarray, neighbours: list[list[int]]) -> np.ndarray:
+    """Getis-Ord Gi* z-scores with binary weights, the cell itself included (Getis & Ord 1995,
+    as ArcGIS Hot Spot Analysis and esda.G_Local(star=True, transform='B')); NaN where
+    undefined (all counts equal, or a cell whose neighbourhood is the whole grid)."""
+    x = counts.astype(float)
+    n = len(x)
+    if n < 2:
+        return np.full(n, np.nan)
+    mean = x.mean()
+    sd = math.sqrt(max(float((x * x).mean() - mean * mean), 0.0))
+    rows = np.repeat(np.arange(n), [len(nb) for nb in neighbours])
+    cols = np.fromiter((k for nb in neighbours for k in nb), dtype=np.int64, count=len(rows))
+    lag = x.copy()
+    np.add.at(lag, rows, x[cols])
+    w = 1.0 + np.array([len(nb) for nb in neighbours], dtype=float)  # Σw = Σw² (binary)
+    den = sd * np.sqrt((n * w - w * w) / (n - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (lag - mean * w) / den
+    z[~(den > 1e-12)] = np.nan
+    return z
+
+
+def two_sided_p(z: np.ndarray) -> np.ndarray:
+    """Two-sided normal p-values (NaN stays NaN)."""
+    return np.array([math.erfc(abs(v) / math.sqrt(2)) if v == v else math.nan for v in z])
+
+
+def bh_threshold(p: np.ndarray, alpha: float) -> float:
+    """Benjamini-Hochberg: the largest p(k) with p(k) <= k/m * alpha (m = tested cells);
+    -1 when none qualifies."""
+    ps = np.sort(p[~np.isnan(p)])
+    m = len(ps)
+    ok = np.nonzero(ps <= alpha * np.arange(1, m + 1) / m)[0]
+    return float(ps[ok[-1]]) if len(ok) else -1.0
+
+
+def confidence_bins(z: np.ndarray, p: np.ndarray, *, fdr: bool) -> np.ndarray:
+    """+3/-3 (99 %), ±2 (95 %), ±1 (90 %), 0: the highest confidence at which the cell is
+    significant, signed as its z-score; with `fdr` each level's p threshold is the
+    Benjamini-Hochberg one for that level."""
+    bins = np.zeros(len(z), dtype=int)
+    for level, alpha in reversed(LEVELS):  # 90 %, then 95 %, then 99 % overwrites
+        cut = bh_threshold(p, alpha) if fdr else alpha
+        bins[~np.isnan(p) & (p <= cut)] = level
+    return (bins * np.sign(np.nan_to_num(z))).astype(int)
+
+
+def _too_many(area: str, cell_km: float, study: StudyArea, cells: int) -> InvalidInput:
+    # the cell size whose whole cells alone would reach the maximum, rounded up to 10 m
+    smallest = math.ceil(math.sqrt(study.area_m2 / (SQRT3 / 2) / MAX_CELLS) / 10) / 100
+    return InvalidInput(
+        f"cell_km={cell_km:g} over '{area[:60]}' ({study.area_m2 / 1e6:,.0f} km²) makes"
+        f" about {cells:,} cells; at most {MAX_CELLS:,} are allowed: use cell_km >"
+        f" {smallest:g} or a smaller area",
+        field="cell_km",
+        max_cells=MAX_CELLS,
+        estimated_cells=cells,
+    )
+
+
+async def hotspots(
+    *,
+    session: AsyncSession,
+    filt: IncidentFilter,
+    area: str,
+    cell_km: float,
+    fdr: bool,
+    home: str,
+) -> bytes:
+    """Gi* hot and cold spots of the matching incidents on a hexagonal grid over the study
+    area, as a FeatureCollection of the clipped cells."""
+    check_cell_km(cell_km)
+    study = await study_area(session=session, area=area, home=home)
+    estimate = estimated_cells(study.area_m2, study.perimeter_m, cell_km)
+    if estimate > MAX_CELLS:
+        raise _too_many(area, cell_km, study, estimate)
+    edge = cell_km * 1000 / SQRT3
+    rows = (
+        await session.execute(
+            text(GRID_SQL), {"study": study.wkb, "edge": edge, "spacing": cell_km * 1000}
+        )
+    ).all()
+    counted = await cell_counts(session=session, filt=filt, study=study, edge_m=edge)
+    if len(rows) > MAX_CELLS:  # the estimate was low: refuse all the same
+        raise _too_many(area, cell_km, study, len(rows))
+    cells = [(int(r[0]), int(r[1])) for r in rows]
+    counts = np.array([counted.get(c, 0) for c in cells], dtype=np.int64)
+    z = gi_star(counts, hex_neighbours(cells))
+    p = two_sided_p(z)
+    bins = confidence_bins(z, p, fdr=fdr)
+    parts: list[bytes] = []
+    for n, (row, cell) in enumerate(zip(rows, cells, strict=True)):
+        props = {
+            "count": int(counts[n]),
+            "gi_z": None if math.isnan(z[n]) else float(z[n]),
+            "gi_p": None if math.isnan(p[n]) else float(p[n]),
+            "bin": int(bins[n]),
+            "centre": [round(float(row[3]), 6), round(float(row[4]), 6)],
+        }
+        parts.append(
+            b'{"type":"Feature","id":"%d:%d","geometry":%s,"properties":%s}'
+            % (cell[0], cell[1], row[2].encode(), orjson.dumps(props))
+        )
+    head = {
+        "type": "FeatureCollection",
+        "area": area,
+        "cell_km": cell_km,
+        "fdr": fdr,
+        "cells": len(cells),
+        "incidents": int(counts.sum()),
+        "scope": filt.scope.code,
+        "crs_metric": f"EPSG:{SRID_METRIC}",
+        "neighbours": f"centres within {BAND:g} x cell spacing, the cell itself included",
+    }
+    return orjson.dumps(head)[:-1] + b',"features":[' + b",".join(parts) + b"]}"
+
+
+def check_dbscan(eps_m: float, min_points: int) -> None:
+    """eps_m within [10 m, 50 km] and min_points within [2, 1000] (InvalidInput otherwise)."""
+    if not (math.isfinite(eps_m) and MIN_EPS_M <= eps_m <= MAX_EPS_M):
+        raise InvalidInput(
+            f"eps_m must be between {MIN_EPS_M:g} and {MAX_EPS_M:g} m; got {eps_m:g}",
+            field="eps_m",
+        )
+    if not MIN_POINTS <= min_points <= MAX_POINTS:
+        raise InvalidInput(
+            f"min_points must be between {MIN_POINTS} and {MAX_POINTS}; got {min_points}",
+            field="min_points",
+        )
+
+
+async def clusters(
+    *, session: AsyncSession, filt: IncidentFilter, eps_m: float, min_points: int
+) -> bytes:
+    """DBSCAN clusters of the matching incidents (ST_ClusterDBSCAN in EPSG:32648, so eps is
+    in metres): one Feature per cluster with its convex hull, count and categories, busiest
+    first. No incident ids: aggregates only."""
+    check_dbscan(eps_m, min_points)
+    i = Incident
+    dbscan = func.ST_ClusterDBSCAN(func.ST_Transform(i.geom, SRID_METRIC), eps_m, min_points)
+    # a CTE referenced three times: PostgreSQL runs the clustering once
+    labelled = (
+        select(i.geom, i.category, dbscan.over().label("cid")).where(*filt.conditions()).cte()
+    )
+    lab = labelled.c
+    per_category = (
+        select(lab.cid, lab.category, func.count().label("n"))
+        .where(lab.cid.is_not(None))
+        .group_by(lab.cid, lab.category)
+        .subquery()
+    )
+    pc = per_category.c
+    by_category = (
+        select(
+            pc.cid,
+            func.json_object_agg(pc.category, pc.n).label("cats"),
+        )
+        .group_by(pc.cid)
+        .subquery()
+    )
+    hull = func.ST_ConvexHull(func.ST_Collect(lab.geom))
+    per_cluster = (
+        select(lab.cid, func.count().label("n"), hull.label("hull"))
+        .where(lab.cid.is_not(None))
+        .group_by(lab.cid)
+        .subquery()
+    )
+    c = per_cluster.c
+    rank = func.row_number().over(
+        order_by=(c.n.desc(), func.ST_XMin(c.hull), func.ST_YMin(c.hull), c.cid)
+    )
+    area_km2 = func.ST_Area(func.ST_Transform(c.hull, SRID_METRIC)) / 1e6
+    feature = geojson.feature(
+        id_=rank,
+        geom=c.hull,
+        properties={
+            "count": c.n,
+            "by_category": by_category.c.cats,
+            "hull_area_km2": geojson.rounded(area_km2, 4),
+        },
+    )
+    features = select(feature.label("f"), rank.label("ord")).join(
+        by_category, by_category.c.cid == c.cid
+    )
+    body = await geojson.collection(session, features)
+    total, clustered, n_clusters = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count(lab.cid),
+                func.count(func.distinct(lab.cid)),
+            ).select_from(labelled)
+        )
+    ).one()
+    head = {
+        "type": "FeatureCollection",
+        "eps_m": eps_m,
+        "min_points": min_points,
+        "clusters": int(n_clusters),
+        "incidents": int(total),
+        "clustered": int(clustered),
+        "noise": int(total) - int(clustered),
+        "scope": filt.scope.code,
+        "crs_metric": f"EPSG:{SRID_METRIC}",
+    }
+    rest = body.removeprefix(b'{"type":"FeatureCollection",')
+    return orjson.dumps(head)[:-1] + b"," + rest

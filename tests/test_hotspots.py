@@ -1,0 +1,355 @@
+"""Hot spots (Gi* on a hexagonal grid) and DBSCAN clusters, against independent computations.
+
+The study area, the cell membership of every incident and the expected counts are recomputed
+with shapely + pyproj from the bundled boundary file and the stored border lines; the Gi*
+z-scores are compared with PySAL's esda.G_Local(star=True) on the same counts and a libpysal
+distance band; the FDR levels with a plain Benjamini-Hochberg loop; the clusters with
+scikit-learn's DBSCAN on the same projected coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any
+
+import esda
+import httpx
+import libpysal
+import numpy as np
+import pytest
+import shapely
+from pyproj import Transformer
+from shapely.geometry import shape
+from sklearn.cluster import DBSCAN
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.analysis import hotspots
+from app.config import Settings
+from conftest import GEODATA, app_client, make_key
+from geo_reference import features, projected
+
+PROBLEM = "application/problem+json"
+UTM = Transformer.from_crs("EPSG:4326", "EPSG:32648", always_xy=True)
+GEO = Transformer.from_crs("EPSG:32648", "EPSG:4326", always_xy=True)
+# planted cluster: 60 incidents within 3 km of a point 5 km east of the Lao Bao border gate
+CENTRE = (106.643, 16.622)
+PLANTED = 60
+CATEGORIES = ("smuggling", "drug_trafficking", "illegal_border_crossing")
+
+
+async def insert(session: AsyncSession, points: list[tuple[float, float]], **kw: Any) -> list[str]:
+    """Insert incidents at (lon, lat) in one statement (the trigger derives the rest)."""
+    cats = [CATEGORIES[n % len(CATEGORIES)] for n in range(len(points))]
+    rows = await session.execute(
+        text(
+            "INSERT INTO incident (category, severity, occurred_at, geom)"
+            " SELECT c, :sev, '2025-03-01T00:00:00Z', ST_SetSRID(ST_MakePoint(x, y), 4326)"
+            " FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[]), CAST(:cs AS text[]))"
+            " AS t(x, y, c) RETURNING id"
+        ),
+        {
+            "xs": [p[0] for p in points],
+            "ys": [p[1] for p in points],
+            "cs": kw.get("categories", cats),
+            "sev": 3,
+        },
+    )
+    return [str(r[0]) for r in rows]
+
+
+async def border_zone_utm(session: AsyncSession) -> Any:
+    """The border zone recomputed with shapely: the stored border lines buffered by 50 km in
+    EPSG:32648, clipped to Vietnam's polygon from the bundled file."""
+    rows = await session.execute(text("SELECT ST_AsGeoJSON(geom) FROM border_segment"))
+    import json
+
+    lines = shapely.union_all([shape(json.loads(r[0])) for r in rows])
+    vnm = features(GEODATA / "jurisdictions.geojson")["VNM"][1]
+    return projected(lines, UTM).buffer(50_000, quad_segs=32).intersection(projected(vnm, UTM))
+
+
+def disc(rng: np.random.Generator, n: int, centre: tuple[float, float], r_m: float) -> Any:
+    """n points uniform in a disc of radius r_m (metres) around a lon/lat centre, in UTM."""
+    cx, cy = UTM.transform(*centre)
+    rad = r_m * np.sqrt(rng.uniform(0, 1, n))
+    ang = rng.uniform(0, 2 * math.pi, n)
+    return np.column_stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)])
+
+
+def uniform_in(rng: np.random.Generator, area: Any, n: int, margin_m: float = 500) -> Any:
+    """n points uniform over `area` (UTM), none within margin_m of its edge."""
+    x1, y1, x2, y2 = area.bounds
+    inner = area.buffer(-margin_m)
+    out: list[Any] = []
+    while len(out) < n:
+        xy = rng.uniform((x1, y1), (x2, y2), (4 * n, 2))
+        out.extend(xy[shapely.contains_xy(inner, xy[:, 0], xy[:, 1])])
+    return np.array(out[:n])
+
+
+def to_lonlat(xy: Any) -> list[tuple[float, float]]:
+    lon, lat = GEO.transform(xy[:, 0], xy[:, 1])
+    return list(zip(lon.tolist(), lat.tolist(), strict=True))
+
+
+def esda_check(fc: dict[str, Any], cell_km: float) -> None:
+    """gi_z/gi_p equal esda.G_Local(star=True) with a binary distance band of 1.5 x spacing."""
+    props = [f["properties"] for f in fc["features"]]
+    lon, lat = zip(*(p["centre"] for p in props), strict=True)
+    x, y = UTM.transform(lon, lat)
+    with warnings.catch_warnings():  # islands and separate components are expected
+        warnings.simplefilter("ignore", UserWarning)
+        w = libpysal.weights.DistanceBand(
+            np.column_stack([x, y]), threshold=1.5 * cell_km * 1000, binary=True
+        )
+        # the band holds exactly the lattice's 6 adjacent cells (next ring at 1.73 x spacing)
+        assert max(w.cardinalities.values()) == 6
+        g = esda.G_Local(
+            np.array([p["count"] for p in props], dtype=float),
+            w,
+            transform="B",
+            star=True,
+            permutations=0,
+        )
+    z = np.array([p["gi_z"] for p in props], dtype=float)
+    p = np.array([p["gi_p"] for p in props], dtype=float)
+    assert np.max(np.abs(z - g.Zs)) < 1e-6
+    assert np.max(np.abs(p - 2 * g.p_norm)) < 1e-6  # esda's p_norm is one-sided
+
+
+def expected_bins(props: list[dict[str, Any]], fdr: bool) -> list[int]:
+    """Bins recomputed from gi_p: the highest level whose threshold p meets, signed by z."""
+    ps = sorted(p["gi_p"] for p in props)
+    m = len(ps)
+    out = [0] * len(props)
+    for level, alpha in ((1, 0.10), (2, 0.05), (3, 0.01)):
+        cut = alpha
+        if fdr:
+            cut = -1.0
+            for k, pk in enumerate(ps, start=1):  # Benjamini-Hochberg step-up
+                if pk <= k / m * alpha:
+                    cut = pk
+        for n, p in enumerate(props):
+            if p["gi_p"] <= cut:
+                out[n] = level if p["gi_z"] > 0 else -level
+    return out
+
+
+async def get(client: httpx.AsyncClient, path: str, **params: Any) -> dict[str, Any]:
+    r = await client.get(path, params=params)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/geo+json"
+    body = r.json()
+    assert body["type"] == "FeatureCollection"
+    return body
+
+
+async def test_planted_cluster_is_a_99_percent_hot_spot(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    rng = np.random.default_rng(5)
+    zone = await border_zone_utm(session)
+    planted = disc(rng, PLANTED, CENTRE, 3000)
+    assert shapely.contains_xy(zone.buffer(-500), planted[:, 0], planted[:, 1]).all()
+    noise = uniform_in(rng, zone, 600)
+    outside = [(105.854, 21.028), (106.70, 10.776), (102.60, 17.96)]  # Ha Noi, HCMC, Vientiane
+    await insert(session, to_lonlat(planted) + to_lonlat(noise) + outside)
+    started = time.perf_counter()
+    fc = await get(client, "/analysis/hotspots", cell_km=5, area="border-zone")
+    elapsed = time.perf_counter() - started
+    print(f"border zone at 5 km: {fc['cells']} cells, {elapsed * 1000:.0f} ms")
+    assert {k: fc[k] for k in ("area", "cell_km", "fdr", "incidents", "scope")} == {
+        "area": "border-zone",
+        "cell_km": 5.0,
+        "fdr": False,
+        "incidents": PLANTED + 600,
+        "scope": None,
+    }
+    feats = fc["features"]
+    assert fc["cells"] == len(feats) and len({f["id"] for f in feats}) == len(feats)
+
+    # every cell lies in the study area, and together they tile it
+    cells = [projected(shape(f["geometry"]), UTM) for f in feats]
+    zone_area = zone.area
+    assert abs(sum(c.area for c in cells) - zone_area) / zone_area < 0.002
+    hexagon = hotspots.hexagon_area_m2(5)
+    # outside the zone only by the coordinates' rounding (6 decimals) and its edge's vertices
+    assert max(c.difference(zone).area for c in cells) < 0.001 * hexagon
+    assert all(c.intersection(zone).area > 0 for c in cells)
+    assert max(c.area for c in cells) < hexagon * 1.001
+
+    # each count is the number of our points inside the cell polygon (shapely)
+    pts = np.vstack([planted, noise])
+    tree = shapely.STRtree(shapely.points(pts))
+    counts = [len(tree.query(c, predicate="intersects")) for c in cells]
+    assert [f["properties"]["count"] for f in feats] == counts
+    assert sum(counts) == PLANTED + 600
+
+    # the planted cells are 99 % hot spots
+    props = [f["properties"] for f in feats]
+    centre_cell = next(
+        n for n, c in enumerate(cells) if c.contains(shapely.Point(UTM.transform(*CENTRE)))
+    )
+    assert props[centre_cell]["bin"] == 3 and props[centre_cell]["gi_z"] > 10
+    dense = [n for n, c in enumerate(counts) if c >= 10]
+    assert dense and all(props[n]["bin"] == 3 for n in dense)
+
+    esda_check(fc, 5)
+    assert [p["bin"] for p in props] == expected_bins(props, fdr=False)
+
+    fdr = await get(client, "/analysis/hotspots", cell_km=5, area="border-zone", fdr="true")
+    fprops = [f["properties"] for f in fdr["features"]]
+    assert fdr["fdr"] is True and [f["id"] for f in fdr["features"]] == [f["id"] for f in feats]
+    assert [p["bin"] for p in fprops] == expected_bins(fprops, fdr=True)
+    assert all(abs(b["bin"]) <= abs(a["bin"]) for a, b in zip(props, fprops, strict=True))
+    assert sum(p["bin"] != 0 for p in fprops) <= sum(p["bin"] != 0 for p in props)
+    assert fprops[centre_cell]["bin"] == 3
+
+
+async def test_uniform_noise_has_almost_no_hot_spots(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    # a box in the Central Highlands, wholly inside Vietnam: ~110 x 110 km
+    box = (107.8, 12.4, 108.8, 13.4)
+    vnm = features(GEODATA / "jurisdictions.geojson")["VNM"][1]
+    assert vnm.contains(shapely.box(*box))
+    area = projected(shapely.segmentize(shapely.box(*box), 0.01), UTM)
+    rng = np.random.default_rng(11)
+    noise = uniform_in(rng, area, 4000, margin_m=50)
+    await insert(session, to_lonlat(noise))
+    params = {"cell_km": 5, "area": "bbox:" + ",".join(map(str, box))}
+    fc = await get(client, "/analysis/hotspots", **params)
+    assert fc["incidents"] == 4000
+    props = [f["properties"] for f in fc["features"]]
+    esda_check(fc, 5)
+    # Edge cells clipped by the box hold less area, so fewer incidents: they lean cold (an
+    # edge effect of any clipped grid, docs/hotspots.md). Whole cells follow the null: about
+    # 10 % reach 90 % and 1 % reach 99 % by chance.
+    hexagon = hotspots.hexagon_area_m2(5)
+    whole = [
+        p
+        for f, p in zip(fc["features"], props, strict=True)
+        if projected(shape(f["geometry"]), UTM).area > 0.99 * hexagon
+    ]
+    assert len(whole) > 350
+    assert sum(p["bin"] != 0 for p in whole) <= 0.12 * len(whole)
+    assert sum(abs(p["bin"]) == 3 for p in whole) <= 0.02 * len(whole)
+    fdr = await get(client, "/analysis/hotspots", fdr="true", **params)
+    fbins = [f["properties"]["bin"] for f in fdr["features"]]
+    # with the false-discovery-rate correction (almost) nothing is left
+    assert sum(b != 0 for b in fbins) <= 0.01 * len(fbins)
+    assert sum(b != 0 for b in fbins) <= sum(p["bin"] != 0 for p in props)
+
+
+async def test_scope_and_other_areas(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    engine: AsyncEngine,
+    settings: Settings,
+) -> None:
+    an_giang = (105.10, 10.70)  # An Giang, ~10 km from the Cambodian border
+    lao_cai = (103.99, 22.40)  # Lao Cai, near the Chinese border: outside An Giang's scope
+    await insert(session, [an_giang, an_giang, lao_cai])
+    national = await get(client, "/analysis/hotspots", cell_km=10, area="border-zone")
+    assert national["incidents"] == 3
+    key = await make_key(session, "viewer", "VN-44")
+    async with app_client(engine, session, settings, key) as viewer:
+        scoped = await get(viewer, "/analysis/hotspots", cell_km=10, area="border-zone")
+        assert scoped["incidents"] == 2 and scoped["scope"] == "VN-44"
+        assert scoped["cells"] == national["cells"]
+        by_id = {f["id"]: f["properties"]["count"] for f in scoped["features"]}
+        assert sorted(n for n in by_id.values() if n) == [2]
+        clusters = await get(viewer, "/analysis/clusters", eps_m=100, min_points=2)
+        assert clusters["incidents"] == 2 and clusters["clusters"] == 1
+    # a jurisdiction: the cells tile An Giang (areas from the bundled file)
+    ag = projected(features(GEODATA / "jurisdictions.geojson")["VN-44"][1], UTM)
+    fc = await get(client, "/analysis/hotspots", cell_km=2, area="jurisdiction:VN-44")
+    assert fc["incidents"] == 2
+    total = sum(projected(shape(f["geometry"]), UTM).area for f in fc["features"])
+    assert abs(total - ag.area) / ag.area < 0.002
+    # the shared filters apply
+    fc = await get(client, "/analysis/hotspots", cell_km=10, category="no_such_category")
+    assert fc["incidents"] == 0
+    assert all(f["properties"]["gi_z"] is None for f in fc["features"])
+    assert all(f["properties"]["bin"] == 0 for f in fc["features"])
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"cell_km": 0.1}, "cell_km"),
+        ({"cell_km": 1000}, "cell_km"),
+        ({"cell_km": 0.5, "area": "jurisdiction:VNM"}, "cell_km"),
+        ({"area": "moon"}, "area"),
+        ({"area": "jurisdiction:XX-99"}, "area"),
+        ({"area": "jurisdiction:LAO"}, "area"),
+        ({"area": "bbox:105,20,106"}, "area"),
+        ({"area": "bbox:106,20,105,21"}, "area"),
+        ({"area": "bbox:0,0,1,1"}, "area"),
+    ],
+)
+async def test_hotspot_bad_input(
+    client: httpx.AsyncClient, params: dict[str, Any], field: str
+) -> None:
+    r = await client.get("/analysis/hotspots", params=params)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == PROBLEM
+    assert r.json()["field"] == field
+    if params.get("area") == "jurisdiction:VNM":
+        assert r.json()["max_cells"] == 50_000 and "50,000" in r.json()["detail"]
+        assert r.json()["estimated_cells"] > 50_000
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"eps_m": 5}, {"eps_m": 60_000}, {"min_points": 1}, {"min_points": 1001}, {"eps_m": "x"}],
+)
+async def test_cluster_bad_input(client: httpx.AsyncClient, params: dict[str, Any]) -> None:
+    r = await client.get("/analysis/clusters", params=params)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == PROBLEM
+
+
+async def test_clusters(client: httpx.AsyncClient, session: AsyncSession) -> None:
+    rng = np.random.default_rng(7)
+    planted = disc(rng, PLANTED, CENTRE, 3000)
+    # noise: 30 points on a 25 km lattice far from the cluster, none with a neighbour within eps
+    noise = np.array(
+        [(x, y) for x in range(0, 6) for y in range(0, 5)], dtype=float
+    ) * 25_000 + np.array(UTM.transform(105.0, 20.0))
+    same = [(107.0, 12.0)] * 5  # five incidents at one spot: a degenerate (point) cluster
+    cats = [CATEGORIES[n % 3] for n in range(PLANTED)] + ["fraud"] * (30 + 5)
+    ids = await insert(session, to_lonlat(planted) + to_lonlat(noise) + same, categories=cats)
+    r = await client.get("/analysis/clusters", params={"eps_m": 1500, "min_points": 5})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+    fc = r.json()
+    assert all(i not in r.text for i in ids)  # aggregates only
+    assert {k: fc[k] for k in ("eps_m", "min_points", "clusters", "incidents", "noise")} == {
+        "eps_m": 1500.0,
+        "min_points": 5,
+        "clusters": 2,
+        "incidents": PLANTED + 35,
+        "noise": 30,
+    }
+    # scikit-learn's DBSCAN on the same projected points agrees on the cluster sizes
+    xy = np.vstack([planted, noise, np.array([UTM.transform(107.0, 12.0)] * 5)])
+    labels = DBSCAN(eps=1500, min_samples=5).fit(xy).labels_
+    sizes = sorted(np.bincount(labels[labels >= 0]).tolist(), reverse=True)
+    assert [f["properties"]["count"] for f in fc["features"]] == sizes == [PLANTED, 5]
+    big, small = fc["features"]
+    assert big["id"] == 1 and big["properties"]["by_category"] == {
+        c: cats[:PLANTED].count(c) for c in CATEGORIES
+    }
+    hull = shape(big["geometry"])
+    assert big["geometry"]["type"] == "Polygon"
+    assert hull.buffer(1e-6).contains(shapely.MultiPoint(to_lonlat(planted)))
+    expected_hull = shapely.MultiPoint(planted).convex_hull.area / 1e6
+    assert big["properties"]["hull_area_km2"] == pytest.approx(expected_hull, rel=1e-3)
+    assert small["geometry"] == {"type": "Point", "coordinates": [107.0, 12.0]}
+    assert small["properties"] == {"count": 5, "by_category": {"fraud": 5}, "hull_area_km2": 0}
+    # below min_points nothing forms
+    r = await client.get("/analysis/clusters", params={"eps_m": 1500, "min_points": 61})
+    assert r.json()["clusters"] == 0 and r.json()["features"] == []
