@@ -343,12 +343,22 @@ async def test_clusters(client: httpx.AsyncClient, session: AsyncSession) -> Non
     assert big["id"] == 1 and big["properties"]["by_category"] == {
         c: cats[:PLANTED].count(c) for c in CATEGORIES
     }
-    hull = shape(big["geometry"])
-    assert big["geometry"]["type"] == "Polygon"
-    assert hull.buffer(1e-6).contains(shapely.MultiPoint(to_lonlat(planted)))
-    expected_hull = shapely.MultiPoint(planted).convex_hull.area / 1e6
+    assert big["geometry"]["type"] == small["geometry"]["type"] == "Polygon"
+    # the shown area is the hull widened by eps/2 (750 m): in UTM it covers every incident
+    # with a margin of about 750 m, and no vertex is an incident's position
+    shown = projected(shape(big["geometry"]), UTM)
+    hull_utm = shapely.MultiPoint(planted).convex_hull
+    assert shown.contains(hull_utm.buffer(700))
+    assert not shown.contains(hull_utm.buffer(800))
+    vertices = {tuple(np.round(v, 6)) for v in shape(big["geometry"]).exterior.coords}
+    assert not vertices & {tuple(np.round(v, 6)) for v in to_lonlat(planted)}
+    expected_hull = hull_utm.area / 1e6
     assert big["properties"]["hull_area_km2"] == pytest.approx(expected_hull, rel=1e-3)
-    assert small["geometry"] == {"type": "Point", "coordinates": [107.0, 12.0]}
+    dot = projected(shape(small["geometry"]), UTM)
+    centre = shapely.Point(UTM.transform(107.0, 12.0))
+    assert dot.centroid.distance(centre) < 1 and dot.area == pytest.approx(
+        math.pi * 750**2, rel=0.02
+    )
     assert small["properties"] == {"count": 5, "by_category": {"fraud": 5}, "hull_area_km2": 0}
     # below min_points nothing forms
     r = await client.get("/analysis/clusters", params={"eps_m": 1500, "min_points": 61})

@@ -393,8 +393,9 @@ async def clusters(
     *, session: AsyncSession, filt: IncidentFilter, eps_m: float, min_points: int
 ) -> bytes:
     """DBSCAN clusters of the matching incidents (ST_ClusterDBSCAN in EPSG:32648, so eps is
-    in metres): one Feature per cluster with its convex hull, count and categories, busiest
-    first. No incident ids: aggregates only."""
+    in metres): one Feature per cluster — its convex hull widened by eps/2 — with count,
+    categories and the hull's own area, busiest first. No incident ids or positions:
+    aggregates only."""
     check_dbscan(eps_m, min_points)
     i = Incident
     dbscan = func.ST_ClusterDBSCAN(func.ST_Transform(i.geom, SRID_METRIC), eps_m, min_points)
@@ -430,9 +431,14 @@ async def clusters(
         order_by=(c.n.desc(), func.ST_XMin(c.hull), func.ST_YMin(c.hull), c.cid)
     )
     area_km2 = func.ST_Area(func.ST_Transform(c.hull, SRID_METRIC)) / 1e6
+    # the hull widened by eps/2: its corners would otherwise be exact incident positions, and
+    # viewers (aggregates only) may call this; it also reads better on a map than a sliver
+    shown = func.ST_Transform(
+        func.ST_Buffer(func.ST_Transform(c.hull, SRID_METRIC), eps_m / 2, "quad_segs=8"), 4326
+    )
     feature = geojson.feature(
         id_=rank,
-        geom=c.hull,
+        geom=shown,
         properties={
             "count": c.n,
             "by_category": by_category.c.cats,

@@ -59,7 +59,7 @@ async def hotspot_grid(
     "/analysis/clusters",
     response_class=GeoJSONResponse,
     responses=DOC,
-    summary="DBSCAN clusters of incidents with their convex hulls and categories",
+    summary="DBSCAN clusters of incidents: widened convex hulls, counts and categories",
 )
 async def dbscan_clusters(
     session: SessionDep,
@@ -68,7 +68,7 @@ async def dbscan_clusters(
     eps_m: Annotated[float, Query(description="neighbourhood radius (m), 10 to 50 000")] = 1000.0,
     min_points: Annotated[int, Query(description="incidents a core point needs, 2 to 1000")] = 5,
 ) -> GeoJSONResponse:
-    """One Feature per cluster (convex hull; a point or a line when degenerate): `count`,
-    `by_category`, `hull_area_km2`; busiest first."""
+    """One Feature per cluster (its convex hull widened by eps_m/2): `count`, `by_category`,
+    `hull_area_km2` (of the hull itself); busiest first."""
     body = await hotspots.clusters(session=session, filt=filt, eps_m=eps_m, min_points=min_points)
     return GeoJSONResponse(body)
