@@ -25,6 +25,7 @@ from geo_reference import features, local_metric, projected
 PROBLEM = "application/problem+json"
 ROLES = ("viewer", "officer", "analyst", "admin")
 UNIT = "An Giang PC unit 3"
+HOTSPOT_BOX = "bbox:104.3,9.8,106.3,11.2"  # An Giang and Dong Thap, not Ha Noi
 
 
 def km_to(poly: Any, lon: float, lat: float) -> float:
@@ -377,6 +378,8 @@ async def test_analysis_routes_by_role_and_scope(
         ("/analysis/border-posts", {}),
         ("/analysis/cross-boundary", {"km": 50}),
         ("/jurisdictions/VN-44/neighbours", {}),
+        ("/analysis/hotspots", {"area": HOTSPOT_BOX, "cell_km": 10}),
+        ("/analysis/clusters", {"eps_m": 50_000, "min_points": 2}),
     ]
     incident_level = [
         ("/incidents/nearby", {"lon": 105.435, "lat": 10.386, "radius_m": 100_000, "limit": 500}),
@@ -394,6 +397,11 @@ async def test_analysis_routes_by_role_and_scope(
         neighbours = (await c.get("/jurisdictions/VN-44/neighbours")).json()["features"]
         counts = {f["id"]: f["properties"]["incident_count"] for f in neighbours}
         assert counts["VN-45"] == 1, role  # the zone incident, not the far one
+        grid = (await c.get("/analysis/hotspots", params={"area": HOTSPOT_BOX})).json()
+        assert grid["incidents"] == 2 and grid["scope"] == "VN-44", role
+        assert sum(f["properties"]["count"] for f in grid["features"]) == 2, role
+        dbscan = (await c.get("/analysis/clusters", params={"min_points": 2})).json()
+        assert dbscan["incidents"] == 2, role
         for path, params in incident_level:
             r = await c.get(path, params=params)
             if role == "viewer":
@@ -405,5 +413,9 @@ async def test_analysis_routes_by_role_and_scope(
         await clients["national"].get("/analysis/stats", params={"group_by": "category"})
     ).json()
     assert national["total"] == 4
+    grid = await clients["national"].get("/analysis/hotspots", params={"area": HOTSPOT_BOX})
+    assert grid.json()["incidents"] == 3  # all but Ha Noi, which is outside the box
+    dbscan = await clients["national"].get("/analysis/clusters", params={"min_points": 2})
+    assert dbscan.json()["incidents"] == 4
     for path, _ in aggregates + incident_level:
         assert (await clients["anonymous"].get(path)).status_code == 401, path
