@@ -51,6 +51,9 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
                 # asyncpg prepares every statement; a generic plan (after 5 runs) cannot see
                 # the bbox or time values and picks plans that are 10x slower for lists
                 "plan_cache_mode": "force_custom_plan",
+                # JIT compiled the hot-spot count for 2 s of a 6 s query, and our statements
+                # are short or dominated by PostGIS calls JIT cannot speed up
+                "jit": "off",
             },
             "timeout": 10,
         },

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 from sqlalchemy import (
+    CTE,
     Float,
     Integer,
     LargeBinary,
@@ -191,7 +192,7 @@ GRID_SQL = f"""
 """
 
 
-def _hex_index(points: Subquery, edge: float) -> Subquery:
+def _hex_index(points: Subquery | CTE, edge: float) -> Subquery:
     """Columns i, j for each row (x, y) of `points`: the ST_HexagonGrid cell (flat-topped
     hexagons with edge `edge`, centred at x = 1.5·edge·i, y = √3·edge·(j + ½·(|i| mod 2)))
     that contains the point — the nearest cell centre, by rounding cube coordinates."""
@@ -227,6 +228,8 @@ async def cell_counts(
     i = Incident
     shape = func.ST_GeomFromWKB(literal(study.wkb, LargeBinary), SRID_METRIC)
     xy = func.ST_Transform(i.geom, SRID_METRIC)
+    # materialised: left inline, PostgreSQL would repeat the transform in every expression of
+    # the hexagon index (~30 per row); the scan and the point-in-area test run in parallel
     points = (
         select(cast(func.ST_X(xy), Float).label("x"), cast(func.ST_Y(xy), Float).label("y"))
         .where(
@@ -234,7 +237,8 @@ async def cell_counts(
             i.geom.op("&&")(func.ST_MakeEnvelope(*_padded(study.extent), 4326)),
             func.ST_Intersects(shape, xy),
         )
-        .subquery()
+        .cte("points")
+        .prefix_with("MATERIALIZED")
     )
     cells = _hex_index(points, edge_m)
     stmt = select(cells.c.i, cells.c.j, func.count()).group_by(cells.c.i, cells.c.j)
