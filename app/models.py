@@ -6,6 +6,7 @@ from app.db import Base
 from app.incidents.models import Category, Incident, IncidentHistory
 from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
 from app.posts.models import BorderPost
+from app.tiles.models import LayerVersion
 
 __all__ = [
     "AuditEvent",
@@ -19,6 +20,7 @@ __all__ = [
     "Jurisdiction",
     "JurisdictionAdjacency",
     "JurisdictionPiece",
+    "LayerVersion",
     "Principal",
     "ScopeZone",
     "ScopeZoneBuilt",

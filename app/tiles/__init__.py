@@ -1,0 +1,1 @@
+"""Vector tiles (Mapbox Vector Tile, made by ST_AsMVT in PostgreSQL) and their TileJSON."""
