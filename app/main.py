@@ -25,8 +25,10 @@ from app.incidents.export_routes import router as export_router
 from app.incidents.import_routes import router as import_router
 from app.incidents.routes import router as incidents_router
 from app.jurisdictions.routes import router as jurisdictions_router
+from app.ogc.routes import router as ogc_router
 from app.posts.routes import router as posts_router
 from app.runtime import database_url
+from app.tiles.routes import router as tiles_router
 
 DESCRIPTION = """
 Geospatial incident mapping for border areas: incidents, border posts and boundaries in
@@ -94,4 +96,6 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(import_router)
     app.include_router(export_router)
     app.include_router(incidents_router)
+    app.include_router(tiles_router)
+    app.include_router(ogc_router)
     return app

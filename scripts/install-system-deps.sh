@@ -33,6 +33,12 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c "import venv, ensurepip"
   apt_install python3 python3-venv python3-pip
 fi
 
+# GDAL's command-line tools: the OGC API – Features client tests run ogrinfo / ogr2ogr.
+if ! command -v ogr2ogr >/dev/null 2>&1; then
+  echo "installing gdal-bin"
+  apt_install gdal-bin
+fi
+
 if [ -n "${DATABASE_URL:-}" ]; then
   echo "DATABASE_URL is set: not installing a local PostgreSQL server"
   exit 0

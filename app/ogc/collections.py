@@ -1,0 +1,417 @@
+"""The OGC collections: what each one reads, its properties, queryables and who may read it.
+
+A `Source` binds a collection to one request (the principal's scope, the level of a
+jurisdictions collection, the hot-spot grid computed for it): the FROM clause, the Feature id,
+the geometry, the output properties and the queryables, all as SQL expressions. The items query
+(service.py) is the same for every collection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Text,
+    cast,
+    column,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app.analysis import hotspots
+from app.auth.service import Identity
+from app.borders.models import BorderSegment
+from app.errors import Forbidden, NotFound, Unauthorized
+from app.geo import geojson
+from app.incidents.filters import IncidentFilter
+from app.incidents.models import STATUSES, Incident
+from app.jurisdictions.models import LEVELS, Jurisdiction
+from app.ogc.cql import Queryable, Queryables
+from app.posts.models import KINDS, BorderPost
+
+READER_ROLES = ("officer", "analyst", "admin")  # as app.auth.deps.Reader
+HOTSPOT_CELL_KM = 5.0  # the defaults of GET /analysis/hotspots
+INCIDENTS, POSTS, SEGMENTS, HOTSPOTS = "incidents", "border_posts", "border_segments", "hotspots"
+JURISDICTIONS = "jurisdictions_"  # + level
+
+
+@dataclass(frozen=True)
+class Info:
+    """What the collection list says about a collection."""
+
+    id: str
+    title: str
+    description: str
+    access: str  # incidents | reference | aggregate
+    geometry: str  # the GeoJSON geometry type of every item
+    temporal: str | None = None  # the property `datetime` applies to
+
+
+@dataclass(frozen=True)
+class Source:
+    """A collection bound to one request, as SQL expressions."""
+
+    info: Info
+    from_: FromClause
+    id: Any
+    geom: Any
+    properties: dict[str, Any]
+    queryables: Queryables
+    order: tuple[Any, ...]  # default order (ORDER BY items); the id is always added last
+    where: tuple[ColumnElement[bool], ...] = ()
+    id_type: str = "string"  # uuid: a featureId that is not a UUID is simply not found
+    # datetime parameter: (start, end) columns; an instant property gives the same column twice
+    period: tuple[Any, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def feature(self, names: list[str] | None = None) -> ColumnElement[Any]:
+        """The Feature json, with only `names` among the properties when given."""
+        props = self.properties if names is None else {n: self.properties[n] for n in names}
+        return geojson.feature(id_=self.id, geom=self.geom, properties=props)
+
+
+def _q(expr: Any, type_: str, title: str, enum: tuple[str, ...] | None = None) -> Queryable:
+    return Queryable(expr, type_, title, enum)
+
+
+def infos(levels: list[str]) -> list[Info]:
+    """Every collection, with one jurisdictions collection per level present."""
+    out = [
+        Info(
+            INCIDENTS,
+            "Incidents",
+            "Security incidents (points) within your access scope; needs an officer, analyst"
+            " or admin key.",
+            "incidents",
+            "Point",
+            "occurred_at",
+        ),
+        Info(
+            POSTS,
+            "Border posts",
+            "Border gates, border-guard stations, police, customs and coast-guard posts"
+            " (positions approximate unless surveyed).",
+            "reference",
+            "Point",
+        ),
+    ]
+    for level in LEVELS:
+        if level in levels:
+            out.append(
+                Info(
+                    JURISDICTIONS + level,
+                    f"Jurisdictions: {level}",
+                    f"Administrative areas at {level} level (the newest version of each code).",
+                    "reference",
+                    "MultiPolygon",
+                    "valid_from",
+                )
+            )
+    out += [
+        Info(
+            SEGMENTS,
+            "National border segments",
+            "One MultiLineString per country pair, derived from the country polygons.",
+            "reference",
+            "MultiLineString",
+        ),
+        Info(
+            HOTSPOTS,
+            "Incident hot spots (Gi*)",
+            f"Getis-Ord Gi* on a {HOTSPOT_CELL_KM:g} km hexagonal grid over the border zone"
+            " (the defaults of /analysis/hotspots), computed per request over the incidents"
+            " in your scope: an aggregate, open to every role.",
+            "aggregate",
+            "Polygon",
+        ),
+    ]
+    return out
+
+
+def may_read(info: Info, principal: Identity | None) -> bool:
+    """Whether the principal may read this collection (anonymous only with public reference
+    data, and then only reference collections)."""
+    if info.access == "reference":
+        return True
+    if principal is None:
+        return False
+    return info.access == "aggregate" or principal.role in READER_ROLES
+
+
+async def levels_present(session: AsyncSession) -> list[str]:
+    """The jurisdiction levels that have rows."""
+    rows = await session.execute(select(Jurisdiction.level).distinct())
+    return [str(r[0]) for r in rows]
+
+
+async def info(session: AsyncSession, collection_id: str) -> Info:
+    """The collection with this id (NotFound otherwise)."""
+    for i in infos(await levels_present(session)):
+        if i.id == collection_id:
+            return i
+    raise NotFound(f"no collection '{collection_id[:64]}'", collection=collection_id[:64])
+
+
+def check_access(i: Info, principal: Identity | None) -> None:
+    """Forbidden (403) when the principal may not read the collection."""
+    if may_read(i, principal):
+        return
+    if principal is None:
+        raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
+    raise Forbidden(
+        f"role '{principal.role}' may not read collection '{i.id}'; allowed: "
+        + ", ".join(READER_ROLES),
+        allowed_roles=list(READER_ROLES),
+    )
+
+
+async def source(
+    *,
+    session: AsyncSession,
+    info: Info,
+    principal: Identity | None,
+    home: str,
+    metadata_only: bool = False,
+) -> Source:
+    """The collection bound to this request (access already checked); with `metadata_only`
+    the hot-spot grid is not computed (for descriptions that need only the queryables)."""
+    if info.id == INCIDENTS:
+        assert principal is not None
+        return incidents(info, principal)
+    if info.id == POSTS:
+        return posts(info)
+    if info.id == SEGMENTS:
+        return segments(info)
+    if info.id == HOTSPOTS:
+        assert principal is not None
+        if metadata_only:
+            return hotspot_rows(info, b'{"features":[]}')
+        return await hotspot_cells(session=session, info=info, principal=principal, home=home)
+    return jurisdictions(info, info.id.removeprefix(JURISDICTIONS))
+
+
+def incidents(info: Info, principal: Identity) -> Source:
+    """Incidents in the principal's scope (the scope condition of GET /incidents)."""
+    i = Incident
+    post = aliased(BorderPost)
+    props: dict[str, Any] = {
+        "category": i.category,
+        "severity": i.severity,
+        "status": i.status,
+        "occurred_at": i.occurred_at,
+        "reported_at": i.reported_at,
+        "location_precision_m": i.location_precision_m,
+        "description": i.description,
+        "unit": i.unit,
+        "source": i.source,
+        "source_id": i.source_id,
+        "country": i.country_code,
+        "province": i.province_code,
+        "jurisdictions": i.jurisdiction_path,
+        "jurisdiction_method": i.jurisdiction_method,
+        "border_segment": i.border_segment,
+        "border_distance_km": geojson.rounded(i.border_distance_km, 3),
+        "nearest_post": post.code,
+        "nearest_post_name": post.name,
+        "nearest_post_km": geojson.rounded(i.nearest_post_km, 3),
+        "created_at": i.created_at,
+        "updated_at": i.updated_at,
+        "created_by": i.created_by,
+        "updated_by": i.updated_by,
+        "version": i.version,
+    }
+    queryables = {
+        "id": _q(i.id, "uuid", "id"),
+        "geometry": _q(i.geom, "geometry", "geometry"),
+        "category": _q(i.category, "string", "category"),
+        "severity": _q(i.severity, "integer", "severity"),
+        "status": _q(i.status, "string", "status", STATUSES),
+        "occurred_at": _q(i.occurred_at, "datetime", "occurred_at"),
+        "reported_at": _q(i.reported_at, "datetime", "reported_at"),
+        "location_precision_m": _q(i.location_precision_m, "number", "location_precision_m"),
+        "description": _q(i.description, "string", "description"),
+        "unit": _q(i.unit, "string", "unit"),
+        "source": _q(i.source, "string", "source"),
+        "source_id": _q(i.source_id, "string", "source_id"),
+        "country": _q(i.country_code, "string", "country"),
+        "province": _q(i.province_code, "string", "province"),
+        "jurisdiction_method": _q(i.jurisdiction_method, "string", "jurisdiction_method"),
+        "border_segment": _q(i.border_segment, "string", "border_segment"),
+        "border_distance_km": _q(i.border_distance_km, "number", "border_distance_km"),
+        "nearest_post": _q(post.code, "string", "nearest_post"),
+        "nearest_post_km": _q(i.nearest_post_km, "number", "nearest_post_km"),
+        "created_at": _q(i.created_at, "datetime", "created_at"),
+        "updated_at": _q(i.updated_at, "datetime", "updated_at"),
+        "version": _q(i.version, "integer", "version"),
+    }
+    return Source(
+        info=info,
+        from_=i.__table__.outerjoin(post, post.id == i.nearest_post_id),
+        id=i.id,
+        geom=i.geom,
+        properties=props,
+        queryables=queryables,
+        order=(i.occurred_at.desc(), i.id.desc()),
+        where=tuple(IncidentFilter(scope=principal.scope).conditions()),
+        id_type="uuid",
+        period=(i.occurred_at, i.occurred_at),
+    )
+
+
+def posts(info: Info) -> Source:
+    """Border posts."""
+    p = BorderPost
+    props: dict[str, Any] = {
+        "code": p.code,
+        "name": p.name,
+        "name_local": p.name_local,
+        "kind": p.kind,
+        "agency": p.agency,
+        "border": p.border,
+        "province_code": p.province_code,
+        "counterpart": p.counterpart,
+        "position_approximate": p.position_approximate,
+        "source": p.source,
+    }
+    types = {"position_approximate": "boolean"}
+    queryables = {"geometry": _q(p.geom, "geometry", "geometry")} | {
+        name: _q(expr, types.get(name, "string"), name, KINDS if name == "kind" else None)
+        for name, expr in props.items()
+    }
+    return Source(
+        info=info,
+        from_=p.__table__,
+        id=p.code,
+        geom=p.geom,
+        properties=props,
+        queryables=queryables,
+        order=(p.code,),
+    )
+
+
+def segments(info: Info) -> Source:
+    """National border segments."""
+    s = BorderSegment
+    props: dict[str, Any] = {
+        "code": s.code,
+        "country_a": s.country_a,
+        "country_b": s.country_b,
+        "length_km": geojson.rounded(s.length_km, 3),
+        "source": s.source,
+    }
+    queryables = {
+        "geometry": _q(s.geom, "geometry", "geometry"),
+        "code": _q(s.code, "string", "code"),
+        "country_a": _q(s.country_a, "string", "country_a"),
+        "country_b": _q(s.country_b, "string", "country_b"),
+        "length_km": _q(s.length_km, "number", "length_km"),
+        "source": _q(s.source, "string", "source"),
+    }
+    return Source(
+        info=info,
+        from_=s.__table__,
+        id=s.code,
+        geom=s.geom,
+        properties=props,
+        queryables=queryables,
+        order=(s.code,),
+    )
+
+
+def jurisdictions(info: Info, level: str) -> Source:
+    """The newest version of every jurisdiction code at one level."""
+    j = Jurisdiction
+    newer = aliased(Jurisdiction)
+    never = text("'-infinity'::date")
+    current = ~exists().where(
+        newer.code == j.code,
+        func.coalesce(newer.valid_from, never) > func.coalesce(j.valid_from, never),
+    )
+    props: dict[str, Any] = {
+        "code": j.code,
+        "name": j.name,
+        "name_local": j.name_local,
+        "level": j.level,
+        "parent_code": j.parent_code,
+        "country": j.country,
+        "valid_from": j.valid_from,
+        "valid_to": j.valid_to,
+        "source": j.source,
+    }
+    types = {"valid_from": "date", "valid_to": "date"}
+    queryables = {"geometry": _q(j.geom, "geometry", "geometry")} | {
+        name: _q(expr, types.get(name, "string"), name) for name, expr in props.items()
+    }
+    return Source(
+        info=info,
+        from_=j.__table__,
+        id=j.code,
+        geom=j.geom,
+        properties=props,
+        queryables=queryables,
+        order=(j.code,),
+        where=(j.level == level, current),
+        period=(j.valid_from, j.valid_to),
+    )
+
+
+async def hotspot_cells(
+    *, session: AsyncSession, info: Info, principal: Identity, home: str
+) -> Source:
+    """The Gi* grid of /analysis/hotspots for its defaults, over the principal's incidents,
+    as rows (the grid is computed by the analysis service and read back as a table)."""
+    body = await hotspots.hotspots(
+        session=session,
+        filt=IncidentFilter(scope=principal.scope),
+        area=hotspots.BORDER_ZONE,
+        cell_km=HOTSPOT_CELL_KM,
+        fdr=False,
+        home=home,
+    )
+    return hotspot_rows(info, body)
+
+
+def hotspot_rows(info: Info, body: bytes) -> Source:
+    """Hot-spot cells read back from the analysis service's FeatureCollection."""
+    cells = func.jsonb_array_elements(
+        cast(literal(body.decode(), Text), JSONB)["features"]
+    ).table_valued(column("value", JSONB))
+    v = cells.c.value
+    props = v["properties"]
+    rows = select(
+        v["id"].astext.label("id"),
+        func.ST_SetSRID(func.ST_GeomFromGeoJSON(cast(v["geometry"], Text)), 4326).label("geom"),
+        props["count"].as_integer().label("count"),
+        props["gi_z"].as_float().label("gi_z"),
+        props["gi_p"].as_float().label("gi_p"),
+        props["bin"].as_integer().label("bin"),
+    ).subquery("hotspot")
+    c = rows.c
+    out: dict[str, Any] = {"count": c.count, "gi_z": c.gi_z, "gi_p": c.gi_p, "bin": c.bin}
+    queryables = {
+        "geometry": _q(c.geom, "geometry", "geometry"),
+        "count": _q(c.count, "integer", "count"),
+        "gi_z": _q(c.gi_z, "number", "gi_z"),
+        "gi_p": _q(c.gi_p, "number", "gi_p"),
+        "bin": _q(c.bin, "integer", "bin"),
+    }
+    return Source(
+        info=info,
+        from_=rows,
+        id=c.id,
+        geom=c.geom,
+        properties=out,
+        queryables=queryables,
+        order=(c.id,),
+        where=(true(),),
+    )

@@ -1,0 +1,226 @@
+"""The OGC items queries: one SQL statement per page, GeoJSON built in PostgreSQL.
+
+The same query serves every collection (collections.Source gives the FROM clause, the columns
+and the queryables). Paging is limit/offset over a total order (the sort keys, then the
+Feature id), so following `next` links visits every match exactly once while the data stays
+still. numberMatched costs a count; it is given on the first page when the count stays under
+COUNT_CAP, and free on the last page.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import shapely
+from sqlalchemy import ColumnElement, Date, Text, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.service import Identity
+from app.errors import NotFound
+from app.jurisdictions.models import Jurisdiction
+from app.ogc import cql
+from app.ogc.collections import INCIDENTS, Info, Source
+from app.ogc.params import ItemsQuery
+
+COUNT_CAP = 100_000  # above this, numberMatched is left out (the count would cost too much)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of Features as comma-joined GeoJSON text."""
+
+    features: bytes
+    returned: int
+    more: bool
+    matched: int | None
+
+
+def conditions(source: Source, query: ItemsQuery) -> list[ColumnElement[bool]]:
+    """The SQL conditions of a request: the collection's own (scope), then the parameters."""
+    out: list[ColumnElement[bool]] = list(source.where)
+    if query.bbox is not None:
+        out.append(func.ST_Intersects(source.geom, func.ST_MakeEnvelope(*query.bbox, 4326)))
+    if (query.start or query.end) and source.period is not None:
+        out += _period(source, query.start, query.end)
+    for name, value in query.equals.items():
+        out.append(source.queryables[name].expr == value)
+    if query.filter is not None:
+        out.append(cql.translate(query.filter, source.queryables))
+    if query.near is not None:
+        lon, lat, km = query.near
+        out.append(cql.within_metres(source.geom, shapely.Point(lon, lat), km * 1000))
+    return out
+
+
+def _period(
+    source: Source, start: datetime | None, end: datetime | None
+) -> list[ColumnElement[bool]]:
+    """Features whose time (instant or [from, to] with open NULL ends) meets [start, end]."""
+    assert source.period is not None
+    first, last = source.period
+    dates = isinstance(first.type, Date)
+    lo: Any = start.date() if dates and start else start
+    hi: Any = end.date() if dates and end else end
+    out: list[ColumnElement[bool]] = []
+    if hi is not None:
+        out.append(first <= hi if first is last else (first.is_(None) | (first <= hi)))
+    if lo is not None:
+        out.append(last >= lo if first is last else (last.is_(None) | (last >= lo)))
+    return out
+
+
+def _order(source: Source, query: ItemsQuery) -> list[Any]:
+    if not query.sortby:
+        keys = list(source.order)
+    else:
+        keys = [
+            source.queryables[n].expr.desc() if desc else source.queryables[n].expr.asc()
+            for n, desc in query.sortby
+        ]
+    return [*keys, source.id]  # a total order: pages never overlap or skip
+
+
+async def items(*, session: AsyncSession, source: Source, query: ItemsQuery) -> Page:
+    """One page of matching Features (and numberMatched when cheap)."""
+    conds = conditions(source, query)
+    order = _order(source, query)
+    rn = func.row_number().over(order_by=order)
+    rows = (
+        select(cast(source.feature(query.properties), Text).label("f"), rn.label("rn"))
+        .select_from(source.from_)
+        .where(*conds)
+        .order_by(*order)
+        .offset(query.offset)
+        .limit(query.limit + 1)
+        .subquery()
+    )
+    in_page = rows.c.rn <= query.offset + query.limit
+    stmt = select(
+        func.string_agg(rows.c.f, aggregate_order_by(literal(","), rows.c.rn)).filter(in_page),
+        func.count().filter(in_page),
+        func.count(),
+    )
+    text, returned, fetched = (await session.execute(stmt)).one()
+    more = int(fetched) > int(returned)
+    matched: int | None = None
+    if not more and (returned or query.offset == 0):
+        matched = query.offset + int(returned)  # the last page: free
+    elif query.offset == 0:
+        matched = await count(session=session, source=source, conds=conds)
+    return Page((text or "").encode(), int(returned), more, matched)
+
+
+async def count(
+    *, session: AsyncSession, source: Source, conds: list[ColumnElement[bool]]
+) -> int | None:
+    """How many rows match, or None above COUNT_CAP."""
+    capped = select(literal(1)).select_from(source.from_).where(*conds).limit(COUNT_CAP + 1)
+    n = int(
+        (await session.execute(select(func.count()).select_from(capped.subquery()))).scalar_one()
+    )
+    return None if n > COUNT_CAP else n
+
+
+async def item(*, session: AsyncSession, source: Source, feature_id: str) -> bytes:
+    """One Feature by id (NotFound when missing or out of scope: the same answer)."""
+    key: Any = feature_id
+    if source.id_type == "uuid":
+        try:
+            key = uuid.UUID(feature_id)
+        except ValueError:
+            key = None
+    stmt = (
+        select(cast(source.feature(), Text))
+        .select_from(source.from_)
+        .where(*source.where, source.id == key)
+        .limit(1)
+    )
+    value = None if key is None else (await session.execute(stmt)).scalar()
+    if value is None:
+        raise NotFound(
+            f"no feature '{feature_id[:64]}' in collection '{source.info.id}'",
+            id=feature_id[:64],
+        )
+    return str(value).encode()
+
+
+@dataclass(frozen=True)
+class Extent:
+    """Spatial (lon/lat box) and temporal (ISO 8601 ends, None = open) extent."""
+
+    bbox: tuple[float, float, float, float] | None
+    interval: tuple[str | None, str | None] | None
+
+
+async def extent(
+    *, session: AsyncSession, info: Info, source: Source, principal: Identity | None, home: str
+) -> Extent:
+    """The extent of what this principal may read in the collection.
+
+    Incidents: the area covered (the home country, or the scope's jurisdiction and its
+    cooperation zone) and the exact time span via the occurred_at index; a full ST_Extent over
+    a million points would cost more than a page. Hot spots: the home country's box. Reference
+    collections: exact."""
+    if info.id == INCIDENTS:
+        assert principal is not None
+        box = await _covered_area(session, principal, home)
+    elif info.access == "aggregate":
+        box = await _box(session, select(func.ST_Extent(Jurisdiction.geom)).where(
+            Jurisdiction.code == home
+        ))  # fmt: skip
+    else:
+        box = await _box(
+            session, select(func.ST_Extent(source.geom)).select_from(source.from_).where(
+                *source.where
+            )
+        )  # fmt: skip
+    interval = None
+    if source.period is not None:
+        first, last = source.period
+        lo, hi = (
+            await session.execute(
+                select(func.min(first), func.max(last)).select_from(source.from_).where(
+                    *source.where
+                )
+            )
+        ).one()  # fmt: skip
+        interval = (_iso(lo), _iso(hi))
+    return Extent(box, interval)
+
+
+async def _covered_area(
+    session: AsyncSession, principal: Identity, home: str
+) -> tuple[float, float, float, float] | None:
+    scope = principal.scope
+    j = Jurisdiction
+    if scope.code is None:
+        return await _box(session, select(func.ST_Extent(j.geom)).where(j.code == home))
+    box = await _box(session, select(func.ST_Extent(j.geom)).where(j.code == scope.code))
+    if box is None or scope.zone_bbox is None:
+        return box
+    z = scope.zone_bbox
+    return min(box[0], z[0]), min(box[1], z[1]), max(box[2], z[2]), max(box[3], z[3])
+
+
+async def _box(session: AsyncSession, stmt: Any) -> tuple[float, float, float, float] | None:
+    ext = stmt.subquery().c[0]
+    row = (
+        await session.execute(
+            select(func.ST_XMin(ext), func.ST_YMin(ext), func.ST_XMax(ext), func.ST_YMax(ext))
+        )
+    ).one()
+    if row[0] is None:
+        return None
+    return (round(row[0], 6), round(row[1], 6), round(row[2], 6), round(row[3], 6))
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return f"{value.isoformat()}T00:00:00Z"
+    return None
