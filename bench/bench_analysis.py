@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-from sqlalchemy import text
 
 from app.analysis import hotspots
 from app.auth.scope import NATIONAL
@@ -60,7 +59,6 @@ async def steps(url: str, cell_km: float, datetime: str | None, repeat: int) -> 
     engine = create_engine(url, Settings(environment="test"))
     start, end = parse_datetime(datetime) if datetime else (None, None)
     filt = IncidentFilter(scope=NATIONAL, start=start, end=end)
-    edge = cell_km * 1000 / hotspots.SQRT3
     timings: dict[str, list[float]] = {}
 
     def note(name: str, t: float) -> float:
@@ -76,19 +74,12 @@ async def steps(url: str, cell_km: float, datetime: str | None, repeat: int) -> 
                     session=session, area=hotspots.BORDER_ZONE, home="VNM"
                 )
                 t = note("study area (buffer + clip)", t)
-                rows = (
-                    await session.execute(
-                        text(hotspots.GRID_SQL),
-                        {"study": study.wkb, "edge": edge, "spacing": cell_km * 1000},
-                    )
-                ).all()
-                t = note("grid cells (ST_HexagonGrid + clip + GeoJSON)", t)
-                counted = await hotspots.cell_counts(
-                    session=session, filt=filt, study=study, edge_m=edge
+                rows = await hotspots.grid_counts(
+                    session=session, filt=filt, study=study, cell_km=cell_km
                 )
-                t = note("counts per cell (index + point-in-area + hex index)", t)
+                t = note("grid + counts per cell (one statement)", t)
                 cells = [(int(r[0]), int(r[1])) for r in rows]
-                counts = np.array([counted.get(c, 0) for c in cells], dtype=np.int64)
+                counts = np.array([int(r[5]) for r in rows], dtype=np.int64)
                 z = hotspots.gi_star(counts, hotspots.hex_neighbours(cells))
                 p = hotspots.two_sided_p(z)
                 hotspots.confidence_bins(z, p, fdr=True)
