@@ -67,6 +67,15 @@ class Settings(BaseSettings):
         description="serve boundaries, borders, posts and categories without a key",
     )
 
+    basemap_url: str | None = Field(
+        default=None,
+        description="raster tile URL template ({z}/{x}/{y}) drawn under our own layers on the"
+        " dashboard where internet exists; unset = our boundaries are the base map",
+    )
+    basemap_attribution: str = Field(
+        default="", max_length=500, description="attribution shown for basemap_url"
+    )
+
     @property
     def cooperation_m(self) -> int:
         """The cooperation distance in whole metres."""
