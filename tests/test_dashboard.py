@@ -35,7 +35,7 @@ from app.config import Settings
 from app.db import create_engine, ensure_database, sessionmaker
 from app.geodata import load as geodata
 from app.incidents import demo
-from conftest import database_on, drop_database
+from conftest import app_client, database_on, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -477,3 +477,44 @@ async def _new_admin(served: Served) -> tuple[Any, str]:
             session=session, name="dash admin 2", role="admin", jurisdiction_code=None,
             unit=None, actor="test",
         )  # fmt: skip
+
+
+async def test_static_files_config_and_errors(engine: AsyncEngine, session: Any) -> None:
+    """The page, its modules and MapLibre are served without a key; a missing file is a
+    problem+json 404; the base-map setting reaches the page's config."""
+    settings = Settings(
+        environment="test",
+        database_url=None,
+        basemap_url="https://tiles.example.org/{z}/{x}/{y}.png",
+        basemap_attribution="© example",
+    )
+    async with app_client(engine, session, settings, None) as c:
+        page = await c.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert '<script src="/vendor/maplibre-gl/maplibre-gl.js">' in page.text
+        js = await c.get("/static/js/main.js")
+        assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+        lib = await c.get("/vendor/maplibre-gl/maplibre-gl.js")
+        assert lib.status_code == 200 and lib.content == MAPLIBRE.read_bytes()
+        css = await c.get("/vendor/maplibre-gl/maplibre-gl.css")
+        assert css.status_code == 200
+        missing = await c.get("/static/js/nope.js")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        config = await c.get("/dashboard/config.json")
+        assert config.json() == {
+            "basemap_url": "https://tiles.example.org/{z}/{x}/{y}.png",
+            "basemap_attribution": "© example",
+            "home_country": "VNM",
+        }
+    async with app_client(engine, session, Settings(environment="test"), None) as c:
+        assert (await c.get("/dashboard/config.json")).json()["basemap_url"] is None
+
+
+@pytest.mark.parametrize(
+    "url", ["tiles.example.org/{z}/{x}/{y}.png", "https://tiles.example.org/{z}/{x}.png"]
+)
+def test_basemap_url_must_be_a_tile_template(url: str) -> None:
+    with pytest.raises(ValueError, match="BORDERWATCH_BASEMAP_URL"):
+        Settings(environment="test", basemap_url=url)

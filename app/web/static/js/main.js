@@ -190,6 +190,7 @@ function buildControls() {
     state.layers[id] = e.target.checked;
     setLayerVisibility(map, state.layers, state.reader);
     if (id === "borderzone" && e.target.checked) refreshBorderZone();
+    $("bands-summary").hidden = !state.layers.borderzone;
     updateHint();
     writeUrl(map);
   });
@@ -323,9 +324,32 @@ async function refreshBorderZone() {
   try {
     const fc = await getJSON("/analysis/border-zone", { ...filterParams(), simplify: 1000 });
     map.getSource("bands").setData(fc);
+    renderBands(fc.features);
   } catch (err) {
     reportError("Loading the border-zone bands", err);
   }
+}
+
+/** Incidents per border segment and distance band (the whole border, not just the view). */
+function renderBands(features) {
+  const box = $("bands-summary");
+  const segments = [...new Set(features.map((f) => f.properties.segment))];
+  const bands = [...new Set(features.map((f) => `${f.properties.from_km}–${f.properties.to_km}`))];
+  const count = new Map(features.map((f) => [`${f.properties.segment} ${f.properties.from_km}–${f.properties.to_km}`, f.properties.count]));
+  const table = document.createElement("table");
+  table.id = "band-table";
+  table.innerHTML = `<thead><tr><th>km from border</th>${segments.map((s) => `<th>${s}</th>`).join("")}</tr></thead>`;
+  const tbody = document.createElement("tbody");
+  for (const band of bands) {
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td>${band}</td>${segments.map((s) => `<td>${count.get(`${s} ${band}`) ?? 0}</td>`).join("")}`;
+    tbody.append(tr);
+  }
+  table.append(tbody);
+  const h = document.createElement("h2");
+  h.textContent = "Border zone: incidents per band";
+  box.replaceChildren(h, table);
+  box.hidden = !state.layers.borderzone;
 }
 
 function updateHint() {
@@ -647,7 +671,6 @@ function onMapClick(e) {
     new window.maplibregl.Popup().setLngLat(posts[0].geometry.coordinates).setDOMContent(content).addTo(map);
     return;
   }
-  const bands = visible(["band-fill"]).length ? map.queryRenderedFeatures(e.point, { layers: ["band-fill"] }) : [];
   const provinces = map.queryRenderedFeatures(e.point, { layers: ["province-fill"] });
   if (provinces.length) {
     const code = provinces[0].properties.code;
@@ -655,10 +678,6 @@ function onMapClick(e) {
     else selectProvince(code);
   } else if (state.selected) {
     clearProvince();
-  }
-  if (bands.length) {
-    const b = bands[0].properties;
-    showMessage(`${b.segment}, ${b.from_km}–${b.to_km} km from the border: ${b.count} incidents (${pct(b.share)}).`, "info");
   }
 }
 

@@ -84,10 +84,10 @@ export function addBaseLayers(map, { jurisdictions, borders, posts, homeCountry,
     paint: { "line-color": "#e8590c", "line-width": 0.6, "line-opacity": 0.6 } });
   map.addLayer({ id: "neighbour-fill", type: "fill", source: "jurisdictions",
     filter: ["in", ["get", "code"], ["literal", []]],
-    paint: { "fill-color": "#ffd43b", "fill-opacity": 0.35 } });
+    paint: { "fill-color": "#748ffc", "fill-opacity": 0.3 } });
   map.addLayer({ id: "selected-fill", type: "fill", source: "jurisdictions",
     filter: ["==", ["get", "code"], ""],
-    paint: { "fill-color": "#fab005", "fill-opacity": 0.45 } });
+    paint: { "fill-color": "#4c6ef5", "fill-opacity": 0.45 } });
   map.addLayer({ id: "province-line", type: "line", source: "jurisdictions",
     filter: ["==", ["get", "level"], "province"],
     paint: { "line-color": "#8c8c8c", "line-width": ["interpolate", ["linear"], ["zoom"], 4, 0.3, 9, 1.2] } });
@@ -96,7 +96,7 @@ export function addBaseLayers(map, { jurisdictions, borders, posts, homeCountry,
     paint: { "line-color": "#5c5c5c", "line-width": 0.8 } });
   map.addLayer({ id: "neighbour-line", type: "line", source: "jurisdictions",
     filter: ["in", ["get", "code"], ["literal", []]],
-    paint: { "line-color": "#e67700", "line-width": 2 } });
+    paint: { "line-color": "#364fc7", "line-width": 2 } });
   map.addLayer({ id: "border-line", type: "line", source: "borders",
     paint: { "line-color": "#c92a2a", "line-width": ["interpolate", ["linear"], ["zoom"], 4, 1.5, 10, 3],
       "line-dasharray": [3, 1.5] } });
