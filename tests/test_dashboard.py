@@ -326,6 +326,25 @@ async def test_category_filter_and_month_slider_change_the_count(
     assert stats["total"] == expected_month
     assert f"from={month}" in p.page.url and f"to={month}" in p.page.url
 
+    # ▶ steps to the next month (with the same category) and pauses on request
+    following = months[(months.index(month) + 1) % len(months)]
+    await p.page.locator("#play").click()
+    await p.page.wait_for_function(f"window.borderwatch.state.filters.from === '{following}'")
+    await p.page.locator("#play").click()
+    assert await p.page.locator("#play").get_attribute("aria-label") == "Play month by month"
+    await p.settled()
+    assert await p.page.evaluate("window.borderwatch.state.filters.to") == following
+    start2, end2 = _month_bounds(following)
+    expected_following = await served.scalar(
+        "SELECT count(*) FROM incident WHERE deleted_at IS NULL AND category = :c"
+        " AND occurred_at >= :a AND occurred_at < :b",
+        c=category, a=start2, b=end2,
+    )  # fmt: skip
+    assert (await p.rendered())["incidents"] == expected_following
+    await p.page.locator("#month-slider").fill(str(months.index(month)))
+    await p.page.wait_for_function(f"window.borderwatch.state.filters.from === '{month}'")
+    await p.settled()
+
     # the link restores the same view in a new page
     query = p.page.url[len(served.base) + 1 :]
     again = await _open(browser, served, served.admin, query=query)

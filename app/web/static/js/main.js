@@ -14,6 +14,7 @@ const EXPORTERS = new Set(["analyst", "admin"]);
 const STATUS_LABEL = (s) => s.replaceAll("_", " ");
 const NEARBY_LIMIT = 50;
 const PLAY_STEP_MS = 1200;
+const LIVE_CHECK_MS = 30000; // how often the map asks whether incidents changed
 
 let map = null;
 let names = new Map(); // jurisdiction code → name
@@ -63,8 +64,14 @@ function reportError(what, err) {
   showMessage(`${what} failed — ${detail}`);
 }
 
+let requestsBusy = 0;
+let tilesBusy = false;
+function showBusy() {
+  $("busy").hidden = requestsBusy === 0 && !tilesBusy;
+}
 onBusy((n) => {
-  $("busy").hidden = n === 0;
+  requestsBusy = n;
+  showBusy();
 });
 
 /** Resolves when no request is in flight and the map has drawn every tile (tests, tools). */
@@ -683,6 +690,33 @@ function onMapClick(e) {
 
 // ---------- start ----------
 
+/** The key's own area for a scoped key, else Vietnam. */
+function homeBounds(jurisdictions) {
+  const code = state.me.jurisdiction;
+  const f = code && jurisdictions.features.find((x) => x.properties.code === code);
+  if (!f) return [[102.1, 8.4], [109.5, 23.4]];
+  let [w, s, e, n] = [180, 90, -180, -90];
+  const walk = (c) => {
+    if (typeof c[0] === "number") {
+      w = Math.min(w, c[0]); e = Math.max(e, c[0]); s = Math.min(s, c[1]); n = Math.max(n, c[1]);
+    } else c.forEach(walk);
+  };
+  walk(f.geometry.coordinates);
+  return [[w, s], [e, n]];
+}
+
+/** A live map: when the incidents' version moved (a new or changed incident), redraw. */
+async function checkForNewData() {
+  if (document.hidden || playing || applying || !map.getSource("incidents")) return;
+  try {
+    const tj = await getJSON("/tiles/incidents.json", filterParams());
+    const current = map.getSource("incidents").tiles || [];
+    if (tj.tiles[0] !== current[0]) await apply();
+  } catch (err) {
+    reportError("Checking for new incidents", err);
+  }
+}
+
 function monthsOf(groups) {
   const keys = groups.map((g) => g.key).sort();
   if (!keys.length) {
@@ -730,8 +764,10 @@ async function start() {
   map = createMap({ container: "map", config, view: state.view });
   map.on("error", (e) => reportError("Drawing the map", e.error && e.error.status
     ? new ApiError(e.error.status, "Tile request", e.error.message) : (e.error || e)));
+  map.on("dataloading", () => { tilesBusy = true; showBusy(); });
+  map.on("idle", () => { tilesBusy = false; showBusy(); });
   map.on("load", async () => {
-    if (!state.view) map.fitBounds([[102.1, 8.4], [109.5, 23.4]], { padding: 20, duration: 0 });
+    if (!state.view) map.fitBounds(homeBounds(jurisdictions), { padding: 20, duration: 0 });
     addBaseLayers(map, { jurisdictions, borders, posts, homeCountry: config.home_country,
       raster: Boolean(config.basemap_url) });
     addLabels(map, jurisdictions.features);
@@ -762,6 +798,7 @@ async function start() {
         try { await refreshStats(); } finally { applying -= 1; }
       }, 300);
     });
+    setInterval(checkForNewData, LIVE_CHECK_MS);
     applying += 1;
     try {
       const tasks = [refreshStats()];
