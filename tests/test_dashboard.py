@@ -11,6 +11,7 @@ bounded.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -218,6 +219,10 @@ async def _fit_incidents(p: Page, served: Served) -> None:
     await p.settled()
 
 
+def _read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text("utf-8"))
+
+
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
     y, m = (int(v) for v in month.split("-"))
     start = datetime(y, m, 1, tzinfo=ICT)
@@ -274,6 +279,15 @@ async def test_dashboard_loads_renders_and_counts(
     assert await p.page.locator("#stat-total").inner_text() == str(total)
     assert await p.page.locator("#whoami").inner_text() == "dash admin · admin · national"
     assert any("/tiles/incidents/" in u and ".mvt?v=" in u for u in p.requests)
+
+    # one click exports the view with the filters: every incident here, as GeoJSON
+    async with p.page.expect_download() as download_info:
+        await p.page.locator("[data-export='geojson']").click()
+    download = await download_info.value
+    assert download.suggested_filename.endswith(".geojson")
+    exported = _read_json(await download.path())
+    ids = await served.scalar("SELECT json_agg(id::text) FROM incident WHERE deleted_at IS NULL")
+    assert sorted(f["id"] for f in exported["features"]) == sorted(ids)
 
     await p.page.screenshot(path=str(tmp_path / "dashboard.png"))
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000

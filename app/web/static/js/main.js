@@ -13,7 +13,7 @@ const READERS = new Set(["officer", "analyst", "admin"]);
 const EXPORTERS = new Set(["analyst", "admin"]);
 const STATUS_LABEL = (s) => s.replaceAll("_", " ");
 const NEARBY_LIMIT = 50;
-const PLAY_STEP_MS = 1200;
+const PLAY_STEP_MS = 1500;
 const LIVE_CHECK_MS = 30000; // how often the map asks whether incidents changed
 
 let map = null;
@@ -244,8 +244,10 @@ function buildLegend() {
 
 function syncTime() {
   const f = state.filters;
-  $("f-from").value = f.from || "";
-  $("f-to").value = f.to || "";
+  if (f.from && f.to && f.from > f.to) [f.from, f.to] = [f.to, f.from];
+  // an open end shows the first or last month with data: the same incidents
+  $("f-from").value = f.from || state.months[0];
+  $("f-to").value = f.to || state.months[state.months.length - 1];
   const label = !f.from && !f.to ? "All months"
     : f.from === f.to ? `Month ${f.from}` : `${f.from || "start"} – ${f.to || "now"}`;
   $("month-label").textContent = label;

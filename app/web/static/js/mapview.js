@@ -115,10 +115,13 @@ export function addDataLayers(map, { incidentTiles, hotspotTiles, categories, re
   map.addLayer({ id: "incident-heat", type: "heatmap", source: "incidents", "source-layer": "incidents",
     layout: { visibility: "none" },
     paint: {
-      "heatmap-weight": ["case", ["get", "cluster"], ["ln", ["+", 1, ["get", "count"]]], 0.5],
-      "heatmap-intensity": ["interpolate", ["linear"], ["zoom"], 3, 0.6, 12, 2],
-      "heatmap-radius": ["interpolate", ["linear"], ["zoom"], 3, 12, 12, 30],
-      "heatmap-opacity": 0.75,
+      // aggregates weigh by their count (saturating), single incidents a little each
+      "heatmap-weight": ["case", ["get", "cluster"],
+        ["interpolate", ["linear"], ["get", "count"], 1, 0.15, 20, 0.6, 100, 1], 0.15],
+      "heatmap-intensity": ["interpolate", ["linear"], ["zoom"], 3, 1.6, 12, 2.5],
+      // wider than a 32 px aggregate cell, so neighbouring cells merge into one surface
+      "heatmap-radius": ["interpolate", ["linear"], ["zoom"], 3, 24, 9, 45, 12, 30],
+      "heatmap-opacity": 0.8,
     } });
   map.addLayer({ id: "incident-clusters", type: "circle", source: "incidents", "source-layer": "incidents",
     filter: ["==", ["get", "cluster"], true],
