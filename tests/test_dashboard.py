@@ -409,6 +409,18 @@ async def test_clicking_a_province_highlights_exactly_its_neighbours(
     assert rows == [f["properties"]["code"] for f in api["features"]]  # longest shared line first
     counts = await p.page.locator("#neighbour-table tbody tr td:nth-child(3)").all_inner_texts()
     assert counts == [str(f["properties"]["incident_count"]) for f in api["features"]]
+    # the shared boundaries light up, each with the count of incidents within 5 km of it
+    near = await p.page.locator("#neighbour-table tbody tr td:nth-child(4)").all_inner_texts()
+    zones = [await served.api(f"/jurisdictions/{code}/shared-zone/{other}", km=5) for other in rows]
+    assert near == [str(z["numberMatched"]) for z in zones]
+    assert any(z["numberMatched"] > 0 for z in zones)
+    assert [z["numberReturned"] for z in zones] == [z["numberMatched"] for z in zones]
+    badges = await p.page.locator(".shared-badge").evaluate_all(
+        "bs => bs.map(b => [b.dataset.code, b.textContent])"
+    )
+    assert sorted(badges) == sorted([z["b"], str(z["numberMatched"])] for z in zones)
+    lit = await p.page.evaluate("window.borderwatch.map.querySourceFeatures('shared').length")
+    assert lit >= len(zones)
     assert f"province={code}" in p.page.url
     assert p.errors == []
     await p.page.context.close()

@@ -5,7 +5,7 @@
 import { ApiError, clearKey, getBlob, getJSON, onBusy, pending, setKey, takeKeyFromUrl } from "./api.js";
 import { trendChart } from "./chart.js";
 import { addBaseLayers, addDataLayers, addLabels, circlePolygon, createMap, highlight,
-  HOTSPOT_COLOURS, PALETTE, POST_COLOURS, renderedIncidents, setLayerVisibility } from "./mapview.js";
+  HOTSPOT_COLOURS, PALETTE, POST_COLOURS, renderedIncidents, setLayerVisibility, showShared } from "./mapview.js";
 import { filterParams, LAYERS, monthRange, readUrl, state, writeUrl } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -19,7 +19,8 @@ const LIVE_CHECK_MS = 30000; // how often the map asks whether incidents changed
 let map = null;
 let names = new Map(); // jurisdiction code → name
 let applying = 0;
-let crossPairs = [];
+const sharedBadges = [];
+const SHARED_KM = 5;
 const hook = { state, get map() { return map; }, settled, renderedIncidents: () => renderedIncidents(map) };
 window.borderwatch = hook;
 
@@ -390,7 +391,6 @@ async function refreshStats() {
       getJSON("/analysis/stats", { ...filterParams({ withTime: false }), bbox, group_by: "month" }, signal),
       getJSON("/analysis/cross-boundary", { ...filterParams(), bbox }, signal),
     ]);
-    crossPairs = cross.pairs;
     renderStats(byCategory, byMonth, cross.pairs);
   } catch (err) {
     if (err.name === "AbortError") return;
@@ -457,21 +457,47 @@ async function selectProvince(code) {
   state.selected = code;
   const panel = $("adjacency");
   panel.hidden = false;
-  panel.innerHTML = `<h2>${names.get(code) || code}</h2><p class="muted">Loading neighbours…</p>`;
+  const title = names.get(code) || code;
+  panel.innerHTML = "<h2></h2><p class='muted'>Loading neighbours…</p>";
+  panel.querySelector("h2").textContent = title;
   try {
     const fc = await getJSON(`/jurisdictions/${encodeURIComponent(code)}/neighbours`, filterParams());
     if (state.selected !== code) return;
     state.neighbours = fc.features.map((f) => f.properties.code);
     highlight(map, code, state.neighbours);
-    renderNeighbours(code, fc.features);
+    const near = await sharedZones(code, state.neighbours);
+    if (state.selected !== code) return;
+    renderNeighbours(code, fc.features, near);
   } catch (err) {
-    panel.innerHTML = `<h2>${names.get(code) || code}</h2><p class="muted">Neighbours unavailable.</p>`;
+    panel.innerHTML = "<h2></h2><p class='muted'>Neighbours unavailable.</p>";
+    panel.querySelector("h2").textContent = title;
     reportError("Loading the neighbours", err);
   }
   writeUrl(map);
 }
 
-function renderNeighbours(code, features) {
+/** Incidents within 5 km of each shared boundary (with the filters); readers also get the
+ * lines themselves (`limit=0`: the line and the count, no incident list). */
+async function sharedZones(code, neighbours) {
+  const near = new Map();
+  if (state.reader) {
+    const zones = await Promise.all(neighbours.map((other) => getJSON(
+      `/jurisdictions/${encodeURIComponent(code)}/shared-zone/${encodeURIComponent(other)}`,
+      { ...filterParams(), km: SHARED_KM, limit: 0 })));
+    const lines = zones.map((z) => ({ code: z.b, count: z.numberMatched, feature: z.shared_line }));
+    for (const l of lines) near.set(l.code, l.count);
+    showShared(map, lines, sharedBadges);
+  } else {
+    const table = await getJSON("/analysis/cross-boundary", { ...filterParams(), km: SHARED_KM });
+    for (const p of table.pairs) {
+      if (p.a === code) near.set(p.b, p.count);
+      if (p.b === code) near.set(p.a, p.count);
+    }
+  }
+  return near;
+}
+
+function renderNeighbours(code, features, near) {
   const panel = $("adjacency");
   panel.replaceChildren();
   const h = document.createElement("h2");
@@ -488,11 +514,6 @@ function renderNeighbours(code, features) {
   table.id = "neighbour-table";
   table.innerHTML = "<thead><tr><th>neighbour</th><th title='shared boundary'>km</th><th title='incidents in the neighbour'>in it</th><th title='incidents within 5 km of the shared boundary'>near line</th></tr></thead>";
   const tbody = document.createElement("tbody");
-  const near = new Map();
-  for (const p of crossPairs) {
-    if (p.a === code) near.set(p.b, p.count);
-    if (p.b === code) near.set(p.a, p.count);
-  }
   for (const f of features) {
     const p = f.properties;
     const tr = document.createElement("tr");
@@ -506,7 +527,7 @@ function renderNeighbours(code, features) {
   panel.append(table);
   const note = document.createElement("p");
   note.className = "muted small";
-  note.textContent = "Counts follow the filters; \"near line\" counts the incidents in this view within 5 km of the boundary the two share.";
+  note.textContent = "Counts follow the filters; \"near line\" counts the incidents within 5 km of the boundary the two share (lit on the map).";
   panel.append(note);
 }
 
@@ -514,6 +535,7 @@ function clearProvince() {
   state.selected = null;
   state.neighbours = [];
   highlight(map, null, []);
+  showShared(map, [], sharedBadges);
   $("adjacency").hidden = true;
   writeUrl(map);
 }

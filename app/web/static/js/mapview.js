@@ -66,6 +66,7 @@ export function addBaseLayers(map, { jurisdictions, borders, posts, homeCountry,
   map.addSource("posts", { type: "geojson", data: posts });
   map.addSource("bands", { type: "geojson", data: EMPTY });
   map.addSource("nearby", { type: "geojson", data: EMPTY });
+  map.addSource("shared", { type: "geojson", data: EMPTY });
 
   const land = raster ? 0.35 : 1;
   map.addLayer({ id: "country-fill", type: "fill", source: "jurisdictions",
@@ -97,6 +98,10 @@ export function addBaseLayers(map, { jurisdictions, borders, posts, homeCountry,
   map.addLayer({ id: "neighbour-line", type: "line", source: "jurisdictions",
     filter: ["in", ["get", "code"], ["literal", []]],
     paint: { "line-color": "#364fc7", "line-width": 2 } });
+  map.addLayer({ id: "shared-line", type: "line", source: "shared",
+    layout: { "line-cap": "round", "line-join": "round" },
+    paint: { "line-color": "#f59f00", "line-width": ["interpolate", ["linear"], ["zoom"], 5, 4, 10, 9],
+      "line-opacity": 0.85, "line-blur": 1 } });
   map.addLayer({ id: "border-line", type: "line", source: "borders",
     paint: { "line-color": "#c92a2a", "line-width": ["interpolate", ["linear"], ["zoom"], 4, 1.5, 10, 3],
       "line-dasharray": [3, 1.5] } });
@@ -182,6 +187,29 @@ export function highlight(map, selected, neighbours) {
   const codes = ["literal", neighbours];
   map.setFilter("neighbour-fill", ["in", ["get", "code"], codes]);
   map.setFilter("neighbour-line", ["in", ["get", "code"], codes]);
+}
+
+/** The middle vertex of a (multi)line: where its count badge goes. */
+export function midPoint(geometry) {
+  const lines = geometry.type === "LineString" ? [geometry.coordinates] : geometry.coordinates;
+  const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), []);
+  return longest.length ? longest[Math.floor(longest.length / 2)] : null;
+}
+
+/** Shared boundaries of the selected province, lit, each with a badge of its count. */
+export function showShared(map, lines, markers) {
+  for (const m of markers.splice(0)) m.remove();
+  map.getSource("shared").setData({ type: "FeatureCollection", features: lines.map((l) => l.feature) });
+  for (const l of lines) {
+    const at = midPoint(l.feature.geometry);
+    if (!at) continue;
+    const el = document.createElement("div");
+    el.className = "shared-badge";
+    el.dataset.code = l.code;
+    el.textContent = String(l.count);
+    el.title = `${l.count} incidents within 5 km of this shared boundary`;
+    markers.push(new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map));
+  }
 }
 
 /** A geodesic circle (spherical Earth, 96 vertices) as a GeoJSON polygon. */
