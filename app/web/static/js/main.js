@@ -320,9 +320,14 @@ async function tileUrls(layer) {
   return tj.tiles;
 }
 
+// answers can arrive out of order while the slider moves: only the newest request may draw
+const latest = { tiles: 0, bands: 0, province: 0, nearby: 0 };
+
 async function refreshTiles() {
+  const seq = ++latest.tiles;
   try {
     const [incidents, hotspots] = await Promise.all([tileUrls("incidents"), tileUrls("hotspots")]);
+    if (seq !== latest.tiles) return;
     map.getSource("incidents").setTiles(incidents);
     map.getSource("hotspots").setTiles(hotspots);
   } catch (err) {
@@ -332,7 +337,9 @@ async function refreshTiles() {
 
 async function refreshBorderZone() {
   try {
+    const seq = ++latest.bands;
     const fc = await getJSON("/analysis/border-zone", { ...filterParams(), simplify: 1000 });
+    if (seq !== latest.bands) return;
     map.getSource("bands").setData(fc);
     renderBands(fc.features);
   } catch (err) {
@@ -461,12 +468,13 @@ async function selectProvince(code) {
   panel.innerHTML = "<h2></h2><p class='muted'>Loading neighbours…</p>";
   panel.querySelector("h2").textContent = title;
   try {
+    const seq = ++latest.province;
     const fc = await getJSON(`/jurisdictions/${encodeURIComponent(code)}/neighbours`, filterParams());
-    if (state.selected !== code) return;
+    if (seq !== latest.province) return;
     state.neighbours = fc.features.map((f) => f.properties.code);
     highlight(map, code, state.neighbours);
     const near = await sharedZones(code, state.neighbours);
-    if (state.selected !== code) return;
+    if (seq !== latest.province) return;
     renderNeighbours(code, fc.features, near);
   } catch (err) {
     panel.innerHTML = "<h2></h2><p class='muted'>Neighbours unavailable.</p>";
@@ -619,9 +627,11 @@ async function runNearby(lon, lat) {
   const panel = $("nearby");
   panel.hidden = false;
   panel.innerHTML = "<h2>Nearby</h2><p class='muted'>Loading…</p>";
+  const seq = ++latest.nearby;
   try {
     const fc = await getJSON("/incidents/nearby", { ...filterParams(), lat: lat.toFixed(6),
       lon: lon.toFixed(6), radius_m: radius, limit: NEARBY_LIMIT });
+    if (seq !== latest.nearby || !state.nearby) return;
     state.nearby.ids = fc.features.map((f) => f.id);
     map.getSource("nearby").setData({ type: "FeatureCollection", features: [circle, ...fc.features] });
     panel.replaceChildren();
