@@ -491,6 +491,41 @@ async def test_viewer_sees_aggregates_only(browser: Any, served: Served) -> None
     await p.page.context.close()
 
 
+async def test_officer_clicks_an_incident_for_its_details(browser: Any, served: Served) -> None:
+    """Officers read incidents (points, details, history, nearby) but may not export."""
+    async with sessionmaker(served.engine)() as session, session.begin():
+        _, key = await auth_service.create_principal(
+            session=session, name="dash officer", role="officer", jurisdiction_code=None,
+            unit="unit 7", actor="test",
+        )  # fmt: skip
+    p = await _open(browser, served, key)
+    assert await p.page.locator("[data-export='geojson']").is_disabled()
+    assert not await p.page.locator("#nearby-tool").is_disabled()
+    ident, lon, lat = await served.scalar(
+        "SELECT json_build_array(a.id::text, ST_X(a.geom), ST_Y(a.geom)) FROM incident a"
+        " WHERE NOT EXISTS (SELECT 1 FROM incident b WHERE b.id <> a.id"
+        " AND ST_DWithin(a.geom::geography, b.geom::geography, 3000)) ORDER BY a.id LIMIT 1"
+    )
+    await p.page.evaluate(f"window.borderwatch.map.jumpTo({{center: [{lon}, {lat}], zoom: 12}})")
+    await p.settled()
+    assert (await p.rendered())["points"] >= 1
+    await p.click_map(lon, lat)
+    await p.page.wait_for_function(
+        f"window.borderwatch.state.incident && window.borderwatch.state.incident.id === '{ident}'"
+    )
+    await p.settled()
+    api = await served.api(f"/incidents/{ident}")
+    detail = await p.page.locator("#detail").inner_text()
+    assert ident in detail
+    assert f"{api['properties']['border_distance_km']:.1f} km" in detail
+    assert api["properties"]["nearest_post_name"] in detail
+    history = await served.api(f"/incidents/{ident}/history")
+    items = await p.page.locator("#detail .history li").all_inner_texts()
+    assert len(items) == len(history["entries"]) >= 1
+    assert p.errors == []
+    await p.page.context.close()
+
+
 async def test_tablet_width_keeps_map_and_panels_usable(browser: Any, served: Served) -> None:
     p = await _open(browser, served, served.admin, width=768, height=1024)
     map_box = await p.page.locator("#map canvas").bounding_box()
