@@ -280,6 +280,10 @@ async def test_dashboard_loads_renders_and_counts(
     assert await p.page.locator("#whoami").inner_text() == "dash admin · admin · national"
     assert any("/tiles/incidents/" in u and ".mvt?v=" in u for u in p.requests)
 
+    # the loaded dashboard as a person sees it (kept under the test's tmp_path)
+    await p.page.screenshot(path=str(tmp_path / "dashboard.png"))
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
     # one click exports the view with the filters: every incident here, as GeoJSON
     async with p.page.expect_download() as download_info:
         await p.page.locator("[data-export='geojson']").click()
@@ -289,8 +293,6 @@ async def test_dashboard_loads_renders_and_counts(
     ids = await served.scalar("SELECT json_agg(id::text) FROM incident WHERE deleted_at IS NULL")
     assert sorted(f["id"] for f in exported["features"]) == sorted(ids)
 
-    await p.page.screenshot(path=str(tmp_path / "dashboard.png"))
-    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
     assert p.errors == []
     await p.page.context.close()
 
