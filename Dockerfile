@@ -1,4 +1,11 @@
 # Borderwatch API image. DATABASE_URL is required here: the embedded cluster is for local use.
+
+# the dashboard's npm packages (MapLibre GL JS), from the lock file; only node_modules is kept
+FROM node:20-slim AS web
+WORKDIR /web
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,6 +22,7 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
 COPY geodata ./geodata
+COPY --from=web /web/node_modules ./node_modules
 COPY docker/entrypoint.sh /usr/local/bin/borderwatch-entrypoint
 
 RUN pip install -e . \

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -67,10 +67,32 @@ class Settings(BaseSettings):
         description="serve boundaries, borders, posts and categories without a key",
     )
 
+    basemap_url: str | None = Field(
+        default=None,
+        description="raster tile URL template ({z}/{x}/{y}) drawn under our own layers on the"
+        " dashboard where internet exists; unset = our boundaries are the base map",
+    )
+    basemap_attribution: str = Field(
+        default="", max_length=500, description="attribution shown for basemap_url"
+    )
+
     @property
     def cooperation_m(self) -> int:
         """The cooperation distance in whole metres."""
         return round(self.cooperation_km * 1000)
+
+    @field_validator("basemap_url")
+    @classmethod
+    def _basemap_template(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or not all(
+            part in value for part in ("{z}", "{x}", "{y}")
+        ):
+            raise ValueError(
+                "BORDERWATCH_BASEMAP_URL must be an http(s) tile template with {z}, {x} and {y}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _production_needs_database(self) -> Settings:

@@ -29,6 +29,7 @@ from app.ogc.routes import router as ogc_router
 from app.posts.routes import router as posts_router
 from app.runtime import database_url
 from app.tiles.routes import router as tiles_router
+from app.web import routes as web
 
 DESCRIPTION = """
 Geospatial incident mapping for border areas: incidents, border posts and boundaries in
@@ -98,4 +99,5 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(incidents_router)
     app.include_router(tiles_router)
     app.include_router(ogc_router)
+    web.mount(app)
     return app

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Borderwatch needs, only when they are missing:
-# PostgreSQL server + PostGIS (skipped when DATABASE_URL points at an external server).
+# PostgreSQL server + PostGIS (skipped when DATABASE_URL points at an external server),
+# GDAL's tools, Node.js + npm (the dashboard's MapLibre GL JS) and Chromium (browser tests).
 # Debian/Ubuntu; runs apt-get as root, or through sudo.
 set -euo pipefail
 
@@ -37,6 +38,19 @@ fi
 if ! command -v ogr2ogr >/dev/null 2>&1; then
   echo "installing gdal-bin"
   apt_install gdal-bin
+fi
+
+# Node.js + npm: `make setup` installs the dashboard's front-end packages (MapLibre GL JS).
+if ! command -v npm >/dev/null 2>&1; then
+  echo "installing nodejs and npm"
+  apt_install nodejs npm
+fi
+
+# Chromium: the dashboard's browser tests drive the system browser through Playwright
+# (Playwright never downloads one of its own here).
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  echo "installing chromium"
+  apt_install chromium
 fi
 
 if [ -n "${DATABASE_URL:-}" ]; then

@@ -76,8 +76,35 @@ async def test_shared_zone_of_two_squares(
     for ident, (side, km) in expected.items():
         assert got[ident]["side"] == side
         assert got[ident]["distance_to_shared_m"] == pytest.approx(km * 1000, rel=0.003)
+    assert body["numberMatched"] == 6
     wider = (await client.get("/jurisdictions/SQ-B/shared-zone/SQ-A", params={"km": 10})).json()
     assert wider["numberReturned"] == 10
+
+
+async def test_shared_zone_limit(client: httpx.AsyncClient, squares: dict[str, list[str]]) -> None:
+    """`limit` keeps the incidents nearest the line; `numberMatched` still counts them all."""
+    by_km = sorted(
+        (km, ident)
+        for idents in squares.values()
+        for ident, km in zip(idents, DISTANCES_KM, strict=True)
+    )
+    url = "/jurisdictions/SQ-A/shared-zone/SQ-B"
+    three = (await client.get(url, params={"km": 10, "limit": 3})).json()
+    assert three["numberMatched"] == 10 and three["numberReturned"] == 3
+    got = [f["id"] for f in three["features"]]
+    # both incidents 1 km from the line, and one of the two 3 km from it
+    assert {by_km[0][1], by_km[1][1]} <= set(got)
+    assert set(got) <= {ident for km, ident in by_km if km <= 3.0}
+    metres = [f["properties"]["distance_to_shared_m"] for f in three["features"]]
+    assert metres == sorted(metres)
+    line_only = (await client.get(url, params={"km": 10, "limit": 0})).json()
+    assert line_only["features"] == [] and line_only["numberReturned"] == 0
+    assert line_only["numberMatched"] == 10
+    assert line_only["shared_line"]["geometry"]["type"] in ("LineString", "MultiLineString")
+    roomy = (await client.get(url, params={"km": 10, "limit": 50})).json()
+    assert roomy["numberMatched"] == roomy["numberReturned"] == 10
+    for bad in (-1, 10_001, "x"):
+        assert (await client.get(url, params={"limit": bad})).status_code == 422
 
 
 async def test_cross_boundary_table(

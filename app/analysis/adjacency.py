@@ -90,9 +90,16 @@ async def neighbour_counts(
 
 
 async def shared_zone(
-    *, session: AsyncSession, a: str, b: str, km: float, filt: IncidentFilter
+    *,
+    session: AsyncSession,
+    a: str,
+    b: str,
+    km: float,
+    filt: IncidentFilter,
+    limit: int | None = None,
 ) -> bytes:
-    """Incidents within `km` of the boundary a and b share (either side), and the line itself."""
+    """Incidents within `km` of the boundary a and b share (either side), nearest the line
+    first (at most `limit` of them; `numberMatched` counts all), and the line itself."""
     a_id = await jurisdictions.get_id(session=session, code=a)
     b_id = await jurisdictions.get_id(session=session, code=b)
     line = (await session.execute(LINE_SQL, {"a": a_id, "b": b_id})).one_or_none()
@@ -105,26 +112,34 @@ async def shared_zone(
     which = case((_path_has(a), literal(a)), else_=literal(b))
     f, post = feature_expr({"side": which, "distance_to_shared_m": geojson.rounded(distance, 1)})
     reach_deg = km * 1000 / M_PER_DEG
-    rows = (
+    inside = (
+        *filt.conditions(),
+        _path_has(a) | _path_has(b),
+        Incident.geom.op("&&")(func.ST_Expand(shared, reach_deg)),
+        func.ST_DWithin(here, geog, km * 1000),
+    )
+    chosen = (
         select(cast(f, Text).label("f"), distance.label("d"), Incident.id)
         .select_from(Incident)
         .outerjoin(post, post.id == Incident.nearest_post_id)
-        .where(
-            *filt.conditions(),
-            _path_has(a) | _path_has(b),
-            Incident.geom.op("&&")(func.ST_Expand(shared, reach_deg)),
-            func.ST_DWithin(here, geog, km * 1000),
-        )
-        .subquery()
+        .where(*inside)
     )
+    if limit is not None:
+        chosen = chosen.order_by(distance, Incident.id).limit(limit)
+    rows = chosen.subquery()
     agg = func.string_agg(rows.c.f, aggregate_order_by(literal(","), rows.c.d, rows.c.id))
     stmt = select(func.coalesce(agg, literal("")), func.count()).select_from(rows)
     features, count = (await session.execute(stmt)).one()
+    matched = count
+    if limit is not None and count == limit:  # there may be more: count them all
+        total = select(func.count()).select_from(Incident).where(*inside)
+        matched = (await session.execute(total)).scalar_one()
     head = {
         "type": "FeatureCollection",
         "a": a,
         "b": b,
         "km": km,
+        "numberMatched": matched,
         "numberReturned": count,
         "shared_line": {
             "type": "Feature",

@@ -26,10 +26,24 @@ Km = Annotated[float, Query(gt=0, le=50, description="distance from the shared b
     summary="Incidents near the boundary two neighbours share, and the shared line",
 )
 async def shared_zone(
-    session: SessionDep, _: Reader, filt: FilterDep, a: Code, b: Code, km: Km = 5
+    session: SessionDep,
+    _: Reader,
+    filt: FilterDep,
+    a: Code,
+    b: Code,
+    km: Km = 5,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=10_000,
+            description="at most this many incidents, nearest the line first (0: only the"
+            " line and `numberMatched`); default: all",
+        ),
+    ] = None,
 ) -> GeoJSONResponse:
     """Each incident carries `side` (a or b) and `distance_to_shared_m`; 404 for non-neighbours."""
-    body = await adjacency.shared_zone(session=session, a=a, b=b, km=km, filt=filt)
+    body = await adjacency.shared_zone(session=session, a=a, b=b, km=km, filt=filt, limit=limit)
     return GeoJSONResponse(body)
 
 

@@ -1,0 +1,54 @@
+"""GET / (the dashboard), its static files, MapLibre GL JS from node_modules, its config.
+
+The files are public (they hold no data and no secret); every data request the page makes
+carries the API key like any other client.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from app.config import PROJECT_ROOT
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAPLIBRE_DIST = PROJECT_ROOT / "node_modules" / "maplibre-gl" / "dist"
+# the page and its modules change with the app: revalidate them (cheap 304s) on every load
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+router = APIRouter(tags=["dashboard"], include_in_schema=False)
+
+
+@router.api_route("/", methods=["GET", "HEAD"], summary="The map dashboard")
+async def dashboard() -> FileResponse:
+    """index.html of the dashboard."""
+    return FileResponse(STATIC / "index.html", media_type="text/html", headers=NO_CACHE)
+
+
+@router.get("/dashboard/config.json", summary="Settings the dashboard needs (no secrets)")
+async def dashboard_config(request: Request) -> JSONResponse:
+    """The optional raster base map and the home country."""
+    settings = request.app.state.settings
+    return JSONResponse(
+        {
+            "basemap_url": settings.basemap_url,
+            "basemap_attribution": settings.basemap_attribution,
+            "home_country": settings.home_country,
+        },
+        headers=NO_CACHE,
+    )
+
+
+def mount(app: FastAPI) -> None:
+    """Add the dashboard's routes and static mounts to the app."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")
+    # check_dir=False: the app still starts without `npm ci`; the page then says what is missing
+    app.mount(
+        "/vendor/maplibre-gl",
+        StaticFiles(directory=MAPLIBRE_DIST, check_dir=False),
+        name="maplibre-gl",
+    )

@@ -1,0 +1,113 @@
+// Talking to the Borderwatch API: the key (sessionStorage), JSON and blob requests,
+// problem+json errors, and a count of requests in flight (the "Loading…" badge).
+
+const KEY_STORAGE = "borderwatch.key";
+const listeners = new Set();
+let inFlight = 0;
+
+export class ApiError extends Error {
+  constructor(status, title, detail, path) {
+    super(detail || title || `HTTP ${status}`);
+    this.status = status;
+    this.title = title;
+    this.path = path;
+  }
+}
+
+/** The key from a `#key=…` sign-in link (then removed from the address bar) or the session. */
+export function takeKeyFromUrl() {
+  const hash = new URLSearchParams(window.location.hash.slice(1));
+  const key = hash.get("key");
+  if (key) {
+    sessionStorage.setItem(KEY_STORAGE, key);
+    hash.delete("key");
+    const rest = hash.toString();
+    const url = window.location.pathname + window.location.search + (rest ? `#${rest}` : "");
+    window.history.replaceState(null, "", url);
+  }
+  return sessionStorage.getItem(KEY_STORAGE);
+}
+
+export function setKey(key) {
+  sessionStorage.setItem(KEY_STORAGE, key);
+}
+
+export function clearKey() {
+  sessionStorage.removeItem(KEY_STORAGE);
+}
+
+export function getKey() {
+  return sessionStorage.getItem(KEY_STORAGE);
+}
+
+export function authHeaders() {
+  const key = getKey();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+/** Subscribe to the number of requests in flight. */
+export function onBusy(fn) {
+  listeners.add(fn);
+}
+
+function busy(delta) {
+  inFlight += delta;
+  for (const fn of listeners) fn(inFlight);
+}
+
+export function pending() {
+  return inFlight;
+}
+
+/** A URL on this origin with the given query parameters (empty values left out). */
+export function url(path, params = {}) {
+  const u = new URL(path, window.location.origin);
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== null && v !== undefined && v !== "") u.searchParams.set(k, String(v));
+  }
+  return u.toString();
+}
+
+async function problemOf(response, path) {
+  let title = response.statusText;
+  let detail = "";
+  try {
+    const body = await response.json();
+    title = body.title || title;
+    detail = body.detail || "";
+  } catch {
+    // not JSON (a proxy's error page): the status line is all we have
+  }
+  return new ApiError(response.status, title, detail, path);
+}
+
+async function request(path, params, signal) {
+  busy(+1);
+  try {
+    let response;
+    try {
+      response = await fetch(url(path, params), { headers: authHeaders(), signal });
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      throw new ApiError(0, "Network error", "the server cannot be reached", path);
+    }
+    if (!response.ok) throw await problemOf(response, path);
+    return response;
+  } finally {
+    busy(-1);
+  }
+}
+
+/** GET a JSON document; throws ApiError (with the problem's detail) on failure. */
+export async function getJSON(path, params = {}, signal = undefined) {
+  const response = await request(path, params, signal);
+  return response.json();
+}
+
+/** GET a file as a Blob with the server's file name (Content-Disposition). */
+export async function getBlob(path, params = {}) {
+  const response = await request(path, params);
+  const disposition = response.headers.get("Content-Disposition") || "";
+  const match = /filename="?([^";]+)"?/.exec(disposition);
+  return { blob: await response.blob(), filename: match ? match[1] : "export" };
+}

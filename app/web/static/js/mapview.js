@@ -1,0 +1,290 @@
+// The map: our own boundaries as the base map (no glyphs needed: labels are HTML markers),
+// incidents and hot spots from the app's vector tiles, the rest from small GeoJSON answers.
+
+import { authHeaders } from "./api.js";
+
+const maplibregl = window.maplibregl;
+
+export const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
+  "#f032e6", "#9a6324", "#469990", "#800000", "#808000", "#000075"];
+export const HOTSPOT_COLOURS = { 3: "#b2182b", 2: "#ef8a62", 1: "#fddbc7", [-1]: "#d1e5f0",
+  [-2]: "#67a9cf", [-3]: "#2166ac" };
+export const POST_COLOURS = { border_gate: "#212529", border_guard_station: "#2b8a3e",
+  police: "#1864ab", customs: "#e67700", coast_guard: "#0b7285" };
+export const BAND_COLOURS = ["#ffd8a8", "#ffe8cc", "#fff4e6", "#fff9f0"];
+const EMPTY = { type: "FeatureCollection", features: [] };
+
+/** Layer ids per toggle in the side bar. */
+export const TOGGLE_LAYERS = {
+  incidents: ["incident-clusters", "incident-points"],
+  density: ["incident-clusters"],
+  heatmap: ["incident-heat"],
+  hotspots: ["hotspot-fill"],
+  posts: ["post-circles"],
+  borderzone: ["band-fill", "band-line"],
+  boundaries: ["province-line"],
+};
+
+export function categoryColour(categories) {
+  const expr = ["match", ["get", "category"]];
+  categories.forEach((c, i) => expr.push(c.code, PALETTE[i % PALETTE.length]));
+  expr.push("#868e96");
+  return expr;
+}
+
+/** A new map; every request to our own origin carries the key. */
+export function createMap({ container, config, view }) {
+  const origin = window.location.origin;
+  const sources = {};
+  const layers = [{ id: "sea", type: "background", paint: { "background-color": "#d7e8f2" } }];
+  if (config.basemap_url) {
+    sources.basemap = { type: "raster", tiles: [config.basemap_url], tileSize: 256,
+      attribution: config.basemap_attribution || "" };
+    layers.push({ id: "basemap", type: "raster", source: "basemap" });
+  }
+  const map = new maplibregl.Map({
+    container,
+    style: { version: 8, sources, layers },
+    center: view ? [view.lon, view.lat] : [106.0, 16.0],
+    zoom: view ? view.zoom : 4.6,
+    minZoom: 2,
+    maxZoom: 18,
+    attributionControl: { compact: true, customAttribution: "Boundaries: Natural Earth" },
+    // every request to our API carries the key; tile URLs themselves hold no secret
+    transformRequest: (requestUrl) =>
+      requestUrl.startsWith(origin) ? { url: requestUrl, headers: authHeaders() } : { url: requestUrl },
+  });
+  map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
+  map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
+  return map;
+}
+
+/** Countries, provinces, national borders, border posts and the empty overlay sources. */
+export function addBaseLayers(map, { jurisdictions, borders, posts, homeCountry, raster }) {
+  map.addSource("jurisdictions", { type: "geojson", data: jurisdictions, promoteId: "code" });
+  map.addSource("borders", { type: "geojson", data: borders });
+  map.addSource("posts", { type: "geojson", data: posts });
+  map.addSource("bands", { type: "geojson", data: EMPTY });
+  map.addSource("nearby", { type: "geojson", data: EMPTY });
+  map.addSource("shared", { type: "geojson", data: EMPTY });
+
+  const land = raster ? 0.35 : 1;
+  map.addLayer({ id: "country-fill", type: "fill", source: "jurisdictions",
+    filter: ["==", ["get", "level"], "country"],
+    paint: { "fill-color": ["case", ["==", ["get", "code"], homeCountry], "#fbfaf5", "#ece9e0"],
+      "fill-opacity": land } });
+  map.addLayer({ id: "province-fill", type: "fill", source: "jurisdictions",
+    filter: ["==", ["get", "level"], "province"],
+    paint: { "fill-color": "#fbfaf5", "fill-opacity": 0 } });
+  map.addLayer({ id: "band-fill", type: "fill", source: "bands",
+    layout: { visibility: "none" },
+    paint: { "fill-color": ["step", ["get", "from_km"], BAND_COLOURS[0], 5, BAND_COLOURS[1],
+      20, BAND_COLOURS[2], 50, BAND_COLOURS[3]], "fill-opacity": 0.75 } });
+  map.addLayer({ id: "band-line", type: "line", source: "bands",
+    layout: { visibility: "none" },
+    paint: { "line-color": "#e8590c", "line-width": 0.6, "line-opacity": 0.6 } });
+  map.addLayer({ id: "neighbour-fill", type: "fill", source: "jurisdictions",
+    filter: ["in", ["get", "code"], ["literal", []]],
+    paint: { "fill-color": "#748ffc", "fill-opacity": 0.3 } });
+  map.addLayer({ id: "selected-fill", type: "fill", source: "jurisdictions",
+    filter: ["==", ["get", "code"], ""],
+    paint: { "fill-color": "#4c6ef5", "fill-opacity": 0.45 } });
+  map.addLayer({ id: "province-line", type: "line", source: "jurisdictions",
+    filter: ["==", ["get", "level"], "province"],
+    paint: { "line-color": "#8c8c8c", "line-width": ["interpolate", ["linear"], ["zoom"], 4, 0.3, 9, 1.2] } });
+  map.addLayer({ id: "country-line", type: "line", source: "jurisdictions",
+    filter: ["==", ["get", "level"], "country"],
+    paint: { "line-color": "#5c5c5c", "line-width": 0.8 } });
+  map.addLayer({ id: "neighbour-line", type: "line", source: "jurisdictions",
+    filter: ["in", ["get", "code"], ["literal", []]],
+    paint: { "line-color": "#364fc7", "line-width": 2 } });
+  map.addLayer({ id: "shared-line", type: "line", source: "shared",
+    layout: { "line-cap": "round", "line-join": "round" },
+    paint: { "line-color": "#f59f00", "line-width": ["interpolate", ["linear"], ["zoom"], 5, 4, 10, 9],
+      "line-opacity": 0.85, "line-blur": 1 } });
+  map.addLayer({ id: "border-line", type: "line", source: "borders",
+    paint: { "line-color": "#c92a2a", "line-width": ["interpolate", ["linear"], ["zoom"], 4, 1.5, 10, 3],
+      "line-dasharray": [3, 1.5] } });
+}
+
+/** The incidents (vector tiles: aggregates below z10, points above) and hot-spot layers. */
+export function addDataLayers(map, { incidentTiles, hotspotTiles, categories, reader }) {
+  map.addSource("incidents", { type: "vector", tiles: incidentTiles, minzoom: 0, maxzoom: 16 });
+  map.addSource("hotspots", { type: "vector", tiles: hotspotTiles, minzoom: 5, maxzoom: 12 });
+  const colour = categoryColour(categories);
+  map.addLayer({ id: "hotspot-fill", type: "fill", source: "hotspots", "source-layer": "hotspots",
+    filter: ["!=", ["get", "bin"], 0], layout: { visibility: "none" },
+    paint: { "fill-color": ["match", ["get", "bin"], 3, HOTSPOT_COLOURS[3], 2, HOTSPOT_COLOURS[2],
+      1, HOTSPOT_COLOURS[1], -1, HOTSPOT_COLOURS[-1], -2, HOTSPOT_COLOURS[-2], HOTSPOT_COLOURS[-3]],
+    "fill-opacity": 0.7, "fill-outline-color": "#ffffff" } }, "neighbour-line");
+  map.addLayer({ id: "incident-heat", type: "heatmap", source: "incidents", "source-layer": "incidents",
+    layout: { visibility: "none" },
+    paint: {
+      // aggregates weigh by their count (saturating), single incidents a little each
+      "heatmap-weight": ["case", ["get", "cluster"],
+        ["interpolate", ["linear"], ["get", "count"], 1, 0.15, 20, 0.6, 100, 1], 0.15],
+      "heatmap-intensity": ["interpolate", ["linear"], ["zoom"], 3, 1.6, 12, 2.5],
+      // wider than a 32 px aggregate cell, so neighbouring cells merge into one surface
+      "heatmap-radius": ["interpolate", ["linear"], ["zoom"], 3, 24, 9, 45, 12, 30],
+      "heatmap-opacity": 0.8,
+    } });
+  map.addLayer({ id: "incident-clusters", type: "circle", source: "incidents", "source-layer": "incidents",
+    filter: ["==", ["get", "cluster"], true],
+    paint: {
+      "circle-color": colour,
+      "circle-opacity": 0.75,
+      "circle-radius": ["interpolate", ["linear"], ["sqrt", ["get", "count"]], 1, 4, 10, 13, 40, 26],
+      "circle-stroke-color": "#212529",
+      "circle-stroke-width": ["case", [">=", ["get", "severity_max"], 4], 1.5, 0.5],
+    } });
+  if (reader) {
+    map.addLayer({ id: "incident-points", type: "circle", source: "incidents", "source-layer": "incidents",
+      filter: ["==", ["get", "cluster"], false],
+      paint: {
+        "circle-color": colour,
+        "circle-radius": ["interpolate", ["linear"], ["get", "severity"], 1, 4, 5, 9],
+        "circle-stroke-color": ["case", [">=", ["get", "severity"], 4], "#000000", "#ffffff"],
+        "circle-stroke-width": ["case", [">=", ["get", "severity"], 4], 2, 1],
+      } });
+  }
+  map.addLayer({ id: "post-circles", type: "circle", source: "posts",
+    paint: {
+      // rings (white centre), so posts never read as incidents (filled circles)
+      "circle-color": "#ffffff",
+      "circle-radius": ["interpolate", ["linear"], ["zoom"], 4, 3, 10, 6],
+      "circle-stroke-color": ["match", ["get", "kind"], ...Object.entries(POST_COLOURS).flat(), "#495057"],
+      "circle-stroke-width": ["interpolate", ["linear"], ["zoom"], 4, 2, 10, 3.5],
+    } });
+  map.addLayer({ id: "nearby-fill", type: "fill", source: "nearby",
+    filter: ["==", ["geometry-type"], "Polygon"],
+    paint: { "fill-color": "#1c7ed6", "fill-opacity": 0.1 } });
+  map.addLayer({ id: "nearby-line", type: "line", source: "nearby",
+    filter: ["==", ["geometry-type"], "Polygon"],
+    paint: { "line-color": "#1c7ed6", "line-width": 2 } });
+  map.addLayer({ id: "nearby-points", type: "circle", source: "nearby",
+    filter: ["==", ["geometry-type"], "Point"],
+    paint: { "circle-radius": 7, "circle-color": "rgba(0,0,0,0)", "circle-stroke-color": "#1c7ed6",
+      "circle-stroke-width": 2.5 } });
+}
+
+export function setLayerVisibility(map, layers, reader) {
+  const on = new Set();
+  for (const [toggle, ids] of Object.entries(TOGGLE_LAYERS)) {
+    if (!layers[toggle]) continue;
+    if (toggle === "incidents" && !reader) continue;
+    if (toggle === "density" && reader) continue;
+    for (const id of ids) on.add(id);
+  }
+  for (const ids of Object.values(TOGGLE_LAYERS)) {
+    for (const id of ids) {
+      if (map.getLayer(id)) map.setLayoutProperty(id, "visibility", on.has(id) ? "visible" : "none");
+    }
+  }
+}
+
+export function highlight(map, selected, neighbours) {
+  map.setFilter("selected-fill", ["==", ["get", "code"], selected || ""]);
+  const codes = ["literal", neighbours];
+  map.setFilter("neighbour-fill", ["in", ["get", "code"], codes]);
+  map.setFilter("neighbour-line", ["in", ["get", "code"], codes]);
+}
+
+/** The middle vertex of a (multi)line: where its count badge goes. */
+export function midPoint(geometry) {
+  const lines = geometry.type === "LineString" ? [geometry.coordinates] : geometry.coordinates;
+  const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), []);
+  return longest.length ? longest[Math.floor(longest.length / 2)] : null;
+}
+
+/** Shared boundaries of the selected province, lit, each with a badge of its count. */
+export function showShared(map, lines, markers) {
+  for (const m of markers.splice(0)) m.remove();
+  map.getSource("shared").setData({ type: "FeatureCollection", features: lines.map((l) => l.feature) });
+  for (const l of lines) {
+    const at = midPoint(l.feature.geometry);
+    if (!at) continue;
+    const el = document.createElement("div");
+    el.className = "shared-badge";
+    el.dataset.code = l.code;
+    el.textContent = String(l.count);
+    el.title = `${l.count} incidents within 5 km of this shared boundary`;
+    markers.push(new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map));
+  }
+}
+
+/** A geodesic circle (spherical Earth, 96 vertices) as a GeoJSON polygon. */
+export function circlePolygon(lon, lat, radiusM) {
+  const R = 6371008.8;
+  const d = radiusM / R;
+  const φ1 = (lat * Math.PI) / 180;
+  const λ1 = (lon * Math.PI) / 180;
+  const ring = [];
+  for (let i = 0; i <= 96; i += 1) {
+    const θ = (2 * Math.PI * i) / 96;
+    const φ2 = Math.asin(Math.sin(φ1) * Math.cos(d) + Math.cos(φ1) * Math.sin(d) * Math.cos(θ));
+    const λ2 = λ1 + Math.atan2(Math.sin(θ) * Math.sin(d) * Math.cos(φ1),
+      Math.cos(d) - Math.sin(φ1) * Math.sin(φ2));
+    ring.push([(λ2 * 180) / Math.PI, (φ2 * 180) / Math.PI]);
+  }
+  return { type: "Feature", properties: {}, geometry: { type: "Polygon", coordinates: [ring] } };
+}
+
+/** Area-weighted centroid of the largest outer ring: where a province's name goes. */
+export function labelPoint(geometry) {
+  const polys = geometry.type === "Polygon" ? [geometry.coordinates] : geometry.coordinates;
+  let best = null;
+  for (const poly of polys) {
+    const ring = poly[0];
+    let a = 0; let cx = 0; let cy = 0;
+    for (let i = 0; i < ring.length - 1; i += 1) {
+      const [x1, y1] = ring[i];
+      const [x2, y2] = ring[i + 1];
+      const f = x1 * y2 - x2 * y1;
+      a += f; cx += (x1 + x2) * f; cy += (y1 + y2) * f;
+    }
+    if (a !== 0 && (!best || Math.abs(a) > best.area)) {
+      best = { area: Math.abs(a), point: [cx / (3 * a), cy / (3 * a)] };
+    }
+  }
+  return best ? best.point : null;
+}
+
+/** HTML labels for countries (low zoom) and provinces (zoom ≥ 6): no glyph server needed. */
+export function addLabels(map, features) {
+  const markers = [];
+  for (const f of features) {
+    const at = labelPoint(f.geometry);
+    if (!at) continue;
+    const el = document.createElement("div");
+    el.className = `map-label map-label-${f.properties.level}`;
+    el.textContent = f.properties.name;
+    el.title = f.properties.name_local || f.properties.name;
+    markers.push({ level: f.properties.level, el,
+      marker: new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map) });
+  }
+  const update = () => {
+    const z = map.getZoom();
+    for (const m of markers) {
+      const show = m.level === "country" ? z < 7.5 : z >= 6;
+      m.el.style.display = show ? "" : "none";
+    }
+  };
+  map.on("zoomend", update);
+  update();
+  return markers;
+}
+
+/** Incidents drawn on screen: points count 1, aggregates their `count`. */
+export function renderedIncidents(map) {
+  const layers = ["incident-clusters", "incident-points"].filter((id) => map.getLayer(id)
+    && map.getLayoutProperty(id, "visibility") !== "none");
+  if (!layers.length) return { features: 0, incidents: 0, points: 0 };
+  const features = map.queryRenderedFeatures({ layers });
+  let incidents = 0;
+  let points = 0;
+  for (const f of features) {
+    if (f.properties.cluster) incidents += f.properties.count;
+    else { incidents += 1; points += 1; }
+  }
+  return { features: features.length, incidents, points };
+}

@@ -1,0 +1,111 @@
+// The dashboard's state, its reflection in the address bar (a shareable link) and the
+// incident filters every layer, the statistics and the exports share.
+
+// Months are calendar months in Vietnam's time (UTC+7), as /analysis/stats groups them.
+export const TZ_OFFSET = "+07:00";
+
+export const LAYERS = [
+  { id: "incidents", label: "Incidents", reader: true },
+  { id: "density", label: "Incident density (aggregated)", viewerOnly: true },
+  { id: "heatmap", label: "Heatmap" },
+  { id: "hotspots", label: "Significant hot spots (Gi*)" },
+  { id: "posts", label: "Border posts" },
+  { id: "borderzone", label: "Border-zone bands" },
+  { id: "boundaries", label: "Jurisdiction boundaries" },
+];
+
+export const state = {
+  me: null,
+  reader: false, // may read incident-level data (officer, analyst, admin)
+  categories: [],
+  statuses: [],
+  months: [], // every month from the first to the last incident, "YYYY-MM"
+  filters: { from: null, to: null, categories: [], statuses: [], severityMin: null },
+  layers: { incidents: true, density: true, heatmap: false, hotspots: false, posts: true,
+    borderzone: false, boundaries: true },
+  view: null, // { lon, lat, zoom } from the link, else the default
+  selected: null, // province code whose neighbours are highlighted
+  neighbours: [], // their codes, as /jurisdictions/{code}/neighbours answered
+  nearby: null, // { lon, lat, radius_m, ids: [...] }
+  incident: null, // the incident shown in the detail panel
+  applied: 0, // bumped whenever the filters reached every layer
+};
+
+/** "YYYY-MM" → the first instant of that month (UTC+7). */
+export function monthStart(month) {
+  return `${month}-01T00:00:00${TZ_OFFSET}`;
+}
+
+/** "YYYY-MM" → the last instant of that month (the API's end is inclusive). */
+export function monthEnd(month) {
+  const [y, m] = month.split("-").map(Number);
+  const last = new Date(Date.UTC(y, m, 0)).getUTCDate();
+  return `${month}-${String(last).padStart(2, "0")}T23:59:59.999999${TZ_OFFSET}`;
+}
+
+/** Every month from a to b inclusive ("YYYY-MM"). */
+export function monthRange(a, b) {
+  const out = [];
+  let [y, m] = a.split("-").map(Number);
+  const [yb, mb] = b.split("-").map(Number);
+  while (y < yb || (y === yb && m <= mb)) {
+    out.push(`${y}-${String(m).padStart(2, "0")}`);
+    m += 1;
+    if (m > 12) { m = 1; y += 1; }
+  }
+  return out;
+}
+
+/** The query parameters of GET /incidents for the current filters (without bbox). */
+export function filterParams({ withTime = true } = {}) {
+  const f = state.filters;
+  const p = {};
+  if (withTime && (f.from || f.to)) {
+    p.datetime = `${f.from ? monthStart(f.from) : ".."}/${f.to ? monthEnd(f.to) : ".."}`;
+  }
+  if (f.categories.length) p.category = f.categories.join(",");
+  if (f.statuses.length) p.status = f.statuses.join(",");
+  if (f.severityMin) p.severity_min = f.severityMin;
+  return p;
+}
+
+/** Read filters, layers, view and selection from the address bar. */
+export function readUrl() {
+  const q = new URLSearchParams(window.location.search);
+  const month = /^\d{4}-\d{2}$/;
+  const list = (name) => (q.get(name) || "").split(",").filter(Boolean);
+  if (month.test(q.get("from") || "")) state.filters.from = q.get("from");
+  if (month.test(q.get("to") || "")) state.filters.to = q.get("to");
+  state.filters.categories = list("category");
+  state.filters.statuses = list("status");
+  const sev = Number(q.get("severity_min"));
+  state.filters.severityMin = sev >= 1 && sev <= 5 ? sev : null;
+  if (q.has("layers")) {
+    const on = new Set(list("layers"));
+    for (const layer of LAYERS) state.layers[layer.id] = on.has(layer.id);
+  }
+  const at = list("at").map(Number);
+  if (at.length === 3 && at.every(Number.isFinite)) {
+    state.view = { lon: at[0], lat: at[1], zoom: at[2] };
+  }
+  if (q.get("province")) state.selected = q.get("province");
+}
+
+/** Write the state into the address bar (replaceState: no history entry per pan). */
+export function writeUrl(map) {
+  const q = new URLSearchParams();
+  const f = state.filters;
+  if (f.from) q.set("from", f.from);
+  if (f.to) q.set("to", f.to);
+  if (f.categories.length) q.set("category", f.categories.join(","));
+  if (f.statuses.length) q.set("status", f.statuses.join(","));
+  if (f.severityMin) q.set("severity_min", String(f.severityMin));
+  q.set("layers", LAYERS.filter((l) => state.layers[l.id]).map((l) => l.id).join(","));
+  if (map) {
+    const c = map.getCenter();
+    q.set("at", [c.lng.toFixed(4), c.lat.toFixed(4), map.getZoom().toFixed(2)].join(","));
+  }
+  if (state.selected) q.set("province", state.selected);
+  const search = q.toString().replaceAll("%2C", ",");
+  window.history.replaceState(null, "", `${window.location.pathname}?${search}`);
+}

@@ -1,0 +1,602 @@
+"""The map dashboard in a real browser: Debian's Chromium driven by Playwright (never a
+browser Playwright downloads), WebGL through SwiftShader, against uvicorn on 127.0.0.1 (a free
+port) over a database of its own with committed fixture data (boundaries + 80 demo
+incidents), dropped after.
+
+Expected values come from SQL on that database or from the API called directly, never from
+the page. The page's test hook is `window.borderwatch` (docs/dashboard.md). Every wait is
+bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import migrate
+from app.auth import service as auth_service
+from app.config import Settings
+from app.db import create_engine, ensure_database, sessionmaker
+from app.geodata import load as geodata
+from app.incidents import demo
+from conftest import app_client, database_on, drop_database
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+MAPLIBRE = ROOT / "node_modules" / "maplibre-gl" / "dist" / "maplibre-gl.js"
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make setup)"),
+    pytest.mark.skipif(not MAPLIBRE.exists(), reason="node_modules missing (make setup)"),
+]
+
+playwright_api = pytest.importorskip("playwright.async_api")
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+COUNT = 80
+ICT = timezone(timedelta(hours=7))  # the dashboard's months are Vietnam's calendar months
+# WebGL without a GPU: ANGLE on SwiftShader (software), which headless Chromium blocks unless
+# told that the unsafe software path is wanted
+CHROMIUM_ARGS = [
+    "--use-gl=angle",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--ignore-gpu-blocklist",
+    "--no-sandbox",
+]
+WAIT_MS = 45_000
+
+
+@dataclass
+class Served:
+    base: str
+    admin: str
+    viewer: str
+    admin_id: int
+    engine: AsyncEngine
+    log: Path
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        """One value from the served database (the independent side of a comparison)."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(text(sql), params)).scalar()
+
+    async def api(self, path: str, key: str | None = None, **params: Any) -> Any:
+        """The API, called directly with the admin key (or `key`)."""
+        headers = {"Authorization": f"Bearer {key or self.admin}"}
+        async with httpx.AsyncClient(base_url=self.base, headers=headers, timeout=30) as c:
+            r = await c.get(path, params=params)
+            assert r.status_code == 200, r.text
+            return r.json()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """uvicorn on 127.0.0.1 without a rate limit (a map asks for many tiles at once)."""
+    env = dict(os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test",
+               BORDERWATCH_RATE_LIMIT="")  # fmt: skip
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+async def served(
+    server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Served]:
+    """uvicorn (one worker, as `make run`) over a committed fixture database."""
+    settings = Settings(environment="test", database_url=None)
+    name = f"bw_dash_{uuid.uuid4().hex[:8]}"
+    url = database_on(server_url, name)
+    await ensure_database(url)
+    engine = create_engine(url, settings)
+    proc: subprocess.Popen[bytes] | None = None
+    log = tmp_path_factory.mktemp("dashboard") / "server.log"
+    try:
+        await migrate.upgrade(engine)
+        async with sessionmaker(engine)() as session, session.begin():
+            await geodata.load_default(session=session, settings=settings)
+            await demo.load(session=session, count=COUNT, seed=11, now=NOW)
+            admin_row, admin = await auth_service.create_principal(
+                session=session, name="dash admin", role="admin", jurisdiction_code=None,
+                unit=None, actor="test",
+            )  # fmt: skip
+            _, viewer = await auth_service.create_principal(
+                session=session, name="dash viewer", role="viewer", jurisdiction_code=None,
+                unit=None, actor="test",
+            )  # fmt: skip
+        port = _free_port()
+        proc = _start_server(url, port, log)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient() as c:
+            while True:
+                try:
+                    if (await c.get(base + "/healthz", timeout=1)).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, log.read_text()[-2000:]
+                await asyncio.sleep(0.2)
+        yield Served(base, admin, viewer, int(admin_row["id"]), engine, log)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        await engine.dispose()
+        await drop_database(server_url, name)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    """The system Chromium, headless, with software WebGL."""
+    async with playwright_api.async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+@dataclass
+class Page:
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    async def settled(self) -> None:
+        """Wait until no request is in flight and every tile is drawn."""
+        await self.page.evaluate(f"window.borderwatch.settled({WAIT_MS})")
+
+    async def rendered(self) -> dict[str, int]:
+        return await self.page.evaluate("window.borderwatch.renderedIncidents()")
+
+    async def click_map(self, lon: float, lat: float) -> None:
+        """A real mouse click where (lon, lat) is on screen."""
+        xy = await self.page.evaluate(
+            f"(() => {{ const p = window.borderwatch.map.project([{lon}, {lat}]); return [p.x, p.y]; }})()"
+        )
+        box = await self.page.locator("#map").bounding_box()
+        await self.page.mouse.click(box["x"] + xy[0], box["y"] + xy[1])
+
+
+async def _open(
+    browser: Any, served: Served, key: str, *, width: int = 1366, height: int = 768, query: str = ""
+) -> Page:
+    context = await browser.new_context(viewport={"width": width, "height": height})
+    page = await context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    out = Page(page)
+    page.on("console", lambda m: out.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: out.errors.append(str(e)))
+    page.on("request", lambda r: out.requests.append(r.url))
+    await page.goto(f"{served.base}/{query}#key={key}")
+    await page.wait_for_function(
+        "window.borderwatch && window.borderwatch.map && window.borderwatch.state.me"
+    )
+    await out.settled()
+    return out
+
+
+async def _fit_incidents(p: Page, served: Served) -> None:
+    """Frame every fixture incident (with room for the circles)."""
+    box = await served.scalar(
+        "SELECT json_build_array(ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e))"
+        " FROM (SELECT ST_Extent(geom) AS e FROM incident) s"
+    )
+    await p.page.evaluate(
+        f"window.borderwatch.map.fitBounds([[{box[0]}, {box[1]}], [{box[2]}, {box[3]}]], {{padding: 80, duration: 0}})"
+    )
+    await p.settled()
+
+
+def _read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text("utf-8"))
+
+
+def _month_bounds(month: str) -> tuple[datetime, datetime]:
+    y, m = (int(v) for v in month.split("-"))
+    start = datetime(y, m, 1, tzinfo=ICT)
+    end = datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=ICT)
+    return start, end
+
+
+async def _canvas_colours(p: Page) -> dict[str, int]:
+    """Pixels of the sea, the home country's land and the border line in the WebGL canvas."""
+    return await p.page.evaluate(
+        """async () => {
+          const map = window.borderwatch.map;
+          const url = await new Promise((resolve) => {
+            map.once('render', () => resolve(map.getCanvas().toDataURL('image/png')));
+            map.triggerRepaint();
+          });
+          const img = new Image();
+          await new Promise((resolve) => { img.onload = resolve; img.src = url; });
+          const c = document.createElement('canvas');
+          c.width = img.width; c.height = img.height;
+          const ctx = c.getContext('2d');
+          ctx.drawImage(img, 0, 0);
+          const d = ctx.getImageData(0, 0, c.width, c.height).data;
+          const want = { sea: [0xd7, 0xe8, 0xf2], land: [0xfb, 0xfa, 0xf5], border: [0xc9, 0x2a, 0x2a] };
+          const out = { total: d.length / 4, sea: 0, land: 0, border: 0 };
+          for (let i = 0; i < d.length; i += 4) {
+            for (const [k, [r, g, b]] of Object.entries(want)) {
+              if (Math.abs(d[i] - r) <= 2 && Math.abs(d[i + 1] - g) <= 2 && Math.abs(d[i + 2] - b) <= 2) out[k] += 1;
+            }
+          }
+          return out;
+        }"""
+    )
+
+
+async def test_dashboard_loads_renders_and_counts(
+    browser: Any, served: Served, tmp_path: Path
+) -> None:
+    p = await _open(browser, served, served.admin)
+    assert "key=" not in p.page.url  # the key left the address bar
+    assert await p.page.evaluate("sessionStorage.getItem('borderwatch.key')") == served.admin
+    await _fit_incidents(p, served)
+
+    colours = await _canvas_colours(p)
+    assert colours["sea"] > colours["total"] * 0.05, colours  # WebGL really drew the style
+    assert colours["land"] > colours["total"] * 0.05, colours
+    assert colours["border"] > 50, colours
+
+    total = await served.scalar("SELECT count(*) FROM incident WHERE deleted_at IS NULL")
+    assert total == COUNT
+    rendered = await p.rendered()
+    assert rendered["incidents"] == total
+    # the view's statistics count what is in the view: every incident here
+    assert await p.page.locator("#stat-total").inner_text() == str(total)
+    assert await p.page.locator("#whoami").inner_text() == "dash admin · admin · national"
+    assert any("/tiles/incidents/" in u and ".mvt?v=" in u for u in p.requests)
+
+    # the loaded dashboard as a person sees it (kept under the test's tmp_path)
+    await p.page.screenshot(path=str(tmp_path / "dashboard.png"))
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+    # one click exports the view with the filters: every incident here, as GeoJSON
+    async with p.page.expect_download() as download_info:
+        await p.page.locator("[data-export='geojson']").click()
+    download = await download_info.value
+    assert download.suggested_filename.endswith(".geojson")
+    exported = _read_json(await download.path())
+    ids = await served.scalar("SELECT json_agg(id::text) FROM incident WHERE deleted_at IS NULL")
+    assert sorted(f["id"] for f in exported["features"]) == sorted(ids)
+
+    assert p.errors == []
+    await p.page.context.close()
+
+
+async def test_category_filter_and_month_slider_change_the_count(
+    browser: Any, served: Served
+) -> None:
+    p = await _open(browser, served, served.admin)
+    await _fit_incidents(p, served)
+    category = await served.scalar(
+        "SELECT category FROM incident GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+    )
+    month = await served.scalar(
+        "SELECT to_char(occurred_at AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM') FROM incident"
+        " WHERE category = :c GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1",
+        c=category,
+    )
+
+    await p.page.locator(f"#f-categories input[value='{category}']").check()
+    await p.page.wait_for_function("window.borderwatch.state.filters.categories.length === 1")
+    await p.settled()
+    expected = await served.scalar(
+        "SELECT count(*) FROM incident WHERE deleted_at IS NULL AND category = :c", c=category
+    )
+    assert 0 < expected < COUNT
+    assert (await p.rendered())["incidents"] == expected
+    assert await p.page.locator("#stat-total").inner_text() == str(expected)
+    assert f"category={category}" in p.page.url  # the link holds the state
+
+    months = await p.page.evaluate("window.borderwatch.state.months")
+    await p.page.locator("#month-slider").fill(str(months.index(month)))
+    await p.page.wait_for_function(f"window.borderwatch.state.filters.from === '{month}'")
+    await p.settled()
+    start, end = _month_bounds(month)
+    expected_month = await served.scalar(
+        "SELECT count(*) FROM incident WHERE deleted_at IS NULL AND category = :c"
+        " AND occurred_at >= :a AND occurred_at < :b",
+        c=category, a=start, b=end,
+    )  # fmt: skip
+    assert 0 < expected_month < expected
+    assert (await p.rendered())["incidents"] == expected_month
+    # the API, called directly with the same filters, agrees
+    stats = await served.api(
+        "/analysis/stats", group_by="category", category=category,
+        datetime=f"{start.isoformat()}/{(end - timedelta(microseconds=1)).isoformat()}",
+    )  # fmt: skip
+    assert stats["total"] == expected_month
+    assert f"from={month}" in p.page.url and f"to={month}" in p.page.url
+
+    # ▶ steps to the next month (with the same category) and pauses on request
+    following = months[(months.index(month) + 1) % len(months)]
+    await p.page.locator("#play").click()
+    await p.page.wait_for_function(f"window.borderwatch.state.filters.from === '{following}'")
+    await p.page.locator("#play").click()
+    assert await p.page.locator("#play").get_attribute("aria-label") == "Play month by month"
+    await p.settled()
+    assert await p.page.evaluate("window.borderwatch.state.filters.to") == following
+    start2, end2 = _month_bounds(following)
+    expected_following = await served.scalar(
+        "SELECT count(*) FROM incident WHERE deleted_at IS NULL AND category = :c"
+        " AND occurred_at >= :a AND occurred_at < :b",
+        c=category, a=start2, b=end2,
+    )  # fmt: skip
+    assert (await p.rendered())["incidents"] == expected_following
+    await p.page.locator("#month-slider").fill(str(months.index(month)))
+    await p.page.wait_for_function(f"window.borderwatch.state.filters.from === '{month}'")
+    await p.settled()
+
+    # the link restores the same view in a new page
+    query = p.page.url[len(served.base) + 1 :]
+    again = await _open(browser, served, served.admin, query=query)
+    assert await again.page.locator(f"#f-categories input[value='{category}']").is_checked()
+    assert (await again.rendered())["incidents"] == expected_month
+    assert p.errors == [] and again.errors == []
+    await p.page.context.close()
+    await again.page.context.close()
+
+
+async def test_clicking_a_province_highlights_exactly_its_neighbours(
+    browser: Any, served: Served
+) -> None:
+    p = await _open(browser, served, served.admin)
+    for layer in ("incidents", "posts"):  # nothing drawn above the province where we click
+        await p.page.locator(f"#layer-toggles input[data-layer='{layer}']").uncheck()
+    code = "VN-44"
+    point = await served.scalar(
+        "SELECT json_build_array(ST_X(pt), ST_Y(pt)) FROM (SELECT ST_PointOnSurface(geom) AS pt"
+        " FROM jurisdiction WHERE code = :c ORDER BY valid_from DESC NULLS LAST LIMIT 1) s",
+        c=code,
+    )
+    await p.page.evaluate(
+        f"window.borderwatch.map.jumpTo({{center: [{point[0]}, {point[1]}], zoom: 7}})"
+    )
+    await p.settled()
+    await p.click_map(point[0], point[1])
+    await p.page.wait_for_function(f"window.borderwatch.state.selected === '{code}'")
+    await p.settled()
+
+    api = await served.api(f"/jurisdictions/{code}/neighbours")
+    expected = sorted(f["properties"]["code"] for f in api["features"])
+    assert len(expected) >= 2
+    assert sorted(await p.page.evaluate("window.borderwatch.state.neighbours")) == expected
+    drawn = await p.page.evaluate(
+        "[...new Set(window.borderwatch.map.queryRenderedFeatures({layers: ['neighbour-fill']})"
+        ".map((f) => f.properties.code))].sort()"
+    )
+    assert drawn == expected
+    selected = await p.page.evaluate(
+        "[...new Set(window.borderwatch.map.queryRenderedFeatures({layers: ['selected-fill']})"
+        ".map((f) => f.properties.code))]"
+    )
+    assert selected == [code]
+    rows = await p.page.locator("#neighbour-table tbody tr").evaluate_all(
+        "rs => rs.map(r => r.dataset.code)"
+    )
+    assert rows == [f["properties"]["code"] for f in api["features"]]  # longest shared line first
+    counts = await p.page.locator("#neighbour-table tbody tr td:nth-child(3)").all_inner_texts()
+    assert counts == [str(f["properties"]["incident_count"]) for f in api["features"]]
+    # the shared boundaries light up, each with the count of incidents within 5 km of it
+    near = await p.page.locator("#neighbour-table tbody tr td:nth-child(4)").all_inner_texts()
+    zones = [await served.api(f"/jurisdictions/{code}/shared-zone/{other}", km=5) for other in rows]
+    assert near == [str(z["numberMatched"]) for z in zones]
+    assert any(z["numberMatched"] > 0 for z in zones)
+    assert [z["numberReturned"] for z in zones] == [z["numberMatched"] for z in zones]
+    badges = await p.page.locator(".shared-badge").evaluate_all(
+        "bs => bs.map(b => [b.dataset.code, b.textContent])"
+    )
+    assert sorted(badges) == sorted([z["b"], str(z["numberMatched"])] for z in zones)
+    lit = await p.page.evaluate("window.borderwatch.map.querySourceFeatures('shared').length")
+    assert lit >= len(zones)
+    assert f"province={code}" in p.page.url
+    assert p.errors == []
+    await p.page.context.close()
+
+
+async def test_nearby_tool_lists_what_the_api_returns_in_order(
+    browser: Any, served: Served
+) -> None:
+    p = await _open(browser, served, served.admin)
+    # the busiest spot: the incident with the most others within 50 km
+    lon, lat = await served.scalar(
+        "SELECT json_build_array(ST_X(a.geom), ST_Y(a.geom)) FROM incident a JOIN incident b"
+        " ON ST_DWithin(a.geom::geography, b.geom::geography, 50000)"
+        " GROUP BY a.id, a.geom ORDER BY count(*) DESC, a.id LIMIT 1"
+    )
+    await p.page.evaluate(f"window.borderwatch.map.jumpTo({{center: [{lon}, {lat}], zoom: 8}})")
+    await p.settled()
+    await p.page.select_option("#nearby-radius", "50000")
+    await p.page.locator("#nearby-tool").click()
+    await p.click_map(lon, lat)
+    await p.page.wait_for_function(
+        "window.borderwatch.state.nearby && window.borderwatch.state.nearby.ids"
+    )
+    await p.settled()
+    at = await p.page.evaluate("window.borderwatch.state.nearby")
+    assert abs(at["lon"] - lon) < 0.01 and abs(at["lat"] - lat) < 0.01
+    api = await served.api(
+        "/incidents/nearby",
+        lat=f"{at['lat']:.6f}",
+        lon=f"{at['lon']:.6f}",
+        radius_m=50000,
+        limit=50,
+    )
+    expected = [f["id"] for f in api["features"]]
+    assert len(expected) >= 3
+    listed = await p.page.locator("#nearby-list li").evaluate_all("ls => ls.map(l => l.dataset.id)")
+    assert listed == expected
+    # a listed incident opens the detail panel with its derived fields and history
+    await p.page.locator("#nearby-list li").first.click()
+    await p.page.wait_for_function("window.borderwatch.state.incident !== null")
+    await p.settled()
+    detail = await p.page.locator("#detail").inner_text()
+    first = api["features"][0]["properties"]
+    assert first["nearest_post_name"] in detail
+    assert "History" in detail and "v1 " in detail
+    assert p.errors == []
+    await p.page.context.close()
+
+
+async def test_viewer_sees_aggregates_only(browser: Any, served: Served) -> None:
+    p = await _open(browser, served, served.viewer)
+    await _fit_incidents(p, served)
+    assert await p.page.evaluate("window.borderwatch.map.getLayer('incident-points') === undefined")
+    assert await p.page.locator("#layer-toggles input[data-layer='incidents']").count() == 0
+    assert await p.page.locator("#layer-toggles input[data-layer='density']").is_checked()
+    features = await p.page.evaluate(
+        "window.borderwatch.map.queryRenderedFeatures({layers: ['incident-clusters']}).map(f => f.properties.cluster)"
+    )
+    assert features and all(features)
+    rendered = await p.rendered()
+    assert rendered["points"] == 0 and rendered["incidents"] == COUNT
+    assert await p.page.locator("#nearby-tool").is_disabled()
+    assert await p.page.locator("[data-export='csv']").is_disabled()
+    # nothing incident-level was asked for (which would have been refused with 403)
+    assert not [u for u in p.requests if "/incidents" in u and "/tiles/" not in u]
+    assert await p.page.locator("#whoami").inner_text() == "dash viewer · viewer · national"
+    assert p.errors == []
+    await p.page.context.close()
+
+
+async def test_officer_clicks_an_incident_for_its_details(browser: Any, served: Served) -> None:
+    """Officers read incidents (points, details, history, nearby) but may not export."""
+    async with sessionmaker(served.engine)() as session, session.begin():
+        _, key = await auth_service.create_principal(
+            session=session, name="dash officer", role="officer", jurisdiction_code=None,
+            unit="unit 7", actor="test",
+        )  # fmt: skip
+    p = await _open(browser, served, key)
+    assert await p.page.locator("[data-export='geojson']").is_disabled()
+    assert not await p.page.locator("#nearby-tool").is_disabled()
+    ident, lon, lat = await served.scalar(
+        "SELECT json_build_array(a.id::text, ST_X(a.geom), ST_Y(a.geom)) FROM incident a"
+        " WHERE NOT EXISTS (SELECT 1 FROM incident b WHERE b.id <> a.id"
+        " AND ST_DWithin(a.geom::geography, b.geom::geography, 3000)) ORDER BY a.id LIMIT 1"
+    )
+    await p.page.evaluate(f"window.borderwatch.map.jumpTo({{center: [{lon}, {lat}], zoom: 12}})")
+    await p.settled()
+    assert (await p.rendered())["points"] >= 1
+    await p.click_map(lon, lat)
+    await p.page.wait_for_function(
+        f"window.borderwatch.state.incident && window.borderwatch.state.incident.id === '{ident}'"
+    )
+    await p.settled()
+    api = await served.api(f"/incidents/{ident}")
+    detail = await p.page.locator("#detail").inner_text()
+    assert ident in detail
+    assert f"{api['properties']['border_distance_km']:.1f} km" in detail
+    assert api["properties"]["nearest_post_name"] in detail
+    history = await served.api(f"/incidents/{ident}/history")
+    items = await p.page.locator("#detail .history li").all_inner_texts()
+    assert len(items) == len(history["entries"]) >= 1
+    assert p.errors == []
+    await p.page.context.close()
+
+
+async def test_tablet_width_keeps_map_and_panels_usable(browser: Any, served: Served) -> None:
+    p = await _open(browser, served, served.admin, width=768, height=1024)
+    map_box = await p.page.locator("#map canvas").bounding_box()
+    stats_box = await p.page.locator("#stats").bounding_box()
+    assert map_box["width"] == 768 and map_box["height"] >= 360
+    assert stats_box["y"] >= map_box["y"] + map_box["height"] - 1  # below the map, not over it
+    assert p.errors == []
+    await p.page.context.close()
+
+
+async def test_a_refused_request_shows_a_message(browser: Any, served: Served) -> None:
+    """The key is revoked while the page is open: the next request fails visibly."""
+    _, key = await _new_admin(served)
+    p = await _open(browser, served, key)
+    principal_id = await served.scalar("SELECT id FROM principal WHERE name = 'dash admin 2'")
+    async with sessionmaker(served.engine)() as session, session.begin():
+        await auth_service.revoke(session=session, principal_id=principal_id, actor="test")
+    await p.page.locator("#f-severity").select_option("3")
+    message = p.page.locator("#messages .message")
+    await message.first.wait_for(state="visible")
+    assert "the API key is malformed, unknown or revoked" in await message.first.inner_text()
+    assert await p.page.locator("#signin").is_visible()
+    await p.page.context.close()
+
+
+async def _new_admin(served: Served) -> tuple[Any, str]:
+    async with sessionmaker(served.engine)() as session, session.begin():
+        return await auth_service.create_principal(
+            session=session, name="dash admin 2", role="admin", jurisdiction_code=None,
+            unit=None, actor="test",
+        )  # fmt: skip
+
+
+async def test_static_files_config_and_errors(engine: AsyncEngine, session: Any) -> None:
+    """The page, its modules and MapLibre are served without a key; a missing file is a
+    problem+json 404; the base-map setting reaches the page's config."""
+    settings = Settings(
+        environment="test",
+        database_url=None,
+        basemap_url="https://tiles.example.org/{z}/{x}/{y}.png",
+        basemap_attribution="© example",
+    )
+    async with app_client(engine, session, settings, None) as c:
+        page = await c.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert '<script src="/vendor/maplibre-gl/maplibre-gl.js">' in page.text
+        js = await c.get("/static/js/main.js")
+        assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+        lib = await c.get("/vendor/maplibre-gl/maplibre-gl.js")
+        assert lib.status_code == 200 and lib.content == MAPLIBRE.read_bytes()
+        css = await c.get("/vendor/maplibre-gl/maplibre-gl.css")
+        assert css.status_code == 200
+        missing = await c.get("/static/js/nope.js")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        config = await c.get("/dashboard/config.json")
+        assert config.json() == {
+            "basemap_url": "https://tiles.example.org/{z}/{x}/{y}.png",
+            "basemap_attribution": "© example",
+            "home_country": "VNM",
+        }
+    async with app_client(engine, session, Settings(environment="test"), None) as c:
+        assert (await c.get("/dashboard/config.json")).json()["basemap_url"] is None
+
+
+@pytest.mark.parametrize(
+    "url", ["tiles.example.org/{z}/{x}/{y}.png", "https://tiles.example.org/{z}/{x}.png"]
+)
+def test_basemap_url_must_be_a_tile_template(url: str) -> None:
+    with pytest.raises(ValueError, match="BORDERWATCH_BASEMAP_URL"):
+        Settings(environment="test", basemap_url=url)
