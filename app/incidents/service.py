@@ -60,14 +60,11 @@ async def _set_context(session: AsyncSession, *, actor: str, action: str | None 
     )
 
 
-def feature_expr(
-    extra: dict[str, ColumnElement[Any]] | None = None,
-) -> tuple[ColumnElement[Any], Any]:
-    """The Feature json of an incident (with its nearest post, plus `extra` properties) and
-    the post alias to join."""
+def properties(post: Any) -> dict[str, ColumnElement[Any]]:
+    """The properties of an incident Feature (the list, a single read, the OGC collection),
+    with `post` the aliased nearest border post joined to it."""
     i = Incident
-    post = aliased(BorderPost)
-    props = {
+    return {
         "category": i.category,
         "severity": i.severity,
         "status": i.status,
@@ -92,8 +89,17 @@ def feature_expr(
         "created_by": i.created_by,
         "updated_by": i.updated_by,
         "version": i.version,
-        **(extra or {}),
     }
+
+
+def feature_expr(
+    extra: dict[str, ColumnElement[Any]] | None = None,
+) -> tuple[ColumnElement[Any], Any]:
+    """The Feature json of an incident (with its nearest post, plus `extra` properties) and
+    the post alias to join."""
+    i = Incident
+    post = aliased(BorderPost)
+    props = properties(post) | (extra or {})
     return geojson.feature(id_=i.id, geom=i.geom, properties=props), post
 
 

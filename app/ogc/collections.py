@@ -33,10 +33,12 @@ from app.auth.service import Identity
 from app.borders.models import BorderSegment
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.geo import geojson
+from app.incidents import service as incident_service
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import STATUSES, Incident
 from app.jurisdictions.models import LEVELS, Jurisdiction
 from app.ogc.cql import Queryable, Queryables
+from app.posts import service as post_service
 from app.posts.models import KINDS, BorderPost
 
 READER_ROLES = ("officer", "analyst", "admin")  # as app.auth.deps.Reader
@@ -204,32 +206,7 @@ def incidents(info: Info, principal: Identity) -> Source:
     """Incidents in the principal's scope (the scope condition of GET /incidents)."""
     i = Incident
     post = aliased(BorderPost)
-    props: dict[str, Any] = {
-        "category": i.category,
-        "severity": i.severity,
-        "status": i.status,
-        "occurred_at": i.occurred_at,
-        "reported_at": i.reported_at,
-        "location_precision_m": i.location_precision_m,
-        "description": i.description,
-        "unit": i.unit,
-        "source": i.source,
-        "source_id": i.source_id,
-        "country": i.country_code,
-        "province": i.province_code,
-        "jurisdictions": i.jurisdiction_path,
-        "jurisdiction_method": i.jurisdiction_method,
-        "border_segment": i.border_segment,
-        "border_distance_km": geojson.rounded(i.border_distance_km, 3),
-        "nearest_post": post.code,
-        "nearest_post_name": post.name,
-        "nearest_post_km": geojson.rounded(i.nearest_post_km, 3),
-        "created_at": i.created_at,
-        "updated_at": i.updated_at,
-        "created_by": i.created_by,
-        "updated_by": i.updated_by,
-        "version": i.version,
-    }
+    props: dict[str, Any] = incident_service.properties(post)
     queryables = {
         "id": _q(i.id, "uuid", "id"),
         "geometry": _q(i.geom, "geometry", "geometry"),
@@ -271,18 +248,7 @@ def incidents(info: Info, principal: Identity) -> Source:
 def posts(info: Info) -> Source:
     """Border posts."""
     p = BorderPost
-    props: dict[str, Any] = {
-        "code": p.code,
-        "name": p.name,
-        "name_local": p.name_local,
-        "kind": p.kind,
-        "agency": p.agency,
-        "border": p.border,
-        "province_code": p.province_code,
-        "counterpart": p.counterpart,
-        "position_approximate": p.position_approximate,
-        "source": p.source,
-    }
+    props: dict[str, Any] = post_service.properties()
     types = {"position_approximate": "boolean"}
     queryables = {"geometry": _q(p.geom, "geometry", "geometry")} | {
         name: _q(expr, types.get(name, "string"), name, KINDS if name == "kind" else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -30,6 +31,23 @@ class PostRecord:
     source: str
 
 
+def properties() -> dict[str, Any]:
+    """The properties of a border post Feature (GET /border-posts and the OGC collection)."""
+    p = BorderPost
+    return {
+        "code": p.code,
+        "name": p.name,
+        "name_local": p.name_local,
+        "kind": p.kind,
+        "agency": p.agency,
+        "border": p.border,
+        "province_code": p.province_code,
+        "counterpart": p.counterpart,
+        "position_approximate": p.position_approximate,
+        "source": p.source,
+    }
+
+
 async def list_features(
     *,
     session: AsyncSession,
@@ -42,18 +60,7 @@ async def list_features(
     f = geojson.feature(
         id_=p.code,
         geom=p.geom,
-        properties={
-            "code": p.code,
-            "name": p.name,
-            "name_local": p.name_local,
-            "kind": p.kind,
-            "agency": p.agency,
-            "border": p.border,
-            "province_code": p.province_code,
-            "counterpart": p.counterpart,
-            "position_approximate": p.position_approximate,
-            "source": p.source,
-        },
+        properties=properties(),
     )
     stmt = select(f.label("f"), func.row_number().over(order_by=(p.border, p.name)).label("ord"))
     if kind:
