@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         default="600/minute",
         description="per-principal request limit (limits syntax, e.g. 600/minute; empty = off)",
     )
+    tile_rate_limit: str = Field(
+        default="6000/minute",
+        description="per-principal limit for /tiles/ requests, counted apart from rate_limit: a"
+        " map view asks for dozens of tiles at once (empty = off)",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS (none by default)"
     )

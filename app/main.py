@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
+    app.state.tile_rate_limiter = RateLimiter(settings.tile_rate_limit)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

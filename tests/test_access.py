@@ -349,6 +349,20 @@ async def test_rate_limit(engine: AsyncEngine, session: AsyncSession) -> None:
         assert (await c.get("/me")).status_code == 200  # per principal, not global
 
 
+async def test_tiles_have_a_rate_limit_of_their_own(
+    engine: AsyncEngine, session: AsyncSession
+) -> None:
+    settings = Settings(environment="test", rate_limit="2/minute", tile_rate_limit="4/minute")
+    key = await make_key(session, "analyst")
+    async with app_client(engine, session, settings, key) as c:
+        tiles = [(await c.get("/tiles/borders/0/0/0.mvt")).status_code for _ in range(5)]
+        assert tiles == [200, 200, 200, 200, 429]
+        # the tiles did not use up the API budget, and the API does not use up the tiles'
+        assert [(await c.get("/me")).status_code for _ in range(3)] == [200, 200, 429]
+        r = await c.get("/tiles/borders/0/0/0.mvt")
+        assert r.status_code == 429 and r.headers["content-type"] == PROBLEM
+
+
 async def test_public_reference_setting_and_cors(
     engine: AsyncEngine, session: AsyncSession
 ) -> None:

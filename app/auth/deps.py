@@ -61,7 +61,10 @@ async def current_principal(request: Request, session: SessionDep) -> Identity:
     )
     if identity is None:
         raise Unauthorized("the API key is malformed, unknown or revoked")
-    await request.app.state.rate_limiter.check(identity.id)
+    # map tiles come dozens at a time (mostly cheap 304s): they have a budget of their own
+    tiles = request.url.path.startswith("/tiles/")
+    limiter = request.app.state.tile_rate_limiter if tiles else request.app.state.rate_limiter
+    await limiter.check(identity.id)
     if identity.scope.code is not None:
         scope = await ensure_zone(session=session, scope=identity.scope)
         await session.commit()
