@@ -238,15 +238,19 @@ async def test_history_per_statement_equals_the_row_trigger(session: AsyncSessio
     )
     await session.execute(text("SELECT set_config('borderwatch.actor', 'tester', true)"))
     ids = (
-        await session.execute(
-            text(
-                "INSERT INTO incident (category, severity, occurred_at, geom, source, source_id)"
-                " SELECT 'fraud', 2, '2025-01-02T03:04:05Z',"
-                " ST_SetSRID(ST_MakePoint(105.4 + i / 10.0, 10.4), 4326), 'hist', i::text"
-                " FROM generate_series(1, 4) i ORDER BY i RETURNING id"
+        (
+            await session.execute(
+                text(
+                    "INSERT INTO incident (category, severity, occurred_at, geom, source, source_id)"
+                    " SELECT 'fraud', 2, '2025-01-02T03:04:05Z',"
+                    " ST_SetSRID(ST_MakePoint(105.4 + i / 10.0, 10.4), 4326), 'hist', i::text"
+                    " FROM generate_series(1, 4) i ORDER BY i RETURNING id"
+                )
             )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     assert len(ids) == 4
     statements = [
         # a move (re-derived fields change too) and a no-op on another row
