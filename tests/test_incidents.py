@@ -304,3 +304,16 @@ async def test_history_per_statement_equals_the_row_trigger(session: AsyncSessio
     assert moved[4]["location"][1] == {"type": "Point", "coordinates": [106, 21]}
     assert moved[4]["province_code"][0] != moved[4]["province_code"][1]
     assert "version" not in moved[4] and "updated_at" not in moved[4]
+    # the picture names every column (a new column must be added to the history triggers)
+    columns = set(
+        (
+            await session.execute(
+                text(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = 'incident'::regclass"
+                    " AND attnum > 0 AND NOT attisdropped"
+                )
+            )
+        ).scalars()
+    )
+    created = next(r for r in rows if r[0] == ids[0] and r[2] == "create")
+    assert set(created[4]) == columns - {"geom", "request_hash"} | {"location"}

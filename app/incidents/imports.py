@@ -17,6 +17,7 @@ import csv
 import io
 import math
 import tempfile
+import time
 import unicodedata
 from collections.abc import AsyncIterable, Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ MAX_TEXT = {"description": 10_000, "unit": 200, "source": 64, "source_id": 128}
 
 CHUNK_ROWS = 10_000  # rows validated (and COPYed) per step
 DERIVE_BATCH = 10_000  # places derived per statement
+CELL_DEG = 0.1  # cell size (degrees) of the nearest border / post search
 WRITE_BATCH = 25_000  # rows upserted per statement
 
 # Fields a row may leave out: a bit is set when the row carries the field. A new incident takes
@@ -130,6 +132,8 @@ class ImportReport:
     errors: list[dict[str, Any]]
     more_errors: int
     ignored_columns: list[str]
+    # seconds spent in each step (for benchmarks and logs; not part of the API answer)
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON body of the API answer."""
@@ -814,7 +818,10 @@ CREATE TEMP TABLE import_row (
     source_id text
 ) ON COMMIT DROP
 """
-TEMP_TABLES = ("import_row", "import_place", "import_todo", "import_xy", "import_near")
+TEMP_TABLES = (
+    "import_row", "import_place", "import_todo", "import_xy", "import_near", "import_piece",
+    "import_post", "import_cell",
+)  # fmt: skip
 
 # Places whose derived fields are already known: an incident with the same (source, source_id)
 # at the same point on the same day (a re-import) carries them; the trigger keeps them current.
@@ -837,9 +844,10 @@ SELECT row_number() OVER (ORDER BY d.lon, d.lat, d.day) AS k, d.lon, d.lat, d.da
         EXCEPT
         SELECT p.lon, p.lat, p.day FROM import_place p) d
 """
-XY_TODO = """
+XY_TODO = f"""
 CREATE TEMP TABLE import_xy ON COMMIT DROP AS
-SELECT row_number() OVER (ORDER BY d.lon, d.lat) AS k, d.lon, d.lat
+SELECT row_number() OVER (ORDER BY d.lon, d.lat) AS k, d.lon, d.lat,
+       floor(d.lon / {CELL_DEG})::int AS cx, floor(d.lat / {CELL_DEG})::int AS cy
   FROM (SELECT DISTINCT t.lon, t.lat FROM import_todo t) d
 """
 NEAR_DDL = """
@@ -849,31 +857,107 @@ CREATE TEMP TABLE import_near (
 ) ON COMMIT DROP
 """
 
-# The nearest border segment and border post of each distinct point: the incident_derive()
-# rules (migration 0002) written for a set of points. Keep the two in step; the test
-# test_bulk_derivation_matches_the_trigger compares them.
+# The nearest border piece and border post of each distinct point, with the incident_derive()
+# result (migration 0007: the smallest ST_Distance on the spheroid, ties to the lowest id) but
+# without a nearest-neighbour index search per point. The points are grouped in cells of
+# CELL_DEG degrees. Per cell, from its centre c: r = the farthest corner (+1 %, +10 m), d_c =
+# the distance to the nearest piece (found as the trigger finds it), and the candidates = every
+# piece within (d_c + 2r) · 1.011 + 10 m of c, with that distance. Per point p: ub = the exact
+# distance to the candidate nearest to c; a candidate Q is measured only when its lower bound
+# dist(c, Q) / 1.005 - dist(p, c) - 1 m does not exceed ub. PostGIS's spheroid distance is
+# within 0.5 % of the geodesic one (which obeys the triangle inequality): the bound never drops
+# the piece the trigger picks, so the result is the same, value for value; only the number of
+# ST_Distance calls changes (about 1.5 per point instead of an index search and 2-3 calls).
+NEAR_PIECES = """
+CREATE TEMP TABLE import_piece ON COMMIT DROP AS
+SELECT p.id, s.code, p.geom::geography AS g
+  FROM border_segment_piece p JOIN border_segment s ON s.id = p.segment_id
+"""
+NEAR_POSTS = """
+CREATE TEMP TABLE import_post ON COMMIT DROP AS
+SELECT p.id, p.geom::geography AS g FROM border_post p
+"""
+
+
+def _clamped_point(lon: str, lat: str) -> str:
+    return (
+        f"ST_SetSRID(ST_MakePoint(least(180, greatest(-180, {lon})),"
+        f" least(90, greatest(-90, {lat}))), 4326)::geography"
+    )
+
+
+NEAR_CELLS = f"""
+CREATE TEMP TABLE import_cell ON COMMIT DROP AS
+WITH c AS MATERIALIZED (
+    SELECT d.cx, d.cy,
+           {_clamped_point(f"(d.cx + 0.5) * {CELL_DEG}", f"(d.cy + 0.5) * {CELL_DEG}")} AS ctr
+      FROM (SELECT DISTINCT x.cx, x.cy FROM import_xy x) d
+), r AS MATERIALIZED (
+    SELECT c.cx, c.cy, c.ctr,
+           (SELECT max(ST_Distance(c.ctr, {
+    _clamped_point(f"(c.cx + v.dx) * {CELL_DEG}", f"(c.cy + v.dy) * {CELL_DEG}")
+}))
+              FROM (VALUES (0, 0), (0, 1), (1, 0), (1, 1)) v(dx, dy)) * 1.01 + 10 AS r_m
+      FROM c
+), b AS MATERIALIZED (
+    SELECT r.*,
+           (SELECT min(ST_Distance(p.g, r.ctr)) FROM import_piece p
+             WHERE ST_DWithin(p.g, r.ctr, (SELECT q.g <-> r.ctr FROM import_piece q
+                                            ORDER BY q.g <-> r.ctr LIMIT 1) * 1.01 + 10, false)
+           ) AS piece_m,
+           (SELECT min(ST_Distance(p.g, r.ctr)) FROM import_post p
+             WHERE ST_DWithin(p.g, r.ctr, (SELECT q.g <-> r.ctr FROM import_post q
+                                            ORDER BY q.g <-> r.ctr LIMIT 1) * 1.01 + 10, false)
+           ) AS post_m
+      FROM r
+), reach AS MATERIALIZED (
+    SELECT b.cx, b.cy, b.ctr, (b.piece_m + 2 * b.r_m) * 1.011 + 10 AS piece_reach,
+           (b.post_m + 2 * b.r_m) * 1.011 + 10 AS post_reach
+      FROM b
+)
+SELECT e.cx, e.cy, e.ctr, bc.ids AS piece_ids, bc.m AS piece_m, bc.g AS piece_g,
+       bc.code AS piece_code, pc.ids AS post_ids, pc.m AS post_m, pc.g AS post_g
+  FROM reach e
+ CROSS JOIN LATERAL (
+       SELECT array_agg(w.id ORDER BY w.m, w.id) AS ids, array_agg(w.m ORDER BY w.m, w.id) AS m,
+              array_agg(w.g ORDER BY w.m, w.id) AS g, array_agg(w.code ORDER BY w.m, w.id) AS code
+         FROM (SELECT p.id, p.code, p.g, ST_Distance(p.g, e.ctr) AS m FROM import_piece p
+                WHERE ST_DWithin(p.g, e.ctr, e.piece_reach * 1.01 + 10, false) OFFSET 0) w
+        WHERE w.m <= e.piece_reach) bc
+ CROSS JOIN LATERAL (
+       SELECT array_agg(w.id ORDER BY w.m, w.id) AS ids, array_agg(w.m ORDER BY w.m, w.id) AS m,
+              array_agg(w.g ORDER BY w.m, w.id) AS g
+         FROM (SELECT p.id, p.g, ST_Distance(p.g, e.ctr) AS m FROM import_post p
+                WHERE ST_DWithin(p.g, e.ctr, e.post_reach * 1.01 + 10, false) OFFSET 0) w
+        WHERE w.m <= e.post_reach) pc
+"""
+
 DERIVE_NEAR = """
 INSERT INTO import_near
-SELECT x.lon, x.lat, b.code, b.km, po.id, po.km
-  FROM import_xy x
- CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326)::geography AS pt) g
+WITH x AS MATERIALIZED (
+    SELECT x.lon, x.lat, g.pt, c.piece_m, c.piece_g, c.piece_ids, c.piece_code,
+           c.post_ids, c.post_m, c.post_g, ST_Distance(g.pt, c.ctr) AS pc_m,
+           ST_Distance(c.piece_g[1], g.pt) AS piece_ub, ST_Distance(c.post_g[1], g.pt) AS post_ub
+      FROM import_xy x
+      JOIN import_cell c ON c.cx = x.cx AND c.cy = x.cy
+     CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326)::geography AS pt) g
+     WHERE x.k BETWEEN :lo AND :hi
+)
+SELECT x.lon, x.lat, b.code, b.m / 1000.0, po.id, po.m / 1000.0
+  FROM x
   LEFT JOIN LATERAL (
-       SELECT s.code, ST_Distance(p.geom::geography, g.pt) / 1000.0 AS km
-         FROM border_segment_piece p JOIN border_segment s ON s.id = p.segment_id
-        WHERE ST_DWithin(p.geom::geography, g.pt,
-                         (SELECT q.geom::geography <-> g.pt FROM border_segment_piece q
-                           ORDER BY q.geom::geography <-> g.pt LIMIT 1) * 1.01 + 10, false)
-        ORDER BY ST_Distance(p.geom::geography, g.pt)
+       SELECT q.code, CASE WHEN q.i = 1 THEN x.piece_ub ELSE ST_Distance(q.g, x.pt) END AS m, q.id
+         FROM unnest(x.piece_ids, x.piece_m, x.piece_g, x.piece_code)
+              WITH ORDINALITY AS q(id, cm, g, code, i)
+        WHERE q.i = 1 OR q.cm / 1.005 - x.pc_m - 1 <= x.piece_ub
+        ORDER BY 2, q.id
         LIMIT 1) b ON true
   LEFT JOIN LATERAL (
-       SELECT p.id, ST_Distance(p.geom::geography, g.pt) / 1000.0 AS km
-         FROM border_post p
-        WHERE ST_DWithin(p.geom::geography, g.pt,
-                         (SELECT q.geom::geography <-> g.pt FROM border_post q
-                           ORDER BY q.geom::geography <-> g.pt LIMIT 1) * 1.01 + 10, false)
-        ORDER BY ST_Distance(p.geom::geography, g.pt), p.id
+       SELECT q.id, CASE WHEN q.i = 1 THEN x.post_ub ELSE ST_Distance(q.g, x.pt) END AS m
+         FROM unnest(x.post_ids, x.post_m, x.post_g) WITH ORDINALITY AS q(id, cm, g, i)
+        WHERE q.i = 1 OR q.cm / 1.005 - x.pc_m - 1 <= x.post_ub
+        ORDER BY 2, q.id
         LIMIT 1) po ON true
- WHERE x.k BETWEEN :lo AND :hi
 """
 
 # The jurisdiction of each distinct (point, day), as incident_derive() sets it: the covering
@@ -1014,28 +1098,60 @@ def _ranges(first: int, last: int, step: int) -> Iterator[tuple[int, int]]:
         lo += step
 
 
-async def _derive(session: AsyncSession, progress: Progress) -> None:
+class _Clock:
+    """Adds up the wall time of each named step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.seconds[step] = self.seconds.get(step, 0.0) + elapsed
+
+
+async def _derive(session: AsyncSession, progress: Progress, clock: _Clock) -> None:
     """Fill import_place with the derived fields of every distinct (point, day) staged."""
+    with clock("derive: cells"):
+        await _prepare_places(session)
+    points = int((await session.execute(text("SELECT count(*) FROM import_xy"))).scalar_one())
+    places = int((await session.execute(text("SELECT count(*) FROM import_todo"))).scalar_one())
+    total = points + places
+    progress("deriving", 0, total)
+    with clock("derive: border and post"):
+        for lo, hi in _ranges(1, points, DERIVE_BATCH):
+            await session.execute(text(DERIVE_NEAR), {"lo": lo, "hi": hi})
+            progress("deriving", hi, total)
+        await session.execute(text("CREATE INDEX ON import_near (lon, lat)"))
+        await session.execute(text("ANALYZE import_near"))
+    with clock("derive: jurisdiction"):
+        for lo, hi in _ranges(1, places, DERIVE_BATCH):
+            await session.execute(text(DERIVE_PLACE), {"lo": lo, "hi": hi})
+            progress("deriving", points + hi, total)
+        await session.execute(text("CREATE INDEX ON import_place (lon, lat, day)"))
+        await session.execute(text("ANALYZE import_place"))
+
+
+async def _prepare_places(session: AsyncSession) -> None:
+    """The places to derive, the distinct points among them, and the cells of those points."""
     await session.execute(text(PLACES_KNOWN))
     await session.execute(text(PLACES_TODO))
     await session.execute(text(XY_TODO))
     await session.execute(text(NEAR_DDL))
     await session.execute(text("CREATE INDEX ON import_todo (k)"))
     await session.execute(text("CREATE INDEX ON import_xy (k)"))
-    points = int((await session.execute(text("SELECT count(*) FROM import_xy"))).scalar_one())
-    places = int((await session.execute(text("SELECT count(*) FROM import_todo"))).scalar_one())
-    total = points + places
-    progress("deriving", 0, total)
-    for lo, hi in _ranges(1, points, DERIVE_BATCH):
-        await session.execute(text(DERIVE_NEAR), {"lo": lo, "hi": hi})
-        progress("deriving", hi, total)
-    await session.execute(text("CREATE INDEX ON import_near (lon, lat)"))
-    await session.execute(text("ANALYZE import_near"))
-    for lo, hi in _ranges(1, places, DERIVE_BATCH):
-        await session.execute(text(DERIVE_PLACE), {"lo": lo, "hi": hi})
-        progress("deriving", points + hi, total)
-    await session.execute(text("CREATE INDEX ON import_place (lon, lat, day)"))
-    await session.execute(text("ANALYZE import_place"))
+    await session.execute(text("ANALYZE import_xy"))
+    await session.execute(text(NEAR_PIECES))
+    await session.execute(text(NEAR_POSTS))
+    await session.execute(text("CREATE INDEX ON import_piece USING gist (g)"))
+    await session.execute(text("CREATE INDEX ON import_post USING gist (g)"))
+    await session.execute(text(NEAR_CELLS))
+    await session.execute(text("CREATE INDEX ON import_cell (cx, cy)"))
+    await session.execute(text("ANALYZE import_cell"))
 
 
 async def _upsert(
@@ -1115,6 +1231,7 @@ async def import_file(
 ) -> ImportReport:
     """Validate a CSV or GeoJSON file and upsert its incidents in one transaction."""
     report = progress or _no_progress
+    clock = _Clock()
     if mode not in MODES:
         raise InvalidInput(f"mode must be one of {', '.join(MODES)}", field="mode")
     if source is not None and not 1 <= len(source.strip()) <= MAX_TEXT["source"]:
@@ -1140,7 +1257,8 @@ async def import_file(
         for name in TEMP_TABLES:
             await session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{name}"))
         await session.execute(text(STAGING_DDL))
-        await _stage(session, reader, ctx, keep_going=mode == "skip_invalid", progress=report)
+        with clock("read, validate, copy"):
+            await _stage(session, reader, ctx, keep_going=mode == "skip_invalid", progress=report)
         errors = ctx.errors
         if errors.total and mode == "all_or_nothing":
             raise InvalidInput(
@@ -1154,10 +1272,11 @@ async def import_file(
         await session.execute(text("CREATE INDEX ON import_row (n)"))
         await session.execute(text("ANALYZE import_row"))
         if set_based:
-            await _derive(session, report)
-        staged, inserted, updated = await _upsert(
-            session, actor=actor, set_based=set_based, progress=report
-        )
+            await _derive(session, report, clock)
+        with clock("write"):
+            staged, inserted, updated = await _upsert(
+                session, actor=actor, set_based=set_based, progress=report
+            )
         for name in TEMP_TABLES:
             await session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{name}"))
         await session.execute(
@@ -1166,7 +1285,8 @@ async def import_file(
                 " set_config('borderwatch.bulk', '', true)"
             )
         )
-        await session.commit()
+        with clock("commit"):
+            await session.commit()
     except BaseException:
         await session.rollback()
         raise
@@ -1180,4 +1300,5 @@ async def import_file(
         errors=errors.entries,
         more_errors=errors.more,
         ignored_columns=ctx.ignored_columns,
+        timings=clock.seconds,
     )
