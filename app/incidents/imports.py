@@ -55,7 +55,12 @@ MAX_TEXT = {"description": 10_000, "unit": 200, "source": 64, "source_id": 128}
 
 CHUNK_ROWS = 10_000  # rows validated (and COPYed) per step
 DERIVE_BATCH = 10_000  # places derived per statement
-CELL_DEG = 0.1  # cell size (degrees) of the nearest border / post search
+# Cells (degrees) of the nearest border / post search: a point whose fine cell holds at least
+# DENSE_CELL distinct points uses it, the others share coarse cells (a cell costs ~0.5 ms to
+# prepare, a point ~25 µs).
+FINE_DEG = 0.1
+COARSE_DEG = 0.4
+DENSE_CELL = 8
 WRITE_BATCH = 25_000  # rows upserted per statement
 
 # Fields a row may leave out: a bit is set when the row carries the field. A new incident takes
@@ -846,9 +851,17 @@ SELECT row_number() OVER (ORDER BY d.lon, d.lat, d.day) AS k, d.lon, d.lat, d.da
 """
 XY_TODO = f"""
 CREATE TEMP TABLE import_xy ON COMMIT DROP AS
-SELECT row_number() OVER (ORDER BY d.lon, d.lat) AS k, d.lon, d.lat,
-       floor(d.lon / {CELL_DEG})::int AS cx, floor(d.lat / {CELL_DEG})::int AS cy
-  FROM (SELECT DISTINCT t.lon, t.lat FROM import_todo t) d
+WITH d AS (
+    SELECT f.lon, f.lat, f.fx, f.fy, count(*) OVER (PARTITION BY f.fx, f.fy) AS near
+      FROM (SELECT t.lon, t.lat, floor(t.lon / {FINE_DEG})::int AS fx,
+                   floor(t.lat / {FINE_DEG})::int AS fy
+              FROM (SELECT DISTINCT t.lon, t.lat FROM import_todo t) t) f
+)
+SELECT row_number() OVER (ORDER BY d.lon, d.lat) AS k, d.lon, d.lat, s.deg,
+       floor(d.lon / s.deg)::int AS cx, floor(d.lat / s.deg)::int AS cy
+  FROM d
+ CROSS JOIN LATERAL (SELECT CASE WHEN d.near >= {DENSE_CELL} THEN {FINE_DEG}::float8
+                                 ELSE {COARSE_DEG}::float8 END AS deg) s
 """
 NEAR_DDL = """
 CREATE TEMP TABLE import_near (
@@ -860,14 +873,15 @@ CREATE TEMP TABLE import_near (
 # The nearest border piece and border post of each distinct point, with the incident_derive()
 # result (migration 0007: the smallest ST_Distance on the spheroid, ties to the lowest id) but
 # without a nearest-neighbour index search per point. The points are grouped in cells of
-# CELL_DEG degrees. Per cell, from its centre c: r = the farthest corner (+1 %, +10 m), d_c =
-# the distance to the nearest piece (found as the trigger finds it), and the candidates = every
-# piece within (d_c + 2r) · 1.011 + 10 m of c, with that distance. Per point p: ub = the exact
-# distance to the candidate nearest to c; a candidate Q is measured only when its lower bound
-# dist(c, Q) / 1.005 - dist(p, c) - 1 m does not exceed ub. PostGIS's spheroid distance is
-# within 0.5 % of the geodesic one (which obeys the triangle inequality): the bound never drops
-# the piece the trigger picks, so the result is the same, value for value; only the number of
-# ST_Distance calls changes (about 1.5 per point instead of an index search and 2-3 calls).
+# FINE_DEG or COARSE_DEG degrees. Per cell, from its centre c: r = the distance to the farthest
+# corner (+1 %, +10 m); d = the distance to the piece nearest on the sphere (at least the
+# smallest distance); the candidates = every piece within (d + 2r) · 1.011 + 10 m of c, with
+# that distance. Per point p: ub = its distance to the candidate nearest to c; another candidate
+# Q is measured only when its lower bound dist(c, Q) / 1.005 - dist(p, c) - 1 m is at most ub.
+# PostGIS's spheroid distance is within 0.5 % of the geodesic one, which obeys the triangle
+# inequality: neither step can drop the piece the trigger picks, so the result is the same
+# value; only the number of ST_Distance calls changes (1-3 per point instead of an index search
+# and 2-3 calls). The same for the border posts.
 NEAR_PIECES = """
 CREATE TEMP TABLE import_piece ON COMMIT DROP AS
 SELECT p.id, s.code, p.geom::geography AS g
@@ -890,71 +904,74 @@ NEAR_CELLS = f"""
 CREATE TEMP TABLE import_cell ON COMMIT DROP AS
 WITH c AS MATERIALIZED (
     SELECT d.cx, d.cy,
-           {_clamped_point(f"(d.cx + 0.5) * {CELL_DEG}", f"(d.cy + 0.5) * {CELL_DEG}")} AS ctr
-      FROM (SELECT DISTINCT x.cx, x.cy FROM import_xy x) d
+           {_clamped_point("(d.cx + 0.5) * d.deg", "(d.cy + 0.5) * d.deg")} AS ctr, d.deg
+      FROM (SELECT DISTINCT x.deg, x.cx, x.cy FROM import_xy x) d
 ), r AS MATERIALIZED (
-    SELECT c.cx, c.cy, c.ctr,
+    SELECT c.deg, c.cx, c.cy, c.ctr,
            (SELECT max(ST_Distance(c.ctr, {
-    _clamped_point(f"(c.cx + v.dx) * {CELL_DEG}", f"(c.cy + v.dy) * {CELL_DEG}")
+    _clamped_point("(c.cx + v.dx) * c.deg", "(c.cy + v.dy) * c.deg")
 }))
               FROM (VALUES (0, 0), (0, 1), (1, 0), (1, 1)) v(dx, dy)) * 1.01 + 10 AS r_m
       FROM c
 ), b AS MATERIALIZED (
     SELECT r.*,
-           (SELECT min(ST_Distance(p.g, r.ctr)) FROM import_piece p
-             WHERE ST_DWithin(p.g, r.ctr, (SELECT q.g <-> r.ctr FROM import_piece q
-                                            ORDER BY q.g <-> r.ctr LIMIT 1) * 1.01 + 10, false)
-           ) AS piece_m,
-           (SELECT min(ST_Distance(p.g, r.ctr)) FROM import_post p
-             WHERE ST_DWithin(p.g, r.ctr, (SELECT q.g <-> r.ctr FROM import_post q
-                                            ORDER BY q.g <-> r.ctr LIMIT 1) * 1.01 + 10, false)
-           ) AS post_m
+           (SELECT ST_Distance(q.g, r.ctr) FROM import_piece q
+             ORDER BY q.g <-> r.ctr LIMIT 1) AS piece_m,
+           (SELECT ST_Distance(q.g, r.ctr) FROM import_post q
+             ORDER BY q.g <-> r.ctr LIMIT 1) AS post_m
       FROM r
 ), reach AS MATERIALIZED (
-    SELECT b.cx, b.cy, b.ctr, (b.piece_m + 2 * b.r_m) * 1.011 + 10 AS piece_reach,
+    SELECT b.deg, b.cx, b.cy, b.ctr, (b.piece_m + 2 * b.r_m) * 1.011 + 10 AS piece_reach,
            (b.post_m + 2 * b.r_m) * 1.011 + 10 AS post_reach
       FROM b
 )
-SELECT e.cx, e.cy, e.ctr, bc.ids AS piece_ids, bc.m AS piece_m, bc.g AS piece_g,
-       bc.code AS piece_code, pc.ids AS post_ids, pc.m AS post_m, pc.g AS post_g
+SELECT e.deg, e.cx, e.cy, e.ctr, bc.ids AS piece_ids, bc.m AS piece_m, pc.ids AS post_ids,
+       pc.m AS post_m
   FROM reach e
  CROSS JOIN LATERAL (
-       SELECT array_agg(w.id ORDER BY w.m, w.id) AS ids, array_agg(w.m ORDER BY w.m, w.id) AS m,
-              array_agg(w.g ORDER BY w.m, w.id) AS g, array_agg(w.code ORDER BY w.m, w.id) AS code
-         FROM (SELECT p.id, p.code, p.g, ST_Distance(p.g, e.ctr) AS m FROM import_piece p
+       SELECT array_agg(w.id ORDER BY w.m, w.id) AS ids, array_agg(w.m ORDER BY w.m, w.id) AS m
+         FROM (SELECT p.id, ST_Distance(p.g, e.ctr) AS m FROM import_piece p
                 WHERE ST_DWithin(p.g, e.ctr, e.piece_reach * 1.01 + 10, false) OFFSET 0) w
         WHERE w.m <= e.piece_reach) bc
  CROSS JOIN LATERAL (
-       SELECT array_agg(w.id ORDER BY w.m, w.id) AS ids, array_agg(w.m ORDER BY w.m, w.id) AS m,
-              array_agg(w.g ORDER BY w.m, w.id) AS g
-         FROM (SELECT p.id, p.g, ST_Distance(p.g, e.ctr) AS m FROM import_post p
+       SELECT array_agg(w.id ORDER BY w.m, w.id) AS ids, array_agg(w.m ORDER BY w.m, w.id) AS m
+         FROM (SELECT p.id, ST_Distance(p.g, e.ctr) AS m FROM import_post p
                 WHERE ST_DWithin(p.g, e.ctr, e.post_reach * 1.01 + 10, false) OFFSET 0) w
         WHERE w.m <= e.post_reach) pc
 """
 
+# (the candidate lists hold ids and distances only: geographies in them made every point copy
+# and decompress kilobytes)
 DERIVE_NEAR = """
 INSERT INTO import_near
 WITH x AS MATERIALIZED (
-    SELECT x.lon, x.lat, g.pt, c.piece_m, c.piece_g, c.piece_ids, c.piece_code,
-           c.post_ids, c.post_m, c.post_g, ST_Distance(g.pt, c.ctr) AS pc_m,
-           ST_Distance(c.piece_g[1], g.pt) AS piece_ub, ST_Distance(c.post_g[1], g.pt) AS post_ub
+    SELECT x.lon, x.lat, g.pt, x.deg, x.cx, x.cy, ST_Distance(g.pt, c.ctr) AS pc_m,
+           ST_Distance(b0.g, g.pt) AS piece_ub, ST_Distance(p0.g, g.pt) AS post_ub
       FROM import_xy x
-      JOIN import_cell c ON c.cx = x.cx AND c.cy = x.cy
+      JOIN import_cell c ON c.deg = x.deg AND c.cx = x.cx AND c.cy = x.cy
      CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326)::geography AS pt) g
+      LEFT JOIN import_piece b0 ON b0.id = c.piece_ids[1]
+      LEFT JOIN import_post p0 ON p0.id = c.post_ids[1]
      WHERE x.k BETWEEN :lo AND :hi
 )
 SELECT x.lon, x.lat, b.code, b.m / 1000.0, po.id, po.m / 1000.0
   FROM x
+  JOIN import_cell c ON c.deg = x.deg AND c.cx = x.cx AND c.cy = x.cy
   LEFT JOIN LATERAL (
-       SELECT q.code, CASE WHEN q.i = 1 THEN x.piece_ub ELSE ST_Distance(q.g, x.pt) END AS m, q.id
-         FROM unnest(x.piece_ids, x.piece_m, x.piece_g, x.piece_code)
-              WITH ORDINALITY AS q(id, cm, g, code, i)
+       SELECT (SELECT p.code FROM import_piece p WHERE p.id = q.id) AS code, q.id,
+              CASE WHEN q.i = 1 THEN x.piece_ub
+                   ELSE (SELECT ST_Distance(p.g, x.pt) FROM import_piece p WHERE p.id = q.id)
+              END AS m
+         FROM unnest(c.piece_ids, c.piece_m) WITH ORDINALITY AS q(id, cm, i)
         WHERE q.i = 1 OR q.cm / 1.005 - x.pc_m - 1 <= x.piece_ub
-        ORDER BY 2, q.id
+        ORDER BY 3, q.id
         LIMIT 1) b ON true
   LEFT JOIN LATERAL (
-       SELECT q.id, CASE WHEN q.i = 1 THEN x.post_ub ELSE ST_Distance(q.g, x.pt) END AS m
-         FROM unnest(x.post_ids, x.post_m, x.post_g) WITH ORDINALITY AS q(id, cm, g, i)
+       SELECT q.id,
+              CASE WHEN q.i = 1 THEN x.post_ub
+                   ELSE (SELECT ST_Distance(p.g, x.pt) FROM import_post p WHERE p.id = q.id)
+              END AS m
+         FROM unnest(c.post_ids, c.post_m) WITH ORDINALITY AS q(id, cm, i)
         WHERE q.i = 1 OR q.cm / 1.005 - x.pc_m - 1 <= x.post_ub
         ORDER BY 2, q.id
         LIMIT 1) po ON true
@@ -1147,10 +1164,12 @@ async def _prepare_places(session: AsyncSession) -> None:
     await session.execute(text("ANALYZE import_xy"))
     await session.execute(text(NEAR_PIECES))
     await session.execute(text(NEAR_POSTS))
-    await session.execute(text("CREATE INDEX ON import_piece USING gist (g)"))
-    await session.execute(text("CREATE INDEX ON import_post USING gist (g)"))
+    for table in ("import_piece", "import_post"):
+        await session.execute(text(f"CREATE INDEX ON {table} USING gist (g)"))
+        await session.execute(text(f"CREATE UNIQUE INDEX ON {table} (id)"))
+        await session.execute(text(f"ANALYZE {table}"))
     await session.execute(text(NEAR_CELLS))
-    await session.execute(text("CREATE INDEX ON import_cell (cx, cy)"))
+    await session.execute(text("CREATE INDEX ON import_cell (deg, cx, cy)"))
     await session.execute(text("ANALYZE import_cell"))
 
 
