@@ -825,7 +825,7 @@ CREATE TEMP TABLE import_row (
 """
 TEMP_TABLES = (
     "import_row", "import_place", "import_todo", "import_xy", "import_near", "import_piece",
-    "import_post", "import_cell",
+    "import_post", "import_cell", "import_cover", "import_jpiece", "import_jur", "import_jnear",
 )  # fmt: skip
 
 # Places whose derived fields are already known: an incident with the same (source, source_id)
@@ -977,20 +977,70 @@ SELECT x.lon, x.lat, b.code, b.m / 1000.0, po.id, po.m / 1000.0
         LIMIT 1) po ON true
 """
 
-# The jurisdiction of each distinct (point, day), as incident_derive() sets it: the covering
-# jurisdiction at every level (preferring the version valid on that day), else the nearest
-# province within 22 224 m among the 16 nearest province pieces. Before the geodesic
-# ST_DWithin, a candidate whose planar distance (degrees) already proves it farther than
-# 22 224 m is dropped: that test only removes candidates the trigger would reject (the bound
-# uses the smallest meridian radius, the highest latitude the geodesic can reach, and a 2 %
-# margin), and saves the geodesic test far at sea.
+# The jurisdiction pieces that cover each distinct point (the trigger's ST_Covers over the
+# indexed pieces), once per point whatever the number of days it appears on.
+JURISDICTION_COVER = """
+CREATE TEMP TABLE import_cover ON COMMIT DROP AS
+SELECT x.lon, x.lat,
+       array(SELECT p.id FROM jurisdiction_piece p
+              WHERE ST_Covers(p.geom, ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326))) AS ids
+  FROM import_xy x
+"""
+JURISDICTION_PIECES = """
+CREATE TEMP TABLE import_jpiece ON COMMIT DROP AS
+SELECT p.id, p.code, p.level, p.country, p.valid_from, p.valid_to FROM jurisdiction_piece p
+"""
+
+# The jurisdiction of each distinct (point, day), as incident_derive() sets it: among the
+# covering pieces, one per level (preferring the version valid on that day, then the latest,
+# then the lowest code), else the nearest province within 22 224 m among the 16 nearest province
+# pieces. Before the geodesic ST_DWithin, a candidate whose planar distance (degrees) already
+# proves it farther than 22 224 m is dropped: that test only removes candidates the trigger
+# would reject (the bound uses the smallest meridian radius, the highest latitude the geodesic
+# can reach, and a 2 % margin), and saves the geodesic test far at sea.
+JURISDICTION_PICK = """
+CREATE TEMP TABLE import_jur ON COMMIT DROP AS
+SELECT pick.k, array_agg(pick.code ORDER BY pick.rank) AS path, max(pick.country) AS country
+  FROM (SELECT DISTINCT ON (t.k, p.level) t.k, p.code, p.country,
+               array_position(ARRAY['country','province','district','commune'], p.level::text)
+                   AS rank
+          FROM import_todo t
+          JOIN import_cover cv ON cv.lon = t.lon AND cv.lat = t.lat
+         CROSS JOIN LATERAL unnest(cv.ids) AS q(id)
+          JOIN import_jpiece p ON p.id = q.id
+         ORDER BY t.k, p.level,
+                  (coalesce(p.valid_from, '-infinity'::date) <= t.day
+                   AND t.day < coalesce(p.valid_to, 'infinity'::date)) DESC,
+                  p.valid_from DESC NULLS LAST, p.code) pick
+ GROUP BY pick.k
+"""
+JURISDICTION_NEAREST = """
+CREATE TEMP TABLE import_jnear ON COMMIT DROP AS
+SELECT t.k, c.code, c.country
+  FROM (SELECT t.k, t.lon, t.lat, ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326) AS geom
+          FROM import_todo t
+         WHERE NOT EXISTS (SELECT 1 FROM import_jur j WHERE j.k = t.k)) t
+ CROSS JOIN LATERAL (
+       SELECT c.code, c.country
+         FROM (SELECT p.code, p.country, p.geom, p.geom <-> t.geom AS deg
+                 FROM jurisdiction_piece p
+                WHERE p.level = 'province'
+                ORDER BY p.geom <-> t.geom LIMIT 16) c
+        WHERE (abs(t.lon) > 179
+               OR radians(c.deg) * 6335439 * cos(radians(least(abs(t.lat) + 0.25, 89)))
+                  <= 22224 * 1.02)
+          AND ST_DWithin(c.geom::geography, t.geom::geography, 22224)
+        ORDER BY ST_Distance(c.geom::geography, t.geom::geography), c.code
+        LIMIT 1) c
+"""
 DERIVE_PLACE = """
 INSERT INTO import_place
 SELECT t.lon, t.lat, t.day,
        CASE WHEN j.path IS NOT NULL THEN j.country ELSE nr.country END,
        CASE WHEN j.path IS NOT NULL
-            THEN (SELECT jj.code FROM jurisdiction jj
-                   WHERE jj.level = 'province' AND jj.code = ANY(j.path) LIMIT 1)
+            THEN (SELECT e.code FROM unnest(j.path) AS e(code)
+                   WHERE e.code IN (SELECT jj.code FROM jurisdiction jj
+                                     WHERE jj.level = 'province') LIMIT 1)
             ELSE nr.code END,
        CASE WHEN j.path IS NOT NULL THEN j.path
             WHEN nr.code IS NOT NULL THEN ARRAY[nr.country, nr.code] END,
@@ -999,32 +1049,8 @@ SELECT t.lon, t.lat, t.day,
        n.border_segment, n.border_distance_km, n.nearest_post_id, n.nearest_post_km
   FROM import_todo t
   JOIN import_near n ON n.lon = t.lon AND n.lat = t.lat
- CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326) AS geom) g
-  LEFT JOIN LATERAL (
-       SELECT array_agg(h.code ORDER BY h.rank) AS path, max(h.country) AS country
-         FROM (SELECT DISTINCT ON (p.level) p.code, p.country,
-                      array_position(ARRAY['country','province','district','commune'],
-                                     p.level::text) AS rank
-                 FROM jurisdiction_piece p
-                WHERE ST_Covers(p.geom, g.geom)
-                ORDER BY p.level,
-                         (coalesce(p.valid_from, '-infinity'::date) <= t.day
-                          AND t.day < coalesce(p.valid_to, 'infinity'::date)) DESC,
-                         p.valid_from DESC NULLS LAST) h) j ON true
-  LEFT JOIN LATERAL (
-       SELECT c.code, c.country
-         FROM (SELECT p.code, p.country, p.geom, p.geom <-> g.geom AS deg
-                 FROM jurisdiction_piece p
-                WHERE p.level = 'province'
-                ORDER BY p.geom <-> g.geom LIMIT 16) c
-        WHERE j.path IS NULL
-          AND (abs(t.lon) > 179
-               OR radians(c.deg) * 6335439 * cos(radians(least(abs(t.lat) + 0.25, 89)))
-                  <= 22224 * 1.02)
-          AND ST_DWithin(c.geom::geography, g.geom::geography, 22224)
-        ORDER BY ST_Distance(c.geom::geography, g.geom::geography)
-        LIMIT 1) nr ON true
- WHERE t.k BETWEEN :lo AND :hi
+  LEFT JOIN import_jur j ON j.k = t.k
+  LEFT JOIN import_jnear nr ON nr.k = t.k
 """
 
 DERIVED_COLUMNS = (
@@ -1146,9 +1172,19 @@ async def _derive(session: AsyncSession, progress: Progress, clock: _Clock) -> N
         await session.execute(text("CREATE INDEX ON import_near (lon, lat)"))
         await session.execute(text("ANALYZE import_near"))
     with clock("derive: jurisdiction"):
-        for lo, hi in _ranges(1, places, DERIVE_BATCH):
-            await session.execute(text(DERIVE_PLACE), {"lo": lo, "hi": hi})
-            progress("deriving", points + hi, total)
+        await session.execute(text(JURISDICTION_COVER))
+        await session.execute(text("CREATE INDEX ON import_cover (lon, lat)"))
+        await session.execute(text("ANALYZE import_cover"))
+        await session.execute(text(JURISDICTION_PIECES))
+        await session.execute(text("CREATE UNIQUE INDEX ON import_jpiece (id)"))
+        await session.execute(text("ANALYZE import_jpiece"))
+        await session.execute(text(JURISDICTION_PICK))
+        await session.execute(text("CREATE UNIQUE INDEX ON import_jur (k)"))
+        await session.execute(text("ANALYZE import_jur"))
+        await session.execute(text(JURISDICTION_NEAREST))
+        await session.execute(text("ANALYZE import_jnear"))
+        await session.execute(text(DERIVE_PLACE))
+        progress("deriving", total, total)
         await session.execute(text("CREATE INDEX ON import_place (lon, lat, day)"))
         await session.execute(text("ANALYZE import_place"))
 
@@ -1160,6 +1196,7 @@ async def _prepare_places(session: AsyncSession) -> None:
     await session.execute(text(XY_TODO))
     await session.execute(text(NEAR_DDL))
     await session.execute(text("CREATE INDEX ON import_todo (k)"))
+    await session.execute(text("ANALYZE import_todo"))
     await session.execute(text("CREATE INDEX ON import_xy (k)"))
     await session.execute(text("ANALYZE import_xy"))
     await session.execute(text(NEAR_PIECES))

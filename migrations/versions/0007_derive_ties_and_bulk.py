@@ -1,12 +1,15 @@
-"""incident_derive: ties between border pieces go to the lowest piece id; not called in bulk
+"""incident_derive: ties broken the same way every time; not called in bulk
 
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-01 22:30:00
 
-Two border pieces at exactly the same distance (a point whose nearest border point is the vertex
-two pieces share) were ordered by chance; the bulk import orders them by piece id, and now the
-trigger does too, so both give the same answer in every case.
+Equal candidates were ordered by chance: two border pieces at exactly the same distance (a point
+whose nearest border point is the vertex two pieces share), two jurisdictions of one level that
+both cover a point on their common boundary (and are valid alike), two provinces equally near
+an offshore point. The bulk import, which finds the candidates another way, breaks those ties
+by piece id or code, and now the trigger does the same, so both give the same answer in every
+case.
 
 The trigger gets a WHEN condition on `borderwatch.bulk`: during a set-based import (which has
 derived the fields already) the function is not even called, instead of being called for every
@@ -25,6 +28,15 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BORDER_ORDER = "ORDER BY ST_Distance(p.geom::geography, pt)\n     LIMIT 1;"
+LEVEL_ORDER = "p.valid_from DESC NULLS LAST\n      ) h;"
+NEAREST_ORDER = "ORDER BY ST_Distance(c.geom::geography, NEW.geom::geography)\n         LIMIT 1;"
+TIES = {
+    BORDER_ORDER: "ORDER BY ST_Distance(p.geom::geography, pt), p.id\n     LIMIT 1;",
+    LEVEL_ORDER: "p.valid_from DESC NULLS LAST, p.code\n      ) h;",
+    NEAREST_ORDER: (
+        "ORDER BY ST_Distance(c.geom::geography, NEW.geom::geography), c.code\n         LIMIT 1;"
+    ),
+}
 
 
 def _derive_v2() -> str:
@@ -35,7 +47,7 @@ def _derive_v2() -> str:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     text = str(module.INCIDENT_DERIVE_V2)
-    assert text.count(BORDER_ORDER) == 1
+    assert all(text.count(old) == 1 for old in TIES)
     return text
 
 
@@ -48,11 +60,10 @@ BULK_OFF = "WHEN (current_setting('borderwatch.bulk', true) IS DISTINCT FROM 'on
 
 def upgrade() -> None:
     """Apply this revision."""
-    op.execute(
-        _derive_v2().replace(
-            BORDER_ORDER, "ORDER BY ST_Distance(p.geom::geography, pt), p.id\n     LIMIT 1;"
-        )
-    )
+    text = _derive_v2()
+    for old, new in TIES.items():
+        text = text.replace(old, new)
+    op.execute(text)
     op.execute("DROP TRIGGER incident_derive ON incident")
     op.execute(TRIGGER.format(when=BULK_OFF))
 
