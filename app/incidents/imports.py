@@ -997,13 +997,18 @@ SELECT p.id, p.code, p.level, p.country, p.valid_from, p.valid_to FROM jurisdict
 # pieces. Before the geodesic ST_DWithin, a candidate whose planar distance (degrees) already
 # proves it farther than 22 224 m is dropped: that test only removes candidates the trigger
 # would reject (the bound uses the smallest meridian radius, the highest latitude the geodesic
-# can reach, and a 2 % margin), and saves the geodesic test far at sea.
+# can reach, and a 2 % margin), and saves the geodesic test far at sea. The province is the
+# first code of the path that names a province (the trigger takes a province whose code is in
+# the path: the same, as a path holds one code per level).
 JURISDICTION_PICK = """
 CREATE TEMP TABLE import_jur ON COMMIT DROP AS
-SELECT pick.k, array_agg(pick.code ORDER BY pick.rank) AS path, max(pick.country) AS country
+SELECT pick.k, array_agg(pick.code ORDER BY pick.rank) AS path, max(pick.country) AS country,
+       (array_agg(pick.code ORDER BY pick.rank) FILTER (WHERE pick.is_province))[1] AS province
   FROM (SELECT DISTINCT ON (t.k, p.level) t.k, p.code, p.country,
                array_position(ARRAY['country','province','district','commune'], p.level::text)
-                   AS rank
+                   AS rank,
+               p.code IN (SELECT jj.code FROM jurisdiction jj WHERE jj.level = 'province')
+                   AS is_province
           FROM import_todo t
           JOIN import_cover cv ON cv.lon = t.lon AND cv.lat = t.lat
          CROSS JOIN LATERAL unnest(cv.ids) AS q(id)
@@ -1037,11 +1042,7 @@ DERIVE_PLACE = """
 INSERT INTO import_place
 SELECT t.lon, t.lat, t.day,
        CASE WHEN j.path IS NOT NULL THEN j.country ELSE nr.country END,
-       CASE WHEN j.path IS NOT NULL
-            THEN (SELECT e.code FROM unnest(j.path) AS e(code)
-                   WHERE e.code IN (SELECT jj.code FROM jurisdiction jj
-                                     WHERE jj.level = 'province') LIMIT 1)
-            ELSE nr.code END,
+       CASE WHEN j.path IS NOT NULL THEN j.province ELSE nr.code END,
        CASE WHEN j.path IS NOT NULL THEN j.path
             WHEN nr.code IS NOT NULL THEN ARRAY[nr.country, nr.code] END,
        CASE WHEN j.path IS NOT NULL THEN 'contains'
@@ -1182,6 +1183,7 @@ async def _derive(session: AsyncSession, progress: Progress, clock: _Clock) -> N
         await session.execute(text("CREATE UNIQUE INDEX ON import_jur (k)"))
         await session.execute(text("ANALYZE import_jur"))
         await session.execute(text(JURISDICTION_NEAREST))
+        await session.execute(text("CREATE UNIQUE INDEX ON import_jnear (k)"))
         await session.execute(text("ANALYZE import_jnear"))
         await session.execute(text(DERIVE_PLACE))
         progress("deriving", total, total)
