@@ -1257,8 +1257,11 @@ async def _stage(
     assert conn is not None
     chunks = reader.chunks(CHUNK_ROWS)
     progress("reading", 0, reader.total_bytes)
+    # the next chunk is validated while the server stores the previous one
+    ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
     try:
-        while (records := await asyncio.to_thread(next, chunks, None)) is not None:
+        while (records := await ahead) is not None:
+            ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
             progress("reading", reader.bytes_read, reader.total_bytes)
             progress("validating", ctx.rows, None)
             if records and (keep_going or not ctx.errors.total):
@@ -1266,6 +1269,8 @@ async def _stage(
                     "import_row", records=records, columns=STAGING_COLUMNS
                 )
     finally:
+        with contextlib.suppress(BaseException):  # after an error: the worker ends its chunk
+            await asyncio.shield(ahead)
         with contextlib.suppress(ValueError):  # still running in its thread after a cancel
             chunks.close()
     progress("validating", ctx.rows, ctx.rows)
