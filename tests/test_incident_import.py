@@ -734,7 +734,9 @@ async def test_upload_over_the_limit_is_413(
 # The set-based derivation must agree with the trigger.
 
 
-def _varied_points(coast: list[tuple[float, float]]) -> Iterator[tuple[float, float]]:
+def _varied_points(
+    coast: list[tuple[float, float]], joints: list[tuple[float, float]]
+) -> Iterator[tuple[float, float]]:
     rng = random.Random(20261122)
     for _ in range(170):  # provinces, the neighbours, the sea
         yield rng.uniform(102.0, 110.0), rng.uniform(8.0, 23.5)
@@ -742,6 +744,12 @@ def _varied_points(coast: list[tuple[float, float]]) -> Iterator[tuple[float, fl
         yield x + rng.uniform(-0.12, 0.12), y + rng.uniform(-0.12, 0.12)
     for _ in range(20):  # far at sea
         yield rng.uniform(111.0, 116.0), rng.uniform(8.0, 18.0)
+    # dense spots (the import's fine cells) around points where two border pieces meet, and
+    # those points themselves: equally near both pieces, the lower piece id wins
+    for x, y in rng.sample(joints, 6):
+        for _ in range(25):
+            yield x + rng.uniform(-0.05, 0.05), y + rng.uniform(-0.05, 0.05)
+    yield from rng.sample(joints, 20)
 
 
 async def test_bulk_derivation_matches_the_trigger(
@@ -758,7 +766,18 @@ async def test_bulk_derivation_matches_the_trigger(
             )
         ).all()
     ]
-    points = list(_varied_points(coast))
+    joints = [
+        (float(x), float(y))
+        for x, y in (
+            await session.execute(
+                text(
+                    "SELECT ST_X(ST_StartPoint(geom)), ST_Y(ST_StartPoint(geom))"
+                    " FROM border_segment_piece ORDER BY id"
+                )
+            )
+        ).all()
+    ]
+    points = list(_varied_points(coast, joints))
     days = [date(2001, 1, 1), date(2024, 5, 1), date(2025, 12, 31)]
     at = [datetime.combine(days[i % 3], datetime.min.time(), UTC) for i in range(len(points))]
     # the trigger path: plain INSERTs

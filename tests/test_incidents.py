@@ -225,3 +225,95 @@ async def test_unknown_incident_is_404(client: httpx.AsyncClient) -> None:
     )
     assert r.status_code == 404
     assert (await client.get("/incidents/not-a-uuid")).status_code == 422
+
+
+async def test_history_per_statement_equals_the_row_trigger(session: AsyncSession) -> None:
+    """The statement-level history triggers (0006) write exactly what the row trigger of 0002
+    wrote: the old function is attached again for this test, so every write lands twice."""
+    await session.execute(
+        text(
+            "CREATE TRIGGER zz_row_history AFTER INSERT OR UPDATE ON incident"
+            " FOR EACH ROW EXECUTE FUNCTION incident_history_append()"
+        )
+    )
+    await session.execute(text("SELECT set_config('borderwatch.actor', 'tester', true)"))
+    ids = (
+        (
+            await session.execute(
+                text(
+                    "INSERT INTO incident (category, severity, occurred_at, geom, source, source_id)"
+                    " SELECT 'fraud', 2, '2025-01-02T03:04:05Z',"
+                    " ST_SetSRID(ST_MakePoint(105.4 + i / 10.0, 10.4), 4326), 'hist', i::text"
+                    " FROM generate_series(1, 4) i ORDER BY i RETURNING id"
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    assert len(ids) == 4
+    statements = [
+        # a move (re-derived fields change too) and a no-op on another row
+        "UPDATE incident SET geom = ST_SetSRID(ST_MakePoint(106.0, 21.0), 4326), version = 2"
+        " WHERE source = 'hist' AND source_id = '1'",
+        "UPDATE incident SET geom = geom, version = version WHERE source = 'hist'"
+        " AND source_id = '2'",
+        "UPDATE incident SET status = 'verified', version = version + 1"
+        " WHERE source = 'hist' AND source_id IN ('2', '3')",
+        "UPDATE incident SET deleted_at = now(), version = version + 1"
+        " WHERE source = 'hist' AND source_id = '4'",
+        "UPDATE incident SET deleted_at = NULL, version = version + 1"
+        " WHERE source = 'hist' AND source_id = '4'",
+        "UPDATE incident SET description = 'x', updated_at = now() WHERE source = 'hist'"
+        " AND source_id = '3'",
+        "UPDATE incident SET updated_at = now() + interval '1 hour' WHERE source = 'hist'",
+    ]
+    for sql in statements:
+        await session.execute(text(sql))
+    await session.execute(text("SELECT set_config('borderwatch.action', 'import', true)"))
+    await session.execute(
+        text(
+            "INSERT INTO incident AS i (category, severity, occurred_at, geom, source, source_id)"
+            " VALUES ('fraud', 5, '2025-01-02T03:04:05Z', ST_SetSRID(ST_MakePoint(105.5, 10.4),"
+            " 4326), 'hist', '1'), ('other', 1, '2025-01-03T00:00:00Z',"
+            " ST_SetSRID(ST_MakePoint(105.6, 10.4), 4326), 'hist', '9')"
+            " ON CONFLICT (source, source_id) WHERE source_id IS NOT NULL DO UPDATE"
+            " SET severity = EXCLUDED.severity, version = i.version + 1"
+        )
+    )
+    await session.execute(text("DROP TRIGGER zz_row_history ON incident"))
+    rows = (
+        await session.execute(
+            text(
+                "SELECT h.incident_id, h.version, h.action, h.actor, h.changes, count(*)"
+                " FROM incident_history h JOIN incident i ON i.id = h.incident_id"
+                " WHERE i.source = 'hist'"
+                " GROUP BY 1, 2, 3, 4, 5 ORDER BY 3, 2"
+            )
+        )
+    ).all()
+    assert [r[5] for r in rows] == [2] * len(rows)  # each entry written by both, identically
+    actions = sorted(r[2] for r in rows)
+    # 4 creates; move; status x2; delete; restore; description; import: update + insert
+    assert actions == sorted(
+        ["create"] * 4 + ["update", "status", "status", "delete", "restore", "update"]
+        + ["import", "import"]
+    )  # fmt: skip
+    assert {r[3] for r in rows} == {"tester"}
+    moved = next(r for r in rows if r[0] == ids[0] and r[2] == "update")
+    assert moved[4]["location"][1] == {"type": "Point", "coordinates": [106, 21]}
+    assert moved[4]["province_code"][0] != moved[4]["province_code"][1]
+    assert "version" not in moved[4] and "updated_at" not in moved[4]
+    # the picture names every column (a new column must be added to the history triggers)
+    columns = set(
+        (
+            await session.execute(
+                text(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = 'incident'::regclass"
+                    " AND attnum > 0 AND NOT attisdropped"
+                )
+            )
+        ).scalars()
+    )
+    created = next(r for r in rows if r[0] == ids[0] and r[2] == "create")
+    assert set(created[4]) == columns - {"geom", "request_hash"} | {"location"}

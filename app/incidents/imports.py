@@ -17,6 +17,7 @@ import csv
 import io
 import math
 import tempfile
+import time
 import unicodedata
 from collections.abc import AsyncIterable, Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -54,6 +55,12 @@ MAX_TEXT = {"description": 10_000, "unit": 200, "source": 64, "source_id": 128}
 
 CHUNK_ROWS = 10_000  # rows validated (and COPYed) per step
 DERIVE_BATCH = 10_000  # places derived per statement
+# Cells (degrees) of the nearest border / post search: a point whose fine cell holds at least
+# DENSE_CELL distinct points uses it, the others share coarse cells (a cell costs ~0.5 ms to
+# prepare, a point ~25 µs).
+FINE_DEG = 0.1
+COARSE_DEG = 0.4
+DENSE_CELL = 8
 WRITE_BATCH = 25_000  # rows upserted per statement
 
 # Fields a row may leave out: a bit is set when the row carries the field. A new incident takes
@@ -130,6 +137,8 @@ class ImportReport:
     errors: list[dict[str, Any]]
     more_errors: int
     ignored_columns: list[str]
+    # seconds spent in each step (for benchmarks and logs; not part of the API answer)
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON body of the API answer."""
@@ -814,7 +823,10 @@ CREATE TEMP TABLE import_row (
     source_id text
 ) ON COMMIT DROP
 """
-TEMP_TABLES = ("import_row", "import_place", "import_todo", "import_xy", "import_near")
+TEMP_TABLES = (
+    "import_row", "import_place", "import_todo", "import_xy", "import_near", "import_piece",
+    "import_post", "import_cell", "import_cover", "import_jpiece", "import_jur", "import_jnear",
+)  # fmt: skip
 
 # Places whose derived fields are already known: an incident with the same (source, source_id)
 # at the same point on the same day (a re-import) carries them; the trigger keeps them current.
@@ -837,10 +849,19 @@ SELECT row_number() OVER (ORDER BY d.lon, d.lat, d.day) AS k, d.lon, d.lat, d.da
         EXCEPT
         SELECT p.lon, p.lat, p.day FROM import_place p) d
 """
-XY_TODO = """
+XY_TODO = f"""
 CREATE TEMP TABLE import_xy ON COMMIT DROP AS
-SELECT row_number() OVER (ORDER BY d.lon, d.lat) AS k, d.lon, d.lat
-  FROM (SELECT DISTINCT t.lon, t.lat FROM import_todo t) d
+WITH d AS (
+    SELECT f.lon, f.lat, f.fx, f.fy, count(*) OVER (PARTITION BY f.fx, f.fy) AS near
+      FROM (SELECT t.lon, t.lat, floor(t.lon / {FINE_DEG})::int AS fx,
+                   floor(t.lat / {FINE_DEG})::int AS fy
+              FROM (SELECT DISTINCT t.lon, t.lat FROM import_todo t) t) f
+)
+SELECT row_number() OVER (ORDER BY d.lon, d.lat) AS k, d.lon, d.lat, s.deg,
+       floor(d.lon / s.deg)::int AS cx, floor(d.lat / s.deg)::int AS cy
+  FROM d
+ CROSS JOIN LATERAL (SELECT CASE WHEN d.near >= {DENSE_CELL} THEN {FINE_DEG}::float8
+                                 ELSE {COARSE_DEG}::float8 END AS deg) s
 """
 NEAR_DDL = """
 CREATE TEMP TABLE import_near (
@@ -849,48 +870,179 @@ CREATE TEMP TABLE import_near (
 ) ON COMMIT DROP
 """
 
-# The nearest border segment and border post of each distinct point: the incident_derive()
-# rules (migration 0002) written for a set of points. Keep the two in step; the test
-# test_bulk_derivation_matches_the_trigger compares them.
-DERIVE_NEAR = """
-INSERT INTO import_near
-SELECT x.lon, x.lat, b.code, b.km, po.id, po.km
-  FROM import_xy x
- CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326)::geography AS pt) g
-  LEFT JOIN LATERAL (
-       SELECT s.code, ST_Distance(p.geom::geography, g.pt) / 1000.0 AS km
-         FROM border_segment_piece p JOIN border_segment s ON s.id = p.segment_id
-        WHERE ST_DWithin(p.geom::geography, g.pt,
-                         (SELECT q.geom::geography <-> g.pt FROM border_segment_piece q
-                           ORDER BY q.geom::geography <-> g.pt LIMIT 1) * 1.01 + 10, false)
-        ORDER BY ST_Distance(p.geom::geography, g.pt)
-        LIMIT 1) b ON true
-  LEFT JOIN LATERAL (
-       SELECT p.id, ST_Distance(p.geom::geography, g.pt) / 1000.0 AS km
-         FROM border_post p
-        WHERE ST_DWithin(p.geom::geography, g.pt,
-                         (SELECT q.geom::geography <-> g.pt FROM border_post q
-                           ORDER BY q.geom::geography <-> g.pt LIMIT 1) * 1.01 + 10, false)
-        ORDER BY ST_Distance(p.geom::geography, g.pt), p.id
-        LIMIT 1) po ON true
- WHERE x.k BETWEEN :lo AND :hi
+# The nearest border piece and border post of each distinct point, with the incident_derive()
+# result (migration 0007: the smallest ST_Distance on the spheroid, ties to the lowest id) but
+# without a nearest-neighbour index search per point. The points are grouped in cells of
+# FINE_DEG or COARSE_DEG degrees. Per cell, from its centre c: r = the distance to the farthest
+# corner (+1 %, +10 m); d = the distance to the piece nearest on the sphere (at least the
+# smallest distance); the candidates = every piece within (d + 2r) · 1.011 + 10 m of c, with
+# that distance. Per point p: ub = its distance to the candidate nearest to c; another candidate
+# Q is measured only when its lower bound dist(c, Q) / 1.005 - dist(p, c) - 1 m is at most ub.
+# PostGIS's spheroid distance is within 0.5 % of the geodesic one, which obeys the triangle
+# inequality: neither step can drop the piece the trigger picks, so the result is the same
+# value; only the number of ST_Distance calls changes (1-3 per point instead of an index search
+# and 2-3 calls). The same for the border posts.
+NEAR_PIECES = """
+CREATE TEMP TABLE import_piece ON COMMIT DROP AS
+SELECT p.id, s.code, p.geom::geography AS g
+  FROM border_segment_piece p JOIN border_segment s ON s.id = p.segment_id
+"""
+NEAR_POSTS = """
+CREATE TEMP TABLE import_post ON COMMIT DROP AS
+SELECT p.id, p.geom::geography AS g FROM border_post p
 """
 
-# The jurisdiction of each distinct (point, day), as incident_derive() sets it: the covering
-# jurisdiction at every level (preferring the version valid on that day), else the nearest
-# province within 22 224 m among the 16 nearest province pieces. Before the geodesic
-# ST_DWithin, a candidate whose planar distance (degrees) already proves it farther than
-# 22 224 m is dropped: that test only removes candidates the trigger would reject (the bound
-# uses the smallest meridian radius, the highest latitude the geodesic can reach, and a 2 %
-# margin), and saves the geodesic test far at sea.
+
+def _clamped_point(lon: str, lat: str) -> str:
+    return (
+        f"ST_SetSRID(ST_MakePoint(least(180, greatest(-180, {lon})),"
+        f" least(90, greatest(-90, {lat}))), 4326)::geography"
+    )
+
+
+NEAR_CELLS = f"""
+CREATE TEMP TABLE import_cell ON COMMIT DROP AS
+WITH c AS MATERIALIZED (
+    SELECT d.cx, d.cy,
+           {_clamped_point("(d.cx + 0.5) * d.deg", "(d.cy + 0.5) * d.deg")} AS ctr, d.deg
+      FROM (SELECT DISTINCT x.deg, x.cx, x.cy FROM import_xy x) d
+), r AS MATERIALIZED (
+    SELECT c.deg, c.cx, c.cy, c.ctr,
+           (SELECT max(ST_Distance(c.ctr, {
+    _clamped_point("(c.cx + v.dx) * c.deg", "(c.cy + v.dy) * c.deg")
+}))
+              FROM (VALUES (0, 0), (0, 1), (1, 0), (1, 1)) v(dx, dy)) * 1.01 + 10 AS r_m
+      FROM c
+), b AS MATERIALIZED (
+    SELECT r.*,
+           (SELECT ST_Distance(q.g, r.ctr) FROM import_piece q
+             ORDER BY q.g <-> r.ctr LIMIT 1) AS piece_m,
+           (SELECT ST_Distance(q.g, r.ctr) FROM import_post q
+             ORDER BY q.g <-> r.ctr LIMIT 1) AS post_m
+      FROM r
+), reach AS MATERIALIZED (
+    SELECT b.deg, b.cx, b.cy, b.ctr, (b.piece_m + 2 * b.r_m) * 1.011 + 10 AS piece_reach,
+           (b.post_m + 2 * b.r_m) * 1.011 + 10 AS post_reach
+      FROM b
+)
+SELECT e.deg, e.cx, e.cy, e.ctr, bc.ids AS piece_ids, bc.m AS piece_m, pc.ids AS post_ids,
+       pc.m AS post_m
+  FROM reach e
+ CROSS JOIN LATERAL (
+       SELECT array_agg(w.id ORDER BY w.m, w.id) AS ids, array_agg(w.m ORDER BY w.m, w.id) AS m
+         FROM (SELECT p.id, ST_Distance(p.g, e.ctr) AS m FROM import_piece p
+                WHERE ST_DWithin(p.g, e.ctr, e.piece_reach * 1.01 + 10, false) OFFSET 0) w
+        WHERE w.m <= e.piece_reach) bc
+ CROSS JOIN LATERAL (
+       SELECT array_agg(w.id ORDER BY w.m, w.id) AS ids, array_agg(w.m ORDER BY w.m, w.id) AS m
+         FROM (SELECT p.id, ST_Distance(p.g, e.ctr) AS m FROM import_post p
+                WHERE ST_DWithin(p.g, e.ctr, e.post_reach * 1.01 + 10, false) OFFSET 0) w
+        WHERE w.m <= e.post_reach) pc
+"""
+
+# (the candidate lists hold ids and distances only: geographies in them made every point copy
+# and decompress kilobytes)
+DERIVE_NEAR = """
+INSERT INTO import_near
+WITH x AS MATERIALIZED (
+    SELECT x.lon, x.lat, g.pt, x.deg, x.cx, x.cy, ST_Distance(g.pt, c.ctr) AS pc_m,
+           ST_Distance(b0.g, g.pt) AS piece_ub, ST_Distance(p0.g, g.pt) AS post_ub
+      FROM import_xy x
+      JOIN import_cell c ON c.deg = x.deg AND c.cx = x.cx AND c.cy = x.cy
+     CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326)::geography AS pt) g
+      LEFT JOIN import_piece b0 ON b0.id = c.piece_ids[1]
+      LEFT JOIN import_post p0 ON p0.id = c.post_ids[1]
+     WHERE x.k BETWEEN :lo AND :hi
+)
+SELECT x.lon, x.lat, b.code, b.m / 1000.0, po.id, po.m / 1000.0
+  FROM x
+  JOIN import_cell c ON c.deg = x.deg AND c.cx = x.cx AND c.cy = x.cy
+  LEFT JOIN LATERAL (
+       SELECT (SELECT p.code FROM import_piece p WHERE p.id = q.id) AS code, q.id,
+              CASE WHEN q.i = 1 THEN x.piece_ub
+                   ELSE (SELECT ST_Distance(p.g, x.pt) FROM import_piece p WHERE p.id = q.id)
+              END AS m
+         FROM unnest(c.piece_ids, c.piece_m) WITH ORDINALITY AS q(id, cm, i)
+        WHERE q.i = 1 OR q.cm / 1.005 - x.pc_m - 1 <= x.piece_ub
+        ORDER BY 3, q.id
+        LIMIT 1) b ON true
+  LEFT JOIN LATERAL (
+       SELECT q.id,
+              CASE WHEN q.i = 1 THEN x.post_ub
+                   ELSE (SELECT ST_Distance(p.g, x.pt) FROM import_post p WHERE p.id = q.id)
+              END AS m
+         FROM unnest(c.post_ids, c.post_m) WITH ORDINALITY AS q(id, cm, i)
+        WHERE q.i = 1 OR q.cm / 1.005 - x.pc_m - 1 <= x.post_ub
+        ORDER BY 2, q.id
+        LIMIT 1) po ON true
+"""
+
+# The jurisdiction pieces that cover each distinct point (the trigger's ST_Covers over the
+# indexed pieces), once per point whatever the number of days it appears on.
+JURISDICTION_COVER = """
+CREATE TEMP TABLE import_cover ON COMMIT DROP AS
+SELECT x.lon, x.lat,
+       array(SELECT p.id FROM jurisdiction_piece p
+              WHERE ST_Covers(p.geom, ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326))) AS ids
+  FROM import_xy x
+"""
+JURISDICTION_PIECES = """
+CREATE TEMP TABLE import_jpiece ON COMMIT DROP AS
+SELECT p.id, p.code, p.level, p.country, p.valid_from, p.valid_to FROM jurisdiction_piece p
+"""
+
+# The jurisdiction of each distinct (point, day), as incident_derive() sets it: among the
+# covering pieces, one per level (preferring the version valid on that day, then the latest,
+# then the lowest code), else the nearest province within 22 224 m among the 16 nearest province
+# pieces. Before the geodesic ST_DWithin, a candidate whose planar distance (degrees) already
+# proves it farther than 22 224 m is dropped: that test only removes candidates the trigger
+# would reject (the bound uses the smallest meridian radius, the highest latitude the geodesic
+# can reach, and a 2 % margin), and saves the geodesic test far at sea. The province is the
+# first code of the path that names a province (the trigger takes a province whose code is in
+# the path: the same, as a path holds one code per level).
+JURISDICTION_PICK = """
+CREATE TEMP TABLE import_jur ON COMMIT DROP AS
+SELECT pick.k, array_agg(pick.code ORDER BY pick.rank) AS path, max(pick.country) AS country,
+       (array_agg(pick.code ORDER BY pick.rank) FILTER (WHERE pick.is_province))[1] AS province
+  FROM (SELECT DISTINCT ON (t.k, p.level) t.k, p.code, p.country,
+               array_position(ARRAY['country','province','district','commune'], p.level::text)
+                   AS rank,
+               p.code IN (SELECT jj.code FROM jurisdiction jj WHERE jj.level = 'province')
+                   AS is_province
+          FROM import_todo t
+          JOIN import_cover cv ON cv.lon = t.lon AND cv.lat = t.lat
+         CROSS JOIN LATERAL unnest(cv.ids) AS q(id)
+          JOIN import_jpiece p ON p.id = q.id
+         ORDER BY t.k, p.level,
+                  (coalesce(p.valid_from, '-infinity'::date) <= t.day
+                   AND t.day < coalesce(p.valid_to, 'infinity'::date)) DESC,
+                  p.valid_from DESC NULLS LAST, p.code) pick
+ GROUP BY pick.k
+"""
+JURISDICTION_NEAREST = """
+CREATE TEMP TABLE import_jnear ON COMMIT DROP AS
+SELECT t.k, c.code, c.country
+  FROM (SELECT t.k, t.lon, t.lat, ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326) AS geom
+          FROM import_todo t
+         WHERE NOT EXISTS (SELECT 1 FROM import_jur j WHERE j.k = t.k)) t
+ CROSS JOIN LATERAL (
+       SELECT c.code, c.country
+         FROM (SELECT p.code, p.country, p.geom, p.geom <-> t.geom AS deg
+                 FROM jurisdiction_piece p
+                WHERE p.level = 'province'
+                ORDER BY p.geom <-> t.geom LIMIT 16) c
+        WHERE (abs(t.lon) > 179
+               OR radians(c.deg) * 6335439 * cos(radians(least(abs(t.lat) + 0.25, 89)))
+                  <= 22224 * 1.02)
+          AND ST_DWithin(c.geom::geography, t.geom::geography, 22224)
+        ORDER BY ST_Distance(c.geom::geography, t.geom::geography), c.code
+        LIMIT 1) c
+"""
 DERIVE_PLACE = """
 INSERT INTO import_place
 SELECT t.lon, t.lat, t.day,
        CASE WHEN j.path IS NOT NULL THEN j.country ELSE nr.country END,
-       CASE WHEN j.path IS NOT NULL
-            THEN (SELECT jj.code FROM jurisdiction jj
-                   WHERE jj.level = 'province' AND jj.code = ANY(j.path) LIMIT 1)
-            ELSE nr.code END,
+       CASE WHEN j.path IS NOT NULL THEN j.province ELSE nr.code END,
        CASE WHEN j.path IS NOT NULL THEN j.path
             WHEN nr.code IS NOT NULL THEN ARRAY[nr.country, nr.code] END,
        CASE WHEN j.path IS NOT NULL THEN 'contains'
@@ -898,32 +1050,8 @@ SELECT t.lon, t.lat, t.day,
        n.border_segment, n.border_distance_km, n.nearest_post_id, n.nearest_post_km
   FROM import_todo t
   JOIN import_near n ON n.lon = t.lon AND n.lat = t.lat
- CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326) AS geom) g
-  LEFT JOIN LATERAL (
-       SELECT array_agg(h.code ORDER BY h.rank) AS path, max(h.country) AS country
-         FROM (SELECT DISTINCT ON (p.level) p.code, p.country,
-                      array_position(ARRAY['country','province','district','commune'],
-                                     p.level::text) AS rank
-                 FROM jurisdiction_piece p
-                WHERE ST_Covers(p.geom, g.geom)
-                ORDER BY p.level,
-                         (coalesce(p.valid_from, '-infinity'::date) <= t.day
-                          AND t.day < coalesce(p.valid_to, 'infinity'::date)) DESC,
-                         p.valid_from DESC NULLS LAST) h) j ON true
-  LEFT JOIN LATERAL (
-       SELECT c.code, c.country
-         FROM (SELECT p.code, p.country, p.geom, p.geom <-> g.geom AS deg
-                 FROM jurisdiction_piece p
-                WHERE p.level = 'province'
-                ORDER BY p.geom <-> g.geom LIMIT 16) c
-        WHERE j.path IS NULL
-          AND (abs(t.lon) > 179
-               OR radians(c.deg) * 6335439 * cos(radians(least(abs(t.lat) + 0.25, 89)))
-                  <= 22224 * 1.02)
-          AND ST_DWithin(c.geom::geography, g.geom::geography, 22224)
-        ORDER BY ST_Distance(c.geom::geography, g.geom::geography)
-        LIMIT 1) nr ON true
- WHERE t.k BETWEEN :lo AND :hi
+  LEFT JOIN import_jur j ON j.k = t.k
+  LEFT JOIN import_jnear nr ON nr.k = t.k
 """
 
 DERIVED_COLUMNS = (
@@ -1014,28 +1142,74 @@ def _ranges(first: int, last: int, step: int) -> Iterator[tuple[int, int]]:
         lo += step
 
 
-async def _derive(session: AsyncSession, progress: Progress) -> None:
+class _Clock:
+    """Adds up the wall time of each named step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.seconds[step] = self.seconds.get(step, 0.0) + elapsed
+
+
+async def _derive(session: AsyncSession, progress: Progress, clock: _Clock) -> None:
     """Fill import_place with the derived fields of every distinct (point, day) staged."""
+    with clock("derive: cells"):
+        await _prepare_places(session)
+    points = int((await session.execute(text("SELECT count(*) FROM import_xy"))).scalar_one())
+    places = int((await session.execute(text("SELECT count(*) FROM import_todo"))).scalar_one())
+    total = points + places
+    progress("deriving", 0, total)
+    with clock("derive: border and post"):
+        for lo, hi in _ranges(1, points, DERIVE_BATCH):
+            await session.execute(text(DERIVE_NEAR), {"lo": lo, "hi": hi})
+            progress("deriving", hi, total)
+        await session.execute(text("CREATE INDEX ON import_near (lon, lat)"))
+        await session.execute(text("ANALYZE import_near"))
+    with clock("derive: jurisdiction"):
+        await session.execute(text(JURISDICTION_COVER))
+        await session.execute(text("CREATE INDEX ON import_cover (lon, lat)"))
+        await session.execute(text("ANALYZE import_cover"))
+        await session.execute(text(JURISDICTION_PIECES))
+        await session.execute(text("CREATE UNIQUE INDEX ON import_jpiece (id)"))
+        await session.execute(text("ANALYZE import_jpiece"))
+        await session.execute(text(JURISDICTION_PICK))
+        await session.execute(text("CREATE UNIQUE INDEX ON import_jur (k)"))
+        await session.execute(text("ANALYZE import_jur"))
+        await session.execute(text(JURISDICTION_NEAREST))
+        await session.execute(text("CREATE UNIQUE INDEX ON import_jnear (k)"))
+        await session.execute(text("ANALYZE import_jnear"))
+        await session.execute(text(DERIVE_PLACE))
+        progress("deriving", total, total)
+        await session.execute(text("CREATE INDEX ON import_place (lon, lat, day)"))
+        await session.execute(text("ANALYZE import_place"))
+
+
+async def _prepare_places(session: AsyncSession) -> None:
+    """The places to derive, the distinct points among them, and the cells of those points."""
     await session.execute(text(PLACES_KNOWN))
     await session.execute(text(PLACES_TODO))
     await session.execute(text(XY_TODO))
     await session.execute(text(NEAR_DDL))
     await session.execute(text("CREATE INDEX ON import_todo (k)"))
+    await session.execute(text("ANALYZE import_todo"))
     await session.execute(text("CREATE INDEX ON import_xy (k)"))
-    points = int((await session.execute(text("SELECT count(*) FROM import_xy"))).scalar_one())
-    places = int((await session.execute(text("SELECT count(*) FROM import_todo"))).scalar_one())
-    total = points + places
-    progress("deriving", 0, total)
-    for lo, hi in _ranges(1, points, DERIVE_BATCH):
-        await session.execute(text(DERIVE_NEAR), {"lo": lo, "hi": hi})
-        progress("deriving", hi, total)
-    await session.execute(text("CREATE INDEX ON import_near (lon, lat)"))
-    await session.execute(text("ANALYZE import_near"))
-    for lo, hi in _ranges(1, places, DERIVE_BATCH):
-        await session.execute(text(DERIVE_PLACE), {"lo": lo, "hi": hi})
-        progress("deriving", points + hi, total)
-    await session.execute(text("CREATE INDEX ON import_place (lon, lat, day)"))
-    await session.execute(text("ANALYZE import_place"))
+    await session.execute(text("ANALYZE import_xy"))
+    await session.execute(text(NEAR_PIECES))
+    await session.execute(text(NEAR_POSTS))
+    for table in ("import_piece", "import_post"):
+        await session.execute(text(f"CREATE INDEX ON {table} USING gist (g)"))
+        await session.execute(text(f"CREATE UNIQUE INDEX ON {table} (id)"))
+        await session.execute(text(f"ANALYZE {table}"))
+    await session.execute(text(NEAR_CELLS))
+    await session.execute(text("CREATE INDEX ON import_cell (deg, cx, cy)"))
+    await session.execute(text("ANALYZE import_cell"))
 
 
 async def _upsert(
@@ -1083,8 +1257,11 @@ async def _stage(
     assert conn is not None
     chunks = reader.chunks(CHUNK_ROWS)
     progress("reading", 0, reader.total_bytes)
+    # the next chunk is validated while the server stores the previous one
+    ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
     try:
-        while (records := await asyncio.to_thread(next, chunks, None)) is not None:
+        while (records := await ahead) is not None:
+            ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
             progress("reading", reader.bytes_read, reader.total_bytes)
             progress("validating", ctx.rows, None)
             if records and (keep_going or not ctx.errors.total):
@@ -1092,6 +1269,8 @@ async def _stage(
                     "import_row", records=records, columns=STAGING_COLUMNS
                 )
     finally:
+        with contextlib.suppress(BaseException):  # after an error: the worker ends its chunk
+            await asyncio.shield(ahead)
         with contextlib.suppress(ValueError):  # still running in its thread after a cancel
             chunks.close()
     progress("validating", ctx.rows, ctx.rows)
@@ -1115,6 +1294,7 @@ async def import_file(
 ) -> ImportReport:
     """Validate a CSV or GeoJSON file and upsert its incidents in one transaction."""
     report = progress or _no_progress
+    clock = _Clock()
     if mode not in MODES:
         raise InvalidInput(f"mode must be one of {', '.join(MODES)}", field="mode")
     if source is not None and not 1 <= len(source.strip()) <= MAX_TEXT["source"]:
@@ -1140,7 +1320,8 @@ async def import_file(
         for name in TEMP_TABLES:
             await session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{name}"))
         await session.execute(text(STAGING_DDL))
-        await _stage(session, reader, ctx, keep_going=mode == "skip_invalid", progress=report)
+        with clock("read, validate, copy"):
+            await _stage(session, reader, ctx, keep_going=mode == "skip_invalid", progress=report)
         errors = ctx.errors
         if errors.total and mode == "all_or_nothing":
             raise InvalidInput(
@@ -1154,10 +1335,11 @@ async def import_file(
         await session.execute(text("CREATE INDEX ON import_row (n)"))
         await session.execute(text("ANALYZE import_row"))
         if set_based:
-            await _derive(session, report)
-        staged, inserted, updated = await _upsert(
-            session, actor=actor, set_based=set_based, progress=report
-        )
+            await _derive(session, report, clock)
+        with clock("write"):
+            staged, inserted, updated = await _upsert(
+                session, actor=actor, set_based=set_based, progress=report
+            )
         for name in TEMP_TABLES:
             await session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{name}"))
         await session.execute(
@@ -1166,7 +1348,8 @@ async def import_file(
                 " set_config('borderwatch.bulk', '', true)"
             )
         )
-        await session.commit()
+        with clock("commit"):
+            await session.commit()
     except BaseException:
         await session.rollback()
         raise
@@ -1180,4 +1363,5 @@ async def import_file(
         errors=errors.entries,
         more_errors=errors.more,
         ignored_columns=ctx.ignored_columns,
+        timings=clock.seconds,
     )
