@@ -89,15 +89,35 @@ async def items(*, session: AsyncSession, source: Source, query: ItemsQuery) -> 
     conds = conditions(source, query)
     order = _order(source, query)
     rn = func.row_number().over(order_by=order)
-    rows = (
-        select(cast(source.feature(query.properties), Text).label("f"), rn.label("rn"))
-        .select_from(source.from_)
-        .where(*conds)
-        .order_by(*order)
-        .offset(query.offset)
-        .limit(query.limit + 1)
-        .subquery()
-    )
+    feature = cast(source.feature(query.properties), Text).label("f")
+    if query.offset == 0:
+        rows = (
+            select(feature, rn.label("rn"))
+            .select_from(source.from_)
+            .where(*conds)
+            .order_by(*order)
+            .limit(query.limit + 1)
+            .subquery()
+        )
+    else:
+        # PostgreSQL would build the Feature of every row OFFSET skips (45 000 of them for a
+        # GIS client's 46th page: 4.4 s): page the ids first, then build only the page
+        keys = (
+            select(source.id.label("k"), rn.label("rn"))
+            .select_from(source.from_)
+            .where(*conds)
+            .order_by(*order)
+            .offset(query.offset)
+            .limit(query.limit + 1)
+            .subquery("page_keys")
+        )
+        rows = (
+            select(feature, keys.c.rn)
+            .select_from(source.from_)
+            .join(keys, source.id == keys.c.k)
+            .where(*conds)
+            .subquery()
+        )
     in_page = rows.c.rn <= query.offset + query.limit
     stmt = select(
         func.string_agg(rows.c.f, aggregate_order_by(literal(","), rows.c.rn)).filter(in_page),
