@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 import shapely
-from sqlalchemy import ColumnElement, Date, Text, cast, func, literal, select
+from sqlalchemy import ColumnElement, Date, Select, Text, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,8 +84,9 @@ def _order(source: Source, query: ItemsQuery) -> list[Any]:
     return [*keys, source.id]  # a total order: pages never overlap or skip
 
 
-async def items(*, session: AsyncSession, source: Source, query: ItemsQuery) -> Page:
-    """One page of matching Features (and numberMatched when cheap)."""
+def page_statement(source: Source, query: ItemsQuery) -> Select[Any]:
+    """The page query: (comma-joined Features, rows in the page, rows read) — one more row
+    than the page is read to learn whether a next page exists."""
     conds = conditions(source, query)
     order = _order(source, query)
     rn = func.row_number().over(order_by=order)
@@ -99,29 +100,35 @@ async def items(*, session: AsyncSession, source: Source, query: ItemsQuery) -> 
         .subquery()
     )
     in_page = rows.c.rn <= query.offset + query.limit
-    stmt = select(
+    return select(
         func.string_agg(rows.c.f, aggregate_order_by(literal(","), rows.c.rn)).filter(in_page),
         func.count().filter(in_page),
         func.count(),
     )
-    text, returned, fetched = (await session.execute(stmt)).one()
+
+
+async def items(*, session: AsyncSession, source: Source, query: ItemsQuery) -> Page:
+    """One page of matching Features (and numberMatched when cheap)."""
+    text, returned, fetched = (await session.execute(page_statement(source, query))).one()
     more = int(fetched) > int(returned)
     matched: int | None = None
     if not more and (returned or query.offset == 0):
         matched = query.offset + int(returned)  # the last page: free
     elif query.offset == 0:
-        matched = await count(session=session, source=source, conds=conds)
+        matched = await count(session=session, source=source, query=query)
     return Page((text or "").encode(), int(returned), more, matched)
 
 
-async def count(
-    *, session: AsyncSession, source: Source, conds: list[ColumnElement[bool]]
-) -> int | None:
-    """How many rows match, or None above COUNT_CAP."""
+def count_statement(source: Source, query: ItemsQuery) -> Select[Any]:
+    """How many rows match, counting at most COUNT_CAP + 1."""
+    conds = conditions(source, query)
     capped = select(literal(1)).select_from(source.from_).where(*conds).limit(COUNT_CAP + 1)
-    n = int(
-        (await session.execute(select(func.count()).select_from(capped.subquery()))).scalar_one()
-    )
+    return select(func.count()).select_from(capped.subquery())
+
+
+async def count(*, session: AsyncSession, source: Source, query: ItemsQuery) -> int | None:
+    """How many rows match, or None above COUNT_CAP."""
+    n = int((await session.execute(count_statement(source, query))).scalar_one())
     return None if n > COUNT_CAP else n
 
 
