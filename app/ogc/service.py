@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 import shapely
-from sqlalchemy import ColumnElement, Date, Select, Text, cast, func, literal, select
+from sqlalchemy import ColumnElement, Date, Integer, Select, Text, case, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,8 +85,10 @@ def _order(source: Source, query: ItemsQuery) -> list[Any]:
 
 
 def page_statement(source: Source, query: ItemsQuery) -> Select[Any]:
-    """The page query: (comma-joined Features, rows in the page, rows read) — one more row
-    than the page is read to learn whether a next page exists."""
+    """The page in one statement: (comma-joined Features, rows in the page, rows read, the
+    capped count or NULL). One row more than the page is read to learn whether a next page
+    exists; the count runs only on a first page that has one (PostgreSQL evaluates the
+    InitPlan only when the CASE reaches it), so no request costs a second round trip."""
     conds = conditions(source, query)
     order = _order(source, query)
     rn = func.row_number().over(order_by=order)
@@ -100,36 +102,31 @@ def page_statement(source: Source, query: ItemsQuery) -> Select[Any]:
         .subquery()
     )
     in_page = rows.c.rn <= query.offset + query.limit
+    returned, fetched = func.count().filter(in_page), func.count()
+    counted: ColumnElement[Any] = literal(None, Integer)
+    if query.offset == 0:
+        capped = select(literal(1)).select_from(source.from_).where(*conds).limit(COUNT_CAP + 1)
+        total = select(func.count()).select_from(capped.subquery()).scalar_subquery()
+        counted = case((fetched > returned, total), else_=None)
     return select(
         func.string_agg(rows.c.f, aggregate_order_by(literal(","), rows.c.rn)).filter(in_page),
-        func.count().filter(in_page),
-        func.count(),
+        returned,
+        fetched,
+        counted,
     )
 
 
 async def items(*, session: AsyncSession, source: Source, query: ItemsQuery) -> Page:
     """One page of matching Features (and numberMatched when cheap)."""
-    text, returned, fetched = (await session.execute(page_statement(source, query))).one()
+    stmt = page_statement(source, query)
+    text, returned, fetched, counted = (await session.execute(stmt)).one()
     more = int(fetched) > int(returned)
     matched: int | None = None
     if not more and (returned or query.offset == 0):
         matched = query.offset + int(returned)  # the last page: free
-    elif query.offset == 0:
-        matched = await count(session=session, source=source, query=query)
+    elif counted is not None and int(counted) <= COUNT_CAP:
+        matched = int(counted)  # a first page with more to come, under the cap
     return Page((text or "").encode(), int(returned), more, matched)
-
-
-def count_statement(source: Source, query: ItemsQuery) -> Select[Any]:
-    """How many rows match, counting at most COUNT_CAP + 1."""
-    conds = conditions(source, query)
-    capped = select(literal(1)).select_from(source.from_).where(*conds).limit(COUNT_CAP + 1)
-    return select(func.count()).select_from(capped.subquery())
-
-
-async def count(*, session: AsyncSession, source: Source, query: ItemsQuery) -> int | None:
-    """How many rows match, or None above COUNT_CAP."""
-    n = int((await session.execute(count_statement(source, query))).scalar_one())
-    return None if n > COUNT_CAP else n
 
 
 async def item(*, session: AsyncSession, source: Source, feature_id: str) -> bytes:
