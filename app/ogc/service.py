@@ -4,7 +4,7 @@ The same query serves every collection (collections.Source gives the FROM clause
 and the queryables). Paging is limit/offset over a total order (the sort keys, then the
 Feature id), so following `next` links visits every match exactly once while the data stays
 still. numberMatched costs a count; it is given on the first page when the count stays under
-COUNT_CAP, and free on the last page.
+COUNT_CAP (counted in the page statement itself), and free on the last page.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from app.ogc import cql
 from app.ogc.collections import INCIDENTS, Info, Source
 from app.ogc.params import ItemsQuery
 
-COUNT_CAP = 100_000  # above this, numberMatched is left out (the count would cost too much)
+# above this, numberMatched is left out of a first page: matches scattered over the table cost
+# a heap visit each (88 880 in a 0.5° box at 1 M incidents: 650 ms, three times the page)
+COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True)
