@@ -75,6 +75,9 @@ SERVER_SETTINGS = {
     "jit": "off",
     "plan_cache_mode": "force_custom_plan",
     "application_name": "bench-raw",
+    # the service runs its items and tile statements without parallel workers (SET LOCAL);
+    # asyncpg's fetchval (one row asked for) would run them so anyway
+    "max_parallel_workers": "0",
 }
 NO_COMPRESSION = {"Accept-Encoding": "identity"}
 

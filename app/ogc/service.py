@@ -15,7 +15,19 @@ from datetime import date, datetime
 from typing import Any
 
 import shapely
-from sqlalchemy import ColumnElement, Date, Integer, Select, Text, case, cast, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Integer,
+    Select,
+    Text,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -118,9 +130,16 @@ def page_statement(source: Source, query: ItemsQuery) -> Select[Any]:
     )
 
 
+# Parallel workers made a 1 000-feature page at 1 M incidents twice as slow here (2 cores):
+# starting and feeding four workers (the page and the count each Gather) costs more than they
+# save. The parallel plan run by the leader alone is the fastest; see docs/decisions.md.
+LEADER_ONLY = text("SET LOCAL max_parallel_workers = 0")
+
+
 async def items(*, session: AsyncSession, source: Source, query: ItemsQuery) -> Page:
     """One page of matching Features (and numberMatched when cheap)."""
     stmt = page_statement(source, query)
+    await session.execute(LEADER_ONLY)  # this request's transaction only
     text, returned, fetched, counted = (await session.execute(stmt)).one()
     more = int(fetched) > int(returned)
     matched: int | None = None

@@ -66,6 +66,10 @@ DENSE_CELLS = 64  # cells per side for an over-full tile at a point zoom: 8 px
 VIEWER_MIN_CELL_M = 2 * WORLD_M / 2**12 / CELLS
 SIMPLIFY_PER_TILE = 1024  # reference layers: simplify with tolerance (tile width / 1024), ½ px
 
+# Parallel workers made busy tiles slower here (2 cores): starting and feeding them costs more
+# than they save; the parallel plan run by the leader alone is the fastest (docs/decisions.md).
+LEADER_ONLY = text("SET LOCAL max_parallel_workers = 0")
+
 HOTSPOT_CELL_KM = 5.0  # the hot-spot layer: Gi* for the default parameters of /analysis/hotspots
 HOTSPOT_CACHE_SIZE = 8
 
@@ -235,8 +239,12 @@ async def incidents_tile(
     holds more than MAX_TILE_POINTS), aggregates below it and for viewers at every zoom."""
     if aggregate_only or tile.z < POINT_MIN_ZOOM:
         stmt = _coarse(filt, tile, aggregate_only)
-        return b"" if stmt is None else await _run(session, stmt)
-    return await _run(session, capped_points(filt, tile, MAX_TILE_POINTS))
+        if stmt is None:
+            return b""
+    else:
+        stmt = capped_points(filt, tile, MAX_TILE_POINTS)
+    await session.execute(LEADER_ONLY)  # this request's transaction only
+    return await _run(session, stmt)
 
 
 async def incidents_statement(
