@@ -36,7 +36,7 @@ from app.config import Settings
 from app.db import create_engine, sessionmaker
 from app.incidents.filters import IncidentFilter
 from app.tiles import service
-from bench.common import admin_key, cluster, prepare, server, summary
+from bench.common import admin_key, cluster, load, prepare, server
 
 CAP_S = 120.0  # no loop runs longer than this
 BUSIEST = 5
@@ -143,23 +143,7 @@ async def timed(
 ) -> dict[str, float]:
     """Fetch every tile `rounds` times at the given concurrency: latency summary and rate."""
     jobs = [t for _ in range(rounds) for t in tiles]
-    samples: list[float] = []
-    deadline = time.monotonic() + CAP_S
-    queue: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
-    for job in jobs:
-        queue.put_nowait(job)
-
-    async def worker() -> None:
-        while not queue.empty() and time.monotonic() < deadline:
-            z, x, y = queue.get_nowait()
-            t = time.perf_counter()
-            await target.fetch(z, x, y)
-            samples.append(time.perf_counter() - t)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return {**summary(samples), "requests": len(samples), "per_s": len(samples) / elapsed}
+    return await load(lambda t: target.fetch(*t), jobs, concurrency, CAP_S)
 
 
 async def sizes(

@@ -8,15 +8,18 @@ between runs when it already holds the requested number of incidents. Everything
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -31,6 +34,8 @@ from app.incidents import demo
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(os.environ.get("BORDERWATCH_BENCH_DIR", "/tmp/borderwatch-bench"))
 BENCH_PORT = int(os.environ.get("BORDERWATCH_BENCH_PG_PORT", "54399"))
+TIPG_VENV = ROOT / "bench" / ".tipg-venv"
+SYS_PIDFD_GETFD = 438  # Linux syscall number (the same on x86-64 and arm64)
 
 
 def free_port() -> int:
@@ -92,34 +97,140 @@ async def admin_key(url: str) -> str:
         await engine.dispose()
 
 
+@dataclass(frozen=True)
+class Served:
+    """A server process this benchmark started: where it listens and its PID."""
+
+    base: str
+    port: int
+    pid: int
+
+
 @contextmanager
-def server(url: str) -> Iterator[str]:
-    """A uvicorn process (one worker, as `make run` starts it) serving on 127.0.0.1."""
-    port = free_port()
-    # no rate limit: the benchmark is one principal sending far more than 600 requests a minute
-    env = dict(
-        os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test", BORDERWATCH_RATE_LIMIT=""
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, cwd=ROOT,
-    )  # fmt: skip
+def _serve(cmd: list[str], env: dict[str, str], cwd: Path, port: int) -> Iterator[Served]:
+    """Start `cmd` (listening on 127.0.0.1:port), wait for /healthz, and stop that PID after,
+    even on error (SIGTERM, then SIGKILL after 20 s)."""
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # TiPg reads the table catalogue before it answers
         while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[2:4]} exited with {proc.returncode}")
             try:
                 if httpx.get(base + "/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
         else:
-            raise RuntimeError("server did not start")
-        yield base
+            raise RuntimeError(f"{cmd[2:4]} did not start")
+        yield Served(base, port, proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@contextmanager
+def served(url: str) -> Iterator[Served]:
+    """Our API in a uvicorn process (one worker, as `make run` starts it) on 127.0.0.1."""
+    port = free_port()
+    # no rate limit: the benchmark is one principal sending far more than 600 requests a minute
+    env = dict(
+        os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test", BORDERWATCH_RATE_LIMIT=""
+    )
+    cmd = [
+        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    with _serve(cmd, env, ROOT, port) as s:
+        yield s
+
+
+@contextmanager
+def server(url: str) -> Iterator[str]:
+    """Our API on 127.0.0.1 (see `served`): its base URL."""
+    with served(url) as s:
+        yield s.base
+
+
+def tipg_python() -> Path:
+    """The interpreter of bench/.tipg-venv, created with TiPg when missing (TiPg is a
+    benchmark peer, not a dependency of the project)."""
+    python = TIPG_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"  creating {TIPG_VENV} with TiPg (pip) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(TIPG_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "tipg", "uvicorn"], check=True
+        )  # fmt: skip
+    return python
+
+
+@contextmanager
+def tipg(url: str, table: str = "incident") -> Iterator[Served]:
+    """TiPg (uvicorn, one worker) serving `table` of the same database on 127.0.0.1.
+
+    Extents and the periodic catalogue refresh are switched off: they cost TiPg time at start
+    and every 5 minutes, not per request, so the comparison only gets fairer to TiPg."""
+    python = tipg_python()
+    port = free_port()
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    keep = ("PATH", "HOME", "LANG", "TMPDIR")  # not our BORDERWATCH_* or DATABASE_URL
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env |= {
+        "DATABASE_URL": dsn,
+        "TIPG_DB_SCHEMAS": '["public"]',
+        "TIPG_DB_TABLES": f'["public.{table}"]',
+        "TIPG_DB_SPATIAL_EXTENT": "false",
+        "TIPG_DB_DATETIME_EXTENT": "false",
+        "TIPG_CATALOG_TTL": "0",
+    }
+    cmd = [
+        str(python), "-m", "uvicorn", "tipg.main:app",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    with _serve(cmd, env, TIPG_VENV, port) as s:  # cwd without a .env for TiPg to read
+        yield s
+
+
+def tcp_nodelay(server: Served) -> list[bool] | None:
+    """TCP_NODELAY on each connection the server process has accepted on its port (read from
+    the process's own sockets through pidfd_getfd; needs Linux >= 5.6 and ptrace rights),
+    or None when it cannot be read. Off = Nagle: ~40 ms per keep-alive request here."""
+    try:
+        pidfd = os.pidfd_open(server.pid)
+    except (AttributeError, OSError):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    out: list[bool] = []
+    try:
+        for name in os.listdir(f"/proc/{server.pid}/fd"):
+            try:
+                if not os.readlink(f"/proc/{server.pid}/fd/{name}").startswith("socket:"):
+                    continue
+            except OSError:
+                continue
+            fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0)
+            if fd < 0:
+                return None
+            with socket.socket(fileno=fd) as sock:  # our duplicate; closing it leaves theirs
+                try:
+                    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+                        continue
+                    if sock.type != socket.SOCK_STREAM or sock.getsockname()[1] != server.port:
+                        continue
+                    sock.getpeername()  # accepted connections only, not the listener
+                except OSError:
+                    continue
+                out.append(bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+    finally:
+        os.close(pidfd)
+    return out
 
 
 def summary(samples_s: list[float]) -> dict[str, float]:
@@ -130,6 +241,44 @@ def summary(samples_s: list[float]) -> dict[str, float]:
         "median_ms": statistics.median(ordered) * 1000,
         "p95_ms": p95 * 1000,
         "mean_ms": statistics.fmean(ordered) * 1000,
+    }
+
+
+async def load_samples(
+    fetch: Callable[[Any], Awaitable[bytes]], jobs: Sequence[Any], concurrency: int, cap_s: float
+) -> tuple[list[float], list[int], float]:
+    """Run every job once through `concurrency` workers, none starting after cap_s seconds:
+    the latencies (s), the body sizes and the elapsed wall time (s)."""
+    samples: list[float] = []
+    sizes: list[int] = []
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
+    deadline = time.monotonic() + cap_s
+
+    async def worker() -> None:
+        while not queue.empty() and time.monotonic() < deadline:
+            job = queue.get_nowait()
+            t = time.perf_counter()
+            body = await fetch(job)
+            samples.append(time.perf_counter() - t)
+            sizes.append(len(body))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return samples, sizes, time.perf_counter() - started
+
+
+async def load(
+    fetch: Callable[[Any], Awaitable[bytes]], jobs: Sequence[Any], concurrency: int, cap_s: float
+) -> dict[str, float]:
+    """load_samples summarised: latency, requests per second and the median body size."""
+    samples, sizes, elapsed = await load_samples(fetch, jobs, concurrency, cap_s)
+    return {
+        **summary(samples),
+        "requests": len(samples),
+        "per_s": len(samples) / elapsed,
+        "median_bytes": statistics.median(sizes),
     }
 
 

@@ -196,6 +196,23 @@ async def test_queryables(client: httpx.AsyncClient) -> None:
 # --- items -----------------------------------------------------------------------------------
 
 
+async def test_number_matched_is_left_out_above_the_cap(
+    client: httpx.AsyncClient, rows: list[Row], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.ogc import service
+
+    # the count runs inside the page statement, only for a first page with more to come
+    monkeypatch.setattr(service, "COUNT_CAP", len(rows))
+    at_cap = (await client.get(ITEMS, params={"limit": 10})).json()
+    assert at_cap["numberMatched"] == len(rows) and at_cap["numberReturned"] == 10
+    monkeypatch.setattr(service, "COUNT_CAP", len(rows) - 1)
+    over = (await client.get(ITEMS, params={"limit": 10})).json()
+    assert "numberMatched" not in over and over["numberReturned"] == 10
+    assert [x for x in over["links"] if x["rel"] == "next"]
+    last = (await client.get(ITEMS, params={"limit": 10, "offset": len(rows) - 5})).json()
+    assert last["numberMatched"] == len(rows)  # the last page: free, whatever the cap
+
+
 async def test_paging_visits_every_match_once(client: httpx.AsyncClient, rows: list[Row]) -> None:
     walk = await all_pages(client, ITEMS, {"limit": 17})
     assert walk["first"]["numberMatched"] == len(rows)
@@ -231,6 +248,10 @@ async def test_paging_visits_every_match_once(client: httpx.AsyncClient, rows: l
     assert not [x for x in last.json()["links"] if x["rel"] == "next"]
     past = (await client.get(ITEMS, params={"offset": 10_000})).json()
     assert past["features"] == [] and "numberMatched" not in past
+
+    # a middle page carries no count
+    middle = (await client.get(ITEMS, params={"limit": 17, "offset": 17})).json()
+    assert "numberMatched" not in middle and middle["numberReturned"] == 17
 
     # limit: default 100, above the maximum served as the maximum, below 1 refused
     assert (await client.get(ITEMS)).json()["numberReturned"] == 100

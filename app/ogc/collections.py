@@ -157,8 +157,10 @@ async def levels_present(session: AsyncSession) -> list[str]:
 
 
 async def info(session: AsyncSession, collection_id: str) -> Info:
-    """The collection with this id (NotFound otherwise)."""
-    for i in infos(await levels_present(session)):
+    """The collection with this id (NotFound otherwise); the jurisdiction levels present are
+    looked up only for a jurisdictions collection (one round trip less for the others)."""
+    levels = await levels_present(session) if collection_id.startswith(JURISDICTIONS) else []
+    for i in infos(levels):
         if i.id == collection_id:
             return i
     raise NotFound(f"no collection '{collection_id[:64]}'", collection=collection_id[:64])

@@ -4,7 +4,7 @@ The same query serves every collection (collections.Source gives the FROM clause
 and the queryables). Paging is limit/offset over a total order (the sort keys, then the
 Feature id), so following `next` links visits every match exactly once while the data stays
 still. numberMatched costs a count; it is given on the first page when the count stays under
-COUNT_CAP, and free on the last page.
+COUNT_CAP (counted in the page statement itself), and free on the last page.
 """
 
 from __future__ import annotations
@@ -15,7 +15,19 @@ from datetime import date, datetime
 from typing import Any
 
 import shapely
-from sqlalchemy import ColumnElement, Date, Text, cast, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Integer,
+    Select,
+    Text,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +38,9 @@ from app.ogc import cql
 from app.ogc.collections import INCIDENTS, Info, Source
 from app.ogc.params import ItemsQuery
 
-COUNT_CAP = 100_000  # above this, numberMatched is left out (the count would cost too much)
+# above this, numberMatched is left out of a first page: matches scattered over the table cost
+# a heap visit each (88 880 in a 0.5° box at 1 M incidents: 650 ms, three times the page)
+COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -84,8 +98,11 @@ def _order(source: Source, query: ItemsQuery) -> list[Any]:
     return [*keys, source.id]  # a total order: pages never overlap or skip
 
 
-async def items(*, session: AsyncSession, source: Source, query: ItemsQuery) -> Page:
-    """One page of matching Features (and numberMatched when cheap)."""
+def page_statement(source: Source, query: ItemsQuery) -> Select[Any]:
+    """The page in one statement: (comma-joined Features, rows in the page, rows read, the
+    capped count or NULL). One row more than the page is read to learn whether a next page
+    exists; the count runs only on a first page that has one (PostgreSQL evaluates the
+    InitPlan only when the CASE reaches it), so no request costs a second round trip."""
     conds = conditions(source, query)
     order = _order(source, query)
     rn = func.row_number().over(order_by=order)
@@ -119,30 +136,38 @@ async def items(*, session: AsyncSession, source: Source, query: ItemsQuery) -> 
             .subquery()
         )
     in_page = rows.c.rn <= query.offset + query.limit
-    stmt = select(
+    returned, fetched = func.count().filter(in_page), func.count()
+    counted: ColumnElement[Any] = literal(None, Integer)
+    if query.offset == 0:
+        capped = select(literal(1)).select_from(source.from_).where(*conds).limit(COUNT_CAP + 1)
+        total = select(func.count()).select_from(capped.subquery()).scalar_subquery()
+        counted = case((fetched > returned, total), else_=None)
+    return select(
         func.string_agg(rows.c.f, aggregate_order_by(literal(","), rows.c.rn)).filter(in_page),
-        func.count().filter(in_page),
-        func.count(),
+        returned,
+        fetched,
+        counted,
     )
-    text, returned, fetched = (await session.execute(stmt)).one()
+
+
+# Parallel workers made a 1 000-feature page at 1 M incidents twice as slow here (2 cores):
+# starting and feeding four workers (the page and the count each Gather) costs more than they
+# save. The parallel plan run by the leader alone is the fastest; see docs/decisions.md.
+LEADER_ONLY = text("SET LOCAL max_parallel_workers = 0")
+
+
+async def items(*, session: AsyncSession, source: Source, query: ItemsQuery) -> Page:
+    """One page of matching Features (and numberMatched when cheap)."""
+    stmt = page_statement(source, query)
+    await session.execute(LEADER_ONLY)  # this request's transaction only
+    text, returned, fetched, counted = (await session.execute(stmt)).one()
     more = int(fetched) > int(returned)
     matched: int | None = None
     if not more and (returned or query.offset == 0):
         matched = query.offset + int(returned)  # the last page: free
-    elif query.offset == 0:
-        matched = await count(session=session, source=source, conds=conds)
+    elif counted is not None and int(counted) <= COUNT_CAP:
+        matched = int(counted)  # a first page with more to come, under the cap
     return Page((text or "").encode(), int(returned), more, matched)
-
-
-async def count(
-    *, session: AsyncSession, source: Source, conds: list[ColumnElement[bool]]
-) -> int | None:
-    """How many rows match, or None above COUNT_CAP."""
-    capped = select(literal(1)).select_from(source.from_).where(*conds).limit(COUNT_CAP + 1)
-    n = int(
-        (await session.execute(select(func.count()).select_from(capped.subquery()))).scalar_one()
-    )
-    return None if n > COUNT_CAP else n
 
 
 async def item(*, session: AsyncSession, source: Source, feature_id: str) -> bytes:

@@ -66,6 +66,10 @@ DENSE_CELLS = 64  # cells per side for an over-full tile at a point zoom: 8 px
 VIEWER_MIN_CELL_M = 2 * WORLD_M / 2**12 / CELLS
 SIMPLIFY_PER_TILE = 1024  # reference layers: simplify with tolerance (tile width / 1024), ½ px
 
+# Parallel workers made busy tiles slower here (2 cores): starting and feeding them costs more
+# than they save; the parallel plan run by the leader alone is the fastest (docs/decisions.md).
+LEADER_ONLY = text("SET LOCAL max_parallel_workers = 0")
+
 HOTSPOT_CELL_KM = 5.0  # the hot-spot layer: Gi* for the default parameters of /analysis/hotspots
 HOTSPOT_CACHE_SIZE = 8
 
@@ -235,12 +239,12 @@ async def incidents_tile(
     holds more than MAX_TILE_POINTS), aggregates below it and for viewers at every zoom."""
     if aggregate_only or tile.z < POINT_MIN_ZOOM:
         stmt = _coarse(filt, tile, aggregate_only)
-        return b"" if stmt is None else await _run(session, stmt)
-    # one statement in the usual case; NULL means "too many points": aggregate instead
-    body = (await session.execute(points(filt, tile, cap=MAX_TILE_POINTS))).scalar()
-    if body is not None:
-        return bytes(body)
-    return await _run(session, _dense(filt, tile))
+        if stmt is None:
+            return b""
+    else:
+        stmt = capped_points(filt, tile, MAX_TILE_POINTS)
+    await session.execute(LEADER_ONLY)  # this request's transaction only
+    return await _run(session, stmt)
 
 
 async def incidents_statement(
@@ -268,29 +272,42 @@ def _dense(filt: IncidentFilter, tile: Tile) -> Select[Any]:
     return stmt
 
 
-def points(filt: IncidentFilter, tile: Tile, cap: int | None = None) -> Select[Any]:
-    """One point feature per matching incident in the tile. With `cap`, the statement yields
-    NULL when the tile holds more than `cap` incidents (it reads at most cap + 1 of them)."""
-    i = Incident
-    rows = select(
-        _point(i.geom, tile).label("geom"),
-        cast(i.id, Text).label("id"),
-        i.category,
-        i.severity,
-        i.status,
-        _iso(i.occurred_at).label("occurred_at"),
+def _point_rows(source: Any, tile: Tile) -> Select[Any]:
+    """The point features of incidents (columns of `source`) in tile coordinates."""
+    c = source.c
+    return select(
+        _point(c.geom, tile).label("geom"),
+        cast(c.id, Text).label("id"),
+        c.category,
+        c.severity,
+        c.status,
+        _iso(c.occurred_at).label("occurred_at"),
         literal(False, Boolean).label("cluster"),
-    ).where(*filt.conditions(), *_inside(i.geom, tile.lonlat()))
-    if cap is None:
-        return _mvt(rows, "incidents")
-    cand = rows.limit(cap + 1).cte("cand").prefix_with("MATERIALIZED")
-    mvt = (
-        select(func.ST_AsMVT(cand.table_valued(), "incidents", EXTENT, "geom"))
-        .where(cand.c.geom.is_not(None))
-        .scalar_subquery()
     )
+
+
+def _matching(filt: IncidentFilter, tile: Tile) -> Select[Any]:
+    i = Incident
+    columns: list[Any] = [i.geom, i.id, i.category, i.severity, i.status, i.occurred_at]
+    return select(*columns).where(*filt.conditions(), *_inside(i.geom, tile.lonlat()))
+
+
+def points(filt: IncidentFilter, tile: Tile) -> Select[Any]:
+    """One point feature per matching incident in the tile."""
+    return _mvt(_point_rows(_matching(filt, tile).subquery("m"), tile), "incidents")
+
+
+def capped_points(filt: IncidentFilter, tile: Tile, cap: int) -> Select[Any]:
+    """The points tile, or the dense aggregates when the tile holds more than `cap` incidents,
+    in one statement: at most cap + 1 matching rows are read (raw columns only) to decide;
+    only the branch taken is evaluated (each is an InitPlan that runs when the CASE reaches
+    it), so no feature is projected for nothing and no request costs a second round trip."""
+    cand = _matching(filt, tile).limit(cap + 1).cte("cand").prefix_with("MATERIALIZED")
+    empty = literal(b"", LargeBinary)
+    mvt = func.coalesce(_mvt(_point_rows(cand, tile), "incidents").scalar_subquery(), empty)
+    dense = func.coalesce(_dense(filt, tile).scalar_subquery(), empty)
     n = select(func.count()).select_from(cand).scalar_subquery()
-    return select(case((n <= cap, func.coalesce(mvt, literal(b"", LargeBinary))), else_=None))
+    return select(case((n <= cap, mvt), else_=dense))
 
 
 def _mercator_x(lon: Any) -> ColumnElement[Any]:
