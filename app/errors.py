@@ -186,10 +186,34 @@ def install(app: FastAPI) -> None:
             request,
         )
 
+    @app.exception_handler(sa_exc.DBAPIError)
+    async def _dbapi(request: Request, exc: sa_exc.DBAPIError) -> Response:
+        if _cancelled(exc):
+            log.warning("statement timeout on %s", request.url.path)
+            return problem(
+                503,
+                "Service unavailable",
+                "the query ran longer than the database statement timeout; narrow it (a shorter"
+                " time range, a smaller area, fewer categories) or retry later",
+                request,
+            )
+        log.exception("database error on %s", request.url.path)
+        return problem(500, "Internal error", "an unexpected error occurred", request)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.url.path)
         return problem(500, "Internal error", "an unexpected error occurred", request)
+
+
+def _cancelled(exc: sa_exc.DBAPIError) -> bool:
+    """Whether PostgreSQL cancelled the statement (statement_timeout; SQLSTATE 57014)."""
+    orig = exc.orig
+    return (
+        isinstance(orig, asyncpg.exceptions.QueryCanceledError)
+        or isinstance(getattr(orig, "__cause__", None), asyncpg.exceptions.QueryCanceledError)
+        or getattr(orig, "sqlstate", None) == "57014"
+    )
 
 
 def _title(status: int) -> str:

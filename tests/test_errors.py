@@ -5,10 +5,13 @@ from __future__ import annotations
 import socket
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.config import Settings
 from app.db import create_engine
 from app.main import create_app
+from conftest import app_client, make_key
 
 
 def _closed_port() -> int:
@@ -37,3 +40,16 @@ async def test_database_down_is_503(settings: Settings) -> None:
             assert (await client.get("/healthz")).status_code == 200
     finally:
         await engine.dispose()
+
+
+async def test_statement_timeout_is_503_with_advice(
+    engine: AsyncEngine, session: AsyncSession, settings: Settings
+) -> None:
+    key = await make_key(session, "admin")
+    # the request's statements share the test's transaction: a 1 ms timeout cancels the query
+    async with app_client(engine, session, settings, key) as c:
+        await session.execute(text("SET LOCAL statement_timeout = 1"))
+        r = await c.get("/analysis/hotspots", params={"area": "border-zone", "cell_km": 2})
+    assert r.status_code == 503
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "statement timeout" in r.json()["detail"]
