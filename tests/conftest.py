@@ -6,11 +6,16 @@ port; with DATABASE_URL set, a fresh database on that server is used instead and
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -26,6 +31,8 @@ from app.db import create_engine, ensure_database, get_session
 from app.embedded import EmbeddedCluster
 from app.geodata import load as geodata
 from app.main import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _free_port() -> int:
@@ -191,3 +198,48 @@ def cli_database(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         yield name
     finally:
         get_settings.cache_clear()
+
+
+def _start_uvicorn(url: str, port: int, log: Path, log_level: str) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test", BORDERWATCH_RATE_LIMIT=""
+    )
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def _tail(log: Path) -> str:
+    return log.read_text()[-2000:]
+
+
+@asynccontextmanager
+async def live_server(url: str, log: Path, log_level: str = "warning") -> AsyncIterator[str]:
+    """uvicorn (one worker, as `make run`) on 127.0.0.1 over `url`, without a rate limit (a
+    map or a GIS client sends many requests at once), its output in `log`; yields the base URL
+    once /healthz answers (30 s at most) and stops the process, by PID, afterwards."""
+    port = _free_port()
+    proc = _start_uvicorn(url, port, log, log_level)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient() as c:
+            while True:
+                try:
+                    if (await c.get(base + "/healthz", timeout=1)).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, _tail(log)
+                await asyncio.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

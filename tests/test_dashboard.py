@@ -10,14 +10,8 @@ bounded.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -36,7 +30,7 @@ from app.config import Settings
 from app.db import create_engine, ensure_database, sessionmaker
 from app.geodata import load as geodata
 from app.incidents import demo
-from conftest import app_client, database_on, drop_database
+from conftest import app_client, database_on, drop_database, live_server
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -87,24 +81,6 @@ class Served:
             return r.json()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_server(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """uvicorn on 127.0.0.1 without a rate limit (a map asks for many tiles at once)."""
-    env = dict(os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test",
-               BORDERWATCH_RATE_LIMIT="")  # fmt: skip
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 async def served(
     server_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -115,7 +91,6 @@ async def served(
     url = database_on(server_url, name)
     await ensure_database(url)
     engine = create_engine(url, settings)
-    proc: subprocess.Popen[bytes] | None = None
     log = tmp_path_factory.mktemp("dashboard") / "server.log"
     try:
         await migrate.upgrade(engine)
@@ -130,28 +105,9 @@ async def served(
                 session=session, name="dash viewer", role="viewer", jurisdiction_code=None,
                 unit=None, actor="test",
             )  # fmt: skip
-        port = _free_port()
-        proc = _start_server(url, port, log)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        async with httpx.AsyncClient() as c:
-            while True:
-                try:
-                    if (await c.get(base + "/healthz", timeout=1)).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text()[-2000:]
-                await asyncio.sleep(0.2)
-        yield Served(base, admin, viewer, int(admin_row["id"]), engine, log)
+        async with live_server(url, log) as base:
+            yield Served(base, admin, viewer, int(admin_row["id"]), engine, log)
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
         await engine.dispose()
         await drop_database(server_url, name)
 

@@ -9,14 +9,9 @@ timeout.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,7 +29,7 @@ from app.config import Settings
 from app.db import create_engine, ensure_database, sessionmaker
 from app.geodata import load as geodata
 from app.incidents import demo
-from conftest import database_on, drop_database
+from conftest import database_on, drop_database, live_server
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ogr2ogr") is None,
@@ -66,32 +61,12 @@ class Served:
         return [line for line in self.log.read_text().splitlines() if '"GET ' in line]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_server(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """uvicorn (one worker, as `make run`) on 127.0.0.1, access log into `log`."""
-    env = dict(
-        os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test", BORDERWATCH_RATE_LIMIT=""
-    )
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-
 @pytest.fixture
 async def served(server_url: str, settings: Settings, tmp_path: Path) -> AsyncIterator[Served]:
     name = f"bw_gdal_{uuid.uuid4().hex[:8]}"
     url = database_on(server_url, name)
     await ensure_database(url)
     engine = create_engine(url, settings)
-    proc: subprocess.Popen[bytes] | None = None
     try:
         await migrate.upgrade(engine)
         async with sessionmaker(engine)() as session, session.begin():
@@ -102,29 +77,10 @@ async def served(server_url: str, settings: Settings, tmp_path: Path) -> AsyncIt
                 actor="test",
             )  # fmt: skip
         await engine.dispose()
-        port = _free_port()
         log = tmp_path / "server.log"
-        proc = _start_server(url, port, log)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        async with httpx.AsyncClient() as c:
-            while True:
-                try:
-                    if (await c.get(base + "/healthz", timeout=1)).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text()[-2000:]
-                await asyncio.sleep(0.2)
-        yield Served(base + "/ogc", key, log)
+        async with live_server(url, log, log_level="info") as base:
+            yield Served(base + "/ogc", key, log)
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
         await engine.dispose()
         await drop_database(server_url, name)
 
