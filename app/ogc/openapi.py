@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.ogc.collections import Info, Source
-from app.ogc.params import CRS84, DEFAULT_LIMIT, MAX_LIMIT, equality_names
+from app.ogc.params import CRS84, DEFAULT_LIMIT, MAX_LIMIT, STANDARD, equality_names
 
 OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
 PARAM_TYPES = {
@@ -126,20 +126,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}},
     },
 }
-ITEM_PARAMS = [
-    "f",
-    "bbox",
-    "bbox-crs",
-    "datetime",
-    "limit",
-    "offset",
-    "properties",
-    "sortby",
-    "filter",
-    "filter-lang",
-    "filter-crs",
-    "near",
-]
+ITEM_PARAMS = list(STANDARD)  # every parameter the items endpoint accepts is documented
 
 
 def _json(description: str, media: str = "application/json") -> dict[str, Any]:
