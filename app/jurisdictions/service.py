@@ -21,7 +21,9 @@ FACING_MARGIN_M = 500.0
 FACING_MIN_KM = 2.0
 
 
-def _properties(j: Any) -> dict[str, Any]:
+def properties(j: Any) -> dict[str, Any]:
+    """The properties of a jurisdiction Feature (GET /jurisdictions and the OGC collections),
+    for the table or an alias of it."""
     return {
         "code": j.code,
         "name": j.name,
@@ -59,7 +61,7 @@ async def list_features(
     """Jurisdictions as a FeatureCollection, coarse levels first, then by code."""
     j = Jurisdiction
     f = geojson.feature(
-        id_=j.code, geom=geojson.simplified(j.geom, simplify_m), properties=_properties(j)
+        id_=j.code, geom=geojson.simplified(j.geom, simplify_m), properties=properties(j)
     )
     rank = func.array_position(
         text("ARRAY['country','province','district','commune']::text[]"), j.level
@@ -80,7 +82,7 @@ async def get_feature(
     """One jurisdiction as a Feature; NotFound when the code is unknown."""
     j = Jurisdiction
     f = geojson.feature(
-        id_=j.code, geom=geojson.simplified(j.geom, simplify_m), properties=_properties(j)
+        id_=j.code, geom=geojson.simplified(j.geom, simplify_m), properties=properties(j)
     )
     body = await geojson.single(session, select(f.label("f")).where(_current(code)))
     if body is None:
@@ -108,7 +110,7 @@ async def neighbours_features(
     a_id = await get_id(session=session, code=code)
     b = aliased(Jurisdiction)
     adj = JurisdictionAdjacency
-    props = _properties(b) | {
+    props = properties(b) | {
         "shared_km": geojson.rounded(adj.shared_km, 2),
         "touches": adj.touches,
         "gap_m": geojson.rounded(adj.gap_m, 0),

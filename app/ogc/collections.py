@@ -36,6 +36,7 @@ from app.geo import geojson
 from app.incidents import service as incident_service
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import STATUSES, Incident
+from app.jurisdictions import service as jurisdiction_service
 from app.jurisdictions.models import LEVELS, Jurisdiction
 from app.ogc.cql import Queryable, Queryables
 from app.posts import service as post_service
@@ -305,17 +306,7 @@ def jurisdictions(info: Info, level: str) -> Source:
         newer.code == j.code,
         func.coalesce(newer.valid_from, never) > func.coalesce(j.valid_from, never),
     )
-    props: dict[str, Any] = {
-        "code": j.code,
-        "name": j.name,
-        "name_local": j.name_local,
-        "level": j.level,
-        "parent_code": j.parent_code,
-        "country": j.country,
-        "valid_from": j.valid_from,
-        "valid_to": j.valid_to,
-        "source": j.source,
-    }
+    props: dict[str, Any] = jurisdiction_service.properties(j)
     types = {"valid_from": "date", "valid_to": "date"}
     queryables = {"geometry": _q(j.geom, "geometry", "geometry")} | {
         name: _q(expr, types.get(name, "string"), name) for name, expr in props.items()
