@@ -360,7 +360,7 @@ async def measure(
         }
         for z in (8, 12):
             tiles = sorted({(z, *tile_of(lon, lat, z)) for lon, lat in points})
-            statements = await raw_statements(url, tiles)
+            statements = raw_statements(tiles)
             targets = [
                 http_target("ours /tiles/incidents", oc, OURS_TILE, {}),
                 http_target("TiPg (all columns)", tc, TIPG_TILE, {}),

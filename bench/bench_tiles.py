@@ -103,27 +103,23 @@ def http_target(name: str, client: httpx.AsyncClient, template: str) -> Target:
     return Target(name, fetch)
 
 
-async def raw_statements(url: str, tiles: list[tuple[int, int, int]]) -> dict[Any, str]:
+def raw_statements(tiles: list[tuple[int, int, int]]) -> dict[Any, str]:
     """The SQL text the service runs for each tile (national admin), with literal values."""
-    engine = create_engine(url, Settings(environment="test"))
     out: dict[Any, str] = {}
-    try:
-        async with sessionmaker(engine)() as session:
-            for z, x, y in tiles:
-                stmt = await service.incidents_statement(
-                    session=session,
-                    filt=IncidentFilter(scope=NATIONAL),
-                    tile=service.Tile(z, x, y),
-                    aggregate_only=False,
-                )
-                assert stmt is not None
-                out[(z, x, y)] = str(
-                    stmt.compile(
-                        dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-                    )
-                )
-    finally:
-        await engine.dispose()
+    for z, x, y in tiles:
+        made = service.incident_tile_statement(
+            IncidentFilter(scope=NATIONAL),
+            service.Tile(z, x, y),
+            aggregate_only=False,
+            cap=service.MAX_TILE_POINTS,
+        )
+        assert made is not None
+        stmt, params = made
+        out[(z, x, y)] = str(
+            stmt.params(params).compile(
+                dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+            )
+        )
     return out
 
 
@@ -207,7 +203,7 @@ async def run(url: str, base: str, key: str, viewer: str, rounds: int) -> dict[s
     timing: dict[str, Any] = {}
     for z in (8, 12):
         tiles = sorted({(z, *tile_of(lon, lat, z)) for lon, lat in points})
-        statements = await raw_statements(url, tiles)
+        statements = raw_statements(tiles)
         pool = await asyncpg.create_pool(dsn, min_size=16, max_size=16)
         assert pool is not None
         async with httpx.AsyncClient(

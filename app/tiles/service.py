@@ -20,6 +20,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,11 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Float,
+    Integer,
     LargeBinary,
     Select,
     Text,
+    bindparam,
     case,
     cast,
     func,
@@ -173,6 +176,31 @@ def incident_view(filt: IncidentFilter, *, aggregate_only: bool, home: str = "")
 
 # ---------------------------------------------------------------------------------------------
 # SQL building blocks
+#
+# The incident statements depend on the filter only: everything that depends on the tile is a
+# bound parameter, so a statement is built once per filter (an LRU) and a map panning with one
+# filter builds none. Building the statement of a point tile cost ~3 ms of Python per tile,
+# about ten times what PostgreSQL needs for a small tile (docs/performance.md).
+
+TZ, TX, TY = (bindparam(n, type_=Integer) for n in ("tz", "tx", "ty"))
+# the tile in degrees; a point is inside when west <= lon < east and south < lat <= north
+TILE_BOX = (
+    bindparam("tw", type_=Float),
+    bindparam("ts", type_=Float),
+    bindparam("te", type_=Float),
+    bindparam("tn", type_=Float),
+)
+# the aggregate grid: cell size (m), first and last column and row, and the cells' region
+CELL = bindparam("cell", type_=Float)
+IX0, IX1, IY0, IY1 = (bindparam(n, type_=Float) for n in ("ix0", "ix1", "iy0", "iy1"))
+REGION_BOX = (
+    bindparam("rw", type_=Float),
+    bindparam("rs", type_=Float),
+    bindparam("re", type_=Float),
+    bindparam("rn", type_=Float),
+)
+CAP = bindparam("cap", type_=Integer)
+STATEMENT_CACHE = 128  # filters whose statements are kept (per kind)
 
 
 def _mvt(rows: Select[Any], layer: str) -> Select[Any]:
@@ -183,12 +211,18 @@ def _mvt(rows: Select[Any], layer: str) -> Select[Any]:
     )
 
 
-async def _run(session: AsyncSession, stmt: Select[Any]) -> bytes:
-    value = (await session.execute(stmt)).scalar()
+async def _run(session: AsyncSession, stmt: Select[Any], params: dict[str, Any]) -> bytes:
+    value = (await session.execute(stmt, params)).scalar()
     return bytes(value) if value else b""
 
 
-def _inside(geom: Any, box: tuple[float, float, float, float]) -> list[ColumnElement[bool]]:
+def tile_params(tile: Tile) -> dict[str, Any]:
+    """The values of the tile's parameters (TZ, TX, TY and TILE_BOX)."""
+    w, s, e, n = tile.lonlat()
+    return {"tz": tile.z, "tx": tile.x, "ty": tile.y, "tw": w, "ts": s, "te": e, "tn": n}
+
+
+def _inside(geom: Any, box: tuple[Any, Any, Any, Any]) -> list[ColumnElement[bool]]:
     """Point in [west, east) x (south, north]: the GiST-friendly box test, then the exact
     half-open one, so a point on a shared edge belongs to one tile only."""
     w, s, e, n = box
@@ -202,8 +236,8 @@ def _inside(geom: Any, box: tuple[float, float, float, float]) -> list[ColumnEle
     ]
 
 
-def _envelope(tile: Tile) -> ColumnElement[Any]:
-    return func.ST_TileEnvelope(tile.z, tile.x, tile.y)
+def _envelope() -> ColumnElement[Any]:
+    return func.ST_TileEnvelope(TZ, TX, TY)
 
 
 def _shape(geom: Any, tile: Tile) -> ColumnElement[Any]:
@@ -214,12 +248,12 @@ def _shape(geom: Any, tile: Tile) -> ColumnElement[Any]:
     clipped = func.ST_ClipByBox2D(geom, func.ST_MakeEnvelope(w, s, e, n, 4326))
     projected = func.ST_Transform(clipped, SRID_MERCATOR)
     simple = func.ST_Simplify(projected, tile.width_m / SIMPLIFY_PER_TILE)
-    return func.ST_AsMVTGeom(simple, _envelope(tile), EXTENT, BUFFER, True)
+    return func.ST_AsMVTGeom(simple, _envelope(), EXTENT, BUFFER, True)
 
 
-def _point(geom: Any, tile: Tile) -> ColumnElement[Any]:
+def _point(geom: Any) -> ColumnElement[Any]:
     return func.ST_AsMVTGeom(
-        func.ST_Transform(geom, SRID_MERCATOR), _envelope(tile), EXTENT, BUFFER, True
+        func.ST_Transform(geom, SRID_MERCATOR), _envelope(), EXTENT, BUFFER, True
     )
 
 
@@ -232,51 +266,40 @@ def _iso(ts: Any) -> ColumnElement[Any]:
 # incidents
 
 
+def incident_tile_statement(
+    filt: IncidentFilter, tile: Tile, *, aggregate_only: bool, cap: int
+) -> tuple[Select[Any], dict[str, Any]] | None:
+    """The statement and parameters that make an incidents tile (None: nothing to draw):
+    points at z >= POINT_MIN_ZOOM for readers (aggregates when the tile holds more than `cap`
+    incidents), aggregates below it and for viewers at every zoom."""
+    params = tile_params(tile)
+    if aggregate_only or tile.z < POINT_MIN_ZOOM:
+        min_cell_m = VIEWER_MIN_CELL_M if aggregate_only else 0.0
+        grid = grid_params(tile, CELLS, min_cell_m)
+        if grid is None:
+            return None
+        return _aggregates(filt, at_centre=aggregate_only), params | grid
+    grid = grid_params(tile, DENSE_CELLS, 0.0)
+    assert grid is not None  # cells no bigger than the tile: always drawn by it
+    return capped_points(filt), params | grid | {"cap": cap}
+
+
 async def incidents_tile(
     *, session: AsyncSession, filt: IncidentFilter, tile: Tile, aggregate_only: bool
 ) -> bytes:
-    """The incidents tile: points at z >= POINT_MIN_ZOOM for readers (aggregates when the tile
-    holds more than MAX_TILE_POINTS), aggregates below it and for viewers at every zoom."""
-    if aggregate_only or tile.z < POINT_MIN_ZOOM:
-        stmt = _coarse(filt, tile, aggregate_only)
-        if stmt is None:
-            return b""
-    else:
-        stmt = capped_points(filt, tile, MAX_TILE_POINTS)
+    """The incidents tile (see incident_tile_statement), MAX_TILE_POINTS at most."""
+    made = incident_tile_statement(filt, tile, aggregate_only=aggregate_only, cap=MAX_TILE_POINTS)
+    if made is None:
+        return b""
     await session.execute(LEADER_ONLY)  # this request's transaction only
-    return await _run(session, stmt)
+    return await _run(session, *made)
 
 
-async def incidents_statement(
-    *, session: AsyncSession, filt: IncidentFilter, tile: Tile, aggregate_only: bool
-) -> Select[Any] | None:
-    """The plain statement that makes the same tile (None: nothing to draw), for comparing
-    with PostgreSQL alone (bench/bench_tiles.py)."""
-    if aggregate_only or tile.z < POINT_MIN_ZOOM:
-        return _coarse(filt, tile, aggregate_only)
-    inside = [*filt.conditions(), *_inside(Incident.geom, tile.lonlat())]
-    capped = select(literal(1)).where(*inside).limit(MAX_TILE_POINTS + 1).subquery()
-    n = (await session.execute(select(func.count()).select_from(capped))).scalar_one()
-    return _dense(filt, tile) if n > MAX_TILE_POINTS else points(filt, tile)
-
-
-def _coarse(filt: IncidentFilter, tile: Tile, aggregate_only: bool) -> Select[Any] | None:
-    if aggregate_only:
-        return _aggregates(filt, tile, CELLS, VIEWER_MIN_CELL_M, at_centre=True)
-    return _aggregates(filt, tile, CELLS, 0.0, at_centre=False)
-
-
-def _dense(filt: IncidentFilter, tile: Tile) -> Select[Any]:
-    stmt = _aggregates(filt, tile, DENSE_CELLS, 0.0, at_centre=False)
-    assert stmt is not None  # cells no bigger than the tile: always drawn by it
-    return stmt
-
-
-def _point_rows(source: Any, tile: Tile) -> Select[Any]:
+def _point_rows(source: Any) -> Select[Any]:
     """The point features of incidents (columns of `source`) in tile coordinates."""
     c = source.c
     return select(
-        _point(c.geom, tile).label("geom"),
+        _point(c.geom).label("geom"),
         cast(c.id, Text).label("id"),
         c.category,
         c.severity,
@@ -286,28 +309,24 @@ def _point_rows(source: Any, tile: Tile) -> Select[Any]:
     )
 
 
-def _matching(filt: IncidentFilter, tile: Tile) -> Select[Any]:
+def _matching(filt: IncidentFilter) -> Select[Any]:
     i = Incident
     columns: list[Any] = [i.geom, i.id, i.category, i.severity, i.status, i.occurred_at]
-    return select(*columns).where(*filt.conditions(), *_inside(i.geom, tile.lonlat()))
+    return select(*columns).where(*filt.conditions(), *_inside(i.geom, TILE_BOX))
 
 
-def points(filt: IncidentFilter, tile: Tile) -> Select[Any]:
-    """One point feature per matching incident in the tile."""
-    return _mvt(_point_rows(_matching(filt, tile).subquery("m"), tile), "incidents")
-
-
-def capped_points(filt: IncidentFilter, tile: Tile, cap: int) -> Select[Any]:
-    """The points tile, or the dense aggregates when the tile holds more than `cap` incidents,
-    in one statement: at most cap + 1 matching rows are read (raw columns only) to decide;
+@lru_cache(maxsize=STATEMENT_CACHE)
+def capped_points(filt: IncidentFilter) -> Select[Any]:
+    """The points tile, or the dense aggregates when the tile holds more than CAP incidents,
+    in one statement: at most CAP + 1 matching rows are read (raw columns only) to decide;
     only the branch taken is evaluated (each is an InitPlan that runs when the CASE reaches
     it), so no feature is projected for nothing and no request costs a second round trip."""
-    cand = _matching(filt, tile).limit(cap + 1).cte("cand").prefix_with("MATERIALIZED")
+    cand = _matching(filt).limit(CAP + 1).cte("cand").prefix_with("MATERIALIZED")
     empty = literal(b"", LargeBinary)
-    mvt = func.coalesce(_mvt(_point_rows(cand, tile), "incidents").scalar_subquery(), empty)
-    dense = func.coalesce(_dense(filt, tile).scalar_subquery(), empty)
+    mvt = func.coalesce(_mvt(_point_rows(cand), "incidents").scalar_subquery(), empty)
+    dense = func.coalesce(_aggregates(filt, at_centre=False).scalar_subquery(), empty)
     n = select(func.count()).select_from(cand).scalar_subquery()
-    return select(case((n <= cap, mvt), else_=dense))
+    return select(case((n <= CAP, mvt), else_=dense))
 
 
 def _mercator_x(lon: Any) -> ColumnElement[Any]:
@@ -318,22 +337,20 @@ def _mercator_y(lat: Any) -> ColumnElement[Any]:
     return func.ln(func.tan(math.pi / 4 + func.radians(lat) / 2)) * (WORLD_M / math.pi)
 
 
-def _aggregates(
-    filt: IncidentFilter,
-    tile: Tile,
-    cells: int,
-    min_cell_m: float,
-    *,
-    at_centre: bool,
-) -> Select[Any] | None:
-    """One point per grid cell holding matching incidents: `count`, `severity_max`, `category`
-    (the most frequent), `cluster` = true; at the cell's centre (`at_centre`, for viewers: no
-    incident position leaks) or at the mean position of its incidents.
+def grid_params(tile: Tile, cells: int, min_cell_m: float) -> dict[str, Any] | None:
+    """The values of the aggregate grid's parameters for a tile: `cells` x `cells` cells, none
+    smaller than `min_cell_m`; None when the tile does not draw its cell.
 
     Cells are anchored at the world's north-west corner, so the cells of a tile lie inside it;
     when a viewer's minimum cell is larger than the tile, the cell containing the tile is
     counted whole and drawn only by the one tile whose corner is its centre."""
     cell = max(tile.width_m / cells, min_cell_m)
+    if cell > tile.width_m * 1.5:
+        # the tile lies inside one cell, k x k tiles wide: only the tile whose north-west
+        # corner is the cell's centre draws it (decided in integers: no rounding at edges)
+        k = round(cell / tile.width_m)
+        if tile.x % k != k // 2 or tile.y % k != k // 2:
+            return None
     xmin, ymin, xmax, ymax = tile.mercator()
     eps = 1e-9
     ix0 = math.floor((xmin + WORLD_M) / cell + eps)
@@ -346,12 +363,26 @@ def _aggregates(
         -WORLD_M + (ix1 + 1) * cell,
         WORLD_M - iy0 * cell,
     )
-    if cell > tile.width_m * 1.5:
-        # the tile lies inside one cell, k x k tiles wide: only the tile whose north-west
-        # corner is the cell's centre draws it (decided in integers: no rounding at edges)
-        k = round(cell / tile.width_m)
-        if tile.x % k != k // 2 or tile.y % k != k // 2:
-            return None
+    rw, rs, re, rn = mercator_to_lonlat(region)
+    return {
+        "cell": cell,
+        "ix0": float(ix0),
+        "ix1": float(ix1),
+        "iy0": float(iy0),
+        "iy1": float(iy1),
+        "rw": rw,
+        "rs": rs,
+        "re": re,
+        "rn": rn,
+    }
+
+
+@lru_cache(maxsize=STATEMENT_CACHE)
+def _aggregates(filt: IncidentFilter, *, at_centre: bool) -> Select[Any]:
+    """One point per grid cell (grid_params) holding matching incidents: `count`,
+    `severity_max`, `category` (the most frequent), `cluster` = true; at the cell's centre
+    (`at_centre`, for viewers: no incident position leaks) or at the mean position of its
+    incidents."""
     i = Incident
     mx, my = _mercator_x(func.ST_X(i.geom)), _mercator_y(func.ST_Y(i.geom))
     # the clamp keeps a point that rounding puts a hair past the region's edge in its cell
@@ -359,12 +390,12 @@ def _aggregates(
         select(
             mx.label("mx"),
             my.label("my"),
-            func.least(func.greatest(func.floor((mx + WORLD_M) / cell), ix0), ix1).label("cx"),
-            func.least(func.greatest(func.floor((WORLD_M - my) / cell), iy0), iy1).label("cy"),
+            func.least(func.greatest(func.floor((mx + WORLD_M) / CELL), IX0), IX1).label("cx"),
+            func.least(func.greatest(func.floor((WORLD_M - my) / CELL), IY0), IY1).label("cy"),
             i.category,
             i.severity,
         )
-        .where(*filt.conditions(), *_inside(i.geom, mercator_to_lonlat(region)))
+        .where(*filt.conditions(), *_inside(i.geom, REGION_BOX))
         .subquery("p")
     )
     p = points.c
@@ -383,13 +414,13 @@ def _aggregates(
     )
     g = grouped.c
     if at_centre:
-        px = -WORLD_M + (g.cx + 0.5) * cell
-        py = WORLD_M - (g.cy + 0.5) * cell
+        px = -WORLD_M + (g.cx + 0.5) * CELL
+        py = WORLD_M - (g.cy + 0.5) * CELL
     else:
         px, py = g.ax, g.ay
     position = func.ST_SetSRID(func.ST_MakePoint(px, py), SRID_MERCATOR)
     rows = select(
-        func.ST_AsMVTGeom(position, _envelope(tile), EXTENT, BUFFER, True).label("geom"),
+        func.ST_AsMVTGeom(position, _envelope(), EXTENT, BUFFER, True).label("geom"),
         g.count,
         g.severity_max,
         g.category,
@@ -421,7 +452,7 @@ async def jurisdictions_tile(*, session: AsyncSession, tile: Tile, level: str | 
     ).where(j.id.in_(newest), j.geom.op("&&")(func.ST_MakeEnvelope(w, s, e, n, 4326)))
     if level:
         rows = rows.where(j.level == level)
-    return await _run(session, _mvt(rows, "jurisdictions"))
+    return await _run(session, _mvt(rows, "jurisdictions"), tile_params(tile))
 
 
 async def borders_tile(*, session: AsyncSession, tile: Tile) -> bytes:
@@ -435,14 +466,14 @@ async def borders_tile(*, session: AsyncSession, tile: Tile) -> bytes:
         b.country_b,
         func.round(cast(b.length_km, Float)).label("length_km"),
     ).where(b.geom.op("&&")(func.ST_MakeEnvelope(w, s, e, n, 4326)))
-    return await _run(session, _mvt(rows, "borders"))
+    return await _run(session, _mvt(rows, "borders"), tile_params(tile))
 
 
 async def border_posts_tile(*, session: AsyncSession, tile: Tile) -> bytes:
     """Border posts as points (each in exactly one tile)."""
     p = BorderPost
     rows = select(
-        _point(p.geom, tile).label("geom"),
+        _point(p.geom).label("geom"),
         p.code,
         p.name,
         p.name_local,
@@ -452,7 +483,7 @@ async def border_posts_tile(*, session: AsyncSession, tile: Tile) -> bytes:
         p.province_code,
         p.position_approximate,
     ).where(*_inside(p.geom, tile.lonlat()))
-    return await _run(session, _mvt(rows, "border_posts"))
+    return await _run(session, _mvt(rows, "border_posts"), tile_params(tile))
 
 
 # ---------------------------------------------------------------------------------------------
