@@ -74,12 +74,15 @@ async def steps(url: str, cell_km: float, datetime: str | None, repeat: int) -> 
                     session=session, area=hotspots.BORDER_ZONE, home="VNM"
                 )
                 t = note("study area (buffer + clip)", t)
-                rows = await hotspots.grid_counts(
-                    session=session, filt=filt, study=study, cell_km=cell_km
+                grid = await hotspots.grid(
+                    session=session, study=study, cell_km=cell_km, cached=False
                 )
-                t = note("grid + counts per cell (one statement)", t)
-                cells = [(int(r[0]), int(r[1])) for r in rows]
-                counts = np.array([int(r[5]) for r in rows], dtype=np.int64)
+                t = note("grid: clipped hexagons (one statement; cached per process)", t)
+                counts = await hotspots.cell_counts(
+                    session=session, filt=filt, study=study, grid=grid, cell_km=cell_km
+                )
+                t = note("counts per cell (one statement, parallel)", t)
+                cells = grid.cells
                 z = hotspots.gi_star(counts, hotspots.hex_neighbours(cells))
                 p = hotspots.two_sided_p(z)
                 hotspots.confidence_bins(z, p, fdr=True)

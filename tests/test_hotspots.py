@@ -277,6 +277,28 @@ async def test_scope_and_other_areas(
     assert all(f["properties"]["bin"] == 0 for f in fc["features"])
 
 
+async def test_grid_follows_a_changed_boundary(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """The grid is cached per process, keyed by the study area's geometry: a new boundary
+    gives a new grid at once, never the old cells."""
+    ag = features(GEODATA / "jurisdictions.geojson")["VN-44"][1]
+    before = await get(client, "/analysis/hotspots", cell_km=5, area="jurisdiction:VN-44")
+    west = (104.0, 10.0, 105.2, 11.2)  # An Giang west of 105.2°E
+    await session.execute(
+        text(
+            "UPDATE jurisdiction SET geom = ST_Multi(ST_CollectionExtract(ST_Intersection("
+            "geom, ST_MakeEnvelope(:w, :s, :e, :n, 4326)), 3)) WHERE code = 'VN-44'"
+        ),
+        dict(zip(("w", "s", "e", "n"), west, strict=True)),
+    )
+    after = await get(client, "/analysis/hotspots", cell_km=5, area="jurisdiction:VN-44")
+    expected = projected(ag.intersection(shapely.box(*west)), UTM).area
+    total = sum(projected(shape(f["geometry"]), UTM).area for f in after["features"])
+    assert abs(total - expected) / expected < 0.002
+    assert after["cells"] < before["cells"]
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [

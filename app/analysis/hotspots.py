@@ -13,27 +13,29 @@ joined as text, never parsed.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 from sqlalchemy import (
-    CTE,
-    Boolean,
     Float,
     Integer,
     LargeBinary,
+    Select,
     Subquery,
     bindparam,
     case,
     cast,
-    column,
     func,
+    literal_column,
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput
@@ -171,7 +173,8 @@ async def study_area(*, session: AsyncSession, area: str, home: str) -> StudyAre
 # Cells: the hexagons of ST_HexagonGrid (anchored at the projection's origin, so a cell keeps
 # its (i, j) between requests) that overlap the study area, clipped to it, and whether the
 # clipped cell is the whole hexagon. The grid is made per subdivided piece so that only
-# hexagons near the area are generated.
+# hexagons near the area are generated. A cut cell also comes back as EWKB: the counting
+# statement tests the incidents of those cells (and only those) against it.
 CELLS_SQL = f"""
     WITH study AS (SELECT ST_GeomFromWKB(:study, {SRID_METRIC}) AS g),
     piece AS (SELECT p.g FROM study, ST_Subdivide(study.g, 64) AS p(g)),
@@ -181,128 +184,186 @@ CELLS_SQL = f"""
                     ELSE ST_Intersection(piece.g, h.geom) END AS g
           FROM piece, ST_HexagonGrid(CAST(:edge AS float8), piece.g) AS h
          WHERE ST_Intersects(piece.g, h.geom)
-    ), cell AS (
+    ), merged AS (
         SELECT i, j, ST_CollectionExtract(ST_Union(g), 3) AS g FROM part GROUP BY i, j
+    ), cell AS (
+        SELECT i, j, g, ST_Area(g) >= CAST(:whole_m2 AS float8) AS whole
+          FROM merged
+         WHERE NOT ST_IsEmpty(g) AND ST_Area(g) > 0
     )
-    SELECT i, j, g, ST_Area(g) >= CAST(:whole_m2 AS float8) AS whole
-      FROM cell
-     WHERE NOT ST_IsEmpty(g) AND ST_Area(g) > 0
+    SELECT i, j,
+           ST_AsGeoJSON(ST_ForcePolygonCCW(ST_Transform(g, 4326)), 6),
+           ST_X(c), ST_Y(c),
+           CASE WHEN whole THEN NULL ELSE ST_AsEWKB(g) END
+      FROM cell,
+           ST_Transform(ST_SetSRID(ST_MakePoint(
+               1.5 * CAST(:edge AS float8) * i,
+               CAST(:spacing AS float8) * (j + 0.5 * (abs(i) % 2))), {SRID_METRIC}), 4326) AS c
+     ORDER BY i, j
 """
 # a clipped cell this close to the hexagon's area is the whole hexagon (floating-point slack of
 # the union of its pieces; 1e-7 of a 5 km cell is 2 mm²)
 WHOLE_SLACK = 1e-7
+CELLS_CACHE = 16  # grids kept per process: they depend on reference data only
 
 
-def _hex_index(points: Subquery | CTE, edge: float) -> CTE:
+@dataclass(frozen=True)
+class Grid:
+    """The cells over a study area, ordered by (i, j): their columns and rows, the clipped cells
+    as GeoJSON text (lon/lat), their centres, and the EWKB of each cut cell (None: whole)."""
+
+    cells: list[tuple[int, int]]
+    geojson: list[str]
+    centres: list[tuple[float, float]]
+    cut: list[bytes | None]
+
+
+_grids: OrderedDict[tuple[bytes, float], Grid] = OrderedDict()
+
+
+async def grid(
+    *, session: AsyncSession, study: StudyArea, cell_km: float, cached: bool = True
+) -> Grid:
+    """The grid over the study area (one statement); the last CELLS_CACHE grids are kept,
+    keyed by the study area's own geometry, so a changed boundary makes a new grid
+    (`cached=False`: build it anew)."""
+    key = (hashlib.sha256(study.wkb).digest(), cell_km)
+    if cached and key in _grids:
+        _grids.move_to_end(key)
+        return _grids[key]
+    edge = cell_km * 1000 / SQRT3
+    params = {
+        "study": study.wkb,
+        "edge": edge,
+        "spacing": cell_km * 1000,
+        "whole_m2": hexagon_area_m2(cell_km) * (1 - WHOLE_SLACK),
+    }
+    rows = (await session.execute(text(CELLS_SQL), params)).all()
+    made = Grid(
+        cells=[(int(r[0]), int(r[1])) for r in rows],
+        geojson=[str(r[2]) for r in rows],
+        centres=[(float(r[3]), float(r[4])) for r in rows],
+        cut=[None if r[5] is None else bytes(r[5]) for r in rows],
+    )
+    _grids[key] = made
+    while len(_grids) > CELLS_CACHE:
+        _grids.popitem(last=False)
+    return made
+
+
+def _fenced(stmt: Select[Any], name: str) -> Subquery:
+    """`stmt` as a subquery PostgreSQL evaluates once per row and does not merge into the
+    outer query (it has an OFFSET): each expression above it reads its columns instead of
+    repeating the expressions they are made of. Unlike a CTE it still runs in parallel workers,
+    but only because the OFFSET is written as the string '0': PostgreSQL reads that as a bigint
+    constant, whereas a plain `OFFSET 0` is an int-to-bigint cast to the planner, which then
+    keeps the subquery out of parallel plans (it cannot prove the offset is zero)."""
+    return stmt.offset(literal_column("'0'")).subquery(name)
+
+
+def _hex_index(points: Subquery, edge: float) -> Subquery:
     """Columns i, j, x, y for each row (x, y) of `points`: the ST_HexagonGrid cell
     (flat-topped hexagons with edge `edge`, centred at x = 1.5·edge·i,
     y = √3·edge·(j + ½·(|i| mod 2))) that contains the point — the nearest cell centre, by
     rounding cube coordinates."""
     x, y = points.c.x, points.c.y
-    frac = select(
-        x,
-        y,
-        (x * (2.0 / 3.0) / edge).label("q"),
-        ((x * (-1.0 / 3.0) + y * (SQRT3 / 3.0)) / edge).label("r"),
-    ).subquery()
+    frac = _fenced(
+        select(
+            x,
+            y,
+            (x * (2.0 / 3.0) / edge).label("q"),
+            ((x * (-1.0 / 3.0) + y * (SQRT3 / 3.0)) / edge).label("r"),
+        ),
+        "frac",
+    )
     q, r = frac.c.q, frac.c.r
     s = -q - r
-    rounded = select(
-        frac.c.x,
-        frac.c.y,
-        func.round(q).label("rq"),
-        func.round(r).label("rr"),
-        func.round(s).label("rs"),
-        func.abs(func.round(q) - q).label("dq"),
-        func.abs(func.round(r) - r).label("dr"),
-        func.abs(func.round(s) - s).label("ds"),
-    ).subquery()
+    rounded = _fenced(
+        select(
+            frac.c.x,
+            frac.c.y,
+            func.round(q).label("rq"),
+            func.round(r).label("rr"),
+            func.round(s).label("rs"),
+            func.abs(func.round(q) - q).label("dq"),
+            func.abs(func.round(r) - r).label("dr"),
+            func.abs(func.round(s) - s).label("ds"),
+        ),
+        "rounded",
+    )
     c = rounded.c
     q_fixed = (c.dq > c.dr) & (c.dq > c.ds)
-    qi = case((q_fixed, -c.rr - c.rs), else_=c.rq)
-    ri = case((q_fixed, c.rr), (c.dr > c.ds, -c.rq - c.rs), else_=c.rr)
-    # axial (q, r) to the grid's offset columns: i = q, j = r + floor(q / 2)
-    # materialised: the index expressions are long, and inline PostgreSQL would evaluate them
-    # again in every join condition, sort key and group key that uses i and j
-    return (
+    qi = _fenced(
         select(
-            cast(qi, Integer).label("i"),
-            cast(ri + func.floor(qi / 2.0), Integer).label("j"),
+            case((q_fixed, -c.rr - c.rs), else_=c.rq).label("qi"),
+            case((q_fixed, c.rr), (c.dr > c.ds, -c.rq - c.rs), else_=c.rr).label("ri"),
             c.x,
             c.y,
-        )
-        .cte("indexed")
-        .prefix_with("MATERIALIZED")
-    )
+        ),
+        "axial",
+    ).c
+    # axial (q, r) to the grid's offset columns: i = q, j = r + floor(q / 2)
+    return select(
+        cast(qi.qi, Integer).label("i"),
+        cast(qi.ri + func.floor(qi.qi / 2.0), Integer).label("j"),
+        qi.x,
+        qi.y,
+    ).subquery("indexed")
 
 
-async def grid_counts(
-    *, session: AsyncSession, filt: IncidentFilter, study: StudyArea, cell_km: float
-) -> list[Any]:
-    """The grid's cells over the study area, ordered by (i, j): i, j, the clipped cell as
-    GeoJSON (lon/lat), its centre's lon and lat, and the matching incidents inside it.
+async def cell_counts(
+    *, session: AsyncSession, filt: IncidentFilter, study: StudyArea, grid: Grid, cell_km: float
+) -> np.ndarray:
+    """The matching incidents in each cell of the grid (in the grid's order).
 
-    One statement. Each candidate incident (index prefilter on the area's box) is projected
-    once and given its cell by arithmetic; only incidents in cells cut by the area's edge are
-    tested against the clipped cell (a small polygon) — testing every incident against the
-    whole area (thousands of vertices) cost ~3 µs each, most of the time at 1 M incidents."""
+    One statement that PostgreSQL can run in parallel workers: each candidate incident (index
+    prefilter on the area's box) is projected once and given its cell by arithmetic; only the
+    incidents of cells cut by the area's edge are tested against the clipped cell (a small
+    polygon, passed as a parameter) — testing every incident against the whole area
+    (thousands of vertices) cost ~3 µs each, most of the time at 1 M incidents."""
     edge = cell_km * 1000 / SQRT3
     i = Incident
-    cells = (
-        text(CELLS_SQL)
-        .bindparams(
-            bindparam("study", study.wkb, type_=LargeBinary),
-            bindparam("edge", edge, type_=Float),
-            bindparam("whole_m2", hexagon_area_m2(cell_km) * (1 - WHOLE_SLACK), type_=Float),
-        )
-        .columns(column("i", Integer), column("j", Integer), column("g"), column("whole", Boolean))
-        .cte("cell")
-        .prefix_with("MATERIALIZED")
-    )
-    xy = func.ST_Transform(i.geom, SRID_METRIC)
-    # materialised: left inline, PostgreSQL would repeat the transform in every expression of
-    # the hexagon index (~30 per row); the scan runs in parallel
-    points = (
-        select(cast(func.ST_X(xy), Float).label("x"), cast(func.ST_Y(xy), Float).label("y"))
-        .where(
+    projected = _fenced(
+        select(func.ST_Transform(i.geom, SRID_METRIC).label("xy")).where(
             *filt.conditions(),
             i.geom.op("&&")(func.ST_MakeEnvelope(*_padded(study.extent), 4326)),
-        )
-        .cte("points")
-        .prefix_with("MATERIALIZED")
+        ),
+        "projected",
+    )
+    xy = projected.c.xy
+    points = _fenced(
+        select(cast(func.ST_X(xy), Float).label("x"), cast(func.ST_Y(xy), Float).label("y")),
+        "points",
     )
     indexed = _hex_index(points, edge)
-    point = func.ST_SetSRID(func.ST_MakePoint(indexed.c.x, indexed.c.y), SRID_METRIC)
-    counts = (
-        select(indexed.c.i, indexed.c.j, func.count().label("n"))
-        .join(cells, (cells.c.i == indexed.c.i) & (cells.c.j == indexed.c.j))
-        .where(cells.c.whole | func.ST_Intersects(cells.c.g, point))
-        .group_by(indexed.c.i, indexed.c.j)
-        .subquery()
-    )
-    centre = func.ST_Transform(
-        func.ST_SetSRID(
-            func.ST_MakePoint(
-                1.5 * edge * cells.c.i,
-                cell_km * 1000 * (cells.c.j + 0.5 * (func.abs(cells.c.i) % 2)),
-            ),
-            SRID_METRIC,
-        ),
-        4326,
-    )
-    stmt = (
-        select(
-            cells.c.i,
-            cells.c.j,
-            func.ST_AsGeoJSON(func.ST_ForcePolygonCCW(func.ST_Transform(cells.c.g, 4326)), 6),
-            func.ST_X(centre),
-            func.ST_Y(centre),
-            func.coalesce(counts.c.n, 0),
+    cut = [(c, w) for c, w in zip(grid.cells, grid.cut, strict=True) if w is not None]
+    arrays = (
+        func.unnest(
+            bindparam("cut_i", [c[0] for c, _ in cut], type_=ARRAY(Integer)),
+            bindparam("cut_j", [c[1] for c, _ in cut], type_=ARRAY(Integer)),
+            bindparam("cut_g", [w for _, w in cut], type_=ARRAY(LargeBinary)),
         )
-        .outerjoin(counts, (counts.c.i == cells.c.i) & (counts.c.j == cells.c.j))
-        .order_by(cells.c.i, cells.c.j)
+        .table_valued("i", "j", "w")
+        .render_derived("cut")
     )
-    return list((await session.execute(stmt)).all())
+    edges = _fenced(
+        select(arrays.c.i, arrays.c.j, func.ST_GeomFromEWKB(arrays.c.w).label("g")), "edges"
+    )
+    point = func.ST_SetSRID(func.ST_MakePoint(indexed.c.x, indexed.c.y), SRID_METRIC)
+    stmt = (
+        select(indexed.c.i, indexed.c.j, func.count())
+        .select_from(indexed)
+        .outerjoin(edges, (edges.c.i == indexed.c.i) & (edges.c.j == indexed.c.j))
+        .where(edges.c.g.is_(None) | func.ST_Intersects(edges.c.g, point))
+        .group_by(indexed.c.i, indexed.c.j)
+    )
+    position = {c: n for n, c in enumerate(grid.cells)}
+    counts = np.zeros(len(grid.cells), dtype=np.int64)
+    for ci, cj, n in (await session.execute(stmt)).all():
+        k = position.get((int(ci), int(cj)))
+        if k is not None:  # candidates in the area's box but in no cell of the area are not
+            counts[k] = int(n)
+    return counts
 
 
 def _padded(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
@@ -398,33 +459,34 @@ async def hotspots(
     estimate = estimated_cells(study.area_m2, study.perimeter_m, cell_km)
     if estimate > MAX_CELLS:
         raise _too_many(area, cell_km, study, estimate)
-    rows = await grid_counts(session=session, filt=filt, study=study, cell_km=cell_km)
-    if len(rows) > MAX_CELLS:  # the estimate was low: refuse all the same
-        raise _too_many(area, cell_km, study, len(rows))
-    cells = [(int(r[0]), int(r[1])) for r in rows]
-    counts = np.array([int(r[5]) for r in rows], dtype=np.int64)
-    z = gi_star(counts, hex_neighbours(cells))
+    cells = await grid(session=session, study=study, cell_km=cell_km)
+    if len(cells.cells) > MAX_CELLS:  # the estimate was low: refuse all the same
+        raise _too_many(area, cell_km, study, len(cells.cells))
+    counts = await cell_counts(session=session, filt=filt, study=study, grid=cells, cell_km=cell_km)
+    z = gi_star(counts, hex_neighbours(cells.cells))
     p = two_sided_p(z)
     bins = confidence_bins(z, p, fdr=fdr)
     parts: list[bytes] = []
-    for n, (row, cell) in enumerate(zip(rows, cells, strict=True)):
+    for n, ((i, j), shape, (lon, lat)) in enumerate(
+        zip(cells.cells, cells.geojson, cells.centres, strict=True)
+    ):
         props = {
             "count": int(counts[n]),
             "gi_z": None if math.isnan(z[n]) else float(z[n]),
             "gi_p": None if math.isnan(p[n]) else float(p[n]),
             "bin": int(bins[n]),
-            "centre": [round(float(row[3]), 6), round(float(row[4]), 6)],
+            "centre": [round(lon, 6), round(lat, 6)],
         }
         parts.append(
             b'{"type":"Feature","id":"%d:%d","geometry":%s,"properties":%s}'
-            % (cell[0], cell[1], row[2].encode(), orjson.dumps(props))
+            % (i, j, shape.encode(), orjson.dumps(props))
         )
     head = {
         "type": "FeatureCollection",
         "area": area,
         "cell_km": cell_km,
         "fdr": fdr,
-        "cells": len(cells),
+        "cells": len(cells.cells),
         "incidents": int(counts.sum()),
         "scope": filt.scope.code,
         "crs_metric": f"EPSG:{SRID_METRIC}",
