@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     embedded_port: int = Field(default=54320, ge=1024, le=65535)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_size: int = Field(default=20, ge=1, le=200)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
     home_country: str = Field(
         default="VNM", min_length=3, max_length=3, description="alpha-3 of the served country"

@@ -197,6 +197,14 @@ def install(app: FastAPI) -> None:
                 " time range, a smaller area, fewer categories) or retry later",
                 request,
             )
+        if exc.connection_invalidated:  # the database dropped the connection (e.g. a restart)
+            log.warning("database connection lost on %s: %s", request.url.path, exc.orig)
+            return problem(
+                503,
+                "Service unavailable",
+                "the connection to the database was lost; retry the request",
+                request,
+            )
         log.exception("database error on %s", request.url.path)
         return problem(500, "Internal error", "an unexpected error occurred", request)
 

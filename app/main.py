@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import errors
@@ -19,7 +21,7 @@ from app.auth.deps import RateLimiter
 from app.auth.routes import router as auth_router
 from app.borders.routes import router as borders_router
 from app.config import Settings, get_settings
-from app.db import create_engine, sessionmaker
+from app.db import create_engine, fill_pool, sessionmaker
 from app.health.routes import router as health_router
 from app.incidents.export_routes import router as export_router
 from app.incidents.import_routes import router as import_router
@@ -30,6 +32,8 @@ from app.posts.routes import router as posts_router
 from app.runtime import database_url
 from app.tiles.routes import router as tiles_router
 from app.web import routes as web
+
+log = logging.getLogger("borderwatch")
 
 DESCRIPTION = """
 Geospatial incident mapping for border areas: incidents, border posts and boundaries in
@@ -51,6 +55,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         own = engine is None
         app.state.engine = engine or create_engine(database_url(settings), settings)
         app.state.sessionmaker = sessionmaker(app.state.engine)
+        if own:
+            try:
+                await fill_pool(app.state.engine, settings.db_pool_size)
+            except (OSError, SQLAlchemyError) as exc:  # the database may come up later
+                log.warning("could not open the connection pool at start: %s", exc)
         try:
             yield
         finally:
@@ -84,6 +93,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine)
     errors.install(app)
+    # the busiest paths first: a request is matched against the routes in this order, and a
+    # map view asks for dozens of tiles at once
+    app.include_router(tiles_router)
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(jurisdictions_router)
@@ -98,7 +110,6 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(import_router)
     app.include_router(export_router)
     app.include_router(incidents_router)
-    app.include_router(tiles_router)
     app.include_router(ogc_router)
     web.mount(app)
     return app

@@ -171,9 +171,17 @@ async def authenticate(*, session: AsyncSession, key: str, cooperation_m: int) -
     prefix = keys.prefix_of(key)
     if prefix is None:
         return None
+    # plain columns, not an ORM entity: this runs before every request
+    t = Principal.__table__.c
+    conn = await session.connection()
     p = (
-        await session.execute(select(Principal).where(Principal.key_prefix == prefix))
-    ).scalar_one_or_none()
+        await conn.execute(
+            select(
+                t.id, t.name, t.role, t.jurisdiction_code, t.unit, t.key_hash, t.revoked_at,
+                t.last_used_at,
+            ).where(t.key_prefix == prefix)
+        )
+    ).one_or_none()  # fmt: skip
     if p is None or p.revoked_at is not None or not keys.matches(key, p.key_hash):
         return None
     # "last used" is written at most once a minute per principal: most requests cost one query

@@ -152,7 +152,8 @@ def tile_address(z: str, x: str, y: str) -> Tile:
 
 async def layer_versions(*, session: AsyncSession) -> dict[str, tuple[int, str]]:
     """Each layer's change counter and its database epoch (one tiny query)."""
-    rows = await session.execute(text("SELECT layer, version, epoch FROM layer_version"))
+    conn = await session.connection()
+    rows = await conn.execute(text("SELECT layer, version, epoch FROM layer_version"))
     return {str(r[0]): (int(r[1]), str(r[2])) for r in rows}
 
 
@@ -212,7 +213,9 @@ def _mvt(rows: Select[Any], layer: str) -> Select[Any]:
 
 
 async def _run(session: AsyncSession, stmt: Select[Any], params: dict[str, Any]) -> bytes:
-    value = (await session.execute(stmt, params)).scalar()
+    # on the session's connection (Core): the ORM's execution steps cost more Python than a
+    # small tile costs PostgreSQL, and a tile has no ORM entities
+    value = (await (await session.connection()).execute(stmt, params)).scalar()
     return bytes(value) if value else b""
 
 
@@ -291,7 +294,7 @@ async def incidents_tile(
     made = incident_tile_statement(filt, tile, aggregate_only=aggregate_only, cap=MAX_TILE_POINTS)
     if made is None:
         return b""
-    await session.execute(LEADER_ONLY)  # this request's transaction only
+    await (await session.connection()).execute(LEADER_ONLY)  # this request's transaction only
     return await _run(session, *made)
 
 

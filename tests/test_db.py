@@ -1,0 +1,97 @@
+"""The connection pool: filled when the app starts, every connection warmed when it is made."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import db
+from app.config import Settings
+from app.db import WARM_SQL
+from app.main import create_app
+
+PROBLEM = "application/problem+json"
+
+
+async def test_pool_is_filled_and_warmed_at_start(engine: AsyncEngine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    settings = Settings(environment="test", database_url=url, db_pool_size=3)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        pool = app.state.engine.pool
+        assert pool.checkedin() == 3 and pool.checkedout() == 0
+        async with engine.connect() as conn:
+            last = (
+                await conn.execute(
+                    text(
+                        "SELECT query FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        " AND application_name = 'borderwatch' AND state = 'idle'"
+                    )
+                )
+            ).scalars()
+            # the app's three connections ran the warm-up last (the test engine's own idle
+            # connections ran other statements)
+            assert sum(q == WARM_SQL for q in last) == 3
+
+
+async def _backends(app_engine: AsyncEngine, n: int) -> list[int]:
+    """The backend PIDs of the app's n pooled connections (all checked out at once)."""
+    stack = AsyncExitStack()
+    async with stack:
+        conns = [await stack.enter_async_context(app_engine.connect()) for _ in range(n)]
+        return [int((await c.execute(text("SELECT pg_backend_pid()"))).scalar_one()) for c in conns]
+
+
+async def _terminate(engine: AsyncEngine, pids: list[int]) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(
+            text("SELECT pg_terminate_backend(p) FROM unnest(CAST(:pids AS int[])) AS p"),
+            {"pids": pids},
+        )
+        # wait (bounded) until PostgreSQL has ended them
+        for _ in range(100):
+            await conn.execute(text("SELECT pg_stat_clear_snapshot()"))  # read it afresh
+            left = await conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(CAST(:pids AS int[]))"),
+                {"pids": pids},
+            )
+            if left.scalar_one() == 0:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"backends {pids} did not end")
+
+
+async def test_lost_connections_cost_one_503_then_recover(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database drops every pooled connection (as a restart does): with connections in
+    steady use (no ping), one request answers 503 problem+json and the next ones are served;
+    with connections idle past IDLE_PING_S, the ping finds them gone and no request fails."""
+    url = engine.url.render_as_string(hide_password=False)
+    settings = Settings(
+        environment="test", database_url=url, db_pool_size=2, public_reference_data=True
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        assert (await client.get("/border-posts")).status_code == 200
+        monkeypatch.setattr(db, "IDLE_PING_S", 3600.0)
+        await _terminate(engine, await _backends(app.state.engine, 2))
+        lost = await client.get("/border-posts")
+        assert lost.status_code == 503 and lost.headers["content-type"] == PROBLEM
+        assert "retry-after" in lost.headers, lost.json()
+        for _ in range(3):
+            assert (await client.get("/border-posts")).status_code == 200
+
+        monkeypatch.setattr(db, "IDLE_PING_S", 0.0)  # every connection counts as idle
+        await _terminate(engine, await _backends(app.state.engine, 2))
+        for _ in range(3):
+            assert (await client.get("/border-posts")).status_code == 200
