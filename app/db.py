@@ -90,6 +90,10 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         async_url(url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
+        # the most recently returned connection first: a few hot backends serve a steady load
+        # (a z12 tile took 29–31 ms instead of 39 ms when requests cycled through all 20), and
+        # the rest stay idle until a burst needs them
+        pool_use_lifo=True,
         connect_args={
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),

@@ -232,7 +232,7 @@ async def test_dashboard_loads_renders_and_counts(
     rendered = await p.rendered()
     assert rendered["incidents"] == total
     # the view's statistics count what is in the view: every incident here
-    assert await p.page.locator("#stat-total").inner_text() == str(total)
+    assert await p.page.locator("#stat-total").inner_text() == f"{total:,}"
     assert await p.page.locator("#whoami").inner_text() == "dash admin · admin · national"
     assert any("/tiles/incidents/" in u and ".mvt?v=" in u for u in p.requests)
 
@@ -275,7 +275,7 @@ async def test_category_filter_and_month_slider_change_the_count(
     )
     assert 0 < expected < COUNT
     assert (await p.rendered())["incidents"] == expected
-    assert await p.page.locator("#stat-total").inner_text() == str(expected)
+    assert await p.page.locator("#stat-total").inner_text() == f"{expected:,}"
     assert f"category={category}" in p.page.url  # the link holds the state
 
     months = await p.page.evaluate("window.borderwatch.state.months")

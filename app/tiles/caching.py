@@ -44,6 +44,16 @@ def headers(tag: str, *, current: bool) -> dict[str, str]:
     return {"ETag": tag, "Cache-Control": IMMUTABLE if current else REVALIDATE, "Vary": VARY}
 
 
+def not_modified(tag: str, *, current: bool) -> Response:
+    """304 with the caching headers."""
+    return Response(status_code=304, headers=headers(tag, current=current))
+
+
+def send(body: bytes, *, tag: str, current: bool, media_type: str) -> Response:
+    """200 with the body (an empty body is an empty tile) and the caching headers."""
+    return Response(body, media_type=media_type, headers=headers(tag, current=current))
+
+
 async def respond(
     request: Request,
     *,
@@ -52,9 +62,7 @@ async def respond(
     media_type: str,
     make: Callable[[], Awaitable[bytes]],
 ) -> Response:
-    """304 when the client holds this version, else the body `make()` builds (an empty body
-    is an empty tile: 200 with zero bytes)."""
-    head = headers(tag, current=current)
+    """304 when the client holds this version, else the body `make()` builds."""
     if matches(request, tag):
-        return Response(status_code=304, headers=head)
-    return Response(await make(), media_type=media_type, headers=head)
+        return not_modified(tag, current=current)
+    return send(await make(), tag=tag, current=current, media_type=media_type)

@@ -125,16 +125,21 @@ async def incidents_tile(
     (true)."""
     tile = service.tile_address(z, x, y)
     aggregate_only = principal.role == "viewer"
-    version = await _incident_version(session, "incidents", filt, aggregate_only, "")
-    return await caching.respond(
-        request,
-        tag=caching.etag("incidents", version, filt, aggregate_only, tile),
-        current=v == version,
-        media_type=MVT,
-        make=lambda: service.incidents_tile(
-            session=session, filt=filt, tile=tile, aggregate_only=aggregate_only
-        ),
+    view = service.incident_view(filt, aggregate_only=aggregate_only)
+
+    def tag_of(version: str) -> str:
+        return caching.etag("incidents", version, filt, aggregate_only, tile)
+
+    if request.headers.get("if-none-match"):  # the client holds a copy: maybe a 304
+        version = await _incident_version(session, "incidents", filt, aggregate_only, "")
+        if caching.matches(request, tag_of(version)):
+            return caching.not_modified(tag_of(version), current=v == version)
+    # the tile and the versions in one statement: the ETag names the data of this very tile
+    body, versions = await service.incidents_tile(
+        session=session, filt=filt, tile=tile, aggregate_only=aggregate_only
     )
+    version = service.data_version("incidents", versions, view)
+    return caching.send(body, tag=tag_of(version), current=v == version, media_type=MVT)
 
 
 @router.get("/hotspots.json", summary="TileJSON of the hot-spot layer (filters carried over)")

@@ -150,11 +150,22 @@ def tile_address(z: str, x: str, y: str) -> Tile:
 # versions
 
 
+LAYER_VERSIONS = text("SELECT layer, version, epoch FROM layer_version")
+# the same as one JSON value, to read beside a tile in one statement (one snapshot)
+VERSIONS_JSON: ColumnElement[Any] = literal_column(
+    "(SELECT json_object_agg(layer, json_build_array(version, epoch)) FROM layer_version)"
+)
+
+
 async def layer_versions(*, session: AsyncSession) -> dict[str, tuple[int, str]]:
     """Each layer's change counter and its database epoch (one tiny query)."""
-    conn = await session.connection()
-    rows = await conn.execute(text("SELECT layer, version, epoch FROM layer_version"))
+    rows = await (await session.connection()).execute(LAYER_VERSIONS)
     return {str(r[0]): (int(r[1]), str(r[2])) for r in rows}
+
+
+def _versions(value: Any) -> dict[str, tuple[int, str]]:
+    data = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return {str(k): (int(v[0]), str(v[1])) for k, v in data.items()}
 
 
 def data_version(layer: str, versions: dict[str, tuple[int, str]], view: str = "") -> str:
@@ -289,13 +300,18 @@ def incident_tile_statement(
 
 async def incidents_tile(
     *, session: AsyncSession, filt: IncidentFilter, tile: Tile, aggregate_only: bool
-) -> bytes:
-    """The incidents tile (see incident_tile_statement), MAX_TILE_POINTS at most."""
+) -> tuple[bytes, dict[str, tuple[int, str]]]:
+    """The incidents tile (see incident_tile_statement), MAX_TILE_POINTS at most, and the
+    layer versions read in the same statement, so in the same snapshot as the tile: a version
+    never names data older or newer than the tile sent with it."""
     made = incident_tile_statement(filt, tile, aggregate_only=aggregate_only, cap=MAX_TILE_POINTS)
+    conn = await session.connection()
     if made is None:
-        return b""
-    await (await session.connection()).execute(LEADER_ONLY)  # this request's transaction only
-    return await _run(session, *made)
+        return b"", await layer_versions(session=session)
+    stmt, params = made
+    await conn.execute(LEADER_ONLY)  # this request's transaction only
+    row = (await conn.execute(select(stmt.scalar_subquery(), VERSIONS_JSON), params)).one()
+    return (bytes(row[0]) if row[0] else b""), _versions(row[1])
 
 
 def _point_rows(source: Any) -> Select[Any]:

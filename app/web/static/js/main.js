@@ -416,7 +416,7 @@ function renderStats(byCategory, byMonth, pairs) {
   body.replaceChildren();
   const head = document.createElement("div");
   head.className = "kpis";
-  head.innerHTML = `<div><span class="kpi" id="stat-total">${byCategory.total}</span> incidents</div>`
+  head.innerHTML = `<div><span class="kpi" id="stat-total">${byCategory.total.toLocaleString("en-US")}</span> incidents</div>`
     + `<div><span class="kpi" id="stat-clearance">${pct(byCategory.clearance_rate)}</span> cleared</div>`;
   body.append(head);
 
