@@ -159,12 +159,15 @@ def tile_sql_target(pool: asyncpg.Pool, statements: dict[Any, str]) -> Target:
 async def compare(
     targets: list[Target], jobs: list[Any], concurrency: int, blocks: int
 ) -> dict[str, dict[str, float]]:
-    """Every target runs all jobs, in `blocks` alternating slices (A B C A B C …)."""
+    """Every target runs all jobs, in `blocks` alternating slices, the order of the targets
+    rotated from one slice to the next (A B C, B C A, C A B …): load from elsewhere on the
+    machine hits every target alike, and none always runs right after the same other one
+    (a server's first requests after another one ran are slower: caches gone cold)."""
     got: dict[str, tuple[list[float], list[int], float]] = {t.name: ([], [], 0.0) for t in targets}
     size = -(-len(jobs) // blocks)
     for b in range(blocks):
         part = jobs[b * size : (b + 1) * size]
-        for t in targets:
+        for t in targets[b % len(targets) :] + targets[: b % len(targets)]:
             samples, sizes, elapsed = await load_samples(t.fetch, part, concurrency, CAP_S / blocks)
             s, z, e = got[t.name]
             got[t.name] = (s + samples, z + sizes, e + elapsed)
@@ -423,7 +426,7 @@ def main() -> None:
     parser.add_argument("--incidents", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=30, help="items requests per loop at c=1")
     parser.add_argument("--blocks", type=int, default=3, help="alternating blocks per loop")
-    parser.add_argument("--rounds", type=int, default=2, help="passes over the sampled tiles")
+    parser.add_argument("--rounds", type=int, default=4, help="passes over the sampled tiles")
     parser.add_argument("--sample", type=int, default=24, help="incidents whose tiles are timed")
     parser.add_argument("--database", default="bench")
     parser.add_argument("--out", help="also write the JSON result here")
