@@ -6,7 +6,8 @@
    p95 and the response size; the same with a one-year `datetime` filter; and at 2 km cells.
 2. The same work in-process, each step timed on its own (study area, grid cells, counts per
    cell, Gi* in numpy, the response text), so the closing figures say where the time goes.
-3. GET /analysis/clusters (DBSCAN) in the border zone for one year.
+3. GET /analysis/stats by jurisdiction and by month (national key).
+4. GET /analysis/clusters (DBSCAN) in the border zone for one year.
 Bounded: a fixed number of requests, and a wall-clock cap on every loop.
 """
 
@@ -120,6 +121,11 @@ def main() -> None:
         show("cell_km=5, one year", *time_get(base, path, zone5 | {"datetime": YEAR}, n, key))
         show("cell_km=5, fdr=true", *time_get(base, path, zone5 | {"fdr": "true"}, n, key))
         show("cell_km=2", *time_get(base, path, {"area": "border-zone", "cell_km": 2}, 3, key))
+        stats = "/analysis/stats"
+        time_get(base, stats, {"group_by": "jurisdiction"}, 1, key)  # warm-up
+        print(f"statistics ({args.incidents:,} incidents):")
+        show("group_by=jurisdiction", *time_get(base, stats, {"group_by": "jurisdiction"}, n, key))
+        show("group_by=month", *time_get(base, stats, {"group_by": "month"}, n, key))
         clusters = {"border_km_max": 50, "datetime": YEAR, "eps_m": 1000, "min_points": 10}
         show(
             "clusters, border zone, one year",

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 from sqlalchemy import (
+    BindParameter,
     Boolean,
     ColumnElement,
     Float,
@@ -194,23 +195,26 @@ def incident_view(filt: IncidentFilter, *, aggregate_only: bool, home: str = "")
 # filter builds none. Building the statement of a point tile cost ~3 ms of Python per tile,
 # about ten times what PostgreSQL needs for a small tile (docs/performance.md).
 
+Box = tuple[BindParameter[Any], BindParameter[Any], BindParameter[Any], BindParameter[Any]]
+
+
+def _box(west: str, south: str, east: str, north: str) -> Box:
+    """Four float parameters: a box in degrees."""
+    return (
+        bindparam(west, type_=Float),
+        bindparam(south, type_=Float),
+        bindparam(east, type_=Float),
+        bindparam(north, type_=Float),
+    )
+
+
 TZ, TX, TY = (bindparam(n, type_=Integer) for n in ("tz", "tx", "ty"))
 # the tile in degrees; a point is inside when west <= lon < east and south < lat <= north
-TILE_BOX = (
-    bindparam("tw", type_=Float),
-    bindparam("ts", type_=Float),
-    bindparam("te", type_=Float),
-    bindparam("tn", type_=Float),
-)
+TILE_BOX = _box("tw", "ts", "te", "tn")
 # the aggregate grid: cell size (m), first and last column and row, and the cells' region
 CELL = bindparam("cell", type_=Float)
 IX0, IX1, IY0, IY1 = (bindparam(n, type_=Float) for n in ("ix0", "ix1", "iy0", "iy1"))
-REGION_BOX = (
-    bindparam("rw", type_=Float),
-    bindparam("rs", type_=Float),
-    bindparam("re", type_=Float),
-    bindparam("rn", type_=Float),
-)
+REGION_BOX = _box("rw", "rs", "re", "rn")
 CAP = bindparam("cap", type_=Integer)
 STATEMENT_CACHE = 128  # filters whose statements are kept (per kind)
 
