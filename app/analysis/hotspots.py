@@ -204,7 +204,9 @@ CELLS_SQL = f"""
 # a clipped cell this close to the hexagon's area is the whole hexagon (floating-point slack of
 # the union of its pieces; 1e-7 of a 5 km cell is 2 mm²)
 WHOLE_SLACK = 1e-7
-CELLS_CACHE = 16  # grids kept per process: they depend on reference data only
+# grids kept per process (they depend on reference data only); the largest allowed grid, 50 000
+# cells, holds ~15 MB of GeoJSON text, so at most ~120 MB per process
+CELLS_CACHE = 8
 
 
 @dataclass(frozen=True)
