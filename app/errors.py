@@ -102,6 +102,12 @@ STATUS: dict[type[AppError], int] = {
     Unavailable: 503,
 }
 
+STATEMENT_TIMEOUT = (
+    "the query ran longer than the database statement timeout; narrow it (a shorter time range,"
+    " a smaller area, fewer categories) or retry later"
+)
+CONNECTION_LOST = "the connection to the database was lost; retry the request"
+
 # Errors raised when PostgreSQL cannot be reached or went away: answered with 503, not 500.
 DB_DOWN: tuple[type[Exception], ...] = (
     sa_exc.OperationalError,
@@ -190,21 +196,10 @@ def install(app: FastAPI) -> None:
     async def _dbapi(request: Request, exc: sa_exc.DBAPIError) -> Response:
         if _cancelled(exc):
             log.warning("statement timeout on %s", request.url.path)
-            return problem(
-                503,
-                "Service unavailable",
-                "the query ran longer than the database statement timeout; narrow it (a shorter"
-                " time range, a smaller area, fewer categories) or retry later",
-                request,
-            )
+            return problem(503, "Service unavailable", STATEMENT_TIMEOUT, request)
         if exc.connection_invalidated:  # the database dropped the connection (e.g. a restart)
             log.warning("database connection lost on %s: %s", request.url.path, exc.orig)
-            return problem(
-                503,
-                "Service unavailable",
-                "the connection to the database was lost; retry the request",
-                request,
-            )
+            return problem(503, "Service unavailable", CONNECTION_LOST, request)
         log.exception("database error on %s", request.url.path)
         return problem(500, "Internal error", "an unexpected error occurred", request)
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import ARRAY, DateTime, Integer, String, bindparam, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import db
 from app.config import Settings
 from app.db import WARM_SQL
+from app.errors import CONNECTION_LOST, STATEMENT_TIMEOUT, Unavailable
 from app.main import create_app
 
 PROBLEM = "application/problem+json"
@@ -95,3 +97,53 @@ async def test_lost_connections_cost_one_503_then_recover(
         await _terminate(engine, await _backends(app.state.engine, 2))
         for _ in range(3):
             assert (await client.get("/border-posts")).status_code == 200
+
+
+async def test_driver_statement_binds_like_sqlalchemy(engine: AsyncEngine) -> None:
+    """A statement run on the driver connection gives what SQLAlchemy gives for the same values:
+    an IN list expanded from the statement's own values, a per-call value used twice, a
+    timestamp, an array."""
+    t = (
+        func.unnest(literal(["a", "b", "c", "d"], ARRAY(String)))
+        .table_valued("v")
+        .render_derived(name="t")
+    )
+    since = datetime(2025, 5, 5, 5, 5, 5, tzinfo=UTC)
+    stmt = select(
+        func.string_agg(t.c.v, literal(","), type_=String),
+        bindparam("n", type_=Integer) * 2 + bindparam("n", type_=Integer),
+        literal(since, DateTime(timezone=True)),
+    ).where(t.c.v.in_(["b", "d"]), t.c.v != bindparam("skip", type_=String))
+    async with engine.connect() as conn:
+        statement = db.DriverStatement(stmt, conn.dialect, {"n": 0, "skip": ""})
+        for n, skip in ((1, ""), (7, "d")):
+            want = (await conn.execute(stmt, {"n": n, "skip": skip})).one()
+            got = await db.fetch_row(conn, statement, {"n": n, "skip": skip})
+            assert got is not None and tuple(got) == tuple(want)
+        assert tuple(want) == ("b", 21, since)
+        with pytest.raises(KeyError):
+            statement.args({"n": 1})  # every per-call value is required
+
+
+async def test_driver_statement_timeout_and_lost_connection_are_503(engine: AsyncEngine) -> None:
+    """On the driver connection as through SQLAlchemy: a statement timeout and a connection the
+    database dropped are Unavailable (503 problem+json); the dropped one is invalidated, so the
+    pool never hands it out again."""
+    async with engine.connect() as conn:
+        statement = db.DriverStatement(
+            select(func.pg_sleep(bindparam("s"))), conn.dialect, {"s": 0}
+        )
+        await conn.execute(text("SET LOCAL statement_timeout = 50"))
+        with pytest.raises(Unavailable) as timed_out:
+            await db.fetch_row(conn, statement, {"s": 2.0})
+        assert timed_out.value.detail == STATEMENT_TIMEOUT
+    async with engine.connect() as conn:
+        pid = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        await conn.commit()
+        await _terminate(engine, [pid])
+        with pytest.raises(Unavailable) as lost:
+            await db.fetch_row(conn, statement, {"s": 0.0})
+        assert lost.value.detail == CONNECTION_LOST
+        assert conn.invalidated
+    async with engine.connect() as conn:  # the pool serves a working connection again
+        assert await db.fetch_row(conn, statement, {"s": 0.0}) is not None

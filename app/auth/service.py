@@ -6,15 +6,18 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import keys
 from app.auth.models import ROLES, AuditEvent, Principal
 from app.auth.scope import Scope
+from app.db import DriverStatement, fetch_row
 from app.errors import InvalidInput, NotFound
 
 
@@ -166,38 +169,43 @@ async def list_principals(*, session: AsyncSession) -> list[dict[str, Any]]:
     return [_public(p) for p in rows]
 
 
+_P = Principal.__table__.c
+_BY_PREFIX = select(
+    _P.id, _P.name, _P.role, _P.jurisdiction_code, _P.unit, _P.key_hash, _P.revoked_at,
+    _P.last_used_at,
+).where(_P.key_prefix == bindparam("prefix"))  # fmt: skip
+
+
+@lru_cache(maxsize=4)
+def _by_prefix(dialect: Dialect) -> DriverStatement:
+    # this runs before every request: compiled once, run on the driver connection, and before
+    # any transaction has begun (a read-only request that stays on the driver needs no BEGIN)
+    return DriverStatement(_BY_PREFIX, dialect, {"prefix": ""})
+
+
 async def authenticate(*, session: AsyncSession, key: str, cooperation_m: int) -> Identity | None:
     """The principal a presented key belongs to, or None (unknown, malformed or revoked)."""
     prefix = keys.prefix_of(key)
     if prefix is None:
         return None
-    # plain columns, not an ORM entity: this runs before every request
-    t = Principal.__table__.c
     conn = await session.connection()
-    p = (
-        await conn.execute(
-            select(
-                t.id, t.name, t.role, t.jurisdiction_code, t.unit, t.key_hash, t.revoked_at,
-                t.last_used_at,
-            ).where(t.key_prefix == prefix)
-        )
-    ).one_or_none()  # fmt: skip
-    if p is None or p.revoked_at is not None or not keys.matches(key, p.key_hash):
+    p = await fetch_row(conn, _by_prefix(conn.dialect), {"prefix": prefix})
+    if p is None or p["revoked_at"] is not None or not keys.matches(key, p["key_hash"]):
         return None
     # "last used" is written at most once a minute per principal: most requests cost one query
     now = datetime.now(UTC)
-    if p.last_used_at is None or now - p.last_used_at > timedelta(minutes=1):
+    if p["last_used_at"] is None or now - p["last_used_at"] > timedelta(minutes=1):
         await session.execute(
-            update(Principal).where(Principal.id == p.id).values(last_used_at=func.now())
+            update(Principal).where(Principal.id == p["id"]).values(last_used_at=func.now())
         )
         await session.commit()
     return Identity(
-        id=p.id,
-        name=p.name,
-        role=p.role,
-        jurisdiction_code=p.jurisdiction_code,
-        unit=p.unit,
-        scope=Scope(code=p.jurisdiction_code, distance_m=cooperation_m),
+        id=p["id"],
+        name=p["name"],
+        role=p["role"],
+        jurisdiction_code=p["jurisdiction_code"],
+        unit=p["unit"],
+        scope=Scope(code=p["jurisdiction_code"], distance_m=cooperation_m),
     )
 
 
