@@ -107,7 +107,8 @@ async def create_incident(
     result = await service.create(
         session=session, data=data, principal=principal, idempotency_key=idempotency_key
     )
-    location = str(request.url_for("read_incident", incident_id=str(result.id)))
+    # the path of read_incident, written out: url_for scans every route (~0.3 ms per create)
+    location = f"{str(request.base_url).rstrip('/')}/incidents/{result.id}"
     return _feature_response(
         result.body, result.version, 201 if result.created else 200, Location=location
     )
