@@ -128,12 +128,19 @@ async def get_feature(
 ) -> tuple[bytes, int]:
     """The incident as a Feature and its version; NotFound when missing, deleted or out of
     scope (the same answer, so nobody learns what exists outside their area)."""
+    found = await _feature_row(session, incident_id, scope)
+    if found is None:
+        raise NotFound(f"no incident with id {incident_id}", id=str(incident_id))
+    return found
+
+
+async def _feature_row(
+    session: AsyncSession, incident_id: uuid.UUID, scope: Scope
+) -> tuple[bytes, int] | None:
     conn = await session.connection()
     params = {"incident_id": incident_id}
     row = (await conn.execute(_feature_statement(scope), params)).one_or_none()
-    if row is None:
-        raise NotFound(f"no incident with id {incident_id}", id=str(incident_id))
-    return str(row[0]).encode(), int(row[1])
+    return None if row is None else (str(row[0]).encode(), int(row[1]))
 
 
 @lru_cache(maxsize=SCOPE_CACHE)
@@ -260,12 +267,12 @@ async def create(
             session=session, incident_id=data.id, scope=principal.scope
         )
         return Created(data.id, body, version, created=False)
-    if not await _visible(session, data.id, principal.scope):
+    feature = await _feature_row(session, data.id, principal.scope)
+    if feature is None:  # outside the writer's area: nothing of it is kept
         await session.rollback()
         raise _outside(principal.scope)
-    body, version = await get_feature(session=session, incident_id=data.id, scope=principal.scope)
     await session.commit()
-    return Created(data.id, body, version, created=True)
+    return Created(data.id, *feature, created=True)
 
 
 async def _lock(
@@ -345,14 +352,12 @@ async def update_incident(
                 **changes, version=Incident.version + 1, updated_at=func.now(), updated_by=actor
             )
         )
-    if not await _visible(session, incident_id, principal.scope):
+    feature = await _feature_row(session, incident_id, principal.scope)
+    if feature is None:  # moved outside the writer's area: the change is not kept
         await session.rollback()
         raise _outside(principal.scope)
-    body, new_version = await get_feature(
-        session=session, incident_id=incident_id, scope=principal.scope
-    )
     await session.commit()
-    return body, new_version
+    return feature
 
 
 async def delete_incident(
