@@ -12,7 +12,7 @@ from typing import Annotated
 
 import orjson
 from fastapi import Depends, Query
-from sqlalchemy import ColumnElement, func, literal, tuple_
+from sqlalchemy import ColumnElement, func, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import String
 
@@ -196,8 +196,3 @@ class Cursor:
             return cls(datetime.fromisoformat(at), uuid.UUID(ident))
         except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError) as exc:
             raise InvalidInput("cursor is not one this service issued", field="cursor") from exc
-
-    def after(self) -> ColumnElement[bool]:
-        """Rows after this position in the list order."""
-        i = Incident
-        return tuple_(i.occurred_at, i.id) < tuple_(literal(self.occurred_at), literal(self.id))

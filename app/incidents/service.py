@@ -19,6 +19,7 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
@@ -451,6 +452,36 @@ async def stream_page(
 
     PostgreSQL joins the Features into one text per `chunk` rows, so Python handles a few
     large strings instead of a thousand small ones."""
+    stmt = _page_statement(filt, limit, chunk, cursor is not None)
+    params = {} if cursor is None else {"cursor_at": cursor.occurred_at, "cursor_id": cursor.id}
+    # one round trip: a page is at most 10 000 rows (~6 MB of text), which is
+    # measurably faster than a server-side cursor; the export streams through a cursor instead
+    result = await (await session.connection()).execute(stmt, params)
+    emitted = False
+    more = False
+    last: tuple[Any, Any] | None = None
+    for text_part, n, max_rn, last_at, last_ids in result:
+        if text_part:
+            yield (("," + text_part) if emitted else text_part).encode()
+            emitted = True
+        page.returned += int(n)
+        more = more or int(max_rn) > limit
+        if last_at is not None:
+            last = (last_at, last_ids[0])
+    if more and last is not None:
+        page.next_cursor = Cursor(last[0], last[1])
+
+
+# the page's keyset position, bound per request (the statement is built once per filter)
+AFTER_CURSOR = tuple_(Incident.occurred_at, Incident.id) < tuple_(
+    bindparam("cursor_at", type_=Incident.occurred_at.type),
+    bindparam("cursor_id", type_=Incident.id.type),
+)
+
+
+@lru_cache(maxsize=128)
+def _page_statement(filt: IncidentFilter, limit: int, chunk: int, paged: bool) -> Select[Any]:
+    """The page statement (see stream_page), after the cursor's position when `paged`."""
     f, post = feature_expr()
     i = Incident
     rn = func.row_number().over(order_by=(i.occurred_at.desc(), i.id.desc()))
@@ -468,8 +499,8 @@ async def stream_page(
         .order_by(i.occurred_at.desc(), i.id.desc())
         .limit(limit + 1)
     )
-    if cursor is not None:
-        rows = rows.where(cursor.after())
+    if paged:
+        rows = rows.where(AFTER_CURSOR)
     sub = rows.subquery()
     in_page = sub.c.rn <= limit
     at_end = sub.c.rn == limit
@@ -484,19 +515,4 @@ async def stream_page(
         .group_by(sub.c.grp)
         .order_by(sub.c.grp)
     )
-    # one round trip: a page is at most 10 000 rows (~6 MB of text), which is
-    # measurably faster than a server-side cursor; the export streams through a cursor instead
-    result = await session.execute(stmt)
-    emitted = False
-    more = False
-    last: tuple[Any, Any] | None = None
-    for text_part, n, max_rn, last_at, last_ids in result:
-        if text_part:
-            yield (("," + text_part) if emitted else text_part).encode()
-            emitted = True
-        page.returned += int(n)
-        more = more or int(max_rn) > limit
-        if last_at is not None:
-            last = (last_at, last_ids[0])
-    if more and last is not None:
-        page.next_cursor = Cursor(last[0], last[1])
+    return stmt
