@@ -6,11 +6,14 @@ from __future__ import annotations
 from datetime import date
 
 import httpx
+import numpy as np
 import pytest
+import shapely
 from shapely.geometry import MultiPolygon, box
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.analysis.nearby import inner_degrees, outer_degrees
 from app.config import Settings
 from app.geodata import load as geodata
 from app.jurisdictions import service as jurisdictions
@@ -168,3 +171,32 @@ async def test_not_neighbours_and_bad_input(client: httpx.AsyncClient) -> None:
     assert (
         await client.get("/analysis/cross-boundary", params={"level": "galaxy"})
     ).status_code == 422
+
+
+@pytest.mark.parametrize("lat", [0.0, 12.0, 23.0, 45.0, 70.0])
+async def test_planar_bounds_around_the_geodesic_test(session: AsyncSession, lat: float) -> None:
+    """The cross-boundary table decides most points in degrees: within inner_degrees of a line
+    they are surely within the radius on the ground, beyond outer_degrees surely not. Checked
+    against pyproj's geodesic distance for points all around a short line, at several
+    latitudes, with the points that sit between the two bounds left to the geodesic test."""
+    radius_m = 5000.0
+    line = shapely.LineString([(105.0, lat), (105.03, lat + 0.02), (105.05, lat + 0.021)])
+    dense = shapely.segmentize(line, 0.0002)  # ~20 m: the vertices stand in for the line
+    rng = np.random.default_rng(int(lat * 10) + 1)
+    xs = rng.uniform(104.85, 105.2, 1500)
+    ys = rng.uniform(lat - 0.12, lat + 0.15, 1500)
+    outer = select(outer_degrees(func.ST_GeomFromText(line.wkt, 4326), radius_m))
+    outer_deg = float((await session.execute(outer)).scalar_one())
+    inner_deg = inner_degrees(radius_m)
+    assert 0 < inner_deg < outer_deg
+    decided = 0
+    for x, y in zip(xs, ys, strict=True):
+        planar = line.distance(shapely.Point(x, y))
+        if inner_deg < planar <= outer_deg:
+            continue  # the geodesic test decides these
+        vx, vy = shapely.get_coordinates(dense).T
+        ground = float(np.min(GEOD.inv(np.full(len(vx), x), np.full(len(vx), y), vx, vy)[2]))
+        assert (ground <= radius_m) == (planar <= inner_deg), (x, y, planar, ground)
+        decided += 1
+    if abs(lat) < 30:  # near the equator the bounds decide most points (the ring is thin)
+        assert decided > 1200

@@ -17,11 +17,13 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, array
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
+from app.analysis.nearby import inner_degrees, outer_degrees
 from app.errors import NotFound
 from app.geo import geojson
 from app.incidents.filters import IncidentFilter
@@ -184,15 +186,30 @@ async def cross_boundary(
     pieces = (
         select(pairs.c.a, pairs.c.b, piece.label("g")).cte("pieces").prefix_with("MATERIALIZED")
     )
-    hits = (
-        select(pieces.c.a, pieces.c.b, Incident.id)
-        .select_from(pieces)
-        .join(
-            Incident,
-            Incident.geom.op("&&")(func.ST_Expand(pieces.c.g, km * 1000 / M_PER_DEG))
-            & func.ST_DWithin(func.geography(Incident.geom), func.geography(pieces.c.g), km * 1000),
+    # the incidents that may be near each piece (planar distance in degrees, index-assisted),
+    # fenced (OFFSET) so that the test "in a or b" stays a filter on them: pushed down,
+    # PostgreSQL ANDed the index scan with two GIN scans of the path index per piece (~25 000
+    # rows each, half of the statement's 17 s at 1 M incidents)
+    radius_m = km * 1000
+    near = (
+        select(Incident.id, Incident.geom, Incident.jurisdiction_path)
+        .where(
+            func.ST_DWithin(Incident.geom, pieces.c.g, outer_degrees(pieces.c.g, radius_m)),
+            *filt.conditions(),
         )
-        .where(*filt.conditions(), or_(_path_has_col(pieces.c.a), _path_has_col(pieces.c.b)))
+        .offset(literal_column("'0'"))
+        .lateral("near")
+    )
+    # the geodesic test only where the planar one cannot decide (most points are surely in)
+    within = or_(
+        func.ST_DWithin(near.c.geom, pieces.c.g, inner_degrees(radius_m)),
+        func.ST_DWithin(func.geography(near.c.geom), func.geography(pieces.c.g), radius_m),
+    )
+    hits = (
+        select(pieces.c.a, pieces.c.b, near.c.id)
+        .select_from(pieces)
+        .join(near, true())
+        .where(or_(_path_has_col(near, pieces.c.a), _path_has_col(near, pieces.c.b)), within)
         .distinct()
         .subquery("hits")
     )
@@ -218,7 +235,7 @@ async def cross_boundary(
     ]
 
 
-def _path_has_col(code: Any) -> ColumnElement[bool]:
-    return Incident.jurisdiction_path.op("@>", is_comparison=True)(
+def _path_has_col(rows: Any, code: Any) -> ColumnElement[bool]:
+    return rows.c.jurisdiction_path.op("@>", is_comparison=True)(
         cast(array([code]), ARRAY(String(32)))
     )

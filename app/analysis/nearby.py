@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import Text, cast, func, literal, select, text
+from sqlalchemy import ColumnElement, Text, cast, func, literal, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +18,26 @@ from app.incidents.service import feature_expr
 # by the cosine of the highest latitude the circle reaches.
 M_PER_DEG_LAT_MIN = 110_574.0
 M_PER_DEG_LON_EQUATOR = 111_320.0
+# Longest: a degree of latitude at the poles (111 694 m); one of longitude is never longer than
+# at the equator.
+M_PER_DEG_MAX = 111_700.0
+
+
+def inner_degrees(radius_m: float) -> float:
+    """A distance in degrees (planar, lon/lat) within which every point is surely within
+    `radius_m` on the ground: no degree in any direction is longer than M_PER_DEG_MAX."""
+    return radius_m / (M_PER_DEG_MAX * 1.01)
+
+
+def outer_degrees(geom: Any, radius_m: float) -> ColumnElement[Any]:
+    """SQL: a distance in degrees (planar) from `geom` beyond which no point is within
+    `radius_m` on the ground: the shortest degree in the band of latitudes involved, as in
+    enclosing_box."""
+    dlat = radius_m / M_PER_DEG_LAT_MIN * 1.01
+    reach = func.greatest(func.abs(func.ST_YMin(geom)), func.abs(func.ST_YMax(geom))) + dlat
+    top = func.least(89.9, reach)
+    shortest = func.least(M_PER_DEG_LAT_MIN, M_PER_DEG_LON_EQUATOR * func.cos(func.radians(top)))
+    return radius_m * 1.01 / shortest
 
 
 def enclosing_box(lon: float, lat: float, radius_m: float) -> tuple[float, float, float, float]:
