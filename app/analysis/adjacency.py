@@ -46,8 +46,6 @@ SHARED_LINE = """
     END
 """
 
-# degrees of longitude per metre, generous up to ~44° of latitude (prefilter only)
-M_PER_DEG = 80_000.0
 # cross-boundary: shared lines are measured piece by piece (segments <= 2 km, <= 10 vertices)
 PIECE_SEGMENT_M = 2000.0
 PIECE_VERTICES = 10
@@ -116,12 +114,14 @@ async def shared_zone(
     distance = func.ST_Distance(here, geog)
     which = case((_path_has(a), literal(a)), else_=literal(b))
     f, post = feature_expr({"side": which, "distance_to_shared_m": geojson.rounded(distance, 1)})
-    reach_deg = km * 1000 / M_PER_DEG
+    radius_m = km * 1000
     inside = (
         *filt.conditions(),
         _path_has(a) | _path_has(b),
-        Incident.geom.op("&&")(func.ST_Expand(shared, reach_deg)),
-        func.ST_DWithin(here, geog, km * 1000),
+        func.ST_DWithin(Incident.geom, shared, outer_degrees(shared, radius_m)),
+        # the geodesic test only where the planar bounds cannot decide (see cross_boundary)
+        func.ST_DWithin(Incident.geom, shared, inner_degrees(radius_m))
+        | func.ST_DWithin(here, geog, radius_m),
     )
     chosen = (
         select(cast(f, Text).label("f"), distance.label("d"), Incident.id)
