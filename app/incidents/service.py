@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import (
     ColumnElement,
@@ -181,15 +181,27 @@ ACTIVE_CATEGORY = select(Category.code).where(
 )
 
 
+# a create's history context and its category check in one round trip
+SET_CONTEXT_FOR_NEW = text(
+    "SELECT set_config('borderwatch.actor', :actor, true),"
+    " set_config('borderwatch.action', '', true),"
+    " EXISTS (SELECT FROM category WHERE code = :code AND active)"
+)
+
+
 async def _check_category(session: AsyncSession, code: str) -> None:
     found = await (await session.connection()).execute(ACTIVE_CATEGORY, {"code": code})
     if found.scalar() is None:
-        known = (
-            await session.execute(
-                select(Category.code).where(Category.active.is_(True)).order_by(Category.sort_order)
-            )
-        ).scalars()
-        raise InvalidInput(f"unknown category '{code}'", field="category", allowed=list(known))
+        await _unknown_category(session, code)
+
+
+async def _unknown_category(session: AsyncSession, code: str) -> NoReturn:
+    known = (
+        await session.execute(
+            select(Category.code).where(Category.active.is_(True)).order_by(Category.sort_order)
+        )
+    ).scalars()
+    raise InvalidInput(f"unknown category '{code}'", field="category", allowed=list(known))
 
 
 # the values come per call (executemany-style keys): one statement object for every create
@@ -229,9 +241,11 @@ async def create(
             update={"id": idempotent_id(idempotency_key) if idempotency_key else uuid.uuid4()}
         )
     assert data.id is not None
-    await _check_category(session, data.category)
+    conn = await session.connection()
+    params = {"actor": actor, "code": data.category}
+    if not (await conn.execute(SET_CONTEXT_FOR_NEW, params)).one()[2]:
+        await _unknown_category(session, data.category)
     digest = data.request_hash()
-    await _set_context(session, actor=actor)
     values = {
         "id": data.id,
         "category": data.category,
@@ -248,7 +262,6 @@ async def create(
         "updated_by": actor,
         "request_hash": digest,
     }
-    conn = await session.connection()
     inserted = (await conn.execute(INSERT_NEW, values)).scalar()
     if inserted is None:
         stored = (
