@@ -9,6 +9,7 @@ the geometry, the output properties and the queryables, all as SQL expressions. 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.analysis import hotspots
+from app.auth.scope import Scope
 from app.auth.service import Identity
 from app.borders.models import BorderSegment
 from app.errors import Forbidden, NotFound, Unauthorized
@@ -79,8 +81,15 @@ class Source:
 
     def feature(self, names: list[str] | None = None) -> ColumnElement[Any]:
         """The Feature json, with only `names` among the properties when given."""
-        props = self.properties if names is None else {n: self.properties[n] for n in names}
+        if names is None:
+            return self._whole_feature
+        props = {n: self.properties[n] for n in names}
         return geojson.feature(id_=self.id, geom=self.geom, properties=props)
+
+    @cached_property
+    def _whole_feature(self) -> ColumnElement[Any]:
+        # built once per Source: the incidents' Source is kept per scope (incidents())
+        return geojson.feature(id_=self.id, geom=self.geom, properties=self.properties)
 
 
 def _q(expr: Any, type_: str, title: str, enum: tuple[str, ...] | None = None) -> Queryable:
@@ -192,7 +201,7 @@ async def source(
     the hot-spot grid is not computed (for descriptions that need only the queryables)."""
     if info.id == INCIDENTS:
         assert principal is not None
-        return incidents(info, principal)
+        return incidents(info, principal.scope)
     if info.id == POSTS:
         return posts(info)
     if info.id == SEGMENTS:
@@ -205,8 +214,10 @@ async def source(
     return jurisdictions(info, info.id.removeprefix(JURISDICTIONS))
 
 
-def incidents(info: Info, principal: Identity) -> Source:
-    """Incidents in the principal's scope (the scope condition of GET /incidents)."""
+@lru_cache(maxsize=64)
+def incidents(info: Info, scope: Scope) -> Source:
+    """Incidents in a scope (the scope condition of GET /incidents); kept per scope, so the
+    Feature expression and its columns are built once, not for every page."""
     i = Incident
     post = aliased(BorderPost)
     props: dict[str, Any] = incident_service.properties(post)
@@ -242,7 +253,7 @@ def incidents(info: Info, principal: Identity) -> Source:
         properties=props,
         queryables=queryables,
         order=(i.occurred_at.desc(), i.id.desc()),
-        where=tuple(IncidentFilter(scope=principal.scope).conditions()),
+        where=tuple(IncidentFilter(scope=scope).conditions()),
         id_type="uuid",
         period=(i.occurred_at, i.occurred_at),
     )
