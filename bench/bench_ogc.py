@@ -45,7 +45,6 @@ from sqlalchemy.dialects import postgresql
 from starlette.datastructures import QueryParams
 
 from app.auth.scope import NATIONAL
-from app.auth.service import Identity
 from app.ogc import collections, params, service
 from bench.bench_api import hotspot_sql
 from bench.bench_tiles import raw_statements, sample_points, tile_of
@@ -101,10 +100,7 @@ def items_sql(bbox: tuple[float, float, float, float], limit: int) -> str:
     """The statement of our items route (page and numberMatched in one) for a national admin,
     the Features wrapped into the FeatureCollection text."""
     info = next(i for i in collections.infos([]) if i.id == collections.INCIDENTS)
-    admin = Identity(
-        id=0, name="bench", role="admin", jurisdiction_code=None, unit=None, scope=NATIONAL
-    )
-    source = collections.incidents(info, admin)
+    source = collections.incidents(info, NATIONAL)
     query = params.parse_items(
         QueryParams({"bbox": ",".join(map(str, bbox)), "limit": str(limit)}), source
     )
