@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, array
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
-from app.analysis.nearby import inner_degrees, outer_degrees
+from app.analysis.nearby import may_be_within, within
 from app.errors import NotFound
 from app.geo import geojson
 from app.incidents.filters import IncidentFilter
@@ -118,10 +118,8 @@ async def shared_zone(
     inside = (
         *filt.conditions(),
         _path_has(a) | _path_has(b),
-        func.ST_DWithin(Incident.geom, shared, outer_degrees(shared, radius_m)),
-        # the geodesic test only where the planar bounds cannot decide (see cross_boundary)
-        func.ST_DWithin(Incident.geom, shared, inner_degrees(radius_m))
-        | func.ST_DWithin(here, geog, radius_m),
+        may_be_within(Incident.geom, shared, radius_m),
+        within(Incident.geom, shared, radius_m),
     )
     chosen = (
         select(cast(f, Text).label("f"), distance.label("d"), Incident.id)
@@ -194,22 +192,20 @@ async def cross_boundary(
     near = (
         select(Incident.id, Incident.geom, Incident.jurisdiction_path)
         .where(
-            func.ST_DWithin(Incident.geom, pieces.c.g, outer_degrees(pieces.c.g, radius_m)),
+            may_be_within(Incident.geom, pieces.c.g, radius_m),
             *filt.conditions(),
         )
         .offset(literal_column("'0'"))
         .lateral("near")
     )
-    # the geodesic test only where the planar one cannot decide (most points are surely in)
-    within = or_(
-        func.ST_DWithin(near.c.geom, pieces.c.g, inner_degrees(radius_m)),
-        func.ST_DWithin(func.geography(near.c.geom), func.geography(pieces.c.g), radius_m),
-    )
     hits = (
         select(pieces.c.a, pieces.c.b, near.c.id)
         .select_from(pieces)
         .join(near, true())
-        .where(or_(_path_has_col(near, pieces.c.a), _path_has_col(near, pieces.c.b)), within)
+        .where(
+            or_(_path_has_col(near, pieces.c.a), _path_has_col(near, pieces.c.b)),
+            within(near.c.geom, pieces.c.g, radius_m),
+        )
         .distinct()
         .subquery("hits")
     )

@@ -18,7 +18,6 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    text,
     tuple_,
     update,
 )
@@ -66,9 +65,9 @@ def parse_if_match(header: str) -> int | None:
 # scope is part of them) and run on the session's connection (Core): SQLAlchemy memoizes a
 # statement's cache key on the statement object, and building the Feature statement per request
 # (an aliased post, the GeoJSON expression) cost ~1.5 ms of CPU, a fresh key ~0.5 ms more.
-SET_CONTEXT = text(
-    "SELECT set_config('borderwatch.actor', :actor, true),"
-    " set_config('borderwatch.action', :action, true)"
+SET_CONTEXT = select(
+    func.set_config("borderwatch.actor", bindparam("actor", type_=Text), True),
+    func.set_config("borderwatch.action", bindparam("action", type_=Text), True),
 )
 INCIDENT_ID = bindparam("incident_id", type_=Incident.id.type)
 SCOPE_CACHE = 64  # scopes whose statements are kept (a scope per jurisdiction and distance)
@@ -182,11 +181,7 @@ ACTIVE_CATEGORY = select(Category.code).where(
 
 
 # a create's history context and its category check in one round trip
-SET_CONTEXT_FOR_NEW = text(
-    "SELECT set_config('borderwatch.actor', :actor, true),"
-    " set_config('borderwatch.action', '', true),"
-    " EXISTS (SELECT FROM category WHERE code = :code AND active)"
-)
+SET_CONTEXT_FOR_NEW = SET_CONTEXT.add_columns(ACTIVE_CATEGORY.exists())
 
 
 async def _check_category(session: AsyncSession, code: str) -> None:
@@ -242,7 +237,7 @@ async def create(
         )
     assert data.id is not None
     conn = await session.connection()
-    params = {"actor": actor, "code": data.category}
+    params = {"actor": actor, "action": "", "code": data.category}
     if not (await conn.execute(SET_CONTEXT_FOR_NEW, params)).one()[2]:
         await _unknown_category(session, data.category)
     digest = data.request_hash()
