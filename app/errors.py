@@ -59,6 +59,12 @@ class PayloadTooLarge(AppError):
     title = "Payload too large"
 
 
+class RequestTimeout(AppError):
+    """The request body did not arrive within the configured time."""
+
+    title = "Request timeout"
+
+
 class PreconditionRequired(AppError):
     """A write that needs If-Match came without it."""
 
@@ -97,6 +103,7 @@ STATUS: dict[type[AppError], int] = {
     InvalidInput: 422,
     Conflict: 409,
     PreconditionFailed: 412,
+    RequestTimeout: 408,
     PayloadTooLarge: 413,
     PreconditionRequired: 428,
     Unavailable: 503,
