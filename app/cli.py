@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app import migrate
 from app.auth import service as auth_service
+from app.auth.keys import parse_lifetime
 from app.config import Settings, get_settings
 from app.db import create_engine, ensure_database, sessionmaker
 from app.embedded import ClusterError
@@ -427,14 +429,18 @@ def keys_create(
         str | None, typer.Option(help="scope, e.g. VN-44; omit for national")
     ] = None,
     unit: Annotated[str | None, typer.Option(help="an officer's unit")] = None,
+    expires_in: Annotated[
+        str | None, typer.Option(help="the key's lifetime, e.g. 90d, 12h or 2w; omit: no expiry")
+    ] = None,
 ) -> None:
     """Create a principal and print its key once."""
     settings = get_settings()
+    lifetime = _lifetime(expires_in)
 
     async def work(session: AsyncSession) -> tuple[dict[str, object], str]:
         return await auth_service.create_principal(
             session=session, name=name, role=role, jurisdiction_code=jurisdiction, unit=unit,
-            actor=_cli_actor(),
+            actor=_cli_actor(), expires_at=auth_service.expiry(lifetime),
         )  # fmt: skip
 
     record, key = _run(_with_session(settings, work))
@@ -449,22 +455,58 @@ def keys_list() -> None:
     async def work(session: AsyncSession) -> list[dict[str, object]]:
         return await auth_service.list_principals(session=session)
 
+    now = datetime.now(UTC)
+    # one line per principal, never wrapped: operators grep it
+    print(f"{'id':>4}  {'role':<8} {'scope':<10} {'state':<8} {'key':<16} "
+          f"{'expires (UTC)':<17} {'last used (UTC)':<17} name")  # fmt: skip
     for p in _run(_with_session(settings, work)):
+        expires = _when(p["expires_at"])
         state = "revoked" if p["revoked_at"] else "active"
-        console.print(
-            f"{p['id']:>4}  {p['role']:<8} {p['jurisdiction'] or 'national'!s:<9} "
-            f"{state:<8} bw_{p['key_prefix']}_…  {escape(str(p['name']))}"
+        if not p["revoked_at"] and expires and expires <= now:
+            state = "expired"
+        print(
+            f"{p['id']:>4}  {p['role']!s:<8} {p['jurisdiction'] or 'national'!s:<10} "
+            f"{state:<8} bw_{p['key_prefix']}_… {_minutes(expires) or 'never':<17} "
+            f"{_minutes(_when(p['last_used_at'])) or 'never':<17} {p['name']}"
         )
 
 
+def _lifetime(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    try:
+        return parse_lifetime(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--expires-in") from exc
+
+
+def _when(value: object) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _minutes(value: datetime | None) -> str | None:
+    """A time to the minute, in UTC (operators compare it with logs)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else None
+
+
 @keys_app.command("rotate")
-def keys_rotate(principal_id: Annotated[int, typer.Argument()]) -> None:
+def keys_rotate(
+    principal_id: Annotated[int, typer.Argument()],
+    expires_in: Annotated[
+        str | None,
+        typer.Option(help="the new key's lifetime (90d, 12h, 2w); omit: as long as the old one"),
+    ] = None,
+) -> None:
     """Replace a principal's key (the old one stops working) and print the new one."""
     settings = get_settings()
+    lifetime = _lifetime(expires_in)
 
     async def work(session: AsyncSession) -> tuple[dict[str, object], str]:
         return await auth_service.rotate(
-            session=session, principal_id=principal_id, actor=_cli_actor()
+            session=session,
+            principal_id=principal_id,
+            actor=_cli_actor(),
+            expires_at=auth_service.expiry(lifetime),
         )
 
     record, key = _run(_with_session(settings, work))

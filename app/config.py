@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         description="per-principal limit for /tiles/ requests, counted apart from rate_limit: a"
         " map view asks for dozens of tiles at once (empty = off)",
     )
+    auth_failure_limit: str = Field(
+        default="30/minute",
+        description="failed authentications allowed per client address; past it every request"
+        " from that address that presents a key gets 429 until the window slides (empty = off)",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS (none by default)"
     )

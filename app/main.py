@@ -17,7 +17,7 @@ from app.analysis.borderzone_routes import router as borderzone_router
 from app.analysis.hotspots_routes import router as hotspots_router
 from app.analysis.nearby_routes import router as nearby_router
 from app.analysis.stats_routes import router as stats_router
-from app.auth.deps import RateLimiter
+from app.auth.deps import FailedAuthLimiter, RateLimiter
 from app.auth.routes import router as auth_router
 from app.borders.routes import router as borders_router
 from app.config import Settings, get_settings
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     app.state.tile_rate_limiter = RateLimiter(settings.tile_rate_limit)
+    app.state.auth_failure_limiter = FailedAuthLimiter(settings.auth_failure_limit)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

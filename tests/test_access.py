@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -349,6 +350,99 @@ async def test_rate_limit(engine: AsyncEngine, session: AsyncSession) -> None:
         assert (await c.get("/me")).status_code == 200  # per principal, not global
 
 
+async def test_failed_authentications_are_limited_per_client_address(
+    engine: AsyncEngine, session: AsyncSession
+) -> None:
+    from app.db import get_session
+    from app.main import create_app
+
+    app = create_app(Settings(environment="test", auth_failure_limit="5/minute"), engine=engine)
+
+    async def _session() -> AsyncIterator[AsyncSession]:
+        yield session
+
+    app.dependency_overrides[get_session] = _session
+    good = await make_key(session, "analyst")
+    wrong = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+
+    def client(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+    async with client("127.0.0.2") as guesser, client("127.0.0.3") as neighbour:
+        bad = {"Authorization": f"Bearer {wrong}"}
+        codes = [(await guesser.get("/me", headers=bad)).status_code for _ in range(7)]
+        assert codes == [401] * 5 + [429] * 2
+        # past the limit the address is refused without its key being looked at, even a good one
+        r = await guesser.get("/me", headers={"Authorization": f"Bearer {good}"})
+        assert r.status_code == 429 and r.headers["content-type"] == PROBLEM
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        assert "failed authentications" in r.json()["detail"]
+        # requests without a key are not counted or refused (health, public files)
+        assert (await guesser.get("/healthz")).status_code == 200
+        # other addresses are not affected
+        ok = await neighbour.get("/me", headers={"Authorization": f"Bearer {good}"})
+        assert ok.status_code == 200
+
+
+async def test_keys_may_expire(
+    engine: AsyncEngine, session: AsyncSession, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    made = await client.post(
+        "/principals", json={"name": "short-lived", "role": "viewer", "expires_in": "2w"}
+    )
+    assert made.status_code == 201
+    record, key = made.json()["principal"], made.json()["key"]
+    expires = datetime.fromisoformat(record["expires_at"])
+    assert abs((expires - datetime.now(UTC)) - timedelta(weeks=2)) < timedelta(minutes=1)
+    async with app_client(engine, session, settings, key) as c:
+        me = (await c.get("/me")).json()
+        assert me["key_expires_at"] == record["expires_at"]
+        listed = (await client.get("/principals")).json()["principals"]
+        used = next(p for p in listed if p["id"] == record["id"])
+        assert used["last_used_at"] is not None and used["expires_at"] == record["expires_at"]
+        # time passes: the key stops working with a message that says why
+        await session.execute(
+            text(
+                "UPDATE principal SET created_at = created_at - interval '15 days',"
+                " expires_at = expires_at - interval '15 days' WHERE id = :i"
+            ),
+            {"i": record["id"]},
+        )
+        r = await c.get("/me")
+        assert r.status_code == 401 and "expired" in r.json()["detail"]
+    # a rotation without a lifetime gives the new key as long as the old one was given
+    rotated = await client.post(f"/principals/{record['id']}/rotate")
+    new_expiry = datetime.fromisoformat(rotated.json()["principal"]["expires_at"])
+    assert abs((new_expiry - datetime.now(UTC)) - timedelta(weeks=2)) < timedelta(minutes=1)
+    renewed = await client.post(f"/principals/{record['id']}/rotate", json={"expires_in": "90d"})
+    renewed_expiry = datetime.fromisoformat(renewed.json()["principal"]["expires_at"])
+    assert abs((renewed_expiry - datetime.now(UTC)) - timedelta(days=90)) < timedelta(minutes=1)
+    async with app_client(engine, session, settings, renewed.json()["key"]) as c:
+        assert (await c.get("/me")).status_code == 200
+    at = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    fixed = await client.post(
+        "/principals", json={"name": "until", "role": "viewer", "expires_at": at}
+    )
+    assert datetime.fromisoformat(
+        fixed.json()["principal"]["expires_at"]
+    ) == datetime.fromisoformat(at)
+    for bad in (
+        {"expires_in": "forever"},
+        {"expires_in": "0h"},
+        {"expires_in": "9999w"},
+        {"expires_in": "1d", "expires_at": at},
+        {"expires_at": "2020-01-01T00:00:00Z"},
+        {"expires_at": "2030-01-01T00:00:00"},  # no offset: refused, never read as UTC
+    ):
+        r = await client.post("/principals", json={"name": "bad", "role": "viewer", **bad})
+        assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, bad
+    unnamed = await client.post(
+        "/principals", json={"name": "bad", "role": "viewer", "expires_in": "x"}
+    )
+    assert "90d" in unnamed.json()["detail"]
+
+
 async def test_tiles_have_a_rate_limit_of_their_own(
     engine: AsyncEngine, session: AsyncSession
 ) -> None:
@@ -433,3 +527,183 @@ async def test_analysis_routes_by_role_and_scope(
     assert dbscan.json()["incidents"] == 4
     for path, _ in aggregates + incident_level:
         assert (await clients["anonymous"].get(path)).status_code == 401, path
+
+
+async def _principal(session: AsyncSession, name: str, role: str, code: str | None) -> int:
+    """A principal made by the operator; its id."""
+    from app.auth import service as auth_service
+
+    record, _ = await auth_service.create_principal(
+        session=session, name=name, role=role, jurisdiction_code=code, unit=None, actor="test"
+    )
+    return int(record["id"])
+
+
+async def _inner_units(session: AsyncSession) -> tuple[str, str]:
+    """Two units inside An Giang: a district below it in the hierarchy, and a unit of another
+    era with no parent link whose area lies inside it (checked with shapely, not PostGIS)."""
+    an_giang = features(GEODATA / "jurisdictions.geojson")["VN-44"][1]
+    square = shapely.box(105.40, 10.36, 105.46, 10.40)
+    assert an_giang.contains(square)
+    for code, level, parent, valid_to in (
+        ("VN-44-T1", "district", "VN-44", None),
+        ("VN-44-OLD", "province", "VNM", date(2025, 7, 1)),
+    ):
+        await session.execute(
+            text(
+                "INSERT INTO jurisdiction (id, code, name, level, parent_code, country, geom,"
+                " valid_to, source) SELECT (SELECT max(id) + 1 FROM jurisdiction), :code, :name,"
+                " :level, :parent, 'VNM', ST_Multi(ST_GeomFromText(:wkt, 4326)),"
+                " CAST(:valid_to AS date), 'test'"
+            ),
+            {
+                "code": code,
+                "name": code,
+                "level": level,
+                "parent": parent,
+                "wkt": square.wkt,
+                "valid_to": valid_to,
+            },
+        )
+    return "VN-44-T1", "VN-44-OLD"
+
+
+async def test_a_scoped_admin_manages_only_principals_inside_its_area(
+    session: AsyncSession, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    admin, national = clients["admin"], clients["national"]
+    district, former = await _inner_units(session)
+    ids = {
+        "national_admin": await _principal(session, "national admin Z", "admin", None),
+        "national_analyst": await _principal(session, "national analyst Z", "analyst", None),
+        "dong_thap": await _principal(session, "Dong Thap viewer Z", "viewer", "VN-45"),
+        "an_giang": await _principal(session, "An Giang viewer Z", "viewer", "VN-44"),
+        "district": await _principal(session, "district officer Z", "officer", district),
+        "former": await _principal(session, "former-era analyst Z", "analyst", former),
+    }
+    inside = {"an_giang", "district", "former"}
+    me = (await admin.get("/me")).json()
+
+    listed = await admin.get("/principals")
+    assert listed.status_code == 200
+    seen = {p["id"] for p in listed.json()["principals"]}
+    assert {ids[n] for n in inside} <= seen and me["id"] in seen
+    assert all(
+        p["jurisdiction"] in {"VN-44", district, former} for p in listed.json()["principals"]
+    )
+    for name in set(ids) - inside:
+        assert f"{name.replace('_', ' ')}" not in listed.text
+        assert ids[name] not in seen
+    everyone = {p["id"] for p in (await national.get("/principals")).json()["principals"]}
+    assert set(ids.values()) <= everyone
+
+    # outside principals do not exist for it: the same 404 as an id nobody has
+    unknown = 2_000_000_000
+    for path in ("rotate", "revoke"):
+        nobody = await admin.post(f"/principals/{unknown}/{path}")
+        assert nobody.status_code == 404
+        for name in set(ids) - inside:
+            r = await admin.post(f"/principals/{ids[name]}/{path}")
+            assert r.status_code == 404, (name, path)
+            assert r.headers["content-type"] == PROBLEM
+            assert r.json()["detail"] == nobody.json()["detail"].replace(
+                str(unknown), str(ids[name])
+            )
+            assert "key" not in r.json()
+    rows = (
+        await session.execute(
+            text("SELECT id, rotated_at, revoked_at FROM principal WHERE id = ANY(:ids)"),
+            {"ids": [ids[n] for n in set(ids) - inside]},
+        )
+    ).all()
+    assert len(rows) == 3 and all(r.rotated_at is None and r.revoked_at is None for r in rows)
+
+    # inside its area it manages fully
+    for name in inside:
+        rotated = await admin.post(f"/principals/{ids[name]}/rotate")
+        assert rotated.status_code == 200 and rotated.json()["key"].startswith("bw_")
+    assert (await admin.post(f"/principals/{ids['district']}/revoke")).status_code == 200
+    own = await admin.post(f"/principals/{me['id']}/revoke")
+    assert own.status_code == 409 and own.headers["content-type"] == PROBLEM
+
+    # it never makes a national key or one of another area
+    before = (await session.execute(text("SELECT count(*) FROM principal"))).scalar()
+    for body in (
+        {"name": "sneaky", "role": "admin"},
+        {"name": "sneaky", "role": "analyst", "jurisdiction": None},
+        {"name": "sneaky", "role": "viewer", "jurisdiction": "VN-45"},
+        {"name": "sneaky", "role": "admin", "jurisdiction": "VNM"},
+    ):
+        r = await admin.post("/principals", json=body)
+        assert r.status_code == 403, body
+        assert r.headers["content-type"] == PROBLEM and "key" not in r.json()
+    assert (await session.execute(text("SELECT count(*) FROM principal"))).scalar() == before
+    for code in ("VN-44", district, former):
+        made = await admin.post(
+            "/principals", json={"name": f"new {code}", "role": "admin", "jurisdiction": code}
+        )
+        assert made.status_code == 201 and made.json()["principal"]["jurisdiction"] == code
+    # a national admin still makes national keys
+    assert (
+        await national.post("/principals", json={"name": "n", "role": "admin"})
+    ).status_code == 201
+
+
+async def test_a_scoped_admin_reads_only_its_part_of_the_audit_log(
+    world: World, session: AsyncSession, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    admin, national = clients["admin"], clients["national"]
+    patch = {"description": "corrected"}
+    for name in ("inside", "zone", "far_neighbour", "elsewhere"):
+        r = await national.patch(
+            f"/incidents/{world.ids[name]}", json=patch, headers={"If-Match": '"v1"'}
+        )
+        assert r.status_code == 200
+    outside_key = await _principal(session, "national analyst Y", "analyst", None)
+    inside_key = await _principal(session, "An Giang analyst Y", "analyst", "VN-44")
+    await session.execute(
+        text(
+            "INSERT INTO audit_event (actor, action, entity_type, entity_id)"
+            " VALUES ('cli:root', 'geodata_load', 'geodata', NULL)"
+        )
+    )
+
+    everything = (await national.get("/audit", params={"limit": 1000})).json()["entries"]
+    for name in ("inside", "zone", "far_neighbour", "elsewhere"):
+        mine = [e for e in everything if e["entity_id"] == world.ids[name]]
+        assert [e["action"] for e in mine] == ["update", "create"], name
+
+    scoped = await admin.get("/audit", params={"limit": 1000})
+    assert scoped.status_code == 200
+    entries = scoped.json()["entries"]
+    by_entity = {(e["entity_type"], e["entity_id"]) for e in entries}
+    for name in VISIBLE:
+        assert ("incident", world.ids[name]) in by_entity, name
+        assert len([e for e in entries if e["entity_id"] == world.ids[name]]) == 2
+    assert_no_leak(scoped.text, world, VISIBLE)
+    assert ("principal", str(inside_key)) in by_entity
+    assert ("principal", str(outside_key)) not in by_entity
+    assert "national analyst Y" not in scoped.text
+    assert not {e["entity_type"] for e in entries} - {"incident", "principal"}
+
+    # a filter on an outside id answers like an id nobody has: nothing
+    for name in HIDDEN:
+        for params in (
+            {"entity_id": world.ids[name]},
+            {"entity_id": world.ids[name], "entity_type": "incident", "action": "update"},
+        ):
+            r = await admin.get("/audit", params=params)
+            assert r.status_code == 200 and r.json() == {"entries": [], "next_cursor": None}
+    r = await admin.get("/audit", params={"entity_id": str(outside_key)})
+    assert r.json()["entries"] == []
+    # paging through the scoped log never reaches outside entries either
+    cursor, paged = None, []
+    for _ in range(len(entries) + 1):
+        page = (
+            await admin.get("/audit", params={"limit": 2, **({"cursor": cursor} if cursor else {})})
+        ).json()
+        paged += page["entries"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [e["id"] for e in paged] == [e["id"] for e in entries]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import geopandas as gpd
@@ -56,15 +57,24 @@ async def test_migrate_load_demo_and_own_file(
         assert bad.exit_code == 1 and "not found" in bad.output
         out = await asyncio.to_thread(
             run, "keys", "create", "--name", "An Giang PC analyst", "--role", "analyst",
-            "--jurisdiction", "VN-44",
+            "--jurisdiction", "VN-44", "--expires-in", "90d",
         )  # fmt: skip
         key = out.strip().splitlines()[-1]
         assert key.startswith("bw_") and "analyst, VN-44" in out
         listed = await asyncio.to_thread(run, "keys", "list")
         assert "An Giang PC analyst" in listed and key not in listed
-        principal_id = listed.split()[0]
+        row = next(line for line in listed.splitlines() if "An Giang PC analyst" in line)
+        principal_id = row.split()[0]
+        in_90_days = (datetime.now(UTC) + timedelta(days=90)).strftime("%Y-%m-%d")
+        assert in_90_days in row and "never" in row  # expires in 90 days, never used yet
         rotated = await asyncio.to_thread(run, "keys", "rotate", principal_id)
         assert rotated.strip().splitlines()[-1] != key
+        bad_lifetime = await asyncio.to_thread(
+            runner.invoke,
+            app,
+            ["keys", "create", "--name", "x", "--role", "viewer", "--expires-in", "forever"],
+        )
+        assert bad_lifetime.exit_code == 2 and "90d" in bad_lifetime.output
         assert "revoked" in await asyncio.to_thread(run, "keys", "revoke", principal_id)
         bad_role = await asyncio.to_thread(
             runner.invoke, app, ["keys", "create", "--name", "x", "--role", "god"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, Request
 from limits import parse
@@ -32,7 +32,7 @@ def presented_key(request: Request) -> str | None:
 
 
 class RateLimiter:
-    """A sliding-window limit per principal (in-process; one per API process).
+    """A sliding-window limit per key (in-process; one per API process).
 
     The sliding window counter (this window's count plus the previous one's, weighted by how
     much of it still overlaps) instead of the exact moving window: limits' in-memory moving
@@ -43,16 +43,60 @@ class RateLimiter:
         self.item = parse(spec) if spec else None
         self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
 
-    async def check(self, principal_id: int) -> None:
+    async def refuse(self, key: str, what: str) -> NoReturn:
+        """Raise TooManyRequests for `key`, with the wait until its window frees a request."""
+        assert self.item is not None
+        stats = await self.limiter.get_window_stats(self.item, key)
+        wait = max(1, int(stats.reset_time - time.time()) + 1)
+        raise TooManyRequests(
+            f"{what} of {self.item} exceeded; retry in {wait} s", _retry_after=wait
+        )
+
+    async def check(self, key: str | int) -> None:
         """Count one request; TooManyRequests with Retry-After when over the limit."""
-        if self.item is None:
+        if self.item is not None and not await self.limiter.hit(self.item, str(key)):
+            await self.refuse(str(key), "rate limit")
+
+
+MAX_FAILING_ADDRESSES = 10_000
+
+
+class FailedAuthLimiter:
+    """Failed authentications per client address: past the limit, every request from that
+    address that presents a key is refused (429) until the window has slid, without looking
+    the key up, so nobody can try keys faster than the limit. Addresses with no recent failure
+    cost one dict lookup."""
+
+    def __init__(self, spec: str) -> None:
+        self.limit = RateLimiter(spec)
+        self.failing: dict[str, float] = {}  # address -> when it last failed (monotonic)
+
+    async def check(self, address: str) -> None:
+        """TooManyRequests when `address` is over its failure limit."""
+        item = self.limit.item
+        if item is None or address not in self.failing:
             return
-        if not await self.limiter.hit(self.item, str(principal_id)):
-            stats = await self.limiter.get_window_stats(self.item, str(principal_id))
-            wait = max(1, int(stats.reset_time - time.time()) + 1)
-            raise TooManyRequests(
-                f"rate limit of {self.item} exceeded; retry in {wait} s", _retry_after=wait
-            )
+        if time.monotonic() - self.failing[address] > item.get_expiry() * 2:
+            del self.failing[address]  # both windows of the counter have passed
+            return
+        if not await self.limit.limiter.test(item, address):
+            await self.limit.refuse(address, "too many failed authentications: the limit")
+
+    async def failed(self, address: str) -> None:
+        """Count one failed authentication from `address`."""
+        if self.limit.item is None:
+            return
+        now = time.monotonic()
+        if len(self.failing) >= MAX_FAILING_ADDRESSES:  # forget the quiet ones
+            horizon = now - self.limit.item.get_expiry() * 2
+            self.failing = {a: t for a, t in self.failing.items() if t > horizon}
+        self.failing[address] = now
+        await self.limit.limiter.hit(self.limit.item, address)
+
+
+def client_address(request: Request) -> str:
+    """The client's address (behind a proxy: as the server's proxy-header settings give it)."""
+    return request.client.host if request.client else "unknown"
 
 
 async def current_principal(request: Request, session: SessionDep) -> Identity:
@@ -60,15 +104,19 @@ async def current_principal(request: Request, session: SessionDep) -> Identity:
     key = presented_key(request)
     if key is None:
         raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
-    settings = request.app.state.settings
-    identity = await service.authenticate(
-        session=session, key=key, cooperation_m=settings.cooperation_m
-    )
-    if identity is None:
-        raise Unauthorized("the API key is malformed, unknown or revoked")
+    state = request.app.state
+    address = client_address(request)
+    await state.auth_failure_limiter.check(address)
+    try:
+        identity = await service.authenticate(
+            session=session, key=key, cooperation_m=state.settings.cooperation_m
+        )
+    except Unauthorized:
+        await state.auth_failure_limiter.failed(address)
+        raise
     # map tiles come dozens at a time (mostly cheap 304s): they have a budget of their own
     tiles = request.url.path.startswith("/tiles/")
-    limiter = request.app.state.tile_rate_limiter if tiles else request.app.state.rate_limiter
+    limiter = state.tile_rate_limiter if tiles else state.rate_limiter
     await limiter.check(identity.id)
     if identity.scope.code is not None:
         scope = await ensure_zone(session=session, scope=identity.scope)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 PREFIX_LEN = 10
 
@@ -46,3 +48,19 @@ def prefix_of(key: str) -> str | None:
 def matches(key: str, stored_hash: str) -> bool:
     """Constant-time comparison of a presented key with a stored hash."""
     return hmac.compare_digest(digest(key), stored_hash)
+
+
+_LIFETIME = re.compile(r"^\s*(\d{1,5})\s*([hdw])\s*$")
+_UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+MAX_LIFETIME = timedelta(days=5 * 366)
+
+
+def parse_lifetime(text: str) -> timedelta:
+    """A key lifetime such as `90d`, `12h` or `2w` (1 hour to 5 years); ValueError otherwise."""
+    m = _LIFETIME.match(text.lower())
+    if m is None:
+        raise ValueError(f"'{text}' is not a lifetime like 90d, 12h or 2w")
+    lifetime = int(m.group(1)) * _UNIT[m.group(2)]
+    if not timedelta(hours=1) <= lifetime <= MAX_LIFETIME:
+        raise ValueError("a key lifetime must be between 1 hour and 5 years")
+    return lifetime

@@ -5,18 +5,45 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from app.auth import service
+from app.auth import keys, service
 from app.auth.deps import Admin, CurrentPrincipal
+from app.auth.service import Manager
 from app.db import SessionDep
+from app.errors import Conflict
 
 router = APIRouter(tags=["access"])
 
 
-class PrincipalIn(BaseModel):
+class Lifetime(BaseModel):
+    """An optional expiry: `expires_in` (90d, 12h, 2w) or `expires_at`, not both."""
+
+    expires_in: str | None = Field(
+        default=None, max_length=16, description="the key's lifetime, e.g. 90d, 12h or 2w"
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="when the key stops working (with a UTC offset)"
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Lifetime:
+        if self.expires_in is not None and self.expires_at is not None:
+            raise ValueError("give expires_in or expires_at, not both")
+        if self.expires_in is not None:
+            keys.parse_lifetime(self.expires_in)  # a ValueError names what is wrong
+        return self
+
+    def expiry(self) -> datetime | None:
+        """When the key is to stop working (None: no expiry asked for)."""
+        if self.expires_in is not None:
+            return service.expiry(keys.parse_lifetime(self.expires_in))
+        return self.expires_at
+
+
+class PrincipalIn(Lifetime):
     """A new principal."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -24,14 +51,31 @@ class PrincipalIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["viewer", "officer", "analyst", "admin"]
     jurisdiction: str | None = Field(
-        default=None, max_length=32, description="scope; omit for national"
+        default=None,
+        max_length=32,
+        description="scope; omit for national (national admins only)",
     )
     unit: str | None = Field(default=None, max_length=200, description="an officer's unit")
 
 
+class RotateIn(Lifetime):
+    """Options of a rotation: without a lifetime the new key lives as long as the old one was
+    given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+async def admin_manager(admin: Admin, session: SessionDep) -> Manager:
+    """The principals the calling admin may manage (a scoped admin: those inside its area)."""
+    return await service.manager_of(session=session, identity=admin)
+
+
+ManagerDep = Annotated[Manager, Depends(admin_manager)]
+
+
 @router.get("/me", summary="The principal behind the presented key")
 async def me(principal: CurrentPrincipal) -> JSONResponse:
-    """Name, role, scope and cooperation distance."""
+    """Name, role, scope, cooperation distance and when the key expires."""
     return JSONResponse(
         {
             "id": principal.id,
@@ -40,41 +84,65 @@ async def me(principal: CurrentPrincipal) -> JSONResponse:
             "jurisdiction": principal.jurisdiction_code,
             "unit": principal.unit,
             "cooperation_km": principal.scope.distance_m / 1000,
+            "key_expires_at": (principal.expires_at.isoformat() if principal.expires_at else None),
         }
     )
 
 
 @router.post("/principals", status_code=201, summary="Create a principal (the key is shown once)")
-async def create_principal(body: PrincipalIn, session: SessionDep, admin: Admin) -> JSONResponse:
-    """Admins only; the response holds the only copy of the key."""
+async def create_principal(
+    body: PrincipalIn, session: SessionDep, admin: Admin, manager: ManagerDep
+) -> JSONResponse:
+    """Admins only; a scoped admin creates keys only inside its own area. The response holds
+    the only copy of the key."""
     record, key = await service.create_principal(
         session=session, name=body.name, role=body.role, jurisdiction_code=body.jurisdiction,
-        unit=body.unit, actor=admin.actor,
+        unit=body.unit, actor=admin.actor, manager=manager,
+        expires_at=body.expiry(),
     )  # fmt: skip
     await session.commit()
     return JSONResponse({"principal": record, "key": key}, status_code=201)
 
 
-@router.get("/principals", summary="Every principal (no key material)")
-async def list_principals(session: SessionDep, _: Admin) -> JSONResponse:
-    """Admins only."""
-    return JSONResponse({"principals": await service.list_principals(session=session)})
+@router.get("/principals", summary="The principals this admin manages (no key material)")
+async def list_principals(session: SessionDep, manager: ManagerDep) -> JSONResponse:
+    """Admins only; a scoped admin sees only the principals inside its own area."""
+    return JSONResponse(
+        {"principals": await service.list_principals(session=session, manager=manager)}
+    )
 
 
 @router.post("/principals/{principal_id}/rotate", summary="Replace a principal's key")
-async def rotate_key(principal_id: int, session: SessionDep, admin: Admin) -> JSONResponse:
+async def rotate_key(
+    principal_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+    session: SessionDep,
+    admin: Admin,
+    manager: ManagerDep,
+    body: RotateIn | None = None,
+) -> JSONResponse:
     """The old key stops working at once; the new one is shown once."""
     record, key = await service.rotate(
-        session=session, principal_id=principal_id, actor=admin.actor
-    )
+        session=session, principal_id=principal_id, actor=admin.actor, manager=manager,
+        expires_at=body.expiry() if body else None,
+    )  # fmt: skip
     await session.commit()
     return JSONResponse({"principal": record, "key": key})
 
 
 @router.post("/principals/{principal_id}/revoke", summary="Revoke a principal's key")
-async def revoke_key(principal_id: int, session: SessionDep, admin: Admin) -> JSONResponse:
-    """Idempotent."""
-    record = await service.revoke(session=session, principal_id=principal_id, actor=admin.actor)
+async def revoke_key(
+    principal_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+    session: SessionDep,
+    admin: Admin,
+    manager: ManagerDep,
+) -> JSONResponse:
+    """Idempotent. An admin cannot revoke the key it is using (ask another admin, or use the
+    CLI): nobody locks the last admin out by accident."""
+    if principal_id == admin.id:
+        raise Conflict("you cannot revoke the key you are using; another admin or the CLI can")
+    record = await service.revoke(
+        session=session, principal_id=principal_id, actor=admin.actor, manager=manager
+    )
     await session.commit()
     return JSONResponse({"principal": record})
 
@@ -82,7 +150,8 @@ async def revoke_key(principal_id: int, session: SessionDep, admin: Admin) -> JS
 @router.get("/audit", summary="The audit log, newest first (admins only; read-only)")
 async def audit(
     session: SessionDep,
-    _: Admin,
+    admin: Admin,
+    manager: ManagerDep,
     since: datetime | None = None,
     until: datetime | None = None,
     actor: Annotated[str | None, Query(max_length=300)] = None,
@@ -92,9 +161,11 @@ async def audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JSONResponse:
-    """Incident changes and every other write (keys, data loads), with before/after."""
+    """Incident changes and every other write (keys, data loads), with before/after. A scoped
+    admin reads the entries of incidents in its scope and of the keys it manages."""
     entries, nxt = await service.audit_entries(
-        session=session, since=since, until=until, actor=actor, action=action,
-        entity_type=entity_type, entity_id=entity_id, limit=limit, cursor=cursor,
+        session=session, scope=admin.scope, manager=manager, since=since, until=until,
+        actor=actor, action=action, entity_type=entity_type, entity_id=entity_id, limit=limit,
+        cursor=cursor,
     )  # fmt: skip
     return JSONResponse({"entries": entries, "next_cursor": nxt})

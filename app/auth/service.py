@@ -10,7 +10,27 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    table,
+    text,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +38,8 @@ from app.auth import keys
 from app.auth.models import ROLES, AuditEvent, Principal
 from app.auth.scope import Scope
 from app.db import DriverStatement, fetch_row
-from app.errors import InvalidInput, NotFound
+from app.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from app.incidents.models import Incident
 
 
 @dataclass(frozen=True)
@@ -31,11 +52,16 @@ class Identity:
     jurisdiction_code: str | None
     unit: str | None
     scope: Scope
+    expires_at: datetime | None = None
 
     @property
     def actor(self) -> str:
         """How the audit log names this principal."""
         return f"principal:{self.id}:{self.name}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 def _public(p: Principal) -> dict[str, Any]:
@@ -46,11 +72,12 @@ def _public(p: Principal) -> dict[str, Any]:
         "jurisdiction": p.jurisdiction_code,
         "unit": p.unit,
         "key_prefix": p.key_prefix,
-        "created_at": p.created_at.isoformat() if p.created_at else None,
+        "created_at": _iso(p.created_at),
         "created_by": p.created_by,
-        "rotated_at": p.rotated_at.isoformat() if p.rotated_at else None,
-        "revoked_at": p.revoked_at.isoformat() if p.revoked_at else None,
-        "last_used_at": p.last_used_at.isoformat() if p.last_used_at else None,
+        "rotated_at": _iso(p.rotated_at),
+        "revoked_at": _iso(p.revoked_at),
+        "expires_at": _iso(p.expires_at),
+        "last_used_at": _iso(p.last_used_at),
     }
 
 
@@ -78,9 +105,73 @@ async def record(
     await session.flush()
 
 
+# The codes inside a jurisdiction: itself, everything below it in the hierarchy, and the units of
+# another era whose area lies inside it (a key of a former province inside today's province).
+CODES_WITHIN_SQL = text(
+    """
+    WITH RECURSIVE down(code, depth) AS (
+        SELECT CAST(:outer AS varchar), 0
+        UNION
+        SELECT j.code, d.depth + 1 FROM jurisdiction j JOIN down d ON j.parent_code = d.code
+         WHERE d.depth < 8
+    ), o AS (
+        SELECT geom FROM jurisdiction WHERE code = :outer
+         ORDER BY valid_from DESC NULLS LAST LIMIT 1
+    )
+    SELECT code FROM down
+    UNION
+    SELECT j.code FROM jurisdiction j, o
+     WHERE j.level <> 'country' AND j.geom && o.geom
+       AND ST_Covers(o.geom, ST_PointOnSurface(j.geom))
+       AND ST_Area(ST_Intersection(j.geom, o.geom)) >= CAST(:share AS float8) * ST_Area(j.geom)
+    """
+)
+# how much of a unit's area must lie inside another for it to count as inside (digitising
+# differences between two eras' boundaries, not real overlaps)
+INSIDE_SHARE = 0.999
+
+
+@dataclass(frozen=True)
+class Manager:
+    """What a principal may manage: every principal (national), or those scoped inside `codes`.
+
+    A scoped admin never sees, creates, rotates or revokes a national key or one of a wider or
+    other area: to it those principals do not exist (404)."""
+
+    codes: frozenset[str] | None  # None = national: every principal
+    rank: int  # the highest role it may grant
+
+    def may_manage(self, *, jurisdiction_code: str | None, role: str) -> bool:
+        """Whether a principal of this scope and role lies inside what this manager manages."""
+        inside = self.codes is None or (
+            jurisdiction_code is not None and jurisdiction_code in self.codes
+        )
+        return inside and ROLES.index(role) <= self.rank
+
+
+OPERATOR = Manager(codes=None, rank=len(ROLES) - 1)
+"""The operator at the command line (`borderwatch keys …`): national, every role."""
+
+
+async def manager_of(*, session: AsyncSession, identity: Identity) -> Manager:
+    """The principals `identity` may manage (admins only reach the routes that ask)."""
+    rank = ROLES.index(identity.role)
+    if identity.jurisdiction_code is None:
+        return Manager(codes=None, rank=rank)
+    rows = await session.execute(
+        CODES_WITHIN_SQL, {"outer": identity.jurisdiction_code, "share": INSIDE_SHARE}
+    )
+    return Manager(codes=frozenset(r[0] for r in rows), rank=rank)
+
+
 async def _jurisdiction_exists(session: AsyncSession, code: str) -> bool:
     found = await session.execute(text("SELECT 1 FROM jurisdiction WHERE code = :c"), {"c": code})
     return found.scalar() is not None
+
+
+def expiry(lifetime: timedelta | None) -> datetime | None:
+    """When a key issued now with this lifetime stops working."""
+    return None if lifetime is None else datetime.now(UTC) + lifetime
 
 
 async def create_principal(
@@ -91,6 +182,8 @@ async def create_principal(
     jurisdiction_code: str | None,
     unit: str | None,
     actor: str,
+    manager: Manager = OPERATOR,
+    expires_at: datetime | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Create a principal; returns its public record and the key (shown once, never stored)."""
     if role not in ROLES:
@@ -99,6 +192,14 @@ async def create_principal(
         raise InvalidInput("name must not be empty", field="name")
     if jurisdiction_code and not await _jurisdiction_exists(session, jurisdiction_code):
         raise InvalidInput(f"no jurisdiction with code '{jurisdiction_code}'", field="jurisdiction")
+    if expires_at is not None and expires_at <= datetime.now(UTC):
+        raise InvalidInput("expires_at must be in the future", field="expires_at")
+    if not manager.may_manage(jurisdiction_code=jurisdiction_code or None, role=role):
+        raise Forbidden(
+            "a scoped admin creates keys only inside its own area (name a jurisdiction inside"
+            " it); only a national admin creates national keys",
+            field="jurisdiction",
+        )
     new = keys.generate()
     p = Principal(
         name=name.strip(),
@@ -108,6 +209,7 @@ async def create_principal(
         key_prefix=new.prefix,
         key_hash=new.hash,
         created_by=actor,
+        expires_at=expires_at,
     )
     session.add(p)
     await session.flush()
@@ -120,24 +222,37 @@ async def create_principal(
     return public, new.key
 
 
-async def _get(session: AsyncSession, principal_id: int) -> Principal:
+async def _get(session: AsyncSession, principal_id: int, manager: Manager) -> Principal:
     p = await session.get(Principal, principal_id, with_for_update=True)
-    if p is None:
+    if p is None or not manager.may_manage(jurisdiction_code=p.jurisdiction_code, role=p.role):
         raise NotFound(f"no principal with id {principal_id}", id=principal_id)
     return p
 
 
 async def rotate(
-    *, session: AsyncSession, principal_id: int, actor: str
+    *,
+    session: AsyncSession,
+    principal_id: int,
+    actor: str,
+    manager: Manager = OPERATOR,
+    expires_at: datetime | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Replace a principal's key; the old key stops working at once."""
-    p = await _get(session, principal_id)
+    """Replace a principal's key; the old key stops working at once.
+
+    The new key expires at `expires_at`, or lives as long as the old one was given (an old key
+    without expiry: a new one without)."""
+    p = await _get(session, principal_id, manager)
     if p.revoked_at is not None:
         raise InvalidInput(f"principal {principal_id} is revoked; create a new one")
+    if expires_at is not None and expires_at <= datetime.now(UTC):
+        raise InvalidInput("expires_at must be in the future", field="expires_at")
     before = _public(p)
+    now = datetime.now(UTC)
+    if expires_at is None and p.expires_at is not None:
+        expires_at = now + (p.expires_at - (p.rotated_at or p.created_at))
     new = keys.generate()
     p.key_prefix, p.key_hash = new.prefix, new.hash
-    p.rotated_at = func.now()
+    p.rotated_at, p.expires_at = now, expires_at
     await session.flush()
     await session.refresh(p)
     after = _public(p)
@@ -148,9 +263,11 @@ async def rotate(
     return after, new.key
 
 
-async def revoke(*, session: AsyncSession, principal_id: int, actor: str) -> dict[str, Any]:
+async def revoke(
+    *, session: AsyncSession, principal_id: int, actor: str, manager: Manager = OPERATOR
+) -> dict[str, Any]:
     """Revoke a principal's key (idempotent)."""
-    p = await _get(session, principal_id)
+    p = await _get(session, principal_id, manager)
     before = _public(p)
     if p.revoked_at is None:
         p.revoked_at = func.now()
@@ -163,16 +280,26 @@ async def revoke(*, session: AsyncSession, principal_id: int, actor: str) -> dic
     return _public(p)
 
 
-async def list_principals(*, session: AsyncSession) -> list[dict[str, Any]]:
-    """Every principal (without key material), oldest first."""
-    rows = (await session.execute(select(Principal).order_by(Principal.id))).scalars()
-    return [_public(p) for p in rows]
+def _managed(manager: Manager) -> ColumnElement[bool]:
+    """SQL: the principal is one `manager` may manage."""
+    granted = Principal.role.in_(ROLES[: manager.rank + 1])
+    if manager.codes is None:
+        return granted
+    return and_(granted, Principal.jurisdiction_code.in_(sorted(manager.codes)))
+
+
+async def list_principals(
+    *, session: AsyncSession, manager: Manager = OPERATOR
+) -> list[dict[str, Any]]:
+    """The principals `manager` may manage (without key material), oldest first."""
+    query = select(Principal).where(_managed(manager)).order_by(Principal.id)
+    return [_public(p) for p in (await session.execute(query)).scalars()]
 
 
 _P = Principal.__table__.c
 _BY_PREFIX = select(
     _P.id, _P.name, _P.role, _P.jurisdiction_code, _P.unit, _P.key_hash, _P.revoked_at,
-    _P.last_used_at,
+    _P.last_used_at, _P.expires_at,
 ).where(_P.key_prefix == bindparam("prefix"))  # fmt: skip
 
 
@@ -183,17 +310,24 @@ def _by_prefix(dialect: Dialect) -> DriverStatement:
     return DriverStatement(_BY_PREFIX, dialect, {"prefix": ""})
 
 
-async def authenticate(*, session: AsyncSession, key: str, cooperation_m: int) -> Identity | None:
-    """The principal a presented key belongs to, or None (unknown, malformed or revoked)."""
+BAD_KEY = "the API key is malformed, unknown or revoked"
+EXPIRED_KEY = "the API key has expired; ask an admin to rotate it"
+
+
+async def authenticate(*, session: AsyncSession, key: str, cooperation_m: int) -> Identity:
+    """The principal a presented key belongs to; Unauthorized when the key is malformed,
+    unknown, revoked or expired."""
     prefix = keys.prefix_of(key)
     if prefix is None:
-        return None
+        raise Unauthorized(BAD_KEY)
     conn = await session.connection()
     p = await fetch_row(conn, _by_prefix(conn.dialect), {"prefix": prefix})
     if p is None or p["revoked_at"] is not None or not keys.matches(key, p["key_hash"]):
-        return None
-    # "last used" is written at most once a minute per principal: most requests cost one query
+        raise Unauthorized(BAD_KEY)
     now = datetime.now(UTC)
+    if p["expires_at"] is not None and p["expires_at"] <= now:
+        raise Unauthorized(EXPIRED_KEY)
+    # "last used" is written at most once a minute per principal: most requests cost one query
     if p["last_used_at"] is None or now - p["last_used_at"] > timedelta(minutes=1):
         await session.execute(
             update(Principal).where(Principal.id == p["id"]).values(last_used_at=func.now())
@@ -206,6 +340,7 @@ async def authenticate(*, session: AsyncSession, key: str, cooperation_m: int) -
         jurisdiction_code=p["jurisdiction_code"],
         unit=p["unit"],
         scope=Scope(code=p["jurisdiction_code"], distance_m=cooperation_m),
+        expires_at=p["expires_at"],
     )
 
 
@@ -217,24 +352,38 @@ def _cursor(token: str) -> tuple[datetime, str]:
         raise InvalidInput("cursor is not one this service issued", field="cursor") from exc
 
 
-AUDIT_SQL = """
-SELECT id, at, actor, action, entity_type, entity_id, before, after
-  FROM audit_log
- WHERE (CAST(:since AS timestamptz) IS NULL OR at >= :since)
-   AND (CAST(:until AS timestamptz) IS NULL OR at <= :until)
-   AND (CAST(:actor AS text) IS NULL OR actor = :actor)
-   AND (CAST(:action AS text) IS NULL OR action = :action)
-   AND (CAST(:entity_type AS text) IS NULL OR entity_type = :entity_type)
-   AND (CAST(:entity_id AS text) IS NULL OR entity_id = :entity_id)
-   AND (CAST(:c_at AS timestamptz) IS NULL OR (at, id) < (:c_at, :c_id))
- ORDER BY at DESC, id DESC
- LIMIT :limit
-"""
+AUDIT_LOG = table(
+    "audit_log",
+    *(column(n) for n in ("id", "actor", "action", "entity_type", "entity_id")),
+    column("at", DateTime(timezone=True)),
+    column("before", JSONB),
+    column("after", JSONB),
+)
+_A = AUDIT_LOG.c
+# the view's entity_id is text; cast only what has the form, so no row can fail the cast
+_INCIDENT_ID = case((_A.entity_id.regexp_match(r"^[0-9a-f-]{36}$"), cast(_A.entity_id, UUID)))
+_PRINCIPAL_ID = case((_A.entity_id.regexp_match(r"^[0-9]{1,9}$"), cast(_A.entity_id, Integer)))
+
+
+def _audit_visible(scope: Scope, manager: Manager) -> ColumnElement[bool]:
+    """SQL: the entry is one this admin may read. Entries about incidents follow the incident
+    scope (the cooperation zone included); key events only for principals it may manage; the
+    rest (boundary loads, bulk work) only nationally."""
+    if scope.national and manager.codes is None:
+        return true()
+    incident = exists().where(Incident.id == _INCIDENT_ID, scope.incident_condition())
+    principal = exists().where(Principal.id == _PRINCIPAL_ID, _managed(manager))
+    return or_(
+        and_(_A.entity_type == "incident", incident),
+        and_(_A.entity_type == "principal", principal),
+    )
 
 
 async def audit_entries(
     *,
     session: AsyncSession,
+    scope: Scope,
+    manager: Manager,
     since: datetime | None,
     until: datetime | None,
     actor: str | None,
@@ -244,24 +393,30 @@ async def audit_entries(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Audit entries, newest first, and the cursor of the next page (None at the end)."""
-    c_at, c_id = _cursor(cursor) if cursor else (None, None)
-    rows = (
-        await session.execute(
-            text(AUDIT_SQL),
-            {
-                "since": since,
-                "until": until,
-                "actor": actor,
-                "action": action,
-                "entity_type": entity_type,
-                "entity_id": entity_id,
-                "c_at": c_at,
-                "c_id": c_id,
-                "limit": limit + 1,
-            },
-        )
-    ).all()
+    """Audit entries this admin may read, newest first, and the next page's cursor (None at
+    the end)."""
+    filters = [
+        _audit_visible(scope, manager),
+        *(
+            col == value
+            for col, value in (
+                (_A.actor, actor),
+                (_A.action, action),
+                (_A.entity_type, entity_type),
+                (_A.entity_id, entity_id),
+            )
+            if value is not None
+        ),
+    ]
+    if since is not None:
+        filters.append(_A.at >= since)
+    if until is not None:
+        filters.append(_A.at <= until)
+    if cursor:
+        c_at, c_id = _cursor(cursor)
+        filters.append(tuple_(_A.at, _A.id) < tuple_(literal(c_at), literal(c_id)))
+    query = select(AUDIT_LOG).where(*filters).order_by(_A.at.desc(), _A.id.desc()).limit(limit + 1)
+    rows = (await session.execute(query)).all()
     entries = [
         {
             "id": r.id,
