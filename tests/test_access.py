@@ -9,6 +9,7 @@ pyproj) so the test does not trust the scope code it is testing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -190,6 +191,26 @@ async def test_create_by_role_and_area(world: World, clients: dict[str, httpx.As
     assert outside.status_code == 403 and outside.json()["field"] == "location"
     count = (await clients["national"].get("/incidents", params={"category": "fraud"})).json()
     assert count["numberReturned"] == 2  # the refused one left nothing behind
+
+    # a client id of an incident outside the area tells nothing: the same answers as an id
+    # nobody has (403 for a location outside the area, 409 inside it, where a new id would do)
+    officer = clients["officer"]
+    unknown = "7d0c5a9e-0000-4000-8000-000000000001"
+    for name in HIDDEN:
+        for lon, lat in ((105.854, 21.028), (105.44, 10.39)):
+            taken = await officer.post("/incidents", json={**body(lon, lat), "id": world.ids[name]})
+            fresh = await officer.post("/incidents", json={**body(lon, lat), "id": unknown})
+            if (
+                fresh.status_code == 201
+            ):  # inside: the unknown id is now stored; the taken one is not
+                assert taken.status_code == 409, (name, taken.text)
+                await clients["national"].delete(f"/incidents/{unknown}")
+                unknown = str(uuid.uuid4())
+                continue
+            assert (taken.status_code, fresh.status_code) == (403, 403), name
+            assert taken.json() == fresh.json()
+    stored = (await clients["national"].get(f"/incidents/{world.far_neighbour}")).json()
+    assert stored["properties"]["category"] == "smuggling"  # untouched
 
 
 async def test_patch_and_delete_by_role(

@@ -264,14 +264,21 @@ async def create(
                 select(Incident.request_hash, Incident.deleted_at).where(Incident.id == data.id)
             )
         ).one_or_none()
-        await session.rollback()
         if stored is None:  # lost a race with a delete; extremely unlikely
+            await session.rollback()
             raise Conflict(f"incident {data.id} could not be stored; retry")
+        if not await _visible(session, data.id, principal.scope):
+            # an incident outside the writer's area: answer as for an id nobody has, so that
+            # nobody learns what exists elsewhere (outside its area: 403; inside: the id is
+            # taken, as any retry with other content is told)
+            inside = await _would_be_visible(session, values, principal.scope)
+            await session.rollback()
+            if not inside:
+                raise _outside(principal.scope)
+            raise _taken(data.id)
+        await session.rollback()
         if stored.request_hash != digest or stored.deleted_at is not None:
-            raise Conflict(
-                f"incident {data.id} already exists with different content",
-                id=str(data.id),
-            )
+            raise _taken(data.id)
         body, version = await get_feature(
             session=session, incident_id=data.id, scope=principal.scope
         )
@@ -282,6 +289,24 @@ async def create(
         raise _outside(principal.scope)
     await session.commit()
     return Created(data.id, *feature, created=True)
+
+
+def _taken(incident_id: uuid.UUID) -> Conflict:
+    return Conflict(
+        f"incident {incident_id} already exists with different content", id=str(incident_id)
+    )
+
+
+async def _would_be_visible(session: AsyncSession, values: dict[str, Any], scope: Scope) -> bool:
+    """Whether an incident with these values would lie in `scope`: stored under a new id in a
+    savepoint (the trigger derives its jurisdictions), looked at, and rolled back."""
+    savepoint = await session.begin_nested()
+    try:
+        probe = uuid.uuid4()
+        await (await session.connection()).execute(INSERT_NEW, {**values, "id": probe})
+        return await _visible(session, probe, scope)
+    finally:
+        await savepoint.rollback()
 
 
 async def _lock(
