@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, suppress
 from typing import Annotated, Any
@@ -10,7 +12,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect, Engine, ExceptionContext, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -24,7 +26,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from app.config import Settings, async_url
-from app.errors import CONNECTION_LOST, STATEMENT_TIMEOUT, Unavailable
+from app.errors import CONNECTION_LOST, DATABASE_DOWN, Unavailable, database_failure
 
 SRID_WGS84 = 4326
 
@@ -59,33 +61,74 @@ def _warm(dbapi_connection: Any, _record: Any) -> None:
 
 
 # A connection back from the pool is checked with one round trip only when it has been idle
-# this long. SQLAlchemy's own pre-ping checks every checkout, in a transaction of its own (BEGIN,
-# ping, ROLLBACK): ~1.1 ms of CPU and ~1.9 ms per request here, more than a small tile costs
-# PostgreSQL. A connection lost while in steady use fails its statement instead: SQLAlchemy then
-# drops every connection of the pool made before the failure, and that one request answers 503
-# (app/errors.py); the next ones get fresh connections. See docs/decisions.md.
+# this long, or when it was last returned before a database failure was seen (PoolCheck).
+# SQLAlchemy's own pre-ping checks every checkout, in a transaction of its own (BEGIN, ping,
+# ROLLBACK): ~1.1 ms of CPU and ~1.9 ms per request here, more than a small tile costs
+# PostgreSQL. A connection lost while in steady use fails its statement instead: that request
+# answers 503 (app/errors.py), the connection is dropped, and every other one is checked before
+# its next use. See docs/decisions.md.
 IDLE_PING_S = 10.0
-INTERNAL_CLIENT_ERROR = asyncpg.exceptions.InternalClientError
+# How long a request waits for a free connection when all are in use before it answers 503
+# (SQLAlchemy's default is 30 s).
+POOL_TIMEOUT_S = 10.0
+# a connection-level failure: the connection in use (or the server) is gone
+GONE = frozenset({CONNECTION_LOST, DATABASE_DOWN})
 
 
-def _returned(_dbapi_connection: Any, record: Any) -> None:
-    record.info["idle_since"] = time.monotonic()
+class PoolCheck:
+    """The pool's connection check (pool events) and its memory of the last database failure,
+    one per engine.
+
+    After a failure (a lost connection, a refused connect, a failed ping), every connection
+    returned to the pool before it is pinged at its next checkout, however briefly idle: after
+    a database restart the pool then drops its dead connections before a request can use one,
+    and keeps the live ones (SQLAlchemy's own answer, invalidating the whole pool, happens only
+    for failures that pass through it, not for statements run on the driver connection)."""
+
+    def __init__(self) -> None:
+        self.failed_at = -math.inf  # time.monotonic() of the last failure seen
+
+    def failed(self) -> None:
+        """Note a connection-level failure: check every pooled connection before its next use."""
+        self.failed_at = time.monotonic()
+
+    def returned(self, _dbapi_connection: Any, record: Any) -> None:
+        """`checkin`: remember when the connection came back."""
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        """`checkout`: ping a connection idle past IDLE_PING_S or returned before a failure."""
+        since = record.info.get("idle_since")
+        if since is None:
+            return  # a new connection
+        if time.monotonic() - since < IDLE_PING_S and since > self.failed_at:
+            return  # one in steady use
+        try:
+            dbapi_connection.run_async(lambda conn: conn.fetchval("SELECT 1"))
+        except Exception as exc:
+            if database_failure(exc) in GONE:
+                self.failed()  # the others made before now are checked too
+            # the pool discards this connection and checks out another (SQLAlchemy's protocol)
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
+
+    def handle_error(self, context: ExceptionContext) -> None:
+        """`handle_error`: classify as app/errors.py does; a lost connection is a disconnect
+        (dropped with every connection made before it) even when the asyncpg dialect does not
+        see it as one yet, e.g. 57P01 while the socket is still open."""
+        detail = database_failure(context.original_exception)
+        if detail in GONE:
+            self.failed()
+        if detail == CONNECTION_LOST and context.connection is not None:
+            context.is_disconnect = True
 
 
-def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    since = record.info.get("idle_since")
-    if since is None or time.monotonic() - since < IDLE_PING_S:
-        return  # a new connection, or one in steady use
-    try:
-        dbapi_connection.run_async(lambda conn: conn.fetchval("SELECT 1"))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, INTERNAL_CLIENT_ERROR) as exc:
-        # the pool discards this connection and checks out another (SQLAlchemy's protocol)
-        raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
+_CHECKS: weakref.WeakKeyDictionary[Engine, PoolCheck] = weakref.WeakKeyDictionary()
 
 
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
     """An asyncpg engine with a statement timeout and a pool whose connections are warmed
-    (WARM_SQL) when they are made and checked when they come back after IDLE_PING_S."""
+    (WARM_SQL) when they are made and checked when they come back after IDLE_PING_S or after a
+    database failure (PoolCheck)."""
     engine = create_async_engine(
         async_url(url),
         pool_size=settings.db_pool_size,
@@ -94,6 +137,7 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         # (a z12 tile took 29–31 ms instead of 39 ms when requests cycled through all 20), and
         # the rest stay idle until a burst needs them
         pool_use_lifo=True,
+        pool_timeout=POOL_TIMEOUT_S,
         connect_args={
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),
@@ -109,9 +153,11 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
             "timeout": 10,
         },
     )
+    check = _CHECKS[engine.sync_engine] = PoolCheck()
     event.listen(engine.sync_engine, "connect", _warm)
-    event.listen(engine.sync_engine, "checkin", _returned)
-    event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+    event.listen(engine.sync_engine, "checkin", check.returned)
+    event.listen(engine.sync_engine, "checkout", check.checkout)
+    event.listen(engine.sync_engine, "handle_error", check.handle_error)
     return engine
 
 
@@ -169,20 +215,22 @@ async def fetch_row(
     conn: AsyncConnection, statement: DriverStatement, params: Mapping[str, Any]
 ) -> asyncpg.Record | None:
     """One row of `statement` on the connection's asyncpg connection (inside its transaction,
-    if one has begun). A statement timeout or a lost connection is 503 as through SQLAlchemy
-    (app/errors.py); a lost connection is also invalidated, so the pool never hands it out."""
+    if one has begun). A database failure is Unavailable (503) as through SQLAlchemy
+    (app.errors.database_failure); a lost connection is also invalidated, so the pool never
+    hands it out, and the pool checks its other connections before their next use."""
     driver: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
     try:
         return await driver.fetchrow(statement.sql, *statement.args(params))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, INTERNAL_CLIENT_ERROR) as exc:
-        # a closed connection, or one whose protocol state broke (the server ended it while it
-        # was idle, and asyncpg saw the notice only now)
-        if driver.is_closed() or isinstance(exc, INTERNAL_CLIENT_ERROR):
+    except Exception as exc:
+        detail = database_failure(exc)
+        if detail in GONE or driver.is_closed():
+            check = _CHECKS.get(conn.sync_engine)
+            if check is not None:
+                check.failed()
             await conn.invalidate(exc)
-            raise Unavailable(CONNECTION_LOST) from exc
-        if isinstance(exc, asyncpg.QueryCanceledError):
-            raise Unavailable(STATEMENT_TIMEOUT) from exc
-        raise
+        if detail is None:
+            raise
+        raise Unavailable(detail) from exc
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

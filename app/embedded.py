@@ -168,8 +168,9 @@ class EmbeddedCluster:
             return False
         return self._run(["pg_ctl", "status", "-D", str(self.pgdata)], check=False).returncode == 0
 
-    def start(self) -> None:
-        """Start the server on 127.0.0.1:port (no-op when already running)."""
+    def start(self, **server_settings: str) -> None:
+        """Start the server on 127.0.0.1:port (no-op when already running); `server_settings`
+        are more `-c name=value` options (tests: `hot_standby="off"`)."""
         if self.running():
             return
         options = (
@@ -177,6 +178,7 @@ class EmbeddedCluster:
             f"-c unix_socket_directories={self.pgdata} -c max_connections=100 "
             "-c shared_buffers=256MB -c fsync=on"
         )
+        options += "".join(f" -c {name}={value}" for name, value in server_settings.items())
         result = self._run(
             [
                 "pg_ctl",
@@ -199,10 +201,15 @@ class EmbeddedCluster:
                 tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-10:])
             raise ClusterError(f"could not start PostgreSQL on port {self.port}:\n{tail}")
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown; no-op when not running)."""
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (no-op when not running): `fast` rolls back open transactions and
+        checkpoints; `immediate` is a crash (tests), recovered from WAL at the next start."""
         if self.running():
-            self._run(["pg_ctl", "stop", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60"])
+            self._run(["pg_ctl", "stop", "-D", str(self.pgdata), "-m", mode, "-w", "-t", "60"])
+
+    def promote(self) -> None:
+        """End recovery of a server started with a standby.signal file (tests)."""
+        self._run(["pg_ctl", "promote", "-D", str(self.pgdata), "-w", "-t", "60"])
 
     def destroy(self) -> None:
         """Stop the server and delete its data (used for throw-away test clusters)."""

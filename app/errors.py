@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from typing import Any
 
 import asyncpg
@@ -114,16 +116,109 @@ STATEMENT_TIMEOUT = (
     " a smaller area, fewer categories) or retry later"
 )
 CONNECTION_LOST = "the connection to the database was lost; retry the request"
+DATABASE_DOWN = (
+    "the database is not reachable or not accepting connections (down, starting up or shutting"
+    " down); retry shortly"
+)
+DATABASE_BUSY = "every database connection is in use; retry shortly"
 
-# Errors raised when PostgreSQL cannot be reached or went away: answered with 503, not 500.
-DB_DOWN: tuple[type[Exception], ...] = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    ConnectionError,
-    TimeoutError,
+# SQLSTATEs after which the same request can succeed later (checked on the driver's error, which
+# the asyncpg adapter wraps in a plain DBAPIError when it has no class of its own for it).
+# Class 08 (connection exceptions) is matched by its prefix.
+SQLSTATE_DETAIL = {
+    "57014": STATEMENT_TIMEOUT,  # query_canceled (statement_timeout)
+    "57P01": CONNECTION_LOST,  # admin_shutdown: the server ended the session (fast/immediate stop)
+    "57P02": CONNECTION_LOST,  # crash_shutdown: another backend crashed
+    "57P03": DATABASE_DOWN,  # cannot_connect_now: starting up, in recovery, shutting down
+    "53300": DATABASE_BUSY,  # too_many_connections
+}
+# errno of an OSError that says the server cannot be reached over the network
+NETWORK_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+    }
+)
+
+
+def database_failure(exc: BaseException) -> str | None:
+    """The 503 detail when `exc` says the database cannot serve this request now but may soon
+    (unreachable, starting up or shutting down, connection lost, no free connection, statement
+    timeout); None for any other error, a bug or bad data, which stays a 500.
+
+    The one classification used by every error handler, by the pool's error hook and by the
+    statements run on the driver connection (app/db.py). It looks through the wrappers (a
+    SQLAlchemy DBAPIError's `orig`, the asyncpg adapter's `__cause__`) at the driver's own
+    error and its SQLSTATE: SQLAlchemy's exception class alone is not enough, since the asyncpg
+    adapter raises a plain DBAPIError for errors it has no class for (e.g. 57P03)."""
+    if isinstance(exc, BaseExceptionGroup):  # e.g. from a task group in a middleware
+        return next(filter(None, map(database_failure, exc.exceptions)), None)
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool had no connection within its timeout
+        return DATABASE_BUSY
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return CONNECTION_LOST  # SQLAlchemy found the connection closed and dropped it
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        detail = _own_failure(current)
+        if detail is not None:
+            return detail
+        orig = getattr(current, "orig", None)  # sqlalchemy.exc.DBAPIError
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return None
+
+
+def _own_failure(exc: BaseException) -> str | None:
+    """database_failure for one exception of the chain, without looking inside it."""
+    sqlstate = getattr(exc, "sqlstate", None)  # asyncpg errors and the adapter's copies
+    if isinstance(sqlstate, str):
+        if sqlstate.startswith("08"):
+            return CONNECTION_LOST
+        if sqlstate in SQLSTATE_DETAIL:
+            return SQLSTATE_DETAIL[sqlstate]
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # the protocol's state broke: the server ended the connection while it was idle, and
+        # asyncpg saw the notice only when the next statement ran
+        return CONNECTION_LOST
+    if isinstance(exc, asyncpg.exceptions.InterfaceError):
+        # "connection is closed", the test SQLAlchemy's asyncpg dialect makes for a disconnect;
+        # the other interface errors (wrong argument count, nested operations) are bugs
+        message = str(exc)
+        if "connection is closed" in message or "connection was closed" in message:
+            return CONNECTION_LOST
+        return None
+    if isinstance(exc, ConnectionError):  # refused, reset, aborted, broken pipe
+        return DATABASE_DOWN
+    if isinstance(exc, TimeoutError):  # asyncpg's connect timeout (asyncio.TimeoutError)
+        return DATABASE_DOWN
+    if isinstance(exc, socket.gaierror):  # the database host name does not resolve
+        return DATABASE_DOWN
+    if isinstance(exc, OSError):
+        if exc.errno in NETWORK_ERRNOS:
+            return DATABASE_DOWN
+        # asyncio's connect to a name with several addresses (localhost: ::1 and 127.0.0.1)
+        # raises one OSError without errno that lists each address's failure
+        if exc.errno is None and str(exc).startswith("Multiple exceptions:"):
+            return DATABASE_DOWN
+    return None
+
+
+# the classes a database failure can arrive as; their handler sorts them with database_failure
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    sa_exc.DBAPIError,  # through SQLAlchemy (IntegrityError has a handler of its own)
+    sa_exc.TimeoutError,  # the pool's wait for a connection
+    asyncpg.PostgresError,  # the driver's own, on its connection (imports, fetch_row's others)
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,  # connecting: refused, unreachable, timed out
 )
 
 
@@ -180,15 +275,6 @@ def install(app: FastAPI) -> None:
             detail = f"no such resource: {request.url.path}"
         return problem(exc.status_code, _title(exc.status_code), detail, request)
 
-    for cls in DB_DOWN:
-
-        @app.exception_handler(cls)
-        async def _db_down(request: Request, exc: Exception) -> Response:
-            log.warning("database unavailable: %s", exc)
-            return problem(
-                503, "Service unavailable", "the database is not reachable; retry shortly", request
-            )
-
     @app.exception_handler(sa_exc.IntegrityError)
     async def _integrity(request: Request, exc: sa_exc.IntegrityError) -> Response:
         log.warning("integrity error on %s: %s", request.url.path, exc.orig)
@@ -199,31 +285,23 @@ def install(app: FastAPI) -> None:
             request,
         )
 
-    @app.exception_handler(sa_exc.DBAPIError)
-    async def _dbapi(request: Request, exc: sa_exc.DBAPIError) -> Response:
-        if _cancelled(exc):
-            log.warning("statement timeout on %s", request.url.path)
-            return problem(503, "Service unavailable", STATEMENT_TIMEOUT, request)
-        if exc.connection_invalidated:  # the database dropped the connection (e.g. a restart)
-            log.warning("database connection lost on %s: %s", request.url.path, exc.orig)
-            return problem(503, "Service unavailable", CONNECTION_LOST, request)
-        log.exception("database error on %s", request.url.path)
+    async def _failure(request: Request, exc: Exception) -> Response:
+        detail = database_failure(exc)
+        if detail is not None:
+            log.warning("database unavailable on %s: %s", request.url.path, _one_line(exc))
+            return problem(503, "Service unavailable", detail, request)
+        log.error("unhandled error on %s", request.url.path, exc_info=exc)
         return problem(500, "Internal error", "an unexpected error occurred", request)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path)
-        return problem(500, "Internal error", "an unexpected error occurred", request)
+    # A database failure is 503, anything else unexpected 500. The classes a failure arrives as
+    # are handled inside the middleware stack; `Exception` reaches the same handler from the
+    # outermost layer (errors raised in a middleware).
+    for cls in (*DATABASE_ERRORS, Exception):
+        app.add_exception_handler(cls, _failure)
 
 
-def _cancelled(exc: sa_exc.DBAPIError) -> bool:
-    """Whether PostgreSQL cancelled the statement (statement_timeout; SQLSTATE 57014)."""
-    orig = exc.orig
-    return (
-        isinstance(orig, asyncpg.exceptions.QueryCanceledError)
-        or isinstance(getattr(orig, "__cause__", None), asyncpg.exceptions.QueryCanceledError)
-        or getattr(orig, "sqlstate", None) == "57014"
-    )
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def _title(status: int) -> str:

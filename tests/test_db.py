@@ -147,3 +147,30 @@ async def test_driver_statement_timeout_and_lost_connection_are_503(engine: Asyn
         assert conn.invalidated
     async with engine.connect() as conn:  # the pool serves a working connection again
         assert await db.fetch_row(conn, statement, {"s": 0.0}) is not None
+
+
+async def test_a_lost_connection_makes_the_pool_check_the_others(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database drops every pooled connection while they are in steady use (no idle ping):
+    the first statement on the driver connection meets it (503), and from then on the pool
+    pings each connection returned before that failure at its next checkout, so the dead ones
+    are replaced before any other request uses them."""
+    monkeypatch.setattr(db, "IDLE_PING_S", 3600.0)
+    url = engine.url.render_as_string(hide_password=False)
+    app_engine = db.create_engine(url, Settings(environment="test", db_pool_size=3))
+    try:
+        before = await _backends(app_engine, 3)
+        await _terminate(engine, before)
+        async with app_engine.connect() as conn:
+            statement = db.DriverStatement(select(func.pg_backend_pid()), conn.dialect, {})
+            with pytest.raises(Unavailable) as lost:
+                await db.fetch_row(conn, statement, {})
+            assert lost.value.detail == CONNECTION_LOST
+        async with AsyncExitStack() as stack:  # all three at once: each stale one is checked
+            conns = [await stack.enter_async_context(app_engine.connect()) for _ in range(3)]
+            rows = [await db.fetch_row(c, statement, {}) for c in conns]
+        after = {int(r[0]) for r in rows if r is not None}
+        assert len(after) == 3 and not after & set(before)
+    finally:
+        await app_engine.dispose()

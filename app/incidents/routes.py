@@ -133,12 +133,13 @@ async def list_incidents(
     position = Cursor.decode(cursor) if cursor else None
     matched = await service.count(session=session, filt=filt) if count else None
     page = service.Page()
+    parts = service.stream_page(session=session, filt=filt, limit=limit, cursor=position, page=page)
+    # the page's one query runs now, before the 200 is sent: a database failure is a 503
+    first = await anext(parts, b"")
 
     async def body() -> AsyncIterator[bytes]:
-        yield b'{"type":"FeatureCollection","features":['
-        async for part in service.stream_page(
-            session=session, filt=filt, limit=limit, cursor=position, page=page
-        ):
+        yield b'{"type":"FeatureCollection","features":[' + first
+        async for part in parts:
             yield part
         tail: dict[str, Any] = {"numberReturned": page.returned}
         number = matched
