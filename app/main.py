@@ -22,6 +22,7 @@ from app.auth.routes import router as auth_router
 from app.borders.routes import router as borders_router
 from app.config import Settings, get_settings
 from app.db import create_engine, fill_pool, sessionmaker
+from app.headers import SecurityHeaders
 from app.health.routes import router as health_router
 from app.incidents.export_routes import router as export_router
 from app.incidents.import_routes import router as import_router
@@ -71,6 +72,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # /docs is our own page (Swagger UI from npm, no inline script: app/web/routes.py)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
@@ -113,4 +117,6 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(incidents_router)
     app.include_router(ogc_router)
     web.mount(app)
+    # outermost: every response gets the headers, the middleware's own answers included
+    app.add_middleware(SecurityHeaders, settings=settings)
     return app

@@ -10,6 +10,7 @@ bounded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import uuid
@@ -56,6 +57,24 @@ CHROMIUM_ARGS = [
     "--no-sandbox",
 ]
 WAIT_MS = 45_000
+# every Content-Security-Policy violation of a page, as the browser reports it (an init script
+# runs before the page's own and is not subject to its policy)
+CSP_WATCH = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation',
+  (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+"""
+
+
+async def wait_until(page: Any, expression: str, timeout_ms: int = WAIT_MS) -> None:
+    """Wait until `expression` is truthy in the page. Playwright's wait_for_function compiles
+    its predicate with eval in the page, which the page's Content-Security-Policy forbids (as
+    it should); page.evaluate goes through the DevTools protocol, which the policy does not
+    govern."""
+    deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+    while not await page.evaluate(f"Boolean({expression})"):
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {expression}"
+        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -155,9 +174,10 @@ async def _open(
     page.on("console", lambda m: out.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: out.errors.append(str(e)))
     page.on("request", lambda r: out.requests.append(r.url))
+    await page.add_init_script(CSP_WATCH)
     await page.goto(f"{served.base}/{query}#key={key}")
-    await page.wait_for_function(
-        "window.borderwatch && window.borderwatch.map && window.borderwatch.state.me"
+    await wait_until(
+        page, "window.borderwatch && window.borderwatch.map && window.borderwatch.state.me"
     )
     await out.settled()
     return out
@@ -250,7 +270,42 @@ async def test_dashboard_loads_renders_and_counts(
     assert sorted(f["id"] for f in exported["features"]) == sorted(ids)
 
     assert p.errors == []
+    # the strict policy held the whole page: MapLibre's workers, the legend's colours, the charts
+    assert await p.page.evaluate("window.__csp") == []
     await p.page.context.close()
+
+
+async def test_api_docs_and_ogc_pages_work_offline_under_the_policy(
+    browser: Any, served: Served
+) -> None:
+    # a GIS officer browsing the OGC pages sends the key as a header
+    context = await browser.new_context(
+        extra_http_headers={"Authorization": f"Bearer {served.admin}"}
+    )
+    page = await context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    await page.add_init_script(CSP_WATCH)
+    docs = await page.goto(f"{served.base}/docs")
+    assert docs is not None and "script-src 'self'" in docs.headers["content-security-policy"]
+    title = page.locator(".swagger-ui .info .title")
+    await title.wait_for()
+    assert "Borderwatch" in await title.inner_text()
+    # the operations are listed from /openapi.json (the page needs no internet)
+    assert await page.locator(".opblock").count() > 20
+    assert await page.evaluate("window.__csp") == []
+    ogc = await page.goto(f"{served.base}/ogc?f=html")
+    assert ogc is not None and ogc.status == 200
+    assert await page.locator("h1").count() == 1
+    # its style sheet applied (a file, not inline)
+    margin = await page.evaluate("getComputedStyle(document.body).marginTop")
+    assert margin == "24px"
+    assert await page.evaluate("window.__csp") == []
+    assert errors == []
+    await context.close()
 
 
 async def test_category_filter_and_month_slider_change_the_count(
@@ -268,7 +323,7 @@ async def test_category_filter_and_month_slider_change_the_count(
     )
 
     await p.page.locator(f"#f-categories input[value='{category}']").check()
-    await p.page.wait_for_function("window.borderwatch.state.filters.categories.length === 1")
+    await wait_until(p.page, "window.borderwatch.state.filters.categories.length === 1")
     await p.settled()
     expected = await served.scalar(
         "SELECT count(*) FROM incident WHERE deleted_at IS NULL AND category = :c", c=category
@@ -280,7 +335,7 @@ async def test_category_filter_and_month_slider_change_the_count(
 
     months = await p.page.evaluate("window.borderwatch.state.months")
     await p.page.locator("#month-slider").fill(str(months.index(month)))
-    await p.page.wait_for_function(f"window.borderwatch.state.filters.from === '{month}'")
+    await wait_until(p.page, f"window.borderwatch.state.filters.from === '{month}'")
     await p.settled()
     start, end = _month_bounds(month)
     expected_month = await served.scalar(
@@ -301,7 +356,7 @@ async def test_category_filter_and_month_slider_change_the_count(
     # ▶ steps to the next month (with the same category) and pauses on request
     following = months[(months.index(month) + 1) % len(months)]
     await p.page.locator("#play").click()
-    await p.page.wait_for_function(f"window.borderwatch.state.filters.from === '{following}'")
+    await wait_until(p.page, f"window.borderwatch.state.filters.from === '{following}'")
     await p.page.locator("#play").click()
     assert await p.page.locator("#play").get_attribute("aria-label") == "Play month by month"
     await p.settled()
@@ -314,7 +369,7 @@ async def test_category_filter_and_month_slider_change_the_count(
     )  # fmt: skip
     assert (await p.rendered())["incidents"] == expected_following
     await p.page.locator("#month-slider").fill(str(months.index(month)))
-    await p.page.wait_for_function(f"window.borderwatch.state.filters.from === '{month}'")
+    await wait_until(p.page, f"window.borderwatch.state.filters.from === '{month}'")
     await p.settled()
 
     # the link restores the same view in a new page
@@ -344,7 +399,7 @@ async def test_clicking_a_province_highlights_exactly_its_neighbours(
     )
     await p.settled()
     await p.click_map(point[0], point[1])
-    await p.page.wait_for_function(f"window.borderwatch.state.selected === '{code}'")
+    await wait_until(p.page, f"window.borderwatch.state.selected === '{code}'")
     await p.settled()
 
     api = await served.api(f"/jurisdictions/{code}/neighbours")
@@ -399,8 +454,8 @@ async def test_nearby_tool_lists_what_the_api_returns_in_order(
     await p.page.select_option("#nearby-radius", "50000")
     await p.page.locator("#nearby-tool").click()
     await p.click_map(lon, lat)
-    await p.page.wait_for_function(
-        "window.borderwatch.state.nearby && window.borderwatch.state.nearby.ids"
+    await wait_until(
+        p.page, "window.borderwatch.state.nearby && window.borderwatch.state.nearby.ids"
     )
     await p.settled()
     at = await p.page.evaluate("window.borderwatch.state.nearby")
@@ -418,7 +473,7 @@ async def test_nearby_tool_lists_what_the_api_returns_in_order(
     assert listed == expected
     # a listed incident opens the detail panel with its derived fields and history
     await p.page.locator("#nearby-list li").first.click()
-    await p.page.wait_for_function("window.borderwatch.state.incident !== null")
+    await wait_until(p.page, "window.borderwatch.state.incident !== null")
     await p.settled()
     detail = await p.page.locator("#detail").inner_text()
     first = api["features"][0]["properties"]
@@ -468,8 +523,9 @@ async def test_officer_clicks_an_incident_for_its_details(browser: Any, served: 
     await p.settled()
     assert (await p.rendered())["points"] >= 1
     await p.click_map(lon, lat)
-    await p.page.wait_for_function(
-        f"window.borderwatch.state.incident && window.borderwatch.state.incident.id === '{ident}'"
+    await wait_until(
+        p.page,
+        f"window.borderwatch.state.incident && window.borderwatch.state.incident.id === '{ident}'",
     )
     await p.settled()
     api = await served.api(f"/incidents/{ident}")
@@ -546,8 +602,46 @@ async def test_static_files_config_and_errors(engine: AsyncEngine, session: Any)
             "basemap_attribution": "© example",
             "home_country": "VNM",
         }
+        # the page's policy lets the base map's images in, and nothing else from outside
+        csp = page.headers["content-security-policy"]
+        assert "img-src 'self' data: blob: https://tiles.example.org;" in csp
+        assert "script-src 'self';" in csp and "unsafe" not in csp
     async with app_client(engine, session, Settings(environment="test"), None) as c:
         assert (await c.get("/dashboard/config.json")).json()["basemap_url"] is None
+        page = await c.get("/")
+        assert "https:" not in page.headers["content-security-policy"]
+
+
+async def test_security_headers_on_every_kind_of_response(
+    engine: AsyncEngine, session: Any, settings: Settings
+) -> None:
+    from conftest import make_key
+
+    key = await make_key(session, "admin")
+    async with app_client(engine, session, settings, key) as c:
+        responses = {
+            "page": await c.get("/"),
+            "docs": await c.get("/docs"),
+            "ogc html": await c.get("/ogc", params={"f": "html"}),
+            "json": await c.get("/me"),
+            "geojson": await c.get("/borders"),
+            "tile": await c.get("/tiles/borders/0/0/0.mvt"),
+            "static": await c.get("/static/js/main.js"),
+            "problem": await c.get("/incidents/not-an-id"),
+            "unauthorised": await c.get("/me", headers={"Authorization": "Bearer nope"}),
+            "too large": await c.post("/incidents", content=b"x" * (settings.max_body_bytes + 1)),
+        }
+    for name, r in responses.items():
+        assert r.headers["x-content-type-options"] == "nosniff", name
+        assert r.headers["x-frame-options"] == "DENY", name
+        assert r.headers["referrer-policy"] == "no-referrer", name
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp, name
+        if r.headers["content-type"].startswith("text/html"):
+            assert "default-src 'none'; script-src 'self'; style-src 'self';" in csp, name
+        else:  # data: nothing in it may run
+            assert csp.startswith("default-src 'none'; frame-ancestors"), name
+    assert responses["too large"].status_code == 413
 
 
 @pytest.mark.parametrize(

@@ -7,17 +7,13 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:1.5rem;max-width:80rem}"
-    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem;"
-    "text-align:left;vertical-align:top}th{background:#f3f3f3}code{font-size:.9em}"
-)
-
 
 def _page(title: str, body: str) -> str:
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}'
-        f"</title><style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
+        f'</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/static/ogc.css">'
+        f"</head><body><h1>{escape(title)}"
+        f"</h1>{body}</body></html>"
     )
 
 

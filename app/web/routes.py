@@ -1,4 +1,5 @@
-"""GET / (the dashboard), its static files, MapLibre GL JS from node_modules, its config.
+"""GET / (the dashboard), its static files, MapLibre GL JS from node_modules, its config; GET
+/docs (Swagger UI from node_modules).
 
 The files are public (they hold no data and no secret); every data request the page makes
 carries the API key like any other client.
@@ -16,6 +17,7 @@ from app.config import PROJECT_ROOT
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAPLIBRE_DIST = PROJECT_ROOT / "node_modules" / "maplibre-gl" / "dist"
+SWAGGER_UI_DIST = PROJECT_ROOT / "node_modules" / "swagger-ui-dist"
 # the page and its modules change with the app: revalidate them (cheap 304s) on every load
 NO_CACHE = {"Cache-Control": "no-cache"}
 
@@ -26,6 +28,12 @@ router = APIRouter(tags=["dashboard"], include_in_schema=False)
 async def dashboard() -> FileResponse:
     """index.html of the dashboard."""
     return FileResponse(STATIC / "index.html", media_type="text/html", headers=NO_CACHE)
+
+
+@router.api_route("/docs", methods=["GET", "HEAD"], summary="Interactive API documentation")
+async def api_docs() -> FileResponse:
+    """Swagger UI over /openapi.json, from the npm package (works offline)."""
+    return FileResponse(STATIC / "docs.html", media_type="text/html", headers=NO_CACHE)
 
 
 @router.get("/dashboard/config.json", summary="Settings the dashboard needs (no secrets)")
@@ -51,4 +59,9 @@ def mount(app: FastAPI) -> None:
         "/vendor/maplibre-gl",
         StaticFiles(directory=MAPLIBRE_DIST, check_dir=False),
         name="maplibre-gl",
+    )
+    app.mount(
+        "/vendor/swagger-ui",
+        StaticFiles(directory=SWAGGER_UI_DIST, check_dir=False),
+        name="swagger-ui",
     )

@@ -118,9 +118,8 @@ function buildControls() {
   state.categories.forEach((c, i) => {
     const label = document.createElement("label");
     label.title = c.name_vi;
-    label.innerHTML = `<input type="checkbox" name="category" value="${c.code}">`
-      + `<span class="swatch" style="background:${PALETTE[i % PALETTE.length]}"></span>`;
-    label.append(document.createTextNode(c.name));
+    label.innerHTML = `<input type="checkbox" name="category" value="${c.code}">`;
+    label.append(swatch({ background: PALETTE[i % PALETTE.length] }), document.createTextNode(c.name));
     label.querySelector("input").checked = f.categories.includes(c.code);
     cats.append(label);
   });
@@ -229,18 +228,39 @@ function buildControls() {
   });
 }
 
+// Colours are set through the style object, never a style="" attribute: the page's Content
+// Security Policy allows no inline style (docs/access.md, "Headers").
+function swatch(style, round = false) {
+  const s = document.createElement("span");
+  s.className = round ? "swatch round" : "swatch";
+  Object.assign(s.style, style);
+  return s;
+}
+
+function legendBlock(title, items) {
+  const head = document.createElement("div");
+  head.className = "legend-title";
+  head.textContent = title;
+  const row = document.createElement("div");
+  row.className = "legend-row";
+  for (const [sw, label] of items) {
+    const item = document.createElement("span");
+    item.append(sw, document.createTextNode(label));
+    row.append(item);
+  }
+  return [head, row];
+}
+
 function buildLegend() {
-  const rows = [];
-  rows.push("<div class='legend-title'>Hot spots (Gi*)</div><div class='legend-row'>");
-  for (const [bin, label] of [[3, "99 %"], [2, "95 %"], [1, "90 % hot"], [-1, "90 %"], [-2, "95 %"], [-3, "99 % cold"]]) {
-    rows.push(`<span><span class="swatch" style="background:${HOTSPOT_COLOURS[bin]}"></span>${label}</span>`);
-  }
-  rows.push("</div><div class='legend-title'>Border posts</div><div class='legend-row'>");
-  for (const [kind, colour] of Object.entries(POST_COLOURS)) {
-    rows.push(`<span><span class="swatch round" style="border-color:${colour}"></span>${STATUS_LABEL(kind)}</span>`);
-  }
-  rows.push("</div><div class='legend-note'>Circles: colour = category; size = count (aggregates) or severity; dark outline = severity 4–5.</div>");
-  $("legend").innerHTML = rows.join("");
+  const hot = [[3, "99 %"], [2, "95 %"], [1, "90 % hot"], [-1, "90 %"], [-2, "95 %"], [-3, "99 % cold"]]
+    .map(([bin, label]) => [swatch({ background: HOTSPOT_COLOURS[bin] }), label]);
+  const posts = Object.entries(POST_COLOURS)
+    .map(([kind, colour]) => [swatch({ borderColor: colour }, true), STATUS_LABEL(kind)]);
+  const note = document.createElement("div");
+  note.className = "legend-note";
+  note.textContent = "Circles: colour = category; size = count (aggregates) or severity; dark outline = severity 4–5.";
+  $("legend").replaceChildren(
+    ...legendBlock("Hot spots (Gi*)", hot), ...legendBlock("Border posts", posts), note);
 }
 
 function syncTime() {
@@ -431,7 +451,8 @@ function renderStats(byCategory, byMonth, pairs) {
     row.dataset.category = g.key;
     row.dataset.count = g.count;
     const colour = PALETTE[(index.get(g.key) ?? 0) % PALETTE.length];
-    row.innerHTML = `<span class="bar-label"></span><span class="bar-track"><span class="bar-fill" style="width:${(100 * g.count) / max}%;background:${colour}"></span></span><span class="bar-value">${g.count}</span>`;
+    row.innerHTML = `<span class="bar-label"></span><span class="bar-track"><span class="bar-fill"></span></span><span class="bar-value">${g.count}</span>`;
+    Object.assign(row.querySelector(".bar-fill").style, { width: `${(100 * g.count) / max}%`, background: colour });
     row.querySelector(".bar-label").textContent = g.name || g.key;
     list.append(row);
   }
