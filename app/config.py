@@ -45,6 +45,19 @@ class Settings(BaseSettings):
     max_import_bytes: int = Field(
         default=200 * 1_048_576, ge=1024, description="largest import upload accepted (bytes)"
     )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="a request body (other than an import) must arrive in full within this"
+        " time (408 otherwise)",
+    )
+    import_body_timeout_s: float = Field(
+        default=900.0,
+        gt=0,
+        le=86_400,
+        description="an import upload must arrive in full within this time (408 otherwise)",
+    )
     clock_skew_s: int = Field(
         default=300, ge=0, le=86_400, description="how far in the future occurred_at may be"
     )

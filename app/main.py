@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from app.analysis.nearby_routes import router as nearby_router
 from app.analysis.stats_routes import router as stats_router
 from app.auth.deps import FailedAuthLimiter, RateLimiter
 from app.auth.routes import router as auth_router
+from app.bodies import BodyMiddleware
 from app.borders.routes import router as borders_router
 from app.config import Settings, get_settings
 from app.db import create_engine, fill_pool, sessionmaker
@@ -31,6 +33,7 @@ from app.jurisdictions.routes import router as jurisdictions_router
 from app.ogc.routes import router as ogc_router
 from app.posts.routes import router as posts_router
 from app.runtime import database_url
+from app.spool import SpoolDir, sweep
 from app.tiles.routes import router as tiles_router
 from app.web import routes as web
 
@@ -54,6 +57,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = engine is None
+        # spool files of API processes that were killed (their directories' locks are free)
+        await asyncio.to_thread(sweep)
         app.state.engine = engine or create_engine(database_url(settings), settings)
         app.state.sessionmaker = sessionmaker(app.state.engine)
         if own:
@@ -64,6 +69,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         try:
             yield
         finally:
+            await asyncio.to_thread(app.state.spool.close)
             if own:
                 await app.state.engine.dispose()
 
@@ -79,6 +85,10 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     app.state.tile_rate_limiter = RateLimiter(settings.tile_rate_limit)
+    app.state.spool = SpoolDir()
+    # bodies are read whole (bounded in size and time) before any route takes a connection;
+    # added first, so that the middleware added after it (CORS) wraps its 408/413/422 answers
+    app.add_middleware(BodyMiddleware, settings=settings, spool=app.state.spool)
     app.state.auth_failure_limiter = FailedAuthLimiter(settings.auth_failure_limit)
     if settings.cors_origins:
         app.add_middleware(

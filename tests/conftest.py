@@ -200,10 +200,13 @@ def cli_database(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         get_settings.cache_clear()
 
 
-def _start_uvicorn(url: str, port: int, log: Path, log_level: str) -> subprocess.Popen[bytes]:
+def _start_uvicorn(
+    url: str, port: int, log: Path, log_level: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test", BORDERWATCH_RATE_LIMIT=""
     )
+    env.update(extra_env or {})
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
@@ -217,12 +220,15 @@ def _tail(log: Path) -> str:
 
 
 @asynccontextmanager
-async def live_server(url: str, log: Path, log_level: str = "warning") -> AsyncIterator[str]:
+async def live_server(
+    url: str, log: Path, log_level: str = "warning", env: dict[str, str] | None = None
+) -> AsyncIterator[str]:
     """uvicorn (one worker, as `make run`) on 127.0.0.1 over `url`, without a rate limit (a
-    map or a GIS client sends many requests at once), its output in `log`; yields the base URL
-    once /healthz answers (30 s at most) and stops the process, by PID, afterwards."""
+    map or a GIS client sends many requests at once), its output in `log`, with `env` added to
+    its environment (settings); yields the base URL once /healthz answers (30 s at most) and
+    stops the process, by PID, afterwards."""
     port = _free_port()
-    proc = _start_uvicorn(url, port, log, log_level)
+    proc = _start_uvicorn(url, port, log, log_level, env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

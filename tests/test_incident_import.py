@@ -8,9 +8,11 @@ import asyncio
 import csv
 import io
 import random
+import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typer.testing import CliRunner
 
 from app.config import Settings
+from app.errors import InvalidInput
 from app.incidents import imports
 from conftest import app_client, drop_database, make_key
 
@@ -874,3 +877,126 @@ async def test_cli_import(cli_database: str, server_url: str, tmp_path: Path) ->
 
 # ---------------------------------------------------------------------------------------------
 # Throughput (opt-in: BORDERWATCH_BENCH=1; prints rows/s for each path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wide headers: a cap on the columns, one pass over the header, no transaction while parsing
+
+
+def _wide_csv(columns: int, *, rows: int = 1) -> str:
+    extra = [f"c{i}" for i in range(columns - 4)]
+    header = ",".join(["lat", "lon", "date", "category", *extra])
+    row = ",".join(["10.4", "105.4", "2024-01-01", "other", *([""] * len(extra))])
+    return header + "\n" + (row + "\n") * rows
+
+
+async def test_more_columns_than_the_cap_is_422_naming_it(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    before = await _count(session)
+    r = await _post(client, _wide_csv(imports.MAX_CSV_COLUMNS + 1))
+    assert r.status_code == 422
+    problem = r.json()
+    assert problem["limit"] == imports.MAX_CSV_COLUMNS
+    assert f"at most {imports.MAX_CSV_COLUMNS}" in problem["detail"]
+    assert f"{imports.MAX_CSV_COLUMNS + 1} columns" in problem["detail"]
+    assert problem["errors"][0]["row"] == 1
+    long_line = "lat,lon,date,category," + "x" * imports.MAX_HEADER_CHARS + "\n"
+    r = await _post(client, long_line)
+    assert r.status_code == 422 and str(imports.MAX_HEADER_CHARS) in r.json()["detail"]
+    assert await _count(session) == before
+
+
+async def test_a_header_at_the_cap_is_imported(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    before = await _count(session)
+    r = await _post(client, _wide_csv(imports.MAX_CSV_COLUMNS, rows=2), source="wide")
+    assert r.status_code == 200, r.text
+    assert r.json()["inserted"] == 2
+    assert len(r.json()["ignored_columns"]) == imports.MAX_CSV_COLUMNS - 4
+    assert await _count(session) == before + 2
+
+
+def _open_seconds(path: Path) -> float:
+    """The best of five header reads of the file (seconds)."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        imports._CsvFile(path).open()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def test_header_checks_take_time_in_proportion_to_the_columns(tmp_path: Path) -> None:
+    narrow, wide = tmp_path / "narrow.csv", tmp_path / "wide.csv"
+    narrow.write_text(_wide_csv(imports.MAX_CSV_COLUMNS // 10))
+    wide.write_text(_wide_csv(imports.MAX_CSV_COLUMNS))
+    # ten times the columns: about ten times the time (a quadratic check took ~100 times)
+    ratio = _open_seconds(wide) / _open_seconds(narrow)
+    assert ratio < 30, ratio
+    reader = imports._CsvFile(wide)
+    reader.open()
+    assert reader.header is not None and reader.header.width == imports.MAX_CSV_COLUMNS
+    assert reader.header.idx["category"] == 3
+    # a doubled column at the far end is still found
+    doubled = tmp_path / "doubled.csv"
+    doubled.write_text(_wide_csv(imports.MAX_CSV_COLUMNS - 1).replace("\n", ",C5\n", 1))
+    with pytest.raises(InvalidInput, match="'c5' appears more than once"):
+        imports._CsvFile(doubled).open()
+
+
+@dataclass
+class ParseSpy:
+    """Whether `session` was inside a transaction each time an import parsed its file."""
+
+    session: AsyncSession | None = None
+    seen: list[bool] = field(default_factory=list)
+
+
+@pytest.fixture
+def parse_spy(monkeypatch: pytest.MonkeyPatch) -> ParseSpy:
+    watch = ParseSpy()
+    for cls in (imports._CsvFile, imports._GeoJsonFile):
+
+        def spy(self: Any, _open: Any = cls.open) -> None:
+            assert watch.session is not None
+            watch.seen.append(watch.session.in_transaction())
+            _open(self)
+
+        monkeypatch.setattr(cls, "open", spy)
+    return watch
+
+
+async def test_no_transaction_is_open_while_the_file_is_parsed(
+    engine: AsyncEngine, tmp_path: Path, parse_spy: ParseSpy
+) -> None:
+    from app.db import sessionmaker
+
+    rejected = tmp_path / "rejected.csv"  # a valid header, an invalid row: nothing is written
+    rejected.write_text("lat,lon,date,category\n10.4,105.4,2024-01-01,other\n95,105,x,other\n")
+    too_wide = tmp_path / "wide.csv"
+    too_wide.write_text(_wide_csv(imports.MAX_CSV_COLUMNS + 1))
+    collection = tmp_path / "fc.geojson"
+    collection.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature"}]}')
+    async with sessionmaker(engine)() as session:
+        parse_spy.session = session
+        for path, fmt in ((rejected, "csv"), (too_wide, "csv"), (collection, "geojson")):
+            with pytest.raises(InvalidInput):
+                await imports.import_file(session=session, path=path, fmt=fmt, actor="test")
+            assert not session.in_transaction()
+    assert parse_spy.seen == [False, False, False]
+
+
+async def test_the_import_route_ends_the_key_lookup_s_transaction_before_parsing(
+    client: httpx.AsyncClient, session: AsyncSession, parse_spy: ParseSpy
+) -> None:
+    parse_spy.session = session
+    # the second request within a minute writes no "last used": the key lookup's transaction
+    # is still open when the route begins
+    for source in ("first", "second"):
+        r = await _post(
+            client, "lat,lon,date,category\n10.4,105.4,2024-01-01,other\n", source=source
+        )
+        assert r.status_code == 200, r.text
+    assert parse_spy.seen == [False, False]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -10,8 +9,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app.auth.deps import Admin
+from app.bodies import body_of
 from app.db import SessionDep
-from app.errors import Forbidden
+from app.errors import Forbidden, InvalidInput
 from app.incidents import imports
 
 router = APIRouter(tags=["incidents"])
@@ -73,22 +73,19 @@ async def import_incidents(
             "send the file as the body with Content-Type text/csv or application/geo+json, "
             "or name the format: ?format=csv|geojson",
         )
-    settings = request.app.state.settings
-    path = await imports.spool(
-        chunks=request.stream(),
-        limit=settings.max_import_bytes,
-        declared_length=request.headers.get("content-length"),
+    body = body_of(request)  # spooled whole, within the size and time limits (app/bodies.py)
+    if body.path is None or body.size == 0:
+        raise InvalidInput("the upload is empty", field="body")
+    # authentication's work is done: end its transaction, so that no connection sits idle in
+    # one while the file's header (or the GeoJSON document) is parsed
+    await session.commit()
+    report = await imports.import_file(
+        session=session,
+        path=body.path,
+        fmt=fmt,
+        mode=mode,
+        source=source,
+        actor=principal.actor,
+        clock_skew_s=request.app.state.settings.clock_skew_s,
     )
-    try:
-        report = await imports.import_file(
-            session=session,
-            path=path,
-            fmt=fmt,
-            mode=mode,
-            source=source,
-            actor=principal.actor,
-            clock_skew_s=settings.clock_skew_s,
-        )
-    finally:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
     return JSONResponse(report.as_dict())

@@ -16,10 +16,9 @@ import contextlib
 import csv
 import io
 import math
-import tempfile
 import time
 import unicodedata
-from collections.abc import AsyncIterable, Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +29,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import InvalidInput, PayloadTooLarge
+from app.errors import InvalidInput
 from app.incidents.models import STATUSES
 from app.incidents.schemas import EARLIEST, check_not_future, parse_incident
 
@@ -54,6 +53,10 @@ ACLED_PRECISION_M = {1: 1000.0, 2: 10000.0, 3: 50000.0}
 MAX_TEXT = {"description": 10_000, "unit": 200, "source": 64, "source_id": 128}
 
 CHUNK_ROWS = 10_000  # rows validated (and COPYed) per step
+# The widest CSV header accepted (ACLED has 31 columns), and the longest header line: a wider
+# one is refused (422) before anything else is read.
+MAX_CSV_COLUMNS = 10_000
+MAX_HEADER_CHARS = 1 << 20
 DERIVE_BATCH = 10_000  # places derived per statement
 # Cells (degrees) of the nearest border / post search: a point whose fine cell holds at least
 # DENSE_CELL distinct points uses it, the others share coarse cells (a cell costs ~0.5 ms to
@@ -172,50 +175,6 @@ def guess_format(*, content_type: str | None = None, filename: str | None = None
         if suffix in (".geojson", ".json"):
             return "geojson"
     return None
-
-
-async def spool(
-    *, chunks: AsyncIterable[bytes], limit: int, declared_length: str | None = None
-) -> Path:
-    """Stream an upload into a temporary file, refused (PayloadTooLarge) above `limit` bytes."""
-    too_large = PayloadTooLarge(
-        f"the upload is over the {limit}-byte import limit (BORDERWATCH_MAX_IMPORT_BYTES)",
-        limit=limit,
-    )
-    if declared_length and declared_length.isdigit() and int(declared_length) > limit:
-        raise too_large
-    handle = await asyncio.to_thread(
-        tempfile.NamedTemporaryFile, prefix="borderwatch-import-", delete=False
-    )
-    path = Path(handle.name)
-    size = 0
-    pending: list[bytes] = []
-    pending_size = 0
-    try:
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            pending.append(chunk)
-            pending_size += len(chunk)
-            if pending_size >= 1 << 20:
-                await asyncio.to_thread(_write, handle, b"".join(pending))
-                pending, pending_size = [], 0
-        if pending:
-            await asyncio.to_thread(_write, handle, b"".join(pending))
-        await asyncio.to_thread(handle.close)
-    except BaseException:
-        await asyncio.to_thread(handle.close)
-        await asyncio.to_thread(path.unlink, missing_ok=True)
-        raise
-    if size == 0:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
-        raise InvalidInput("the upload is empty", field="body")
-    return path
-
-
-def _write(handle: Any, data: bytes) -> None:
-    handle.write(data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,27 +350,50 @@ def _severity_from_fatalities(fatalities: int) -> int:
     return 5
 
 
+@dataclass(frozen=True)
+class _Header:
+    """A CSV header resolved to incident fields."""
+
+    idx: dict[str, int | None]  # field -> column index
+    labels: dict[str, str]  # field -> the column's name as the file writes it
+    width: int
+    acled: bool
+    ignored: list[str]
+
+
 class _CsvFile:
     """A CSV file read record by record, with its header resolved to incident fields."""
 
-    def __init__(self, path: Path, ctx: _Context) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.ctx = ctx
         self.total_bytes = path.stat().st_size
         self._raw: _CountingReader | None = None
+        self.header: _Header | None = None
 
     @property
     def bytes_read(self) -> int:
         return self._raw.count if self._raw is not None else 0
 
-    def chunks(self, size: int) -> Generator[list[Record], None, None]:
+    def open(self) -> None:
+        """Read and resolve the header (422 when it is unusable); needs no database."""
+        with self._stream() as stream:
+            self.header = _resolve_header(self._header_row(stream)[1])
+
+    def chunks(self, size: int, ctx: _Context) -> Generator[list[Record], None, None]:
         """Valid records, `size` rows at a time (invalid rows go to ctx.errors)."""
+        assert self.header is not None, "open() first"
+        ctx.ignored_columns = self.header.ignored
+        with self._stream() as stream:
+            yield from self._records(stream, size, ctx, self.header)
+
+    @contextlib.contextmanager
+    def _stream(self) -> Iterator[io.TextIOWrapper]:
         self._raw = _CountingReader(self.path)
         stream = io.TextIOWrapper(
             io.BufferedReader(self._raw, 1 << 16), encoding="utf-8-sig", newline=""
         )
         try:
-            yield from self._records(stream, size)
+            yield stream
         except UnicodeDecodeError as exc:
             raise InvalidInput(
                 f"the file is not UTF-8 text (byte {self.bytes_read} or before): save it as "
@@ -423,8 +405,16 @@ class _CsvFile:
         finally:
             stream.close()
 
-    def _records(self, stream: io.TextIOWrapper, size: int) -> Iterator[list[Record]]:
-        first = stream.readline()
+    @staticmethod
+    def _header_row(stream: io.TextIOWrapper) -> tuple[Iterator[list[str]], list[str]]:
+        """The CSV reader positioned after the header, and the header."""
+        first = stream.readline(MAX_HEADER_CHARS + 1)
+        if len(first) > MAX_HEADER_CHARS:
+            raise InvalidInput(
+                f"the header row is longer than {MAX_HEADER_CHARS} characters",
+                limit=MAX_HEADER_CHARS,
+                errors=[{"row": 1, "column": None, "reason": "header row too long"}],
+            )
         if not first.strip():
             raise InvalidInput("the file is empty: the first row must name the columns")
         delimiter = max(",;\t", key=first.count)
@@ -432,9 +422,23 @@ class _CsvFile:
             _chain_first(first, stream), delimiter=delimiter, quotechar='"', strict=False
         )
         header = next(reader)
-        parse = self._row_parser(header)
+        if len(header) > MAX_CSV_COLUMNS:
+            reason = (
+                f"the header names {len(header)} columns: at most {MAX_CSV_COLUMNS} are accepted"
+            )
+            raise InvalidInput(
+                reason,
+                limit=MAX_CSV_COLUMNS,
+                errors=[{"row": 1, "column": None, "reason": reason}],
+            )
+        return reader, header
+
+    def _records(
+        self, stream: io.TextIOWrapper, size: int, ctx: _Context, header: _Header
+    ) -> Iterator[list[Record]]:
+        reader, _ = self._header_row(stream)
+        parse = _make_row_parser(header.idx, header.labels, header.width, header.acled, ctx)
         out: list[Record] = []
-        ctx = self.ctx
         for index, values in enumerate(reader):
             if not values or (len(values) == 1 and not values[0].strip()):
                 continue  # a blank line: not a row, but it keeps its row number
@@ -447,47 +451,55 @@ class _CsvFile:
                 out = []
         yield out
 
-    def _row_parser(self, header: list[str]) -> Callable[[list[str], int], Record | None]:
-        names = [h.strip().lower() for h in header]
-        doubled = sorted({n for n in names if n and names.count(n) > 1})
-        if doubled:
-            raise InvalidInput(
-                f"column '{doubled[0]}' appears more than once in the header",
-                errors=[{"row": 1, "column": doubled[0], "reason": "duplicate column"}],
-            )
-        acled = ACLED_MARKER in names
 
-        def col(*aliases: str) -> int | None:
-            for a in aliases:
-                if a in names:
-                    return names.index(a)
-            return None
+def _resolve_header(header: list[str]) -> _Header:
+    """Which column holds which field (one pass over the header: it may be wide)."""
+    names = [h.strip().lower() for h in header]
+    position: dict[str, int] = {}  # name -> its first column
+    doubled: set[str] = set()
+    for i, name in enumerate(names):
+        if not name:
+            continue
+        if name in position:
+            doubled.add(name)
+        else:
+            position[name] = i
+    if doubled:
+        first = min(doubled)
+        raise InvalidInput(
+            f"column '{first}' appears more than once in the header",
+            errors=[{"row": 1, "column": first, "reason": "duplicate column"}],
+        )
+    acled = ACLED_MARKER in position
 
-        idx = {name: col(*aliases) for name, aliases in CSV_ALIASES.items()}
-        if acled:
-            idx["source"] = None  # ACLED's `source` is its news source: kept in the description
-            idx["description"] = col("description")
-            idx["notes"] = col("notes")
-            idx["acled_source"] = col("source")
-            idx["event_id"] = col(ACLED_MARKER)
-            idx["geo_precision"] = col("geo_precision")
-            idx["fatalities"] = col("fatalities")
-        required = ["lat", "lon", "occurred_at"] + ([] if acled else ["category"])
-        missing = [name for name in required if idx[name] is None]
-        if missing:
-            accepted = {m: " or ".join(f"'{a}'" for a in CSV_ALIASES[m]) for m in missing}
-            raise InvalidInput(
-                "required column missing: " + "; ".join(f"{m} ({accepted[m]})" for m in missing),
-                errors=[
-                    {"row": 1, "column": m, "reason": f"required column is missing ({accepted[m]})"}
-                    for m in missing
-                ],
-            )
-        used = {i for i in idx.values() if i is not None}
-        self.ctx.ignored_columns = [h for i, h in enumerate(header) if i not in used and h.strip()]
-        # errors name the columns as the file does ('latitude', 'event_date' …)
-        labels = {name: header[i].strip() for name, i in idx.items() if i is not None}
-        return _make_row_parser(idx, labels, len(names), acled, self.ctx)
+    def col(*aliases: str) -> int | None:
+        return next((position[a] for a in aliases if a in position), None)
+
+    idx = {name: col(*aliases) for name, aliases in CSV_ALIASES.items()}
+    if acled:
+        idx["source"] = None  # ACLED's `source` is its news source: kept in the description
+        idx["description"] = col("description")
+        idx["notes"] = col("notes")
+        idx["acled_source"] = col("source")
+        idx["event_id"] = col(ACLED_MARKER)
+        idx["geo_precision"] = col("geo_precision")
+        idx["fatalities"] = col("fatalities")
+    required = ["lat", "lon", "occurred_at"] + ([] if acled else ["category"])
+    missing = [name for name in required if idx[name] is None]
+    if missing:
+        accepted = {m: " or ".join(f"'{a}'" for a in CSV_ALIASES[m]) for m in missing}
+        raise InvalidInput(
+            "required column missing: " + "; ".join(f"{m} ({accepted[m]})" for m in missing),
+            errors=[
+                {"row": 1, "column": m, "reason": f"required column is missing ({accepted[m]})"}
+                for m in missing
+            ],
+        )
+    used = {i for i in idx.values() if i is not None}
+    ignored = [h for i, h in enumerate(header) if i not in used and h.strip()]
+    # errors name the columns as the file does ('latitude', 'event_date' …)
+    labels = {name: header[i].strip() for name, i in idx.items() if i is not None}
+    return _Header(idx=idx, labels=labels, width=len(names), acled=acled, ignored=ignored)
 
 
 def _chain_first(first: str, rest: io.TextIOWrapper) -> Iterator[str]:
@@ -691,14 +703,16 @@ def _make_row_parser(
 class _GeoJsonFile:
     """A GeoJSON FeatureCollection; each Feature validated like POST /incidents."""
 
-    def __init__(self, path: Path, ctx: _Context) -> None:
+    ctx: _Context
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.ctx = ctx
         self.total_bytes = path.stat().st_size
         self.bytes_read = 0
+        self._features: list[Any] | None = None
 
-    def chunks(self, size: int) -> Generator[list[Record], None, None]:
-        """Valid records, `size` features at a time (invalid ones go to ctx.errors)."""
+    def open(self) -> None:
+        """Parse the document and check its shape (422 when unusable); needs no database."""
         try:
             data = orjson.loads(self.path.read_bytes())
         except orjson.JSONDecodeError as exc:
@@ -709,6 +723,13 @@ class _GeoJsonFile:
         features = data.get("features")
         if not isinstance(features, list):
             raise InvalidInput("the FeatureCollection has no 'features' list", field="features")
+        self._features = features
+
+    def chunks(self, size: int, ctx: _Context) -> Generator[list[Record], None, None]:
+        """Valid records, `size` features at a time (invalid ones go to ctx.errors)."""
+        features, self._features = self._features, None
+        assert features is not None, "open() first"
+        self.ctx = ctx
         out: list[Record] = []
         for number, feature in enumerate(features, start=1):
             self.ctx.rows += 1
@@ -1255,7 +1276,7 @@ async def _stage(
     raw = await session.connection()
     conn = (await raw.get_raw_connection()).driver_connection
     assert conn is not None
-    chunks = reader.chunks(CHUNK_ROWS)
+    chunks = reader.chunks(CHUNK_ROWS, ctx)
     progress("reading", 0, reader.total_bytes)
     # the next chunk is validated while the server stores the previous one
     ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
@@ -1299,15 +1320,17 @@ async def import_file(
         raise InvalidInput(f"mode must be one of {', '.join(MODES)}", field="mode")
     if source is not None and not 1 <= len(source.strip()) <= MAX_TEXT["source"]:
         raise InvalidInput("source must be 1 to 64 characters", field="source")
+    reader: _CsvFile | _GeoJsonFile = _CsvFile(path) if fmt == "csv" else _GeoJsonFile(path)
+    # the header (CSV) or the whole document (GeoJSON) is parsed before the session is used:
+    # no transaction is open while a large or wide file is read
+    with clock("parse header or document"):
+        await asyncio.to_thread(reader.open)
     try:
         ctx = _Context(
             categories=await _categories(session),
             default_source=source.strip() if source else None,
             latest=datetime.now(UTC) + timedelta(seconds=clock_skew_s),
             clock_skew_s=clock_skew_s,
-        )
-        reader: _CsvFile | _GeoJsonFile = (
-            _CsvFile(path, ctx) if fmt == "csv" else _GeoJsonFile(path, ctx)
         )
         await session.execute(
             text(

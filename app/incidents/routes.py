@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from app.auth.deps import CurrentPrincipal, Officer, Reader, ReferenceReader
+from app.bodies import body_of
 from app.db import SessionDep
-from app.errors import InvalidInput, PayloadTooLarge, PreconditionRequired
+from app.errors import InvalidInput, PreconditionRequired
 from app.geo.geojson import GEOJSON, GeoJSONResponse
 from app.incidents import service
 from app.incidents.filters import Cursor, FilterDep
@@ -33,18 +34,10 @@ ActorDep = Annotated[str, Depends(current_actor)]
 
 
 async def read_json(request: Request) -> Any:
-    """The JSON body, refused above the size limit or when it is not JSON."""
-    limit = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+    """The JSON body (read whole, within the size and time limits, by app.bodies before the
+    route ran); 422 when it is not JSON."""
     try:
-        return orjson.loads(body)
+        return orjson.loads(body_of(request).data or b"")
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}", field="body") from exc
 
