@@ -1,9 +1,10 @@
-"""Database faults under load: PostgreSQL crashes (`pg_ctl stop -m immediate`), stays down,
-starts again (held in recovery for a while) and comes back. Meanwhile the API answers 503
-problem+json with Retry-After, never 500 and never a dropped connection; afterwards it serves
-again without a restart, and every create it acknowledged is stored.
+"""Database faults under load: PostgreSQL crashes (`pg_ctl stop -m immediate`, then held in
+recovery for a while when it starts again) or shuts down (`-m fast`), stays down, and comes
+back. Meanwhile the API answers 503 problem+json with Retry-After, never 500 and never a
+dropped connection; afterwards it serves again without a restart, and every create it
+acknowledged is stored.
 
-The crash happens to a cluster of this module's own, so the rest of the suite is not disturbed.
+The faults happen to a cluster of this module's own, so the rest of the suite is not disturbed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from app import db, migrate
 from app.config import Settings
 from app.db import create_engine, ensure_database
 from app.embedded import EmbeddedCluster
-from app.errors import DATABASE_BUSY
+from app.errors import CONNECTION_LOST, DATABASE_BUSY, DATABASE_DOWN
 from app.geodata import load as geodata
 from app.main import create_app
 from conftest import _free_port, live_server, make_key
@@ -38,7 +39,19 @@ from conftest import _free_port, live_server, make_key
 PROBLEM = "application/problem+json"
 WORKERS = 4
 MAX_REQUESTS = 4000  # the load loop's bound, whatever the timing
-BEFORE_S, DOWN_S, STARTING_S, AFTER_S = 2.0, 3.0, 1.5, 2.5  # the phases of the fault run
+BEFORE_S, AFTER_S = 2.0, 2.5  # load before the fault, and after the database is back
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How PostgreSQL goes away and comes back."""
+
+    stop_mode: str  # immediate: a crash; fast: a clean shutdown that ends every session (57P01)
+    down_s: float  # how long it stays down
+    recovery_s: float  # how long the restarted server stays in recovery (0: it starts normally)
+
+
+FAULTS = {"crash": Fault("immediate", 3.0, 1.5), "shutdown": Fault("fast", 1.5, 0.0)}
 
 
 @pytest.fixture(scope="module")
@@ -144,24 +157,29 @@ async def _probes(client: httpx.AsyncClient, done: asyncio.Event, out: list[Outc
         await asyncio.sleep(0.25)
 
 
-async def _fault(cluster: EmbeddedCluster, phases: dict[str, float]) -> None:
-    """Crash PostgreSQL, keep it down, start it held in recovery (every connection refused with
-    57P03 "not accepting connections", as while it replays WAL after a crash), then promote it."""
+async def _fault(cluster: EmbeddedCluster, fault: Fault, phases: dict[str, float]) -> None:
+    """Stop PostgreSQL, keep it down, start it again; with `recovery_s`, held in recovery that
+    long first (every connection refused with 57P03 "not accepting connections", as while it
+    replays WAL after a crash), then promoted."""
     await asyncio.sleep(BEFORE_S)
-    phases["crash"] = time.monotonic()
-    await asyncio.to_thread(cluster.stop, "immediate")
+    phases["stop"] = time.monotonic()
+    await asyncio.to_thread(cluster.stop, fault.stop_mode)
     phases["down"] = time.monotonic()
-    await asyncio.sleep(DOWN_S)
-    signal = cluster.pgdata / "standby.signal"  # recovery that does not end by itself
-    signal.touch()
-    owner = cluster.pgdata.stat()
-    os.chown(signal, owner.st_uid, owner.st_gid)
+    await asyncio.sleep(fault.down_s)
+    if fault.recovery_s:
+        signal = cluster.pgdata / "standby.signal"  # recovery that does not end by itself
+        signal.touch()
+        owner = cluster.pgdata.stat()
+        os.chown(signal, owner.st_uid, owner.st_gid)
     phases["start"] = time.monotonic()
-    await asyncio.to_thread(cluster.start, hot_standby="off")
-    phases["starting"] = time.monotonic()
-    await asyncio.sleep(STARTING_S)
-    phases["promote"] = time.monotonic()
-    await asyncio.to_thread(cluster.promote)
+    if fault.recovery_s:
+        await asyncio.to_thread(cluster.start, hot_standby="off")
+        phases["starting"] = time.monotonic()
+        await asyncio.sleep(fault.recovery_s)
+        phases["promote"] = time.monotonic()
+        await asyncio.to_thread(cluster.promote)
+    else:
+        await asyncio.to_thread(cluster.start)
     phases["up"] = time.monotonic()
     await asyncio.sleep(AFTER_S)
 
@@ -172,13 +190,16 @@ def _summary(outcomes: list[Outcome], phases: dict[str, float]) -> str:
         return names[-1] if names else "before"
 
     counts = Counter((o.path, phase(o), o.status) for o in outcomes)
+    details = Counter(o.detail.split(";")[0] for o in outcomes if o.status >= 500 or not o.status)
     return "; ".join(
-        f"{path} {ph} {status}: {n}" for (path, ph, status), n in sorted(counts.items())
+        [f"{path} {ph} {status}: {n}" for (path, ph, status), n in sorted(counts.items())]
+        + [f"'{detail}': {n}" for detail, n in details.most_common()]
     )
 
 
-async def test_crash_outage_and_recovery_under_load(
-    fault_cluster: EmbeddedCluster, fault_db: tuple[str, str], tmp_path: Path
+@pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
+async def test_outage_and_recovery_under_load(
+    fault_cluster: EmbeddedCluster, fault_db: tuple[str, str], fault: Fault, tmp_path: Path
 ) -> None:
     url, key = fault_db
     creates: list[Outcome] = []
@@ -195,13 +216,15 @@ async def test_crash_outage_and_recovery_under_load(
         load = [asyncio.create_task(_creates(client, done, creates)) for _ in range(WORKERS)]
         load.append(asyncio.create_task(_probes(client, done, probes)))
         try:
-            await asyncio.wait_for(_fault(fault_cluster, phases), timeout=60)
+            await asyncio.wait_for(_fault(fault_cluster, fault, phases), timeout=60)
         finally:
             done.set()
             await asyncio.gather(*load)
         server_log = log.read_text(errors="replace")
     summary = _summary(creates + probes, phases)
-    print(f"\nfault run: {len(creates)} creates, {len(probes)} probes; {summary}")
+    t0 = min(o.sent for o in creates)
+    timeline = ", ".join(f"{name} {t - t0:.1f} s" for name, t in phases.items())
+    print(f"\n{fault} ({timeline}): {len(creates)} creates, {len(probes)} probes; {summary}")
 
     # never a 500 or a dropped connection: 201 (stored) or 503 (retry), and the probes 200/503
     assert {o.status for o in creates} <= {201, 503}, summary
@@ -209,6 +232,7 @@ async def test_crash_outage_and_recovery_under_load(
     unavailable = [o for o in creates + probes if o.status == 503]
     for o in unavailable:
         assert o.content_type == PROBLEM and o.retry_after == "5", o
+        assert o.detail in (DATABASE_DOWN, CONNECTION_LOST), o
     assert "Traceback" not in server_log, server_log[-3000:]
 
     # the fault happened: answers were 503 while PostgreSQL was down and while it was starting
@@ -218,14 +242,14 @@ async def test_crash_outage_and_recovery_under_load(
             o for o in creates + probes if o.sent >= phases[start] and o.answered <= phases[end]
         ]
 
-    down, starting = within("down", "start"), within("starting", "promote")
+    paths = {"POST /incidents", "GET /readyz", "GET /incidents?limit=5"}
+    down = within("down", "start")
     assert down and all(o.status == 503 for o in down), summary
-    assert starting and all(o.status == 503 for o in starting), summary
-    assert {o.path for o in starting} == {
-        "POST /incidents",
-        "GET /readyz",
-        "GET /incidents?limit=5",
-    }
+    assert {o.path for o in down} == paths
+    if fault.recovery_s:
+        starting = within("starting", "promote")
+        assert starting and all(o.status == 503 for o in starting), summary
+        assert {o.path for o in starting} == paths
 
     # recovery without a restart: everything sent once PostgreSQL was up again was served
     after = [o for o in creates + probes if o.sent >= phases["up"]]
@@ -245,7 +269,7 @@ async def test_crash_outage_and_recovery_under_load(
     finally:
         await conn.close()
     assert {r[0] for r in rows} == acknowledged
-    assert sum(o.status == 201 and o.sent < phases["crash"] for o in creates) >= WORKERS
+    assert sum(o.status == 201 and o.sent < phases["stop"] for o in creates) >= WORKERS
 
 
 async def test_no_free_connection_is_503(

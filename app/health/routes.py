@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app import migrate
-from app.errors import problem
+from app.errors import database_failure, problem
 
 router = APIRouter(tags=["health"])
 
@@ -27,7 +27,8 @@ async def readyz(request: Request) -> Response:
             await conn.execute(text("SELECT 1"))
         current = await migrate.current_revision(engine)
     except Exception as exc:  # any failure to reach the database means "not ready"
-        return problem(503, "Not ready", f"database not reachable: {type(exc).__name__}", request)
+        detail = database_failure(exc) or f"database error: {type(exc).__name__}"
+        return problem(503, "Not ready", detail, request)
     head = migrate.head_revision()
     if current != head:
         return problem(503, "Not ready", f"database schema at {current}, expected {head}", request)
