@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import errors
+from app import errors, openapi
 from app.analysis.adjacency_routes import router as adjacency_router
 from app.analysis.borderzone_routes import router as borderzone_router
 from app.analysis.hotspots_routes import router as hotspots_router
@@ -108,24 +108,26 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine)
     errors.install(app)
+    openapi.install(app)
+    keyed = openapi.problems(*openapi.KEYED)  # in the OpenAPI document of every keyed route
     # the busiest paths first: a request is matched against the routes in this order, and a
     # map view asks for dozens of tiles at once
-    app.include_router(tiles_router)
+    app.include_router(tiles_router, responses=keyed)
     app.include_router(health_router)
-    app.include_router(auth_router)
-    app.include_router(jurisdictions_router)
-    app.include_router(borders_router)
-    app.include_router(posts_router)
-    app.include_router(adjacency_router)
-    app.include_router(hotspots_router)
-    app.include_router(stats_router)
-    app.include_router(borderzone_router)
+    app.include_router(auth_router, responses=keyed)
+    app.include_router(jurisdictions_router, responses=keyed)
+    app.include_router(borders_router, responses=keyed)
+    app.include_router(posts_router, responses=keyed)
+    app.include_router(adjacency_router, responses=keyed)
+    app.include_router(hotspots_router, responses=keyed)
+    app.include_router(stats_router, responses=keyed)
+    app.include_router(borderzone_router, responses=keyed)
     # fixed paths under /incidents/ go before /incidents/{incident_id}
-    app.include_router(nearby_router)
-    app.include_router(import_router)
-    app.include_router(export_router)
-    app.include_router(incidents_router)
-    app.include_router(ogc_router)
+    app.include_router(nearby_router, responses=keyed)
+    app.include_router(import_router, responses=keyed)
+    app.include_router(export_router, responses=keyed)
+    app.include_router(incidents_router, responses=keyed)
+    app.include_router(ogc_router, responses=keyed)
     web.mount(app)
     # outermost: every response gets the headers, the middleware's own answers included
     app.add_middleware(SecurityHeaders, settings=settings)

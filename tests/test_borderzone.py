@@ -195,7 +195,7 @@ async def test_band_counts_match_independent_distances(
     lao = await _zone(client, segment="VNM-LAO", category="fraud")
     fraud = [p for p in points if p.category == "fraud"]
     assert lao["total"] == len(fraud)
-    assert [f["properties"]["count"] for f in lao["features"]] == [
+    expected_lao = [
         sum(
             1
             for p in fraud
@@ -203,6 +203,8 @@ async def test_band_counts_match_independent_distances(
         )
         for k in (1, 2, 3)
     ]
+    assert sum(expected_lao) > 0  # the filters are tested on data they keep
+    assert [f["properties"]["count"] for f in lao["features"]] == expected_lao
 
 
 async def test_band_polygons(client: httpx.AsyncClient, session: AsyncSession) -> None:
@@ -266,9 +268,10 @@ async def test_border_posts_match_brute_force(
     assert all(f["properties"]["count"] == 0 for f in r.json()["features"])
     r = await client.get("/analysis/border-posts", params={"category": "fraud"})
     total = sum(f["properties"]["count"] for f in r.json()["features"])
-    assert total == sum(
+    expected_fraud = sum(
         1 for p in points if p.category == "fraud" and p.post and p.km is not None and p.km <= 50
     )
+    assert expected_fraud > 0 and total == expected_fraud
 
 
 async def test_scope(

@@ -270,7 +270,11 @@ async def test_scope_and_other_areas(
     assert fc["incidents"] == 2
     total = sum(projected(shape(f["geometry"]), UTM).area for f in fc["features"])
     assert abs(total - ag.area) / ag.area < 0.002
-    # the shared filters apply
+    # the shared filters apply: one of the three points has the second category
+    assert CATEGORIES[0] != CATEGORIES[1]
+    fc = await get(client, "/analysis/hotspots", cell_km=10, category=CATEGORIES[1])
+    assert fc["incidents"] == 1
+    assert sorted(n for f in fc["features"] if (n := f["properties"]["count"])) == [1]
     fc = await get(client, "/analysis/hotspots", cell_km=10, category="no_such_category")
     assert fc["incidents"] == 0
     assert all(f["properties"]["gi_z"] is None for f in fc["features"])

@@ -39,7 +39,12 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str, str]] = [
     ("swapped", good(location=point(21.0, 105.8)), "location", "[lon, lat]"),
     ("nan string", good(location=point("NaN", 10.0)), "location", "finite"),
     ("infinity string", good(location=point(105.0, "Infinity")), "location", "finite"),
-    ("one coordinate", good(location={"type": "Point", "coordinates": [105.0]}), "location", ""),
+    (
+        "one coordinate",
+        good(location={"type": "Point", "coordinates": [105.0]}),
+        "location",
+        "at least 2 items",
+    ),
     (
         "not a point",
         good(location={"type": "LineString", "coordinates": [[1, 2], [3, 4]]}),
@@ -47,14 +52,14 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str, str]] = [
         "Point",
     ),
     ("no coordinates", good(location={"type": "Point"}), "location.coordinates", "required"),
-    ("geometry not an object", good(location="POINT(105 10)"), "location", ""),
+    ("geometry not an object", good(location="POINT(105 10)"), "location", "valid dictionary"),
     ("severity 0", good(severity=0), "severity", "greater than or equal to 1"),
     ("severity 6", good(severity=6), "severity", "less than or equal to 5"),
     ("future", good(occurred_at=FUTURE), "occurred_at", "future"),
     ("before 1900", good(occurred_at="1899-12-31T23:00:00Z"), "occurred_at", "1900"),
     ("no time zone", good(occurred_at="2025-06-01T12:00:00"), "occurred_at", "timezone"),
-    ("not a date", good(occurred_at="yesterday"), "occurred_at", ""),
-    ("unknown status", good(status="lost"), "status", ""),
+    ("not a date", good(occurred_at="yesterday"), "occurred_at", "valid datetime"),
+    ("unknown status", good(status="lost"), "status", "'under_investigation'"),
     ("unknown field", good(colour="red"), "colour", "Extra inputs"),
     (
         "missing category",
@@ -63,7 +68,12 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str, str]] = [
         "required",
     ),
     ("category not a code", good(category="Drugs'; DROP TABLE incident;--"), "category", "pattern"),
-    ("negative precision", good(location_precision_m=-5), "location_precision_m", ""),
+    (
+        "negative precision",
+        good(location_precision_m=-5),
+        "location_precision_m",
+        "greater than or equal to 0",
+    ),
     ("bad id", good(id="not-a-uuid"), "id", "UUID"),
 ]
 
@@ -88,7 +98,7 @@ async def test_bad_body(
         label,
         locations,
     )
-    assert says in problem["detail"], (label, problem["detail"])
+    assert says and says in problem["detail"], (label, problem["detail"])
     assert await _count(session) == before
 
 
