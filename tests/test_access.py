@@ -217,35 +217,53 @@ async def test_patch_and_delete_by_role(
     world: World, clients: dict[str, httpx.AsyncClient]
 ) -> None:
     own, zone, far = world.ids["inside"], world.ids["zone"], world.ids["elsewhere"]
+    national = clients["national"]
+
+    async def stored(ident: str) -> tuple[dict[str, Any], str]:
+        """The incident as stored (read with the national key) and its ETag."""
+        r = await national.get(f"/incidents/{ident}")
+        assert r.status_code == 200
+        return r.json(), r.headers["etag"]
+
+    async def refused(ident: str, response: httpx.Response, status: int) -> None:
+        """A refused write answers `status` and leaves the incident as it was."""
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == PROBLEM
+        assert await stored(ident) == before[ident]
+
+    before = {i: await stored(i) for i in (own, zone, far)}
     patch = {"severity": 5}
+    v1 = {"If-Match": '"v1"'}
     for role in ("viewer", "analyst"):
-        r = await clients[role].patch(f"/incidents/{own}", json=patch, headers={"If-Match": '"v1"'})
-        assert r.status_code == 403, role
+        await refused(
+            own, await clients[role].patch(f"/incidents/{own}", json=patch, headers=v1), 403
+        )
     # officers: their unit's incidents only; the zone incident belongs to another unit
-    r = await clients["officer"].patch(
-        f"/incidents/{zone}", json=patch, headers={"If-Match": '"v1"'}
+    await refused(
+        zone, await clients["officer"].patch(f"/incidents/{zone}", json=patch, headers=v1), 403
     )
-    assert r.status_code == 403
-    r = await clients["officer"].patch(
-        f"/incidents/{far}", json=patch, headers={"If-Match": '"v1"'}
+    # out of scope: existence not revealed
+    await refused(
+        far, await clients["officer"].patch(f"/incidents/{far}", json=patch, headers=v1), 404
     )
-    assert r.status_code == 404  # out of scope: existence not revealed
-    r = await clients["officer"].patch(
-        f"/incidents/{own}", json=patch, headers={"If-Match": '"v1"'}
-    )
+    r = await clients["officer"].patch(f"/incidents/{own}", json=patch, headers=v1)
     assert r.status_code == 200 and r.json()["properties"]["severity"] == 5
+    before[own] = await stored(own)
+    assert before[own][1] == '"v2"'
     moved = await clients["officer"].patch(
         f"/incidents/{own}",
         json={"location": {"type": "Point", "coordinates": [105.854, 21.028]}},
         headers={"If-Match": '"v2"'},
     )
-    assert moved.status_code == 403  # cannot move an incident out of its own area
-    r = await clients["admin"].patch(f"/incidents/{zone}", json=patch, headers={"If-Match": '"v1"'})
+    await refused(own, moved, 403)  # cannot move an incident out of its own area
+    r = await clients["admin"].patch(f"/incidents/{zone}", json=patch, headers=v1)
     assert r.status_code == 200  # a scoped admin may correct anything in scope
-    assert (await clients["admin"].delete(f"/incidents/{far}")).status_code == 404
-    assert (await clients["analyst"].delete(f"/incidents/{own}")).status_code == 403
+    await refused(far, await clients["admin"].delete(f"/incidents/{far}"), 404)
+    await refused(own, await clients["analyst"].delete(f"/incidents/{own}"), 403)
+    history = (await national.get(f"/incidents/{own}/history")).json()
+    assert [h["action"] for h in history["entries"]] == ["create", "update"]  # nothing refused
     assert (await clients["officer"].delete(f"/incidents/{own}")).status_code == 204
-    assert (await clients["national"].get(f"/incidents/{own}")).status_code == 404
+    assert (await national.get(f"/incidents/{own}")).status_code == 404
 
 
 async def test_reference_data_and_admin_routes(

@@ -12,6 +12,7 @@ from app.auth.deps import Reader, Viewer
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
 from app.incidents.filters import FilterDep
+from app.openapi import problems
 
 router = APIRouter(tags=["analysis"])
 
@@ -22,7 +23,7 @@ Km = Annotated[float, Query(gt=0, le=50, description="distance from the shared b
 @router.get(
     "/jurisdictions/{a}/shared-zone/{b}",
     response_class=GeoJSONResponse,
-    responses=DOC,
+    responses=DOC | problems(403, 404),
     summary="Incidents near the boundary two neighbours share, and the shared line",
 )
 async def shared_zone(

@@ -11,6 +11,7 @@ from app.auth.deps import Reader, ReferenceReader
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
 from app.incidents.filters import FilterDep
+from app.openapi import problems
 
 router = APIRouter(tags=["analysis"])
 
@@ -21,7 +22,7 @@ Lon = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False, description="
 @router.get(
     "/incidents/nearby",
     response_class=GeoJSONResponse,
-    responses=DOC,
+    responses=DOC | problems(403),
     summary="Incidents within a geodesic radius, nearest first, with distance_m",
 )
 async def incidents_nearby(

@@ -14,6 +14,7 @@ from app.auth.deps import Admin, CurrentPrincipal
 from app.auth.service import Manager
 from app.db import SessionDep
 from app.errors import Conflict
+from app.openapi import problem_response, problems
 
 router = APIRouter(tags=["access"])
 
@@ -89,7 +90,12 @@ async def me(principal: CurrentPrincipal) -> JSONResponse:
     )
 
 
-@router.post("/principals", status_code=201, summary="Create a principal (the key is shown once)")
+@router.post(
+    "/principals",
+    status_code=201,
+    summary="Create a principal (the key is shown once)",
+    responses={400: problem_response(400, "the body is not JSON"), **problems(403)},
+)
 async def create_principal(
     body: PrincipalIn, session: SessionDep, admin: Admin, manager: ManagerDep
 ) -> JSONResponse:
@@ -104,7 +110,11 @@ async def create_principal(
     return JSONResponse({"principal": record, "key": key}, status_code=201)
 
 
-@router.get("/principals", summary="The principals this admin manages (no key material)")
+@router.get(
+    "/principals",
+    summary="The principals this admin manages (no key material)",
+    responses=problems(403),
+)
 async def list_principals(session: SessionDep, manager: ManagerDep) -> JSONResponse:
     """Admins only; a scoped admin sees only the principals inside its own area."""
     return JSONResponse(
@@ -112,7 +122,11 @@ async def list_principals(session: SessionDep, manager: ManagerDep) -> JSONRespo
     )
 
 
-@router.post("/principals/{principal_id}/rotate", summary="Replace a principal's key")
+@router.post(
+    "/principals/{principal_id}/rotate",
+    summary="Replace a principal's key",
+    responses={400: problem_response(400, "the body is not JSON"), **problems(403, 404)},
+)
 async def rotate_key(
     principal_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
     session: SessionDep,
@@ -129,7 +143,14 @@ async def rotate_key(
     return JSONResponse({"principal": record, "key": key})
 
 
-@router.post("/principals/{principal_id}/revoke", summary="Revoke a principal's key")
+@router.post(
+    "/principals/{principal_id}/revoke",
+    summary="Revoke a principal's key",
+    responses={
+        **problems(403, 404),
+        409: problem_response(409, "the key is the one this request presents"),
+    },
+)
 async def revoke_key(
     principal_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
     session: SessionDep,
@@ -147,7 +168,11 @@ async def revoke_key(
     return JSONResponse({"principal": record})
 
 
-@router.get("/audit", summary="The audit log, newest first (admins only; read-only)")
+@router.get(
+    "/audit",
+    summary="The audit log, newest first (admins only; read-only)",
+    responses=problems(403),
+)
 async def audit(
     session: SessionDep,
     admin: Admin,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import JSON, ColumnElement, Numeric, Select, Text, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,16 +19,140 @@ METRES_PER_DEGREE = 111_320.0  # at the equator: converts a map tolerance to deg
 # A column or an ORM attribute: anything usable as an SQL expression.
 Expr = ColumnElement[Any] | QueryableAttribute[Any]
 
-# OpenAPI: the response is GeoJSON bytes made by PostgreSQL.
-DOC: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/geo+json": {}}, "description": "GeoJSON (RFC 7946)"}
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    """Coordinates: a position (depth 0) or arrays of them `depth` levels deep."""
+    schema: dict[str, Any] = _ref("Position")
+    for _ in range(depth):
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
+def _geometry(kind: str, depth: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["type", "coordinates"],
+        "properties": {
+            "type": {"type": "string", "enum": [kind]},
+            "coordinates": _nested(depth),
+            "bbox": _ref("BBox"),
+        },
+    }
+
+
+GEOMETRY_KINDS = {
+    "Point": 0,
+    "MultiPoint": 1,
+    "LineString": 1,
+    "MultiLineString": 2,
+    "Polygon": 2,
+    "MultiPolygon": 3,
+}
+
+# RFC 7946 as OpenAPI 3.1 component schemas (app/openapi.py adds them to /openapi.json, and
+# app/ogc/openapi.py, converted to 3.0, to /ogc/api): one definition for every GeoJSON answer.
+# Members beyond these (links, numberMatched, timeStamp, …) are allowed, as RFC 7946 allows
+# foreign members.
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Position": {
+        "type": "array",
+        "description": "longitude, latitude (CRS84, degrees)[, elevation]",
+        "minItems": 2,
+        "maxItems": 3,
+        "items": {"type": "number"},
+    },
+    "BBox": {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
+    **{kind: _geometry(kind, depth) for kind, depth in GEOMETRY_KINDS.items()},
+    "GeometryCollection": {
+        "type": "object",
+        "required": ["type", "geometries"],
+        "properties": {
+            "type": {"type": "string", "enum": ["GeometryCollection"]},
+            "geometries": {"type": "array", "items": _ref("Geometry")},
+            "bbox": _ref("BBox"),
+        },
+    },
+    "Geometry": {
+        "description": "an RFC 7946 geometry (lon/lat, CRS84)",
+        "oneOf": [_ref(kind) for kind in [*GEOMETRY_KINDS, "GeometryCollection"]],
+        "discriminator": {
+            "propertyName": "type",
+            "mapping": {
+                kind: f"#/components/schemas/{kind}"
+                for kind in [*GEOMETRY_KINDS, "GeometryCollection"]
+            },
+        },
+    },
+    "Link": {
+        "type": "object",
+        "required": ["href"],
+        "properties": {
+            "href": {"type": "string"},
+            "rel": {"type": "string"},
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+        },
+    },
+    "Feature": {
+        "type": "object",
+        "description": "an RFC 7946 Feature; what `properties` holds is described per route",
+        "required": ["type", "geometry", "properties"],
+        "properties": {
+            "type": {"type": "string", "enum": ["Feature"]},
+            "id": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+            "geometry": {"oneOf": [_ref("Geometry"), {"type": "null"}]},
+            "properties": {"type": ["object", "null"]},
+            "bbox": _ref("BBox"),
+            "links": {"type": "array", "items": _ref("Link")},
+        },
+    },
+    "FeatureCollection": {
+        "type": "object",
+        "description": "an RFC 7946 FeatureCollection; paged lists add `links` (`next`),"
+        " `numberReturned` and, when known, `numberMatched`",
+        "required": ["type", "features"],
+        "properties": {
+            "type": {"type": "string", "enum": ["FeatureCollection"]},
+            "features": {"type": "array", "items": _ref("Feature")},
+            "bbox": _ref("BBox"),
+            "links": {"type": "array", "items": _ref("Link")},
+            "numberMatched": {"type": "integer", "minimum": 0},
+            "numberReturned": {"type": "integer", "minimum": 0},
+            "timeStamp": {"type": "string", "format": "date-time"},
+        },
+    },
 }
 
 
-class GeoJSONResponse(Response):
-    """Bytes produced by PostgreSQL, passed through as application/geo+json."""
+def response_doc(schema: str, description: str) -> dict[str, Any]:
+    """An OpenAPI response: a GeoJSON body of component schema `schema`."""
+    return {"description": description, "content": {GEOJSON: {"schema": _ref(schema)}}}
+
+
+# `responses=` of the routes that answer GeoJSON
+DOC: dict[int | str, dict[str, Any]] = {
+    200: response_doc("FeatureCollection", "a GeoJSON FeatureCollection (RFC 7946)")
+}
+FEATURE_DOC: dict[int | str, dict[str, Any]] = {
+    200: response_doc("Feature", "a GeoJSON Feature (RFC 7946)")
+}
+
+
+class GeoJSONResponse(JSONResponse):
+    """Bytes produced by PostgreSQL, passed through as application/geo+json.
+
+    A JSONResponse so that OpenAPI shows the schema the route declares (FastAPI declares any
+    other response class's body `type: string`); the body is never re-encoded."""
 
     media_type = GEOJSON
+
+    def render(self, content: Any) -> bytes:
+        """The bytes as given."""
+        return bytes(content)
 
 
 def geometry_json(geom: Expr) -> ColumnElement[Any]:

@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from app import migrate
 from app.errors import database_failure, problem
+from app.openapi import problems
 
 router = APIRouter(tags=["health"])
 
@@ -18,7 +19,11 @@ async def healthz() -> Response:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="The database is reachable and migrated to head")
+@router.get(
+    "/readyz",
+    summary="The database is reachable and migrated to head",
+    responses=problems(503),
+)
 async def readyz(request: Request) -> Response:
     """200 when PostgreSQL answers and the schema is at the newest migration, else 503."""
     engine = request.app.state.engine

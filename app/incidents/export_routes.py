@@ -11,6 +11,7 @@ from app.auth.deps import Analyst
 from app.db import SessionDep
 from app.incidents import exports
 from app.incidents.filters import FilterDep
+from app.openapi import REF_PREFIX, problems
 
 router = APIRouter(tags=["incidents"])
 
@@ -22,8 +23,15 @@ router = APIRouter(tags=["incidents"])
     responses={
         200: {
             "description": "the file (Content-Disposition: attachment), streamed",
-            "content": {media: {} for media in exports.MEDIA_TYPES.values()},
-        }
+            "content": {
+                exports.MEDIA_TYPES["geojson"]: {
+                    "schema": {"$ref": REF_PREFIX + "FeatureCollection"}
+                },
+                exports.MEDIA_TYPES["csv"]: {"schema": {"type": "string"}},
+                exports.MEDIA_TYPES["gpkg"]: {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        **problems(403),
     },
 )
 async def export_incidents(

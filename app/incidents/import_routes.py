@@ -13,6 +13,7 @@ from app.bodies import body_of
 from app.db import SessionDep
 from app.errors import Forbidden, InvalidInput
 from app.incidents import imports
+from app.openapi import problem_response
 
 router = APIRouter(tags=["incidents"])
 
@@ -35,10 +36,10 @@ IMPORT_BODY = {
     openapi_extra=IMPORT_BODY,
     responses={
         200: {"description": "imported: {mode, rows, inserted, updated, unchanged, skipped, …}"},
-        403: {"description": "imports need an admin key without a jurisdiction scope"},
-        413: {"description": "the upload is over BORDERWATCH_MAX_IMPORT_BYTES"},
-        415: {"description": "the format is neither in Content-Type nor in ?format="},
-        422: {"description": "invalid rows (all_or_nothing: nothing written) or columns"},
+        403: problem_response(403, "imports need an admin key without a jurisdiction scope"),
+        413: problem_response(413, "the upload is over BORDERWATCH_MAX_IMPORT_BYTES"),
+        415: problem_response(415, "the format is neither in Content-Type nor in ?format="),
+        422: problem_response(422, "invalid rows (all_or_nothing: nothing written) or columns"),
     },
 )
 async def import_incidents(

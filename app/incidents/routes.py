@@ -17,10 +17,11 @@ from app.auth.deps import CurrentPrincipal, Officer, Reader, ReferenceReader
 from app.bodies import body_of
 from app.db import SessionDep
 from app.errors import InvalidInput, PreconditionRequired
-from app.geo.geojson import GEOJSON, GeoJSONResponse
+from app.geo.geojson import DOC, GEOJSON, GeoJSONResponse, response_doc
 from app.incidents import service
 from app.incidents.filters import Cursor, FilterDep
 from app.incidents.schemas import IncidentIn, IncidentPatch, check_not_future, parse_incident
+from app.openapi import problems
 
 router = APIRouter(tags=["incidents"])
 
@@ -55,6 +56,24 @@ def _feature_response(body: bytes, version: int, status: int = 200, **headers: s
     )
 
 
+def _feature_doc(description: str, *, location: bool = False) -> dict[str, Any]:
+    doc = response_doc("Feature", description)
+    doc["headers"] = {
+        "ETag": {
+            "description": "the version, for If-Match",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    }
+    if location:
+        doc["headers"]["Location"] = {
+            "description": "the incident's URL",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    return doc
+
+
 INCIDENT_BODY = {
     "requestBody": {
         "required": True,
@@ -79,9 +98,9 @@ INCIDENT_BODY = {
     summary="Record an incident (idempotent with a client id or Idempotency-Key)",
     openapi_extra=INCIDENT_BODY,
     responses={
-        200: {"description": "a retry: the stored incident"},
-        201: {"description": "created"},
-        409: {"description": "the id exists with different content"},
+        200: _feature_doc("a retry: the incident stored with this content", location=True),
+        201: _feature_doc("created", location=True),
+        **problems(403, 409, 413),
     },
 )
 async def create_incident(
@@ -111,7 +130,7 @@ async def create_incident(
     "/incidents",
     response_class=StreamingResponse,
     summary="Incidents as a GeoJSON FeatureCollection, newest first, with a cursor",
-    responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON FeatureCollection"}},
+    responses=DOC | problems(403),
 )
 async def list_incidents(
     request: Request,
@@ -160,7 +179,7 @@ def _links(request: Request, next_cursor: Cursor | None) -> list[dict[str, str]]
     "/incidents/{incident_id}",
     response_class=GeoJSONResponse,
     summary="One incident as a GeoJSON Feature, with ETag",
-    responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON Feature"}},
+    responses={200: _feature_doc("the incident"), **problems(403, 404)},
 )
 async def read_incident(incident_id: uuid.UUID, session: SessionDep, principal: Reader) -> Response:
     """Derived fields included; 404 for unknown, deleted or out-of-scope ids."""
@@ -174,6 +193,10 @@ async def read_incident(incident_id: uuid.UUID, session: SessionDep, principal: 
     "/incidents/{incident_id}",
     response_class=GeoJSONResponse,
     summary="Correct an incident (If-Match required; status follows the lifecycle)",
+    responses={
+        200: _feature_doc("the corrected incident"),
+        **problems(403, 404, 409, 412, 413, 428),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -211,7 +234,10 @@ async def patch_incident(
 
 
 @router.delete(
-    "/incidents/{incident_id}", status_code=204, summary="Soft-delete (kept in the history)"
+    "/incidents/{incident_id}",
+    status_code=204,
+    summary="Soft-delete (kept in the history)",
+    responses=problems(403, 404, 412),
 )
 async def delete_incident(
     incident_id: uuid.UUID,
@@ -227,7 +253,11 @@ async def delete_incident(
     return Response(status_code=204)
 
 
-@router.get("/incidents/{incident_id}/history", summary="Every recorded change, oldest first")
+@router.get(
+    "/incidents/{incident_id}/history",
+    summary="Every recorded change, oldest first",
+    responses=problems(403, 404),
+)
 async def incident_history(
     incident_id: uuid.UUID, session: SessionDep, principal: Reader
 ) -> JSONResponse:

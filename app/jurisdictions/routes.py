@@ -9,10 +9,11 @@ from fastapi import APIRouter, Path, Query
 from app.analysis import adjacency
 from app.auth.deps import ReferenceReader, Viewer
 from app.db import SessionDep
-from app.geo.geojson import DOC, GeoJSONResponse
+from app.geo.geojson import DOC, FEATURE_DOC, GeoJSONResponse
 from app.geo.params import CountryCode, SimplifyM
 from app.incidents.filters import FilterDep
 from app.jurisdictions import service
+from app.openapi import problems
 
 router = APIRouter(prefix="/jurisdictions", tags=["jurisdictions"])
 
@@ -40,7 +41,12 @@ async def list_jurisdictions(
     return GeoJSONResponse(body)
 
 
-@router.get("/{code}", response_class=GeoJSONResponse, responses=DOC, summary="One jurisdiction")
+@router.get(
+    "/{code}",
+    response_class=GeoJSONResponse,
+    responses=FEATURE_DOC | problems(404),
+    summary="One jurisdiction",
+)
 async def read_jurisdiction(
     session: SessionDep, _: ReferenceReader, code: Code, simplify: SimplifyM = None
 ) -> GeoJSONResponse:
@@ -53,7 +59,7 @@ async def read_jurisdiction(
 @router.get(
     "/{code}/neighbours",
     response_class=GeoJSONResponse,
-    responses=DOC,
+    responses=DOC | problems(404),
     summary="Neighbouring jurisdictions with the shared boundary length",
 )
 async def read_neighbours(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import openapi as shared
 from app.ogc.collections import Info, Source
 from app.ogc.params import CRS84, DEFAULT_LIMIT, MAX_LIMIT, STANDARD, equality_names
 
@@ -139,22 +140,28 @@ def _json(description: str, media: str = "application/json") -> dict[str, Any]:
     }
 
 
-ERRORS = {
-    "400": {"$ref": "#/components/responses/BadRequest"},
-    "401": {"$ref": "#/components/responses/Problem"},
-    "403": {"$ref": "#/components/responses/Problem"},
-    "404": {"$ref": "#/components/responses/Problem"},
-}
+# every operation: a bad parameter (a NUL character: 422), a missing or bad key, the rate limit,
+# the database
+ERRORS = (400, 401, 422, 429, 503)
+# and those of one collection: a key that may not read it, or no such collection or feature
+COLLECTION_ERRORS = (*ERRORS, 403, 404)
 
 
-def _get(summary: str, op_id: str, ok: dict[str, Any], params: list[Any]) -> dict[str, Any]:
+def _get(
+    summary: str,
+    op_id: str,
+    ok: dict[str, Any],
+    params: list[Any],
+    errors: tuple[int, ...] = ERRORS,
+) -> dict[str, Any]:
+    problems = {str(s): {"$ref": f"#/components/responses/Problem{s}"} for s in sorted(errors)}
     return {
         "get": {
             "summary": summary,
             "operationId": op_id,
             "tags": ["OGC API – Features"],
             "parameters": params,
-            "responses": {"200": ok, **ERRORS},
+            "responses": {"200": ok, **problems},
         }
     }
 
@@ -187,19 +194,25 @@ def document(*, base: str, sources: list[tuple[Info, Source]]) -> dict[str, Any]
             for name in equality_names(source)
         ]
         paths[f"/collections/{cid}"] = _get(
-            f"The {cid} collection", f"describe{op}", _json("the collection"), [_ref("f")]
+            f"The {cid} collection",
+            f"describe{op}",
+            _json("the collection"),
+            [_ref("f")],
+            COLLECTION_ERRORS,
         )
         paths[f"/collections/{cid}/queryables"] = _get(
             f"Queryables of {cid}",
             f"queryables{op}",
             _json("a JSON Schema", "application/schema+json"),
             [_ref("f")],
+            COLLECTION_ERRORS,
         )
         paths[f"/collections/{cid}/items"] = _get(
             f"Features of {cid}",
             f"items{op}",
             {"$ref": "#/components/responses/Features"},
             [_ref(p) for p in ITEM_PARAMS] + equality,
+            COLLECTION_ERRORS,
         )
         paths[f"/collections/{cid}/items/{{featureId}}"] = _get(
             f"One feature of {cid}",
@@ -214,17 +227,8 @@ def document(*, base: str, sources: list[tuple[Info, Source]]) -> dict[str, Any]
                 },
                 _ref("f"),
             ],
+            COLLECTION_ERRORS,
         )
-    geo = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
-    problem = {
-        "type": "object",
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-        },
-    }
     return {
         "openapi": "3.0.3",
         "info": {
@@ -239,19 +243,23 @@ def document(*, base: str, sources: list[tuple[Info, Source]]) -> dict[str, Any]
         "security": [{"bearer": []}, {"apiKey": []}],
         "paths": paths,
         "components": {
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-            },
+            "securitySchemes": shared.SECURITY_SCHEMES,
             "parameters": PARAMETERS,
-            "schemas": {"GeoJSON": geo, "Problem": problem},
+            # the same definitions as /openapi.json (app/openapi.py), written as OpenAPI 3.0
+            "schemas": shared.for_oas30(shared.SCHEMAS),
             "responses": {
+                **{
+                    f"Problem{s}": shared.for_oas30(
+                        shared.problem_response(s, shared.NUL_422 if s == 422 else None)
+                    )
+                    for s in COLLECTION_ERRORS
+                },
                 "Features": {
                     "description": "a GeoJSON FeatureCollection with links, numberReturned"
                     " and (when cheap) numberMatched",
                     "content": {
                         "application/geo+json": {
-                            "schema": {"$ref": "#/components/schemas/GeoJSON"}
+                            "schema": {"$ref": "#/components/schemas/FeatureCollection"}
                         },
                         "text/html": {"schema": {"type": "string"}},
                     },
@@ -260,25 +268,9 @@ def document(*, base: str, sources: list[tuple[Info, Source]]) -> dict[str, Any]
                     "description": "a GeoJSON Feature with links",
                     "content": {
                         "application/geo+json": {
-                            "schema": {"$ref": "#/components/schemas/GeoJSON"}
+                            "schema": {"$ref": "#/components/schemas/Feature"}
                         },
                         "text/html": {"schema": {"type": "string"}},
-                    },
-                },
-                "BadRequest": {
-                    "description": "a parameter or the filter is invalid",
-                    "content": {
-                        "application/problem+json": {
-                            "schema": {"$ref": "#/components/schemas/Problem"}
-                        }
-                    },
-                },
-                "Problem": {
-                    "description": "an RFC 9457 problem",
-                    "content": {
-                        "application/problem+json": {
-                            "schema": {"$ref": "#/components/schemas/Problem"}
-                        }
                     },
                 },
             },

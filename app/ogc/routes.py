@@ -22,12 +22,17 @@ from app.db import SessionDep
 from app.errors import InvalidInput, problem
 from app.geo.geojson import GEOJSON
 from app.ogc import collections, documents, html, openapi, params, service
+from app.openapi import INVALID_INPUT, REF_PREFIX, problems
 
 PREFIX = "/ogc"
 
 
 class OgcRoute(APIRoute):
     """Answers InvalidInput and request validation errors with 400 problem+json."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        extra = {**(kwargs.pop("openapi_extra", None) or {}), INVALID_INPUT: 400}
+        super().__init__(path, endpoint, openapi_extra=extra, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -45,7 +50,20 @@ class OgcRoute(APIRoute):
         return guarded
 
 
-router = APIRouter(prefix=PREFIX, tags=["ogc"], route_class=OgcRoute)
+router = APIRouter(prefix=PREFIX, tags=["ogc"], route_class=OgcRoute, responses=problems(400))
+
+
+def _ok(description: str, media: str, schema: dict[str, Any]) -> dict[int | str, Any]:
+    """`responses=`: JSON of `media` and `schema`, or HTML (`f=html` or a browser's Accept)."""
+    return {
+        200: {
+            "description": description,
+            "content": {media: {"schema": schema}, "text/html": {"schema": {"type": "string"}}},
+        }
+    }
+
+
+OBJECT = {"type": "object"}
 
 
 def base_url(request: Request) -> str:
@@ -85,14 +103,24 @@ def _home(request: Request) -> str:
     return str(request.app.state.settings.home_country)
 
 
-@router.get("", summary="OGC API – Features landing page")
+@router.get(
+    "",
+    summary="OGC API – Features landing page",
+    response_class=Response,
+    responses=_ok("links to the API", documents.JSON, OBJECT),
+)
 async def landing(request: Request, _: ReferenceReader) -> Response:
     """Links to the API definition, the conformance classes and the collections."""
     base = base_url(request)
     return _respond(request, lambda h: documents.landing(base, html=h), html.landing)
 
 
-@router.get("/conformance", summary="Conformance classes implemented")
+@router.get(
+    "/conformance",
+    summary="Conformance classes implemented",
+    response_class=Response,
+    responses=_ok("the conformance classes", documents.JSON, OBJECT),
+)
 async def conformance(request: Request, _: ReferenceReader) -> Response:
     """The OGC conformance classes this API implements (and tests)."""
     return _respond(request, lambda _h: documents.conformance(), html.conformance)
@@ -105,7 +133,12 @@ async def _readable(
     return [i for i in collections.infos(present) if collections.may_read(i, principal)]
 
 
-@router.get("/api", summary="The OpenAPI 3.0 definition of /ogc")
+@router.get(
+    "/api",
+    summary="The OpenAPI 3.0 definition of /ogc",
+    response_class=Response,
+    responses=_ok("OpenAPI 3.0", openapi.OPENAPI_MEDIA, OBJECT),
+)
 async def api(request: Request, session: SessionDep, principal: ReferenceReader) -> Response:
     """OpenAPI 3.0 (application/vnd.oai.openapi+json;version=3.0), one path per collection."""
     sources = [
@@ -148,7 +181,12 @@ async def _collection_doc(
     return documents.collection(base_url(request), info, extent, html=as_html)
 
 
-@router.get("/collections", summary="The feature collections")
+@router.get(
+    "/collections",
+    summary="The feature collections",
+    response_class=Response,
+    responses=_ok("the collections this key may read", documents.JSON, OBJECT),
+)
 async def list_collections(
     request: Request, session: SessionDep, principal: ReferenceReader
 ) -> Response:
@@ -162,7 +200,12 @@ async def list_collections(
     return HTMLResponse(html.collections(doc)) if as_html else _json(doc)
 
 
-@router.get("/collections/{collection_id}", summary="One feature collection")
+@router.get(
+    "/collections/{collection_id}",
+    summary="One feature collection",
+    response_class=Response,
+    responses=_ok("the collection", documents.JSON, OBJECT) | problems(403, 404),
+)
 async def read_collection(
     request: Request, session: SessionDep, principal: ReferenceReader, collection_id: str
 ) -> Response:
@@ -174,7 +217,12 @@ async def read_collection(
     return HTMLResponse(html.collection(doc)) if as_html else _json(doc)
 
 
-@router.get("/collections/{collection_id}/queryables", summary="Queryable properties")
+@router.get(
+    "/collections/{collection_id}/queryables",
+    summary="Queryable properties",
+    response_class=Response,
+    responses=_ok("a JSON Schema", documents.SCHEMA, OBJECT) | problems(403, 404),
+)
 async def read_queryables(
     request: Request, session: SessionDep, principal: ReferenceReader, collection_id: str
 ) -> Response:
@@ -191,7 +239,11 @@ async def read_queryables(
 @router.get(
     "/collections/{collection_id}/items",
     summary="Features of a collection (bbox, datetime, filter, sortby, paging)",
-    responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON FeatureCollection"}},
+    response_class=Response,
+    responses=_ok(
+        "a GeoJSON FeatureCollection", GEOJSON, {"$ref": REF_PREFIX + "FeatureCollection"}
+    )
+    | problems(403, 404),
 )
 async def read_items(
     request: Request, session: SessionDep, principal: ReferenceReader, collection_id: str
@@ -227,7 +279,9 @@ async def read_items(
 @router.get(
     "/collections/{collection_id}/items/{feature_id}",
     summary="One feature",
-    responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON Feature"}},
+    response_class=Response,
+    responses=_ok("a GeoJSON Feature", GEOJSON, {"$ref": REF_PREFIX + "Feature"})
+    | problems(403, 404),
 )
 async def read_item(
     request: Request,

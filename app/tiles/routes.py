@@ -19,6 +19,7 @@ from app.auth.deps import ReferenceReader, Viewer
 from app.db import SessionDep
 from app.errors import NotFound
 from app.incidents.filters import FilterDep, IncidentFilter
+from app.openapi import problem_response
 from app.tiles import caching, service
 from app.tiles.caching import MVT
 
@@ -49,8 +50,13 @@ FILTERS = (
     "bbox",
 )
 TILE_DOC: dict[int | str, dict[str, Any]] = {
-    200: {"content": {MVT: {}}, "description": "Mapbox Vector Tile (empty body: no features)"},
+    200: {
+        "content": {MVT: {"schema": {"type": "string", "format": "binary"}}},
+        "description": "Mapbox Vector Tile (empty body: no features)",
+    },
     304: {"description": "not modified (If-None-Match)"},
+    400: problem_response(400, "z, x or y is not a non-negative integer, or z is over 22"),
+    404: problem_response(404, "x or y is outside the tile matrix of zoom z"),
 }
 
 
