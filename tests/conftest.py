@@ -7,6 +7,7 @@ port; with DATABASE_URL set, a fresh database on that server is used instead and
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -28,17 +30,65 @@ from app import migrate
 from app.auth import service as auth_service
 from app.config import Settings, async_url
 from app.db import create_engine, ensure_database, get_session
-from app.embedded import EmbeddedCluster
+from app.embedded import ClusterError, EmbeddedCluster
 from app.geodata import load as geodata
 from app.main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def needs(available: bool, reason: str) -> pytest.MarkDecorator:
+    """Skip a suite whose client tool (Chromium, GDAL, node_modules) is missing — except in CI
+    (`CI=true`), where `make setup` installs them all: there a missing tool fails the run
+    instead of quietly testing less."""
+    if not available and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI: {reason}", pytrace=False)
+    return pytest.mark.skipif(not available, reason=reason)
+
+
+def needs_module(name: str, reason: str) -> Any:
+    """The module, or a skip (a failure under CI=true), as `needs`."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        needs(False, reason)
+        pytest.skip(reason, allow_module_level=True)
+
+
 def _free_port() -> int:
+    """A port nobody listens on now. Another process may take it before we bind it: whoever
+    uses one retries with another when the bind fails (`started_cluster`, `live_server`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+BIND_TRIES = 3
+
+
+def started_cluster(prefix: str) -> EmbeddedCluster:
+    """A new private cluster in a temporary folder, started on a free port (another port when
+    the first is taken between the choice and the bind)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    home.chmod(0o755)  # the unprivileged server user must reach it
+    for attempt in range(BIND_TRIES):
+        c = EmbeddedCluster(home=home, port=_free_port())
+        if attempt == 0:
+            c.init()
+        try:
+            c.start()
+            return c
+        except ClusterError:
+            if attempt == BIND_TRIES - 1 or not _port_taken(c.log_file):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _port_taken(log: Path) -> bool:
+    try:
+        return "already in use" in log.read_text(errors="replace")[-4000:]
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +97,7 @@ def cluster() -> Iterator[EmbeddedCluster | None]:
     if os.environ.get("DATABASE_URL"):
         yield None
         return
-    home = Path(tempfile.mkdtemp(prefix="borderwatch-test-"))
-    home.chmod(0o755)  # the unprivileged server user must reach it
-    c = EmbeddedCluster(home=home, port=_free_port())
-    c.init()
-    c.start()
+    c = started_cluster("borderwatch-test-")
     try:
         yield c
     finally:
@@ -219,6 +265,23 @@ def _tail(log: Path) -> str:
     return log.read_text()[-2000:]
 
 
+async def _healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
+    """Wait until our server answers /healthz (True), or exits (False: the port was taken, or
+    it failed to start); 30 s at most. Still running after answering, so the answer was ours."""
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as c:
+        while proc.poll() is None:
+            try:
+                if (await c.get(base + "/healthz", timeout=1)).status_code == 200:
+                    await asyncio.sleep(0.2)
+                    return proc.poll() is None
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, _tail(log)
+            await asyncio.sleep(0.2)
+    return False
+
+
 @asynccontextmanager
 async def live_server(
     url: str, log: Path, log_level: str = "warning", env: dict[str, str] | None = None
@@ -227,25 +290,32 @@ async def live_server(
     map or a GIS client sends many requests at once), its output in `log`, with `env` added to
     its environment (settings); yields the base URL once /healthz answers (30 s at most) and
     stops the process, by PID, afterwards."""
-    port = _free_port()
-    proc = _start_uvicorn(url, port, log, log_level, env)
-    base = f"http://127.0.0.1:{port}"
+    for attempt in range(BIND_TRIES):
+        port = _free_port()
+        proc = _start_uvicorn(url, port, log, log_level, env)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            healthy = await _healthy(base, proc, log)
+        except BaseException:
+            _stop(proc)
+            raise
+        if healthy:
+            break
+        _stop(proc)
+        assert attempt < BIND_TRIES - 1 and _port_taken(log), _tail(log)
     try:
-        deadline = time.monotonic() + 30
-        async with httpx.AsyncClient() as c:
-            while True:
-                try:
-                    if (await c.get(base + "/healthz", timeout=1)).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, _tail(log)
-                await asyncio.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a server we started, by its PID (politely, then for good)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

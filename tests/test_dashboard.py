@@ -31,18 +31,18 @@ from app.config import Settings
 from app.db import create_engine, ensure_database, sessionmaker
 from app.geodata import load as geodata
 from app.incidents import demo
-from conftest import app_client, database_on, drop_database, live_server
+from conftest import app_client, database_on, drop_database, live_server, needs, needs_module
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MAPLIBRE = ROOT / "node_modules" / "maplibre-gl" / "dist" / "maplibre-gl.js"
 
 pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make setup)"),
-    pytest.mark.skipif(not MAPLIBRE.exists(), reason="node_modules missing (make setup)"),
+    needs(CHROMIUM is not None, "chromium is not installed (make setup)"),
+    needs(MAPLIBRE.exists(), "node_modules missing (make setup)"),
 ]
 
-playwright_api = pytest.importorskip("playwright.async_api")
+playwright_api = needs_module("playwright.async_api", "playwright is not installed (make setup)")
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 COUNT = 80

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -34,7 +33,7 @@ from app.embedded import EmbeddedCluster
 from app.errors import CONNECTION_LOST, DATABASE_BUSY, DATABASE_DOWN
 from app.geodata import load as geodata
 from app.main import create_app
-from conftest import _free_port, live_server, make_key
+from conftest import live_server, make_key, started_cluster
 
 PROBLEM = "application/problem+json"
 WORKERS = 4
@@ -59,11 +58,7 @@ def fault_cluster() -> Iterator[EmbeddedCluster]:
     """A cluster this module may crash (the embedded one only: it stops and starts the server)."""
     if os.environ.get("DATABASE_URL"):
         pytest.skip("crashes its own embedded cluster; not run against DATABASE_URL")
-    home = Path(tempfile.mkdtemp(prefix="borderwatch-faults-"))
-    home.chmod(0o755)  # the unprivileged server user must reach it
-    cluster = EmbeddedCluster(home=home, port=_free_port())
-    cluster.init()
-    cluster.start()
+    cluster = started_cluster("borderwatch-faults-")
     try:
         yield cluster
     finally:

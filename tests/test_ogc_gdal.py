@@ -29,11 +29,11 @@ from app.config import Settings
 from app.db import create_engine, ensure_database, sessionmaker
 from app.geodata import load as geodata
 from app.incidents import demo
-from conftest import database_on, drop_database, live_server
+from conftest import database_on, drop_database, live_server, needs
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ogr2ogr") is None,
-    reason="gdal-bin is not installed (scripts/install-system-deps.sh)",
+pytestmark = needs(
+    shutil.which("ogr2ogr") is not None,
+    "gdal-bin is not installed (scripts/install-system-deps.sh)",
 )
 
 ROOT = Path(__file__).resolve().parent.parent
