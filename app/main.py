@@ -20,7 +20,7 @@ from app.analysis.nearby_routes import router as nearby_router
 from app.analysis.stats_routes import router as stats_router
 from app.auth.deps import FailedAuthLimiter, RateLimiter
 from app.auth.routes import router as auth_router
-from app.bodies import BodyMiddleware
+from app.bodies import body_middleware
 from app.borders.routes import router as borders_router
 from app.config import Settings, get_settings
 from app.db import create_engine, fill_pool, sessionmaker
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.spool = SpoolDir()
     # bodies are read whole (bounded in size and time) before any route takes a connection;
     # added first, so that the middleware added after it (CORS) wraps its 408/413/422 answers
-    app.add_middleware(BodyMiddleware, settings=settings, spool=app.state.spool)
+    app.add_middleware(body_middleware, settings=settings, spool=app.state.spool)
     app.state.auth_failure_limiter = FailedAuthLimiter(settings.auth_failure_limit)
     if settings.cors_origins:
         app.add_middleware(

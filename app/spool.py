@@ -13,9 +13,11 @@ import fcntl
 import os
 import shutil
 import tempfile
+import threading
 import time
+import weakref
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 PREFIX = "borderwatch-spool-"
 # a directory is made under a name the sweep ignores, and renamed once its lock is held
@@ -78,21 +80,26 @@ class SpoolDir:
     def __init__(self, base: Path | None = None) -> None:
         self.base = base
         self.path: Path | None = None
-        self._lock: IO[bytes] | None = None
+        self._made: weakref.finalize[Any, Any] | None = None
+        self._mutex = threading.Lock()  # first uploads may arrive together (worker threads)
 
     def directory(self) -> Path:
         """The directory, made and locked if it does not exist yet."""
-        if self.path is not None and self.path.is_dir():
-            return self.path
-        base = self.base or base_dir()
-        fresh = Path(tempfile.mkdtemp(prefix=NEW_PREFIX, dir=base))
-        lock = _try_lock(fresh / LOCK)
-        assert lock is not None  # nobody else knows this directory yet
-        final = base / f"{PREFIX}{os.getpid()}-{fresh.name.removeprefix(NEW_PREFIX)}"
-        fresh.rename(final)  # the lock is on the file itself: it survives the rename
-        self.close()
-        self.path, self._lock = final, lock
-        return final
+        with self._mutex:
+            if self.path is not None and self.path.is_dir():
+                return self.path
+            base = self.base or base_dir()
+            fresh = Path(tempfile.mkdtemp(prefix=NEW_PREFIX, dir=base))
+            lock = _try_lock(fresh / LOCK)
+            assert lock is not None  # nobody else knows this directory yet
+            final = base / f"{PREFIX}{os.getpid()}-{fresh.name.removeprefix(NEW_PREFIX)}"
+            fresh.rename(final)  # the lock is on the file itself: it survives the rename
+            self.close()
+            self.path = final
+            # removed at close(), or when the process exits normally without one (an app that
+            # never ran its lifespan, e.g. in tests); after a crash, by the next sweep
+            self._made = weakref.finalize(self, _remove, final, lock)
+            return final
 
     def new_file(self) -> IO[bytes]:
         """A new file in the directory, open for writing (the caller removes it)."""
@@ -100,9 +107,12 @@ class SpoolDir:
 
     def close(self) -> None:
         """Remove the directory and release its lock (at shutdown)."""
-        if self.path is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
-            self.path = None
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        if self._made is not None:
+            self._made()
+            self._made = None
+        self.path = None
+
+
+def _remove(path: Path, lock: IO[bytes]) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    lock.close()
