@@ -375,6 +375,53 @@ async def test_audit_log(client: httpx.AsyncClient) -> None:
     assert second["entries"][0]["id"] != paged["entries"][0]["id"]
 
 
+async def test_audit_filters(client: httpx.AsyncClient, session: AsyncSession) -> None:
+    """Each filter of /audit against the rows themselves (inserted here with known times)."""
+    t0 = datetime(2031, 1, 1, tzinfo=UTC)  # after anything else in the test database
+    rows = [
+        (t0 + timedelta(hours=1), "cli:ops", "geodata_load", "geodata", None),
+        (t0 + timedelta(hours=2), "cli:ops", "key_revoke", "principal", "1"),
+        (t0 + timedelta(hours=3), "principal:7:x", "key_create", "principal", "2"),
+        (t0 + timedelta(hours=4), "principal:7:x", "demo_load", "incident", None),
+    ]
+    for at, actor, action, entity_type, entity_id in rows:
+        await session.execute(
+            text(
+                "INSERT INTO audit_event (at, actor, action, entity_type, entity_id)"
+                " VALUES (:at, :actor, :action, :entity_type, :entity_id)"
+            ),
+            {
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+            },
+        )
+
+    async def actions(**params: str) -> list[str]:
+        r = await client.get("/audit", params={"since": t0.isoformat(), **params})
+        assert r.status_code == 200, r.text
+        return [e["action"] for e in r.json()["entries"]]
+
+    newest_first = [r[2] for r in reversed(rows)]
+    assert await actions() == newest_first
+    assert await actions(until=(t0 + timedelta(hours=2)).isoformat()) == [
+        "key_revoke",
+        "geodata_load",
+    ]
+    assert await actions(since=(t0 + timedelta(hours=3)).isoformat()) == ["demo_load", "key_create"]
+    assert await actions(actor="cli:ops") == ["key_revoke", "geodata_load"]
+    assert await actions(action="key_create") == ["key_create"]
+    assert await actions(entity_type="principal") == ["key_create", "key_revoke"]
+    assert await actions(entity_type="principal", entity_id="1") == ["key_revoke"]
+    assert await actions(actor="principal:7:x", entity_type="incident") == ["demo_load"]
+    assert await actions(actor="nobody") == []
+    for bad in ({"since": "yesterday"}, {"limit": "0"}, {"limit": "1001"}, {"cursor": "nonsense"}):
+        r = await client.get("/audit", params=bad)
+        assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, bad
+
+
 async def test_rate_limit(engine: AsyncEngine, session: AsyncSession) -> None:
     settings = Settings(environment="test", rate_limit="3/minute")
     key = await make_key(session, "analyst")

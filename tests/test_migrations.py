@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 from sqlalchemy import text
 
 from app import migrate
 from app.config import Settings
 from app.db import create_engine, ensure_database
+from app.main import create_app
 from conftest import database_on, drop_database
 
 TABLES = {
@@ -54,6 +56,25 @@ async def test_round_trip(server_url: str, settings: Settings) -> None:
                 text("SELECT count(*) FROM pg_indexes WHERE indexdef ILIKE '%USING gist%'")
             )
             assert gist.scalar_one() >= 4
+
+        # one revision behind: the service says it is not ready, and which revision it expects
+        head = migrate.head_revision()
+        await migrate.downgrade(engine, "-1")
+        behind = await migrate.current_revision(engine)
+        assert behind is not None and behind != head
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(settings, engine=engine)),
+            base_url="http://test",
+        ) as c:
+            r = await c.get("/readyz")
+            assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+            assert r.json()["detail"] == f"database schema at {behind}, expected {head}"
+            await migrate.upgrade(engine)
+            assert (await c.get("/readyz")).json() == {
+                "status": "ready",
+                "database": "ok",
+                "schema": head,
+            }
 
         await migrate.downgrade(engine, "base")
         assert await migrate.current_revision(engine) is None

@@ -61,3 +61,29 @@ async def test_filter_by_border_and_kind(client: httpx.AsyncClient) -> None:
     assert none.json()["features"] == []
     bad = await client.get("/border-posts", params={"kind": "submarine"})
     assert bad.status_code == 422
+
+
+async def test_filter_by_province(client: httpx.AsyncClient) -> None:
+    """`province=` keeps exactly the posts the bundled list files under that province, and
+    each of them lies in (or within 6 km of) its polygon: gates stand on the border line, and
+    the bundled boundaries are generalised by 1-5 km there."""
+    import csv
+
+    with (GEODATA / "border_posts.csv").open(encoding="utf-8") as f:
+        listed = list(csv.DictReader(f))
+    polygons = features(GEODATA / "jurisdictions.geojson")
+    by_province: dict[str, set[str]] = {}
+    for row in listed:
+        by_province.setdefault(row["province_code"], set()).add(row["code"])
+    assert len(by_province) >= 10
+    for code, expected in by_province.items():
+        r = await client.get("/border-posts", params={"province": code})
+        assert r.status_code == 200
+        got = r.json()["features"]
+        assert {f["id"] for f in got} == expected, code
+        for f in got:
+            lon, lat = f["geometry"]["coordinates"]
+            assert polygons[code][1].buffer(0.06).contains(shapely.Point(lon, lat)), f["id"]
+    assert "VN-HN" not in by_province  # Ha Noi has no border gate
+    empty = await client.get("/border-posts", params={"province": "VN-HN"})
+    assert empty.status_code == 200 and empty.json()["features"] == []

@@ -365,6 +365,11 @@ _INCIDENT_ID = case((_A.entity_id.regexp_match(r"^[0-9a-f-]{36}$"), cast(_A.enti
 _PRINCIPAL_ID = case((_A.entity_id.regexp_match(r"^[0-9]{1,9}$"), cast(_A.entity_id, Integer)))
 
 
+# Entries of one transaction share their time; their ids ('incident-99', 'incident-100') then
+# order them, as numbers: by length first, so that 100 comes after 99 as it does in the source.
+NEWEST_FIRST = (_A.at.desc(), func.length(_A.id).desc(), _A.id.desc())
+
+
 def _audit_visible(scope: Scope, manager: Manager) -> ColumnElement[bool]:
     """SQL: the entry is one this admin may read. Entries about incidents follow the incident
     scope (the cooperation zone included); key events only for principals it may manage; the
@@ -414,8 +419,9 @@ async def audit_entries(
         filters.append(_A.at <= until)
     if cursor:
         c_at, c_id = _cursor(cursor)
-        filters.append(tuple_(_A.at, _A.id) < tuple_(literal(c_at), literal(c_id)))
-    query = select(AUDIT_LOG).where(*filters).order_by(_A.at.desc(), _A.id.desc()).limit(limit + 1)
+        position = (literal(c_at), literal(len(c_id)), literal(c_id))
+        filters.append(tuple_(_A.at, func.length(_A.id), _A.id) < tuple_(*position))
+    query = select(AUDIT_LOG).where(*filters).order_by(*NEWEST_FIRST).limit(limit + 1)
     rows = (await session.execute(query)).all()
     entries = [
         {
