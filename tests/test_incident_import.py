@@ -8,7 +8,6 @@ import asyncio
 import csv
 import io
 import random
-import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -918,23 +917,10 @@ async def test_a_header_at_the_cap_is_imported(
     assert await _count(session) == before + 2
 
 
-def _open_seconds(path: Path) -> float:
-    """The best of five header reads of the file (seconds)."""
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        imports._CsvFile(path).open()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
-def test_header_checks_take_time_in_proportion_to_the_columns(tmp_path: Path) -> None:
-    narrow, wide = tmp_path / "narrow.csv", tmp_path / "wide.csv"
-    narrow.write_text(_wide_csv(imports.MAX_CSV_COLUMNS // 10))
+def test_a_header_at_the_cap_is_read_with_every_column_found(tmp_path: Path) -> None:
+    # how the time grows with the width is measured in bench/bench_bodies.py, not asserted here
+    wide = tmp_path / "wide.csv"
     wide.write_text(_wide_csv(imports.MAX_CSV_COLUMNS))
-    # ten times the columns: about ten times the time (a quadratic check took ~100 times)
-    ratio = _open_seconds(wide) / _open_seconds(narrow)
-    assert ratio < 30, ratio
     reader = imports._CsvFile(wide)
     reader.open()
     assert reader.header is not None and reader.header.width == imports.MAX_CSV_COLUMNS
