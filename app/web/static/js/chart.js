@@ -1,5 +1,6 @@
 // The monthly trend: plain SVG bars, the selected months darker; a click picks a month.
 
+const TEXT = { label: "Incidents per month" };
 const NS = "http://www.w3.org/2000/svg";
 
 function el(name, attrs = {}, text = null) {
@@ -18,7 +19,7 @@ export function trendChart({ months, groups, from, to, onPick }) {
   const max = Math.max(1, ...months.map((m) => counts.get(m) || 0));
   const bw = (width - pad.left - pad.right) / Math.max(1, months.length);
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, class: "trend", role: "img",
-    "aria-label": "Incidents per month" });
+    "aria-label": TEXT.label });
   const y = (v) => pad.top + (height - pad.top - pad.bottom) * (1 - v / max);
   svg.append(el("line", { x1: pad.left, x2: width - pad.right, y1: y(0), y2: y(0), class: "axis" }));
   svg.append(el("text", { x: pad.left - 4, y: y(max) + 4, "text-anchor": "end", class: "tick" }, String(max)));

@@ -2,10 +2,16 @@
 // incidents and hot spots from the app's vector tiles, the rest from small GeoJSON answers.
 
 import { authHeaders } from "./api.js";
+import { labelPoint, midPoint } from "./geometry.js";
 
 const maplibregl = window.maplibregl;
 
-export const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
+const TEXT = {
+  attribution: "Boundaries: Natural Earth",
+  sharedBadge: (count) => `${count} incidents within 5 km of this shared boundary`,
+};
+
+const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
   "#f032e6", "#9a6324", "#469990", "#800000", "#808000", "#000075"];
 export const HOTSPOT_COLOURS = { 3: "#b2182b", 2: "#ef8a62", 1: "#fddbc7", [-1]: "#d1e5f0",
   [-2]: "#67a9cf", [-3]: "#2166ac" };
@@ -25,9 +31,14 @@ export const TOGGLE_LAYERS = {
   boundaries: ["province-line"],
 };
 
+/** The colour of the i-th active category (legend, statistics and map agree). */
+export function paletteColour(i) {
+  return PALETTE[i % PALETTE.length];
+}
+
 export function categoryColour(categories) {
   const expr = ["match", ["get", "category"]];
-  categories.forEach((c, i) => expr.push(c.code, PALETTE[i % PALETTE.length]));
+  categories.forEach((c, i) => expr.push(c.code, paletteColour(i)));
   expr.push("#868e96");
   return expr;
 }
@@ -49,7 +60,7 @@ export function createMap({ container, config, view }) {
     zoom: view ? view.zoom : 4.6,
     minZoom: 2,
     maxZoom: 18,
-    attributionControl: { compact: true, customAttribution: "Boundaries: Natural Earth" },
+    attributionControl: { compact: true, customAttribution: TEXT.attribution },
     // every request to our API carries the key; tile URLs themselves hold no secret
     transformRequest: (requestUrl) =>
       requestUrl.startsWith(origin) ? { url: requestUrl, headers: authHeaders() } : { url: requestUrl },
@@ -182,18 +193,24 @@ export function setLayerVisibility(map, layers, reader) {
   }
 }
 
+/** Whether the layer exists (incident points do only for readers) and is switched on. */
+export function isShown(map, id) {
+  return Boolean(map.getLayer(id)) && map.getLayoutProperty(id, "visibility") !== "none";
+}
+
+/** The map's extent as the API's bbox parameter (west,south,east,north). */
+export function viewBbox(map) {
+  const b = map.getBounds();
+  const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+  return [clamp(b.getWest(), -180, 180), clamp(b.getSouth(), -90, 90),
+    clamp(b.getEast(), -180, 180), clamp(b.getNorth(), -90, 90)].map((v) => v.toFixed(5)).join(",");
+}
+
 export function highlight(map, selected, neighbours) {
   map.setFilter("selected-fill", ["==", ["get", "code"], selected || ""]);
   const codes = ["literal", neighbours];
   map.setFilter("neighbour-fill", ["in", ["get", "code"], codes]);
   map.setFilter("neighbour-line", ["in", ["get", "code"], codes]);
-}
-
-/** The middle vertex of a (multi)line: where its count badge goes. */
-export function midPoint(geometry) {
-  const lines = geometry.type === "LineString" ? [geometry.coordinates] : geometry.coordinates;
-  const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), []);
-  return longest.length ? longest[Math.floor(longest.length / 2)] : null;
 }
 
 /** Shared boundaries of the selected province, lit, each with a badge of its count. */
@@ -207,46 +224,9 @@ export function showShared(map, lines, markers) {
     el.className = "shared-badge";
     el.dataset.code = l.code;
     el.textContent = String(l.count);
-    el.title = `${l.count} incidents within 5 km of this shared boundary`;
+    el.title = TEXT.sharedBadge(l.count);
     markers.push(new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map));
   }
-}
-
-/** A geodesic circle (spherical Earth, 96 vertices) as a GeoJSON polygon. */
-export function circlePolygon(lon, lat, radiusM) {
-  const R = 6371008.8;
-  const d = radiusM / R;
-  const φ1 = (lat * Math.PI) / 180;
-  const λ1 = (lon * Math.PI) / 180;
-  const ring = [];
-  for (let i = 0; i <= 96; i += 1) {
-    const θ = (2 * Math.PI * i) / 96;
-    const φ2 = Math.asin(Math.sin(φ1) * Math.cos(d) + Math.cos(φ1) * Math.sin(d) * Math.cos(θ));
-    const λ2 = λ1 + Math.atan2(Math.sin(θ) * Math.sin(d) * Math.cos(φ1),
-      Math.cos(d) - Math.sin(φ1) * Math.sin(φ2));
-    ring.push([(λ2 * 180) / Math.PI, (φ2 * 180) / Math.PI]);
-  }
-  return { type: "Feature", properties: {}, geometry: { type: "Polygon", coordinates: [ring] } };
-}
-
-/** Area-weighted centroid of the largest outer ring: where a province's name goes. */
-export function labelPoint(geometry) {
-  const polys = geometry.type === "Polygon" ? [geometry.coordinates] : geometry.coordinates;
-  let best = null;
-  for (const poly of polys) {
-    const ring = poly[0];
-    let a = 0; let cx = 0; let cy = 0;
-    for (let i = 0; i < ring.length - 1; i += 1) {
-      const [x1, y1] = ring[i];
-      const [x2, y2] = ring[i + 1];
-      const f = x1 * y2 - x2 * y1;
-      a += f; cx += (x1 + x2) * f; cy += (y1 + y2) * f;
-    }
-    if (a !== 0 && (!best || Math.abs(a) > best.area)) {
-      best = { area: Math.abs(a), point: [cx / (3 * a), cy / (3 * a)] };
-    }
-  }
-  return best ? best.point : null;
 }
 
 /** HTML labels for countries (low zoom) and provinces (zoom ≥ 6): no glyph server needed. */
@@ -276,8 +256,7 @@ export function addLabels(map, features) {
 
 /** Incidents drawn on screen: points count 1, aggregates their `count`. */
 export function renderedIncidents(map) {
-  const layers = ["incident-clusters", "incident-points"].filter((id) => map.getLayer(id)
-    && map.getLayoutProperty(id, "visibility") !== "none");
+  const layers = ["incident-clusters", "incident-points"].filter((id) => isShown(map, id));
   if (!layers.length) return { features: 0, incidents: 0, points: 0 };
   const features = map.queryRenderedFeatures({ layers });
   let incidents = 0;

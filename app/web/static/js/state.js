@@ -4,14 +4,15 @@
 // Months are calendar months in Vietnam's time (UTC+7), as /analysis/stats groups them.
 export const TZ_OFFSET = "+07:00";
 
+/** The layer toggles, in the side bar's order (their names are in controls.js). */
 export const LAYERS = [
-  { id: "incidents", label: "Incidents", reader: true },
-  { id: "density", label: "Incident density (aggregated)", viewerOnly: true },
-  { id: "heatmap", label: "Heatmap" },
-  { id: "hotspots", label: "Significant hot spots (Gi*)" },
-  { id: "posts", label: "Border posts" },
-  { id: "borderzone", label: "Border-zone bands" },
-  { id: "boundaries", label: "Jurisdiction boundaries" },
+  { id: "incidents", reader: true },
+  { id: "density", viewerOnly: true },
+  { id: "heatmap" },
+  { id: "hotspots" },
+  { id: "posts" },
+  { id: "borderzone" },
+  { id: "boundaries" },
 ];
 
 export const state = {
@@ -54,6 +55,17 @@ export function monthRange(a, b) {
     if (m > 12) { m = 1; y += 1; }
   }
   return out;
+}
+
+/** The months of the time filter from /analysis/stats' month groups: every month from the
+ * first to the last with incidents, or this month when there are none. */
+export function monthsOf(groups) {
+  const keys = groups.map((g) => g.key).sort();
+  if (!keys.length) {
+    const now = new Date();
+    return [`${now.getUTCFullYear()}-${String(now.getUTCMonth() + 1).padStart(2, "0")}`];
+  }
+  return monthRange(keys[0], keys[keys.length - 1]);
 }
 
 /** The query parameters of GET /incidents for the current filters (without bbox). */

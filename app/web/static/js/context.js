@@ -1,0 +1,25 @@
+// What the panels share once the page has started: the map, and names for the codes the API
+// answers with (jurisdictions, categories).
+
+import { state } from "./state.js";
+
+/** The MapLibre map, null until start-up creates it (importers see the current one). */
+export let map = null;
+let places = new Map(); // jurisdiction code → name
+
+export function setMap(created) {
+  map = created;
+}
+
+export function setPlaces(jurisdictionFeatures) {
+  places = new Map(jurisdictionFeatures.map((f) => [f.properties.code, f.properties.name]));
+}
+
+export function placeName(code) {
+  return places.get(code) || code;
+}
+
+export function categoryName(code) {
+  const c = state.categories.find((x) => x.code === code);
+  return c ? c.name : code;
+}

@@ -1,0 +1,114 @@
+// The side bar's filters (categories, statuses, severity), layer toggles and legend. The time
+// filter is in time.js, the tools in export.js and incident.js.
+
+import { map } from "./context.js";
+import { refreshBorderZone, updateHint } from "./layers.js";
+import { HOTSPOT_COLOURS, paletteColour, POST_COLOURS, setLayerVisibility } from "./mapview.js";
+import { scheduleApply } from "./refresh.js";
+import { LAYERS, state, writeUrl } from "./state.js";
+import { $, el, words } from "./ui.js";
+
+const TEXT = {
+  layers: {
+    incidents: "Incidents",
+    density: "Incident density (aggregated)",
+    heatmap: "Heatmap",
+    hotspots: "Significant hot spots (Gi*)",
+    posts: "Border posts",
+    borderzone: "Border-zone bands",
+    boundaries: "Jurisdiction boundaries",
+  },
+  hotspotsTitle: "Hot spots (Gi*)",
+  hotspotBins: { 3: "99 %", 2: "95 %", 1: "90 % hot", [-1]: "90 %", [-2]: "95 %", [-3]: "99 % cold" },
+  postsTitle: "Border posts",
+  circles: "Circles: colour = category; size = count (aggregates) or severity; dark outline = severity 4–5.",
+};
+const HOTSPOT_BINS = [3, 2, 1, -1, -2, -3]; // hottest first
+
+export function buildFilters() {
+  const f = state.filters;
+  const cats = $("f-categories");
+  state.categories.forEach((c, i) => {
+    const label = checkbox({ name: "category", value: c.code }, f.categories.includes(c.code),
+      swatch({ background: paletteColour(i) }), c.name);
+    label.title = c.name_vi;
+    cats.append(label);
+  });
+  cats.addEventListener("change", () => {
+    f.categories = checkedValues(cats);
+    scheduleApply();
+  });
+  $("all-categories").addEventListener("click", () => {
+    for (const input of cats.querySelectorAll("input")) input.checked = false;
+    f.categories = [];
+    scheduleApply();
+  });
+
+  const statuses = $("f-statuses");
+  for (const s of state.statuses) {
+    statuses.append(checkbox({ name: "status", value: s }, f.statuses.includes(s), words(s)));
+  }
+  statuses.addEventListener("change", () => {
+    f.statuses = checkedValues(statuses);
+    scheduleApply();
+  });
+
+  $("f-severity").value = f.severityMin ? String(f.severityMin) : "";
+  $("f-severity").addEventListener("change", (e) => {
+    f.severityMin = e.target.value ? Number(e.target.value) : null;
+    scheduleApply();
+  });
+}
+
+/** The toggles this key may use (incident points for readers, density cells for viewers). */
+export function buildLayerToggles() {
+  const toggles = $("layer-toggles");
+  for (const layer of LAYERS) {
+    if (layer.reader && !state.reader) continue;
+    if (layer.viewerOnly && state.reader) continue;
+    toggles.append(checkbox({ "data-layer": layer.id }, state.layers[layer.id], TEXT.layers[layer.id]));
+  }
+  toggles.addEventListener("change", (e) => {
+    const id = e.target.dataset.layer;
+    state.layers[id] = e.target.checked;
+    setLayerVisibility(map, state.layers, state.reader);
+    if (id === "borderzone") refreshBorderZone();
+    $("bands-summary").hidden = !state.layers.borderzone;
+    updateHint();
+    writeUrl(map);
+  });
+  buildLegend();
+}
+
+function checkbox(attributes, checked, ...label) {
+  const input = el("input", { type: "checkbox" });
+  for (const [name, value] of Object.entries(attributes)) input.setAttribute(name, value);
+  input.checked = checked;
+  return el("label", {}, input, ...label);
+}
+
+function checkedValues(box) {
+  return [...box.querySelectorAll("input:checked")].map((i) => i.value);
+}
+
+// colours through the style object: the page's policy allows no inline style (ui.js)
+function swatch(style, round = false) {
+  const s = el("span", { className: round ? "swatch round" : "swatch" });
+  Object.assign(s.style, style);
+  return s;
+}
+
+function legendBlock(title, items) {
+  return [
+    el("div", { className: "legend-title", text: title }),
+    el("div", { className: "legend-row" }, ...items.map(([sw, label]) => el("span", {}, sw, label))),
+  ];
+}
+
+function buildLegend() {
+  const hot = HOTSPOT_BINS.map((bin) => [swatch({ background: HOTSPOT_COLOURS[bin] }), TEXT.hotspotBins[bin]]);
+  const posts = Object.entries(POST_COLOURS).map(([kind, colour]) => [swatch({ borderColor: colour }, true), words(kind)]);
+  $("legend").replaceChildren(
+    ...legendBlock(TEXT.hotspotsTitle, hot), ...legendBlock(TEXT.postsTitle, posts),
+    el("div", { className: "legend-note", text: TEXT.circles }));
+}

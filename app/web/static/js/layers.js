@@ -1,0 +1,110 @@
+// The map layers that follow the filters: incident and hot-spot tiles (and the check for new
+// incidents), the border-zone bands with their table, and the hint to zoom in for hot spots.
+
+import { getJSON } from "./api.js";
+import { map } from "./context.js";
+import { addDataLayers, setLayerVisibility } from "./mapview.js";
+import { reportError } from "./messages.js";
+import { apply, isWorking, newestOnly } from "./refresh.js";
+import { filterParams, state } from "./state.js";
+import { isPlaying } from "./time.js";
+import { $, el, table, tableRow } from "./ui.js";
+
+const TEXT = {
+  loadingTiles: "Loading the incident layer",
+  loadingBands: "Loading the border-zone bands",
+  checking: "Checking for new incidents",
+  bandsTitle: "Border zone: incidents per band",
+  bandsColumn: "km from border",
+  zoomForHotspots: "Zoom in (level 5 or more) to see the 5 km hot-spot cells.",
+};
+const HOTSPOT_MIN_ZOOM = 5; // the hot-spot tiles start there (mapview.js)
+const LIVE_CHECK_MS = 30000; // how often the map asks whether incidents changed
+
+/** Tile URLs for the filters; they change with the data's version, so a new URL means new data. */
+async function tileUrls(layer) {
+  const tj = await getJSON(`/tiles/${layer}.json`, filterParams());
+  return tj.tiles;
+}
+
+const incidentAndHotspotTiles = () => Promise.all([tileUrls("incidents"), tileUrls("hotspots")]);
+
+/** The incident and hot-spot layers; refused tiles leave them empty, the rest of the map works. */
+export async function addFilteredLayers() {
+  let tiles;
+  try {
+    tiles = await incidentAndHotspotTiles();
+  } catch (err) {
+    reportError(TEXT.loadingTiles, err);
+    tiles = [[], []];
+  }
+  addDataLayers(map, { incidentTiles: tiles[0], hotspotTiles: tiles[1],
+    categories: state.categories, reader: state.reader });
+  setLayerVisibility(map, state.layers, state.reader);
+}
+
+const newestTiles = newestOnly();
+
+export async function refreshTiles() {
+  const isNewest = newestTiles();
+  try {
+    const [incidents, hotspots] = await incidentAndHotspotTiles();
+    if (!isNewest()) return;
+    map.getSource("incidents").setTiles(incidents);
+    map.getSource("hotspots").setTiles(hotspots);
+  } catch (err) {
+    reportError(TEXT.loadingTiles, err);
+  }
+}
+
+/** A live map: when the incidents' version moved (a new or changed incident), redraw. */
+export function watchForNewIncidents() {
+  setInterval(checkForNewIncidents, LIVE_CHECK_MS);
+}
+
+async function checkForNewIncidents() {
+  if (document.hidden || isPlaying() || isWorking() || !map.getSource("incidents")) return;
+  try {
+    const [latest] = await tileUrls("incidents");
+    const current = map.getSource("incidents").tiles || [];
+    if (latest !== current[0]) await apply();
+  } catch (err) {
+    reportError(TEXT.checking, err);
+  }
+}
+
+const newestBands = newestOnly();
+
+/** The bands and their table, while the layer is on. */
+export async function refreshBorderZone() {
+  if (!state.layers.borderzone) return;
+  try {
+    const isNewest = newestBands();
+    const fc = await getJSON("/analysis/border-zone", { ...filterParams(), simplify: 1000 });
+    if (!isNewest()) return;
+    map.getSource("bands").setData(fc);
+    renderBands(fc.features);
+  } catch (err) {
+    reportError(TEXT.loadingBands, err);
+  }
+}
+
+/** Incidents per border segment and distance band (the whole border, not just the view). */
+function renderBands(features) {
+  const band = (p) => `${p.from_km}–${p.to_km}`;
+  const segments = [...new Set(features.map((f) => f.properties.segment))];
+  const bands = [...new Set(features.map((f) => band(f.properties)))];
+  const count = new Map(features.map((f) => [`${f.properties.segment} ${band(f.properties)}`, f.properties.count]));
+  const rows = bands.map((b) => tableRow([b, ...segments.map((s) => count.get(`${s} ${b}`) ?? 0)]));
+  const box = $("bands-summary");
+  box.replaceChildren(el("h2", { text: TEXT.bandsTitle }),
+    table({ id: "band-table", head: [TEXT.bandsColumn, ...segments], rows }));
+  box.hidden = !state.layers.borderzone;
+}
+
+export function updateHint() {
+  const hint = $("map-hint");
+  const wantHot = state.layers.hotspots && map.getZoom() < HOTSPOT_MIN_ZOOM;
+  hint.hidden = !wantHot;
+  hint.textContent = wantHot ? TEXT.zoomForHotspots : "";
+}

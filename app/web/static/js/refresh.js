@@ -1,0 +1,107 @@
+// Keeping every layer and panel in step with the filters, and knowing when that is done:
+// apply() pushes the filters everywhere, scheduleApply() does so once the controls have been
+// still for a moment, settled() resolves when nothing is left to do (the test hook), and the
+// "Loading…" badge shows while requests or tiles are under way.
+
+import { onBusy, pending } from "./api.js";
+import { map } from "./context.js";
+import { state, writeUrl } from "./state.js";
+import { $ } from "./ui.js";
+
+// Work in progress besides the requests api.js counts: a refresh between its requests, or a
+// change waiting out its debounce. settled() must not resolve in those gaps.
+let working = 0;
+const refreshers = [];
+
+/** Run `fn`, counted as work in progress. */
+export async function whileWorking(fn) {
+  working += 1;
+  try {
+    return await fn();
+  } finally {
+    working -= 1;
+  }
+}
+
+export function isWorking() {
+  return working > 0;
+}
+
+/** `fn` once calls have stopped for `delay` ms, counted as work in progress from the first
+ * call on. */
+export function debounced(fn, defaultDelay) {
+  let timer = null;
+  return (delay = defaultDelay) => {
+    if (timer) clearTimeout(timer);
+    else working += 1;
+    timer = setTimeout(async () => {
+      timer = null;
+      try {
+        await fn();
+      } finally {
+        working -= 1;
+      }
+    }, delay);
+  };
+}
+
+/** What apply() refreshes, in order; each does nothing while its layer or panel is closed. */
+export function onFiltersChange(...fns) {
+  refreshers.push(...fns);
+}
+
+/** Push the filters to every layer, the statistics and the open panels. */
+export function apply() {
+  return whileWorking(async () => {
+    writeUrl(map);
+    await Promise.all(refreshers.map((fn) => fn()));
+    state.applied += 1;
+  });
+}
+
+export const scheduleApply = debounced(apply, 250);
+
+/** Answers can arrive out of order while the slider moves: only the newest request may draw.
+ * `const isNewest = newest();` before a request, `if (!isNewest()) return;` after it. */
+export function newestOnly() {
+  let last = 0;
+  return () => {
+    const mine = ++last;
+    return () => mine === last;
+  };
+}
+
+let requestsBusy = 0;
+let tilesBusy = false;
+
+function showBusy() {
+  $("busy").hidden = requestsBusy === 0 && !tilesBusy;
+}
+
+onBusy((n) => {
+  requestsBusy = n;
+  showBusy();
+});
+
+/** The badge also shows while the map loads tiles. */
+export function watchTiles(m) {
+  m.on("dataloading", () => { tilesBusy = true; showBusy(); });
+  m.on("idle", () => { tilesBusy = false; showBusy(); });
+}
+
+/** Resolves when no request is in flight and the map has drawn every tile (tests, tools). */
+export function settled(timeoutMs = 30000) {
+  const until = Date.now() + timeoutMs;
+  let calm = 0;
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const idle = map && map.loaded() && map.areTilesLoaded() && !map.isMoving()
+        && pending() === 0 && working === 0;
+      calm = idle ? calm + 1 : 0;
+      if (calm >= 3) { resolve(true); return; }
+      if (Date.now() > until) { reject(new Error("dashboard did not settle")); return; }
+      setTimeout(check, 100);
+    };
+    check();
+  });
+}

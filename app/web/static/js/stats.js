@@ -1,0 +1,86 @@
+// "In this view": counts by category, clearance rate, incidents per month and the busiest
+// cross-boundary pairs, for the map's extent and the filters.
+
+import { getJSON } from "./api.js";
+import { trendChart } from "./chart.js";
+import { map, placeName } from "./context.js";
+import { paletteColour, viewBbox } from "./mapview.js";
+import { reportError } from "./messages.js";
+import { filterParams, state } from "./state.js";
+import { pickMonths } from "./time.js";
+import { $, el, percent } from "./ui.js";
+
+const TEXT = {
+  failed: "Loading the statistics",
+  unavailable: "Statistics unavailable.",
+  numberLocale: "en-US",
+  incidents: " incidents", // after the count
+  cleared: " cleared", // after the clearance rate
+  noIncidents: "No incidents match in this view.",
+  perMonth: "Per month",
+  pairsTitle: "Busiest cross-boundary pairs (5 km)",
+  pair: (a, b, count) => `${a} – ${b}: ${count}`,
+  noPairs: "None in this view.",
+};
+const TOP_PAIRS = 5;
+
+let inFlight = null; // the AbortController of the statistics being fetched: a newer view wins
+
+export async function refreshStats() {
+  if (inFlight) inFlight.abort();
+  inFlight = new AbortController();
+  const signal = inFlight.signal;
+  const bbox = viewBbox(map);
+  try {
+    const [byCategory, byMonth, cross] = await Promise.all([
+      getJSON("/analysis/stats", { ...filterParams(), bbox, group_by: "category" }, signal),
+      // every month, whatever the time filter: the chart shows where the selection sits
+      getJSON("/analysis/stats", { ...filterParams({ withTime: false }), bbox, group_by: "month" }, signal),
+      getJSON("/analysis/cross-boundary", { ...filterParams(), bbox }, signal),
+    ]);
+    renderStats(byCategory, byMonth, cross.pairs);
+  } catch (err) {
+    if (err.name === "AbortError") return;
+    $("stats-body").textContent = TEXT.unavailable;
+    reportError(TEXT.failed, err);
+  }
+}
+
+function renderStats(byCategory, byMonth, pairs) {
+  const body = $("stats-body");
+  body.className = "";
+  const kpi = (id, value, after) => el("div", {}, el("span", { className: "kpi", id, text: value }), after);
+  body.replaceChildren(
+    el("div", { className: "kpis" },
+      kpi("stat-total", byCategory.total.toLocaleString(TEXT.numberLocale), TEXT.incidents),
+      kpi("stat-clearance", percent(byCategory.clearance_rate), TEXT.cleared)),
+    categoryBars(byCategory.groups),
+    el("h3", { text: TEXT.perMonth }),
+    trendChart({ months: state.months, groups: byMonth.groups, from: state.filters.from,
+      to: state.filters.to, onPick: (m) => pickMonths(m, m) }),
+    el("h3", { text: TEXT.pairsTitle }),
+    busiestPairs(pairs));
+}
+
+function categoryBars(groups) {
+  const max = Math.max(1, ...groups.map((g) => g.count));
+  const index = new Map(state.categories.map((c, i) => [c.code, i]));
+  const list = el("div", { className: "bars", id: "stat-categories" });
+  for (const g of groups) {
+    const fill = el("span", { className: "bar-fill" });
+    Object.assign(fill.style, { width: `${(100 * g.count) / max}%`, background: paletteColour(index.get(g.key) ?? 0) });
+    list.append(el("div", { className: "bar-row", dataset: { category: g.key, count: g.count } },
+      el("span", { className: "bar-label", text: g.name || g.key }),
+      el("span", { className: "bar-track" }, fill),
+      el("span", { className: "bar-value", text: g.count })));
+  }
+  if (!groups.length) list.textContent = TEXT.noIncidents;
+  return list;
+}
+
+function busiestPairs(pairs) {
+  const ol = el("ol", { className: "pairs" }, ...pairs.filter((p) => p.count > 0).slice(0, TOP_PAIRS)
+    .map((p) => el("li", { text: TEXT.pair(placeName(p.a), placeName(p.b), p.count) })));
+  if (!ol.children.length) ol.textContent = TEXT.noPairs;
+  return ol;
+}
