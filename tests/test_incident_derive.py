@@ -107,6 +107,22 @@ async def test_far_at_sea_has_no_jurisdiction(session: AsyncSession) -> None:
     assert segment is not None and border_km > 300
 
 
+async def test_hoang_sa_and_truong_sa_are_vietnams(session: AsyncSession) -> None:
+    """Vietnam's point of view (geodata/README.md): Phú Lâm island (Woody Island) in Hoàng Sa
+    lies in Đà Nẵng, not in China; a point beside Trường Sa Lớn takes Khánh Hòa, the
+    province that administers Trường Sa (checked against the bundled file with shapely)."""
+    feats = features(GEODATA / "jurisdictions.geojson")
+    woody, spratly = shapely.Point(112.33, 16.83), shapely.Point(111.92, 8.64)
+    assert feats["VN-DN"][1].contains(woody) and not feats["CHN"][1].contains(woody)
+    country, province, path, method, *_ = await _insert(session, woody.x, woody.y)
+    assert (country, province, path, method) == ("VNM", "VN-DN", ["VNM", "VN-DN"], "contains")
+    provinces = {c: g for c, (lvl, g) in feats.items() if lvl == "province"}
+    nearest = min(provinces, key=lambda c: provinces[c].distance(spratly))
+    assert nearest == "VN-34" and provinces[nearest].distance(spratly) < 0.01  # ~1 km off
+    country, province, path, method, *_ = await _insert(session, spratly.x, spratly.y)
+    assert (country, province, path, method) == ("VNM", "VN-34", ["VNM", "VN-34"], "nearest")
+
+
 async def test_moving_an_incident_rederives(session: AsyncSession) -> None:
     row = (
         await session.execute(
