@@ -254,6 +254,9 @@ async def test_dashboard_loads_renders_and_counts(
     # the view's statistics count what is in the view: every incident here
     assert await p.page.locator("#stat-total").inner_text() == f"{total:,}"
     assert await p.page.locator("#whoami").inner_text() == "dash admin · admin · national"
+    # Hoàng Sa and Trường Sa are labelled as Vietnam's (the polygons: test_incident_derive)
+    labels = await p.page.locator(".map-label-archipelago").all_text_contents()
+    assert labels == ["Quần đảo Hoàng Sa (Việt Nam)", "Quần đảo Trường Sa (Việt Nam)"]
     assert any("/tiles/incidents/" in u and ".mvt?v=" in u for u in p.requests)
 
     # the loaded dashboard as a person sees it (kept under the test's tmp_path)

@@ -229,9 +229,27 @@ export function showShared(map, lines, markers) {
   }
 }
 
-/** HTML labels for countries (low zoom) and provinces (zoom ≥ 6): no glyph server needed. */
+// Vietnam's archipelagos, named as Vietnam administers them (geodata/README.md, "Point of
+// view"): at the special zones' official centroids.
+const ARCHIPELAGOS = [
+  { at: [112.135, 16.568], name: "Quần đảo Hoàng Sa (Việt Nam)",
+    title: "Paracel Islands (Vietnam): Đặc khu Hoàng Sa, Thành phố Đà Nẵng" },
+  { at: [114.45, 9.71], name: "Quần đảo Trường Sa (Việt Nam)",
+    title: "Spratly Islands (Vietnam): Đặc khu Trường Sa, Tỉnh Khánh Hòa" },
+];
+
+/** HTML labels for countries (low zoom), provinces (zoom ≥ 6) and Vietnam's archipelagos: no
+ * glyph server needed. */
 export function addLabels(map, features) {
   const markers = [];
+  for (const a of ARCHIPELAGOS) {
+    const el = document.createElement("div");
+    el.className = "map-label map-label-archipelago";
+    el.textContent = a.name;
+    el.title = a.title;
+    markers.push({ level: "archipelago", el,
+      marker: new maplibregl.Marker({ element: el }).setLngLat(a.at).addTo(map) });
+  }
   for (const f of features) {
     const at = labelPoint(f.geometry);
     if (!at) continue;
@@ -245,7 +263,7 @@ export function addLabels(map, features) {
   const update = () => {
     const z = map.getZoom();
     for (const m of markers) {
-      const show = m.level === "country" ? z < 7.5 : z >= 6;
+      const show = m.level === "country" ? z < 7.5 : m.level === "archipelago" ? z < 9 : z >= 6;
       m.el.style.display = show ? "" : "none";
     }
   };
