@@ -569,9 +569,9 @@ def coerce(q: Queryable, value: Any) -> Any:
             return _unquote(value)
     elif t == "integer":
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return in_int32(value, q.title)
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            return in_int32(int(value), q.title)
     elif t == "number":
         if isinstance(value, int | float) and not isinstance(value, bool):
             if not math.isfinite(value):
@@ -605,6 +605,21 @@ def coerce(q: Queryable, value: Any) -> Any:
     raise _bad(
         f"'{q.title}' expects {_ARTICLE.get(t, 'a value of type ' + t)}; got {str(value)[:60]!r}"
     )
+
+
+# every integer queryable is a PostgreSQL integer or smallint, and a value is bound as one
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def in_int32(value: int, name: str, *, field: str = "filter") -> int:
+    """`value`, or InvalidInput when PostgreSQL's integer cannot hold it (the driver would
+    refuse to bind it: a 500 before this check)."""
+    if not INT32_MIN <= value <= INT32_MAX:
+        raise InvalidInput(
+            f"'{name}' is a 32-bit integer: {str(value)[:30]} is outside {INT32_MIN}..{INT32_MAX}",
+            field=field,
+        )
+    return value
 
 
 def parse_instant(text: str, *, field: str) -> datetime:

@@ -17,7 +17,7 @@ from app.ogc.params import CRS84, DEFAULT_LIMIT, MAX_LIMIT, STANDARD, equality_n
 
 OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
 PARAM_TYPES = {
-    "integer": {"type": "integer"},
+    "integer": {"type": "integer", "format": "int32"},
     "number": {"type": "number"},
     "boolean": {"type": "boolean"},
     "datetime": {"type": "string", "format": "date-time"},
