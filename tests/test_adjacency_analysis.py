@@ -13,8 +13,8 @@ from shapely.geometry import MultiPolygon, box
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.analysis.nearby import inner_degrees, outer_degrees
 from app.config import Settings
+from app.geo.spatial import inner_degrees, outer_degrees
 from app.geodata import load as geodata
 from app.jurisdictions import service as jurisdictions
 from geo_reference import GEOD

@@ -23,9 +23,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, array
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
-from app.analysis.nearby import may_be_within, within
 from app.errors import NotFound
-from app.geo import geojson
+from app.geo import geojson, spatial
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr
@@ -108,7 +107,7 @@ async def shared_zone(
     line = (await session.execute(LINE_SQL, {"a": a_id, "b": b_id})).one_or_none()
     if line is None:
         raise NotFound(f"{a} and {b} are not neighbours", a=a, b=b)
-    shared = func.ST_GeomFromWKB(literal(bytes(line.wkb)), 4326)
+    shared = func.ST_GeomFromWKB(literal(bytes(line.wkb)), spatial.SRID_WGS84)
     geog = func.geography(shared)
     here = func.geography(Incident.geom)
     distance = func.ST_Distance(here, geog)
@@ -118,8 +117,8 @@ async def shared_zone(
     inside = (
         *filt.conditions(),
         _path_has(a) | _path_has(b),
-        may_be_within(Incident.geom, shared, radius_m),
-        within(Incident.geom, shared, radius_m),
+        spatial.may_be_within_metres(Incident.geom, shared, radius_m),
+        spatial.within_metres_of(Incident.geom, shared, radius_m),
     )
     chosen = (
         select(cast(f, Text).label("f"), distance.label("d"), Incident.id)
@@ -192,7 +191,7 @@ async def cross_boundary(
     near = (
         select(Incident.id, Incident.geom, Incident.jurisdiction_path)
         .where(
-            may_be_within(Incident.geom, pieces.c.g, radius_m),
+            spatial.may_be_within_metres(Incident.geom, pieces.c.g, radius_m),
             *filt.conditions(),
         )
         .offset(literal_column("'0'"))
@@ -204,7 +203,7 @@ async def cross_boundary(
         .join(near, true())
         .where(
             or_(_path_has_col(near, pieces.c.a), _path_has_col(near, pieces.c.b)),
-            within(near.c.geom, pieces.c.g, radius_m),
+            spatial.within_metres_of(near.c.geom, pieces.c.g, radius_m),
         )
         .distinct()
         .subquery("hits")

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.borders.models import BorderSegment
 from app.errors import InvalidInput
-from app.geo import geojson
+from app.geo import geojson, spatial
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.posts.models import BorderPost
@@ -164,7 +164,7 @@ async def border_zone(
                 "home": home,
                 "bands": list(bands),
                 "codes": codes,
-                "tolerance_deg": (simplify_m or 0) / geojson.METRES_PER_DEGREE,
+                "tolerance_deg": spatial.tolerance_degrees(simplify_m or 0),
                 "props": orjson.dumps(props).decode(),
             },
         )

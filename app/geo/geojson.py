@@ -11,9 +11,10 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
+from app.geo.spatial import tolerance_degrees
+
 GEOJSON = "application/geo+json"
 COORD_DECIMALS = 6  # ~0.1 m, finer than any source we hold
-METRES_PER_DEGREE = 111_320.0  # at the equator: converts a map tolerance to degrees, not a distance
 
 
 # A column or an ORM attribute: anything usable as an SQL expression.
@@ -207,4 +208,4 @@ def simplified(geom: Expr, tolerance_m: float | None) -> Expr:
     """The geometry simplified for drawing (tolerance given in metres, applied in degrees)."""
     if not tolerance_m:
         return geom
-    return func.ST_Multi(func.ST_SimplifyPreserveTopology(geom, tolerance_m / METRES_PER_DEGREE))
+    return func.ST_Multi(func.ST_SimplifyPreserveTopology(geom, tolerance_degrees(tolerance_m)))

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput
+from app.geo import spatial
 from app.incidents.models import STATUSES as INCIDENT_STATUSES
 from app.incidents.models import Incident
 
@@ -140,7 +141,6 @@ STATUS_P = {  # by age: under 30 days, under 180 days, older
 }
 SEVERITY_P = [0.18, 0.3, 0.28, 0.16, 0.08]
 PRECISION_M = [10.0, 50.0, 100.0, 500.0, 1000.0]
-KM_PER_DEG_LAT = 110.57
 
 Progress = Callable[[int, int], None]
 Post = tuple[str, float, float, str | None]
@@ -162,7 +162,8 @@ def _scatter(
 ) -> tuple[np.ndarray, np.ndarray]:
     dx = rng.normal(0, sigma_km, lon.size)
     dy = rng.normal(0, sigma_km, lon.size)
-    return lon + dx / (111.32 * np.cos(np.radians(lat))), lat + dy / KM_PER_DEG_LAT
+    km_per_deg_lon = spatial.M_PER_DEG_LON_EQUATOR / 1000 * np.cos(np.radians(lat))
+    return lon + dx / km_per_deg_lon, lat + dy / (spatial.M_PER_DEG_LAT_MIN / 1000)
 
 
 def _along(rng: np.random.Generator, coords: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -377,7 +378,7 @@ async def write(
         chunk = [
             {k: v for k, v in r.items() if k not in ("lon", "lat")}
             | {
-                "geom": f"SRID=4326;POINT({r['lon']} {r['lat']})",
+                "geom": f"SRID={spatial.SRID_WGS84};POINT({r['lon']} {r['lat']})",
                 "created_by": "demo",
                 "updated_by": "demo",
             }

@@ -12,13 +12,14 @@ from typing import Annotated
 
 import orjson
 from fastapi import Depends, Query
-from sqlalchemy import ColumnElement, func, literal
+from sqlalchemy import ColumnElement, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import String
 
 from app.auth.deps import CurrentPrincipal
 from app.auth.scope import Scope
 from app.errors import InvalidInput
+from app.geo import spatial
 from app.incidents.models import STATUSES, Incident
 
 MAX_LIST = 50  # values in one comma-separated filter
@@ -43,7 +44,7 @@ class IncidentFilter:
         i = Incident
         out: list[ColumnElement[bool]] = [i.deleted_at.is_(None), self.scope.incident_condition()]
         if self.bbox:
-            out.append(i.geom.op("&&")(func.ST_MakeEnvelope(*self.bbox, 4326)))
+            out.append(spatial.overlaps_bbox(i.geom, self.bbox))
         if self.start is not None:
             out.append(i.occurred_at >= self.start)
         if self.end is not None:

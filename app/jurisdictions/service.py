@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.errors import NotFound
-from app.geo import geojson
+from app.geo import geojson, spatial
 from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
 
 # A pair separated by a gap (river channel, estuary) counts as adjacent only when their
@@ -161,6 +161,14 @@ def _facing(a: str, b: str, reach_m: str, reach_deg: str) -> str:
     return f"(({forth}) + ({back})) / 2000.0"
 
 
+def _pair_degrees(a: str, b: str, metres: str) -> str:
+    """SQL: a planar reach in degrees that surely covers `metres` on the ground around either
+    of two neighbours."""
+    return (
+        f"greatest({spatial.outer_degrees_sql(a, metres)}, {spatial.outer_degrees_sql(b, metres)})"
+    )
+
+
 DERIVE_SQL = text(
     """
     WITH cand AS (
@@ -170,8 +178,8 @@ DERIVE_SQL = text(
           FROM jurisdiction a
           JOIN jurisdiction b
             ON a.id < b.id AND a.level = b.level
-           AND a.geom && ST_Expand(b.geom, CAST(:gap_m AS float8) / CAST(:m_per_deg AS float8))
-           AND ST_DWithin(a.geom, b.geom, CAST(:gap_m AS float8) / CAST(:min_m_per_deg AS float8))
+           AND a.geom && ST_Expand(b.geom, {gap_deg})
+           AND ST_DWithin(a.geom, b.geom, {gap_deg})
     ), near AS (
         SELECT c.*, CASE WHEN touches THEN 0
                     ELSE ST_Distance(ag::geography, bg::geography) END AS gap_m
@@ -179,7 +187,7 @@ DERIVE_SQL = text(
     ), measured AS (
         SELECT a_id, b_id, ag, bg, touches, gap_m,
                gap_m + CAST(:margin_m AS float8) AS reach_m,
-               (gap_m + CAST(:margin_m AS float8)) / CAST(:m_per_deg AS float8) AS reach_deg,
+               {measured_deg} AS reach_deg,
                ST_Length(ST_CollectionExtract(
                    ST_Intersection(ST_Boundary(ag), ST_Boundary(bg)), 2)::geography) / 1000.0
                    AS line_km
@@ -200,7 +208,11 @@ DERIVE_SQL = text(
     SELECT a_id, b_id, shared_km, touches, gap_m, method FROM kept
     UNION ALL
     SELECT b_id, a_id, shared_km, touches, gap_m, method FROM kept
-    """.format(facing=_facing("m.ag", "m.bg", "m.reach_m", "m.reach_deg"))
+    """.format(
+        gap_deg=spatial.outer_degrees_sql("b.geom", "CAST(:gap_m AS float8)"),
+        measured_deg=_pair_degrees("ag", "bg", "gap_m + CAST(:margin_m AS float8)"),
+        facing=_facing("m.ag", "m.bg", "m.reach_m", "m.reach_deg"),
+    )
 )
 
 CORRECTION_SQL = text(
@@ -213,7 +225,7 @@ CORRECTION_SQL = text(
          WHERE a.id = :a_id AND b.id = :b_id
     ), reach AS (
         SELECT p.*, gap_m + CAST(:reach_m AS float8) AS reach_m,
-               (gap_m + CAST(:reach_m AS float8)) / CAST(:m_per_deg AS float8) AS reach_deg
+               {reach_deg} AS reach_deg
           FROM pair p
     ), measured AS (
         SELECT r.*, {facing} AS shared_km FROM reach r
@@ -223,12 +235,11 @@ CORRECTION_SQL = text(
     UNION ALL
     SELECT b_id, a_id, shared_km, touches, gap_m, 'correction', :note FROM measured
     ON CONFLICT (a_id, b_id) DO UPDATE SET method = 'correction', note = EXCLUDED.note
-    """.format(facing=_facing("r.ag", "r.bg", "r.reach_m", "r.reach_deg"))
+    """.format(
+        reach_deg=_pair_degrees("ag", "bg", "gap_m + CAST(:reach_m AS float8)"),
+        facing=_facing("r.ag", "r.bg", "r.reach_m", "r.reach_deg"),
+    )
 )
-
-# Prefilters in degrees: 80 km per degree holds up to ~44° of latitude, 55 km up to ~60°.
-_PREFILTER_M_PER_DEG = 80_000.0
-_MIN_M_PER_DEG = 55_000.0
 
 
 async def derive_adjacency(
@@ -240,8 +251,6 @@ async def derive_adjacency(
         DERIVE_SQL,
         {
             "gap_m": gap_m,
-            "m_per_deg": _PREFILTER_M_PER_DEG,
-            "min_m_per_deg": _MIN_M_PER_DEG,
             "margin_m": FACING_MARGIN_M,
             "facing_min_km": FACING_MIN_KM,
         },
@@ -268,7 +277,6 @@ async def derive_adjacency(
                     "a_id": a_id,
                     "b_id": b_id,
                     "reach_m": FACING_MARGIN_M,
-                    "m_per_deg": _PREFILTER_M_PER_DEG,
                     "note": c.evidence,
                 },
             )

@@ -35,13 +35,12 @@ from sqlalchemy.types import (
     DateTime,
     Float,
     Integer,
-    LargeBinary,
     String,
     Uuid,
 )
 
-from app.analysis.nearby import M_PER_DEG_LAT_MIN, M_PER_DEG_LON_EQUATOR
 from app.errors import InvalidInput
+from app.geo import spatial
 
 MAX_FILTER_CHARS = 20_000
 MAX_DEPTH = 40  # nesting of the expression (parentheses, JSON objects, AST levels)
@@ -64,7 +63,6 @@ UNITS_M = {
     "kilometre": 1000.0,
     "kilometres": 1000.0,
 }
-SRID = 4326
 
 
 @dataclass(frozen=True)
@@ -419,8 +417,7 @@ class Translator:
 
     def geometry_literal(self, value: Any) -> ColumnElement[Any]:
         """A validated geometry literal (lon/lat, WGS 84) as a bound WKB parameter."""
-        geom = self.shapely_geometry(value)
-        return func.ST_GeomFromWKB(literal(shapely.to_wkb(geom), _WKB), SRID)
+        return spatial.literal_geometry(self.shapely_geometry(value))
 
     def shapely_geometry(self, value: Any) -> Any:
         if isinstance(value, ast.Function) and value.name.lower() == "bbox":
@@ -474,7 +471,7 @@ class Translator:
             raise _bad(f"DWITHIN distance must be between 0 and {MAX_DISTANCE_M / 1000:g} km")
         q = self.geometry_attribute(prop)
         geom = self.shapely_geometry(geom_value)
-        return within_metres(q.expr, geom, metres)
+        return spatial.within_metres(q.expr, geom, metres)
 
     # temporal
 
@@ -536,26 +533,6 @@ class Translator:
 def translate(node: ast.Node, queryables: Queryables) -> ColumnElement[bool]:
     """One SQL condition for a parsed filter over these queryables."""
     return Translator(queryables).condition(node)
-
-
-def within_metres(geom: Any, near: Any, metres: float) -> ColumnElement[bool]:
-    """`geom` within `metres` of the shapely geometry `near`, geodesic (WGS 84 spheroid): the
-    GiST index answers a box that surely contains the buffer, ST_DWithin decides."""
-    x1, y1, x2, y2 = near.bounds
-    dlat = metres / M_PER_DEG_LAT_MIN * 1.01
-    top = min(89.9, max(abs(y1), abs(y2)) + dlat)
-    dlon = metres / (M_PER_DEG_LON_EQUATOR * math.cos(math.radians(top))) * 1.01
-    box = (
-        max(-180.0, x1 - dlon),
-        max(-90.0, y1 - dlat),
-        min(180.0, x2 + dlon),
-        min(90.0, y2 + dlat),
-    )
-    lit = func.ST_GeomFromWKB(literal(shapely.to_wkb(near), _WKB), SRID)
-    prefilter = geom.op("&&")(func.ST_MakeEnvelope(*box, SRID))
-    if top >= 89.9 or dlon >= 180:
-        prefilter = true()
-    return and_(prefilter, func.ST_DWithin(func.geography(geom), func.geography(lit), metres))
 
 
 # --- literals --------------------------------------------------------------------------------
@@ -705,4 +682,3 @@ _SPATIAL: dict[type, Callable[[Any, Any], ColumnElement[bool]]] = {
     ast.GeometryOverlaps: func.ST_Overlaps,
     ast.GeometryEquals: func.ST_Equals,
 }
-_WKB = LargeBinary()

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Identity
 from app.errors import NotFound
+from app.geo import spatial
 from app.jurisdictions.models import Jurisdiction
 from app.ogc import cql
 from app.ogc.collections import INCIDENTS, Info, Source
@@ -57,7 +58,7 @@ def conditions(source: Source, query: ItemsQuery) -> list[ColumnElement[bool]]:
     """The SQL conditions of a request: the collection's own (scope), then the parameters."""
     out: list[ColumnElement[bool]] = list(source.where)
     if query.bbox is not None:
-        out.append(func.ST_Intersects(source.geom, func.ST_MakeEnvelope(*query.bbox, 4326)))
+        out.append(spatial.intersects_bbox(source.geom, query.bbox))
     if (query.start or query.end) and source.period is not None:
         out += _period(source, query.start, query.end)
     for name, value in query.equals.items():
@@ -66,7 +67,7 @@ def conditions(source: Source, query: ItemsQuery) -> list[ColumnElement[bool]]:
         out.append(cql.translate(query.filter, source.queryables))
     if query.near is not None:
         lon, lat, km = query.near
-        out.append(cql.within_metres(source.geom, shapely.Point(lon, lat), km * 1000))
+        out.append(spatial.within_metres(source.geom, shapely.Point(lon, lat), km * 1000))
     return out
 
 
