@@ -34,6 +34,7 @@ from app.ogc.routes import router as ogc_router
 from app.posts.routes import router as posts_router
 from app.runtime import database_url
 from app.spool import SpoolDir, sweep
+from app.tiles.hotspots import HotspotCache
 from app.tiles.routes import router as tiles_router
 from app.web import routes as web
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     app.state.tile_rate_limiter = RateLimiter(settings.tile_rate_limit)
+    app.state.hotspot_cache = HotspotCache()  # the Gi* grids of the hot-spot tiles
     app.state.spool = SpoolDir()
     # bodies are read whole (bounded in size and time) before any route takes a connection;
     # added first, so that the middleware added after it (CORS) wraps its 408/413/422 answers

@@ -35,7 +35,8 @@ from app.auth.scope import NATIONAL
 from app.config import Settings
 from app.db import create_engine, sessionmaker
 from app.incidents.filters import IncidentFilter
-from app.tiles import service
+from app.tiles import incidents
+from app.tiles.tile import Tile
 from bench.common import admin_key, cluster, load, prepare, server
 
 CAP_S = 120.0  # no loop runs longer than this
@@ -107,11 +108,11 @@ def raw_statements(tiles: list[tuple[int, int, int]]) -> dict[Any, str]:
     """The SQL text the service runs for each tile (national admin), with literal values."""
     out: dict[Any, str] = {}
     for z, x, y in tiles:
-        made = service.incident_tile_statement(
+        made = incidents.incident_tile_statement(
             IncidentFilter(scope=NATIONAL),
-            service.Tile(z, x, y),
+            Tile(z, x, y),
             aggregate_only=False,
-            cap=service.MAX_TILE_POINTS,
+            cap=incidents.MAX_TILE_POINTS,
         )
         assert made is not None
         stmt, params = made

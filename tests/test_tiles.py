@@ -315,9 +315,9 @@ async def test_viewer_gets_only_aggregates_at_cell_centres(
 async def test_dense_tile_at_point_zoom_is_aggregated(
     client: httpx.AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.tiles import service
+    from app.tiles import incidents
 
-    monkeypatch.setattr(service, "MAX_TILE_POINTS", 20)
+    monkeypatch.setattr(incidents, "MAX_TILE_POINTS", 20)
     await seed(session)
     rows = await stored(session)
     z = 10

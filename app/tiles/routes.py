@@ -1,27 +1,33 @@
-"""GET /tiles/{layer}/{z}/{x}/{y}.mvt and GET /tiles/{layer}.json (TileJSON 3.0.0).
+"""GET /tiles/{layer}/{z}/{x}/{y}.mvt and GET /tiles/{layer}.json (TileJSON 3.0.0) for every
+layer of app/tiles/layers.py, through one tile handler and one TileJSON handler.
 
-Layers: incidents, hotspots (any role; incident filters as in GET /incidents; viewers get
-aggregates only), jurisdictions, borders, border_posts (reference data). The fixed layer paths
-come before the catch-all ones, which only answer 404 for an unknown layer.
+Each layer is registered at its own fixed paths rather than behind a `{layer}` parameter: its
+OpenAPI entry keeps its own parameters, access and properties, and the filters are parsed only
+for the layers that take them. What a request may ask of a layer (who may read it, which
+parameters it takes) is its ask dependency in ASKS. The catch-all paths after them only answer
+404 for an unknown layer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import ReferenceReader, Viewer
 from app.db import SessionDep
 from app.errors import NotFound
-from app.incidents.filters import FilterDep, IncidentFilter
+from app.incidents.filters import FilterDep
 from app.openapi import problem_response
-from app.tiles import caching, service
+from app.tiles import caching, tilejson, versions
 from app.tiles.caching import MVT
+from app.tiles.layers import LAYERS, Ask, Layer
+from app.tiles.tile import Tile, tile_address
 
 router = APIRouter(prefix="/tiles", tags=["tiles"])
 
@@ -40,15 +46,6 @@ Level = Annotated[
     str | None,
     Query(pattern="^(country|province)$", description="only this level (default: both)"),
 ]
-FILTERS = (
-    "datetime",
-    "category",
-    "status",
-    "severity_min",
-    "jurisdiction",
-    "border_km_max",
-    "bbox",
-)
 TILE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {MVT: {"schema": {"type": "string", "format": "binary"}}},
@@ -60,250 +57,138 @@ TILE_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _template(request: Request, layer: str, version: str, names: tuple[str, ...]) -> str:
-    """The absolute tile URL template with the version and the given parameters."""
-    given = [(k, v) for k, v in request.query_params.multi_items() if k in names]
+async def incidents_ask(principal: Viewer, filt: FilterDep) -> Ask:
+    """Any role, with the incident filters; viewers get aggregates only."""
+    aggregate_only = principal.role == "viewer"
+    return Ask(key=(filt, aggregate_only), filt=filt, aggregate_only=aggregate_only)
+
+
+async def hotspots_ask(request: Request, _: Viewer, filt: FilterDep) -> Ask:
+    """Any role, with the incident filters; the grid over the home country's border zone."""
+    state = request.app.state
+    return Ask(key=(filt,), filt=filt, home=state.settings.home_country, grids=state.hotspot_cache)
+
+
+async def jurisdictions_ask(_: ReferenceReader, level: Level = None) -> Ask:
+    """Reference data, optionally one level."""
+    return Ask(key=(level,), level=level)
+
+
+async def reference_ask(_: ReferenceReader) -> Ask:
+    """Reference data."""
+    return Ask()
+
+
+AskDependency = Callable[..., Awaitable[Ask]]
+ASKS: dict[str, AskDependency] = {
+    "incidents": incidents_ask,
+    "hotspots": hotspots_ask,
+    "jurisdictions": jurisdictions_ask,
+    "borders": reference_ask,
+    "border_posts": reference_ask,
+}
+
+
+async def serve_tile(
+    layer: Layer, request: Request, session: AsyncSession, ask: Ask, tile: Tile, v: str | None
+) -> Response:
+    """A tile with its ETag and Cache-Control, or 304 when the client holds this version."""
+    if layer.snapshot is None or request.headers.get("if-none-match"):  # the version first
+        version = layer.version(await versions.read(session=session), ask)
+        tag = caching.etag(layer.name, version, *ask.key, tile)
+        if caching.matches(request, tag):
+            return caching.not_modified(tag, current=v == version)
+        if layer.make is not None:
+            body = await layer.make(session, ask, tile, version)
+            return caching.send(body, tag=tag, current=v == version, media_type=MVT)
+    assert layer.snapshot is not None
+    # the tile and the versions in one statement: the ETag names the data of this very tile
+    body, found = await layer.snapshot(session, ask, tile)
+    version = layer.version(found, ask)
+    tag = caching.etag(layer.name, version, *ask.key, tile)
+    return caching.send(body, tag=tag, current=v == version, media_type=MVT)
+
+
+def _template(request: Request, layer: Layer, version: str) -> str:
+    """The absolute tile URL template with the version and the parameters it carries over."""
+    given = [(k, v) for k, v in request.query_params.multi_items() if k in layer.carried]
     query = urlencode([("v", version), *given], safe=",:")
     base = str(request.base_url).rstrip("/")
-    return f"{base}/tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt?{query}"
+    return f"{base}/tiles/{layer.name}/{{z}}/{{x}}/{{y}}.mvt?{query}"
 
 
-async def _tilejson(
-    request: Request,
-    session: AsyncSession,
-    *,
-    layer: str,
-    version: str,
-    names: tuple[str, ...],
+async def serve_tilejson(
+    layer: Layer, request: Request, session: AsyncSession, ask: Ask
 ) -> Response:
-    url = _template(request, layer, version, names)
-    bounds = await service.bounds(session=session, layer=layer)
-    doc = service.tilejson(layer=layer, url=url, version=version, bounds=bounds)
+    """TileJSON 3.0.0; its tile URL carries `v` (the version) and the parameters given."""
+    version = layer.version(await versions.read(session=session), ask)
+    url = _template(request, layer, version)
+    bounds = await tilejson.bounds(session=session, extent=layer.extent)
+    doc = tilejson.document(
+        layer=layer.name, info=layer.info, url=url, version=version, bounds=bounds
+    )
     body = orjson.dumps(doc)
+
+    async def make() -> bytes:
+        return body
+
     return await caching.respond(
         request,
         tag=caching.etag("tilejson", url, bounds),
         current=False,
         media_type="application/json",
-        make=lambda: _bytes(body),
-    )
-
-
-async def _bytes(body: bytes) -> bytes:
-    return body
-
-
-async def _incident_version(
-    session: AsyncSession, layer: str, filt: IncidentFilter, aggregate_only: bool, home: str
-) -> str:
-    versions = await service.layer_versions(session=session)
-    view = service.incident_view(filt, aggregate_only=aggregate_only, home=home)
-    return service.data_version(layer, versions, view)
-
-
-@router.get("/incidents.json", summary="TileJSON of the incidents layer (filters carried over)")
-async def incidents_tilejson(
-    request: Request, session: SessionDep, principal: Viewer, filt: FilterDep
-) -> Response:
-    """TileJSON 3.0.0; its tile URL carries `v` (the version) and the filters given here."""
-    version = await _incident_version(session, "incidents", filt, principal.role == "viewer", "")
-    return await _tilejson(request, session, layer="incidents", version=version, names=FILTERS)
-
-
-@router.get(
-    "/incidents/{z}/{x}/{y}.mvt",
-    response_class=Response,
-    responses=TILE_DOC,
-    summary="Incidents vector tile: points from zoom 10, aggregates below (viewers: always)",
-)
-async def incidents_tile(
-    request: Request,
-    session: SessionDep,
-    principal: Viewer,
-    filt: FilterDep,
-    z: Z,
-    x: X,
-    y: Y,
-    v: Version = None,
-) -> Response:
-    """Layer `incidents`: `id`, `category`, `severity`, `status`, `occurred_at`, `cluster`
-    (false) per incident; aggregates carry `count`, `severity_max`, `category`, `cluster`
-    (true)."""
-    tile = service.tile_address(z, x, y)
-    aggregate_only = principal.role == "viewer"
-    view = service.incident_view(filt, aggregate_only=aggregate_only)
-
-    def tag_of(version: str) -> str:
-        return caching.etag("incidents", version, filt, aggregate_only, tile)
-
-    if request.headers.get("if-none-match"):  # the client holds a copy: maybe a 304
-        version = await _incident_version(session, "incidents", filt, aggregate_only, "")
-        if caching.matches(request, tag_of(version)):
-            return caching.not_modified(tag_of(version), current=v == version)
-    # the tile and the versions in one statement: the ETag names the data of this very tile
-    body, versions = await service.incidents_tile(
-        session=session, filt=filt, tile=tile, aggregate_only=aggregate_only
-    )
-    version = service.data_version("incidents", versions, view)
-    return caching.send(body, tag=tag_of(version), current=v == version, media_type=MVT)
-
-
-@router.get("/hotspots.json", summary="TileJSON of the hot-spot layer (filters carried over)")
-async def hotspots_tilejson(
-    request: Request, session: SessionDep, principal: Viewer, filt: FilterDep
-) -> Response:
-    """TileJSON 3.0.0 of the Gi* grid for the default parameters of /analysis/hotspots."""
-    home = request.app.state.settings.home_country
-    version = await _incident_version(session, "hotspots", filt, False, home)
-    return await _tilejson(request, session, layer="hotspots", version=version, names=FILTERS)
-
-
-@router.get(
-    "/hotspots/{z}/{x}/{y}.mvt",
-    response_class=Response,
-    responses=TILE_DOC,
-    summary="Hot-spot vector tile: Gi* hexagons (5 km, border zone) with count, gi_z, bin",
-)
-async def hotspots_tile(
-    request: Request,
-    session: SessionDep,
-    principal: Viewer,
-    filt: FilterDep,
-    z: Z,
-    x: X,
-    y: Y,
-    v: Version = None,
-) -> Response:
-    """Layer `hotspots`: the cells of GET /analysis/hotspots (default parameters) reaching
-    into the tile; the grid is computed once per filter and version in each process."""
-    tile = service.tile_address(z, x, y)
-    home = request.app.state.settings.home_country
-    version = await _incident_version(session, "hotspots", filt, False, home)
-    cache: service.HotspotCache | None = getattr(request.app.state, "hotspot_cache", None)
-    if cache is None:
-        cache = request.app.state.hotspot_cache = service.HotspotCache()
-
-    async def make() -> bytes:
-        grid = await cache.get((filt, version), session, filt, home)
-        return await service.hotspots_tile(session=session, grid=grid, tile=tile)
-
-    return await caching.respond(
-        request,
-        tag=caching.etag("hotspots", version, filt, tile),
-        current=v == version,
-        media_type=MVT,
         make=make,
     )
 
 
-async def _reference_version(session: AsyncSession, layer: str) -> str:
-    return service.data_version(layer, await service.layer_versions(session=session))
+def _register(layer: Layer, ask_dependency: AskDependency) -> None:
+    """The layer's TileJSON and tile routes."""
+    # `ask` is a default, not an Annotated alias: it differs per layer, and a default is
+    # evaluated here, an annotation only later and from this module's names
 
+    async def read_tilejson(
+        request: Request, session: SessionDep, ask: Ask = Depends(ask_dependency)
+    ) -> Response:
+        return await serve_tilejson(layer, request, session, ask)
 
-@router.get("/jurisdictions.json", summary="TileJSON of the jurisdictions layer")
-async def jurisdictions_tilejson(
-    request: Request, session: SessionDep, _: ReferenceReader, level: Level = None
-) -> Response:
-    """TileJSON 3.0.0 (countries and provinces; `level` carried over)."""
-    version = await _reference_version(session, "jurisdictions")
-    return await _tilejson(
-        request, session, layer="jurisdictions", version=version, names=("level",)
+    async def read_tile(
+        request: Request,
+        session: SessionDep,
+        z: Z,
+        x: X,
+        y: Y,
+        ask: Ask = Depends(ask_dependency),
+        v: Version = None,
+    ) -> Response:
+        return await serve_tile(layer, request, session, ask, tile_address(z, x, y), v)
+
+    router.add_api_route(
+        f"/{layer.name}.json",
+        read_tilejson,
+        methods=["GET"],
+        name=f"{layer.name}_tilejson",
+        summary=layer.tilejson_summary,
+        description=layer.tilejson_doc,
+    )
+    router.add_api_route(
+        f"/{layer.name}/{{z}}/{{x}}/{{y}}.mvt",
+        read_tile,
+        methods=["GET"],
+        name=f"{layer.name}_tile",
+        response_class=Response,
+        responses=TILE_DOC,
+        summary=layer.summary,
+        description=layer.doc,
     )
 
 
-@router.get(
-    "/jurisdictions/{z}/{x}/{y}.mvt",
-    response_class=Response,
-    responses=TILE_DOC,
-    summary="Jurisdictions vector tile: countries and provinces with a `level` property",
-)
-async def jurisdictions_tile(
-    request: Request,
-    session: SessionDep,
-    _: ReferenceReader,
-    z: Z,
-    x: X,
-    y: Y,
-    level: Level = None,
-    v: Version = None,
-) -> Response:
-    """Layer `jurisdictions`: polygons simplified to the zoom; `code`, `name`, `name_local`,
-    `level`, `country`, `parent_code`."""
-    tile = service.tile_address(z, x, y)
-    version = await _reference_version(session, "jurisdictions")
-    return await caching.respond(
-        request,
-        tag=caching.etag("jurisdictions", version, level, tile),
-        current=v == version,
-        media_type=MVT,
-        make=lambda: service.jurisdictions_tile(session=session, tile=tile, level=level),
-    )
-
-
-@router.get("/borders.json", summary="TileJSON of the national borders layer")
-async def borders_tilejson(request: Request, session: SessionDep, _: ReferenceReader) -> Response:
-    """TileJSON 3.0.0."""
-    version = await _reference_version(session, "borders")
-    return await _tilejson(request, session, layer="borders", version=version, names=())
-
-
-@router.get(
-    "/borders/{z}/{x}/{y}.mvt",
-    response_class=Response,
-    responses=TILE_DOC,
-    summary="National border segments vector tile",
-)
-async def borders_tile(
-    request: Request, session: SessionDep, _: ReferenceReader, z: Z, x: X, y: Y, v: Version = None
-) -> Response:
-    """Layer `borders`: lines simplified to the zoom; `code`, `country_a`, `country_b`,
-    `length_km`."""
-    tile = service.tile_address(z, x, y)
-    version = await _reference_version(session, "borders")
-    return await caching.respond(
-        request,
-        tag=caching.etag("borders", version, tile),
-        current=v == version,
-        media_type=MVT,
-        make=lambda: service.borders_tile(session=session, tile=tile),
-    )
-
-
-@router.get("/border_posts.json", summary="TileJSON of the border posts layer")
-async def border_posts_tilejson(
-    request: Request, session: SessionDep, _: ReferenceReader
-) -> Response:
-    """TileJSON 3.0.0."""
-    version = await _reference_version(session, "border_posts")
-    return await _tilejson(request, session, layer="border_posts", version=version, names=())
-
-
-@router.get(
-    "/border_posts/{z}/{x}/{y}.mvt",
-    response_class=Response,
-    responses=TILE_DOC,
-    summary="Border posts vector tile",
-)
-async def border_posts_tile(
-    request: Request, session: SessionDep, _: ReferenceReader, z: Z, x: X, y: Y, v: Version = None
-) -> Response:
-    """Layer `border_posts`: points; `code`, `name`, `name_local`, `kind`, `agency`, `border`,
-    `province_code`, `position_approximate`."""
-    tile = service.tile_address(z, x, y)
-    version = await _reference_version(session, "border_posts")
-    return await caching.respond(
-        request,
-        tag=caching.etag("border_posts", version, tile),
-        current=v == version,
-        media_type=MVT,
-        make=lambda: service.border_posts_tile(session=session, tile=tile),
-    )
+for _layer in LAYERS.values():
+    _register(_layer, ASKS[_layer.name])
 
 
 def _unknown(layer: str) -> NotFound:
     return NotFound(
-        f"no tile layer '{layer[:40]}'; layers: {', '.join(service.LAYERS)}",
-        layers=list(service.LAYERS),
+        f"no tile layer '{layer[:40]}'; layers: {', '.join(LAYERS)}", layers=list(LAYERS)
     )
 
 

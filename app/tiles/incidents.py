@@ -1,0 +1,239 @@
+"""The incidents layer: points from POINT_MIN_ZOOM for readers, aggregates below it (and for
+viewers at every zoom), built once per filter and run on the driver connection.
+
+Aggregates: the matching incidents of a tile are grouped on a grid of CELLS x CELLS cells per
+tile (32 px at MapLibre's 512 px tiles), anchored at the world's corner so every cell lies inside
+one tile; a tile therefore never holds more than CELLS² features. See docs/tiles.md.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Float,
+    Integer,
+    LargeBinary,
+    Select,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import DriverStatement, fetch_row
+from app.incidents.filters import IncidentFilter
+from app.incidents.models import Incident
+from app.tiles import versions
+from app.tiles.sql import TILE_BOX, box_params, envelope, inside, iso, mvt, point, tile_params
+from app.tiles.tile import BUFFER, EXTENT, SRID_MERCATOR, WORLD_M, Tile, mercator_to_lonlat
+
+POINT_MIN_ZOOM = 10  # from here on, readers get one feature per incident ...
+MAX_TILE_POINTS = 5_000  # ... unless the tile holds more (~450 kB): then DENSE_CELLS
+CELLS = 16  # aggregate cells per tile side below POINT_MIN_ZOOM: 32 px on a 512 px tile
+DENSE_CELLS = 64  # cells per side for an over-full tile at a point zoom: 8 px
+# A viewer's cells are never smaller than the 16 x 16 grid of zoom 12 (611 m at the equator,
+# ~570 m in Vietnam): about the finest hot-spot cell (0.5 km) viewers may already ask for.
+VIEWER_MIN_CELL_M = 2 * WORLD_M / 2**12 / CELLS
+
+# The statements depend on the filter only: everything that depends on the tile is a bound
+# parameter, so a statement is built once per filter (an LRU) and a map panning with one filter
+# builds none (building a point tile's statement costs far more Python than PostgreSQL needs
+# for a small tile: docs/performance.md).
+# the aggregate grid: cell size (m), first and last column and row, and the cells' region
+CELL = bindparam("cell", type_=Float)
+IX0, IX1, IY0, IY1 = (bindparam(n, type_=Float) for n in ("ix0", "ix1", "iy0", "iy1"))
+REGION_BOX = box_params("rw", "rs", "re", "rn")
+CAP = bindparam("cap", type_=Integer)
+STATEMENT_CACHE = 128  # filters whose statements are kept (per kind)
+
+
+def incident_tile_statement(
+    filt: IncidentFilter, tile: Tile, *, aggregate_only: bool, cap: int
+) -> tuple[Select[Any], dict[str, Any]] | None:
+    """The statement and parameters that make an incidents tile (None: nothing to draw):
+    points at z >= POINT_MIN_ZOOM for readers (aggregates when the tile holds more than `cap`
+    incidents), aggregates below it and for viewers at every zoom."""
+    params = tile_params(tile)
+    if aggregate_only or tile.z < POINT_MIN_ZOOM:
+        min_cell_m = VIEWER_MIN_CELL_M if aggregate_only else 0.0
+        grid = grid_params(tile, CELLS, min_cell_m)
+        if grid is None:
+            return None
+        return _aggregates(filt, at_centre=aggregate_only), params | grid
+    grid = grid_params(tile, DENSE_CELLS, 0.0)
+    assert grid is not None  # cells no bigger than the tile: always drawn by it
+    return capped_points(filt), params | grid | {"cap": cap}
+
+
+async def incidents_tile(
+    *, session: AsyncSession, filt: IncidentFilter, tile: Tile, aggregate_only: bool
+) -> tuple[bytes, versions.Versions]:
+    """The incidents tile (see incident_tile_statement), MAX_TILE_POINTS at most, and the
+    layer versions read in the same statement, so in the same snapshot as the tile: a version
+    never names data older or newer than the tile sent with it.
+
+    Run without parallel workers (fetch_row): on 2 cores, starting and feeding them made busy
+    tiles slower than the same plan run by the leader alone (docs/decisions.md)."""
+    made = incident_tile_statement(filt, tile, aggregate_only=aggregate_only, cap=MAX_TILE_POINTS)
+    conn = await session.connection()
+    if made is None:
+        return b"", await versions.read(session=session)
+    stmt, params = made
+    row = await fetch_row(conn, _driver_statement(stmt, conn.dialect, frozenset(params)), params)
+    assert row is not None  # one row, always
+    return (bytes(row[0]) if row[0] else b""), versions.parse(row[1])
+
+
+@lru_cache(maxsize=3 * STATEMENT_CACHE)
+def _driver_statement(
+    stmt: Select[Any], dialect: Dialect, names: frozenset[str]
+) -> DriverStatement:
+    """The tile statement with the layer versions beside it, compiled once per filter and kind,
+    to run on the driver connection (app/db.py)."""
+    return DriverStatement(
+        select(stmt.scalar_subquery(), versions.VERSIONS_JSON), dialect, dict.fromkeys(names)
+    )
+
+
+def _point_rows(source: Any) -> Select[Any]:
+    """The point features of incidents (columns of `source`) in tile coordinates."""
+    c = source.c
+    return select(
+        point(c.geom).label("geom"),
+        cast(c.id, Text).label("id"),
+        c.category,
+        c.severity,
+        c.status,
+        iso(c.occurred_at).label("occurred_at"),
+        literal(False, Boolean).label("cluster"),
+    )
+
+
+def _matching(filt: IncidentFilter) -> Select[Any]:
+    i = Incident
+    columns: list[Any] = [i.geom, i.id, i.category, i.severity, i.status, i.occurred_at]
+    return select(*columns).where(*filt.conditions(), *inside(i.geom, TILE_BOX))
+
+
+@lru_cache(maxsize=STATEMENT_CACHE)
+def capped_points(filt: IncidentFilter) -> Select[Any]:
+    """The points tile, or the dense aggregates when the tile holds more than CAP incidents,
+    in one statement: at most CAP + 1 matching rows are read (raw columns only) to decide;
+    only the branch taken is evaluated (each is an InitPlan that runs when the CASE reaches
+    it), so no feature is projected for nothing and no request costs a second round trip."""
+    cand = _matching(filt).limit(CAP + 1).cte("cand").prefix_with("MATERIALIZED")
+    empty = literal(b"", LargeBinary)
+    points = func.coalesce(mvt(_point_rows(cand), "incidents").scalar_subquery(), empty)
+    dense = func.coalesce(_aggregates(filt, at_centre=False).scalar_subquery(), empty)
+    n = select(func.count()).select_from(cand).scalar_subquery()
+    return select(case((n <= CAP, points), else_=dense))
+
+
+def _mercator_x(lon: Any) -> ColumnElement[Any]:
+    return cast(lon, Float) * (WORLD_M / 180)
+
+
+def _mercator_y(lat: Any) -> ColumnElement[Any]:
+    return func.ln(func.tan(math.pi / 4 + func.radians(lat) / 2)) * (WORLD_M / math.pi)
+
+
+def grid_params(tile: Tile, cells: int, min_cell_m: float) -> dict[str, Any] | None:
+    """The values of the aggregate grid's parameters for a tile: `cells` x `cells` cells, none
+    smaller than `min_cell_m`; None when the tile does not draw its cell.
+
+    Cells are anchored at the world's north-west corner, so the cells of a tile lie inside it;
+    when a viewer's minimum cell is larger than the tile, the cell containing the tile is
+    counted whole and drawn only by the one tile whose corner is its centre."""
+    cell = max(tile.width_m / cells, min_cell_m)
+    if cell > tile.width_m * 1.5:
+        # the tile lies inside one cell, k x k tiles wide: only the tile whose north-west
+        # corner is the cell's centre draws it (decided in integers: no rounding at edges)
+        k = round(cell / tile.width_m)
+        if tile.x % k != k // 2 or tile.y % k != k // 2:
+            return None
+    xmin, ymin, xmax, ymax = tile.mercator()
+    eps = 1e-9
+    ix0 = math.floor((xmin + WORLD_M) / cell + eps)
+    ix1 = math.ceil((xmax + WORLD_M) / cell - eps) - 1
+    iy0 = math.floor((WORLD_M - ymax) / cell + eps)
+    iy1 = math.ceil((WORLD_M - ymin) / cell - eps) - 1
+    region = (
+        -WORLD_M + ix0 * cell,
+        WORLD_M - (iy1 + 1) * cell,
+        -WORLD_M + (ix1 + 1) * cell,
+        WORLD_M - iy0 * cell,
+    )
+    rw, rs, re, rn = mercator_to_lonlat(region)
+    return {
+        "cell": cell,
+        "ix0": float(ix0),
+        "ix1": float(ix1),
+        "iy0": float(iy0),
+        "iy1": float(iy1),
+        "rw": rw,
+        "rs": rs,
+        "re": re,
+        "rn": rn,
+    }
+
+
+@lru_cache(maxsize=STATEMENT_CACHE)
+def _aggregates(filt: IncidentFilter, *, at_centre: bool) -> Select[Any]:
+    """One point per grid cell (grid_params) holding matching incidents: `count`,
+    `severity_max`, `category` (the most frequent), `cluster` = true; at the cell's centre
+    (`at_centre`, for viewers: no incident position leaks) or at the mean position of its
+    incidents."""
+    i = Incident
+    mx, my = _mercator_x(func.ST_X(i.geom)), _mercator_y(func.ST_Y(i.geom))
+    # the clamp keeps a point that rounding puts a hair past the region's edge in its cell
+    points = (
+        select(
+            mx.label("mx"),
+            my.label("my"),
+            func.least(func.greatest(func.floor((mx + WORLD_M) / CELL), IX0), IX1).label("cx"),
+            func.least(func.greatest(func.floor((WORLD_M - my) / CELL), IY0), IY1).label("cy"),
+            i.category,
+            i.severity,
+        )
+        .where(*filt.conditions(), *inside(i.geom, REGION_BOX))
+        .subquery("p")
+    )
+    p = points.c
+    grouped = (
+        select(
+            p.cx,
+            p.cy,
+            func.count().label("count"),
+            func.max(p.severity).label("severity_max"),
+            func.mode().within_group(p.category).label("category"),
+            func.avg(p.mx).label("ax"),
+            func.avg(p.my).label("ay"),
+        )
+        .group_by(p.cx, p.cy)
+        .subquery("g")
+    )
+    g = grouped.c
+    if at_centre:
+        px = -WORLD_M + (g.cx + 0.5) * CELL
+        py = WORLD_M - (g.cy + 0.5) * CELL
+    else:
+        px, py = g.ax, g.ay
+    position = func.ST_SetSRID(func.ST_MakePoint(px, py), SRID_MERCATOR)
+    rows = select(
+        func.ST_AsMVTGeom(position, envelope(), EXTENT, BUFFER, True).label("geom"),
+        g.count,
+        g.severity_max,
+        g.category,
+        literal(True, Boolean).label("cluster"),
+    )
+    return mvt(rows, "incidents")

@@ -1,0 +1,256 @@
+"""The tile layers, one record each: what a layer's version is made of, how one of its tiles is
+made, what its TileJSON and its routes say, and what a request may ask of it.
+
+app/tiles/routes.py serves every layer here through the same two handlers; a new layer is one
+more entry in LAYERS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.incidents.filters import IncidentFilter
+from app.tiles import hotspots, incidents, reference, versions
+from app.tiles.hotspots import HotspotCache
+from app.tiles.tile import Tile
+from app.tiles.tilejson import Extent, LayerInfo
+
+# the parameters of GET /incidents that the incident layers take (carried into their TileJSON)
+INCIDENT_FILTERS = (
+    "datetime",
+    "category",
+    "status",
+    "severity_min",
+    "jurisdiction",
+    "border_km_max",
+    "bbox",
+)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What one request asks of a layer besides the tile: `key` is everything besides the data
+    and the tile that decides the body (it goes into the ETag); the rest is what the layer's
+    tile needs."""
+
+    key: tuple[Hashable, ...] = ()
+    filt: IncidentFilter | None = None
+    aggregate_only: bool = False  # viewers: aggregates only
+    home: str = ""  # the home country (hot spots)
+    level: str | None = None  # jurisdictions: one level only
+    grids: HotspotCache | None = field(default=None, compare=False)
+
+    @property
+    def view(self) -> str:
+        """What, besides the data, decides an incident layer's content for this principal."""
+        if self.filt is None:
+            return ""
+        return versions.incident_view(self.filt, aggregate_only=self.aggregate_only, home=self.home)
+
+
+# the tile, given the version read before it
+Make = Callable[[AsyncSession, Ask, Tile, str], Awaitable[bytes]]
+# the tile and the versions read in the same statement
+Snapshot = Callable[[AsyncSession, Ask, Tile], Awaitable[tuple[bytes, versions.Versions]]]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A tile layer (its MVT layer inside each tile has the same name)."""
+
+    name: str
+    info: LayerInfo
+    depends: tuple[str, ...]  # the change counters of the data it is made of
+    extent: Extent  # where its TileJSON bounds come from
+    summary: str  # of the tile route
+    doc: str  # of the tile route: the properties
+    tilejson_summary: str
+    tilejson_doc: str
+    make: Make | None = None
+    snapshot: Snapshot | None = None  # instead of make: the tile names its version exactly
+    incident_filters: bool = False  # takes the filters of GET /incidents (and needs a key)
+    params: tuple[str, ...] = ()  # its own query parameters, carried into its TileJSON
+
+    @property
+    def carried(self) -> tuple[str, ...]:
+        """The query parameters its TileJSON's template carries over."""
+        return (INCIDENT_FILTERS if self.incident_filters else ()) + self.params
+
+    def version(self, found: versions.Versions, ask: Ask) -> str:
+        """Its version token for this request."""
+        return versions.token(self.depends, found, ask.view)
+
+
+def _filter(ask: Ask) -> IncidentFilter:
+    assert ask.filt is not None  # the incident layers' requests always carry one
+    return ask.filt
+
+
+async def _incidents(
+    session: AsyncSession, ask: Ask, tile: Tile
+) -> tuple[bytes, versions.Versions]:
+    return await incidents.incidents_tile(
+        session=session, filt=_filter(ask), tile=tile, aggregate_only=ask.aggregate_only
+    )
+
+
+async def _hotspots(session: AsyncSession, ask: Ask, tile: Tile, version: str) -> bytes:
+    assert ask.grids is not None  # made at start-up (app/main.py)
+    filt = _filter(ask)
+    grid = await ask.grids.get((filt, version), session, filt, ask.home)
+    return await hotspots.hotspots_tile(session=session, grid=grid, tile=tile)
+
+
+async def _jurisdictions(session: AsyncSession, ask: Ask, tile: Tile, _version: str) -> bytes:
+    return await reference.jurisdictions_tile(session=session, tile=tile, level=ask.level)
+
+
+async def _borders(session: AsyncSession, _ask: Ask, tile: Tile, _version: str) -> bytes:
+    return await reference.borders_tile(session=session, tile=tile)
+
+
+async def _border_posts(session: AsyncSession, _ask: Ask, tile: Tile, _version: str) -> bytes:
+    return await reference.border_posts_tile(session=session, tile=tile)
+
+
+# incidents and hot spots may sit offshore, within 12 nautical miles of a province
+OFFSHORE_DEG = 0.25
+
+LAYERS: dict[str, Layer] = {
+    layer.name: layer
+    for layer in (
+        Layer(
+            name="incidents",
+            info=LayerInfo(
+                "Incidents: one point per incident from zoom 10 (readers), aggregated below it"
+                " and for viewer keys (`cluster` = true)",
+                0,
+                16,
+                {
+                    "id": "String: incident UUID (points only)",
+                    "category": "String: category code; for an aggregate the most frequent",
+                    "severity": "Number: 1 to 5 (points only)",
+                    "status": "String: lifecycle status (points only)",
+                    "occurred_at": "String: ISO 8601 time (points only)",
+                    "count": "Number: incidents in the aggregate (aggregates only)",
+                    "severity_max": "Number: highest severity in the aggregate (aggregates only)",
+                    "cluster": "Boolean: true for an aggregate, false for an incident",
+                },
+            ),
+            depends=("incidents", "jurisdictions"),  # scopes follow the boundaries too
+            extent=Extent("jurisdiction", OFFSHORE_DEG),
+            summary="Incidents vector tile: points from zoom 10, aggregates below (viewers:"
+            " always)",
+            doc="Layer `incidents`: `id`, `category`, `severity`, `status`, `occurred_at`,"
+            " `cluster` (false) per incident; aggregates carry `count`, `severity_max`,"
+            " `category`, `cluster` (true).",
+            tilejson_summary="TileJSON of the incidents layer (filters carried over)",
+            tilejson_doc="TileJSON 3.0.0; its tile URL carries `v` (the version) and the"
+            " filters given here.",
+            snapshot=_incidents,
+            incident_filters=True,
+        ),
+        Layer(
+            name="jurisdictions",
+            info=LayerInfo(
+                "Countries and provinces (newest boundary of each code)",
+                0,
+                12,
+                {
+                    "code": "String: ISO 3166 code",
+                    "name": "String",
+                    "name_local": "String",
+                    "level": "String: country or province",
+                    "country": "String: ISO 3166-1 alpha-3",
+                    "parent_code": "String",
+                },
+            ),
+            depends=("jurisdictions",),
+            extent=Extent("jurisdiction"),
+            summary="Jurisdictions vector tile: countries and provinces with a `level` property",
+            doc="Layer `jurisdictions`: polygons simplified to the zoom; `code`, `name`,"
+            " `name_local`, `level`, `country`, `parent_code`.",
+            tilejson_summary="TileJSON of the jurisdictions layer",
+            tilejson_doc="TileJSON 3.0.0 (countries and provinces; `level` carried over).",
+            make=_jurisdictions,
+            params=("level",),
+        ),
+        Layer(
+            name="borders",
+            info=LayerInfo(
+                "National border segments per country pair",
+                0,
+                12,
+                {
+                    "code": "String: e.g. VNM-LAO",
+                    "country_a": "String",
+                    "country_b": "String",
+                    "length_km": "Number",
+                },
+            ),
+            depends=("borders",),
+            extent=Extent("border_segment"),
+            summary="National border segments vector tile",
+            doc="Layer `borders`: lines simplified to the zoom; `code`, `country_a`,"
+            " `country_b`, `length_km`.",
+            tilejson_summary="TileJSON of the national borders layer",
+            tilejson_doc="TileJSON 3.0.0.",
+            make=_borders,
+        ),
+        Layer(
+            name="border_posts",
+            info=LayerInfo(
+                "Border gates, border-guard stations, police, customs and coast-guard posts",
+                0,
+                14,
+                {
+                    "code": "String",
+                    "name": "String",
+                    "name_local": "String",
+                    "kind": "String",
+                    "agency": "String",
+                    "border": "String: border segment code",
+                    "province_code": "String",
+                    "position_approximate": "Boolean",
+                },
+            ),
+            depends=("border_posts",),
+            extent=Extent("border_post"),
+            summary="Border posts vector tile",
+            doc="Layer `border_posts`: points; `code`, `name`, `name_local`, `kind`, `agency`,"
+            " `border`, `province_code`, `position_approximate`.",
+            tilejson_summary="TileJSON of the border posts layer",
+            tilejson_doc="TileJSON 3.0.0.",
+            make=_border_posts,
+        ),
+        Layer(
+            name="hotspots",
+            info=LayerInfo(
+                f"Getis-Ord Gi* hot and cold spots: {hotspots.CELL_KM:g} km hexagons over the"
+                " border zone (the defaults of /analysis/hotspots)",
+                5,
+                12,
+                {
+                    "count": "Number: matching incidents in the cell",
+                    "gi_z": "Number: Gi* z-score",
+                    "gi_p": "Number: two-sided p-value",
+                    "bin": "Number: +3/+2/+1 hot (99/95/90 %), 0, -1/-2/-3 cold",
+                },
+            ),
+            depends=("incidents", "jurisdictions", "borders"),
+            extent=Extent("jurisdiction", OFFSHORE_DEG),
+            summary="Hot-spot vector tile: Gi* hexagons (5 km, border zone) with count, gi_z, bin",
+            doc="Layer `hotspots`: the cells of GET /analysis/hotspots (default parameters)"
+            " reaching into the tile; the grid is computed once per filter and version in each"
+            " process.",
+            tilejson_summary="TileJSON of the hot-spot layer (filters carried over)",
+            tilejson_doc="TileJSON 3.0.0 of the Gi* grid for the default parameters of"
+            " /analysis/hotspots.",
+            make=_hotspots,
+            incident_filters=True,
+        ),
+    )
+}

@@ -1,0 +1,61 @@
+"""Layer versions: the change counters (table `layer_version`, kept by triggers) that key tile
+URLs and ETags. See docs/tiles.md, "Caching and freshness"."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, literal_column, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import DriverStatement, fetch_row
+from app.incidents.filters import IncidentFilter
+
+Versions = dict[str, tuple[int, str]]  # counter name -> (change counter, database epoch)
+
+# every counter and epoch as one JSON value: read alone, or beside a tile in the tile's statement
+# (one snapshot)
+VERSIONS_JSON: ColumnElement[Any] = literal_column(
+    "(SELECT json_object_agg(layer, json_build_array(version, epoch)) FROM layer_version)"
+)
+
+
+@lru_cache(maxsize=4)
+def _statement(dialect: Dialect) -> DriverStatement:
+    return DriverStatement(select(VERSIONS_JSON), dialect, {})
+
+
+async def read(*, session: AsyncSession) -> Versions:
+    """Each counter and its database epoch (one tiny query, on the driver connection: a 304
+    answered from it costs no transaction)."""
+    conn = await session.connection()
+    row = await fetch_row(conn, _statement(conn.dialect), {})
+    assert row is not None  # one row, always
+    return parse(row[0])
+
+
+def parse(value: Any) -> Versions:
+    """The VERSIONS_JSON value as a dict."""
+    data = orjson.loads(value) if isinstance(value, str | bytes) else (value or {})
+    return {str(k): (int(v[0]), str(v[1])) for k, v in data.items()}
+
+
+def token(depends: tuple[str, ...], versions: Versions, view: str = "") -> str:
+    """The version token of a layer made of the `depends` counters: epoch, those counters, and
+    for incident layers a short tag of the viewer's scope (what a key may see can change without
+    any data change, e.g. the cooperation distance)."""
+    epoch = versions[depends[0]][1]
+    out = "-".join([epoch, *(str(versions[d][0]) for d in depends)])
+    if view:
+        out += "-" + hashlib.sha256(view.encode()).hexdigest()[:6]
+    return out
+
+
+def incident_view(filt: IncidentFilter, *, aggregate_only: bool, home: str = "") -> str:
+    """What, besides the data, decides an incident layer's content for this principal."""
+    s = filt.scope
+    return f"{s.code}|{s.distance_m}|{int(aggregate_only)}|{home}"
