@@ -27,8 +27,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from app.config import Settings, async_url
 from app.errors import CONNECTION_LOST, DATABASE_DOWN, Unavailable, database_failure
-
-SRID_WGS84 = 4326
+from app.geo.spatial import SRID_UTM48N, SRID_WEB_MERCATOR, SRID_WGS84
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -46,11 +45,11 @@ class Base(DeclarativeBase):
 
 
 # Run once on every new connection: a backend's first ST_Transform loads PROJ's database for
-# the pair of SRIDs (~16–20 ms each time here, against 0.2 ms afterwards); done at connect, no
-# request pays it. 3857: tiles; 32648: hot spots, clusters (EPSG:32648, WGS 84 / UTM 48N).
+# the pair of SRIDs, many times the cost of the transforms after it (docs/performance.md);
+# done at connect, no request pays it. Web Mercator: tiles; UTM 48N: hot spots, clusters.
 WARM_SQL = (
-    "SELECT ST_Transform(p, 3857), ST_Transform(p, 32648)"
-    " FROM ST_SetSRID(ST_MakePoint(105, 16), 4326) AS p"
+    f"SELECT ST_Transform(p, {SRID_WEB_MERCATOR}), ST_Transform(p, {SRID_UTM48N})"
+    f" FROM ST_SetSRID(ST_MakePoint(105, 16), {SRID_WGS84}) AS p"
 )
 
 
@@ -63,10 +62,10 @@ def _warm(dbapi_connection: Any, _record: Any) -> None:
 # A connection back from the pool is checked with one round trip only when it has been idle
 # this long, or when it was last returned before a database failure was seen (PoolCheck).
 # SQLAlchemy's own pre-ping checks every checkout, in a transaction of its own (BEGIN, ping,
-# ROLLBACK): ~1.1 ms of CPU and ~1.9 ms per request here, more than a small tile costs
-# PostgreSQL. A connection lost while in steady use fails its statement instead: that request
-# answers 503 (app/errors.py), the connection is dropped, and every other one is checked before
-# its next use. See docs/decisions.md.
+# ROLLBACK): more per request than a small tile costs PostgreSQL (docs/performance.md). A
+# connection lost while in steady use fails its statement instead: that request answers 503
+# (app/errors.py), the connection is dropped, and every other one is checked before its next
+# use. See docs/decisions.md.
 IDLE_PING_S = 10.0
 # How long a request waits for a free connection when all are in use before it answers 503
 # (SQLAlchemy's default is 30 s).
@@ -133,9 +132,9 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         async_url(url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        # the most recently returned connection first: a few hot backends serve a steady load
-        # (a z12 tile took 29–31 ms instead of 39 ms when requests cycled through all 20), and
-        # the rest stay idle until a burst needs them
+        # the most recently returned connection first: a few hot backends (warm caches) serve
+        # a steady load faster than all of them in turn (docs/performance.md), and the rest
+        # stay idle until a burst needs them
         pool_use_lifo=True,
         pool_timeout=POOL_TIMEOUT_S,
         connect_args={
@@ -144,10 +143,10 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
                 "application_name": "borderwatch",
                 "TimeZone": "UTC",
                 # asyncpg prepares every statement; a generic plan (after 5 runs) cannot see
-                # the bbox or time values and picks plans that are 10x slower for lists
+                # the bbox or time values and picks far slower plans for lists
                 "plan_cache_mode": "force_custom_plan",
-                # JIT compiled the hot-spot count for 2 s of a 6 s query, and our statements
-                # are short or dominated by PostGIS calls JIT cannot speed up
+                # JIT compiling costs the hot-spot count a third of its time, and our
+                # statements are short or dominated by PostGIS calls JIT cannot speed up
                 "jit": "off",
             },
             "timeout": 10,
@@ -164,7 +163,7 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
 async def fill_pool(engine: AsyncEngine, size: int) -> None:
     """Open `size` connections at once and hand them back to the pool, so that the first burst
     of requests (a map asks for a dozen tiles at once) finds them ready instead of each making
-    its own (~25 ms: connect, backend start, WARM_SQL)."""
+    its own (connect, backend start, WARM_SQL)."""
     stack = AsyncExitStack()
     async with stack:
         for _ in range(size):
@@ -176,7 +175,8 @@ class DriverStatement:
     run on the asyncpg connection directly with the values that change per call.
 
     For a small statement run very often (a map tile): each execution through SQLAlchemy costs
-    ~0.4 ms of CPU (cache key, execution context, cursor), and asyncpg's `fetchrow` asks
+    CPU (cache key, execution context, cursor) comparable to the tile itself, and asyncpg's
+    `fetchrow` asks
     PostgreSQL for one row, which runs the plan without parallel workers (a portal that may be
     suspended never starts them), so no `SET LOCAL` round trip is needed to keep them away
     (docs/decisions.md). Lists in IN (…) are expanded once, from the statement's own values.

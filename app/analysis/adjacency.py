@@ -175,7 +175,7 @@ async def cross_boundary(
     )
     # the shared lines cut into pieces of at most ~20 km: a whole line's box can span a
     # province and hold tens of thousands of incidents, each then measured against the whole
-    # line (over 30 s for the 143 province pairs at 1 M incidents); near a piece = near the line
+    # line; near a piece = near the line
     piece = func.ST_Subdivide(
         func.geometry(func.ST_Segmentize(func.geography(pairs.c.line), PIECE_SEGMENT_M)),
         PIECE_VERTICES,
@@ -185,8 +185,8 @@ async def cross_boundary(
     )
     # the incidents that may be near each piece (planar distance in degrees, index-assisted),
     # fenced (OFFSET) so that the test "in a or b" stays a filter on them: pushed down,
-    # PostgreSQL ANDed the index scan with two GIN scans of the path index per piece (~25 000
-    # rows each, half of the statement's 17 s at 1 M incidents)
+    # PostgreSQL ANDs the index scan with two GIN scans of the path index per piece, which
+    # read far more rows than the spatial scan keeps (docs/decisions.md, "Near a line")
     radius_m = km * 1000
     near = (
         select(Incident.id, Incident.geom, Incident.jurisdiction_path)

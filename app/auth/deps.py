@@ -36,8 +36,8 @@ class RateLimiter:
 
     The sliding window counter (this window's count plus the previous one's, weighted by how
     much of it still overlaps) instead of the exact moving window: limits' in-memory moving
-    window keeps every request's timestamp and expires them in a worker thread, ~130 µs of CPU
-    per request at the tile limit against ~15 µs (docs/decisions.md)."""
+    window keeps every request's timestamp and expires them in a worker thread, several times
+    the CPU per request at the tile limit (docs/decisions.md)."""
 
     def __init__(self, spec: str) -> None:
         self.item = parse(spec) if spec else None

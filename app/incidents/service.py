@@ -63,8 +63,9 @@ def parse_if_match(header: str) -> int | None:
 
 # Statements on the write and read paths of one incident are built once (per scope where the
 # scope is part of them) and run on the session's connection (Core): SQLAlchemy memoizes a
-# statement's cache key on the statement object, and building the Feature statement per request
-# (an aliased post, the GeoJSON expression) cost ~1.5 ms of CPU, a fresh key ~0.5 ms more.
+# statement's cache key on the statement object, and building the Feature statement (an aliased
+# post, the GeoJSON expression) and its key per request costs more CPU than the rest of a
+# create (docs/performance.md).
 SET_CONTEXT = select(
     func.set_config("borderwatch.actor", bindparam("actor", type_=Text), True),
     func.set_config("borderwatch.action", bindparam("action", type_=Text), True),
@@ -487,8 +488,8 @@ async def stream_page(
     large strings instead of a thousand small ones."""
     stmt = _page_statement(filt, limit, chunk, cursor is not None)
     params = {} if cursor is None else {"cursor_at": cursor.occurred_at, "cursor_id": cursor.id}
-    # one round trip: a page is at most 10 000 rows (~6 MB of text), which is
-    # measurably faster than a server-side cursor; the export streams through a cursor instead
+    # one round trip: a page is at most 10 000 rows, and one result is faster than a
+    # server-side cursor for that (docs/performance.md); the export streams through a cursor
     result = await (await session.connection()).execute(stmt, params)
     emitted = False
     more = False

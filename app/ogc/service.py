@@ -40,7 +40,7 @@ from app.ogc.collections import INCIDENTS, Info, Source
 from app.ogc.params import ItemsQuery
 
 # above this, numberMatched is left out of a first page: matches scattered over the table cost
-# a heap visit each (88 880 in a 0.5° box at 1 M incidents: 650 ms, three times the page)
+# a heap visit each, and counting them costs more than the page (docs/performance.md)
 COUNT_CAP = 10_000
 
 
@@ -118,8 +118,8 @@ def page_statement(source: Source, query: ItemsQuery) -> Select[Any]:
             .subquery()
         )
     else:
-        # PostgreSQL would build the Feature of every row OFFSET skips (45 000 of them for a
-        # GIS client's 46th page: 4.4 s): page the ids first, then build only the page
+        # PostgreSQL would build the Feature of every row OFFSET skips (a GIS client's late
+        # pages skip tens of thousands): page the ids first, then build only the page
         keys = (
             select(source.id.label("k"), rn.label("rn"))
             .select_from(source.from_)
