@@ -1,4 +1,4 @@
-"""create_app(): routers, error handlers, engine lifespan."""
+"""create_app(): middleware, error handlers, the routers of app/api.py, engine lifespan."""
 
 from __future__ import annotations
 
@@ -12,31 +12,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import errors, openapi
-from app.analysis.adjacency_routes import router as adjacency_router
-from app.analysis.borderzone_routes import router as borderzone_router
-from app.analysis.hotspots_routes import router as hotspots_router
-from app.analysis.nearby_routes import router as nearby_router
-from app.analysis.stats_routes import router as stats_router
+from app import api, errors, openapi
 from app.auth.deps import FailedAuthLimiter, RateLimiter
-from app.auth.routes import router as auth_router
 from app.bodies import body_middleware
-from app.borders.routes import router as borders_router
 from app.config import Settings, get_settings
 from app.db import create_engine, fill_pool, sessionmaker
 from app.headers import SecurityHeaders
-from app.health.routes import router as health_router
-from app.incidents.export_routes import router as export_router
-from app.incidents.import_routes import router as import_router
-from app.incidents.routes import router as incidents_router
-from app.jurisdictions.routes import router as jurisdictions_router
-from app.ogc.routes import router as ogc_router
-from app.posts.routes import router as posts_router
 from app.runtime import database_url
 from app.spool import SpoolDir, sweep
 from app.tiles.hotspots import HotspotCache
-from app.tiles.routes import router as tiles_router
-from app.web import routes as web
 
 log = logging.getLogger("borderwatch")
 
@@ -111,26 +95,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.sessionmaker = sessionmaker(engine)
     errors.install(app)
     openapi.install(app)
-    keyed = openapi.problems(*openapi.KEYED)  # in the OpenAPI document of every keyed route
-    # the busiest paths first: a request is matched against the routes in this order, and a
-    # map view asks for dozens of tiles at once
-    app.include_router(tiles_router, responses=keyed)
-    app.include_router(health_router)
-    app.include_router(auth_router, responses=keyed)
-    app.include_router(jurisdictions_router, responses=keyed)
-    app.include_router(borders_router, responses=keyed)
-    app.include_router(posts_router, responses=keyed)
-    app.include_router(adjacency_router, responses=keyed)
-    app.include_router(hotspots_router, responses=keyed)
-    app.include_router(stats_router, responses=keyed)
-    app.include_router(borderzone_router, responses=keyed)
-    # fixed paths under /incidents/ go before /incidents/{incident_id}
-    app.include_router(nearby_router, responses=keyed)
-    app.include_router(import_router, responses=keyed)
-    app.include_router(export_router, responses=keyed)
-    app.include_router(incidents_router, responses=keyed)
-    app.include_router(ogc_router, responses=keyed)
-    web.mount(app)
+    api.include(app)
     # outermost: every response gets the headers, the middleware's own answers included
     app.add_middleware(SecurityHeaders, settings=settings)
     return app

@@ -51,7 +51,7 @@ class _Captured(Exception):
 
 def nearby_sql(lon: float, lat: float, radius_m: float, limit: int) -> str:
     """The SQL of GET /incidents/nearby for a national principal."""
-    from app.analysis import nearby
+    from app.incidents import nearby
 
     cap = _Capture()
     call = nearby.nearby(

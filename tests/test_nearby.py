@@ -145,6 +145,14 @@ async def test_nearest_posts(client: httpx.AsyncClient, session: AsyncSession) -
     assert (
         await client.get("/border-posts/nearest", params={"lon": lon, "lat": lat, "k": 0})
     ).status_code == 422
+    # the same Features as /border-posts (counterpart and source included), plus distance_m
+    listed = {f["id"]: f for f in (await client.get("/border-posts")).json()["features"]}
+    for f in feats:
+        props = dict(f["properties"])
+        del props["distance_m"]
+        assert props == listed[f["id"]]["properties"]
+        assert f["geometry"] == listed[f["id"]]["geometry"]
+        assert {"counterpart", "source"} <= props.keys()
 
 
 async def test_plan_uses_the_index_at_100k(session: AsyncSession) -> None:
@@ -162,8 +170,8 @@ async def test_plan_uses_the_index_at_100k(session: AsyncSession) -> None:
     )
     await session.execute(text("SELECT set_config('borderwatch.bulk', '', true)"))
     await session.execute(text("ANALYZE incident"))
-    from app.analysis import nearby
     from app.auth.scope import NATIONAL
+    from app.incidents import nearby
     from app.incidents.filters import IncidentFilter
 
     captured: dict[str, str] = {}

@@ -21,3 +21,5 @@ CountryCode = Annotated[
         description="ISO 3166-1 alpha-3 country code, e.g. VNM",
     ),
 ]
+Lat = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False, description="latitude")]
+Lon = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False, description="longitude")]

@@ -176,7 +176,7 @@ def _links(request: Request, next_cursor: Cursor | None) -> list[dict[str, str]]
 
 
 @router.get(
-    "/incidents/{incident_id}",
+    "/incidents/{incident_id:uuid}",
     response_class=GeoJSONResponse,
     summary="One incident as a GeoJSON Feature, with ETag",
     responses={200: _feature_doc("the incident"), **problems(403, 404)},
@@ -190,7 +190,7 @@ async def read_incident(incident_id: uuid.UUID, session: SessionDep, principal: 
 
 
 @router.patch(
-    "/incidents/{incident_id}",
+    "/incidents/{incident_id:uuid}",
     response_class=GeoJSONResponse,
     summary="Correct an incident (If-Match required; status follows the lifecycle)",
     responses={
@@ -234,7 +234,7 @@ async def patch_incident(
 
 
 @router.delete(
-    "/incidents/{incident_id}",
+    "/incidents/{incident_id:uuid}",
     status_code=204,
     summary="Soft-delete (kept in the history)",
     responses=problems(403, 404, 412),
@@ -254,7 +254,7 @@ async def delete_incident(
 
 
 @router.get(
-    "/incidents/{incident_id}/history",
+    "/incidents/{incident_id:uuid}/history",
     summary="Every recorded change, oldest first",
     responses=problems(403, 404),
 )

@@ -1,4 +1,4 @@
-"""Border posts."""
+"""GET /border-posts and GET /border-posts/nearest."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from app.auth.deps import ReferenceReader
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
+from app.geo.params import Lat, Lon
 from app.posts import service
 
 router = APIRouter(tags=["border posts"])
@@ -34,3 +35,20 @@ async def list_border_posts(
     """Filter by kind, border segment and province."""
     body = await service.list_features(session=session, kind=kind, border=border, province=province)
     return GeoJSONResponse(body)
+
+
+@router.get(
+    "/border-posts/nearest",
+    response_class=GeoJSONResponse,
+    responses=DOC,
+    summary="The k nearest border posts with their geodesic distance",
+)
+async def nearest_posts(
+    session: SessionDep,
+    _: ReferenceReader,
+    lat: Lat,
+    lon: Lon,
+    k: Annotated[int, Query(ge=1, le=50)] = 5,
+) -> GeoJSONResponse:
+    """Nearest first, `distance_m` on the WGS 84 spheroid; the properties of /border-posts."""
+    return GeoJSONResponse(await service.nearest(session=session, lon=lon, lat=lat, k=k))

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.geo import geojson
+from app.geo import geojson, spatial
 from app.posts.models import BorderPost
 
 
@@ -57,11 +57,7 @@ async def list_features(
 ) -> bytes:
     """Border posts as a FeatureCollection, by border then name."""
     p = BorderPost
-    f = geojson.feature(
-        id_=p.code,
-        geom=p.geom,
-        properties=properties(),
-    )
+    f = geojson.feature(id_=p.code, geom=p.geom, properties=properties())
     stmt = select(f.label("f"), func.row_number().over(order_by=(p.border, p.name)).label("ord"))
     if kind:
         stmt = stmt.where(p.kind == kind)
@@ -69,6 +65,31 @@ async def list_features(
         stmt = stmt.where(p.border == border)
     if province:
         stmt = stmt.where(p.province_code == province)
+    return await geojson.collection(session, stmt)
+
+
+async def nearest(*, session: AsyncSession, lon: float, lat: float, k: int) -> bytes:
+    """The k nearest border posts (the Features of list_features) with their geodesic distance
+    `distance_m`, nearest first, as a FeatureCollection."""
+    p = BorderPost
+    here = func.geography(spatial.point(lon, lat))
+    distance = func.ST_Distance(func.geography(p.geom), here)
+    # the sphere KNN (GiST on geom::geography) picks candidates; the spheroid distance orders
+    # them (a few extra rows absorb the sphere/spheroid difference)
+    candidates = (
+        select(p.id, p.code, distance.label("d"))
+        .order_by(func.geography(p.geom).op("<->")(here))
+        .limit(k * 2 + 4)
+        .subquery()
+    )
+    top = select(candidates).order_by(candidates.c.d, candidates.c.code).limit(k).subquery()
+    f = geojson.feature(
+        id_=p.code,
+        geom=p.geom,
+        properties=properties() | {"distance_m": geojson.rounded(top.c.d, 1)},
+    )
+    order = func.row_number().over(order_by=(top.c.d, top.c.code))
+    stmt = select(f.label("f"), order.label("ord")).select_from(top).join(p, p.id == top.c.id)
     return await geojson.collection(session, stmt)
 
 
@@ -85,7 +106,7 @@ async def upsert(*, session: AsyncSession, records: list[PostRecord]) -> int:
             "province_code": r.province_code,
             "counterpart": r.counterpart,
             "position_approximate": r.position_approximate,
-            "geom": func.ST_SetSRID(func.ST_MakePoint(r.lon, r.lat), 4326),
+            "geom": spatial.point(r.lon, r.lat),
             "source": r.source,
         }
         stmt = insert(BorderPost).values(**values)

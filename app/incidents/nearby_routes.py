@@ -1,4 +1,4 @@
-"""GET /incidents/nearby and GET /border-posts/nearest (registered before /incidents/{id})."""
+"""GET /incidents/nearby: what happened within N metres of a point."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.analysis import nearby
-from app.auth.deps import Reader, ReferenceReader
+from app.auth.deps import Reader
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
+from app.geo.params import Lat, Lon
+from app.incidents import nearby
 from app.incidents.filters import FilterDep
 from app.openapi import problems
 
-router = APIRouter(tags=["analysis"])
-
-Lat = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False, description="latitude")]
-Lon = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False, description="longitude")]
+router = APIRouter(tags=["incidents"])
 
 
 @router.get(
@@ -39,20 +37,3 @@ async def incidents_nearby(
         session=session, filt=filt, lon=lon, lat=lat, radius_m=radius_m, limit=limit
     )
     return GeoJSONResponse(body)
-
-
-@router.get(
-    "/border-posts/nearest",
-    response_class=GeoJSONResponse,
-    responses=DOC,
-    summary="The k nearest border posts with their geodesic distance",
-)
-async def nearest_posts(
-    session: SessionDep,
-    _: ReferenceReader,
-    lat: Lat,
-    lon: Lon,
-    k: Annotated[int, Query(ge=1, le=50)] = 5,
-) -> GeoJSONResponse:
-    """Nearest first, `distance_m` on the WGS 84 spheroid."""
-    return GeoJSONResponse(await nearby.nearest_posts(session=session, lon=lon, lat=lat, k=k))
