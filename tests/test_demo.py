@@ -46,8 +46,15 @@ async def test_demo_load(session: AsyncSession) -> None:
         )
     )
     assert history.scalar_one() == 300
-    # the same seed again adds nothing
-    assert await demo.load(session=session, count=300, seed=11) == 0
+    # the same seed again adds nothing; both loads are in the audit log
+    assert await demo.load(session=session, count=300, seed=11, actor="cli:tester") == 0
+    audit = await session.execute(
+        text(
+            "SELECT actor, after->>'seed', after->>'written' FROM audit_event"
+            " WHERE action = 'demo_load' AND after->>'seed' = '11' ORDER BY id"
+        )
+    )
+    assert [tuple(r) for r in audit] == [("system", "11", "300"), ("cli:tester", "11", "0")]
 
 
 async def test_generation_shape(session: AsyncSession) -> None:

@@ -58,8 +58,19 @@ async def test_load_with_mapping_and_repair(
         country="VNM",
         parent_code="VN-44",
         source="test districts",
+        actor="cli:tester",
     )
     assert report.jurisdictions == 2
+    # the load records itself in the audit log, whoever calls it
+    audit = await session.execute(
+        text(
+            "SELECT actor, entity_type, entity_id, after->>'jurisdictions' FROM audit_event"
+            " WHERE action = 'geodata_load' AND entity_id LIKE '%districts%'"
+        )
+    )
+    assert [tuple(r) for r in audit] == [
+        ("cli:tester", "geodata", str(tmp_path / f"districts.{suffix}"), "2")
+    ]
     assert len(report.repaired) == 1 and "VN-44-BT" in report.repaired[0]
     assert "Self-intersection" in report.repaired[0]
     rows = (

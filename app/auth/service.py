@@ -81,6 +81,10 @@ def _public(p: Principal) -> dict[str, Any]:
     }
 
 
+# the actor recorded for work that no person or key started (tests, benchmarks, scripts)
+SYSTEM_ACTOR = "system"
+
+
 async def record(
     *,
     session: AsyncSession,

@@ -16,6 +16,7 @@ from shapely.geometry import MultiPolygon
 from sqlalchemy import delete, func, insert, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth import service as audit
 from app.auth.scope import clear_zones
 from app.borders import service as borders
 from app.config import PROJECT_ROOT, Settings
@@ -85,6 +86,18 @@ class LoadReport:
     adjacency_pairs: int = 0
     posts: int = 0
     incidents_rederived: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        """The report as the audit log keeps it."""
+        return {
+            "jurisdictions": self.jurisdictions,
+            "segments": self.segments,
+            "adjacency_pairs": self.adjacency_pairs,
+            "posts": self.posts,
+            "incidents_rederived": self.incidents_rederived,
+            "repaired": self.repaired,
+            "skipped": self.skipped,
+        }
 
 
 def _value(row: dict[str, Any], column: str | None) -> Any:
@@ -295,9 +308,14 @@ async def derive(
 
 
 async def load_default(
-    *, session: AsyncSession, settings: Settings, progress: Progress = _quiet
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    actor: str = audit.SYSTEM_ACTOR,
+    progress: Progress = _quiet,
 ) -> LoadReport:
-    """Load the bundled boundaries, border posts and corrections in one transaction."""
+    """Load the bundled boundaries, border posts and corrections in one transaction, and
+    record it in the audit log as `actor`'s."""
     progress(f"reading {DEFAULT_BOUNDARIES.name}")
     records, report = read_boundaries(DEFAULT_BOUNDARIES)
     progress(f"writing {len(records)} jurisdictions")
@@ -313,7 +331,15 @@ async def load_default(
     report.posts = await posts.upsert(session=session, records=read_posts(DEFAULT_POSTS))
     # posts arrived after the derivation: incidents need their nearest post again
     await session.execute(text("UPDATE incident SET geom = geom"))
+    await _audit(session, actor=actor, source="default", report=report)
     return report
+
+
+async def _audit(session: AsyncSession, *, actor: str, source: str, report: LoadReport) -> None:
+    await audit.record(
+        session=session, actor=actor, action="geodata_load", entity_type="geodata",
+        entity_id=source, after=report.as_dict(),
+    )  # fmt: skip
 
 
 async def load_file(
@@ -327,9 +353,11 @@ async def load_file(
     parent_code: str | None,
     source: str | None,
     layer: str | None = None,
+    actor: str = audit.SYSTEM_ACTOR,
     progress: Progress = _quiet,
 ) -> LoadReport:
-    """Load a user's boundary file (replacing same code + valid_from) and re-derive."""
+    """Load a user's boundary file (replacing same code + valid_from), re-derive, and record
+    it in the audit log as `actor`'s."""
     progress(f"reading {path.name}")
     records, report = read_boundaries(
         path,
@@ -351,4 +379,5 @@ async def load_file(
         corrections=read_corrections(DEFAULT_CORRECTIONS),
         progress=progress,
     )
+    await _audit(session, actor=actor, source=str(path), report=report)
     return report

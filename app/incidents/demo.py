@@ -22,6 +22,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth import service as audit
 from app.errors import InvalidInput
 from app.geo import spatial
 from app.incidents.models import STATUSES as INCIDENT_STATUSES
@@ -344,9 +345,11 @@ async def load(
     count: int = 3000,
     seed: int = 7,
     now: datetime | None = None,
+    actor: str = audit.SYSTEM_ACTOR,
     progress: Progress | None = None,
 ) -> int:
-    """Insert `count` demo incidents (idempotent per seed); returns how many were new."""
+    """Insert `count` demo incidents (idempotent per seed), record the load in the audit log
+    as `actor`'s, and return how many were new."""
     if count < 0 or count > 1_000_000:
         raise InvalidInput("demo count must be between 0 and 1 000 000")
     vietnam, neighbours, posts, borders = await _inputs(session)
@@ -359,7 +362,12 @@ async def load(
         borders=borders,
         now=(now or datetime.now(UTC)).replace(microsecond=0),
     )
-    return await write(session=session, rows=rows, progress=progress)
+    written = await write(session=session, rows=rows, progress=progress)
+    await audit.record(
+        session=session, actor=actor, action="demo_load", entity_type="incident",
+        entity_id=None, after={"count": count, "seed": seed, "written": written},
+    )  # fmt: skip
+    return written
 
 
 async def write(

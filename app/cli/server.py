@@ -1,0 +1,171 @@
+"""The embedded cluster (`db up / down / status`), `migrate`, and `serve` (what `make run`
+runs: database up, migrate, load defaults when empty, serve)."""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated
+
+import typer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import migrate
+from app.cli.common import console, run
+from app.cli.data import geodata_default, load_demo
+from app.cli.keys import local_admin_key
+from app.config import Settings, get_settings
+from app.db import create_engine, ensure_database, sessionmaker
+from app.embedded import ClusterError
+from app.incidents import demo
+from app.runtime import database_url, embedded_cluster
+
+db_app = typer.Typer(help="The embedded PostGIS cluster (used when DATABASE_URL is not set).")
+
+
+def db_start(settings: Settings) -> bool:
+    """Create and start the embedded cluster if needed; True when this call started it."""
+    if settings.database_url:
+        return False
+    cluster = embedded_cluster(settings)
+    if cluster.init():
+        console.print(f"created embedded PostGIS cluster in {cluster.pgdata}")
+    if cluster.running():
+        return False
+    cluster.start()
+    console.print(f"PostgreSQL listening on 127.0.0.1:{cluster.port}")
+    return True
+
+
+async def prepare(settings: Settings, *, with_demo: bool = True) -> None:
+    """Create the database if missing, migrate it, and load defaults + demo data when empty."""
+    url = database_url(settings)
+    if await ensure_database(url):
+        console.print("created database")
+    engine = create_engine(url, settings)
+    try:
+        await migrate.upgrade(engine)
+        await _load_if_empty(engine, settings, with_demo=with_demo)
+    finally:
+        await engine.dispose()
+
+
+async def _load_if_empty(engine: AsyncEngine, settings: Settings, *, with_demo: bool) -> None:
+    async with sessionmaker(engine)() as session, session.begin():
+        has_boundaries = (await session.execute(text("SELECT count(*) FROM jurisdiction"))).scalar()
+        if not has_boundaries:
+            await geodata_default(session, settings)
+        if with_demo and not await demo.count_incidents(session=session):
+            await load_demo(session, count=3000, seed=7)
+
+
+@db_app.command("up")
+def db_up() -> None:
+    """Create (first time) and start the embedded cluster, then create and migrate the database."""
+    settings = get_settings()
+    if settings.database_url:
+        console.print("DATABASE_URL is set: the embedded cluster is not used")
+        raise typer.Exit(0)
+    try:
+        db_start(settings)
+    except ClusterError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    run(prepare(settings, with_demo=False))
+
+
+@db_app.command("down")
+def db_down() -> None:
+    """Stop the embedded cluster (its data stays in the data directory)."""
+    cluster = embedded_cluster(get_settings())
+    cluster.stop()
+    console.print("embedded cluster stopped")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say where the database is and whether it is running."""
+    settings = get_settings()
+    if settings.database_url:
+        console.print("using DATABASE_URL (external server)")
+        return
+    cluster = embedded_cluster(settings)
+    state = "running" if cluster.running() else "stopped"
+    made = "initialised" if cluster.initialised() else "not created yet"
+    console.print(f"embedded cluster: {made}, {state}, data {cluster.pgdata}, port {cluster.port}")
+    if not cluster.running():
+        raise typer.Exit(3)
+
+
+def migrate_cmd(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="downgrade to the revision")] = False,
+) -> None:
+    """Apply (or with --down revert) Alembic migrations."""
+    settings = get_settings()
+
+    async def work() -> None:
+        url = database_url(settings)
+        await ensure_database(url)
+        engine = create_engine(url, settings)
+        try:
+            if down:
+                await migrate.downgrade(engine, revision)
+            else:
+                await migrate.upgrade(engine, revision)
+            console.print(f"database at revision {await migrate.current_revision(engine)}")
+        finally:
+            await engine.dispose()
+
+    run(work())
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="default: settings (127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="default: settings (8000)")] = None,
+    demo_data: Annotated[bool, typer.Option("--demo/--no-demo")] = True,
+) -> None:
+    """Start the database if embedded, migrate, load defaults when empty, and serve the API.
+
+    Ctrl-C stops the API and, when this command started it, the embedded cluster."""
+    import uvicorn
+
+    settings = get_settings()
+    try:
+        started = db_start(settings)
+    except ClusterError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    try:
+        run(prepare(settings, with_demo=demo_data))
+        bind_host, bind_port = host or settings.host, port or settings.port
+        base = f"http://{bind_host}:{bind_port}"
+        console.print(f"Borderwatch on {base}/  (API docs: {base}/docs)")
+        if settings.environment == "local":
+            key = run(local_admin_key(settings))
+            console.print(
+                "local admin key (new on every start; send it as 'Authorization: Bearer <key>'):"
+            )
+            print(key, flush=True)
+            console.print(f"dashboard sign-in link: {base}/#key={key}")
+        # uvicorn re-raises the signal that stopped it once it has shut down; turn SIGTERM
+        # into an exception too so the `finally` below still stops the embedded cluster
+        signal.signal(signal.SIGTERM, _terminate)
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            log_level="info",
+            proxy_headers=False,
+        )
+    finally:
+        if started:
+            # a second Ctrl-C while stopping must not leave the cluster running
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            embedded_cluster(settings).stop()
+            console.print("embedded cluster stopped")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
