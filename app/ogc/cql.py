@@ -30,11 +30,13 @@ from pygeofilter.parsers.cql2_text import parse as parse_text
 from shapely.geometry import shape
 from sqlalchemy import ColumnElement, and_, false, func, literal, not_, or_, true
 from sqlalchemy.types import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
     Float,
     Integer,
+    SmallInteger,
     String,
     Uuid,
 )
@@ -546,9 +548,9 @@ def coerce(q: Queryable, value: Any) -> Any:
             return _unquote(value)
     elif t == "integer":
         if isinstance(value, int) and not isinstance(value, bool):
-            return in_int32(value, q.title)
+            return in_range(value, q)
         if isinstance(value, float) and value.is_integer():
-            return in_int32(int(value), q.title)
+            return in_range(int(value), q)
     elif t == "number":
         if isinstance(value, int | float) and not isinstance(value, bool):
             if not math.isfinite(value):
@@ -584,16 +586,24 @@ def coerce(q: Queryable, value: Any) -> Any:
     )
 
 
-# every integer queryable is a PostgreSQL integer or smallint, and a value is bound as one
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+def integer_range(q: Queryable) -> tuple[int, int]:
+    """The values the queryable's column type holds (smallint, integer or bigint)."""
+    column_type = getattr(q.expr, "type", None)
+    bits = 32
+    if isinstance(column_type, SmallInteger):
+        bits = 16
+    elif isinstance(column_type, BigInteger):
+        bits = 64
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
-def in_int32(value: int, name: str, *, field: str = "filter") -> int:
-    """`value`, or InvalidInput when PostgreSQL's integer cannot hold it (the driver would
-    refuse to bind it: a 500 before this check)."""
-    if not INT32_MIN <= value <= INT32_MAX:
+def in_range(value: int, q: Queryable, *, field: str = "filter") -> int:
+    """`value`, or InvalidInput when the queryable's column type cannot hold it (the driver
+    would refuse to bind it: a 500 before this check)."""
+    low, high = integer_range(q)
+    if not low <= value <= high:
         raise InvalidInput(
-            f"'{name}' is a 32-bit integer: {str(value)[:30]} is outside {INT32_MIN}..{INT32_MAX}",
+            f"'{q.title}' is an integer from {low} to {high}; got {str(value)[:30]}",
             field=field,
         )
     return value

@@ -13,17 +13,26 @@ from typing import Any
 
 from app import openapi as shared
 from app.ogc.collections import Info, Source
+from app.ogc.cql import Queryable, integer_range
 from app.ogc.params import CRS84, DEFAULT_LIMIT, MAX_LIMIT, STANDARD, equality_names
 
 OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
 PARAM_TYPES = {
-    "integer": {"type": "integer", "format": "int32"},
+    "integer": {"type": "integer"},
     "number": {"type": "number"},
     "boolean": {"type": "boolean"},
     "datetime": {"type": "string", "format": "date-time"},
     "date": {"type": "string", "format": "date"},
     "uuid": {"type": "string", "format": "uuid"},
 }
+
+
+def _param_type(q: Queryable) -> dict[str, Any]:
+    """The schema of a `name=value` parameter (integers within their column's type)."""
+    if q.type == "integer":
+        low, high = integer_range(q)
+        return {"type": "integer", "minimum": low, "maximum": high}
+    return PARAM_TYPES.get(q.type, {"type": "string"})
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -189,7 +198,7 @@ def document(*, base: str, sources: list[tuple[Info, Source]]) -> dict[str, Any]
                 "in": "query",
                 "required": False,
                 "description": f"features whose {name} equals this value",
-                "schema": PARAM_TYPES.get(source.queryables[name].type, {"type": "string"}),
+                "schema": _param_type(source.queryables[name]),
             }
             for name in equality_names(source)
         ]

@@ -117,7 +117,7 @@ def equality_value(q: cql.Queryable, text: str, name: str) -> Any:
     """The typed value of a `name=value` parameter."""
     try:
         if q.type == "integer":
-            return cql.in_int32(int(text), name, field=name)
+            return cql.in_range(int(text), q, field=name)
         if q.type == "number":
             value = float(text)
             if not math.isfinite(value):
