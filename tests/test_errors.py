@@ -24,7 +24,7 @@ from app.errors import (
     STATEMENT_TIMEOUT,
     database_failure,
 )
-from app.incidents import service as incident_service
+from app.incidents import listing
 from app.main import create_app
 from conftest import app_client, make_key
 
@@ -176,7 +176,7 @@ async def test_failure_while_starting_a_streamed_list_is_503(
         raise _through_sqlalchemy(pg.CannotConnectNowError("the database system is starting up"))
         yield b""  # pragma: no cover - makes this an async generator
 
-    monkeypatch.setattr(incident_service, "stream_page", refused)
+    monkeypatch.setattr(listing, "stream_page", refused)
     r = await client.get("/incidents")
     assert r.status_code == 503, r.text
     assert r.headers["content-type"] == "application/problem+json"

@@ -18,7 +18,7 @@ from app.bodies import body_of
 from app.db import SessionDep
 from app.errors import InvalidInput, PreconditionRequired
 from app.geo.geojson import DOC, GEOJSON, GeoJSONResponse, response_doc
-from app.incidents import service
+from app.incidents import listing, service
 from app.incidents.filters import Cursor, FilterDep
 from app.incidents.schemas import IncidentIn, IncidentPatch, check_not_future, parse_incident
 from app.openapi import problems
@@ -143,9 +143,9 @@ async def list_incidents(
 ) -> StreamingResponse:
     """Stream the page; `links` carry `next` while more remain."""
     position = Cursor.decode(cursor) if cursor else None
-    matched = await service.count(session=session, filt=filt) if count else None
-    page = service.Page()
-    parts = service.stream_page(session=session, filt=filt, limit=limit, cursor=position, page=page)
+    matched = await listing.count(session=session, filt=filt) if count else None
+    page = listing.Page()
+    parts = listing.stream_page(session=session, filt=filt, limit=limit, cursor=position, page=page)
     # the page's one query runs now, before the 200 is sent: a database failure is a 503
     first = await anext(parts, b"")
 

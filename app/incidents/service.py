@@ -4,7 +4,6 @@ trigger records, in the same transaction."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NoReturn
@@ -16,12 +15,10 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
-    literal,
     select,
-    tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -29,7 +26,6 @@ from app.auth.scope import Scope
 from app.auth.service import Identity
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed
 from app.geo import geojson
-from app.incidents.filters import Cursor, IncidentFilter
 from app.incidents.models import Category, Incident, IncidentHistory
 from app.incidents.schemas import TRANSITIONS, IncidentIn, IncidentPatch
 from app.posts.models import BorderPost
@@ -457,96 +453,3 @@ async def categories(*, session: AsyncSession) -> list[dict[str, Any]]:
         )
     ).all()
     return [{"code": r[0], "name": r[1], "name_vi": r[2], "active": r[3]} for r in rows]
-
-
-async def count(*, session: AsyncSession, filt: IncidentFilter) -> int:
-    """How many incidents match."""
-    stmt = select(func.count()).select_from(Incident).where(*filt.conditions())
-    return int((await session.execute(stmt)).scalar_one())
-
-
-@dataclass
-class Page:
-    """State filled in while a page streams: how many rows, and where the next page starts."""
-
-    returned: int = 0
-    next_cursor: Cursor | None = None
-
-
-async def stream_page(
-    *,
-    session: AsyncSession,
-    filt: IncidentFilter,
-    limit: int,
-    cursor: Cursor | None,
-    page: Page,
-    chunk: int = 500,
-) -> AsyncIterator[bytes]:
-    """Feature texts of one page, comma-separated, newest first; fills `page` as it goes.
-
-    PostgreSQL joins the Features into one text per `chunk` rows, so Python handles a few
-    large strings instead of a thousand small ones."""
-    stmt = _page_statement(filt, limit, chunk, cursor is not None)
-    params = {} if cursor is None else {"cursor_at": cursor.occurred_at, "cursor_id": cursor.id}
-    # one round trip: a page is at most 10 000 rows, and one result is faster than a
-    # server-side cursor for that (docs/performance.md); the export streams through a cursor
-    result = await (await session.connection()).execute(stmt, params)
-    emitted = False
-    more = False
-    last: tuple[Any, Any] | None = None
-    for text_part, n, max_rn, last_at, last_ids in result:
-        if text_part:
-            yield (("," + text_part) if emitted else text_part).encode()
-            emitted = True
-        page.returned += int(n)
-        more = more or int(max_rn) > limit
-        if last_at is not None:
-            last = (last_at, last_ids[0])
-    if more and last is not None:
-        page.next_cursor = Cursor(last[0], last[1])
-
-
-# the page's keyset position, bound per request (the statement is built once per filter)
-AFTER_CURSOR = tuple_(Incident.occurred_at, Incident.id) < tuple_(
-    bindparam("cursor_at", type_=Incident.occurred_at.type),
-    bindparam("cursor_id", type_=Incident.id.type),
-)
-
-
-@lru_cache(maxsize=128)
-def _page_statement(filt: IncidentFilter, limit: int, chunk: int, paged: bool) -> Select[Any]:
-    """The page statement (see stream_page), after the cursor's position when `paged`."""
-    f, post = feature_expr()
-    i = Incident
-    rn = func.row_number().over(order_by=(i.occurred_at.desc(), i.id.desc()))
-    rows = (
-        select(
-            cast(f, Text).label("f"),
-            i.occurred_at,
-            i.id,
-            rn.label("rn"),
-            ((rn - 1) // chunk).label("grp"),
-        )
-        .select_from(i)
-        .outerjoin(post, post.id == i.nearest_post_id)
-        .where(*filt.conditions())
-        .order_by(i.occurred_at.desc(), i.id.desc())
-        .limit(limit + 1)
-    )
-    if paged:
-        rows = rows.where(AFTER_CURSOR)
-    sub = rows.subquery()
-    in_page = sub.c.rn <= limit
-    at_end = sub.c.rn == limit
-    stmt = (
-        select(
-            func.string_agg(sub.c.f, aggregate_order_by(literal(","), sub.c.rn)).filter(in_page),
-            func.count().filter(in_page),
-            func.max(sub.c.rn),
-            func.max(sub.c.occurred_at).filter(at_end),
-            func.array_agg(sub.c.id).filter(at_end),
-        )
-        .group_by(sub.c.grp)
-        .order_by(sub.c.grp)
-    )
-    return stmt
