@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI
 from app import openapi
 from app.analysis.adjacency_routes import router as adjacency_router
 from app.analysis.borderzone_routes import router as borderzone_router
+from app.analysis.clusters_routes import router as clusters_router
 from app.analysis.hotspots_routes import router as hotspots_router
 from app.analysis.stats_routes import router as stats_router
 from app.auth.routes import router as auth_router
@@ -36,6 +37,7 @@ ROUTERS: list[APIRouter] = [
     posts_router,
     adjacency_router,
     hotspots_router,
+    clusters_router,
     stats_router,
     borderzone_router,
     incidents_router,

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.analysis import hotspots
+from app.analysis import gistar, hotspots
 from app.auth.scope import NATIONAL
 from app.config import Settings
 from app.db import create_engine, sessionmaker
@@ -84,9 +84,9 @@ async def steps(url: str, cell_km: float, datetime: str | None, repeat: int) -> 
                 )
                 t = note("counts per cell (one statement, parallel)", t)
                 cells = grid.cells
-                z = hotspots.gi_star(counts, hotspots.hex_neighbours(cells))
-                p = hotspots.two_sided_p(z)
-                hotspots.confidence_bins(z, p, fdr=True)
+                z = gistar.gi_star(counts, gistar.hex_neighbours(cells))
+                p = gistar.two_sided_p(z)
+                gistar.confidence_bins(z, p, fdr=True)
                 note("Gi*, p-values, FDR bins (numpy)", t)
     finally:
         await engine.dispose()

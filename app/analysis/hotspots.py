@@ -1,14 +1,15 @@
-"""Hot spots (Getis-Ord Gi* on a hexagonal grid) and DBSCAN clusters of incidents.
+"""Hot spots: Getis-Ord Gi* of the incidents on a hexagonal grid over a study area.
 
 Everything metric happens in WGS 84 / UTM zone 48N (EPSG:32648): the zone's central meridian
 (105°E) runs through Vietnam, so within the country (102°E to 109.5°E) its scale factor stays
 between 0.9996 and 1.0026: lengths are true to 0.3 % and areas to 0.6 %, hexagons keep their
 shape, and PostGIS transforms to it fast (a registered SRID; a custom equal-area PROJ string is
-re-initialised on every call, ~140 µs per point). See docs/hotspots.md.
+re-initialised on every call). See docs/hotspots.md.
 
-The grid and the counts are made in PostgreSQL; Gi* is computed here with numpy (it needs the
-counts of all cells at once); the Features' geometries are GeoJSON text made by PostgreSQL and
-joined as text, never parsed.
+The grid and the counts are made in PostgreSQL; Gi* is computed with numpy
+(app/analysis/gistar.py: it needs the counts of all cells at once); the Features' geometries are
+GeoJSON text made by PostgreSQL and joined as text, never parsed. DBSCAN clusters:
+app/analysis/clusters.py.
 """
 
 from __future__ import annotations
@@ -38,21 +39,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.analysis import gistar
 from app.errors import InvalidInput
-from app.geo import geojson
+from app.geo.spatial import SRID_UTM48N
 from app.incidents.filters import IncidentFilter, parse_bbox
 from app.incidents.models import Incident
 
-SRID_METRIC = 32648  # WGS 84 / UTM zone 48N
 MIN_CELL_KM, MAX_CELL_KM = 0.5, 100.0
 MAX_CELLS = 50_000
 BORDER_ZONE_KM = 50.0
-BAND = 1.5  # neighbours: centres within BAND x the cell spacing (the 6 adjacent hexagons)
-# (bin, two-sided p threshold): 99 %, 95 %, 90 % confidence
-LEVELS = ((3, 0.01), (2, 0.05), (1, 0.10))
 BORDER_ZONE = "border-zone"
-MIN_EPS_M, MAX_EPS_M = 10.0, 50_000.0
-MIN_POINTS, MAX_POINTS = 2, 1000
 SQRT3 = math.sqrt(3.0)
 
 
@@ -96,15 +92,15 @@ HOME_CTE = """
 # Each query yields one polygonal geometry `g` in EPSG:32648 (possibly empty).
 BORDER_ZONE_SQL = f"""
     WITH {HOME_CTE}, zone AS (
-        SELECT ST_Buffer(ST_Transform(ST_Collect(s.geom), {SRID_METRIC}),
+        SELECT ST_Buffer(ST_Transform(ST_Collect(s.geom), {SRID_UTM48N}),
                          CAST(:zone_m AS float8), 'quad_segs=32') AS g
           FROM border_segment s
          WHERE s.country_a = :home OR s.country_b = :home
     )
-    SELECT ST_Intersection(zone.g, ST_Transform(home.geom, {SRID_METRIC})) AS g FROM zone, home
+    SELECT ST_Intersection(zone.g, ST_Transform(home.geom, {SRID_UTM48N})) AS g FROM zone, home
 """
 JURISDICTION_SQL = f"""
-    SELECT ST_Transform(geom, {SRID_METRIC}) AS g FROM jurisdiction WHERE code = :code
+    SELECT ST_Transform(geom, {SRID_UTM48N}) AS g FROM jurisdiction WHERE code = :code
     ORDER BY valid_from DESC NULLS LAST LIMIT 1
 """
 # the box is segmentized (0.01°) so that its edges stay parallels and meridians once projected
@@ -112,7 +108,7 @@ BBOX_SQL = f"""
     WITH {HOME_CTE}
     SELECT ST_Transform(ST_Intersection(
                ST_Segmentize(ST_MakeEnvelope(:x1, :y1, :x2, :y2, 4326), 0.01), home.geom),
-           {SRID_METRIC}) AS g
+           {SRID_UTM48N}) AS g
       FROM home
 """
 AREA_SQL = """
@@ -176,7 +172,7 @@ async def study_area(*, session: AsyncSession, area: str, home: str) -> StudyAre
 # hexagons near the area are generated. A cut cell also comes back as EWKB: the counting
 # statement tests the incidents of those cells (and only those) against it.
 CELLS_SQL = f"""
-    WITH study AS (SELECT ST_GeomFromWKB(:study, {SRID_METRIC}) AS g),
+    WITH study AS (SELECT ST_GeomFromWKB(:study, {SRID_UTM48N}) AS g),
     piece AS (SELECT p.g FROM study, ST_Subdivide(study.g, 64) AS p(g)),
     part AS (
         SELECT h.i, h.j,
@@ -198,7 +194,7 @@ CELLS_SQL = f"""
       FROM cell,
            ST_Transform(ST_SetSRID(ST_MakePoint(
                1.5 * CAST(:edge AS float8) * i,
-               CAST(:spacing AS float8) * (j + 0.5 * (abs(i) % 2))), {SRID_METRIC}), 4326) AS c
+               CAST(:spacing AS float8) * (j + 0.5 * (abs(i) % 2))), {SRID_UTM48N}), 4326) AS c
      ORDER BY i, j
 """
 # a clipped cell this close to the hexagon's area is the whole hexagon (floating-point slack of
@@ -321,12 +317,12 @@ async def cell_counts(
     One statement that PostgreSQL can run in parallel workers: each candidate incident (index
     prefilter on the area's box) is projected once and given its cell by arithmetic; only the
     incidents of cells cut by the area's edge are tested against the clipped cell (a small
-    polygon, passed as a parameter) — testing every incident against the whole area
-    (thousands of vertices) cost ~3 µs each, most of the time at 1 M incidents."""
+    polygon, passed as a parameter): testing every incident against the whole area
+    (thousands of vertices) took most of the time (docs/performance.md)."""
     edge = cell_km * 1000 / SQRT3
     i = Incident
     projected = _fenced(
-        select(func.ST_Transform(i.geom, SRID_METRIC).label("xy")).where(
+        select(func.ST_Transform(i.geom, SRID_UTM48N).label("xy")).where(
             *filt.conditions(),
             i.geom.op("&&")(func.ST_MakeEnvelope(*_padded(study.extent), 4326)),
         ),
@@ -351,7 +347,7 @@ async def cell_counts(
     edges = _fenced(
         select(arrays.c.i, arrays.c.j, func.ST_GeomFromEWKB(arrays.c.w).label("g")), "edges"
     )
-    point = func.ST_SetSRID(func.ST_MakePoint(indexed.c.x, indexed.c.y), SRID_METRIC)
+    point = func.ST_SetSRID(func.ST_MakePoint(indexed.c.x, indexed.c.y), SRID_UTM48N)
     stmt = (
         select(indexed.c.i, indexed.c.j, func.count())
         .select_from(indexed)
@@ -371,65 +367,6 @@ async def cell_counts(
 def _padded(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
     pad = 1e-4  # degrees (~11 m): the projected area's edges bulge slightly between vertices
     return box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad
-
-
-def hex_neighbours(cells: list[tuple[int, int]]) -> list[list[int]]:
-    """For each cell, the indices of the cells whose centres lie within BAND (1.5) x the
-    spacing of its centre: on the hexagonal lattice, exactly the (up to) six adjacent cells."""
-    index = {c: n for n, c in enumerate(cells)}
-    out: list[list[int]] = []
-    for i, j in cells:
-        side = (j, j + 1) if i % 2 else (j - 1, j)  # odd columns sit half a cell higher
-        near = [(i, j - 1), (i, j + 1)] + [(i + di, jj) for di in (-1, 1) for jj in side]
-        out.append([index[c] for c in near if c in index])
-    return out
-
-
-def gi_star(counts: np.ndarray, neighbours: list[list[int]]) -> np.ndarray:
-    """Getis-Ord Gi* z-scores with binary weights, the cell itself included (Getis & Ord 1995,
-    as ArcGIS Hot Spot Analysis and esda.G_Local(star=True, transform='B')); NaN where
-    undefined (all counts equal, or a cell whose neighbourhood is the whole grid)."""
-    x = counts.astype(float)
-    n = len(x)
-    if n < 2:
-        return np.full(n, np.nan)
-    mean = x.mean()
-    sd = math.sqrt(max(float((x * x).mean() - mean * mean), 0.0))
-    rows = np.repeat(np.arange(n), [len(nb) for nb in neighbours])
-    cols = np.fromiter((k for nb in neighbours for k in nb), dtype=np.int64, count=len(rows))
-    lag = x.copy()
-    np.add.at(lag, rows, x[cols])
-    w = 1.0 + np.array([len(nb) for nb in neighbours], dtype=float)  # Σw = Σw² (binary)
-    den = sd * np.sqrt((n * w - w * w) / (n - 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (lag - mean * w) / den
-    z[~(den > 1e-12)] = np.nan
-    return z
-
-
-def two_sided_p(z: np.ndarray) -> np.ndarray:
-    """Two-sided normal p-values (NaN stays NaN)."""
-    return np.array([math.erfc(abs(v) / math.sqrt(2)) if v == v else math.nan for v in z])
-
-
-def bh_threshold(p: np.ndarray, alpha: float) -> float:
-    """Benjamini-Hochberg: the largest p(k) with p(k) <= k/m * alpha (m = tested cells);
-    -1 when none qualifies."""
-    ps = np.sort(p[~np.isnan(p)])
-    m = len(ps)
-    ok = np.nonzero(ps <= alpha * np.arange(1, m + 1) / m)[0]
-    return float(ps[ok[-1]]) if len(ok) else -1.0
-
-
-def confidence_bins(z: np.ndarray, p: np.ndarray, *, fdr: bool) -> np.ndarray:
-    """+3/-3 (99 %), ±2 (95 %), ±1 (90 %), 0: the highest confidence at which the cell is
-    significant, signed as its z-score; with `fdr` each level's p threshold is the
-    Benjamini-Hochberg one for that level."""
-    bins = np.zeros(len(z), dtype=int)
-    for level, alpha in reversed(LEVELS):  # 90 %, then 95 %, then 99 % overwrites
-        cut = bh_threshold(p, alpha) if fdr else alpha
-        bins[~np.isnan(p) & (p <= cut)] = level
-    return (bins * np.sign(np.nan_to_num(z))).astype(int)
 
 
 def _too_many(area: str, cell_km: float, study: StudyArea, cells: int) -> InvalidInput:
@@ -465,9 +402,9 @@ async def hotspots(
     if len(cells.cells) > MAX_CELLS:  # the estimate was low: refuse all the same
         raise _too_many(area, cell_km, study, len(cells.cells))
     counts = await cell_counts(session=session, filt=filt, study=study, grid=cells, cell_km=cell_km)
-    z = gi_star(counts, hex_neighbours(cells.cells))
-    p = two_sided_p(z)
-    bins = confidence_bins(z, p, fdr=fdr)
+    z = gistar.gi_star(counts, gistar.hex_neighbours(cells.cells))
+    p = gistar.two_sided_p(z)
+    bins = gistar.confidence_bins(z, p, fdr=fdr)
     parts: list[bytes] = []
     for n, ((i, j), shape, (lon, lat)) in enumerate(
         zip(cells.cells, cells.geojson, cells.centres, strict=True)
@@ -491,105 +428,7 @@ async def hotspots(
         "cells": len(cells.cells),
         "incidents": int(counts.sum()),
         "scope": filt.scope.code,
-        "crs_metric": f"EPSG:{SRID_METRIC}",
-        "neighbours": f"centres within {BAND:g} x cell spacing, the cell itself included",
+        "crs_metric": f"EPSG:{SRID_UTM48N}",
+        "neighbours": f"centres within {gistar.BAND:g} x cell spacing, the cell itself included",
     }
     return orjson.dumps(head)[:-1] + b',"features":[' + b",".join(parts) + b"]}"
-
-
-def check_dbscan(eps_m: float, min_points: int) -> None:
-    """eps_m within [10 m, 50 km] and min_points within [2, 1000] (InvalidInput otherwise)."""
-    if not (math.isfinite(eps_m) and MIN_EPS_M <= eps_m <= MAX_EPS_M):
-        raise InvalidInput(
-            f"eps_m must be between {MIN_EPS_M:g} and {MAX_EPS_M:g} m; got {eps_m:g}",
-            field="eps_m",
-        )
-    if not MIN_POINTS <= min_points <= MAX_POINTS:
-        raise InvalidInput(
-            f"min_points must be between {MIN_POINTS} and {MAX_POINTS}; got {min_points}",
-            field="min_points",
-        )
-
-
-async def clusters(
-    *, session: AsyncSession, filt: IncidentFilter, eps_m: float, min_points: int
-) -> bytes:
-    """DBSCAN clusters of the matching incidents (ST_ClusterDBSCAN in EPSG:32648, so eps is
-    in metres): one Feature per cluster — its convex hull widened by eps/2 — with count,
-    categories and the hull's own area, busiest first. No incident ids or positions:
-    aggregates only."""
-    check_dbscan(eps_m, min_points)
-    i = Incident
-    dbscan = func.ST_ClusterDBSCAN(func.ST_Transform(i.geom, SRID_METRIC), eps_m, min_points)
-    # a CTE referenced three times: PostgreSQL runs the clustering once
-    labelled = (
-        select(i.geom, i.category, dbscan.over().label("cid")).where(*filt.conditions()).cte()
-    )
-    lab = labelled.c
-    per_category = (
-        select(lab.cid, lab.category, func.count().label("n"))
-        .where(lab.cid.is_not(None))
-        .group_by(lab.cid, lab.category)
-        .subquery()
-    )
-    pc = per_category.c
-    by_category = (
-        select(
-            pc.cid,
-            func.json_object_agg(pc.category, pc.n).label("cats"),
-        )
-        .group_by(pc.cid)
-        .subquery()
-    )
-    hull = func.ST_ConvexHull(func.ST_Collect(lab.geom))
-    per_cluster = (
-        select(lab.cid, func.count().label("n"), hull.label("hull"))
-        .where(lab.cid.is_not(None))
-        .group_by(lab.cid)
-        .subquery()
-    )
-    c = per_cluster.c
-    rank = func.row_number().over(
-        order_by=(c.n.desc(), func.ST_XMin(c.hull), func.ST_YMin(c.hull), c.cid)
-    )
-    area_km2 = func.ST_Area(func.ST_Transform(c.hull, SRID_METRIC)) / 1e6
-    # the hull widened by eps/2: its corners would otherwise be exact incident positions, and
-    # viewers (aggregates only) may call this; it also reads better on a map than a sliver
-    shown = func.ST_Transform(
-        func.ST_Buffer(func.ST_Transform(c.hull, SRID_METRIC), eps_m / 2, "quad_segs=8"), 4326
-    )
-    feature = geojson.feature(
-        id_=rank,
-        geom=shown,
-        properties={
-            "count": c.n,
-            "by_category": by_category.c.cats,
-            "hull_area_km2": geojson.rounded(area_km2, 4),
-        },
-    )
-    features = select(feature.label("f"), rank.label("ord")).join(
-        by_category, by_category.c.cid == c.cid
-    )
-    body = await geojson.collection(session, features)
-    total, clustered, n_clusters = (
-        await session.execute(
-            select(
-                func.count(),
-                func.count(lab.cid),
-                func.count(func.distinct(lab.cid)),
-            ).select_from(labelled)
-        )
-    ).one()
-    head = {
-        "type": "FeatureCollection",
-        "eps_m": eps_m,
-        "min_points": min_points,
-        "clusters": int(n_clusters),
-        "incidents": int(total),
-        "clustered": int(clustered),
-        "noise": int(total) - int(clustered),
-        "scope": filt.scope.code,
-        "crs_metric": f"EPSG:{SRID_METRIC}",
-    }
-    rest = body.removeprefix(b'{"type":"FeatureCollection",')
-    return orjson.dumps(head)[:-1] + b"," + rest

@@ -1,4 +1,4 @@
-"""GET /analysis/hotspots and GET /analysis/clusters (aggregates only: every role)."""
+"""GET /analysis/hotspots (aggregates only: every role)."""
 
 from __future__ import annotations
 
@@ -52,23 +52,4 @@ async def hotspot_grid(
         fdr=fdr,
         home=request.app.state.settings.home_country,
     )
-    return GeoJSONResponse(body)
-
-
-@router.get(
-    "/analysis/clusters",
-    response_class=GeoJSONResponse,
-    responses=DOC,
-    summary="DBSCAN clusters of incidents: widened convex hulls, counts and categories",
-)
-async def dbscan_clusters(
-    session: SessionDep,
-    _: Viewer,
-    filt: FilterDep,
-    eps_m: Annotated[float, Query(description="neighbourhood radius (m), 10 to 50 000")] = 1000.0,
-    min_points: Annotated[int, Query(description="incidents a core point needs, 2 to 1000")] = 5,
-) -> GeoJSONResponse:
-    """One Feature per cluster (its convex hull widened by eps_m/2): `count`, `by_category`,
-    `hull_area_km2` (of the hull itself); busiest first."""
-    body = await hotspots.clusters(session=session, filt=filt, eps_m=eps_m, min_points=min_points)
     return GeoJSONResponse(body)
