@@ -17,7 +17,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /srv/borderwatch
 
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml uv.lock README.md alembic.ini ./
+COPY scripts/uv-requirements.txt ./scripts/uv-requirements.txt
 # installed editable: migrations/ and geodata/ are found beside the package
 COPY app ./app
 COPY migrations ./migrations
@@ -25,7 +26,14 @@ COPY geodata ./geodata
 COPY --from=web /web/node_modules ./node_modules
 COPY docker/entrypoint.sh /usr/local/bin/borderwatch-entrypoint
 
-RUN pip install -e . \
+# the Python packages exactly as uv.lock pins and hashes them (without the dev extra), in a
+# virtual environment on PATH; uv itself pinned and hashed, and removed once it has done that
+ENV VIRTUAL_ENV=/srv/borderwatch/.venv \
+    PATH=/srv/borderwatch/.venv/bin:$PATH \
+    UV_NO_CACHE=1
+RUN pip install --require-hashes -r scripts/uv-requirements.txt \
+    && uv sync --locked \
+    && pip uninstall -y uv \
     && useradd --system --uid 10001 --home-dir /srv/borderwatch borderwatch \
     && chown -R borderwatch /srv/borderwatch \
     && chmod 0755 /usr/local/bin/borderwatch-entrypoint
