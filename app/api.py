@@ -10,6 +10,7 @@ from app.analysis.borderzone_routes import router as borderzone_router
 from app.analysis.clusters_routes import router as clusters_router
 from app.analysis.hotspots_routes import router as hotspots_router
 from app.analysis.stats_routes import router as stats_router
+from app.audit.routes import router as audit_router
 from app.auth.routes import router as auth_router
 from app.borders.routes import router as borders_router
 from app.health.routes import router as health_router
@@ -32,6 +33,7 @@ ROUTERS: list[APIRouter] = [
     tiles_router,
     health_router,
     auth_router,
+    audit_router,
     jurisdictions_router,
     borders_router,
     posts_router,

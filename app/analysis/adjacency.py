@@ -25,7 +25,7 @@ from sqlalchemy.types import String
 
 from app.errors import NotFound
 from app.geo import geojson, spatial
-from app.incidents.filters import IncidentFilter
+from app.incidents.filters import IncidentFilter, in_jurisdiction
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr
 from app.jurisdictions import service as jurisdictions
@@ -62,35 +62,6 @@ LINE_SQL = text(
 )
 
 
-def _path_has(code: str) -> ColumnElement[bool]:
-    return Incident.jurisdiction_path.contains(literal([code], ARRAY(String(32))))
-
-
-async def neighbour_counts(
-    *, session: AsyncSession, code: str, filt: IncidentFilter
-) -> dict[str, int]:
-    """Matching incidents in each neighbour of `code` (within the caller's scope)."""
-    a_id = await jurisdictions.get_id(session=session, code=code)
-    codes = (
-        await session.execute(
-            text(
-                "SELECT b.code FROM jurisdiction_adjacency x JOIN jurisdiction b ON b.id = x.b_id"
-                " WHERE x.a_id = :a"
-            ),
-            {"a": a_id},
-        )
-    ).scalars()
-    out: dict[str, int] = {}
-    for neighbour in codes:
-        n = await session.execute(
-            select(func.count())
-            .select_from(Incident)
-            .where(*filt.conditions(), _path_has(neighbour))
-        )
-        out[neighbour] = int(n.scalar_one())
-    return out
-
-
 async def shared_zone(
     *,
     session: AsyncSession,
@@ -111,12 +82,12 @@ async def shared_zone(
     geog = func.geography(shared)
     here = func.geography(Incident.geom)
     distance = func.ST_Distance(here, geog)
-    which = case((_path_has(a), literal(a)), else_=literal(b))
+    which = case((in_jurisdiction(a), literal(a)), else_=literal(b))
     f, post = feature_expr({"side": which, "distance_to_shared_m": geojson.rounded(distance, 1)})
     radius_m = km * 1000
     inside = (
         *filt.conditions(),
-        _path_has(a) | _path_has(b),
+        in_jurisdiction(a) | in_jurisdiction(b),
         spatial.may_be_within_metres(Incident.geom, shared, radius_m),
         spatial.within_metres_of(Incident.geom, shared, radius_m),
     )

@@ -14,7 +14,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from app.auth import service
 from app.auth.scope import ensure_zone
-from app.auth.service import Identity
+from app.auth.service import Identity, Manager
 from app.db import SessionDep
 from app.errors import Forbidden, TooManyRequests, Unauthorized
 
@@ -158,3 +158,11 @@ async def reference_reader(request: Request, session: SessionDep) -> Identity | 
 
 
 ReferenceReader = Annotated[Identity | None, Depends(reference_reader)]
+
+
+async def admin_manager(admin: Admin, session: SessionDep) -> Manager:
+    """The principals the calling admin may manage (a scoped admin: those inside its area)."""
+    return await service.manager_of(session=session, identity=admin)
+
+
+ManagerDep = Annotated[Manager, Depends(admin_manager)]

@@ -1,17 +1,16 @@
-"""Principals (admins manage keys), who-am-I, and the audit log."""
+"""Principals (admins manage keys) and who-am-I."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from app.auth import keys, service
-from app.auth.deps import Admin, CurrentPrincipal
-from app.auth.service import Manager
+from app.auth.deps import Admin, CurrentPrincipal, ManagerDep
 from app.db import SessionDep
 from app.errors import Conflict
 from app.openapi import problem_response, problems
@@ -64,14 +63,6 @@ class RotateIn(Lifetime):
     given."""
 
     model_config = ConfigDict(extra="forbid")
-
-
-async def admin_manager(admin: Admin, session: SessionDep) -> Manager:
-    """The principals the calling admin may manage (a scoped admin: those inside its area)."""
-    return await service.manager_of(session=session, identity=admin)
-
-
-ManagerDep = Annotated[Manager, Depends(admin_manager)]
 
 
 @router.get("/me", summary="The principal behind the presented key")
@@ -166,31 +157,3 @@ async def revoke_key(
     )
     await session.commit()
     return JSONResponse({"principal": record})
-
-
-@router.get(
-    "/audit",
-    summary="The audit log, newest first (admins only; read-only)",
-    responses=problems(403),
-)
-async def audit(
-    session: SessionDep,
-    admin: Admin,
-    manager: ManagerDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    actor: Annotated[str | None, Query(max_length=300)] = None,
-    action: Annotated[str | None, Query(max_length=32)] = None,
-    entity_type: Annotated[str | None, Query(max_length=32)] = None,
-    entity_id: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> JSONResponse:
-    """Incident changes and every other write (keys, data loads), with before/after. A scoped
-    admin reads the entries of incidents in its scope and of the keys it manages."""
-    entries, nxt = await service.audit_entries(
-        session=session, scope=admin.scope, manager=manager, since=since, until=until,
-        actor=actor, action=action, entity_type=entity_type, entity_id=entity_id, limit=limit,
-        cursor=cursor,
-    )  # fmt: skip
-    return JSONResponse({"entries": entries, "next_cursor": nxt})

@@ -1,13 +1,16 @@
-"""Jurisdiction scope: the single place where "which incidents may this principal see" is built.
+"""Jurisdiction scope: the single place where "which rows may this principal see" is built.
 
-A principal bound to jurisdiction J sees the incidents inside J (any level below it too, via the
-incident's jurisdiction path) plus those in J's neighbours within the cooperation distance of
-J — the "adjacent areas" cooperation. National principals see everything.
+A principal bound to jurisdiction J sees the rows inside J (any level below it too, via the
+row's jurisdiction path) plus those in J's neighbours within the cooperation distance of J —
+the "adjacent areas" cooperation. National principals see everything. The rule is written here
+over a jurisdiction path and a position; each table that has them names its columns (incidents:
+app/incidents/filters.py, `visible`), so auth knows nothing of the tables it guards.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, or_, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -15,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
 from app.auth.models import ScopeZone, ScopeZoneBuilt
-from app.incidents.models import Incident
 
 
 @dataclass(frozen=True)
@@ -32,20 +34,21 @@ class Scope:
         """Whether nothing is hidden."""
         return self.code is None
 
-    def incident_condition(self) -> ColumnElement[bool]:
-        """SQL: the incident is visible in this scope."""
+    def condition(self, path: Any, geom: Any) -> ColumnElement[bool]:
+        """SQL: a row with the jurisdiction path `path` (an array of codes) and the position
+        `geom` is visible in this scope."""
         if self.code is None:
             return true()
-        inside = Incident.jurisdiction_path.contains(literal([self.code], ARRAY(String(32))))
+        inside = path.contains(literal([self.code], ARRAY(String(32))))
         if self.zone_bbox is None:
             return inside
         zone = exists().where(
             ScopeZone.code == self.code,
             ScopeZone.distance_m == self.distance_m,
-            func.ST_Intersects(ScopeZone.geom, Incident.geom),
+            func.ST_Intersects(ScopeZone.geom, geom),
         )
         # the constant box lets the planner use the GiST index instead of testing every row
-        near = Incident.geom.op("&&")(func.ST_MakeEnvelope(*self.zone_bbox, 4326))
+        near = geom.op("&&")(func.ST_MakeEnvelope(*self.zone_bbox, 4326))
         return or_(inside, and_(near, zone))
 
 

@@ -25,6 +25,18 @@ from app.incidents.models import STATUSES, Incident
 MAX_LIST = 50  # values in one comma-separated filter
 
 
+def visible(scope: Scope) -> ColumnElement[bool]:
+    """SQL: the incident is visible in `scope` (app/auth/scope.py: inside its jurisdiction, or in
+    a neighbour within the cooperation distance)."""
+    return scope.condition(Incident.jurisdiction_path, Incident.geom)
+
+
+def in_jurisdiction(code: str) -> ColumnElement[bool]:
+    """SQL: the incident lies in the jurisdiction `code` (or a unit below it: its jurisdiction
+    path holds the code)."""
+    return Incident.jurisdiction_path.contains(literal([code], ARRAY(String(32))))
+
+
 @dataclass(frozen=True, kw_only=True)
 class IncidentFilter:
     """Which incidents a request is about: always within the principal's scope, never deleted."""
@@ -42,7 +54,7 @@ class IncidentFilter:
     def conditions(self) -> list[ColumnElement[bool]]:
         """SQL conditions, all index-friendly (GiST bbox, btree time, GIN jurisdiction path)."""
         i = Incident
-        out: list[ColumnElement[bool]] = [i.deleted_at.is_(None), self.scope.incident_condition()]
+        out: list[ColumnElement[bool]] = [i.deleted_at.is_(None), visible(self.scope)]
         if self.bbox:
             out.append(spatial.overlaps_bbox(i.geom, self.bbox))
         if self.start is not None:
@@ -56,8 +68,7 @@ class IncidentFilter:
         if self.severity_min is not None:
             out.append(i.severity >= self.severity_min)
         if self.jurisdiction:
-            path = literal([self.jurisdiction], ARRAY(String(32)))
-            out.append(i.jurisdiction_path.contains(path))
+            out.append(in_jurisdiction(self.jurisdiction))
         if self.border_km_max is not None:
             out.append(i.border_distance_km <= self.border_km_max)
         return out

@@ -26,6 +26,7 @@ from app.auth.scope import Scope
 from app.auth.service import Identity
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed
 from app.geo import geojson
+from app.incidents.filters import visible
 from app.incidents.models import Category, Incident, IncidentHistory
 from app.incidents.schemas import TRANSITIONS, IncidentIn, IncidentPatch
 from app.posts.models import BorderPost
@@ -147,9 +148,7 @@ def _feature_statement(scope: Scope) -> Select[str, int]:
         select(cast(f, Text).label("f"), Incident.version)
         .select_from(Incident)
         .outerjoin(post, post.id == Incident.nearest_post_id)
-        .where(
-            Incident.id == INCIDENT_ID, Incident.deleted_at.is_(None), scope.incident_condition()
-        )
+        .where(Incident.id == INCIDENT_ID, Incident.deleted_at.is_(None), visible(scope))
     )
 
 
@@ -161,7 +160,7 @@ async def _visible(session: AsyncSession, incident_id: uuid.UUID, scope: Scope) 
 
 @lru_cache(maxsize=SCOPE_CACHE)
 def _visible_statement(scope: Scope) -> Select[Any]:
-    return select(Incident.id).where(Incident.id == INCIDENT_ID, scope.incident_condition())
+    return select(Incident.id).where(Incident.id == INCIDENT_ID, visible(scope))
 
 
 def _outside(scope: Scope) -> Forbidden:
@@ -316,7 +315,7 @@ async def _lock(
             .where(
                 Incident.id == incident_id,
                 Incident.deleted_at.is_(None),
-                principal.scope.incident_condition(),
+                visible(principal.scope),
             )
             .with_for_update(of=Incident)
         )

@@ -6,7 +6,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from app.analysis import adjacency
 from app.auth.deps import ReferenceReader, Viewer
 from app.db import SessionDep
 from app.geo.geojson import DOC, FEATURE_DOC, GeoJSONResponse
@@ -71,7 +70,7 @@ async def read_neighbours(
 ) -> GeoJSONResponse:
     """Neighbours with `shared_km`, `touches`, `gap_m` (river/estuary gaps count) and the
     `incident_count` in each neighbour for the incident filters (within the caller's scope)."""
-    counts = await adjacency.neighbour_counts(session=session, code=code, filt=filt)
+    counts = await service.neighbour_counts(session=session, code=code, filt=filt)
     body = await service.neighbours_features(
         session=session, code=code, simplify_m=simplify, counts=counts
     )

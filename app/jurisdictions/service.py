@@ -12,6 +12,8 @@ from sqlalchemy.orm import aliased
 
 from app.errors import NotFound
 from app.geo import geojson, spatial
+from app.incidents.filters import IncidentFilter, in_jurisdiction
+from app.incidents.models import Incident
 from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
 
 # A pair separated by a gap (river channel, estuary) counts as adjacent only when their
@@ -131,6 +133,31 @@ async def neighbours_features(
         .where(adj.a_id == a_id)
     )
     return await geojson.collection(session, stmt)
+
+
+async def neighbour_counts(
+    *, session: AsyncSession, code: str, filt: IncidentFilter
+) -> dict[str, int]:
+    """Matching incidents in each neighbour of `code` (within the caller's scope)."""
+    a_id = await get_id(session=session, code=code)
+    codes = (
+        await session.execute(
+            text(
+                "SELECT b.code FROM jurisdiction_adjacency x JOIN jurisdiction b ON b.id = x.b_id"
+                " WHERE x.a_id = :a"
+            ),
+            {"a": a_id},
+        )
+    ).scalars()
+    out: dict[str, int] = {}
+    for neighbour in codes:
+        n = await session.execute(
+            select(func.count())
+            .select_from(Incident)
+            .where(*filt.conditions(), in_jurisdiction(neighbour))
+        )
+        out[neighbour] = int(n.scalar_one())
+    return out
 
 
 @dataclass(frozen=True)
