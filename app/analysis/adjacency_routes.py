@@ -1,51 +1,20 @@
-"""Shared zones between neighbours and the cross-boundary table."""
+"""GET /analysis/cross-boundary: the incidents in every adjacent pair's shared zone."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from app.analysis import adjacency
-from app.auth.deps import Reader, Viewer
+from app.auth.deps import Viewer
 from app.db import SessionDep
-from app.geo.geojson import DOC, GeoJSONResponse
 from app.incidents.filters import FilterDep
-from app.openapi import problems
 
 router = APIRouter(tags=["analysis"])
 
-Code = Annotated[str, Path(max_length=32, description="e.g. VN-44")]
 Km = Annotated[float, Query(gt=0, le=50, description="distance from the shared boundary, km")]
-
-
-@router.get(
-    "/jurisdictions/{a}/shared-zone/{b}",
-    response_class=GeoJSONResponse,
-    responses=DOC | problems(403, 404),
-    summary="Incidents near the boundary two neighbours share, and the shared line",
-)
-async def shared_zone(
-    session: SessionDep,
-    _: Reader,
-    filt: FilterDep,
-    a: Code,
-    b: Code,
-    km: Km = 5,
-    limit: Annotated[
-        int | None,
-        Query(
-            ge=0,
-            le=10_000,
-            description="at most this many incidents, nearest the line first (0: only the"
-            " line and `numberMatched`); default: all",
-        ),
-    ] = None,
-) -> GeoJSONResponse:
-    """Each incident carries `side` (a or b) and `distance_to_shared_m`; 404 for non-neighbours."""
-    body = await adjacency.shared_zone(session=session, a=a, b=b, km=km, filt=filt, limit=limit)
-    return GeoJSONResponse(body)
 
 
 @router.get(

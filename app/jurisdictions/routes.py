@@ -1,4 +1,4 @@
-"""Jurisdiction endpoints: list, one, neighbours."""
+"""Jurisdiction endpoints: list, one, neighbours, the shared zone of two neighbours."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from app.auth.deps import ReferenceReader, Viewer
+from app.auth.deps import Reader, ReferenceReader, Viewer
 from app.db import SessionDep
 from app.geo.geojson import DOC, FEATURE_DOC, GeoJSONResponse
 from app.geo.params import CountryCode, SimplifyM
@@ -17,6 +17,7 @@ from app.openapi import problems
 router = APIRouter(prefix="/jurisdictions", tags=["jurisdictions"])
 
 Code = Annotated[str, Path(max_length=32, description="e.g. VN-44 or VNM")]
+Km = Annotated[float, Query(gt=0, le=50, description="distance from the shared boundary, km")]
 
 
 @router.get(
@@ -74,4 +75,32 @@ async def read_neighbours(
     body = await service.neighbours_features(
         session=session, code=code, simplify_m=simplify, counts=counts
     )
+    return GeoJSONResponse(body)
+
+
+@router.get(
+    "/{a}/shared-zone/{b}",
+    response_class=GeoJSONResponse,
+    responses=DOC | problems(403, 404),
+    summary="Incidents near the boundary two neighbours share, and the shared line",
+)
+async def shared_zone(
+    session: SessionDep,
+    _: Reader,
+    filt: FilterDep,
+    a: Code,
+    b: Code,
+    km: Km = 5,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=10_000,
+            description="at most this many incidents, nearest the line first (0: only the"
+            " line and `numberMatched`); default: all",
+        ),
+    ] = None,
+) -> GeoJSONResponse:
+    """Each incident carries `side` (a or b) and `distance_to_shared_m`; 404 for non-neighbours."""
+    body = await service.shared_zone(session=session, a=a, b=b, km=km, filt=filt, limit=limit)
     return GeoJSONResponse(body)

@@ -1,12 +1,26 @@
-"""Jurisdiction queries and the adjacency derivation."""
+"""Jurisdiction queries (with the incidents in each neighbour and in the zone two neighbours
+share) and the adjacency derivation."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, select, text
-from sqlalchemy.dialects.postgresql import JSONB
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    and_,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -14,6 +28,7 @@ from app.errors import NotFound
 from app.geo import geojson, spatial
 from app.incidents.filters import IncidentFilter, in_jurisdiction
 from app.incidents.models import Incident
+from app.incidents.service import feature_expr
 from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
 
 # A pair separated by a gap (river channel, estuary) counts as adjacent only when their
@@ -158,6 +173,96 @@ async def neighbour_counts(
         )
         out[neighbour] = int(n.scalar_one())
     return out
+
+
+# The line two neighbours share: their common boundary, or — across a river or estuary gap —
+# the parts of both boundaries that face each other (within gap + 500 m, as adjacency does).
+SHARED_LINE = """
+    CASE WHEN x.method = 'shared_line' THEN
+        ST_Multi(ST_LineMerge(ST_CollectionExtract(
+            ST_Intersection(ST_Boundary(a.geom), ST_Boundary(b.geom)), 2)))
+    ELSE
+        ST_Multi(ST_CollectionExtract(ST_Union(
+            ST_Intersection(ST_Boundary(a.geom),
+                ST_Buffer(b.geom::geography, x.gap_m + 500)::geometry),
+            ST_Intersection(ST_Boundary(b.geom),
+                ST_Buffer(a.geom::geography, x.gap_m + 500)::geometry)), 2))
+    END
+"""
+
+LINE_SQL = text(
+    f"""
+    SELECT ST_AsBinary(line) AS wkb, ST_AsGeoJSON(line, 6) AS geojson,
+           ST_Length(line::geography) / 1000.0 AS km
+      FROM (SELECT {SHARED_LINE} AS line
+              FROM jurisdiction_adjacency x
+              JOIN jurisdiction a ON a.id = x.a_id
+              JOIN jurisdiction b ON b.id = x.b_id
+             WHERE x.a_id = :a AND x.b_id = :b) s
+    """
+)
+
+
+async def shared_zone(
+    *,
+    session: AsyncSession,
+    a: str,
+    b: str,
+    km: float,
+    filt: IncidentFilter,
+    limit: int | None = None,
+) -> bytes:
+    """Incidents within `km` of the boundary a and b share (either side), nearest the line
+    first (at most `limit` of them; `numberMatched` counts all), and the line itself."""
+    a_id = await get_id(session=session, code=a)
+    b_id = await get_id(session=session, code=b)
+    line = (await session.execute(LINE_SQL, {"a": a_id, "b": b_id})).one_or_none()
+    if line is None:
+        raise NotFound(f"{a} and {b} are not neighbours", a=a, b=b)
+    shared = func.ST_GeomFromWKB(literal(bytes(line.wkb)), spatial.SRID_WGS84)
+    geog = func.geography(shared)
+    here = func.geography(Incident.geom)
+    distance = func.ST_Distance(here, geog)
+    which = case((in_jurisdiction(a), literal(a)), else_=literal(b))
+    f, post = feature_expr({"side": which, "distance_to_shared_m": geojson.rounded(distance, 1)})
+    radius_m = km * 1000
+    inside = (
+        *filt.conditions(),
+        in_jurisdiction(a) | in_jurisdiction(b),
+        spatial.may_be_within_metres(Incident.geom, shared, radius_m),
+        spatial.within_metres_of(Incident.geom, shared, radius_m),
+    )
+    chosen = (
+        select(cast(f, Text).label("f"), distance.label("d"), Incident.id)
+        .select_from(Incident)
+        .outerjoin(post, post.id == Incident.nearest_post_id)
+        .where(*inside)
+    )
+    if limit is not None:
+        chosen = chosen.order_by(distance, Incident.id).limit(limit)
+    rows = chosen.subquery()
+    agg = func.string_agg(rows.c.f, aggregate_order_by(literal(","), rows.c.d, rows.c.id))
+    stmt = select(func.coalesce(agg, literal("")), func.count()).select_from(rows)
+    features, count = (await session.execute(stmt)).one()
+    matched = count
+    if limit is not None and count == limit:  # there may be more: count them all
+        total = select(func.count()).select_from(Incident).where(*inside)
+        matched = (await session.execute(total)).scalar_one()
+    head = {
+        "type": "FeatureCollection",
+        "a": a,
+        "b": b,
+        "km": km,
+        "numberMatched": matched,
+        "numberReturned": count,
+        "shared_line": {
+            "type": "Feature",
+            "id": f"{a}|{b}",
+            "geometry": orjson.loads(line.geojson),
+            "properties": {"a": a, "b": b, "length_km": round(float(line.km), 3)},
+        },
+    }
+    return orjson.dumps(head)[:-1] + b',"features":[' + str(features).encode() + b"]}"
 
 
 @dataclass(frozen=True)
