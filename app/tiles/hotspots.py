@@ -15,8 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis import hotspots as hotspot_analysis
+from app.geo.spatial import SRID_WEB_MERCATOR
 from app.incidents.filters import IncidentFilter
-from app.tiles.tile import BUFFER, EXTENT, SRID_MERCATOR, Tile
+from app.tiles.tile import BUFFER, EXTENT, Tile
 
 CELL_KM = 5.0  # the default cell size of /analysis/hotspots
 CACHE_SIZE = 8  # grids kept per process
@@ -64,7 +65,7 @@ GRID_TO_MERCATOR = text(
     f"""
     SELECT ST_AsBinary(g), ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g)
       FROM unnest(CAST(:geoms AS text[])) WITH ORDINALITY AS u(t, n),
-           ST_Transform(ST_GeomFromGeoJSON(u.t), {SRID_MERCATOR}) AS g
+           ST_Transform(ST_GeomFromGeoJSON(u.t), {SRID_WEB_MERCATOR}) AS g
      ORDER BY u.n
     """
 )
@@ -98,7 +99,7 @@ async def hotspot_grid(*, session: AsyncSession, filt: IncidentFilter, home: str
 HOTSPOT_TILE = text(
     f"""
     SELECT ST_AsMVT(t.*, 'hotspots', {EXTENT}, 'geom') FROM (
-        SELECT ST_AsMVTGeom(ST_GeomFromWKB(u.w, {SRID_MERCATOR}),
+        SELECT ST_AsMVTGeom(ST_GeomFromWKB(u.w, {SRID_WEB_MERCATOR}),
                             ST_TileEnvelope(:z, :x, :y), {EXTENT}, {BUFFER}, true) AS geom,
                u.c AS count, u.gz AS gi_z, u.gp AS gi_p, u.b AS bin
           FROM unnest(CAST(:w AS bytea[]), CAST(:c AS int[]), CAST(:gz AS float8[]),

@@ -31,11 +31,12 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import DriverStatement, fetch_row
+from app.geo.spatial import SRID_WEB_MERCATOR
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.tiles import versions
 from app.tiles.sql import TILE_BOX, box_params, envelope, inside, iso, mvt, point, tile_params
-from app.tiles.tile import BUFFER, EXTENT, SRID_MERCATOR, WORLD_M, Tile, mercator_to_lonlat
+from app.tiles.tile import BUFFER, EXTENT, WORLD_M, Tile, mercator_to_lonlat
 
 POINT_MIN_ZOOM = 10  # from here on, readers get one feature per incident ...
 MAX_TILE_POINTS = 5_000  # ... unless the tile holds more (~450 kB): then DENSE_CELLS
@@ -228,7 +229,7 @@ def _aggregates(filt: IncidentFilter, *, at_centre: bool) -> Select[Any]:
         py = WORLD_M - (g.cy + 0.5) * CELL
     else:
         px, py = g.ax, g.ay
-    position = func.ST_SetSRID(func.ST_MakePoint(px, py), SRID_MERCATOR)
+    position = func.ST_SetSRID(func.ST_MakePoint(px, py), SRID_WEB_MERCATOR)
     rows = select(
         func.ST_AsMVTGeom(position, envelope(), EXTENT, BUFFER, True).label("geom"),
         g.count,

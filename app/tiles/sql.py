@@ -24,7 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.tiles.tile import BUFFER, EXTENT, SRID_MERCATOR, Tile
+from app.geo import spatial
+from app.geo.spatial import SRID_WEB_MERCATOR, SRID_WGS84
+from app.tiles.tile import BUFFER, EXTENT, Tile
 
 Box = tuple[BindParameter[Any], BindParameter[Any], BindParameter[Any], BindParameter[Any]]
 
@@ -74,7 +76,7 @@ def inside(geom: Any, box: tuple[Any, Any, Any, Any]) -> list[ColumnElement[bool
     w, s, e, n = box
     lon, lat = func.ST_X(geom), func.ST_Y(geom)
     return [
-        geom.op("&&")(func.ST_MakeEnvelope(w, s, e, n, 4326)),
+        geom.op("&&")(func.ST_MakeEnvelope(w, s, e, n, SRID_WGS84)),
         lon >= w,
         lon < e,
         lat > s,
@@ -89,16 +91,14 @@ def envelope() -> ColumnElement[Any]:
 
 def reaches(geom: Any, tile: Tile) -> ColumnElement[bool]:
     """The GiST test: the geometry's box reaches into the tile plus its buffer."""
-    w, s, e, n = tile.lonlat(tile.buffer_m)
-    return geom.op("&&")(func.ST_MakeEnvelope(w, s, e, n, 4326))
+    return spatial.overlaps_bbox(geom, tile.lonlat(tile.buffer_m))
 
 
 def shape(geom: Any, tile: Tile) -> ColumnElement[Any]:
     """A line or polygon in tile coordinates: clipped in degrees to the buffered tile (so the
     projection never sees the poles), projected, simplified to about half a display pixel."""
-    w, s, e, n = tile.lonlat(tile.buffer_m)
-    clipped = func.ST_ClipByBox2D(geom, func.ST_MakeEnvelope(w, s, e, n, 4326))
-    projected = func.ST_Transform(clipped, SRID_MERCATOR)
+    clipped = func.ST_ClipByBox2D(geom, spatial.envelope(tile.lonlat(tile.buffer_m)))
+    projected = func.ST_Transform(clipped, SRID_WEB_MERCATOR)
     simple = func.ST_Simplify(projected, tile.width_m / SIMPLIFY_PER_TILE)
     return func.ST_AsMVTGeom(simple, envelope(), EXTENT, BUFFER, True)
 
@@ -106,7 +106,7 @@ def shape(geom: Any, tile: Tile) -> ColumnElement[Any]:
 def point(geom: Any) -> ColumnElement[Any]:
     """A point in tile coordinates."""
     return func.ST_AsMVTGeom(
-        func.ST_Transform(geom, SRID_MERCATOR), envelope(), EXTENT, BUFFER, True
+        func.ST_Transform(geom, SRID_WEB_MERCATOR), envelope(), EXTENT, BUFFER, True
     )
 
 

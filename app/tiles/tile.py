@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from app.errors import AppError, NotFound
 
-SRID_MERCATOR = 3857
 WORLD_M = 20037508.342789244  # half the width of the Web Mercator world (π x 6 378 137 m)
 EXTENT = 4096  # tile coordinate units across a tile
 BUFFER = 64  # units kept beyond the tile edge for lines and polygons (no seams when drawn)
