@@ -1,4 +1,5 @@
-"""CQL2 filters (OGC API – Features Part 3): parsed by pygeofilter, translated to SQLAlchemy.
+"""CQL2 filters (OGC API – Features Part 3): parsed by pygeofilter (app/ogc/cql_parse.py),
+translated here to SQLAlchemy.
 
 Property names are looked up in the collection's queryables (a dict of SQL expressions), and
 every literal becomes a bound parameter, so nothing a client writes ever reaches SQL as text.
@@ -15,18 +16,14 @@ T_DISJOINT, T_EQUALS on instants; and the distance extension
 from __future__ import annotations
 
 import math
-import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import orjson
 import shapely
 from pygeofilter import ast, values
-from pygeofilter.parsers.cql2_json import parse as parse_json
-from pygeofilter.parsers.cql2_text import parse as parse_text
 from shapely.geometry import shape
 from sqlalchemy import ColumnElement, and_, false, func, literal, not_, or_, true
 from sqlalchemy.types import (
@@ -43,16 +40,10 @@ from sqlalchemy.types import (
 
 from app.errors import InvalidInput
 from app.geo import spatial
+from app.ogc.cql_parse import bad, bbox_ring, first_line, number, unquote
 
-MAX_FILTER_CHARS = 20_000
-MAX_DEPTH = 40  # nesting of the expression (parentheses, JSON objects, AST levels)
-MAX_NODES = 1_000  # AST nodes in one filter
-MAX_LIST = 500  # values in one IN list
 MAX_VERTICES = 10_000  # in all geometry literals of one filter
 MAX_DISTANCE_M = 1_000_000.0
-LANGS = ("cql2-text", "cql2-json")
-# the draft names GDAL up to 3.7 sends; same grammar as far as we accept it
-ALIASES = {"cql-text": "cql2-text", "cql-json": "cql2-json"}
 UNITS_M = {
     "m": 1.0,
     "meter": 1.0,
@@ -78,222 +69,6 @@ class Queryable:
 
 
 Queryables = dict[str, Queryable]
-
-
-def _bad(detail: str, **extra: Any) -> InvalidInput:
-    return InvalidInput(detail, field="filter", **extra)
-
-
-# --- parsing -------------------------------------------------------------------------------
-
-
-def parse(text: str, lang: str | None) -> ast.Node:
-    """The AST of a filter in cql2-text (default) or cql2-json; InvalidInput on any problem."""
-    lang = ALIASES.get(lang or "cql2-text", lang or "cql2-text")
-    if lang not in LANGS:
-        raise InvalidInput(
-            f"filter-lang '{lang[:40]}' is not one of {', '.join(LANGS)}", field="filter-lang"
-        )
-    if len(text) > MAX_FILTER_CHARS:
-        raise _bad(f"filter is longer than {MAX_FILTER_CHARS} characters")
-    if not text.strip():
-        raise _bad("filter is empty")
-    node = _parse_json(text) if lang == "cql2-json" else _parse_text(text)
-    if not isinstance(node, ast.Node):
-        raise _bad("filter is not a condition (a predicate or a combination of predicates)")
-    _check_size(node)
-    return node
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
-def _parse_text(text: str) -> Any:
-    _check_text_nesting(text)
-    if re.search(r"\bT_OVERLAPS\b", text, re.IGNORECASE):
-        raise _bad("T_OVERLAPS is not supported (instants cannot overlap); use T_INTERSECTS")
-    if re.search(r"\bT_DISJOINT\b", text, re.IGNORECASE):
-        raise _bad("T_DISJOINT is not supported in cql2-text here; write NOT (a T_INTERSECTS b)")
-    try:
-        return parse_text(_bare_dwithin(_doubled_quotes(text)))
-    except Exception as exc:  # lark raises many error types; all mean "not valid cql2-text"
-        raise _bad(f"filter is not valid cql2-text: {_first_line(exc)}") from exc
-
-
-QUOTE = "\ue000"  # stands for a doubled quote ('') inside a literal while pygeofilter parses
-
-
-def _doubled_quotes(text: str) -> str:
-    """CQL2 writes a quote inside a text literal as ''; pygeofilter's grammar does not know
-    that, so it is swapped for a private-use character and restored in the values."""
-    if QUOTE in text:
-        raise _bad("filter contains the character U+E000")
-    out: list[str] = []
-    quoted = False
-    k = 0
-    while k < len(text):
-        ch = text[k]
-        if ch == "'" and quoted and text[k + 1 : k + 2] == "'":
-            out.append(QUOTE)
-            k += 2
-            continue
-        if ch == "'":
-            quoted = not quoted
-        out.append(ch)
-        k += 1
-    return "".join(out)
-
-
-def _unquote(value: str) -> str:
-    return value.replace(QUOTE, "'")
-
-
-def _check_text_nesting(text: str) -> None:
-    depth = deepest = 0
-    quoted = False
-    for ch in text:
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif not quoted and ch == ")":
-            depth -= 1
-    if deepest > MAX_DEPTH:
-        raise _bad(f"filter nests deeper than {MAX_DEPTH} levels")
-
-
-def _bare_dwithin(text: str) -> str:
-    """`DWITHIN(...)` used as a predicate on its own becomes `DWITHIN(...) = TRUE`, the form
-    pygeofilter's grammar accepts for a boolean function."""
-    out: list[str] = []
-    pos = 0
-    for m in re.finditer(r"\bDWITHIN\s*\(", text, re.IGNORECASE):
-        if m.start() < pos or _inside_quotes(text, m.start()):
-            continue
-        end = _closing(text, m.end() - 1)
-        if end is None:
-            break
-        rest = text[end + 1 :].lstrip()
-        out.append(text[pos : end + 1])
-        if not rest.startswith("="):
-            out.append(" = TRUE")
-        pos = end + 1
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def _inside_quotes(text: str, at: int) -> bool:
-    return text.count("'", 0, at) % 2 == 1
-
-
-def _closing(text: str, open_at: int) -> int | None:
-    depth = 0
-    quoted = False
-    for k in range(open_at, len(text)):
-        ch = text[k]
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-            if depth == 0:
-                return k
-    return None
-
-
-def _parse_json(text: str) -> Any:
-    try:
-        doc = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise _bad(f"filter is not valid JSON: {_first_line(exc)}") from exc
-    _check_json_depth(doc)
-    doc = _normalise_json(doc)
-    try:
-        return parse_json(doc)
-    except Exception as exc:  # pygeofilter raises ValueError/KeyError/TypeError/…
-        raise _bad(f"filter is not valid cql2-json: {_first_line(exc)}") from exc
-
-
-def _check_json_depth(doc: Any) -> None:
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    count = 0
-    while stack:
-        node, depth = stack.pop()
-        count += 1
-        if depth > MAX_DEPTH * 3:  # a predicate uses ~3 JSON levels (op, args, value)
-            raise _bad(f"filter nests deeper than {MAX_DEPTH} levels")
-        if count > MAX_NODES * 20:
-            raise _bad("filter is too large")
-        children = (
-            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        )
-        stack.extend((c, depth + 1) for c in children)
-
-
-def _normalise_json(node: Any) -> Any:
-    """Bring CQL2 1.0 JSON to the shape pygeofilter 0.4 reads: 3-argument BETWEEN, `bbox`
-    literals (pygeofilter mixes up their axis order), DWITHIN as a function."""
-    if isinstance(node, list):
-        return [_normalise_json(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    if set(node) == {"bbox"}:
-        return {"type": "Polygon", "coordinates": _bbox_ring(node["bbox"])}
-    if "type" in node and "coordinates" in node:
-        return node
-    op = node.get("op")
-    if isinstance(op, str):
-        name = op.lower()
-        args = node.get("args")
-        if name == "t_overlaps":
-            raise _bad("t_overlaps is not supported (instants cannot overlap); use t_intersects")
-        if name == "t_disjoint":  # missing from pygeofilter's tables: NOT T_INTERSECTS
-            return {"op": "not", "args": [{"op": "t_intersects", "args": _normalise_json(args)}]}
-        if name in ("dwithin", "s_dwithin"):
-            return {"function": {"name": "dwithin", "arguments": _normalise_json(args)}}
-        if name == "between" and isinstance(args, list) and len(args) == 3:
-            args = [args[0], [args[1], args[2]]]
-        # pygeofilter's operator names are lower case, except isNull
-        op = "isNull" if name == "isnull" else name
-        return {**node, "op": op, "args": _normalise_json(args)}
-    return {k: _normalise_json(v) for k, v in node.items()}
-
-
-def _bbox_ring(box: Any) -> list[list[list[float]]]:
-    if not isinstance(box, list) or len(box) not in (4, 6):
-        raise _bad("a bbox literal needs 4 (or 6) numbers")
-    if len(box) == 6:
-        box = [box[0], box[1], box[3], box[4]]
-    x1, y1, x2, y2 = (_number(v, "bbox") for v in box)
-    return [[[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]]]
-
-
-def _check_size(root: ast.Node) -> None:
-    for count, (depth, node) in enumerate(_walk(root), start=1):
-        if depth > MAX_DEPTH:
-            raise _bad(f"filter nests deeper than {MAX_DEPTH} levels")
-        if count > MAX_NODES:
-            raise _bad(f"filter has more than {MAX_NODES} terms")
-        if isinstance(node, ast.In) and len(node.sub_nodes) > MAX_LIST:
-            raise _bad(f"an IN list has more than {MAX_LIST} values")
-
-
-def _walk(root: Any) -> Iterator[tuple[int, Any]]:
-    stack: list[tuple[int, Any]] = [(1, root)]
-    while stack:
-        depth, node = stack.pop()
-        yield depth, node
-        if isinstance(node, ast.Node):
-            subs = node.get_sub_nodes() or []
-            stack.extend((depth + 1, s) for s in subs if isinstance(s, ast.Node | list))
-        elif isinstance(node, list):
-            stack.extend((depth + 1, s) for s in node if isinstance(s, ast.Node | list))
-
-
-# --- translation ---------------------------------------------------------------------------
 
 
 class Translator:
@@ -328,7 +103,7 @@ class Translator:
         if isinstance(node, ast.In):
             q = self.attribute(node.lhs)
             if not node.sub_nodes:
-                raise _bad("an IN list is empty")
+                raise bad("an IN list is empty")
             cond = q.expr.in_([self.value(q, v) for v in node.sub_nodes])
             return not_(cond) if node.not_ else cond
         if isinstance(node, ast.IsNull):
@@ -338,14 +113,14 @@ class Translator:
             return self.spatial(node)
         if isinstance(node, ast.BBox):
             q = self.geometry_attribute(node.lhs)
-            ring = _bbox_ring([node.minx, node.miny, node.maxx, node.maxy])
+            ring = bbox_ring([node.minx, node.miny, node.maxx, node.maxy])
             box = self.geometry_literal({"type": "Polygon", "coordinates": ring})
             return func.ST_Intersects(q.expr, box)
         if isinstance(node, ast.DistanceWithin):
             return self.dwithin([node.lhs, node.rhs, node.distance, node.units])
         if isinstance(node, ast.TemporalPredicate):
             return self.temporal(node)
-        raise _bad(f"'{_describe(node)}' is not supported in filters here (see /ogc/conformance)")
+        raise bad(f"'{_describe(node)}' is not supported in filters here (see /ogc/conformance)")
 
     # attributes and values
 
@@ -354,7 +129,7 @@ class Translator:
         if isinstance(node, ast.Attribute):
             q = self.q.get(node.name)
             if q is None:
-                raise _bad(
+                raise bad(
                     f"unknown property '{node.name[:64]}'; queryables: {', '.join(self.q)}",
                     queryables=list(self.q),
                 )
@@ -362,19 +137,19 @@ class Translator:
         if isinstance(node, ast.Function) and node.name == "lower" and len(node.arguments) == 1:
             inner = self.attribute(node.arguments[0])
             if inner.type != "string":
-                raise _bad("CASEI() applies to text properties only")
+                raise bad("CASEI() applies to text properties only")
             return Queryable(func.lower(inner.expr), "string", inner.title)
-        raise _bad(f"expected a property name, got '{_describe(node)}'")
+        raise bad(f"expected a property name, got '{_describe(node)}'")
 
     def value(self, q: Queryable, node: Any) -> Any:
         """A literal as a bound parameter of the queryable's type."""
         if isinstance(node, ast.Function) and node.name == "lower" and len(node.arguments) == 1:
             v = node.arguments[0]
             if not isinstance(v, str):
-                raise _bad("CASEI() of a literal needs a text literal")
-            return func.lower(literal(_unquote(v), String))
+                raise bad("CASEI() of a literal needs a text literal")
+            return func.lower(literal(unquote(v), String))
         if isinstance(node, ast.Node | values.Geometry | values.Envelope | values.Interval):
-            raise _bad(f"expected a literal value, got '{_describe(node)}'")
+            raise bad(f"expected a literal value, got '{_describe(node)}'")
         return literal(coerce(q, node), _sql_type(q.type))
 
     def comparison(self, node: ast.Comparison) -> ColumnElement[bool]:
@@ -388,7 +163,7 @@ class Translator:
             op = _OPS[type(node)]
         q = self.attribute(lhs)
         if q.type == "geometry":
-            raise _bad("compare geometries with S_EQUALS, not with comparison operators")
+            raise bad("compare geometries with S_EQUALS, not with comparison operators")
         other = self.attribute(rhs).expr if _is_property(rhs) else self.value(q, rhs)
         result: ColumnElement[bool] = op(q.expr, other)
         return result
@@ -396,13 +171,13 @@ class Translator:
     def like(self, node: ast.Like) -> ColumnElement[bool]:
         q = self.attribute(node.lhs)
         if q.type != "string":
-            raise _bad("LIKE applies to text properties only")
+            raise bad("LIKE applies to text properties only")
         pattern = node.pattern
         if isinstance(pattern, ast.Function) and pattern.name == "lower":
             pattern = pattern.arguments[0] if pattern.arguments else None
         if not isinstance(pattern, str):
-            raise _bad("LIKE needs a text pattern")
-        pattern = _unquote(pattern)
+            raise bad("LIKE needs a text pattern")
+        pattern = unquote(pattern)
         # CQL2 wildcards are SQL's: % any run, _ one character, backslash escapes
         cond = (
             q.expr.ilike(pattern, escape="\\") if node.nocase else q.expr.like(pattern, escape="\\")
@@ -414,7 +189,7 @@ class Translator:
     def geometry_attribute(self, node: Any) -> Queryable:
         q = self.attribute(node)
         if q.type != "geometry":
-            raise _bad(f"'{_describe(node)}' is not a geometry property")
+            raise bad(f"'{_describe(node)}' is not a geometry property")
         return q
 
     def geometry_literal(self, value: Any) -> ColumnElement[Any]:
@@ -423,26 +198,26 @@ class Translator:
 
     def shapely_geometry(self, value: Any) -> Any:
         if isinstance(value, ast.Function) and value.name.lower() == "bbox":
-            value = {"type": "Polygon", "coordinates": _bbox_ring(list(value.arguments))}
+            value = {"type": "Polygon", "coordinates": bbox_ring(list(value.arguments))}
         elif isinstance(value, values.Geometry | values.Envelope):
             value = value.__geo_interface__
         if not isinstance(value, dict):
-            raise _bad(f"expected a geometry literal, got '{_describe(value)}'")
+            raise bad(f"expected a geometry literal, got '{_describe(value)}'")
         try:
             geom = shape(value)
         except Exception as exc:  # malformed GeoJSON of any kind
-            raise _bad(f"geometry literal is not valid: {_first_line(exc)}") from exc
+            raise bad(f"geometry literal is not valid: {first_line(exc)}") from exc
         coords = shapely.get_coordinates(geom)
         self.vertices += len(coords)
         if self.vertices > MAX_VERTICES:
-            raise _bad(f"geometry literals have more than {MAX_VERTICES} vertices")
+            raise bad(f"geometry literals have more than {MAX_VERTICES} vertices")
         if geom.is_empty:
-            raise _bad("geometry literal is empty")
+            raise bad("geometry literal is empty")
         if not all(math.isfinite(v) for v in coords.ravel()):
-            raise _bad("geometry literal has a coordinate that is not a finite number")
+            raise bad("geometry literal has a coordinate that is not a finite number")
         xs, ys = coords[:, 0], coords[:, 1]
         if xs.min() < -180 or xs.max() > 180 or ys.min() < -90 or ys.max() > 90:
-            raise _bad(
+            raise bad(
                 "geometry literal is outside lon [-180, 180] / lat [-90, 90]"
                 " (coordinates are lon lat, CRS84)"
             )
@@ -463,14 +238,14 @@ class Translator:
     def dwithin(self, args: list[Any]) -> ColumnElement[bool]:
         """DWITHIN(property, geometry, distance, unit): geodesic distance on the spheroid."""
         if len(args) not in (3, 4):
-            raise _bad("DWITHIN takes (geometry property, geometry, distance, 'unit')")
+            raise bad("DWITHIN takes (geometry property, geometry, distance, 'unit')")
         prop, geom_value, distance = args[0], args[1], args[2]
         unit = args[3] if len(args) == 4 else "m"
         if not isinstance(unit, str) or unit.lower() not in UNITS_M:
-            raise _bad(f"DWITHIN unit must be one of {', '.join(UNITS_M)}")
-        metres = _number(distance, "DWITHIN distance") * UNITS_M[unit.lower()]
+            raise bad(f"DWITHIN unit must be one of {', '.join(UNITS_M)}")
+        metres = number(distance, "DWITHIN distance") * UNITS_M[unit.lower()]
         if not 0 <= metres <= MAX_DISTANCE_M:
-            raise _bad(f"DWITHIN distance must be between 0 and {MAX_DISTANCE_M / 1000:g} km")
+            raise bad(f"DWITHIN distance must be between 0 and {MAX_DISTANCE_M / 1000:g} km")
         q = self.geometry_attribute(prop)
         geom = self.shapely_geometry(geom_value)
         return spatial.within_metres(q.expr, geom, metres)
@@ -480,7 +255,7 @@ class Translator:
     def temporal(self, node: ast.TemporalPredicate) -> ColumnElement[bool]:
         q = self.attribute(node.lhs)
         if q.type not in ("datetime", "date"):
-            raise _bad(f"'{_describe(node.lhs)}' is not a temporal property")
+            raise bad(f"'{_describe(node.lhs)}' is not a temporal property")
         start, end, instant = self.period(q, node.rhs)
         col = q.expr
         # a date literal is the whole day: [start, end) with end the next midnight
@@ -501,8 +276,8 @@ class Translator:
         if kind is ast.TimeEquals:
             if instant and start is not None:
                 return col == start
-            raise _bad("T_EQUALS of an instant property needs an instant (TIMESTAMP)")
-        raise _bad(f"{kind.__name__} is not supported; use T_INTERSECTS, T_BEFORE, T_AFTER,"
+            raise bad("T_EQUALS of an instant property needs an instant (TIMESTAMP)")
+        raise bad(f"{kind.__name__} is not supported; use T_INTERSECTS, T_BEFORE, T_AFTER,"
                    " T_DISJOINT or T_EQUALS")  # fmt: skip
 
     def period(self, q: Queryable, value: Any) -> tuple[Any, Any, bool]:
@@ -511,7 +286,7 @@ class Translator:
             start = None if value.start is None else self.moment(q, value.start)
             end = None if value.end is None else self.moment(q, value.end, end=True)
             if start is None and end is None:
-                raise _bad("interval is open at both ends")
+                raise bad("interval is open at both ends")
             return start, end, True
         if isinstance(value, list) and len(value) == 2:  # cql2-text period
             return self.period(q, values.Interval(value[0], value[1]))
@@ -525,7 +300,7 @@ class Translator:
 
     def moment(self, q: Queryable, value: Any, *, end: bool = False) -> Any:
         if isinstance(value, timedelta):
-            raise _bad("durations are not supported in intervals")
+            raise bad("durations are not supported in intervals")
         if isinstance(value, date) and not isinstance(value, datetime) and q.type == "datetime":
             day = datetime.combine(value, time(), UTC)
             return day + timedelta(days=1) if end else day
@@ -545,7 +320,7 @@ def coerce(q: Queryable, value: Any) -> Any:
     t = q.type
     if t == "string":
         if isinstance(value, str):
-            return _unquote(value)
+            return unquote(value)
     elif t == "integer":
         if isinstance(value, int) and not isinstance(value, bool):
             return in_range(value, q)
@@ -554,7 +329,7 @@ def coerce(q: Queryable, value: Any) -> Any:
     elif t == "number":
         if isinstance(value, int | float) and not isinstance(value, bool):
             if not math.isfinite(value):
-                raise _bad("numbers must be finite")
+                raise bad("numbers must be finite")
             return float(value)
     elif t == "boolean":
         if isinstance(value, bool):
@@ -581,7 +356,7 @@ def coerce(q: Queryable, value: Any) -> Any:
             return uuid.UUID(value)
         except ValueError:
             pass
-    raise _bad(
+    raise bad(
         f"'{q.title}' expects {_ARTICLE.get(t, 'a value of type ' + t)}; got {str(value)[:60]!r}"
     )
 
@@ -618,12 +393,6 @@ def parse_instant(text: str, *, field: str) -> datetime:
             f"'{text[:60]}' is not an RFC 3339 date-time (e.g. 2025-01-31T00:00:00Z)", field=field
         ) from exc
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _bad(f"{what} must be a finite number")
-    return float(value)
 
 
 def _is_property(node: Any) -> bool:

@@ -16,7 +16,7 @@ from starlette.datastructures import QueryParams
 
 from app.errors import InvalidInput
 from app.incidents.filters import parse_bbox, parse_datetime
-from app.ogc import cql
+from app.ogc import cql, cql_parse
 from app.ogc.collections import Source
 
 DEFAULT_LIMIT = 100
@@ -83,9 +83,9 @@ def parse_items(params: QueryParams, source: Source) -> ItemsQuery:
     start, end = _datetime(params, source)
     text = single(params, "filter")
     lang = single(params, "filter-lang")
-    node = cql.parse(text, lang) if text is not None else None
+    node = cql_parse.parse(text, lang) if text is not None else None
     if node is None and lang is not None:
-        cql.parse("INCLUDE", lang)  # still validate the language name
+        cql_parse.parse("INCLUDE", lang)  # still validate the language name
     return ItemsQuery(
         limit=_limit(single(params, "limit")),
         offset=_int(single(params, "offset"), "offset", 0, 0, MAX_OFFSET),
