@@ -21,6 +21,7 @@ from app.auth.scope import clear_zones
 from app.borders import service as borders
 from app.config import PROJECT_ROOT, Settings
 from app.errors import InvalidInput
+from app.geo import spatial
 from app.jurisdictions import service as jurisdictions
 from app.jurisdictions.models import LEVELS, Jurisdiction
 from app.posts import service as posts
@@ -159,8 +160,8 @@ def read_boundaries(
         raise InvalidInput(f"cannot read {path.name}: {exc}") from exc
     if frame.crs is None:
         raise InvalidInput(f"{path.name} has no coordinate reference system")
-    if frame.crs.to_epsg() != 4326:
-        frame = frame.to_crs(4326)
+    if frame.crs.to_epsg() != spatial.SRID_WGS84:
+        frame = frame.to_crs(spatial.SRID_WGS84)
     report = LoadReport()
     records: list[JurisdictionRecord] = []
     columns = set(frame.columns)
@@ -222,7 +223,7 @@ async def write_jurisdictions(*, session: AsyncSession, records: list[Jurisdicti
             "level": r.level,
             "parent_code": r.parent_code,
             "country": r.country,
-            "geom": f"SRID=4326;{r.geom.wkt}",
+            "geom": f"SRID={spatial.SRID_WGS84};{r.geom.wkt}",
             "valid_from": r.valid_from,
             "valid_to": r.valid_to,
             "source": r.source,

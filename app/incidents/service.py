@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 from app.auth.scope import Scope
 from app.auth.service import Identity
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed
-from app.geo import geojson
+from app.geo import geojson, spatial
 from app.incidents.filters import visible
 from app.incidents.models import Category, Incident, IncidentHistory
 from app.incidents.schemas import TRANSITIONS, IncidentIn, IncidentPatch
@@ -243,7 +243,7 @@ async def create(
         "severity": data.severity,
         "status": data.status,
         "occurred_at": data.occurred_at,
-        "geom": f"SRID=4326;POINT({data.location.lon!r} {data.location.lat!r})",
+        "geom": f"SRID={spatial.SRID_WGS84};POINT({data.location.lon!r} {data.location.lat!r})",
         "location_precision_m": data.location_precision_m,
         "description": data.description,
         "unit": data.unit,
@@ -370,9 +370,7 @@ async def update_incident(
         if name in fields:
             changes[name] = getattr(patch, name)
     if "location" in fields and patch.location is not None:
-        changes["geom"] = func.ST_SetSRID(
-            func.ST_MakePoint(patch.location.lon, patch.location.lat), 4326
-        )
+        changes["geom"] = spatial.point(patch.location.lon, patch.location.lat)
     await _set_context(session, actor=actor)
     if changes:
         await session.execute(
