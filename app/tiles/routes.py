@@ -10,12 +10,13 @@ parameters it takes) is its ask dependency in ASKS. The catch-all paths after th
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -141,30 +142,61 @@ async def serve_tilejson(
     )
 
 
-def _register(layer: Layer, ask_dependency: AskDependency) -> None:
+def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The parameters of `fn`, annotations evaluated, all keyword-only."""
+    return [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in inspect.signature(fn, eval_str=True).parameters.values()
+    ]
+
+
+async def _tilejson_parameters(request: Request, session: SessionDep) -> None:
+    """The TileJSON route's own parameters (before the layer's)."""
+
+
+async def _tile_parameters(
+    request: Request, session: SessionDep, z: Z, x: X, y: Y, v: Version = None
+) -> None:
+    """The tile route's own parameters (the layer's come before `v`)."""
+
+
+def _with_ask(
+    endpoint: Callable[..., Awaitable[Response]],
+    own: Callable[..., Awaitable[None]],
+    ask: AskDependency,
+) -> Callable[..., Awaitable[Response]]:
+    """`endpoint(**values)` declared to FastAPI with the parameters of `own` and of the layer's
+    `ask`, so that both are resolved on the route's own level: `ask` as a dependency of its own
+    would cost every tile request one more level of dependency solving (docs/performance.md)."""
+    head = _parameters(own)
+    tail = [p for p in head if p.name == "v"]
+    taken = {p.name for p in head}
+    asked = [p for p in _parameters(ask) if p.name not in taken]
+    head = [p for p in head if p.name != "v"]
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [*head, *asked, *tail], return_annotation=Response
+    )
+    return endpoint
+
+
+def _register(layer: Layer, ask: AskDependency) -> None:
     """The layer's TileJSON and tile routes."""
-    # `ask` is a default, not an Annotated alias: it differs per layer, and a default is
-    # evaluated here, an annotation only later and from this module's names
+    names = list(inspect.signature(ask).parameters)
 
-    async def read_tilejson(
-        request: Request, session: SessionDep, ask: Ask = Depends(ask_dependency)
-    ) -> Response:
-        return await serve_tilejson(layer, request, session, ask)
+    async def read_tilejson(**values: Any) -> Response:
+        asked = await ask(**{n: values[n] for n in names})
+        return await serve_tilejson(layer, values["request"], values["session"], asked)
 
-    async def read_tile(
-        request: Request,
-        session: SessionDep,
-        z: Z,
-        x: X,
-        y: Y,
-        ask: Ask = Depends(ask_dependency),
-        v: Version = None,
-    ) -> Response:
-        return await serve_tile(layer, request, session, ask, tile_address(z, x, y), v)
+    async def read_tile(**values: Any) -> Response:
+        asked = await ask(**{n: values[n] for n in names})
+        tile = tile_address(values["z"], values["x"], values["y"])
+        return await serve_tile(
+            layer, values["request"], values["session"], asked, tile, values["v"]
+        )
 
     router.add_api_route(
         f"/{layer.name}.json",
-        read_tilejson,
+        _with_ask(read_tilejson, _tilejson_parameters, ask),
         methods=["GET"],
         name=f"{layer.name}_tilejson",
         summary=layer.tilejson_summary,
@@ -172,7 +204,7 @@ def _register(layer: Layer, ask_dependency: AskDependency) -> None:
     )
     router.add_api_route(
         f"/{layer.name}/{{z}}/{{x}}/{{y}}.mvt",
-        read_tile,
+        _with_ask(read_tile, _tile_parameters, ask),
         methods=["GET"],
         name=f"{layer.name}_tile",
         response_class=Response,
