@@ -4,8 +4,8 @@ layer of app/tiles/layers.py, through one tile handler and one TileJSON handler.
 Each layer is registered at its own fixed paths rather than behind a `{layer}` parameter: its
 OpenAPI entry keeps its own parameters, access and properties, and the filters are parsed only
 for the layers that take them. What a request may ask of a layer (who may read it, which
-parameters it takes) is its ask dependency in ASKS. The catch-all paths after them only answer
-404 for an unknown layer.
+parameters it takes) is its function in ASKS, whose parameters the layer's two routes declare as
+their own. The catch-all paths after them only answer 404 for an unknown layer.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ async def reference_ask(_: ReferenceReader) -> Ask:
     return Ask()
 
 
-AskDependency = Callable[..., Awaitable[Ask]]
-ASKS: dict[str, AskDependency] = {
+AskFunction = Callable[..., Awaitable[Ask]]
+ASKS: dict[str, AskFunction] = {
     "incidents": incidents_ask,
     "hotspots": hotspots_ask,
     "jurisdictions": jurisdictions_ask,
@@ -163,7 +163,7 @@ async def _tile_parameters(
 def _with_ask(
     endpoint: Callable[..., Awaitable[Response]],
     own: Callable[..., Awaitable[None]],
-    ask: AskDependency,
+    ask: AskFunction,
 ) -> Callable[..., Awaitable[Response]]:
     """`endpoint(**values)` declared to FastAPI with the parameters of `own` and of the layer's
     `ask`, so that both are resolved on the route's own level: `ask` as a dependency of its own
@@ -179,7 +179,7 @@ def _with_ask(
     return endpoint
 
 
-def _register(layer: Layer, ask: AskDependency) -> None:
+def _register(layer: Layer, ask: AskFunction) -> None:
     """The layer's TileJSON and tile routes."""
     names = list(inspect.signature(ask).parameters)
 
