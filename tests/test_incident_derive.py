@@ -170,3 +170,58 @@ async def test_random_points_border_and_post_distances(session: AsyncSession) ->
         assert post == posts[i][0], (lon, lat)
         assert post_km == pytest.approx(dist[i] / 1000, abs=0.001)
         checked += 1
+
+
+async def test_offshore_prefilter_never_drops_a_piece_within_reach(session: AsyncSession) -> None:
+    """incident_surely_beyond (bounding boxes only, widened for great-circle edges) is only
+    ever true for a polygon farther than the distance on the spheroid, PostGIS's own measure:
+    wide boxes at high latitudes, where edges bulge most, and the real province pieces."""
+    rng = random.Random(16)
+    cases = []
+    for _ in range(400):
+        lat = rng.uniform(-85, 85)
+        west, width = rng.uniform(-179, 170), rng.choice([0.2, 2, 10, 40, 120])
+        east = min(west + width, 179.9)
+        height = rng.uniform(0.01, 3)
+        south, north = max(lat - height, -89.9), min(lat + height, 89.9)
+        px = rng.uniform(west - 2, east + 2)
+        py = rng.choice([north, south]) + rng.uniform(-0.6, 0.6)
+        metres = rng.choice([500.0, 22_224.0, 150_000.0])
+        cases.append((west, south, east, north, max(-179.9, min(179.9, px)),
+                      max(-89.9, min(89.9, py)), metres))  # fmt: skip
+    rows = (
+        await session.execute(
+            text(
+                "SELECT incident_surely_beyond(g, pt, m), ST_Distance(g::geography, pt::geography)"
+                " FROM unnest(CAST(:w AS float8[]), CAST(:s AS float8[]), CAST(:e AS float8[]),"
+                "             CAST(:n AS float8[]), CAST(:x AS float8[]), CAST(:y AS float8[]),"
+                "             CAST(:m AS float8[])) AS c(w, s, e, n, x, y, m),"
+                " LATERAL (SELECT ST_MakeEnvelope(c.w, c.s, c.e, c.n, 4326) AS g,"
+                "                 ST_SetSRID(ST_MakePoint(c.x, c.y), 4326) AS pt) v"
+            ),
+            {k: [c[i] for c in cases] for i, k in enumerate("wsenxym")},
+        )
+    ).all()
+    beyond = [
+        (surely, metres_apart, c) for (surely, metres_apart), c in zip(rows, cases, strict=True)
+    ]
+    assert all(apart > c[6] for surely, apart, c in beyond if surely)
+    assert 50 < sum(1 for surely, *_ in beyond if surely) < len(cases) - 50  # both outcomes
+    real = (
+        await session.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE incident_surely_beyond(p.geom, x.pt, 22224)"
+                "                          AND ST_DWithin(p.geom::geography, x.pt::geography,"
+                "                                         22224)),"
+                "       count(*) FILTER (WHERE incident_surely_beyond(p.geom, x.pt, 22224))"
+                "  FROM jurisdiction_piece p,"
+                "       LATERAL (SELECT ST_SetSRID(ST_MakePoint(ST_X(c) + dx, ST_Y(c) + dy), 4326)"
+                "                   AS pt"
+                "                  FROM (SELECT ST_PointOnSurface(p.geom) AS c) s,"
+                "                       (VALUES (0.15, 0.0), (-0.2, 0.1), (0.0, -0.25), (0.5, 0.5))"
+                "                           d(dx, dy)) x"
+                " WHERE p.level = 'province'"
+            )
+        )
+    ).one()
+    assert real[0] == 0 and real[1] > 0

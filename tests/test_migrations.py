@@ -113,3 +113,46 @@ async def test_models_match_migrations(engine) -> None:  # type: ignore[no-untyp
 
     async with engine.connect() as conn:
         assert await conn.run_sync(diff) == []
+
+
+# migrations/sql/: once a migration loads a file, the file never changes (a change is a new
+# file, loaded by a new migration): an edited one would make an old revision build another
+# schema than it did. A new file gets its line here.
+FROZEN_SQL = {
+    "incident_derive_v1.sql": "06cad6de2b4435b81fba535608caadae763ff0cf97d8c4b72b23eda8a09361a6",
+    "incident_derive_v2.sql": "8790d62f4acf99efa269446f934ff3fe33e3cd50a075cda0d3baa6af970f39d5",
+    "incident_derive_v3.sql": "bcbd8b4aed46a572f9f1d5554ca4308e485e1218130ca8f7666259fd50eb1b6f",
+    "incident_derive_v4.sql": "bf7d291b4f1ec062ecd41dfc0d574a09c8ca2bc54d0d2b64eff0ed247ba33e4d",
+}
+
+
+def test_sql_files_of_migrations_are_frozen() -> None:
+    import hashlib
+
+    from app.sqlfiles import SQL_DIR
+
+    found = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SQL_DIR.glob("*.sql")}
+    assert found == FROZEN_SQL
+    loaded = set()
+    for migration in (SQL_DIR.parent / "versions").glob("*.py"):
+        loaded |= {name for name in FROZEN_SQL if f'"{name}"' in migration.read_text()}
+    assert loaded == set(FROZEN_SQL)  # every file belongs to a revision
+    for migration in (SQL_DIR.parent / "versions").glob("*.py"):
+        assert ".replace(" not in migration.read_text(), migration.name  # no patched SQL
+
+
+def test_sql_files_split_into_statements() -> None:
+    from app.sqlfiles import split
+
+    script = """
+    -- a comment; with a semicolon
+    CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $fn$ SELECT 'a;b' || $$;$$ $fn$;
+    /* block; comment */ SELECT ';' AS "semi;colon";
+    SELECT 1 -- trailing; comment
+    """
+    assert split(script) == [
+        "-- a comment; with a semicolon\n    CREATE FUNCTION f() RETURNS text LANGUAGE sql AS"
+        " $fn$ SELECT 'a;b' || $$;$$ $fn$",
+        "/* block; comment */ SELECT ';' AS \"semi;colon\"",
+        "SELECT 1 -- trailing; comment",
+    ]

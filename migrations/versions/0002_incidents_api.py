@@ -12,6 +12,8 @@ from alembic import op
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects import postgresql
 
+from app import sqlfiles
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -37,84 +39,10 @@ CATEGORIES = [
 ]
 
 # Derivation, now over subdivided jurisdiction pieces (point-in-polygon on a few hundred
-# vertices instead of thousands) and skippable for set-based bulk imports, which derive the
-# same fields set-based (DERIVE_NEAR / DERIVE_PLACE in app/incidents/imports.py, kept equal by
-# tests/test_incident_import.py) and set borderwatch.bulk = 'on'.
-INCIDENT_DERIVE_V2 = """
-CREATE OR REPLACE FUNCTION incident_derive() RETURNS trigger LANGUAGE plpgsql AS $fn$
-DECLARE
-    on_day date := NEW.occurred_at::date;
-    path text[];
-    near_code text;
-    near_country text;
-    pt geography := NEW.geom::geography;
-    near_m float8;
-BEGIN
-    IF current_setting('borderwatch.bulk', true) = 'on' THEN
-        RETURN NEW;
-    END IF;
-    SELECT array_agg(h.code ORDER BY h.rank), max(h.country)
-      INTO path, NEW.country_code
-      FROM (
-        SELECT DISTINCT ON (p.level) p.code, p.country,
-               array_position(ARRAY['country','province','district','commune'], p.level::text)
-                   AS rank
-          FROM jurisdiction_piece p
-         WHERE ST_Covers(p.geom, NEW.geom)
-         ORDER BY p.level,
-                  (coalesce(p.valid_from, '-infinity'::date) <= on_day
-                   AND on_day < coalesce(p.valid_to, 'infinity'::date)) DESC,
-                  p.valid_from DESC NULLS LAST
-      ) h;
-    IF path IS NOT NULL THEN
-        NEW.jurisdiction_path := path;
-        NEW.province_code := (SELECT j.code FROM jurisdiction j
-                               WHERE j.level = 'province' AND j.code = ANY(path) LIMIT 1);
-        NEW.jurisdiction_method := 'contains';
-    ELSE
-        SELECT c.code, c.country INTO near_code, near_country
-          FROM (SELECT p.code, p.country, p.geom FROM jurisdiction_piece p
-                 WHERE p.level = 'province'
-                 ORDER BY p.geom <-> NEW.geom LIMIT 16) c
-         WHERE ST_DWithin(c.geom::geography, NEW.geom::geography, 22224)
-         ORDER BY ST_Distance(c.geom::geography, NEW.geom::geography)
-         LIMIT 1;
-        IF near_code IS NOT NULL THEN
-            NEW.jurisdiction_path := ARRAY[near_country, near_code];
-            NEW.country_code := near_country;
-            NEW.province_code := near_code;
-            NEW.jurisdiction_method := 'nearest';
-        ELSE
-            NEW.jurisdiction_path := NULL;
-            NEW.country_code := NULL;
-            NEW.province_code := NULL;
-            NEW.jurisdiction_method := NULL;
-        END IF;
-    END IF;
-
-    -- Nearest border and post: the sphere-distance KNN (geography GiST index) finds the
-    -- nearest candidate; every candidate within 1 % of it is then measured on the spheroid.
-    near_m := (SELECT p.geom::geography <-> pt FROM border_segment_piece p
-                ORDER BY p.geom::geography <-> pt LIMIT 1);
-    SELECT s.code, ST_Distance(p.geom::geography, pt) / 1000.0
-      INTO NEW.border_segment, NEW.border_distance_km
-      FROM border_segment_piece p JOIN border_segment s ON s.id = p.segment_id
-     WHERE ST_DWithin(p.geom::geography, pt, near_m * 1.01 + 10, false)
-     ORDER BY ST_Distance(p.geom::geography, pt)
-     LIMIT 1;
-
-    near_m := (SELECT p.geom::geography <-> pt FROM border_post p
-                ORDER BY p.geom::geography <-> pt LIMIT 1);
-    SELECT p.id, ST_Distance(p.geom::geography, pt) / 1000.0
-      INTO NEW.nearest_post_id, NEW.nearest_post_km
-      FROM border_post p
-     WHERE ST_DWithin(p.geom::geography, pt, near_m * 1.01 + 10, false)
-     ORDER BY ST_Distance(p.geom::geography, pt), p.id
-     LIMIT 1;
-    RETURN NEW;
-END
-$fn$
-"""
+# vertices instead of thousands) and skippable for set-based bulk imports
+# (borderwatch.bulk = 'on'). Both files are frozen copies in migrations/sql/.
+INCIDENT_DERIVE_SQL = "incident_derive_v2.sql"
+PREVIOUS_DERIVE_SQL = "incident_derive_v1.sql"  # 0001's, restored by the downgrade
 
 # Every insert and update of an incident appends one history row, whoever writes it; the actor
 # and the action come from transaction-local settings set by the service layer.
@@ -164,21 +92,6 @@ BEGIN
 END
 $fn$
 """
-
-
-def _derive_v1() -> str:
-    """The 0001 derivation function, read from that revision's file."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).with_name("0001_foundation_schema.py")
-    spec = importlib.util.spec_from_file_location("bw_migration_0001", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return str(module.INCIDENT_DERIVE_UP).replace(
-        "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1
-    )
 
 
 def upgrade() -> None:
@@ -294,12 +207,14 @@ def upgrade() -> None:
         " USING gist ((geom::geography))"
     )
     op.execute("CREATE INDEX ix_border_post_geog ON border_post USING gist ((geom::geography))")
-    op.execute(INCIDENT_DERIVE_V2)
+    for statement in sqlfiles.statements(INCIDENT_DERIVE_SQL):
+        op.execute(statement)
 
 
 def downgrade() -> None:
     """Revert this revision (restores the 0001 derivation function)."""
-    op.execute(_derive_v1())
+    for statement in sqlfiles.statements(PREVIOUS_DERIVE_SQL):
+        op.execute(statement)
     op.execute("DROP INDEX IF EXISTS ix_border_post_geog")
     op.execute("DROP INDEX IF EXISTS ix_border_segment_piece_geog")
     op.drop_table("jurisdiction_piece")

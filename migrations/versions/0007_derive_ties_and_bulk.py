@@ -16,40 +16,20 @@ derived the fields already) the function is not even called, instead of being ca
 row to return at once.
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 from alembic import op
+
+from app import sqlfiles
 
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-BORDER_ORDER = "ORDER BY ST_Distance(p.geom::geography, pt)\n     LIMIT 1;"
-LEVEL_ORDER = "p.valid_from DESC NULLS LAST\n      ) h;"
-NEAREST_ORDER = "ORDER BY ST_Distance(c.geom::geography, NEW.geom::geography)\n         LIMIT 1;"
-TIES = {
-    BORDER_ORDER: "ORDER BY ST_Distance(p.geom::geography, pt), p.id\n     LIMIT 1;",
-    LEVEL_ORDER: "p.valid_from DESC NULLS LAST, p.code\n      ) h;",
-    NEAREST_ORDER: (
-        "ORDER BY ST_Distance(c.geom::geography, NEW.geom::geography), c.code\n         LIMIT 1;"
-    ),
-}
-
-
-def _derive_v2() -> str:
-    """The 0002 derivation function, read from that revision's file."""
-    path = Path(__file__).with_name("0002_incidents_api.py")
-    spec = importlib.util.spec_from_file_location("bw_migration_0002", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    text = str(module.INCIDENT_DERIVE_V2)
-    assert all(text.count(old) == 1 for old in TIES)
-    return text
-
+# frozen copies in migrations/sql/: 0002's function with the ties broken, and 0002's own
+INCIDENT_DERIVE_SQL = "incident_derive_v3.sql"
+PREVIOUS_DERIVE_SQL = "incident_derive_v2.sql"
 
 TRIGGER = (
     "CREATE TRIGGER incident_derive BEFORE INSERT OR UPDATE OF geom, occurred_at ON incident"
@@ -60,10 +40,8 @@ BULK_OFF = "WHEN (current_setting('borderwatch.bulk', true) IS DISTINCT FROM 'on
 
 def upgrade() -> None:
     """Apply this revision."""
-    text = _derive_v2()
-    for old, new in TIES.items():
-        text = text.replace(old, new)
-    op.execute(text)
+    for statement in sqlfiles.statements(INCIDENT_DERIVE_SQL):
+        op.execute(statement)
     op.execute("DROP TRIGGER incident_derive ON incident")
     op.execute(TRIGGER.format(when=BULK_OFF))
 
@@ -72,4 +50,5 @@ def downgrade() -> None:
     """Revert this revision."""
     op.execute("DROP TRIGGER incident_derive ON incident")
     op.execute(TRIGGER.format(when=""))
-    op.execute(_derive_v2())
+    for statement in sqlfiles.statements(PREVIOUS_DERIVE_SQL):
+        op.execute(statement)
