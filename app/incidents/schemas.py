@@ -1,9 +1,9 @@
-"""Incident input: validation that names the field and says what is wrong."""
+"""Incident input: validation that names the field and says what is wrong (the field rules
+themselves are in rules.py, shared with the bulk import)."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -19,12 +19,20 @@ from pydantic import (
     model_validator,
 )
 
-from app.incidents.models import STATUSES
+from app.incidents import rules
+from app.incidents.rules import (
+    EARLIEST,
+    CategoryCode,
+    Description,
+    PrecisionM,
+    Severity,
+    SourceId,
+    SourceName,
+    Status,
+    Unit,
+)
 
-Status = Literal[
-    "reported", "verified", "under_investigation", "solved", "closed", "rejected", "duplicate"
-]
-assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
+__all__ = ["EARLIEST", "Status"]
 
 # The lifecycle: forward along the chain, or rejected / duplicate from any open state.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -36,10 +44,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "rejected": (),
     "duplicate": (),
 }
-
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-CategoryCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
-ShortText = Annotated[str, Field(max_length=200)]
 
 
 class PointGeometry(BaseModel):
@@ -56,17 +60,11 @@ class PointGeometry(BaseModel):
     @classmethod
     def _in_range(cls, value: list[float]) -> list[float]:
         lon, lat = value[0], value[1]
-        if not (math.isfinite(lon) and math.isfinite(lat)):
-            raise ValueError("coordinates must be finite numbers")
-        if not -90 <= lat <= 90:
-            hint = (
-                " (looks like [lat, lon]: GeoJSON order is [lon, lat])"
-                if -90 <= lon <= 90 and -180 <= lat <= 180
-                else ""
-            )
-            raise ValueError(f"latitude {lat} is outside [-90, 90]{hint}")
-        if not -180 <= lon <= 180:
-            raise ValueError(f"longitude {lon} is outside [-180, 180]")
+        problem = rules.latitude_problem(
+            lat, lon, swapped_hint="looks like [lat, lon]: GeoJSON order is [lon, lat]"
+        ) or rules.longitude_problem(lon)
+        if problem is not None:
+            raise ValueError(problem)
         return [lon, lat]
 
     @property
@@ -85,19 +83,17 @@ class IncidentFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    location_precision_m: Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)] | None = (
-        None
-    )
-    description: Annotated[str, Field(max_length=10_000)] | None = None
-    unit: ShortText | None = None
+    location_precision_m: PrecisionM | None = None
+    description: Description | None = None
+    unit: Unit | None = None
 
     @staticmethod
     def _check_time(value: datetime | None) -> datetime | None:
         """Before 1900 is refused here; the future is refused by the service (clock skew)."""
         if value is None:
             return None
-        if value < EARLIEST:
-            raise ValueError("occurred_at is before 1900")
+        if (problem := rules.time_problem(value)) is not None:
+            raise ValueError(problem)
         return value.astimezone(UTC)
 
 
@@ -106,12 +102,12 @@ class IncidentIn(IncidentFields):
 
     id: uuid.UUID | None = None
     category: CategoryCode
-    severity: int = Field(ge=1, le=5)
-    status: Status = "reported"
+    severity: Severity
+    status: Status = rules.DEFAULT_STATUS
     occurred_at: AwareDatetime
     location: PointGeometry
-    source: Annotated[str, Field(max_length=64)] | None = None
-    source_id: Annotated[str, Field(max_length=128)] | None = None
+    source: SourceName | None = None
+    source_id: SourceId | None = None
 
     @field_validator("occurred_at")
     @classmethod
@@ -128,7 +124,7 @@ class IncidentPatch(IncidentFields):
     """A correction: only the fields present change; null clears an optional field."""
 
     category: CategoryCode | None = None
-    severity: int | None = Field(default=None, ge=1, le=5)
+    severity: Severity | None = None
     status: Status | None = None
     occurred_at: AwareDatetime | None = None
     location: PointGeometry | None = None
