@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     db_pool_size: int = Field(default=20, ge=1, le=200)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
+    import_statement_timeout_ms: int = Field(
+        default=900_000,
+        ge=1000,
+        description="per-statement timeout inside an import (API and CLI), instead of the"
+        " requests' db_statement_timeout_ms",
+    )
     home_country: str = Field(
         default="VNM", min_length=3, max_length=3, description="alpha-3 of the served country"
     )

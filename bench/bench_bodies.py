@@ -30,7 +30,7 @@ from fastapi import FastAPI
 from app.bodies import body_middleware
 from app.config import Settings
 from app.db import create_engine
-from app.incidents import imports
+from app.incidents.imports.csv_file import CsvFile
 from app.main import create_app
 from app.spool import SpoolDir
 
@@ -148,7 +148,7 @@ def header_widths() -> list[tuple[int, float]]:
             best = float("inf")
             for _ in range(5):
                 started = time.perf_counter()
-                imports._CsvFile(path).open()
+                CsvFile(path).open()
                 best = min(best, time.perf_counter() - started)
             out.append((columns, best))
     return out

@@ -26,6 +26,9 @@ from typer.testing import CliRunner
 from app.config import Settings
 from app.errors import InvalidInput
 from app.incidents import imports
+from app.incidents.imports import staging, write
+from app.incidents.imports.csv_file import CsvFile
+from app.incidents.imports.geojson_file import GeoJsonFile
 from conftest import app_client, drop_database, make_key
 
 LONG_XUYEN = (105.435, 10.386)  # An Giang, VN-44
@@ -588,9 +591,8 @@ async def test_csv_dialects(client: httpx.AsyncClient, session: AsyncSession) ->
 async def test_chunks_and_batches(
     client: httpx.AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(imports, "CHUNK_ROWS", 3)
-    monkeypatch.setattr(imports, "DERIVE_BATCH", 2)
-    monkeypatch.setattr(imports, "WRITE_BATCH", 4)
+    monkeypatch.setattr(staging, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(write, "WRITE_BATCH", 4)
     rows = [["lat", "lon", "date", "category", "severity", "source_id"]] + [
         [10.3 + i / 100, 105.3 + i / 100, "2024-01-01", "other", 1 + i % 5, f"r{i}"]
         for i in range(11)
@@ -818,6 +820,31 @@ async def test_bulk_derivation_matches_the_trigger(
     pairs = [(r[0], tuple(r[1:9]), tuple(r[9:17])) for r in rows]
     for sid, expected, got in pairs:
         assert got == expected, (sid, points[int(sid) - 1])
+    # the rule itself, by brute force: every border piece and every post measured on the
+    # spheroid, the nearest taken (lowest id on a tie); the trigger and the import share the
+    # candidate search (migrations/sql/incident_derive_v4.sql), this does not
+    brute = {
+        str(r[0]): tuple(r[1:])
+        for r in (
+            await session.execute(
+                text(
+                    "SELECT t.source_id,"
+                    " (SELECT s.code FROM border_segment_piece p"
+                    "   JOIN border_segment s ON s.id = p.segment_id"
+                    "  ORDER BY ST_Distance(p.geom::geography, t.geom::geography), p.id LIMIT 1),"
+                    " (SELECT min(ST_Distance(p.geom::geography, t.geom::geography)) / 1000.0"
+                    "    FROM border_segment_piece p),"
+                    " (SELECT p.id FROM border_post p"
+                    "  ORDER BY ST_Distance(p.geom::geography, t.geom::geography), p.id LIMIT 1),"
+                    " (SELECT min(ST_Distance(p.geom::geography, t.geom::geography)) / 1000.0"
+                    "    FROM border_post p)"
+                    " FROM incident t WHERE t.source = 'trigger-path'"
+                )
+            )
+        ).all()
+    }
+    for sid, expected, _ in pairs:
+        assert expected[4:] == brute[sid], (sid, points[int(sid) - 1])
     # the sample covers every case
     methods = [t[3] for _, t, _ in pairs]
     countries = {t[0] for _, t, _ in pairs}
@@ -825,6 +852,144 @@ async def test_bulk_derivation_matches_the_trigger(
     assert methods.count(None) >= 20
     assert {"VNM", "LAO", "KHM", "CHN"} <= countries
     assert len({t[1] for _, t, _ in pairs}) > 30  # provinces
+
+
+# ---------------------------------------------------------------------------------------------
+# One set of rules: a CSV row is refused exactly when POST /incidents refuses the same values.
+
+RULE_CASES = [
+    # (column, value in the CSV, the same in the API body)
+    ("severity", "1", 1), ("severity", "5", 5), ("severity", "0", 0), ("severity", "6", 6),
+    ("location_precision_m", "0", 0), ("location_precision_m", "100000", 100000),
+    ("location_precision_m", "-1", -1), ("location_precision_m", "100000.5", 100000.5),
+    ("lat", "90", 90), ("lat", "-90", -90), ("lat", "90.0001", 90.0001),
+    ("lon", "180", 180), ("lon", "-180.5", -180.5),
+    ("unit", "u" * 200, "u" * 200), ("unit", "u" * 201, "u" * 201),
+    ("description", "d" * 10_000, "d" * 10_000), ("description", "d" * 10_001, "d" * 10_001),
+    ("source", "s" * 64, "s" * 64), ("source", "s" * 65, "s" * 65),
+    ("source_id", "i" * 128, "i" * 128), ("source_id", "i" * 129, "i" * 129),
+    ("status", "solved", "solved"), ("status", "finished", "finished"),
+    ("occurred_at", "1900-01-01T00:00:00+00:00", "1900-01-01T00:00:00+00:00"),
+    ("occurred_at", "1899-12-31T23:59:59+00:00", "1899-12-31T23:59:59+00:00"),
+]  # fmt: skip
+
+
+async def test_csv_rows_follow_the_api_rules(client: httpx.AsyncClient) -> None:
+    from pydantic import ValidationError
+
+    from app.incidents.schemas import parse_incident
+
+    base = {"lat": "10.4", "lon": "105.4", "occurred_at": "2024-01-01T00:00:00+00:00",
+            "category": "other", "severity": "3"}  # fmt: skip
+    api_base = {"lat": 10.4, "lon": 105.4, "occurred_at": "2024-01-01T00:00:00+00:00",
+                "category": "other", "severity": 3}  # fmt: skip
+    columns = ["lat", "lon", "occurred_at", "category", "severity", "status", "unit",
+               "description", "location_precision_m", "source", "source_id"]  # fmt: skip
+    rows = [columns]
+    api_valid = []
+    for column, csv_value, api_value in RULE_CASES:
+        cells = {**base, column: csv_value}
+        rows.append([cells.get(c, "") for c in columns])
+        fields = {**api_base, column: api_value}
+        body = {k: v for k, v in fields.items() if k not in ("lat", "lon")}
+        body["location"] = {"type": "Point", "coordinates": [fields["lon"], fields["lat"]]}
+        try:
+            parse_incident(body)
+            api_valid.append(True)
+        except ValidationError:
+            api_valid.append(False)
+    report = (await _post(client, _csv(rows), mode="skip_invalid")).json()
+    bad_rows = {e["row"] for e in report["errors"]}
+    csv_valid = [n + 2 not in bad_rows for n in range(len(RULE_CASES))]
+    assert csv_valid == api_valid, [
+        (case[0], case[1][:12], c, a)
+        for case, c, a in zip(RULE_CASES, csv_valid, api_valid, strict=True)
+        if c != a
+    ]
+    assert api_valid.count(False) == 12  # the sample holds both sides of every limit
+
+
+# ---------------------------------------------------------------------------------------------
+# Imports run under their own statement timeout, not the requests' one.
+
+
+async def test_imports_have_their_own_statement_timeout(
+    engine: AsyncEngine, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.incidents.imports import run
+
+    seen: list[str] = []
+    original = run.upsert
+
+    async def slow_upsert(session: AsyncSession, **kw: Any) -> Any:
+        seen.append(str((await session.execute(text("SHOW statement_timeout"))).scalar_one()))
+        await session.execute(text("SELECT pg_sleep(0.5)"))
+        return await original(session, **kw)
+
+    monkeypatch.setattr(run, "upsert", slow_upsert)
+    body = "lat,lon,date,category\n10.4,105.4,2024-01-01,other\n"
+    # requests time out after 100 ms; the import's own limit (4 321 ms) applies inside it
+    await session.execute(text("SET LOCAL statement_timeout = 100"))
+    patient = Settings(environment="test", import_statement_timeout_ms=4321)
+    async with app_client(engine, session, patient, await make_key(session)) as c:
+        r = await _post(c, body, source="patient")
+    assert r.status_code == 200, r.text
+    assert seen == ["4321ms"]
+    # and that limit does hold: a statement longer than it ends the import with a 503
+    hasty = Settings(environment="test", import_statement_timeout_ms=1000)
+    monkeypatch.setattr(run, "upsert", _sleeper(1.5))
+    async with app_client(engine, session, hasty, await make_key(session)) as c:
+        r = await _post(c, body, source="hasty")
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+def _sleeper(seconds: float) -> Any:
+    async def sleepy(session: AsyncSession, **kw: Any) -> Any:
+        await session.execute(text(f"SELECT pg_sleep({seconds})"))
+        raise AssertionError("not reached: the statement timeout cancels the sleep")
+
+    return sleepy
+
+
+# ---------------------------------------------------------------------------------------------
+# First load: the secondary indexes and foreign keys built after the load
+
+
+async def _incident_schema(session: AsyncSession) -> tuple[list[str], list[str]]:
+    indexes = await session.execute(
+        text("SELECT indexdef FROM pg_indexes WHERE tablename = 'incident' ORDER BY indexname")
+    )
+    keys = await session.execute(
+        text(
+            "SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = 'incident'::regclass ORDER BY conname"
+        )
+    )
+    return list(indexes.scalars()), list(keys.scalars())
+
+
+async def test_first_load_builds_the_indexes_after(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    before = await _incident_schema(session)
+    held = await _count(session)
+    rows = [["lat", "lon", "date", "category", "source_id"]] + [
+        [10.3 + i / 100, 105.3 + i / 100, "2024-01-01", "other", f"f{i}"] for i in range(held + 3)
+    ]
+    r = await _post(client, _csv(rows), source="first", first_load="true")
+    assert r.status_code == 200, r.text
+    assert r.json()["inserted"] == held + 3
+    assert await _incident_schema(session) == before
+    stored = await _by_source_id(session, "first")
+    for row in stored.values():
+        assert _derived(row) == await _trigger_derived(session, row.lon, row.lat, row.occurred_at)
+    # the table now holds more rows than a small file brings: refused, nothing written
+    r = await _post(client, _csv(rows[:3]), source="second", first_load="true")
+    assert r.status_code == 422, r.text
+    assert "first_load" in r.json()["detail"]
+    assert await _count(session, "second") == 0
+    assert await _incident_schema(session) == before
 
 
 # ---------------------------------------------------------------------------------------------
@@ -857,7 +1022,7 @@ async def test_cli_import(cli_database: str, server_url: str, tmp_path: Path) ->
     try:
         await asyncio.to_thread(run, "migrate")
         await asyncio.to_thread(run, "geodata", "load")
-        out = await asyncio.to_thread(run, "import", str(good))
+        out = await asyncio.to_thread(run, "import", "--first-load", str(good))
         assert "rows: 2, inserted: 2, updated: 0, unchanged: 0, skipped: 0" in out
         out = await asyncio.to_thread(run, "import", str(good))
         assert "inserted: 0, updated: 0, unchanged: 2" in out
@@ -921,7 +1086,7 @@ def test_a_header_at_the_cap_is_read_with_every_column_found(tmp_path: Path) -> 
     # how the time grows with the width is measured in bench/bench_bodies.py, not asserted here
     wide = tmp_path / "wide.csv"
     wide.write_text(_wide_csv(imports.MAX_CSV_COLUMNS))
-    reader = imports._CsvFile(wide)
+    reader = CsvFile(wide)
     reader.open()
     assert reader.header is not None and reader.header.width == imports.MAX_CSV_COLUMNS
     assert reader.header.idx["category"] == 3
@@ -929,7 +1094,7 @@ def test_a_header_at_the_cap_is_read_with_every_column_found(tmp_path: Path) -> 
     doubled = tmp_path / "doubled.csv"
     doubled.write_text(_wide_csv(imports.MAX_CSV_COLUMNS - 1).replace("\n", ",C5\n", 1))
     with pytest.raises(InvalidInput, match="'c5' appears more than once"):
-        imports._CsvFile(doubled).open()
+        CsvFile(doubled).open()
 
 
 @dataclass
@@ -943,7 +1108,7 @@ class ParseSpy:
 @pytest.fixture
 def parse_spy(monkeypatch: pytest.MonkeyPatch) -> ParseSpy:
     watch = ParseSpy()
-    for cls in (imports._CsvFile, imports._GeoJsonFile):
+    for cls in (CsvFile, GeoJsonFile):
 
         def spy(self: Any, _open: Any = cls.open) -> None:
             assert watch.session is not None
@@ -969,7 +1134,13 @@ async def test_no_transaction_is_open_while_the_file_is_parsed(
         parse_spy.session = session
         for path, fmt in ((rejected, "csv"), (too_wide, "csv"), (collection, "geojson")):
             with pytest.raises(InvalidInput):
-                await imports.import_file(session=session, path=path, fmt=fmt, actor="test")
+                await imports.import_file(
+                    session=session,
+                    path=path,
+                    fmt=fmt,
+                    actor="test",
+                    statement_timeout_ms=Settings().import_statement_timeout_ms,
+                )
             assert not session.in_transaction()
     assert parse_spy.seen == [False, False, False]
 

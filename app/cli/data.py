@@ -177,6 +177,14 @@ def import_cmd(
         str | None,
         typer.Option(help="source of rows that name none (default 'import'; 'acled' for ACLED)"),
     ] = None,
+    first_load: Annotated[
+        bool,
+        typer.Option(
+            "--first-load",
+            help="empty or small table: build its indexes after the load (locks out readers"
+            " of incidents until it ends)",
+        ),
+    ] = False,
 ) -> None:
     """Import incidents from a CSV (plain or ACLED) or GeoJSON file (see docs/import.md).
 
@@ -219,6 +227,8 @@ def import_cmd(
                         source=source,
                         actor=cli_actor(),
                         clock_skew_s=settings.clock_skew_s,
+                        statement_timeout_ms=settings.import_statement_timeout_ms,
+                        first_load=first_load,
                         progress=progress,
                     )
         except InvalidInput as exc:

@@ -12,7 +12,7 @@ from app.auth.deps import Admin
 from app.bodies import body_of
 from app.db import SessionDep
 from app.errors import Forbidden, InvalidInput
-from app.incidents import imports
+from app.incidents import imports, rules
 from app.openapi import problem_response
 
 router = APIRouter(tags=["incidents"])
@@ -58,10 +58,17 @@ async def import_incidents(
         str | None,
         Query(
             min_length=1,
-            max_length=64,
+            max_length=rules.SOURCE_MAX,
             description="source of rows that name none (default 'import'; 'acled' for ACLED)",
         ),
     ] = None,
+    first_load: Annotated[
+        bool,
+        Query(
+            description="empty or small table: build its secondary indexes after the load"
+            " (every read of incidents waits until the import ends)"
+        ),
+    ] = False,
 ) -> JSONResponse:
     """See docs/import.md; re-importing rows with the same (source, source_id) updates them."""
     if not principal.scope.national:
@@ -80,6 +87,7 @@ async def import_incidents(
     # authentication's work is done: end its transaction, so that no connection sits idle in
     # one while the file's header (or the GeoJSON document) is parsed
     await session.commit()
+    settings = request.app.state.settings
     report = await imports.import_file(
         session=session,
         path=body.path,
@@ -87,6 +95,8 @@ async def import_incidents(
         mode=mode,
         source=source,
         actor=principal.actor,
-        clock_skew_s=request.app.state.settings.clock_skew_s,
+        clock_skew_s=settings.clock_skew_s,
+        statement_timeout_ms=settings.import_statement_timeout_ms,
+        first_load=first_load,
     )
     return JSONResponse(report.as_dict())

@@ -1,0 +1,292 @@
+"""The derived fields of the imported rows, once per distinct place (point and day), by the SQL
+functions of migrations/sql/ that the incident_derive trigger calls too: the import restates no
+rule and no constant of the derivation; it only chooses the circles the functions search in.
+
+The trigger searches a circle of radius 0 around its incident; the import groups the points in
+grid cells (FINE_DEG where at least DENSE_CELL points share one, else COARSE_DEG) and shares the
+candidates of each cell's circle among its points: one or two geodesic distances per point
+instead of an index search and the distances of its candidates (docs/decisions.md).
+
+The places are derived on a second connection while the file is still being read and while
+the first connection writes: on two cores that hides the derivation behind work that has to
+happen anyway (docs/performance.md, 2026-12-06). The importing transaction first takes SHARE
+locks on the tables the derivation reads, so no boundary load can commit between the snapshot
+of the second connection and the import's commit (a load waits for the import, then re-derives
+every incident, the imported ones included). A re-imported row at the same point on the same
+day takes the fields stored on its incident (looked up by the importing connection, which sees
+its own transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+# what the derivation functions read (and so what must not change while an import derives)
+BOUNDARY_TABLES = ("jurisdiction_piece", "border_segment_piece", "border_segment", "border_post")
+DERIVED_COLUMNS = (
+    "country_code",
+    "province_code",
+    "jurisdiction_path",
+    "jurisdiction_method",
+    "border_segment",
+    "border_distance_km",
+    "nearest_post_id",
+    "nearest_post_km",
+)
+PLACE_COLUMNS = ("lon", "lat", "day", *DERIVED_COLUMNS)
+# Grid cells (degrees): preparing a cell's circle costs as much as a few dozen of its points.
+FINE_DEG = 0.1
+COARSE_DEG = 0.4
+# distinct points in a fine cell (expected in the whole file, from those seen so far and the
+# share of the file read) before it gets a circle of its own
+DENSE_CELL = 8
+
+# --- the importing connection -----------------------------------------------------------------
+LOCK_BOUNDARIES = f"LOCK TABLE {', '.join(BOUNDARY_TABLES)} IN SHARE MODE"
+PLACE_DDL = (
+    """
+CREATE TEMP TABLE import_place (
+    lon float8 NOT NULL, lat float8 NOT NULL, day date NOT NULL,
+    country_code text, province_code text, jurisdiction_path text[], jurisdiction_method text,
+    border_segment text, border_distance_km float8, nearest_post_id integer,
+    nearest_post_km float8,
+    PRIMARY KEY (lon, lat, day)
+) ON COMMIT DROP
+""",
+    "CREATE TEMP TABLE import_derived (LIKE import_place) ON COMMIT DROP",
+)
+# The places of rows n in [lo, hi] that still need deriving, after those a re-import finds on
+# its incidents (same source_id, point and day) have been stored.
+_STORED = ", ".join(f"e.{c}" for c in DERIVED_COLUMNS)
+KNOWN_PLACES = f"""
+INSERT INTO import_place
+SELECT DISTINCT ON (r.lon, r.lat, r.occurred_at::date) r.lon, r.lat, r.occurred_at::date, {_STORED}
+  FROM import_row r
+  JOIN incident e ON e.source = r.source AND e.source_id = r.source_id
+ WHERE r.n BETWEEN :lo AND :hi AND r.source_id IS NOT NULL
+   AND ST_X(e.geom) = r.lon AND ST_Y(e.geom) = r.lat AND e.occurred_at::date = r.occurred_at::date
+ON CONFLICT DO NOTHING
+"""
+NEW_PLACES = """
+SELECT DISTINCT r.lon, r.lat, r.occurred_at::date
+  FROM import_row r
+ WHERE r.n BETWEEN $1 AND $2
+   AND NOT EXISTS (SELECT FROM import_place p
+                    WHERE p.lon = r.lon AND p.lat = r.lat AND p.day = r.occurred_at::date)
+"""
+# derived places arrive by COPY into import_derived; a place may have been found on an
+# incident in the meantime (a later chunk): the first stored wins, they are equal
+MERGE_DERIVED = (
+    "INSERT INTO import_place SELECT * FROM import_derived ON CONFLICT DO NOTHING",
+    "TRUNCATE import_derived",
+)
+
+# --- the deriving connection ------------------------------------------------------------------
+DERIVER_DDL = (
+    "CREATE TEMP TABLE import_new (lon float8 NOT NULL, lat float8 NOT NULL, day date NOT NULL)",
+    "CREATE TEMP TABLE import_density (fx integer, fy integer, n integer, PRIMARY KEY (fx, fy))",
+    "CREATE TEMP TABLE import_xy (lon float8, lat float8, geom geometry(Point, 4326),"
+    " deg float8, cx integer, cy integer)",
+    "CREATE INDEX ON import_xy USING gist (geom)",
+    "CREATE TEMP TABLE import_cover (lon float8, lat float8, ids integer[])",
+    "CREATE TEMP TABLE import_cell (deg float8, cx integer, cy integer, centre geography,"
+    " piece_ids integer[], piece_m float8[], post_ids integer[], post_m float8[],"
+    " PRIMARY KEY (deg, cx, cy))",
+)
+DENSITY = f"""
+INSERT INTO import_density AS d (fx, fy, n)
+SELECT floor(x.lon / {FINE_DEG})::int, floor(x.lat / {FINE_DEG})::int, count(*)
+  FROM (SELECT DISTINCT lon, lat FROM import_new) x
+ GROUP BY 1, 2
+ON CONFLICT (fx, fy) DO UPDATE SET n = d.n + EXCLUDED.n
+"""
+# $1: how many times the points seen so far the whole file holds (an estimate)
+POINT_CELLS = f"""
+INSERT INTO import_xy
+SELECT x.lon, x.lat, ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326), s.deg,
+       floor(x.lon / s.deg)::int, floor(x.lat / s.deg)::int
+  FROM (SELECT DISTINCT lon, lat FROM import_new) x
+  JOIN import_density d
+    ON d.fx = floor(x.lon / {FINE_DEG})::int AND d.fy = floor(x.lat / {FINE_DEG})::int
+ CROSS JOIN LATERAL (SELECT CASE WHEN d.n * $1 >= {DENSE_CELL} THEN {FINE_DEG}::float8
+                                 ELSE {COARSE_DEG}::float8 END AS deg) s
+"""
+# the covering pieces of every point, piece by piece: each piece is prepared once for the
+# points in its box (the trigger's incident_covering asks the index point by point)
+COVER = """
+INSERT INTO import_cover
+SELECT x.lon, x.lat, array_agg(p.id ORDER BY p.id)
+  FROM jurisdiction_piece p
+ CROSS JOIN LATERAL (SELECT x.lon, x.lat FROM import_xy x WHERE ST_Covers(p.geom, x.geom)) x
+ GROUP BY x.lon, x.lat
+"""
+NEW_CELLS = """
+INSERT INTO import_cell
+SELECT c.deg, c.cx, c.cy, k.centre, b.ids, b.distances_m, p.ids, p.distances_m
+  FROM (SELECT DISTINCT x.deg, x.cx, x.cy FROM import_xy x
+         WHERE NOT EXISTS (SELECT FROM import_cell e
+                            WHERE e.deg = x.deg AND e.cx = x.cx AND e.cy = x.cy)) c
+ CROSS JOIN LATERAL incident_cell_circle(c.deg, c.cx, c.cy) k
+ CROSS JOIN LATERAL incident_border_candidates(k.centre, k.radius_m) b
+ CROSS JOIN LATERAL incident_post_candidates(k.centre, k.radius_m) p
+"""
+# cell by cell: consecutive points measure the same first candidates, which PostGIS then
+# keeps prepared
+DERIVE_PLACES = f"""
+SELECT n.lon, n.lat, n.day, {", ".join(f"d.{c}" for c in DERIVED_COLUMNS)}
+  FROM (SELECT n.lon, n.lat, n.day, x.geom, x.deg, x.cx, x.cy
+          FROM import_new n JOIN import_xy x ON x.lon = n.lon AND x.lat = n.lat
+         ORDER BY x.deg, x.cx, x.cy OFFSET 0) n
+  JOIN import_cell c ON c.deg = n.deg AND c.cx = n.cx AND c.cy = n.cy
+  LEFT JOIN import_cover cv ON cv.lon = n.lon AND cv.lat = n.lat
+ CROSS JOIN LATERAL incident_derived_near(n.geom, n.day, coalesce(cv.ids, '{{}}'), c.centre,
+                                          c.piece_ids, c.piece_m, c.post_ids, c.post_m) d
+"""
+NEXT_CHUNK = ("TRUNCATE import_new", "TRUNCATE import_xy", "TRUNCATE import_cover")
+
+Place = tuple[float, float, date]
+
+
+def engine_of(session: AsyncSession) -> AsyncEngine:
+    """The engine behind a session bound to an engine or to a connection."""
+    bind: Any = session.bind
+    return bind if isinstance(bind, AsyncEngine) else bind.engine
+
+
+async def driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under a SQLAlchemy one (for COPY and prepared fetches)."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    return raw
+
+
+async def new_places(session: AsyncSession, lo: int, hi: int) -> list[Place]:
+    """Store the known places of rows lo..hi; the distinct places among them left to derive."""
+    await session.execute(text(KNOWN_PLACES), {"lo": lo, "hi": hi})
+    conn = await driver(await session.connection())
+    return [(r[0], r[1], r[2]) for r in await conn.fetch(NEW_PLACES, lo, hi)]
+
+
+class Deriver:
+    """Derives the submitted places on a connection of its own, in order, and hands the
+    results to the importing connection between its other statements."""
+
+    def __init__(self, engine: AsyncEngine, statement_timeout_ms: int) -> None:
+        self._engine = engine
+        self._timeout_ms = statement_timeout_ms
+        self._queue: asyncio.Queue[tuple[int, list[Place], float] | None] = asyncio.Queue()
+        self._ready: list[Sequence[Any]] = []
+        self._done_upto = 0  # every row up to this number has its places derived
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection | None = None
+        self.places = 0
+        self.seconds: dict[str, float] = {}  # time the deriving connection spent, by step
+
+    async def __aenter__(self) -> Deriver:
+        self._conn = await self._engine.connect()
+        # through SQLAlchemy first: that opens the transaction the driver's statements join
+        await self._conn.execute(text(f"SET LOCAL statement_timeout = {int(self._timeout_ms)}"))
+        raw = await driver(self._conn)
+        for ddl in DERIVER_DDL:
+            await raw.execute(ddl)
+        self._task = asyncio.ensure_future(self._run(raw))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop deriving and give the connection back (its transaction rolled back)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await conn.rollback()
+            await conn.close()
+
+    def submit(self, last_row: int, places: list[Place], *, share_read: float) -> None:
+        """Derive these places (of the chunk that ends with row `last_row`, when `share_read`
+        of the file has been read)."""
+        self._queue.put_nowait((last_row, places, max(share_read, 1e-6)))
+
+    def finish(self) -> None:
+        """No more chunks will come."""
+        self._queue.put_nowait(None)
+
+    async def deliver(self, session: AsyncSession, *, upto: int | None = None) -> None:
+        """Store the derived places in import_place of the importing session: those ready
+        now, or (with `upto`) after waiting until every row up to `upto` has been derived."""
+        while upto is not None and self._done_upto < upto:
+            self._raise_if_failed()
+            if self._task is None or self._task.done():
+                raise RuntimeError(f"the derivation stopped before row {upto}")
+            self._changed.clear()
+            await self._changed.wait()
+        self._raise_if_failed()
+        if not self._ready:
+            return
+        ready, self._ready = self._ready, []
+        conn = await driver(await session.connection())
+        await conn.copy_records_to_table("import_derived", records=ready, columns=PLACE_COLUMNS)
+        for sql in MERGE_DERIVED:
+            await conn.execute(sql)
+
+    async def wait_all(self, session: AsyncSession) -> None:
+        """Deliver everything, after the last chunk (see finish) has been derived."""
+        while self._task is not None and not self._task.done():
+            self._changed.clear()
+            await self._changed.wait()
+        await self.deliver(session)
+
+    def _raise_if_failed(self) -> None:
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            exc = self._task.exception()
+            if exc is not None:
+                raise exc
+
+    async def _run(self, raw: Any) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        def lap(step: str) -> None:
+            nonlocal started
+            now = loop.time()
+            self.seconds[step] = self.seconds.get(step, 0.0) + now - started
+            started = now
+
+        try:
+            while (item := await self._queue.get()) is not None:
+                last_row, places, share_read = item
+                started = loop.time()
+                if places:
+                    await raw.copy_records_to_table(
+                        "import_new", records=places, columns=("lon", "lat", "day")
+                    )
+                    await raw.execute(DENSITY)
+                    await raw.execute(POINT_CELLS, 1 / share_read)
+                    lap("points")
+                    await raw.execute(COVER)
+                    lap("covering pieces")
+                    await raw.execute(NEW_CELLS)
+                    lap("cells")
+                    derived = await raw.fetch(DERIVE_PLACES)
+                    for sql in NEXT_CHUNK:
+                        await raw.execute(sql)
+                    lap("places")
+                    self._ready.extend(derived)
+                    self.places += len(derived)
+                self._done_upto = max(self._done_upto, last_row)
+                self._changed.set()
+        finally:
+            self._changed.set()
