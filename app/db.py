@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import weakref
@@ -28,6 +29,8 @@ from sqlalchemy.sql.elements import ClauseElement
 from app.config import Settings, async_url
 from app.errors import CONNECTION_LOST, DATABASE_DOWN, Unavailable, database_failure
 from app.geo.spatial import SRID_UTM48N, SRID_WEB_MERCATOR, SRID_WGS84
+
+log = logging.getLogger("borderwatch")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -259,8 +262,18 @@ async def ensure_database(url: str) -> bool:
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request, from the app's session factory."""
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with factory() as session:
+    session = factory()
+    try:
         yield session
+    finally:
+        try:
+            await session.close()
+        except Exception as exc:
+            # the database went away after the answer was made (its rollback on a dead
+            # connection fails): the pool drops that connection; nothing is left to report
+            if database_failure(exc) is None:
+                raise
+            log.warning("database connection lost while closing a session: %s", exc)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
