@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,10 @@ class Settings(BaseSettings):
         ge=1000,
         description="per-statement timeout inside an import (API and CLI), instead of the"
         " requests' db_statement_timeout_ms",
+    )
+    time_zone: str = Field(
+        default="Asia/Ho_Chi_Minh",
+        description="IANA zone of times written without an offset (API and imports)",
     )
     home_country: str = Field(
         default="VNM", min_length=3, max_length=3, description="alpha-3 of the served country"
@@ -109,6 +114,15 @@ class Settings(BaseSettings):
     def cooperation_m(self) -> int:
         """The cooperation distance in whole metres."""
         return round(self.cooperation_km * 1000)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"'{value}' is not an IANA time zone (e.g. Asia/Ho_Chi_Minh)") from exc
+        return value
 
     @field_validator("basemap_url")
     @classmethod

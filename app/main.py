@@ -18,6 +18,7 @@ from app.bodies import body_middleware
 from app.config import Settings, get_settings
 from app.db import create_engine, fill_pool, sessionmaker
 from app.headers import SecurityHeaders
+from app.incidents import rules
 from app.runtime import database_url
 from app.spool import SpoolDir, sweep
 from app.tiles.hotspots import HotspotCache
@@ -38,6 +39,7 @@ near the border are approximate; operators can load better boundaries
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
     """The ASGI application; pass an engine to share one (tests), or let it create its own."""
     settings = settings or get_settings()
+    rules.use_time_zone(settings.time_zone)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

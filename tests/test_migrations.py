@@ -123,6 +123,7 @@ FROZEN_SQL = {
     "incident_derive_v2.sql": "8790d62f4acf99efa269446f934ff3fe33e3cd50a075cda0d3baa6af970f39d5",
     "incident_derive_v3.sql": "bcbd8b4aed46a572f9f1d5554ca4308e485e1218130ca8f7666259fd50eb1b6f",
     "incident_derive_v4.sql": "bf7d291b4f1ec062ecd41dfc0d574a09c8ca2bc54d0d2b64eff0ed247ba33e4d",
+    "incident_derive_v5.sql": "a09a776bc93a6db21c772d108d93bcdeb1828f5eea5830bfa8e489a112e4b466",
 }
 
 

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.db import create_engine, sessionmaker
 from app.embedded import ClusterError
 from app.errors import AppError
+from app.incidents import rules
 from app.runtime import database_url
 
 console = Console(stderr=True)
@@ -33,6 +34,7 @@ def run(coro: Awaitable[T]) -> T:
 
 async def with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run `work` in one transaction: committed when it succeeds, rolled back otherwise."""
+    rules.use_time_zone(settings.time_zone)
     engine = create_engine(database_url(settings), settings)
     try:
         async with sessionmaker(engine)() as session, session.begin():

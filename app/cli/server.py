@@ -7,7 +7,6 @@ import signal
 from typing import Annotated
 
 import typer
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import migrate
@@ -17,6 +16,7 @@ from app.cli.keys import local_admin_key
 from app.config import Settings, get_settings
 from app.db import create_engine, ensure_database, sessionmaker
 from app.embedded import ClusterError
+from app.geodata import load as geodata
 from app.incidents import demo
 from app.runtime import database_url, embedded_cluster
 
@@ -52,8 +52,7 @@ async def prepare(settings: Settings, *, with_demo: bool = True) -> None:
 
 async def _load_if_empty(engine: AsyncEngine, settings: Settings, *, with_demo: bool) -> None:
     async with sessionmaker(engine)() as session, session.begin():
-        has_boundaries = (await session.execute(text("SELECT count(*) FROM jurisdiction"))).scalar()
-        if not has_boundaries:
+        if await geodata.needs_default(session=session):
             await geodata_default(session, settings)
         if with_demo and not await demo.count_incidents(session=session):
             await load_demo(session, count=3000, seed=7)

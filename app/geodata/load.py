@@ -29,6 +29,9 @@ from app.posts.models import KINDS
 
 GEODATA = PROJECT_ROOT / "geodata"
 DEFAULT_BOUNDARIES = GEODATA / "jurisdictions.geojson"
+# today's map (since 2025-07-01): 34 provinces and 3 321 communes (geodata/build_2025.py)
+DEFAULT_UNITS_2025 = GEODATA / "units_2025.geojson"
+UNITS_2025_SINCE = date(2025, 7, 1)
 DEFAULT_POSTS = GEODATA / "border_posts.csv"
 DEFAULT_CORRECTIONS = GEODATA / "adjacency_corrections.csv"
 POSTS_SOURCE = "Borderwatch geodata/border_posts.csv (approximate positions)"
@@ -57,6 +60,12 @@ class FieldMap:
     valid_to: str | None = "valid_to"
     source: str | None = "source"
     source_name: str | None = "source_name"
+    official_code: str | None = "official_code"
+    type_local: str | None = "type_local"
+    geometry_approximate: str | None = "geometry_approximate"
+    formed_from: str | None = "formed_from"
+    official_area_km2: str | None = "official_area_km2"
+    official_centroid: str | None = "official_centroid"
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,12 @@ class JurisdictionRecord:
     valid_to: date | None
     source: str
     source_name: str | None
+    official_code: str | None = None
+    type_local: str | None = None
+    geometry_approximate: bool = False
+    formed_from: tuple[str, ...] | None = None
+    official_area_km2: float | None = None
+    official_centroid: tuple[float, float] | None = None
 
 
 @dataclass
@@ -111,6 +126,35 @@ def _value(row: dict[str, Any], column: str | None) -> Any:
         return None
     text_value = str(value).strip()
     return text_value or None
+
+
+def _items(row: dict[str, Any], column: str | None) -> list[Any] | None:
+    """A list attribute (a JSON array in GeoJSON, read as an array); None when absent."""
+    value = None if column is None else row.get(column)
+    if value is None or isinstance(value, str) or not hasattr(value, "__len__"):
+        return None
+    return list(value)
+
+
+def _number(value: Any, label: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{label}: '{value}' is not a number") from exc
+
+
+def _centroid(row: dict[str, Any], column: str | None, label: str) -> tuple[float, float] | None:
+    items = _items(row, column)
+    if items is None:
+        return None
+    if len(items) != 2:
+        raise InvalidInput(f"{label}: {column} must be [longitude, latitude]")
+    lon, lat = (_number(v, label) for v in items)
+    if lon is None or lat is None or not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise InvalidInput(f"{label}: {column} {items} is not a position")
+    return lon, lat
 
 
 def _date(value: Any, label: str) -> date | None:
@@ -198,9 +242,22 @@ def read_boundaries(
                 valid_to=_date(_value(row, fields.valid_to), label),
                 source=source or _value(row, fields.source) or f"file {path.name}",
                 source_name=_value(row, fields.source_name),
+                official_code=_value(row, fields.official_code),
+                type_local=_value(row, fields.type_local),
+                geometry_approximate=str(_value(row, fields.geometry_approximate)).lower()
+                in ("true", "1"),
+                formed_from=tuple(str(c) for c in _items(row, fields.formed_from) or ()) or None,
+                official_area_km2=_number(_value(row, fields.official_area_km2), label),
+                official_centroid=_centroid(row, fields.official_centroid, label),
             )
         )
     return records, report
+
+
+def _ewkt_point(lon_lat: tuple[float, float] | None) -> str | None:
+    if lon_lat is None:
+        return None
+    return f"SRID={spatial.SRID_WGS84};POINT({lon_lat[0]} {lon_lat[1]})"
 
 
 async def write_jurisdictions(*, session: AsyncSession, records: list[JurisdictionRecord]) -> int:
@@ -228,6 +285,12 @@ async def write_jurisdictions(*, session: AsyncSession, records: list[Jurisdicti
             "valid_to": r.valid_to,
             "source": r.source,
             "source_name": r.source_name,
+            "official_code": r.official_code,
+            "type_local": r.type_local,
+            "geometry_approximate": r.geometry_approximate,
+            "formed_from": list(r.formed_from) if r.formed_from else None,
+            "official_area_km2": r.official_area_km2,
+            "official_centroid": _ewkt_point(r.official_centroid),
         }
         for r in records
     ]
@@ -296,6 +359,8 @@ async def derive(
     progress("cutting jurisdictions into indexed pieces")
     await clear_zones(session=session)
     await jurisdictions.refresh_pieces(session=session)
+    # fresh statistics: the derivation's nearest-piece searches then use the spatial index
+    await session.execute(text("ANALYZE jurisdiction_piece"))
     progress("deriving national border segments")
     report.segments = await borders.derive_segments(session=session, home=settings.home_country)
     progress("deriving jurisdiction adjacency")
@@ -308,6 +373,20 @@ async def derive(
     report.incidents_rederived = int(getattr(result, "rowcount", 0) or 0)
 
 
+async def needs_default(*, session: AsyncSession) -> bool:
+    """Whether the bundled boundaries should be loaded: the database has none, or it lacks
+    today's units (a database loaded before they were bundled)."""
+    found = await session.execute(
+        text(
+            "SELECT count(*), count(*) FILTER (WHERE valid_from = :since AND level = 'province')"
+            " FROM jurisdiction"
+        ),
+        {"since": UNITS_2025_SINCE},
+    )
+    total, today = found.one()
+    return not total or not today
+
+
 async def load_default(
     *,
     session: AsyncSession,
@@ -317,8 +396,12 @@ async def load_default(
 ) -> LoadReport:
     """Load the bundled boundaries, border posts and corrections in one transaction, and
     record it in the audit log as `actor`'s."""
-    progress(f"reading {DEFAULT_BOUNDARIES.name}")
+    progress(f"reading {DEFAULT_BOUNDARIES.name} and {DEFAULT_UNITS_2025.name}")
     records, report = read_boundaries(DEFAULT_BOUNDARIES)
+    today, today_report = read_boundaries(DEFAULT_UNITS_2025)
+    records += today
+    report.repaired += today_report.repaired
+    report.skipped += today_report.skipped
     progress(f"writing {len(records)} jurisdictions")
     report.jurisdictions = await write_jurisdictions(session=session, records=records)
     await derive(

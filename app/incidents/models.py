@@ -65,12 +65,16 @@ class Incident(Base):
         ),
         CheckConstraint("version >= 1", name="version"),
         CheckConstraint("occurred_at >= '1900-01-01'", name="occurred_after_1900"),
+        CheckConstraint(
+            "maritime_zone IN ('territorial_sea', 'contiguous_zone')", name="maritime_zone"
+        ),
         Index("ix_incident_occurred_at_id", text("occurred_at DESC"), text("id DESC")),
         Index("ix_incident_geom", "geom", postgresql_using="gist"),
         Index("ix_incident_occurred_at", "occurred_at"),
         Index("ix_incident_province_occurred_at", "province_code", "occurred_at"),
         Index("ix_incident_jurisdiction_path", "jurisdiction_path", postgresql_using="gin"),
         Index("ix_incident_category", "category"),
+        Index("ix_incident_commune_code", "commune_code"),
         Index(
             "uq_incident_source_source_id",
             "source",
@@ -98,12 +102,27 @@ class Incident(Base):
     unit: Mapped[str | None] = mapped_column(Text, comment="reporting unit")
     source: Mapped[str | None] = mapped_column(String(64))
     source_id: Mapped[str | None] = mapped_column(String(128))
-    # Derived by the incident_derive() trigger on every insert and on location/time change.
+    # Derived by the incident_derive() trigger on every insert and on location/time change
+    # (migrations/sql/incident_derive_v5.sql): today's units, the units in force on the day it
+    # occurred, every unit of every era that holds it, its place at sea.
     country_code: Mapped[str | None] = mapped_column(String(3))
     province_code: Mapped[str | None] = mapped_column(String(32))
+    commune_code: Mapped[str | None] = mapped_column(String(32), comment="today's commune")
+    province_at_occurrence: Mapped[str | None] = mapped_column(
+        String(32), comment="province in force that day"
+    )
+    commune_at_occurrence: Mapped[str | None] = mapped_column(
+        String(32), comment="commune in force that day"
+    )
     jurisdiction_path: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
     jurisdiction_method: Mapped[str | None] = mapped_column(
         String(16), comment="contains | nearest (offshore or in a river gap)"
+    )
+    offshore_km: Mapped[float | None] = mapped_column(
+        Float, comment="at sea: distance to the coastline"
+    )
+    maritime_zone: Mapped[str | None] = mapped_column(
+        String(16), comment="territorial_sea (0-12 nm) | contiguous_zone (12-24 nm)"
     )
     border_segment: Mapped[str | None] = mapped_column(String(16))
     border_distance_km: Mapped[float | None] = mapped_column(Float)

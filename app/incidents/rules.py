@@ -9,8 +9,9 @@ the messages that quote one read it from the error (`ctx`).
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
@@ -61,6 +62,28 @@ def longitude_problem(lon: float) -> str | None:
     if not LON_MIN <= lon <= LON_MAX:
         return f"longitude {lon} is outside [{LON_MIN:g}, {LON_MAX:g}]"
     return None
+
+
+# A time without an offset is a local time of the deployment's zone (BORDERWATCH_TIME_ZONE,
+# set by the application and the CLI at start: app/main.py, app/cli/common.py), never UTC.
+DEFAULT_TIME_ZONE = "Asia/Ho_Chi_Minh"
+_local_zone: tzinfo = ZoneInfo(DEFAULT_TIME_ZONE)
+
+
+def use_time_zone(name: str) -> None:
+    """Read times without an offset in the zone `name` (an IANA name) from now on."""
+    global _local_zone
+    _local_zone = ZoneInfo(name)
+
+
+def local_zone() -> tzinfo:
+    """The zone of times written without an offset."""
+    return _local_zone
+
+
+def localized(value: datetime) -> datetime:
+    """An aware time: `value` itself when it has an offset, else `value` in the local zone."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=_local_zone)
 
 
 def time_problem(value: datetime) -> str | None:

@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,6 +32,11 @@ from app.incidents.rules import (
 )
 
 __all__ = ["EARLIEST", "Status"]
+
+OCCURRED_AT_DOC = (
+    "When it happened: RFC 3339. A time without an offset is a local time of the deployment's"
+    " zone (BORDERWATCH_TIME_ZONE, default Asia/Ho_Chi_Minh); stored and answered in UTC."
+)
 
 # The lifecycle: forward along the chain, or rejected / duplicate from any open state.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -92,6 +96,7 @@ class IncidentFields(BaseModel):
         """Before 1900 is refused here; the future is refused by the service (clock skew)."""
         if value is None:
             return None
+        value = rules.localized(value)  # no offset: the deployment's time zone
         if (problem := rules.time_problem(value)) is not None:
             raise ValueError(problem)
         return value.astimezone(UTC)
@@ -104,7 +109,7 @@ class IncidentIn(IncidentFields):
     category: CategoryCode
     severity: Severity
     status: Status = rules.DEFAULT_STATUS
-    occurred_at: AwareDatetime
+    occurred_at: datetime = Field(description=OCCURRED_AT_DOC)
     location: PointGeometry
     source: SourceName | None = None
     source_id: SourceId | None = None
@@ -126,7 +131,7 @@ class IncidentPatch(IncidentFields):
     category: CategoryCode | None = None
     severity: Severity | None = None
     status: Status | None = None
-    occurred_at: AwareDatetime | None = None
+    occurred_at: datetime | None = Field(default=None, description=OCCURRED_AT_DOC)
     location: PointGeometry | None = None
 
     @model_validator(mode="after")

@@ -18,8 +18,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
+    text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import SRID_WGS84, Base
@@ -59,6 +62,24 @@ class Jurisdiction(Base):
     source: Mapped[str] = mapped_column(Text)
     source_name: Mapped[str | None] = mapped_column(Text, comment="name as given by the source")
     loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    official_code: Mapped[str | None] = mapped_column(
+        String(16), comment="code of the official registry"
+    )
+    type_local: Mapped[str | None] = mapped_column(
+        Text, comment="type in Vietnamese: Tỉnh, Thành phố, Xã, Phường …"
+    )
+    geometry_approximate: Mapped[bool] = mapped_column(
+        Boolean,
+        server_default=false(),
+        comment="the polygon is an approximation built from the official centroid and area",
+    )
+    formed_from: Mapped[list[str] | None] = mapped_column(
+        ARRAY(String(32)), comment="codes of the former units"
+    )
+    official_area_km2: Mapped[float | None] = mapped_column(Float)
+    official_centroid: Mapped[WKBElement | None] = mapped_column(
+        Geometry("POINT", srid=SRID_WGS84, spatial_index=False)
+    )
 
 
 class JurisdictionAdjacency(Base):
@@ -91,6 +112,16 @@ class JurisdictionPiece(Base):
     __table_args__ = (
         Index("ix_jurisdiction_piece_geom", "geom", postgresql_using="gist"),
         Index("ix_jurisdiction_piece_jurisdiction_id", "jurisdiction_id"),
+        # the nearest-piece searches at sea look in one level at a time (incident_sea)
+        *(
+            Index(
+                f"ix_jurisdiction_piece_geom_{level}",
+                "geom",
+                postgresql_using="gist",
+                postgresql_where=text(f"level = '{level}'"),
+            )
+            for level in ("country", "province", "commune")
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)

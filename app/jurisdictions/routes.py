@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -16,7 +17,9 @@ from app.openapi import problems
 
 router = APIRouter(prefix="/jurisdictions", tags=["jurisdictions"])
 
-Code = Annotated[str, Path(max_length=32, description="e.g. VN-44 or VNM")]
+Code = Annotated[
+    str, Path(max_length=32, description="any era: e.g. VN-P91 (An Giang since 2025), VN-47, VNM")
+]
 Km = Annotated[float, Query(gt=0, le=50, description="distance from the shared boundary, km")]
 
 
@@ -32,11 +35,18 @@ async def list_jurisdictions(
     level: Annotated[Literal["country", "province", "district", "commune"] | None, Query()] = None,
     parent: Annotated[str | None, Query(max_length=32, description="parent code")] = None,
     country: CountryCode = None,
+    at: Annotated[
+        date | None,
+        Query(
+            description="the units in force on this day (YYYY-MM-DD; default today): before"
+            " 2025-07-01 the 63 provinces, since then the 34 provinces and their communes"
+        ),
+    ] = None,
     simplify: SimplifyM = None,
 ) -> GeoJSONResponse:
-    """Filter by level, parent and country; `simplify` thins geometries for the map."""
+    """Filter by level, parent, country and date; `simplify` thins geometries for the map."""
     body = await service.list_features(
-        session=session, level=level, parent=parent, country=country, simplify_m=simplify
+        session=session, level=level, parent=parent, country=country, at=at, simplify_m=simplify
     )
     return GeoJSONResponse(body)
 

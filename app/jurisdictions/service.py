@@ -4,6 +4,7 @@ share) and the adjacency derivation."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ from app.geo import geojson, spatial
 from app.incidents.filters import IncidentFilter, in_jurisdiction
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr
+from app.jurisdictions import eras
 from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
 
 # A pair separated by a gap (river channel, estuary) counts as adjacent only when their
@@ -50,6 +52,10 @@ def properties(j: Any) -> dict[str, Any]:
         "country": j.country,
         "valid_from": j.valid_from,
         "valid_to": j.valid_to,
+        "official_code": j.official_code,
+        "type_local": j.type_local,
+        "formed_from": j.formed_from,
+        "geometry_approximate": j.geometry_approximate,
         "source": j.source,
     }
 
@@ -73,9 +79,11 @@ async def list_features(
     level: str | None = None,
     parent: str | None = None,
     country: str | None = None,
+    at: date | None = None,
     simplify_m: float | None = None,
 ) -> bytes:
-    """Jurisdictions as a FeatureCollection, coarse levels first, then by code."""
+    """The jurisdictions in force on `at` (default: today) as a FeatureCollection, coarse
+    levels first, then by code."""
     j = Jurisdiction
     f = geojson.feature(
         id_=j.code, geom=geojson.simplified(j.geom, simplify_m), properties=properties(j)
@@ -84,6 +92,7 @@ async def list_features(
         text("ARRAY['country','province','district','commune']::text[]"), j.level
     )
     stmt = select(f.label("f"), func.row_number().over(order_by=(rank, j.code)).label("ord"))
+    stmt = stmt.where(eras.in_force(j, at or eras.today()))
     if level:
         stmt = stmt.where(j.level == level)
     if parent:
@@ -310,6 +319,9 @@ DERIVE_SQL = text(
           FROM jurisdiction a
           JOIN jurisdiction b
             ON a.id < b.id AND a.level = b.level
+           -- neighbours of the same era: their periods of validity overlap
+           AND coalesce(a.valid_from, '-infinity'::date) < coalesce(b.valid_to, 'infinity'::date)
+           AND coalesce(b.valid_from, '-infinity'::date) < coalesce(a.valid_to, 'infinity'::date)
            AND a.geom && ST_Expand(b.geom, {gap_deg})
            AND ST_DWithin(a.geom, b.geom, {gap_deg})
     ), near AS (

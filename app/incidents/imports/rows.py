@@ -49,7 +49,8 @@ Record = tuple[
 
 
 def _time(value: Any) -> datetime:
-    """An ISO 8601 date or time (no offset: UTC), or ACLED's '15 January 2024'; in UTC."""
+    """An ISO 8601 date or time (no offset: the deployment's zone, rules.localized), or
+    ACLED's '15 January 2024'; in UTC."""
     if isinstance(value, datetime):
         parsed = value
     else:
@@ -64,7 +65,7 @@ def _time(value: Any) -> datetime:
                     f"'{text[:40]}' is not an ISO 8601 date or time ({TIME_EXAMPLES})"
                 ) from None
     try:
-        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        parsed = rules.localized(parsed).astimezone(UTC)  # no offset: the deployment's zone
     except OverflowError:
         raise ValueError(f"occurred_at {str(value)[:40]} is out of range") from None
     if (problem := rules.time_problem(parsed)) is not None:
