@@ -3,31 +3,64 @@ each value is checked against shapely / pyproj computed from the bundled files."
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime
+from functools import cache
 
 import pytest
 import shapely
+from shapely import STRtree
+from shapely.geometry import shape
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conftest import GEODATA
 from geo_reference import GEOD, features, lines_only, nearest_line_km
 
+# `province` here is the province in force on AT (one of the 63 of geodata/jurisdictions.geojson),
+# `path` the units of that era (the country and that province): the 2025 units are checked by
+# _today (and by test_two_eras.py)
 INSERT = text(
     """
     INSERT INTO incident (category, severity, occurred_at, geom)
     VALUES ('smuggling', 3, :at, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))
-    RETURNING country_code, province_code, jurisdiction_path, jurisdiction_method,
-              border_segment, border_distance_km,
-              (SELECT code FROM border_post WHERE id = nearest_post_id), nearest_post_km
+    RETURNING country_code, province_at_occurrence,
+              ARRAY(SELECT c FROM unnest(jurisdiction_path) c WHERE c !~ '^VN-[PC][0-9]'),
+              jurisdiction_method, border_segment, border_distance_km,
+              (SELECT code FROM border_post WHERE id = nearest_post_id), nearest_post_km,
+              province_code, commune_code
     """
 )
 AT = datetime(2024, 5, 1, tzinfo=UTC)
+LAST_INSERT: dict[str, object] = {}
 
 
 async def _insert(session: AsyncSession, lon: float, lat: float) -> tuple:
-    return tuple((await session.execute(INSERT, {"lon": lon, "lat": lat, "at": AT})).one())
+    row = (await session.execute(INSERT, {"lon": lon, "lat": lat, "at": AT})).one()
+    LAST_INSERT.update(province=row[8], commune=row[9])
+    path = row[2] or None  # no unit at all: NULL, as the column holds it
+    return (row[0], row[1], path, *row[3:8])
+
+
+@cache
+def _communes_2025() -> tuple[STRtree, list[tuple[str, str, object]]]:
+    fc = json.loads((GEODATA / "units_2025.geojson").read_text("utf-8"))
+    communes = [
+        (f["properties"]["code"], f["properties"]["parent_code"], shape(f["geometry"]))
+        for f in fc["features"]
+        if f["properties"]["level"] == "commune"
+    ]
+    return STRtree([g for *_, g in communes]), communes
+
+
+def _today(lon: float, lat: float) -> tuple[str, str] | None:
+    """Today's province and commune that hold the point, by shapely (None: on a boundary or
+    in none)."""
+    tree, communes = _communes_2025()
+    point = shapely.Point(lon, lat)
+    hits = [communes[i] for i in tree.query(point) if communes[i][2].contains(point)]
+    return (hits[0][1], hits[0][0]) if len(hits) == 1 else None
 
 
 def _border_lines() -> dict[str, object]:
@@ -75,8 +108,12 @@ async def test_random_points_match_shapely_containment(session: AsyncSession) ->
         inside = [c for c, g in provinces.items() if g.contains(shapely.Point(lon, lat))]
         if len(inside) != 1:
             continue
+        today = _today(lon, lat)
+        if today is None:
+            continue
         _, province, path, method, *_ = await _insert(session, lon, lat)
         assert (province, path, method) == (inside[0], ["VNM", inside[0]], "contains")
+        assert (LAST_INSERT["province"], LAST_INSERT["commune"]) == today, (lon, lat)
         checked += 1
 
 
@@ -99,6 +136,11 @@ async def test_offshore_takes_the_nearest_province(session: AsyncSession) -> Non
     country, province, path, method, *_ = await _insert(session, lon, lat)
     assert (country, province, path, method) == ("VNM", nearest, ["VNM", nearest], "nearest")
     assert nearest == "VN-34"  # Khanh Hoa
+    # today: the 2025 province that holds the former one, and its nearest commune (geodesic)
+    tree, communes = _communes_2025()
+    near = [communes[i] for i in tree.query(point.buffer(0.5))]
+    closest = min(near, key=lambda c: nearest_line_km(lon, lat, c[2].boundary, 0.001))
+    assert (LAST_INSERT["province"], LAST_INSERT["commune"]) == (closest[1], closest[0])
 
 
 async def test_far_at_sea_has_no_jurisdiction(session: AsyncSession) -> None:
@@ -116,6 +158,7 @@ async def test_hoang_sa_and_truong_sa_are_vietnams(session: AsyncSession) -> Non
     assert feats["VN-DN"][1].contains(woody) and not feats["CHN"][1].contains(woody)
     country, province, path, method, *_ = await _insert(session, woody.x, woody.y)
     assert (country, province, path, method) == ("VNM", "VN-DN", ["VNM", "VN-DN"], "contains")
+    assert LAST_INSERT["province"] == "VN-P48"  # Đà Nẵng (2025), test_two_eras checks by name
     provinces = {c: g for c, (lvl, g) in feats.items() if lvl == "province"}
     nearest = min(provinces, key=lambda c: provinces[c].distance(spratly))
     assert nearest == "VN-34" and provinces[nearest].distance(spratly) < 0.01  # ~1 km off
@@ -129,19 +172,20 @@ async def test_moving_an_incident_rederives(session: AsyncSession) -> None:
             text(
                 "INSERT INTO incident (category, severity, occurred_at, geom) VALUES"
                 " ('fraud', 2, now(), ST_SetSRID(ST_MakePoint(105.854, 21.028), 4326))"
-                " RETURNING id, province_code"
+                " RETURNING id, province_code, commune_code"
             )
         )
     ).one()
-    assert row.province_code == "VN-HN"
+    assert (row.province_code, row.commune_code) == _today(105.854, 21.028)
     moved = await session.execute(
         text(
-            "UPDATE incident SET geom = ST_SetSRID(ST_MakePoint(106.700, 10.776), 4326)"
-            " WHERE id = :id RETURNING province_code"
+            "UPDATE incident SET geom = ST_SetSRID(ST_MakePoint(106.700, 10.776), 4326),"
+            " occurred_at = '2024-01-02T03:00:00Z'"
+            " WHERE id = :id RETURNING province_code, commune_code, province_at_occurrence"
         ),
         {"id": row.id},
     )
-    assert moved.scalar_one() == "VN-SG"
+    assert tuple(moved.one()) == (*_today(106.700, 10.776), "VN-SG")  # type: ignore[misc]
 
 
 async def test_random_points_border_and_post_distances(session: AsyncSession) -> None:
