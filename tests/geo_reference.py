@@ -115,3 +115,34 @@ def nearest_line_km(lon: float, lat: float, line: Any, step_deg: float = 0.002) 
     coords = shapely.get_coordinates(dense)
     _, _, dist = GEOD.inv([lon] * len(coords), [lat] * len(coords), coords[:, 0], coords[:, 1])
     return float(min(dist)) / 1000.0
+
+
+@lru_cache
+def _units_2025() -> tuple[Any, list[tuple[str, str, Any]]]:
+    import json
+
+    path = Path(__file__).resolve().parent.parent / "geodata" / "units_2025.geojson"
+    fc = json.loads(path.read_text("utf-8"))
+    communes = [
+        (f["properties"]["code"], f["properties"]["parent_code"], shape(f["geometry"]))
+        for f in fc["features"]
+        if f["properties"]["level"] == "commune"
+    ]
+    return shapely.STRtree([g for *_, g in communes]), communes
+
+
+def units_of(lon: float, lat: float) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The units that hold a point, from the bundled files: the former provinces of
+    geodata/jurisdictions.geojson (codes), and today's (province, commune) of
+    geodata/units_2025.geojson (empty when none, or on a boundary between two)."""
+    point = shapely.Point(lon, lat)
+    former_file = Path(__file__).resolve().parent.parent / "geodata" / "jurisdictions.geojson"
+    former = tuple(
+        code
+        for code, (level, geom) in features(former_file).items()
+        if level == "province" and geom.contains(point)
+    )
+    tree, communes = _units_2025()
+    hits = [communes[i] for i in tree.query(point) if communes[i][2].contains(point)]
+    today = (hits[0][1], hits[0][0]) if len(hits) == 1 else ()
+    return former, today

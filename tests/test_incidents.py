@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geo_reference import units_of
+
 PROBLEM = "application/problem+json"
 
 
@@ -47,7 +49,13 @@ async def test_create_returns_feature_with_derived_fields(client: httpx.AsyncCli
         1,
     )
     assert p["occurred_at"] == "2025-03-04T05:06:07+00:00"
-    assert (p["country"], p["province"], p["jurisdictions"]) == ("VNM", "VN-09", ["VNM", "VN-09"])
+    # Lạng Sơn (VN-09) until 2025-07-01, today Lạng Sơn (VN-P20): the point's units of both
+    # eras, by shapely over the bundled files
+    former, today = units_of(106.705, 21.96)
+    assert former == ("VN-09",) and today[0] == "VN-P20"
+    assert (p["country"], p["province"], p["commune"]) == ("VNM", *today)
+    assert p["province_at_occurrence"] == "VN-09" and p["commune_at_occurrence"] is None
+    assert p["jurisdictions"] == ["VNM", *former, *today]
     assert p["border_segment"] == "VNM-CHN" and p["nearest_post"] == "huu-nghi"
     assert 0 < p["border_distance_km"] < 5 and 0 < p["nearest_post_km"] < 2
     assert p["description"] == "Hàng lậu qua đường mòn"
@@ -67,7 +75,7 @@ async def test_feature_body_is_accepted(client: httpx.AsyncClient) -> None:
         "/incidents", json=feature, headers={"content-type": "application/geo+json"}
     )
     assert r.status_code == 201
-    assert r.json()["properties"]["province"] == "VN-09"
+    assert r.json()["properties"]["province"] == units_of(106.705, 21.96)[1][0]
 
 
 async def test_retry_with_client_id_is_not_doubled(
@@ -134,7 +142,8 @@ async def test_moving_rederives_and_history_records_every_change(client: httpx.A
         headers={"If-Match": '"v1"'},
     )
     p = moved.json()["properties"]
-    assert p["province"] == "VN-44" and p["border_segment"] == "VNM-KHM"
+    assert p["province"] == "VN-P91" and p["border_segment"] == "VNM-KHM"
+    assert p["province_at_occurrence"] == "VN-44"  # occurred 2025-03-04: former An Giang
     assert p["description"] is None
     await client.patch(
         f"/incidents/{ident}", json={"status": "verified"}, headers={"If-Match": '"v2"'}
@@ -148,7 +157,8 @@ async def test_moving_rederives_and_history_records_every_change(client: httpx.A
         (3, "status"),
         (4, "delete"),
     ]
-    assert h[1]["changes"]["province_code"] == ["VN-09", "VN-44"]
+    assert h[1]["changes"]["province_code"] == ["VN-P20", "VN-P91"]
+    assert h[1]["changes"]["province_at_occurrence"] == ["VN-09", "VN-44"]
     assert h[1]["changes"]["description"] == ["Hàng lậu qua đường mòn", None]
     assert h[2]["changes"]["status"] == ["reported", "verified"]
     assert all(e["actor"].startswith("principal:") and "test admin" in e["actor"] for e in h)

@@ -31,6 +31,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 INCIDENT_DERIVE_SQL = "incident_derive_v5.sql"
+# the history's picture of a row names every column (0006): this revision's names the new ones
+HISTORY_SQL = "incident_history_v2.sql"
+PREVIOUS_HISTORY_SQL = "incident_history_v1.sql"
 # the nearest-piece searches of the sea look in one level at a time: a spatial index each
 PIECE_INDEX_LEVELS = ("country", "province", "commune")
 PREVIOUS_DERIVE_SQL = "incident_derive_v4.sql"
@@ -110,6 +113,8 @@ def upgrade() -> None:
         op.execute(f"DROP FUNCTION {signature}")
     for statement in sqlfiles.statements(INCIDENT_DERIVE_SQL):
         op.execute(statement)
+    for statement in sqlfiles.statements(HISTORY_SQL):
+        op.execute(statement)
 
 
 def downgrade() -> None:
@@ -117,6 +122,8 @@ def downgrade() -> None:
     for signature in (*REPLACED[:3], *ADDED):
         op.execute(f"DROP FUNCTION {signature}")
     for statement in sqlfiles.statements(PREVIOUS_DERIVE_SQL):
+        op.execute(statement)
+    for statement in sqlfiles.statements(PREVIOUS_HISTORY_SQL):
         op.execute(statement)
     for level in PIECE_INDEX_LEVELS:
         op.drop_index(f"ix_jurisdiction_piece_geom_{level}", "jurisdiction_piece")
