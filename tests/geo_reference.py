@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 from functools import lru_cache
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -60,46 +59,58 @@ def features(path: Path) -> dict[str, tuple[str, Any]]:
     }
 
 
-def adjacency(path: Path, corrections: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """The adjacency rule of app.jurisdictions.service, recomputed with shapely and pyproj."""
-    feats = features(path)
+def adjacency(
+    path: Path, corrections: Path, only: set[str] | None = None
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The adjacency rule of app.jurisdictions.service, recomputed with shapely and pyproj,
+    between the units of one file (one era), or only between the units coded in `only`."""
+    feats = {c: v for c, v in features(path).items() if only is None or c in only}
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for (ca, (la, ga)), (cb, (lb, gb)) in combinations(sorted(feats.items()), 2):
-        if la != lb or la == "country":
-            continue
-        if ga.distance(gb) > 0.1:  # degrees: far beyond any tolerance
-            continue
-        touches = ga.intersects(gb)
-        line_km = geodesic_km(lines_only(ga.boundary.intersection(gb.boundary)))
-        c = shapely.centroid(shapely.union(ga.envelope, gb.envelope))
-        fwd, _ = local_metric(c.x, c.y)
-        pa, pb = projected(ga, fwd), projected(gb, fwd)
-        gap_m = 0.0 if touches else float(pa.distance(pb))
-        if line_km > 0:
-            out[(ca, cb)] = {
-                "method": "shared_line",
-                "shared_km": line_km,
-                "touches": touches,
-                "gap_m": gap_m,
-            }
-            continue
-        if gap_m > GAP_M:
-            continue
-        reach = gap_m + MARGIN_M
-        facing = (
-            pa.boundary.intersection(pb.buffer(reach)).length
-            + pb.boundary.intersection(pa.buffer(reach)).length
-        ) / 2000.0
-        if facing >= FACING_MIN_KM:
-            out[(ca, cb)] = {
-                "method": "gap",
-                "shared_km": facing,
-                "touches": touches,
-                "gap_m": gap_m,
-            }
+    codes = sorted(feats)
+    tree = shapely.STRtree([feats[c][1] for c in codes])
+    for i, ca in enumerate(codes):
+        la, ga = feats[ca]
+        # candidates within 0.1 degree (far beyond any tolerance)
+        for j in tree.query(ga, predicate="dwithin", distance=0.1):
+            if j <= i:
+                continue
+            cb = codes[j]
+            lb, gb = feats[cb]
+            if la != lb or la == "country":
+                continue
+            touches = ga.intersects(gb)
+            line_km = geodesic_km(lines_only(ga.boundary.intersection(gb.boundary)))
+            c = shapely.centroid(shapely.union(ga.envelope, gb.envelope))
+            fwd, _ = local_metric(c.x, c.y)
+            pa, pb = projected(ga, fwd), projected(gb, fwd)
+            gap_m = 0.0 if touches else float(pa.distance(pb))
+            if line_km > 0:
+                out[(ca, cb)] = {
+                    "method": "shared_line",
+                    "shared_km": line_km,
+                    "touches": touches,
+                    "gap_m": gap_m,
+                }
+                continue
+            if gap_m > GAP_M:
+                continue
+            reach = gap_m + MARGIN_M
+            facing = (
+                pa.boundary.intersection(pb.buffer(reach)).length
+                + pb.boundary.intersection(pa.buffer(reach)).length
+            ) / 2000.0
+            if facing >= FACING_MIN_KM:
+                out[(ca, cb)] = {
+                    "method": "gap",
+                    "shared_km": facing,
+                    "touches": touches,
+                    "gap_m": gap_m,
+                }
     with corrections.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             key = tuple(sorted((row["a"], row["b"])))
+            if not set(key) <= set(feats):
+                continue
             if row["action"] == "remove":
                 out.pop(key, None)  # type: ignore[arg-type]
             else:

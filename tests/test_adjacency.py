@@ -3,6 +3,9 @@ for neighbours we know (including river and estuary gaps)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,10 +36,39 @@ async def test_symmetric(session: AsyncSession) -> None:
         assert pairs[(b, a)] == value
 
 
-async def test_agrees_with_independent_computation(session: AsyncSession) -> None:
-    expected = adjacency(GEODATA / "jurisdictions.geojson", GEODATA / "adjacency_corrections.csv")
-    stored = {k: v for k, v in (await _pairs(session, "province")).items() if k[0] < k[1]}
+def _codes(path: Path, level: str, parent: str | None = None) -> set[str]:
+    fc = json.loads(path.read_text("utf-8"))
+    return {
+        f["properties"]["code"]
+        for f in fc["features"]
+        if f["properties"]["level"] == level
+        and (parent is None or f["properties"]["parent_code"] == parent)
+    }
+
+
+FORMER = GEODATA / "jurisdictions.geojson"
+TODAY = GEODATA / "units_2025.geojson"
+CORRECTIONS = GEODATA / "adjacency_corrections.csv"
+
+
+@pytest.mark.parametrize(
+    ("path", "level", "parent"),
+    [
+        (FORMER, "province", None),  # the 63
+        (TODAY, "province", None),  # the 34
+        (TODAY, "commune", "VN-P91"),  # An Giang's communes (the pairs among them)
+    ],
+)
+async def test_agrees_with_independent_computation(
+    session: AsyncSession, path: Path, level: str, parent: str | None
+) -> None:
+    codes = _codes(path, level, parent)
+    expected = adjacency(path, CORRECTIONS, only=codes)
+    pairs = await _pairs(session, level)
+    stored = {k: v for k, v in pairs.items() if k[0] < k[1] and {*k} <= codes}
     assert set(stored) == set(expected)
+    # units of one era never neighbour units of the other
+    assert all((a in codes) == (b in codes) for a, b in pairs if parent is None)
     for key, (km, touches, gap_m, method) in stored.items():
         ref = expected[key]
         assert method == ref["method"], key
