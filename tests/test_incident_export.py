@@ -15,11 +15,14 @@ from typing import Any
 import httpx
 import pyogrio
 import pytest
+import shapely
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.scope import NATIONAL
 from app.incidents import exports
 from app.incidents.filters import IncidentFilter
+from conftest import GEODATA
+from geo_reference import features
 
 PROBLEM = "application/problem+json"
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -69,8 +72,13 @@ HEADER = [
     "source_id",
     "country",
     "province",
+    "commune",
+    "province_at_occurrence",
+    "commune_at_occurrence",
     "jurisdictions",
     "jurisdiction_method",
+    "offshore_km",
+    "maritime_zone",
     "border_segment",
     "border_distance_km",
     "nearest_post",
@@ -79,9 +87,25 @@ HEADER = [
     "updated_at",
     "version",
 ]
+REAL = {"lon", "lat", "location_precision_m", "offshore_km", "border_distance_km",
+        "nearest_post_km"}  # fmt: skip
 FILENAME = re.compile(
     r'^attachment; filename="borderwatch-incidents-\d{8}T\d{6}Z\.(geojson|csv|gpkg)"$'
 )
+
+
+def _holding(lon: float, lat: float) -> dict[str, str]:
+    """The units of a point on land from the bundled files (shapely, not the database): the
+    former province (jurisdictions.geojson, until 2025-07-01) and today's province and
+    commune (units_2025.geojson), by level."""
+    point = shapely.Point(lon, lat)
+    out: dict[str, str] = {}
+    for era, name in (("former", "jurisdictions.geojson"), ("today", "units_2025.geojson")):
+        for code, (level, geom) in features(GEODATA / name).items():
+            if level != "country" and geom.covers(point):
+                assert f"{era} {level}" not in out, (code, out)
+                out[f"{era} {level}"] = code
+    return out
 
 
 async def _post(
@@ -111,7 +135,9 @@ async def _seed(client: httpx.AsyncClient) -> tuple[list[dict[str, Any]], str]:
     """POINTS as incidents, and the id of one more incident that is then deleted."""
     seeded = [await _post(client, n, p) for n, p in enumerate(POINTS)]
     gone = await _post(client, len(POINTS), DELETED)
-    assert gone["properties"]["province"] == "VN-44"
+    # in former An Giang (VN-44, which the filters below name), today's An Giang
+    assert "VN-44" in gone["properties"]["jurisdictions"]
+    assert gone["properties"]["province"] == _holding(*DELETED[:2])["today province"]
     assert (await client.delete(f"/incidents/{gone['id']}")).status_code == 204
     return seeded, str(gone["id"])
 
@@ -201,7 +227,29 @@ async def test_csv_values_and_text_survive(client: httpx.AsyncClient) -> None:
         "x0",
         "12.5",
     )
-    assert (row["country"], row["province"], row["jurisdictions"]) == ("VNM", "VN-09", "VNM|VN-09")
+    # Huu Nghi, 2024: today's province and commune (Lang Son since 2025-07-01), the former
+    # province in force when it occurred, every unit of both eras in the path; on land
+    units = _holding(*POINTS[0][:2])
+    assert units["former province"] == "VN-09"  # Lang Son until 2025-07-01
+    assert {k: row[k] for k in ("country", "province", "commune", "province_at_occurrence",
+                                "commune_at_occurrence", "jurisdictions", "offshore_km",
+                                "maritime_zone")} == {
+        "country": "VNM",
+        "province": units["today province"],
+        "commune": units["today commune"],
+        "province_at_occurrence": "VN-09",
+        "commune_at_occurrence": "",  # no commune level before 2025-07-01
+        "jurisdictions": "|".join(["VNM", "VN-09", units["today province"],
+                                   units["today commune"]]),
+        "offshore_km": "",
+        "maritime_zone": "",
+    }  # fmt: skip
+    assert [row[k] or None for k in ("province", "commune", "province_at_occurrence")] == [
+        p["province"],
+        p["commune"],
+        p["province_at_occurrence"],
+    ]
+    assert row["jurisdictions"] == "|".join(p["jurisdictions"])
     assert (row["border_segment"], row["nearest_post"]) == ("VNM-CHN", "huu-nghi")
     assert float(row["border_distance_km"]) == p["border_distance_km"]
     assert float(row["nearest_post_km"]) == p["nearest_post_km"]
@@ -247,16 +295,9 @@ async def test_geopackage_is_typed_points_in_wgs84(
         "updated_at",
     }
     assert {k for k, v in types.items() if v == "OFTInteger"} == {"severity", "version"}
-    assert {k for k, v in types.items() if v == "OFTReal"} == {
-        "lon",
-        "lat",
-        "location_precision_m",
-        "border_distance_km",
-        "nearest_post_km",
-    }
-    assert {k for k, v in types.items() if v == "OFTString"} == set(HEADER) - {
+    assert {k for k, v in types.items() if v == "OFTReal"} == REAL
+    assert {k for k, v in types.items() if v == "OFTString"} == set(HEADER) - REAL - {
         "occurred_at", "reported_at", "created_at", "updated_at", "severity", "version",
-        "lon", "lat", "location_precision_m", "border_distance_km", "nearest_post_km",
     }  # fmt: skip
     frame = pyogrio.read_dataframe(path, layer="incidents")
     assert frame.crs.to_epsg() == 4326
@@ -273,14 +314,23 @@ async def test_geopackage_is_typed_points_in_wgs84(
         assert row["occurred_at"] == BASE + timedelta(days=days, hours=n)
         assert (int(row["severity"]), int(row["version"])) == (1 + n % 5, 1)
         assert row["province"] == feature["properties"]["province"]
+        assert row["province_at_occurrence"] == feature["properties"]["province_at_occurrence"]
     first = by_id.loc[seeded[0]["id"]]
-    assert first["description"] == VIETNAMESE and first["jurisdictions"] == "VNM|VN-09"
+    units = _holding(*POINTS[0][:2])
+    assert first["description"] == VIETNAMESE
+    assert first["jurisdictions"] == "|".join(
+        ["VNM", "VN-09", units["today province"], units["today commune"]]
+    )
+    assert (first["commune"], first["province_at_occurrence"]) == (
+        units["today commune"], "VN-09"
+    )  # fmt: skip
     assert first["location_precision_m"] == 12.5
     assert first["nearest_post_km"] == seeded[0]["properties"]["nearest_post_km"]
     with closing(sqlite3.connect(path)) as db:  # missing values are NULL, not '' or NaN
         nulls = db.execute(
             "SELECT count(*) FROM incidents WHERE description IS NULL AND unit IS NULL"
-            " AND location_precision_m IS NULL"
+            " AND location_precision_m IS NULL AND offshore_km IS NULL"
+            " AND maritime_zone IS NULL AND commune_at_occurrence IS NULL"
         ).fetchone()
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert nulls == (len(POINTS) - 1,)
