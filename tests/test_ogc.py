@@ -22,7 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.incidents import demo
-from geo_reference import GEOD
+from conftest import GEODATA
+from geo_reference import GEOD, features
 
 PROBLEM = "application/problem+json"
 ITEMS = "/ogc/collections/incidents/items"
@@ -67,6 +68,11 @@ async def rows(session: AsyncSession) -> list[Row]:
         )
     )
     return [Row(*r) for r in result]
+
+
+def bundled(name: str) -> dict[str, tuple[str, Any]]:
+    """code -> (level, geometry) of a bundled boundary file, read with shapely."""
+    return features(GEODATA / name)
 
 
 async def all_pages(client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -150,8 +156,10 @@ async def test_collections_and_extents(
 ) -> None:
     body = (await client.get("/ogc/collections")).json()
     got = {c["id"]: c for c in body["collections"]}
+    # one jurisdictions collection per level loaded: the communes came with the 2025 map
     assert set(got) == {"incidents", "border_posts", "jurisdictions_country",
-                        "jurisdictions_province", "border_segments", "hotspots"}  # fmt: skip
+                        "jurisdictions_province", "jurisdictions_commune", "border_segments",
+                        "hotspots"}  # fmt: skip
     for c in got.values():
         assert c["itemType"] == "feature"
         assert c["crs"] == ["http://www.opengis.net/def/crs/OGC/1.3/CRS84"]
@@ -174,6 +182,21 @@ async def test_collections_and_extents(
         [shapely.geometry.shape(f["geometry"]) for f in posts]
     ).bounds
     assert got["border_posts"]["extent"]["spatial"]["bbox"][0] == pytest.approx(bounds, abs=1e-6)
+    # jurisdictions: the box of today's units (what the items give by default), the periods of
+    # both eras (`datetime` reaches the former units), open at the end (today's have no end)
+    for level in ("province", "commune"):
+        today = [g for lv, g in bundled("units_2025.geojson").values() if lv == level]
+        extent = got[f"jurisdictions_{level}"]["extent"]
+        assert extent["spatial"]["bbox"][0] == pytest.approx(
+            shapely.GeometryCollection(today).bounds, abs=1e-6
+        )
+    assert got["jurisdictions_province"]["extent"]["temporal"]["interval"] == [
+        ["2008-08-01T00:00:00Z", None]  # the 63 former provinces from 2008-08-01
+    ]
+    assert got["jurisdictions_commune"]["extent"]["temporal"]["interval"] == [
+        ["2025-07-01T00:00:00Z", None]
+    ]
+    assert got["jurisdictions_country"]["extent"]["temporal"]["interval"] == [[None, None]]
     missing = await client.get("/ogc/collections/nope")
     assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
 
@@ -489,16 +512,46 @@ async def test_near_parameter_and_gdal_style_filters(
     )
 
 
-async def test_reference_collections(client: httpx.AsyncClient, source_fc: dict) -> None:
-    provinces = {f["properties"]["code"] for f in source_fc["features"]
-                 if f["properties"]["level"] == "province"}  # fmt: skip
-    walk = await all_pages(client, "/ogc/collections/jurisdictions_province/items", {"limit": 20})
-    assert set(walk["ids"]) == provinces and len(walk["ids"]) == len(provinces)
-    near = await client.get(
-        "/ogc/collections/jurisdictions_province/items",
-        params={"filter": "S_INTERSECTS(geometry, POINT(105.435 10.386))", "properties": "name"},
-    )
-    assert [f["id"] for f in near.json()["features"]] == ["VN-44"]
+async def test_reference_collections(client: httpx.AsyncClient) -> None:
+    provinces = "/ogc/collections/jurisdictions_province/items"
+    former = {c for c, (lv, _) in bundled("jurisdictions.geojson").items() if lv == "province"}
+    today = {c for c, (lv, _) in bundled("units_2025.geojson").items() if lv == "province"}
+    assert (len(former), len(today)) == (63, 34)
+    # by default the units in force today: the 34 provinces of 1 July 2025
+    walk = await all_pages(client, provinces, {"limit": 20})
+    assert set(walk["ids"]) == today and len(walk["ids"]) == len(today)
+    # `datetime` gives those in force then (days in Vietnam; valid_to is exclusive)
+    for moment, expected in (
+        ("2020-01-01T00:00:00Z", former),
+        ("2025-06-30T23:59:59+07:00", former),
+        ("2025-06-30T17:00:00Z", today),  # 2025-07-01 00:00 in Hà Nội
+        ("2026-01-01T00:00:00+07:00", today),
+        ("2025-06-01T00:00:00Z/2025-07-15T00:00:00Z", former | today),  # across the change
+    ):
+        walk = await all_pages(client, provinces, {"limit": 20, "datetime": moment})
+        assert set(walk["ids"]) == expected and len(walk["ids"]) == len(expected), moment
+    point = shapely.Point(105.435, 10.386)
+    for params, source in (({}, "units_2025.geojson"),
+                           ({"datetime": "2020-01-01T00:00:00Z"}, "jurisdictions.geojson")):  # fmt: skip
+        holding = [c for c, (lv, g) in bundled(source).items()
+                   if lv == "province" and g.intersects(point)]  # fmt: skip
+        near = await client.get(
+            provinces,
+            params={"filter": "S_INTERSECTS(geometry, POINT(105.435 10.386))",
+                    "properties": "name", **params},
+        )  # fmt: skip
+        assert [f["id"] for f in near.json()["features"]] == holding, params
+    assert holding == ["VN-44"]  # An Giang before 2025-07-01
+    # a former unit is still one Feature by its code
+    one = await client.get(f"{provinces}/VN-44")
+    assert one.status_code == 200 and one.json()["properties"]["valid_to"] == "2025-07-01"
+    communes = [c for c, (lv, _) in bundled("units_2025.geojson").items() if lv == "commune"]
+    page = (await client.get("/ogc/collections/jurisdictions_commune/items",
+                             params={"limit": 1})).json()  # fmt: skip
+    assert page["numberMatched"] == len(communes) == 3321
+    old = await client.get("/ogc/collections/jurisdictions_commune/items",
+                           params={"datetime": "2020-01-01T00:00:00Z"})  # fmt: skip
+    assert old.json()["features"] == []  # no commune level before 2025-07-01
     posts = (await client.get("/border-posts")).json()["features"]
     gates = {f["id"] for f in posts if f["properties"]["kind"] == "border_gate"}
     ogc = await client.get("/ogc/collections/border_posts/items", params={"kind": "border_gate"})

@@ -18,11 +18,9 @@ from sqlalchemy import (
     Text,
     cast,
     column,
-    exists,
     func,
     literal,
     select,
-    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -38,6 +36,7 @@ from app.geo import geojson
 from app.incidents import service as incident_service
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import STATUSES, Incident
+from app.jurisdictions import eras
 from app.jurisdictions import service as jurisdiction_service
 from app.jurisdictions.models import LEVELS, Jurisdiction
 from app.ogc.cql import Queryable, Queryables
@@ -48,6 +47,9 @@ READER_ROLES = ("officer", "analyst", "admin")  # as app.auth.deps.Reader
 HOTSPOT_CELL_KM = 5.0  # the defaults of GET /analysis/hotspots
 INCIDENTS, POSTS, SEGMENTS, HOTSPOTS = "incidents", "border_posts", "border_segments", "hotspots"
 JURISDICTIONS = "jurisdictions_"  # + level
+# properties of a jurisdiction that are no queryable: formed_from is a list of codes (no array
+# comparison in the CQL2 subset served here)
+NOT_QUERYABLE = ("formed_from",)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,14 @@ class Source:
     id_type: str = "string"  # uuid: a featureId that is not a UUID is simply not found
     # datetime parameter: (start, end) columns; an instant property gives the same column twice
     period: tuple[Any, Any] | None = None
+    # conditions applied only when the request has no `datetime` (jurisdictions: the units in
+    # force today; `datetime` selects those in force then instead)
+    default_where: tuple[ColumnElement[bool], ...] = ()
+    # a Feature read by id: the preferred row when several match (jurisdictions: a code
+    # loaded in several versions gives the one in force today, else the newest)
+    item_order: tuple[Any, ...] = ()
+    # period is (valid_from, valid_to) with valid_to exclusive, as days of Vietnam's calendar
+    period_end_exclusive: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def feature(self, names: list[str] | None = None) -> ColumnElement[Any]:
@@ -123,7 +133,9 @@ def infos(levels: list[str]) -> list[Info]:
                 Info(
                     JURISDICTIONS + level,
                     f"Jurisdictions: {level}",
-                    f"Administrative areas at {level} level (the newest version of each code).",
+                    f"Administrative areas at {level} level in force today (since 2025-07-01"
+                    " Vietnam's 34 provinces and their communes); `datetime` gives those in"
+                    " force then instead (e.g. the 63 former provinces before 2025-07-01).",
                     "reference",
                     "MultiPolygon",
                     "valid_from",
@@ -314,18 +326,16 @@ def segments(info: Info) -> Source:
 
 
 def jurisdictions(info: Info, level: str) -> Source:
-    """The newest version of every jurisdiction code at one level."""
+    """The units of one level in force today (Vietnam's calendar, as GET /jurisdictions); a
+    `datetime` parameter selects the units in force then instead, of either era."""
     j = Jurisdiction
-    newer = aliased(Jurisdiction)
-    never = text("'-infinity'::date")
-    current = ~exists().where(
-        newer.code == j.code,
-        func.coalesce(newer.valid_from, never) > func.coalesce(j.valid_from, never),
-    )
+    today = eras.today()
     props: dict[str, Any] = jurisdiction_service.properties(j)
-    types = {"valid_from": "date", "valid_to": "date"}
+    types = {"valid_from": "date", "valid_to": "date", "geometry_approximate": "boolean"}
     queryables = {"geometry": _q(j.geom, "geometry", "geometry")} | {
-        name: _q(expr, types.get(name, "string"), name) for name, expr in props.items()
+        name: _q(expr, types.get(name, "string"), name)
+        for name, expr in props.items()
+        if name not in NOT_QUERYABLE
     }
     return Source(
         info=info,
@@ -335,8 +345,11 @@ def jurisdictions(info: Info, level: str) -> Source:
         properties=props,
         queryables=queryables,
         order=(j.code,),
-        where=(j.level == level, current),
+        where=(j.level == level,),
         period=(j.valid_from, j.valid_to),
+        default_where=(eras.in_force(j, today),),
+        item_order=(eras.in_force(j, today).desc(), j.valid_from.desc().nulls_last()),
+        period_end_exclusive=True,
     )
 
 

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.service import Identity
 from app.errors import NotFound
 from app.geo import spatial
+from app.jurisdictions import eras
 from app.jurisdictions.models import Jurisdiction
 from app.ogc import cql
 from app.ogc.collections import INCIDENTS, Info, Source
@@ -57,6 +58,8 @@ class Page:
 def conditions(source: Source, query: ItemsQuery) -> list[ColumnElement[bool]]:
     """The SQL conditions of a request: the collection's own (scope), then the parameters."""
     out: list[ColumnElement[bool]] = list(source.where)
+    if query.start is None and query.end is None:
+        out += source.default_where
     if query.bbox is not None:
         out.append(spatial.intersects_bbox(source.geom, query.bbox))
     if (query.start or query.end) and source.period is not None:
@@ -74,18 +77,32 @@ def conditions(source: Source, query: ItemsQuery) -> list[ColumnElement[bool]]:
 def _period(
     source: Source, start: datetime | None, end: datetime | None
 ) -> list[ColumnElement[bool]]:
-    """Features whose time (instant or [from, to] with open NULL ends) meets [start, end]."""
+    """Features whose time (instant or [from, to] with open NULL ends) meets [start, end].
+
+    A period of dates (jurisdictions: valid_from, valid_to) is days of Vietnam's calendar with
+    an exclusive end: the moments are read as days in Vietnam, and a unit whose valid_to is the
+    first day asked for is no longer in force then."""
     assert source.period is not None
     first, last = source.period
     dates = isinstance(first.type, Date)
-    lo: Any = start.date() if dates and start else start
-    hi: Any = end.date() if dates and end else end
+    lo: Any = _day(start) if dates and start else start
+    hi: Any = _day(end) if dates and end else end
     out: list[ColumnElement[bool]] = []
     if hi is not None:
         out.append(first <= hi if first is last else (first.is_(None) | (first <= hi)))
     if lo is not None:
-        out.append(last >= lo if first is last else (last.is_(None) | (last >= lo)))
+        if first is last:
+            out.append(last >= lo)
+        elif source.period_end_exclusive:
+            out.append(last.is_(None) | (last > lo))
+        else:
+            out.append(last.is_(None) | (last >= lo))
     return out
+
+
+def _day(moment: datetime) -> date:
+    """The day of Vietnam's calendar of a moment (the validity dates of its units)."""
+    return moment.astimezone(eras.VIETNAM_TIME).date()
 
 
 def _order(source: Source, query: ItemsQuery) -> list[Any]:
@@ -184,6 +201,7 @@ async def item(*, session: AsyncSession, source: Source, feature_id: str) -> byt
         select(cast(source.feature(), Text))
         .select_from(source.from_)
         .where(*source.where, source.id == key)
+        .order_by(*source.item_order)
         .limit(1)
     )
     value = None if key is None else (await session.execute(stmt)).scalar()
@@ -222,19 +240,23 @@ async def extent(
     else:
         box = await _box(
             session, select(func.ST_Extent(source.geom)).select_from(source.from_).where(
-                *source.where
+                *source.where, *source.default_where
             )
         )  # fmt: skip
     interval = None
     if source.period is not None:
+        # every period the collection holds (a jurisdictions collection: both eras, which
+        # `datetime` reaches); an open (NULL) end anywhere leaves that end open
         first, last = source.period
-        lo, hi = (
-            await session.execute(
-                select(func.min(first), func.max(last)).select_from(source.from_).where(
-                    *source.where
-                )
+        ends: tuple[Any, Any] = (func.min(first), func.max(last))  # the occurred_at index
+        if first is not last:
+            ends = (
+                case((func.bool_or(first.is_(None)), None), else_=ends[0]),
+                case((func.bool_or(last.is_(None)), None), else_=ends[1]),
             )
-        ).one()  # fmt: skip
+        lo, hi = (
+            await session.execute(select(*ends).select_from(source.from_).where(*source.where))
+        ).one()
         interval = (_iso(lo), _iso(hi))
     return Extent(box, interval)
 
