@@ -12,7 +12,7 @@ import math
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -355,7 +355,7 @@ async def test_reference_layers(client: httpx.AsyncClient, session: AsyncSession
         ).scalars()
     )
     got = {f["properties"]["code"] for f in feats}
-    assert {"VNM", "VN-44", "KHM"} <= got
+    assert {"VNM", "VN-P91", "KHM"} <= got  # today's An Giang (the 2025 province)
     assert got <= expected  # (a sliver may vanish once simplified to the zoom)
     assert {f["properties"]["level"] for f in feats} == {"country", "province"}
     countries = decode(
@@ -363,7 +363,9 @@ async def test_reference_layers(client: httpx.AsyncClient, session: AsyncSession
         "jurisdictions",
     )
     assert {f["properties"]["level"] for f in countries} == {"country"}
-    bad = await client.get(f"/tiles/jurisdictions/{z}/{x}/{y}.mvt?level=commune")
+    bad = await client.get(f"/tiles/jurisdictions/{z}/{x}/{y}.mvt?level=district")
+    assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
+    bad = await client.get(f"/tiles/jurisdictions/{z}/{x}/{y}.mvt?at=2025-02-30")
     assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
     # borders: the segments that cross the tile (VNM-KHM in the south)
     segs = {
@@ -394,6 +396,192 @@ async def test_reference_layers(client: httpx.AsyncClient, session: AsyncSession
     )
     assert {f["properties"]["code"] for f in got_posts} == expected_posts
     assert all(f["properties"]["kind"] for f in got_posts)
+
+
+# Vietnam's provinces at z5 (the Paracels and Spratlys included): x 25-26, y 13-15
+VIETNAM_Z5 = [(5, x, y) for x in (25, 26) for y in (13, 14, 15)]
+HA_TIEN = (104.469, 10.4029)
+ICT = timezone(timedelta(hours=7))  # Phường Hà Tiên's official centroid
+
+
+async def _provinces_in_force(session: AsyncSession, on: date) -> set[str]:
+    """Vietnam's province codes in force on `on`, straight from the table's dates."""
+    rows = await session.execute(
+        text(
+            "SELECT code FROM jurisdiction WHERE level = 'province' AND country = 'VNM'"
+            " AND coalesce(valid_from, '-infinity') <= :d AND coalesce(valid_to, 'infinity') > :d"
+        ),
+        {"d": on},
+    )
+    return set(rows.scalars())
+
+
+async def _tile_codes(
+    client: httpx.AsyncClient, tiles: list[tuple[int, int, int]], **q: str
+) -> Any:
+    feats = []
+    for z, x, y in tiles:
+        r = await client.get(f"/tiles/jurisdictions/{z}/{x}/{y}.mvt", params=q)
+        assert r.status_code == 200, r.text
+        feats += decode(r.content, "jurisdictions")
+    return feats
+
+
+async def test_jurisdiction_tiles_show_the_units_in_force_on_the_day(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    # 2020: the 63 provinces (ISO codes), none of 2025's
+    old = await _provinces_in_force(session, date(2020, 1, 1))
+    assert len(old) == 63
+    feats = await _tile_codes(client, VIETNAM_Z5, at="2020-01-01", level="province")
+    got = {f["properties"]["code"] for f in feats if f["properties"]["country"] == "VNM"}
+    assert got == old and "VN-47" in got  # Kiên Giang, as it was
+    # today (default) and an explicit day since 2025-07-01: the 34
+    new = await _provinces_in_force(session, date(2026, 1, 1))
+    assert len(new) == 34 and all(c.startswith("VN-P") for c in new)
+    for q in ({}, {"at": "2026-01-01"}):
+        feats = await _tile_codes(client, VIETNAM_Z5, level="province", **q)
+        got = {f["properties"]["code"] for f in feats if f["properties"]["country"] == "VNM"}
+        assert got == new, q
+    props = next(f["properties"] for f in feats if f["properties"]["code"] == "VN-P91")
+    assert props["official_code"] == "91" and props["name_local"].endswith("An Giang")
+    assert props["level"] == "province" and props["type_local"] == "Tỉnh"
+    assert props["geometry_approximate"] is False
+    # the last day of the old map, the first of the new
+    last = await _tile_codes(client, VIETNAM_Z5, at="2025-06-30", level="province")
+    first = await _tile_codes(client, VIETNAM_Z5, at="2025-07-01", level="province")
+    assert {f["properties"]["code"] for f in last} >= old
+    assert not {f["properties"]["code"] for f in last} & new
+    assert {f["properties"]["code"] for f in first if f["properties"]["country"] == "VNM"} == new
+
+
+async def test_communes_only_from_zoom_9_approximate_and_of_their_day(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    lon, lat = HA_TIEN
+    ha_tien = (
+        await session.execute(
+            text(
+                "SELECT code, parent_code, official_code FROM jurisdiction WHERE level ="
+                " 'commune' AND ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
+            ),
+            {"lon": lon, "lat": lat},
+        )
+    ).one()
+    # below zoom 9: no communes, and `level=commune` is an empty tile
+    for z in (5, 8):
+        x, y = tile_of(lon, lat, z)
+        feats = decode(
+            (await client.get(f"/tiles/jurisdictions/{z}/{x}/{y}.mvt")).content, "jurisdictions"
+        )
+        assert feats and {f["properties"]["level"] for f in feats} <= {"country", "province"}
+        only = await client.get(f"/tiles/jurisdictions/{z}/{x}/{y}.mvt?level=commune")
+        assert only.status_code == 200 and only.content == b""
+    # from zoom 9: the communes reaching into the tile, each flagged approximate
+    for z in (9, 12):
+        x, y = tile_of(lon, lat, z)
+        w, s, e, n = buffered(z, x, y)
+        expected = set(
+            (
+                await session.execute(
+                    text(
+                        "SELECT code FROM jurisdiction WHERE level = 'commune'"
+                        " AND ST_Intersects(geom, ST_MakeEnvelope(:w, :s, :e, :n, 4326))"
+                    ),
+                    {"w": w, "s": s, "e": e, "n": n},
+                )
+            ).scalars()
+        )
+        r = await client.get(f"/tiles/jurisdictions/{z}/{x}/{y}.mvt?level=commune")
+        feats = decode(r.content, "jurisdictions")
+        got = {f["properties"]["code"] for f in feats}
+        assert ha_tien.code in got and got <= expected, z
+        assert all(f["properties"]["geometry_approximate"] is True for f in feats)
+        assert all(f["properties"]["level"] == "commune" for f in feats)
+        mine = next(f["properties"] for f in feats if f["properties"]["code"] == ha_tien.code)
+        assert mine["parent_code"] == ha_tien.parent_code == "VN-P91"
+        assert mine["official_code"] == ha_tien.official_code
+        assert mine["name_local"] == "Phường Hà Tiên" and mine["type_local"] == "Phường"
+        everything = decode(
+            (await client.get(f"/tiles/jurisdictions/{z}/{x}/{y}.mvt")).content, "jurisdictions"
+        )
+        assert {"country", "province", "commune"} <= {f["properties"]["level"] for f in everything}
+    # before 1 July 2025 there were no communes in this map (the district level then)
+    x, y = tile_of(lon, lat, 10)
+    before = await client.get(f"/tiles/jurisdictions/10/{x}/{y}.mvt?at=2024-03-01")
+    levels = {f["properties"]["level"] for f in decode(before.content, "jurisdictions")}
+    codes = {f["properties"]["code"] for f in decode(before.content, "jurisdictions")}
+    assert "commune" not in levels and "VN-47" in codes  # Kiên Giang, as it was
+    assert not any(c.startswith(("VN-P", "VN-C")) for c in codes)
+
+
+async def test_the_day_keys_the_jurisdiction_etag_and_version(client: httpx.AsyncClient) -> None:
+    path = "/tiles/jurisdictions/5/25/14.mvt"
+    today = await client.get(path)
+    old = await client.get(path, params={"at": "2020-01-01"})
+    again = await client.get(path, params={"at": "2020-01-01"})
+    assert today.headers["etag"] != old.headers["etag"] == again.headers["etag"]
+    assert today.content != old.content
+    hit = await client.get(
+        path, params={"at": "2020-01-01"}, headers={"If-None-Match": old.headers["etag"]}
+    )
+    assert hit.status_code == 304
+    miss = await client.get(path, headers={"If-None-Match": old.headers["etag"]})
+    assert miss.status_code == 200 and miss.content == today.content
+    doc_today = (await client.get("/tiles/jurisdictions.json")).json()
+    doc_old = (await client.get("/tiles/jurisdictions.json", params={"at": "2020-01-01"})).json()
+    assert doc_today["data_version"] != doc_old["data_version"]
+    query = parse_qs(urlsplit(doc_old["tiles"][0]).query)
+    assert query == {"v": [doc_old["data_version"]], "at": ["2020-01-01"]}
+    assert "zoom 9" in doc_old["vector_layers"][0]["fields"]["level"]
+    assert "geometry_approximate" in doc_old["vector_layers"][0]["fields"]
+    # a tile of the old day with its current version: immutable; today's v on it is not current
+    cur = await client.get(path, params={"at": "2020-01-01", "v": doc_old["data_version"]})
+    assert "immutable" in cur.headers["cache-control"]
+    stale = await client.get(path, params={"at": "2020-01-01", "v": doc_today["data_version"]})
+    assert "no-cache" in stale.headers["cache-control"]
+
+
+async def test_incident_points_carry_both_eras_and_the_sea(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    off_vung_tau = (107.09, 10.29)  # ~5 km south-east of Vũng Tàu's cape: at sea
+    rows = []
+    for (x, y), when in (
+        (HA_TIEN, datetime(2024, 3, 1, 10, tzinfo=ICT)),
+        (off_vung_tau, datetime(2026, 3, 1, 10, tzinfo=ICT)),
+    ):
+        rows.append(
+            (
+                await session.execute(
+                    text(
+                        "INSERT INTO incident (category, severity, occurred_at, geom)"
+                        " VALUES ('smuggling', 3, :t,"
+                        " ST_SetSRID(ST_MakePoint(:x, :y), 4326))"
+                        " RETURNING id::text, province_code, commune_code,"
+                        " province_at_occurrence, commune_at_occurrence, maritime_zone, offshore_km"
+                    ),
+                    {"x": x, "y": y, "t": when},
+                )
+            ).one()
+        )
+    z = 12
+    for row, (x0, y0) in zip(rows, (HA_TIEN, off_vung_tau), strict=True):
+        x, y = tile_of(x0, y0, z)
+        feats = decode((await client.get(f"/tiles/incidents/{z}/{x}/{y}.mvt")).content, "incidents")
+        props = next(f["properties"] for f in feats if f["properties"].get("id") == row.id)
+        assert props.get("province") == row.province_code
+        assert props.get("commune") == row.commune_code
+        assert props.get("province_at_occurrence") == row.province_at_occurrence
+        assert props.get("commune_at_occurrence") == row.commune_at_occurrence
+        assert props.get("maritime_zone") == row.maritime_zone
+        if row.offshore_km is None:
+            assert "offshore_km" not in props
+        else:
+            assert props["offshore_km"] == pytest.approx(row.offshore_km, abs=0.001)
+    ha_tien, sea = rows
+    assert ha_tien.province_code == "VN-P91" and ha_tien.province_at_occurrence == "VN-47"
+    assert sea.maritime_zone == "territorial_sea" and sea.offshore_km > 0
 
 
 def _mercator_box(z: int, x: int, y: int, pad_units: float) -> Any:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     Integer,
     LargeBinary,
+    Numeric,
     Select,
     Text,
     bindparam,
@@ -116,13 +117,32 @@ def _point_rows(source: Any) -> Select[Any]:
         c.severity,
         c.status,
         iso(c.occurred_at).label("occurred_at"),
+        c.province_code.label("province"),
+        c.commune_code.label("commune"),
+        c.province_at_occurrence,
+        c.commune_at_occurrence,
+        c.maritime_zone,
+        cast(func.round(cast(c.offshore_km, Numeric), 3), Float).label("offshore_km"),
         literal(False, Boolean).label("cluster"),
     )
 
 
 def _matching(filt: IncidentFilter) -> Select[Any]:
     i = Incident
-    columns: list[Any] = [i.geom, i.id, i.category, i.severity, i.status, i.occurred_at]
+    columns: list[Any] = [
+        i.geom,
+        i.id,
+        i.category,
+        i.severity,
+        i.status,
+        i.occurred_at,
+        i.province_code,
+        i.commune_code,
+        i.province_at_occurrence,
+        i.commune_at_occurrence,
+        i.maritime_zone,
+        i.offshore_km,
+    ]
     return select(*columns).where(*filt.conditions(), *inside(i.geom, TILE_BOX))
 
 

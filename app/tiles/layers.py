@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,13 +42,16 @@ class Ask:
     aggregate_only: bool = False  # viewers: aggregates only
     home: str = ""  # the home country (hot spots)
     level: str | None = None  # jurisdictions: one level only
+    on: date | None = None  # jurisdictions: the units in force that day
     grids: HotspotCache | None = field(default=None, compare=False)
 
     @property
     def view(self) -> str:
-        """What, besides the data, decides an incident layer's content for this principal."""
+        """What, besides the data, decides the layer's content: for an incident layer this
+        principal's scope, for jurisdictions the day (without `at`, today: the version, so
+        the URL, moves on the day the map changes instead of serving yesterday's units)."""
         if self.filt is None:
-            return ""
+            return self.on.isoformat() if self.on else ""
         return versions.incident_view(self.filt, aggregate_only=self.aggregate_only, home=self.home)
 
 
@@ -105,7 +109,10 @@ async def _hotspots(session: AsyncSession, ask: Ask, tile: Tile, version: str) -
 
 
 async def _jurisdictions(session: AsyncSession, ask: Ask, tile: Tile, _version: str) -> bytes:
-    return await reference.jurisdictions_tile(session=session, tile=tile, level=ask.level)
+    assert ask.on is not None  # jurisdictions_ask always names the day
+    return await reference.jurisdictions_tile(
+        session=session, tile=tile, level=ask.level, on=ask.on
+    )
 
 
 async def _borders(session: AsyncSession, _ask: Ask, tile: Tile, _version: str) -> bytes:
@@ -135,6 +142,15 @@ LAYERS: dict[str, Layer] = {
                     "severity": "Number: 1 to 5 (points only)",
                     "status": "String: lifecycle status (points only)",
                     "occurred_at": "String: ISO 8601 time (points only)",
+                    "province": "String: today's province code (points only)",
+                    "commune": "String: today's commune code (points only)",
+                    "province_at_occurrence": "String: the province in force when it occurred"
+                    " (points only)",
+                    "commune_at_occurrence": "String: the commune in force when it occurred"
+                    " (points only)",
+                    "maritime_zone": "String: territorial_sea or contiguous_zone at sea"
+                    " (points only)",
+                    "offshore_km": "Number: distance from the coast at sea (points only)",
                     "count": "Number: incidents in the aggregate (aggregates only)",
                     "severity_max": "Number: highest severity in the aggregate (aggregates only)",
                     "cluster": "Boolean: true for an aggregate, false for an incident",
@@ -145,7 +161,9 @@ LAYERS: dict[str, Layer] = {
             summary="Incidents vector tile: points from zoom 10, aggregates below (viewers:"
             " always)",
             doc="Layer `incidents`: `id`, `category`, `severity`, `status`, `occurred_at`,"
-            " `cluster` (false) per incident; aggregates carry `count`, `severity_max`,"
+            " `province`, `commune`, `province_at_occurrence`, `commune_at_occurrence`,"
+            " `maritime_zone`, `offshore_km` (absent when empty), `cluster` (false) per"
+            " incident; aggregates carry `count`, `severity_max`,"
             " `category`, `cluster` (true).",
             tilejson_summary="TileJSON of the incidents layer (filters carried over)",
             tilejson_doc="TileJSON 3.0.0; its tile URL carries `v` (the version) and the"
@@ -156,27 +174,42 @@ LAYERS: dict[str, Layer] = {
         Layer(
             name="jurisdictions",
             info=LayerInfo(
-                "Countries and provinces (newest boundary of each code)",
+                "Countries, provinces and communes in force on one day (`at`, default today in"
+                " Vietnam); communes from zoom"
+                f" {reference.COMMUNE_MIN_ZOOM} only",
                 0,
                 12,
                 {
-                    "code": "String: ISO 3166 code",
+                    "code": "String: ISO 3166 code, or VN-P<official> (2025 provinces),"
+                    " VN-C<official> (communes)",
                     "name": "String",
-                    "name_local": "String",
-                    "level": "String: country or province",
+                    "name_local": "String: the name in Vietnamese, with diacritics",
+                    "level": "String: country, province or commune (communes from zoom"
+                    f" {reference.COMMUNE_MIN_ZOOM})",
+                    "type_local": "String: Tỉnh, Thành phố, Xã, Phường, Đặc khu …",
+                    "official_code": "String: the statistics office's code",
+                    "geometry_approximate": "Boolean: the polygon is an approximation built"
+                    " from the official centroid and area (draw it as such)",
                     "country": "String: ISO 3166-1 alpha-3",
-                    "parent_code": "String",
+                    "parent_code": "String: the province of a commune, the country of a province",
                 },
             ),
             depends=("jurisdictions",),
             extent=Extent("jurisdiction"),
-            summary="Jurisdictions vector tile: countries and provinces with a `level` property",
-            doc="Layer `jurisdictions`: polygons simplified to the zoom; `code`, `name`,"
-            " `name_local`, `level`, `country`, `parent_code`.",
+            summary="Jurisdictions vector tile: the units in force on a day, with a `level`"
+            " property",
+            doc="Layer `jurisdictions`: the countries, provinces and communes in force on `at`"
+            " (YYYY-MM-DD, default today in Vietnam: before 2025-07-01 the 63 provinces, since"
+            " then the 34 and their communes); communes only from zoom"
+            f" {reference.COMMUNE_MIN_ZOOM} (below it `level=commune` is an empty tile);"
+            " polygons simplified to the zoom; `code`, `name`, `name_local`, `level`,"
+            " `type_local`, `official_code`, `geometry_approximate`, `country`,"
+            " `parent_code`.",
             tilejson_summary="TileJSON of the jurisdictions layer",
-            tilejson_doc="TileJSON 3.0.0 (countries and provinces; `level` carried over).",
+            tilejson_doc="TileJSON 3.0.0 (`level` and `at` carried over; communes from zoom"
+            f" {reference.COMMUNE_MIN_ZOOM}).",
             make=_jurisdictions,
-            params=("level",),
+            params=("level", "at"),
         ),
         Layer(
             name="borders",

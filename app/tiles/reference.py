@@ -2,39 +2,55 @@
 
 Lines and polygons are clipped to the tile plus its buffer, projected and simplified to about
 half a display pixel (app/tiles/sql.py); posts are points, each in exactly one tile.
+Jurisdictions are the units in force on one day (app/jurisdictions/eras.py), communes only
+from COMMUNE_MIN_ZOOM.
 """
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import Float, cast, func, select
-from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.borders.models import BorderSegment
+from app.jurisdictions.eras import in_force
 from app.jurisdictions.models import Jurisdiction
 from app.posts.models import BorderPost
 from app.tiles.sql import inside, mvt, point, reaches, run, shape, tile_params
 from app.tiles.tile import Tile
 
+# communes (3 321, a few hundred in a busy z9 tile) are drawn from this zoom on: below it they
+# are smaller than a few pixels and would multiply the size of every tile
+COMMUNE_MIN_ZOOM = 9
 
-async def jurisdictions_tile(*, session: AsyncSession, tile: Tile, level: str | None) -> bytes:
-    """Countries and provinces (the newest version of each code) with a `level` property;
-    `level` restricts to one level."""
+
+async def jurisdictions_tile(
+    *, session: AsyncSession, tile: Tile, level: str | None, on: date
+) -> bytes:
+    """The countries, provinces and (from COMMUNE_MIN_ZOOM) communes in force on `on`, with
+    a `level` property; `level` restricts to one level (communes below COMMUNE_MIN_ZOOM: an
+    empty tile, without a query)."""
+    small = tile.z < COMMUNE_MIN_ZOOM
+    if small and level == "commune":
+        return b""
     j = Jurisdiction
-    newest = (
-        select(j.id).ext(distinct_on(j.code)).order_by(j.code, j.valid_from.desc().nulls_last())
-    ).scalar_subquery()
     rows = select(
         shape(j.geom, tile).label("geom"),
         j.code,
         j.name,
         j.name_local,
         j.level,
+        j.type_local,
+        j.official_code,
+        j.geometry_approximate,
         j.country,
         j.parent_code,
-    ).where(j.id.in_(newest), reaches(j.geom, tile))
+    ).where(in_force(j, on), reaches(j.geom, tile))
     if level:
         rows = rows.where(j.level == level)
+    elif small:
+        rows = rows.where(j.level != "commune")
     return await run(session, mvt(rows, "jurisdictions"), tile_params(tile))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -24,6 +25,7 @@ from app.auth.deps import ReferenceReader, Viewer
 from app.db import SessionDep
 from app.errors import NotFound
 from app.incidents.filters import FilterDep
+from app.jurisdictions import eras
 from app.openapi import problem_response
 from app.tiles import caching, tilejson, versions
 from app.tiles.caching import MVT
@@ -45,7 +47,17 @@ Version = Annotated[
 ]
 Level = Annotated[
     str | None,
-    Query(pattern="^(country|province)$", description="only this level (default: both)"),
+    Query(
+        pattern="^(country|province|commune)$",
+        description="only this level (default: all; communes from zoom 9 only)",
+    ),
+]
+At = Annotated[
+    date | None,
+    Query(
+        description="the units in force on this day (YYYY-MM-DD; default today in Vietnam):"
+        " before 2025-07-01 the 63 provinces, since then the 34 provinces and their communes"
+    ),
 ]
 TILE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
@@ -70,9 +82,10 @@ async def hotspots_ask(request: Request, _: Viewer, filt: FilterDep) -> Ask:
     return Ask(key=(filt,), filt=filt, home=state.settings.home_country, grids=state.hotspot_cache)
 
 
-async def jurisdictions_ask(_: ReferenceReader, level: Level = None) -> Ask:
-    """Reference data, optionally one level."""
-    return Ask(key=(level,), level=level)
+async def jurisdictions_ask(_: ReferenceReader, level: Level = None, at: At = None) -> Ask:
+    """Reference data: the units in force on `at` (default today), optionally one level."""
+    on = at or eras.today()
+    return Ask(key=(level, on), level=level, on=on)
 
 
 async def reference_ask(_: ReferenceReader) -> Ask:
