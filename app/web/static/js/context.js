@@ -5,14 +5,15 @@ import { state } from "./state.js";
 
 /** The MapLibre map, null until start-up creates it (importers see the current one). */
 export let map = null;
-let places = new Map(); // jurisdiction code → name
+const places = new Map(); // jurisdiction code → name
 
 export function setMap(created) {
   map = created;
 }
 
+/** Names for codes; kept across eras (an incident's path names units of both maps). */
 export function setPlaces(jurisdictionFeatures) {
-  places = new Map(jurisdictionFeatures.map((f) => [f.properties.code, f.properties.name]));
+  for (const f of jurisdictionFeatures) places.set(f.properties.code, f.properties.name);
 }
 
 export function placeName(code) {

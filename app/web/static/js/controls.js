@@ -3,7 +3,7 @@
 
 import { map } from "./context.js";
 import { refreshBorderZone, updateHint } from "./layers.js";
-import { HOTSPOT_COLOURS, paletteColour, POST_COLOURS, setLayerVisibility } from "./mapview.js";
+import { COMMUNE_MIN_ZOOM, HOTSPOT_COLOURS, paletteColour, POST_COLOURS, setLayerVisibility } from "./mapview.js";
 import { scheduleApply } from "./refresh.js";
 import { LAYERS, state, writeUrl } from "./state.js";
 import { $, el, words } from "./ui.js";
@@ -22,6 +22,13 @@ const TEXT = {
   hotspotBins: { 3: "99 %", 2: "95 %", 1: "90 % hot", [-1]: "90 %", [-2]: "95 %", [-3]: "99 % cold" },
   postsTitle: "Border posts",
   circles: "Circles: colour = category; size = count (aggregates) or severity; dark outline = severity 4–5.",
+  boundariesTitle: "Ranh giới · Boundaries",
+  boundaries: {
+    province: "tỉnh · province",
+    commune: "xã, phường · commune",
+    approximate: "xã, gần đúng · commune, approximate",
+  },
+  communesFrom: (z) => `Xã, phường từ mức thu phóng ${z} · Communes from zoom ${z}; dashed: approximate (built from official centroids and areas).`,
 };
 const HOTSPOT_BINS = [3, 2, 1, -1, -2, -3]; // hottest first
 
@@ -105,10 +112,19 @@ function legendBlock(title, items) {
   ];
 }
 
+// a boundary line in the legend: solid, or dashed for approximate polygons (app.css)
+function lineSwatch(dashed) {
+  return el("span", { className: dashed ? "line-swatch dashed" : "line-swatch" });
+}
+
 function buildLegend() {
+  const lines = [[lineSwatch(false), TEXT.boundaries.province], [lineSwatch(false), TEXT.boundaries.commune],
+    [lineSwatch(true), TEXT.boundaries.approximate]];
   const hot = HOTSPOT_BINS.map((bin) => [swatch({ background: HOTSPOT_COLOURS[bin] }), TEXT.hotspotBins[bin]]);
   const posts = Object.entries(POST_COLOURS).map(([kind, colour]) => [swatch({ borderColor: colour }, true), words(kind)]);
   $("legend").replaceChildren(
     ...legendBlock(TEXT.hotspotsTitle, hot), ...legendBlock(TEXT.postsTitle, posts),
+    ...legendBlock(TEXT.boundariesTitle, lines),
+    el("div", { className: "legend-note", id: "legend-approximate", text: TEXT.communesFrom(COMMUNE_MIN_ZOOM) }),
     el("div", { className: "legend-note", text: TEXT.circles }));
 }

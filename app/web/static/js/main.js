@@ -6,15 +6,17 @@
 
 import { ApiError, getJSON } from "./api.js";
 import { setUpMapClicks } from "./clicks.js";
-import { map, setMap, setPlaces } from "./context.js";
+import { map, setMap } from "./context.js";
 import { buildFilters, buildLayerToggles } from "./controls.js";
+import { boundaryTiles, buildEra, loadUnits, setLabels } from "./era.js";
 import { setUpExport } from "./export.js";
 import { geometryBounds } from "./geometry.js";
 import { refreshNearby, setUpNearbyTool } from "./incident.js";
 import { addFilteredLayers, refreshBorderZone, refreshTiles, updateHint, watchForNewIncidents } from "./layers.js";
-import { addBaseLayers, addLabels, createMap, renderedIncidents } from "./mapview.js";
+import { addBaseLayers, createLabels, createMap, renderedIncidents } from "./mapview.js";
 import { reportError, showMessage } from "./messages.js";
 import { refreshNeighbours } from "./neighbours.js";
+import { setUpPlaceSearch } from "./places.js";
 import { debounced, onFiltersChange, settled, watchTiles, whileWorking } from "./refresh.js";
 import { setUpSignIn, signIn } from "./signin.js";
 import { refreshStats } from "./stats.js";
@@ -49,12 +51,12 @@ async function start() {
     showMessage(TEXT.noMapLibrary);
     return;
   }
-  let config; let categories; let months; let jurisdictions; let borders; let posts;
+  let config; let categories; let months; let jurisdictions; let boundaries; let borders; let posts;
   try {
-    [config, categories, months, jurisdictions, borders, posts] = await Promise.all([
+    [config, categories, months, jurisdictions, boundaries, borders, posts] = await Promise.all([
       getJSON("/dashboard/config.json"), getJSON("/categories"),
       getJSON("/analysis/stats", { group_by: "month" }),
-      getJSON("/jurisdictions", { simplify: 500 }), getJSON("/borders"), getJSON("/border-posts")]);
+      loadUnits(), boundaryTiles(), getJSON("/borders"), getJSON("/border-posts")]);
   } catch (err) {
     reportError(TEXT.referenceData, err);
     return;
@@ -62,7 +64,8 @@ async function start() {
   state.categories = categories.categories.filter((c) => c.active);
   state.statuses = STATUSES;
   state.months = monthsOf(months.groups);
-  setPlaces(jurisdictions.features);
+  buildEra();
+  setUpPlaceSearch();
   buildFilters();
   buildTime();
   buildLayerToggles();
@@ -75,9 +78,11 @@ async function start() {
   watchTiles(map);
   map.on("load", async () => {
     if (!state.view) map.fitBounds(homeBounds(jurisdictions), { padding: 20, duration: 0 });
-    addBaseLayers(map, { jurisdictions, borders, posts, homeCountry: config.home_country,
-      raster: Boolean(config.basemap_url) });
-    addLabels(map, jurisdictions.features);
+    addBaseLayers(map, { jurisdictions, boundaryTiles: boundaries, borders, posts,
+      homeCountry: config.home_country, raster: Boolean(config.basemap_url) });
+    const labels = createLabels(map);
+    labels.setUnits(jurisdictions.features);
+    setLabels(labels);
     await addFilteredLayers();
     setUpMapClicks();
     const refreshStatsSoon = debounced(refreshStats, MOVE_SETTLE_MS);

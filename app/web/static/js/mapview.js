@@ -1,15 +1,22 @@
 // The map: our own boundaries as the base map (no glyphs needed: labels are HTML markers),
-// incidents and hot spots from the app's vector tiles, the rest from small GeoJSON answers.
+// incidents, hot spots and the boundary lines of the era shown (provinces, and communes from
+// zoom 9) from the app's vector tiles, the rest from small GeoJSON answers.
 
 import { authHeaders } from "./api.js";
-import { labelPoint, midPoint } from "./geometry.js";
+import { geometryBounds, labelPoint, midPoint } from "./geometry.js";
 
 const maplibregl = window.maplibregl;
 
 const TEXT = {
-  attribution: "Boundaries: Natural Earth",
+  attribution: "Boundaries: Natural Earth; 2025 units: vietnamadminunits",
   sharedBadge: (count) => `${count} incidents within 5 km of this shared boundary`,
+  approximate: "ranh giới gần đúng · approximate boundary",
 };
+/** Communes are drawn (and named) from this zoom on; the tiles carry them from there. */
+export const COMMUNE_MIN_ZOOM = 9;
+/** The dash of a boundary whose polygon is approximate (the legend shows the same). */
+export const APPROXIMATE_DASH = [2, 2];
+const MAX_COMMUNE_LABELS = 400;
 
 const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
   "#f032e6", "#9a6324", "#469990", "#800000", "#808000", "#000075"];
@@ -28,7 +35,7 @@ export const TOGGLE_LAYERS = {
   hotspots: ["hotspot-fill"],
   posts: ["post-circles"],
   borderzone: ["band-fill", "band-line"],
-  boundaries: ["province-line"],
+  boundaries: ["province-line", "commune-line", "commune-line-approximate"],
 };
 
 /** The colour of the i-th active category (legend, statistics and map agree). */
@@ -70,9 +77,12 @@ export function createMap({ container, config, view }) {
   return map;
 }
 
-/** Countries, provinces, national borders, border posts and the empty overlay sources. */
-export function addBaseLayers(map, { jurisdictions, borders, posts, homeCountry, raster }) {
+/** Countries and provinces (GeoJSON: fills, selection), the boundary lines of the era (vector
+ * tiles: provinces, communes from COMMUNE_MIN_ZOOM), national borders, border posts and the
+ * empty overlay sources. */
+export function addBaseLayers(map, { jurisdictions, boundaryTiles, borders, posts, homeCountry, raster }) {
   map.addSource("jurisdictions", { type: "geojson", data: jurisdictions, promoteId: "code" });
+  map.addSource("boundaries", { type: "vector", tiles: boundaryTiles, minzoom: 0, maxzoom: 12 });
   map.addSource("borders", { type: "geojson", data: borders });
   map.addSource("posts", { type: "geojson", data: posts });
   map.addSource("bands", { type: "geojson", data: EMPTY });
@@ -100,7 +110,15 @@ export function addBaseLayers(map, { jurisdictions, borders, posts, homeCountry,
   map.addLayer({ id: "selected-fill", type: "fill", source: "jurisdictions",
     filter: ["==", ["get", "code"], ""],
     paint: { "fill-color": "#4c6ef5", "fill-opacity": 0.45 } });
-  map.addLayer({ id: "province-line", type: "line", source: "jurisdictions",
+  const commune = (approximate) => ["all", ["==", ["get", "level"], "commune"],
+    ["==", ["get", "geometry_approximate"], approximate]];
+  map.addLayer({ id: "commune-line", type: "line", source: "boundaries", "source-layer": "jurisdictions",
+    minzoom: COMMUNE_MIN_ZOOM, filter: commune(false),
+    paint: { "line-color": "#a5a5a5", "line-width": 0.8 } });
+  map.addLayer({ id: "commune-line-approximate", type: "line", source: "boundaries",
+    "source-layer": "jurisdictions", minzoom: COMMUNE_MIN_ZOOM, filter: commune(true),
+    paint: { "line-color": "#a5a5a5", "line-width": 0.8, "line-dasharray": APPROXIMATE_DASH } });
+  map.addLayer({ id: "province-line", type: "line", source: "boundaries", "source-layer": "jurisdictions",
     filter: ["==", ["get", "level"], "province"],
     paint: { "line-color": "#8c8c8c", "line-width": ["interpolate", ["linear"], ["zoom"], 4, 0.3, 9, 1.2] } });
   map.addLayer({ id: "country-line", type: "line", source: "jurisdictions",
@@ -238,38 +256,89 @@ const ARCHIPELAGOS = [
     title: "Spratly Islands (Vietnam): Đặc khu Trường Sa, Tỉnh Khánh Hòa" },
 ];
 
-/** HTML labels for countries (low zoom), provinces (zoom ≥ 6) and Vietnam's archipelagos: no
- * glyph server needed. */
-export function addLabels(map, features) {
-  const markers = [];
+/** HTML labels (no glyph server needed): countries (low zoom), provinces (zoom ≥ 6) and
+ * Vietnam's archipelagos always; communes from COMMUNE_MIN_ZOOM, from the boundary tiles on
+ * screen. `setUnits(features)` replaces the countries and provinces (another era). */
+export function createLabels(map) {
+  const fixed = []; // the archipelagos
+  let units = []; // countries and provinces of the era shown
+  let communes = new Map(); // code → marker, those on screen
   for (const a of ARCHIPELAGOS) {
     const el = document.createElement("div");
     el.className = "map-label map-label-archipelago";
     el.textContent = a.name;
     el.title = a.title;
-    markers.push({ level: "archipelago", el,
+    fixed.push({ level: "archipelago", el,
       marker: new maplibregl.Marker({ element: el }).setLngLat(a.at).addTo(map) });
   }
-  for (const f of features) {
-    const at = labelPoint(f.geometry);
-    if (!at) continue;
-    const el = document.createElement("div");
-    el.className = `map-label map-label-${f.properties.level}`;
-    el.textContent = f.properties.name;
-    el.title = f.properties.name_local || f.properties.name;
-    markers.push({ level: f.properties.level, el,
-      marker: new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map) });
-  }
+  const show = (m, z) => {
+    const on = m.level === "country" ? z < 7.5 : m.level === "archipelago" ? z < 9 : z >= 6;
+    m.el.style.display = on ? "" : "none";
+  };
   const update = () => {
     const z = map.getZoom();
-    for (const m of markers) {
-      const show = m.level === "country" ? z < 7.5 : m.level === "archipelago" ? z < 9 : z >= 6;
-      m.el.style.display = show ? "" : "none";
+    for (const m of [...fixed, ...units]) show(m, z);
+  };
+  const setUnits = (features) => {
+    for (const m of units) m.marker.remove();
+    units = [];
+    for (const f of features) {
+      const at = labelPoint(f.geometry);
+      if (!at) continue;
+      const el = document.createElement("div");
+      el.className = `map-label map-label-${f.properties.level}`;
+      el.textContent = f.properties.name;
+      el.title = f.properties.name_local || f.properties.name;
+      units.push({ level: f.properties.level, el,
+        marker: new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map) });
     }
+    update();
+  };
+  // commune names: one per commune whose largest piece on screen has its label point in view
+  const updateCommunes = () => {
+    const wanted = new Map();
+    if (map.getZoom() >= COMMUNE_MIN_ZOOM && map.getSource("boundaries")
+        && map.getLayoutProperty("commune-line", "visibility") !== "none") {
+      const bounds = map.getBounds();
+      const pieces = map.querySourceFeatures("boundaries", { sourceLayer: "jurisdictions",
+        filter: ["==", ["get", "level"], "commune"] });
+      for (const f of pieces) {
+        const at = labelPoint(f.geometry);
+        if (!at || !bounds.contains(at)) continue;
+        const size = extentOf(f.geometry);
+        const had = wanted.get(f.properties.code);
+        if (!had || size > had.size) wanted.set(f.properties.code, { at, size, p: f.properties });
+      }
+    }
+    const keep = [...wanted.values()].sort((a, b) => b.size - a.size).slice(0, MAX_COMMUNE_LABELS);
+    const next = new Map();
+    for (const { at, p } of keep) {
+      let marker = communes.get(p.code);
+      if (marker) marker.setLngLat(at);
+      else {
+        const el = document.createElement("div");
+        el.className = "map-label map-label-commune";
+        el.dataset.code = p.code;
+        el.textContent = p.name_local || p.name;
+        el.title = p.geometry_approximate ? `${p.name} (${TEXT.approximate})` : p.name;
+        if (p.geometry_approximate) el.classList.add("approximate");
+        marker = new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map);
+      }
+      next.set(p.code, marker);
+    }
+    for (const [code, marker] of communes) if (!next.has(code)) marker.remove();
+    communes = next;
   };
   map.on("zoomend", update);
+  map.on("idle", updateCommunes); // after a move, or new boundary tiles, once all are drawn
   update();
-  return markers;
+  return { setUnits, updateCommunes };
+}
+
+/** A cheap size of a geometry: its bounding box's area in square degrees. */
+function extentOf(geometry) {
+  const [[w, s], [e, n]] = geometryBounds(geometry);
+  return (e - w) * (n - s);
 }
 
 /** Incidents drawn on screen: points count 1, aggregates their `count`. */

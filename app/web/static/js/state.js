@@ -15,6 +15,9 @@ export const LAYERS = [
   { id: "boundaries" },
 ];
 
+// The administrative map before 1 July 2025 (Resolution 202/2025/QH15): its last day.
+export const LAST_DAY_BEFORE_2025 = "2025-06-30";
+
 export const state = {
   me: null,
   reader: false, // may read incident-level data (officer, analyst, admin)
@@ -25,6 +28,8 @@ export const state = {
   layers: { incidents: true, density: true, heatmap: false, hotspots: false, posts: true,
     borderzone: false, boundaries: true },
   view: null, // { lon, lat, zoom } from the link, else the default
+  era: { mode: "today", date: "" }, // the administrative map shown: today, before 2025-07-01, a day
+  provinces: [], // the codes of the provinces of that map (the province list)
   selected: null, // province code whose neighbours are highlighted
   neighbours: [], // their codes, as /jurisdictions/{code}/neighbours answered
   nearby: null, // { lon, lat, radius_m, ids: [...] }
@@ -68,6 +73,20 @@ export function monthsOf(groups) {
   return monthRange(keys[0], keys[keys.length - 1]);
 }
 
+/** The day whose administrative units the map shows (`at=` of /jurisdictions and of the
+ * jurisdiction tiles), or null for today (the server's today in Vietnam). */
+export function eraDay() {
+  if (state.era.mode === "before") return LAST_DAY_BEFORE_2025;
+  if (state.era.mode === "date" && state.era.date) return state.era.date;
+  return null;
+}
+
+/** `{ at }` for the era, or nothing for today. */
+export function eraParams() {
+  const day = eraDay();
+  return day ? { at: day } : {};
+}
+
 /** The query parameters of GET /incidents for the current filters (without bbox). */
 export function filterParams({ withTime = true } = {}) {
   const f = state.filters;
@@ -101,6 +120,9 @@ export function readUrl() {
     state.view = { lon: at[0], lat: at[1], zoom: at[2] };
   }
   if (q.get("province")) state.selected = q.get("province");
+  const era = q.get("era") || "";
+  if (era === "before") state.era = { mode: "before", date: "" };
+  else if (/^\d{4}-\d{2}-\d{2}$/.test(era)) state.era = { mode: "date", date: era };
 }
 
 /** Write the state into the address bar (replaceState: no history entry per pan). */
@@ -118,6 +140,8 @@ export function writeUrl(map) {
     q.set("at", [c.lng.toFixed(4), c.lat.toFixed(4), map.getZoom().toFixed(2)].join(","));
   }
   if (state.selected) q.set("province", state.selected);
+  if (state.era.mode === "before") q.set("era", "before");
+  else if (state.era.mode === "date" && state.era.date) q.set("era", state.era.date);
   const search = q.toString().replaceAll("%2C", ",");
   window.history.replaceState(null, "", `${window.location.pathname}?${search}`);
 }
