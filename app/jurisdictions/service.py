@@ -322,6 +322,8 @@ DERIVE_SQL = text(
            -- neighbours of the same era: their periods of validity overlap
            AND coalesce(a.valid_from, '-infinity'::date) < coalesce(b.valid_to, 'infinity'::date)
            AND coalesce(b.valid_from, '-infinity'::date) < coalesce(a.valid_to, 'infinity'::date)
+           AND (CAST(:only AS text[]) IS NULL OR a.code = ANY(CAST(:only AS text[]))
+                OR b.code = ANY(CAST(:only AS text[])))
            AND a.geom && ST_Expand(b.geom, {gap_deg})
            AND ST_DWithin(a.geom, b.geom, {gap_deg})
     ), near AS (
@@ -387,16 +389,28 @@ CORRECTION_SQL = text(
 
 
 async def derive_adjacency(
-    *, session: AsyncSession, gap_m: float, corrections: list[AdjacencyCorrection]
+    *,
+    session: AsyncSession,
+    gap_m: float,
+    corrections: list[AdjacencyCorrection],
+    only: list[str] | None = None,
 ) -> tuple[int, list[str]]:
-    """Recompute adjacency from geometry, then corrections; returns (pairs, skipped)."""
-    await session.execute(delete(JurisdictionAdjacency))
+    """Recompute adjacency from geometry, then corrections; returns (pairs, skipped). With
+    `only` (codes), just the pairs that involve one of them (the rest is kept)."""
+    stale = delete(JurisdictionAdjacency)
+    if only is not None:
+        ids = select(Jurisdiction.id).where(Jurisdiction.code.in_(only))
+        stale = stale.where(
+            JurisdictionAdjacency.a_id.in_(ids) | JurisdictionAdjacency.b_id.in_(ids)
+        )
+    await session.execute(stale)
     await session.execute(
         DERIVE_SQL,
         {
             "gap_m": gap_m,
             "margin_m": FACING_MARGIN_M,
             "facing_min_km": FACING_MIN_KM,
+            "only": only,
         },
     )
     skipped: list[str] = []
