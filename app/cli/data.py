@@ -94,6 +94,13 @@ def geodata_load(
     if_empty: Annotated[
         bool, typer.Option("--if-empty", help="do nothing when boundaries are already loaded")
     ] = False,
+    official_code_field: Annotated[
+        str | None,
+        typer.Option(
+            help="replace the polygons of today's units of --level (province or commune),"
+            " matched on the official code in this attribute (e.g. an agency's commune file)"
+        ),
+    ] = None,
 ) -> None:
     """Load boundaries (replacing the same code + valid_from), then re-derive borders,
     adjacency and every incident's jurisdiction and border distance."""
@@ -105,6 +112,24 @@ def geodata_load(
             return
         if from_file is None:
             await geodata_default(session, settings)
+            return
+        if official_code_field is not None:
+            with Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), console=console
+            ) as bar:
+                task = bar.add_task("loading", total=None)
+                report = await geodata.load_official(
+                    session=session,
+                    settings=settings,
+                    path=from_file,
+                    level=level or "commune",
+                    official_field=official_code_field,
+                    source=source,
+                    layer=layer,
+                    actor=cli_actor(),
+                    progress=lambda step: bar.update(task, description=step),
+                )
+            _print_report(report)
             return
         fields = geodata.FieldMap(
             code=code_field,

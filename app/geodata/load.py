@@ -22,6 +22,7 @@ from app.borders import service as borders
 from app.config import PROJECT_ROOT, Settings
 from app.errors import InvalidInput
 from app.geo import spatial
+from app.jurisdictions import eras
 from app.jurisdictions import service as jurisdictions
 from app.jurisdictions.models import LEVELS, Jurisdiction
 from app.posts import service as posts
@@ -184,6 +185,21 @@ def _polygonal(geom: Any, label: str, report: LoadReport) -> MultiPolygon | None
     return MultiPolygon(parts)
 
 
+def _read_frame(path: Path, layer: str | None) -> Any:
+    """The features of a boundary file, in EPSG:4326."""
+    if not path.exists():
+        raise InvalidInput(f"boundary file not found: {path}")
+    try:
+        frame = pyogrio.read_dataframe(path, layer=layer)
+    except Exception as exc:
+        raise InvalidInput(f"cannot read {path.name}: {exc}") from exc
+    if frame.crs is None:
+        raise InvalidInput(f"{path.name} has no coordinate reference system")
+    if frame.crs.to_epsg() != spatial.SRID_WGS84:
+        frame = frame.to_crs(spatial.SRID_WGS84)
+    return frame
+
+
 def read_boundaries(
     path: Path,
     fields: FieldMap | None = None,
@@ -196,16 +212,7 @@ def read_boundaries(
 ) -> tuple[list[JurisdictionRecord], LoadReport]:
     """Read a GeoJSON / GeoPackage / Shapefile of boundaries, validating and repairing it."""
     fields = fields or FieldMap()
-    if not path.exists():
-        raise InvalidInput(f"boundary file not found: {path}")
-    try:
-        frame = pyogrio.read_dataframe(path, layer=layer)
-    except Exception as exc:
-        raise InvalidInput(f"cannot read {path.name}: {exc}") from exc
-    if frame.crs is None:
-        raise InvalidInput(f"{path.name} has no coordinate reference system")
-    if frame.crs.to_epsg() != spatial.SRID_WGS84:
-        frame = frame.to_crs(spatial.SRID_WGS84)
+    frame = _read_frame(path, layer)
     report = LoadReport()
     records: list[JurisdictionRecord] = []
     columns = set(frame.columns)
@@ -464,4 +471,102 @@ async def load_file(
         progress=progress,
     )
     await _audit(session, actor=actor, source=str(path), report=report)
+    return report
+
+
+# official codes are zero-padded in the registry: 2 digits for a province, 5 for a commune
+OFFICIAL_CODE_DIGITS = {"province": 2, "commune": 5}
+
+
+def _official(value: Any, level: str) -> str | None:
+    """An official code as the registry writes it ('30769', '00466', '91'), from text or a
+    number (a spreadsheet drops the leading zeros)."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    text_value = str(value).strip()
+    if text_value.endswith(".0"):  # a float column
+        text_value = text_value[:-2]
+    if not text_value.isdigit():
+        return text_value or None
+    return text_value.zfill(OFFICIAL_CODE_DIGITS[level])
+
+
+REPLACE_OFFICIAL_SQL = text(
+    """
+    UPDATE jurisdiction SET geom = ST_GeomFromText(:wkt, :srid), geometry_approximate = false,
+           source = :source
+     WHERE level = :level AND official_code = :official
+       AND (valid_from IS NULL OR valid_from <= :today)
+       AND (valid_to IS NULL OR valid_to > :today)
+    RETURNING code
+    """
+)
+
+
+async def load_official(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    path: Path,
+    level: str,
+    official_field: str,
+    source: str | None = None,
+    layer: str | None = None,
+    actor: str = audit.SYSTEM_ACTOR,
+    progress: Progress = _quiet,
+) -> LoadReport:
+    """Replace the polygons of today's units of `level` (province or commune) with an agency's
+    own, matched on the official code in `official_field`: each replaced unit keeps its code,
+    names and dates and is no longer approximate; a feature whose code names no unit in force
+    today is reported and skipped. Then everything is derived again, as for any load."""
+    if level not in OFFICIAL_CODE_DIGITS:
+        raise InvalidInput(f"--level must be one of {', '.join(OFFICIAL_CODE_DIGITS)}")
+    progress(f"reading {path.name}")
+    frame = _read_frame(path, layer)
+    if official_field not in frame.columns:
+        raise InvalidInput(
+            f"{path.name} has no attribute '{official_field}'"
+            f" (attributes: {sorted(c for c in frame.columns if c != 'geometry')})"
+        )
+    report = LoadReport()
+    today = eras.today()
+    seen: set[str] = set()
+    for i, row in enumerate(frame.to_dict("records")):
+        official = _official(row.get(official_field), level)
+        label = f"feature {i} ({official_field} {official or 'empty'})"
+        if official is None:
+            report.skipped.append(f"{label}: no official code")
+            continue
+        if official in seen:
+            report.skipped.append(f"{label}: a second polygon for the same code")
+            continue
+        geom = _polygonal(row.get("geometry"), label, report)
+        if geom is None:
+            continue
+        replaced = await session.execute(
+            REPLACE_OFFICIAL_SQL,
+            {
+                "wkt": geom.wkt,
+                "srid": spatial.SRID_WGS84,
+                "source": source or f"file {path.name}",
+                "level": level,
+                "official": official,
+                "today": today,
+            },
+        )
+        if replaced.scalar() is None:
+            report.skipped.append(f"{label}: no {level} in force today has this official code")
+            continue
+        seen.add(official)
+    report.jurisdictions = len(seen)
+    if not seen:
+        raise InvalidInput(f"{path.name}: no feature matched a {level} by its official code")
+    await derive(
+        session=session,
+        settings=settings,
+        report=report,
+        corrections=read_corrections(DEFAULT_CORRECTIONS),
+        progress=progress,
+    )
+    await _audit(session, actor=actor, source=f"{path} (official {level} polygons)", report=report)
     return report
