@@ -20,6 +20,7 @@ from app.incidents.nearby_routes import router as nearby_router
 from app.incidents.routes import router as incidents_router
 from app.jurisdictions.routes import router as jurisdictions_router
 from app.ogc.routes import router as ogc_router
+from app.places.routes import router as places_router
 from app.posts.routes import router as posts_router
 from app.tiles.routes import router as tiles_router
 from app.web import routes as web
@@ -35,6 +36,7 @@ ROUTERS: list[APIRouter] = [
     auth_router,
     audit_router,
     jurisdictions_router,
+    places_router,
     borders_router,
     posts_router,
     adjacency_router,

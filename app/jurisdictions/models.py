@@ -8,6 +8,7 @@ from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     Float,
@@ -28,6 +29,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import SRID_WGS84, Base
 
 LEVELS = ("country", "province", "district", "commune")
+# the names a person may type, folded by place_fold (migration 0011), each between '|': local
+# name, local name without its type ('Hà Tiên' for 'Phường Hà Tiên'), English name
+SEARCH_KEY_SQL = (
+    "'|' || place_fold(coalesce(name_local, '')) || '|' || place_fold(CASE WHEN type_local IS NOT"
+    " NULL AND starts_with(name_local, type_local || ' ') THEN substr(name_local,"
+    " length(type_local) + 2) ELSE coalesce(name_local, '') END) || '|' || place_fold(name)"
+    " || '|'"
+)
 
 
 class Jurisdiction(Base):
@@ -79,6 +88,11 @@ class Jurisdiction(Base):
     official_area_km2: Mapped[float | None] = mapped_column(Float)
     official_centroid: Mapped[WKBElement | None] = mapped_column(
         Geometry("POINT", srid=SRID_WGS84, spatial_index=False)
+    )
+    search_key: Mapped[str | None] = mapped_column(
+        Text,
+        Computed(SEARCH_KEY_SQL, persisted=True),
+        comment="names folded for search (place_fold), each between '|'",
     )
 
 

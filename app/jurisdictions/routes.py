@@ -11,6 +11,7 @@ from app.auth.deps import Reader, ReferenceReader, Viewer
 from app.db import SessionDep
 from app.geo.geojson import DOC, FEATURE_DOC, GeoJSONResponse
 from app.geo.params import CountryCode, SimplifyM
+from app.i18n import LangDep, headers
 from app.incidents.filters import FilterDep
 from app.jurisdictions import service
 from app.openapi import problems
@@ -32,6 +33,7 @@ Km = Annotated[float, Query(gt=0, le=50, description="distance from the shared b
 async def list_jurisdictions(
     session: SessionDep,
     _: ReferenceReader,
+    lang: LangDep,
     level: Annotated[Literal["country", "province", "district", "commune"] | None, Query()] = None,
     parent: Annotated[str | None, Query(max_length=32, description="parent code")] = None,
     country: CountryCode = None,
@@ -44,11 +46,18 @@ async def list_jurisdictions(
     ] = None,
     simplify: SimplifyM = None,
 ) -> GeoJSONResponse:
-    """Filter by level, parent, country and date; `simplify` thins geometries for the map."""
+    """Filter by level, parent, country and date; `simplify` thins geometries for the map;
+    `display_name` in the reader's language (`lang`, else Accept-Language; default vi)."""
     body = await service.list_features(
-        session=session, level=level, parent=parent, country=country, at=at, simplify_m=simplify
+        session=session,
+        level=level,
+        parent=parent,
+        country=country,
+        at=at,
+        simplify_m=simplify,
+        lang=lang,
     )
-    return GeoJSONResponse(body)
+    return GeoJSONResponse(body, headers=headers(lang))
 
 
 @router.get(
@@ -58,12 +67,16 @@ async def list_jurisdictions(
     summary="One jurisdiction",
 )
 async def read_jurisdiction(
-    session: SessionDep, _: ReferenceReader, code: Code, simplify: SimplifyM = None
+    session: SessionDep,
+    _: ReferenceReader,
+    lang: LangDep,
+    code: Code,
+    simplify: SimplifyM = None,
 ) -> GeoJSONResponse:
-    """A jurisdiction as a Feature; 404 problem+json for an unknown code."""
-    return GeoJSONResponse(
-        await service.get_feature(session=session, code=code, simplify_m=simplify)
-    )
+    """A jurisdiction as a Feature (`display_name` in the reader's language); 404
+    problem+json for an unknown code."""
+    body = await service.get_feature(session=session, code=code, simplify_m=simplify, lang=lang)
+    return GeoJSONResponse(body, headers=headers(lang))
 
 
 @router.get(
@@ -76,16 +89,18 @@ async def read_neighbours(
     session: SessionDep,
     _: Viewer,
     filt: FilterDep,
+    lang: LangDep,
     code: Code,
     simplify: SimplifyM = None,
 ) -> GeoJSONResponse:
-    """Neighbours with `shared_km`, `touches`, `gap_m` (river/estuary gaps count) and the
-    `incident_count` in each neighbour for the incident filters (within the caller's scope)."""
+    """Neighbours with `shared_km`, `touches`, `gap_m` (river/estuary gaps count), the
+    `incident_count` in each neighbour for the incident filters (within the caller's scope)
+    and `display_name` in the reader's language (neighbour countries too: Trung Quốc, Lào …)."""
     counts = await service.neighbour_counts(session=session, code=code, filt=filt)
     body = await service.neighbours_features(
-        session=session, code=code, simplify_m=simplify, counts=counts
+        session=session, code=code, simplify_m=simplify, counts=counts, lang=lang
     )
-    return GeoJSONResponse(body)
+    return GeoJSONResponse(body, headers=headers(lang))
 
 
 @router.get(

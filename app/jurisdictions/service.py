@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app import i18n
 from app.errors import NotFound
 from app.geo import geojson, spatial
 from app.incidents.filters import IncidentFilter, in_jurisdiction
@@ -60,6 +61,11 @@ def properties(j: Any) -> dict[str, Any]:
     }
 
 
+def named_properties(j: Any, lang: i18n.Lang) -> dict[str, Any]:
+    """`properties` and `display_name`, the name a reader of `lang` reads."""
+    return properties(j) | {"display_name": i18n.display_name(j, lang)}
+
+
 def _current(code: str) -> ColumnElement[bool]:
     """The newest version of the jurisdiction with this code."""
     newer = aliased(Jurisdiction)
@@ -81,12 +87,15 @@ async def list_features(
     country: str | None = None,
     at: date | None = None,
     simplify_m: float | None = None,
+    lang: i18n.Lang = i18n.DEFAULT,
 ) -> bytes:
     """The jurisdictions in force on `at` (default: today) as a FeatureCollection, coarse
     levels first, then by code."""
     j = Jurisdiction
     f = geojson.feature(
-        id_=j.code, geom=geojson.simplified(j.geom, simplify_m), properties=properties(j)
+        id_=j.code,
+        geom=geojson.simplified(j.geom, simplify_m),
+        properties=named_properties(j, lang),
     )
     rank = func.array_position(
         text("ARRAY['country','province','district','commune']::text[]"), j.level
@@ -103,12 +112,18 @@ async def list_features(
 
 
 async def get_feature(
-    *, session: AsyncSession, code: str, simplify_m: float | None = None
+    *,
+    session: AsyncSession,
+    code: str,
+    simplify_m: float | None = None,
+    lang: i18n.Lang = i18n.DEFAULT,
 ) -> bytes:
     """One jurisdiction as a Feature; NotFound when the code is unknown."""
     j = Jurisdiction
     f = geojson.feature(
-        id_=j.code, geom=geojson.simplified(j.geom, simplify_m), properties=properties(j)
+        id_=j.code,
+        geom=geojson.simplified(j.geom, simplify_m),
+        properties=named_properties(j, lang),
     )
     body = await geojson.single(session, select(f.label("f")).where(_current(code)))
     if body is None:
@@ -130,13 +145,14 @@ async def neighbours_features(
     code: str,
     simplify_m: float | None = None,
     counts: dict[str, int] | None = None,
+    lang: i18n.Lang = i18n.DEFAULT,
 ) -> bytes:
     """The neighbours of a jurisdiction with shared length, contact and gap, longest first
     (and `incident_count` per neighbour when counts are given)."""
     a_id = await get_id(session=session, code=code)
     b = aliased(Jurisdiction)
     adj = JurisdictionAdjacency
-    props = properties(b) | {
+    props = named_properties(b, lang) | {
         "shared_km": geojson.rounded(adj.shared_km, 2),
         "touches": adj.touches,
         "gap_m": geojson.rounded(adj.gap_m, 0),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, CheckConstraint, Computed, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import SRID_WGS84, Base
 
 KINDS = ("border_gate", "border_guard_station", "police", "customs", "coast_guard")
+# local and English name folded by place_fold (migration 0011), each between '|'
+SEARCH_KEY_SQL = "'|' || place_fold(coalesce(name_local, '')) || '|' || place_fold(name) || '|'"
 
 
 class BorderPost(Base):
@@ -36,3 +38,8 @@ class BorderPost(Base):
         Geometry("POINT", srid=SRID_WGS84, spatial_index=False)
     )
     source: Mapped[str] = mapped_column(Text)
+    search_key: Mapped[str | None] = mapped_column(
+        Text,
+        Computed(SEARCH_KEY_SQL, persisted=True),
+        comment="names folded for search (place_fold), each between '|'",
+    )
