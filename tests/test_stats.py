@@ -3,6 +3,7 @@ an independent grouping in Python; the caller's scope bounds every number."""
 
 from __future__ import annotations
 
+import json
 import zoneinfo
 from collections import Counter
 from datetime import datetime
@@ -91,43 +92,65 @@ def _solved(rows: list[tuple[Any, ...]]) -> list[bool]:
     return [r[3] in ("solved", "closed") for r in rows]
 
 
+def _today(former: str) -> tuple[str, str, str]:
+    """Code, name and Vietnamese name of the 2025 province a former one became part of (from
+    the bundled units' formed_from)."""
+    fc = json.loads((GEODATA / "units_2025.geojson").read_text("utf-8"))
+    found = [
+        (p["code"], p["name"], p["name_local"])
+        for p in (f["properties"] for f in fc["features"])
+        if p["level"] == "province" and former in p["formed_from"]
+    ]
+    assert len(found) == 1, (former, found)
+    return found[0]
+
+
+def _former(code: str) -> tuple[str, str]:
+    """Name and Vietnamese name of a former province in the bundled boundary file."""
+    fc = json.loads((GEODATA / "jurisdictions.geojson").read_text("utf-8"))
+    p = next(f["properties"] for f in fc["features"] if f["properties"]["code"] == code)
+    return p["name"], p["name_local"]
+
+
 async def test_jurisdiction_by_hand(client: httpx.AsyncClient) -> None:
     await _seed(client)
     body = await _stats(client, group_by="jurisdiction")
     assert body["group_by"] == "jurisdiction" and body["level"] == "province"
-    assert body["scope"] is None
+    assert body["scope"] is None and body["at"] is None
     assert body["total"] == 15 and body["solved"] == 6 and body["clearance_rate"] == 6 / 15
+    # by default today's provinces (the 2025 ones the former ones became part of)
+    an_giang, ha_noi, lang_son = (_today(c) for c in ("VN-44", "VN-HN", "VN-09"))
+    expected = [
+        (an_giang, 10, 4, 0.4, 10 / 15),
+        (ha_noi, 3, 2, 2 / 3, 3 / 15),
+        (lang_son, 2, 0, 0.0, 2 / 15),
+    ]
     assert body["groups"] == [
         {
-            "key": "VN-44",
-            "name": "An Giang",
-            "count": 10,
-            "solved": 4,
-            "clearance_rate": 0.4,
-            "share": 10 / 15,
-        },
-        {
-            "key": "VN-HN",
-            "name": "Ha Noi",
-            "count": 3,
-            "solved": 2,
-            "clearance_rate": 2 / 3,
-            "share": 3 / 15,
-        },
-        {
-            "key": "VN-09",
-            "name": "Lang Son",
-            "count": 2,
-            "solved": 0,
-            "clearance_rate": 0.0,
-            "share": 2 / 15,
-        },
+            "key": code,
+            "name": name,
+            "name_local": name_local,
+            "count": n,
+            "solved": s,
+            "clearance_rate": rate,
+            "share": share,
+        }
+        for (code, name, name_local), n, s, rate, share in expected
+    ]
+    # the same incidents by the provinces in force on 1 June 2024
+    before = await _stats(client, group_by="jurisdiction", at="2024-06-01")
+    assert before["at"] == "2024-06-01"
+    assert [(g["key"], g["name"], g["name_local"], g["count"]) for g in before["groups"]] == [
+        ("VN-44", *_former("VN-44"), 10),
+        ("VN-HN", *_former("VN-HN"), 3),
+        ("VN-09", *_former("VN-09"), 2),
     ]
     country = await _stats(client, group_by="jurisdiction", level="country")
     assert country["groups"] == [
         {
             "key": "VNM",
             "name": "Vietnam",
+            "name_local": _former("VNM")[1],
             "count": 15,
             "solved": 6,
             "clearance_rate": 0.4,
@@ -138,13 +161,14 @@ async def test_jurisdiction_by_hand(client: httpx.AsyncClient) -> None:
     smuggling = await _stats(client, group_by="jurisdiction", category="smuggling")
     assert smuggling["total"] == 4
     assert [(g["key"], g["count"], g["solved"], g["share"]) for g in smuggling["groups"]] == [
-        ("VN-44", 3, 3, 3 / 4),
-        ("VN-09", 1, 0, 1 / 4),
+        (an_giang[0], 3, 3, 3 / 4),
+        (lang_son[0], 1, 0, 1 / 4),
     ]
     nothing = await _stats(client, group_by="jurisdiction", bbox="0,0,1,1")
     assert nothing == {
         "group_by": "jurisdiction",
         "level": "province",
+        "at": None,
         "scope": None,
         "total": 0,
         "solved": 0,
@@ -180,6 +204,7 @@ async def test_groups_match_python(client: httpx.AsyncClient, group_by: str) -> 
         assert body["groups"][0] == {
             "key": "fraud",
             "name": "Fraud (incl. online)",
+            "name_local": body["groups"][0]["name_local"],
             "count": 5,
             "solved": 1,
             "clearance_rate": 0.2,
@@ -248,7 +273,11 @@ async def test_scope_bounds_every_number(
         body = await _stats(viewer, group_by="jurisdiction")
         assert body["scope"] == "VN-44"
         assert body["total"] == 10 and body["solved"] == 4 and body["clearance_rate"] == 0.4
-        assert [(g["key"], g["count"], g["share"]) for g in body["groups"]] == [("VN-44", 10, 1.0)]
+        assert [(g["key"], g["count"], g["share"]) for g in body["groups"]] == [
+            (_today("VN-44")[0], 10, 1.0)
+        ]
+        before = await _stats(viewer, group_by="jurisdiction", at="2024-06-01")
+        assert [(g["key"], g["count"]) for g in before["groups"]] == [("VN-44", 10)]
         # a filter cannot widen the scope: Ha Noi stays invisible
         hanoi = await _stats(viewer, group_by="category", jurisdiction="VN-HN")
         assert hanoi["total"] == 0 and hanoi["groups"] == []
@@ -299,7 +328,9 @@ async def test_totals_equal_a_direct_count(
     [
         {},
         {"group_by": "district"},
-        {"group_by": "jurisdiction", "level": "commune"},
+        {"group_by": "jurisdiction", "level": "district"},
+        {"group_by": "jurisdiction", "at": "2024-02-30"},
+        {"group_by": "status", "at": "2024-06-01"},
         {"group_by": "month", "tz": "Mars/Olympus_Mons"},
         {"group_by": "month", "tz": "../../etc/passwd"},
         {"group_by": "status", "datetime": "yesterday"},

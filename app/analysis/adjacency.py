@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from geoalchemy2 import Geometry
@@ -35,16 +36,20 @@ PAIRS_SQL = f"""
       JOIN jurisdiction a ON a.id = x.a_id
       JOIN jurisdiction b ON b.id = x.b_id
      WHERE a.level = :level AND a.code < b.code
+       AND incident_in_force(a.valid_from, a.valid_to, :at)
+       AND incident_in_force(b.valid_from, b.valid_to, :at)
 """
 
 
 async def cross_boundary(
-    *, session: AsyncSession, level: str, km: float, filt: IncidentFilter
+    *, session: AsyncSession, level: str, km: float, filt: IncidentFilter, at: date
 ) -> list[dict[str, Any]]:
-    """For every adjacent pair at `level`, the matching incidents in its shared zone."""
+    """For every adjacent pair of units of `level` in force on `at` (adjacency is per era:
+    today's 34 provinces border only each other, the 63 of before 1 July 2025 each other), the
+    matching incidents in its shared zone (those whose jurisdiction path holds either unit)."""
     pairs = (
         text(PAIRS_SQL)
-        .bindparams(level=level)
+        .bindparams(level=level, at=at)
         .columns(a=String, b=String, line=Geometry)
         .cte("pairs")
         .prefix_with("MATERIALIZED")

@@ -7,6 +7,11 @@ Definitions (docs/analysis.md):
 - `clearance_rate`: solved ÷ count, null when the group has no incident;
 - `share`: count ÷ total, where total is every incident matching the same filters inside the
   caller's scope (the national total for a national key); null when the total is 0.
+
+`group_by=jurisdiction` groups by today's units (the derived `province_code` / `commune_code`)
+unless `at` names a day: then by the units of that level in force that day, read from the
+incident's jurisdiction path (every unit of every era that holds it), so the same incidents can
+be counted by the 63 provinces of before 1 July 2025 or by the 34 since.
 """
 
 from __future__ import annotations
@@ -15,17 +20,32 @@ import zoneinfo
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    String,
+    any_,
+    bindparam,
+    cast,
+    func,
+    null,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput
 from app.geo.geojson import Expr
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import STATUSES, Category, Incident
+from app.jurisdictions.eras import in_force
 from app.jurisdictions.models import Jurisdiction
 
 GroupBy = Literal["jurisdiction", "category", "month", "status", "border_segment"]
-Level = Literal["province", "country"]
+Level = Literal["province", "commune", "country"]
 
 CLEARED = ("solved", "closed")
 DEFAULT_TZ = "Asia/Ho_Chi_Minh"
@@ -43,10 +63,17 @@ def time_zone(name: str) -> str:
     return name
 
 
+TODAYS_UNIT: dict[str, Any] = {
+    "province": Incident.province_code,
+    "commune": Incident.commune_code,
+    "country": Incident.country_code,
+}
+
+
 def _key(group_by: GroupBy, level: Level, tz: str) -> Expr:
     i = Incident
     if group_by == "jurisdiction":
-        return i.province_code if level == "province" else i.country_code
+        return TODAYS_UNIT[level]
     if group_by == "month":
         return func.date_trunc("month", func.timezone(tz, i.occurred_at))
     if group_by == "category":
@@ -92,20 +119,76 @@ def _month_span(
     return (first, last) if first <= last else None
 
 
-async def _names(session: AsyncSession, group_by: GroupBy, keys: list[str]) -> dict[str, str]:
+def _grouped(group_by: GroupBy, level: Level, tz: str, filt: IncidentFilter) -> Select[Any]:
+    """Key, count and cleared count of each group of the matching incidents."""
+    matching = (
+        select(_key(group_by, level, tz).label("key"), Incident.status)
+        .where(*filt.conditions())
+        .subquery()
+    )
+    return select(
+        matching.c.key, func.count().label("n"), _cleared(matching.c.status).label("solved")
+    ).group_by(matching.c.key)
+
+
+def _cleared(status: Any) -> ColumnElement[int]:
+    return func.count().filter(status.in_(CLEARED))
+
+
+async def _units_in_force(session: AsyncSession, level: Level, at: date) -> list[str]:
+    j = Jurisdiction
+    found = await session.execute(
+        select(j.code).where(j.level == level, in_force(j, at)).distinct().order_by(j.code)
+    )
+    return list(found.scalars())
+
+
+def _grouped_at(level: Level, filt: IncidentFilter, codes: list[str]) -> CompoundSelect[Any]:
+    """Groups by the units `codes` (those of `level` in force on a day): each incident's path
+    (every unit of every era that holds it) unnested and matched against the few codes in
+    force that day (63 provinces before 1 July 2025, 34 since), a constant array PostgreSQL
+    hashes (one lookup per path element, never a query per row); the incidents whose path
+    holds none of them (abroad, far at sea, a commune before the communes existed) form the
+    null group. A group counts what `jurisdiction=<its code>` counts with the same filters."""
+    i = Incident
+    # inlined (literal_execute): a constant array is what PostgreSQL hashes for `= ANY`
+    units = cast(
+        bindparam("units", codes, type_=ARRAY(String(32)), literal_execute=True), ARRAY(String(32))
+    )
+    path = func.unnest(i.jurisdiction_path).table_valued("code").render_derived("path")
+    placed = (
+        select(
+            path.c.code.label("key"), func.count().label("n"), _cleared(i.status).label("solved")
+        )
+        .select_from(i)
+        .join(path, true())
+        .where(*filt.conditions(), path.c.code == any_(units))
+        .group_by(path.c.code)
+    )
+    nowhere = select(
+        null().label("key"), func.count().label("n"), _cleared(i.status).label("solved")
+    ).where(*filt.conditions(), ~func.coalesce(i.jurisdiction_path.overlap(units), False))
+    return union_all(placed, nowhere)
+
+
+async def _names(
+    session: AsyncSession, group_by: GroupBy, keys: list[str]
+) -> dict[str, tuple[str, str | None]]:
+    """English and Vietnamese names of the groups' keys."""
     if group_by == "category":
         rows = await session.execute(
-            select(Category.code, Category.name_en).where(Category.code.in_(keys))
+            select(Category.code, Category.name_en, Category.name_vi).where(Category.code.in_(keys))
         )
-        return {r[0]: r[1] for r in rows}
+        return {r[0]: (r[1], r[2]) for r in rows}
     if group_by == "jurisdiction":
         j = Jurisdiction
         rows = await session.execute(
-            select(j.code, j.name)
+            select(j.code, j.name, j.name_local)
             .where(j.code.in_(keys))
             .order_by(j.code, j.valid_from.asc().nulls_first())
         )
-        return {r[0]: r[1] for r in rows}  # the newest version of a code comes last, and wins
+        # the newest version of a code comes last, and wins
+        return {r[0]: (r[1], r[2]) for r in rows}
     return {}
 
 
@@ -126,18 +209,19 @@ async def stats(
     level: Level = "province",
     tz: str = DEFAULT_TZ,
     now: datetime | None = None,
+    at: date | None = None,
 ) -> dict[str, Any]:
-    """Count, solved, clearance rate and share of each group of the matching incidents."""
-    matching = (
-        select(_key(group_by, level, tz).label("key"), Incident.status)
-        .where(*filt.conditions())
-        .subquery()
-    )
-    cleared = func.count().filter(matching.c.status.in_(CLEARED))
-    stmt = select(matching.c.key, func.count().label("n"), cleared.label("solved")).group_by(
-        matching.c.key
-    )
-    rows = [(r.key, int(r.n), int(r.solved)) for r in await session.execute(stmt)]
+    """Count, solved, clearance rate and share of each group of the matching incidents
+    (`group_by=jurisdiction`: today's units of `level`, or those in force on `at`)."""
+    if at is not None and group_by != "jurisdiction":
+        raise InvalidInput("at applies to group_by=jurisdiction only", field="at")
+    if group_by == "jurisdiction" and at is not None:
+        units = await _units_in_force(session, level, at)
+        stmt: Select[Any] | CompoundSelect[Any] = _grouped_at(level, filt, units)
+    else:
+        stmt = _grouped(group_by, level, tz, filt)
+    found = await session.execute(stmt)
+    rows = [(r.key, int(r.n), int(r.solved)) for r in found if r.n or r.key is not None]
     total = sum(n for _, n, _ in rows)
     solved = sum(s for _, _, s in rows)
     if group_by == "month":
@@ -155,7 +239,8 @@ async def stats(
     for k, n, s in keyed:
         g: dict[str, Any] = {"key": k}
         if group_by in ("jurisdiction", "category"):
-            g["name"] = names.get(k) if k is not None else None
+            name, name_local = names.get(k, (None, None)) if k is not None else (None, None)
+            g |= {"name": name, "name_local": name_local}
         g |= {
             "count": n,
             "solved": s,
@@ -166,7 +251,7 @@ async def stats(
     groups.sort(key=lambda g: _sort_key(group_by, g))
     out: dict[str, Any] = {"group_by": group_by}
     if group_by == "jurisdiction":
-        out["level"] = level
+        out |= {"level": level, "at": at.isoformat() if at else None}
     if group_by == "month":
         out["tz"] = tz
     out |= {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -31,14 +32,25 @@ async def incident_stats(
         ),
     ],
     level: Annotated[
-        stats.Level, Query(description="for group_by=jurisdiction: province or country")
+        stats.Level,
+        Query(description="for group_by=jurisdiction: province, commune or country"),
     ] = "province",
+    at: Annotated[
+        date | None,
+        Query(
+            description="for group_by=jurisdiction: group by the units in force on this day "
+            "(YYYY-MM-DD; e.g. 2024-06-01: the 63 provinces); omitted: today's units"
+        ),
+    ] = None,
     tz: Annotated[
         str, Query(max_length=64, description="IANA time zone of the months (group_by=month)")
     ] = stats.DEFAULT_TZ,
 ) -> JSONResponse:
-    """`solved` counts solved + closed; `share` is of all matching incidents in your scope."""
+    """`solved` counts solved + closed; `share` is of all matching incidents in your scope.
+    Groups by jurisdiction are today's units (the 34 provinces, the communes) unless `at`
+    names another day's."""
     body = await stats.stats(
-        session=session, filt=filt, group_by=group_by, level=level, tz=stats.time_zone(tz)
-    )
+        session=session, filt=filt, group_by=group_by, level=level, tz=stats.time_zone(tz),
+        at=at,
+    )  # fmt: skip
     return JSONResponse(body)

@@ -32,7 +32,11 @@ def keys_create(
     name: Annotated[str, typer.Option(help="who or what uses the key")],
     role: Annotated[str, typer.Option(help="viewer, officer, analyst or admin")],
     jurisdiction: Annotated[
-        str | None, typer.Option(help="scope, e.g. VN-44; omit for national")
+        str | None,
+        typer.Option(
+            help="scope: a province of either era (VN-P91 today, VN-44 before 1 July 2025) or a"
+            " commune (VN-C…); omit for national"
+        ),
     ] = None,
     unit: Annotated[str | None, typer.Option(help="an officer's unit")] = None,
     expires_in: Annotated[
@@ -62,9 +66,10 @@ def keys_list() -> None:
         return await auth_service.list_principals(session=session)
 
     now = datetime.now(UTC)
-    # one line per principal, never wrapped: operators grep it
+    # one line per principal, never wrapped: operators grep it; a scope's place in today's map
+    # ends the line ("VN-47 Kiên Giang (former; today in VN-P91 An Giang)")
     print(f"{'id':>4}  {'role':<8} {'scope':<10} {'state':<8} {'key':<16} "
-          f"{'expires (UTC)':<17} {'last used (UTC)':<17} name")  # fmt: skip
+          f"{'expires (UTC)':<17} {'last used (UTC)':<17} name  [scope today]")  # fmt: skip
     for p in run(with_session(settings, work)):
         expires = _when(p["expires_at"])
         state = "revoked" if p["revoked_at"] else "active"
@@ -73,8 +78,14 @@ def keys_list() -> None:
         print(
             f"{p['id']:>4}  {p['role']!s:<8} {p['jurisdiction'] or 'national'!s:<10} "
             f"{state:<8} bw_{p['key_prefix']}_… {_minutes(expires) or 'never':<17} "
-            f"{_minutes(_when(p['last_used_at'])) or 'never':<17} {p['name']}"
+            f"{_minutes(_when(p['last_used_at'])) or 'never':<17} {p['name']}{_area(p)}"
         )
+
+
+def _area(p: dict[str, object]) -> str:
+    """The scope as today's map reads it, for the end of a `keys list` line."""
+    scope = p.get("scope")
+    return f"  [{scope['label']}]" if isinstance(scope, dict) else ""
 
 
 def _lifetime(text: str | None) -> timedelta | None:
