@@ -116,7 +116,7 @@ async def test_public_reference_data(
     async with app_client(engine, session, settings, None) as anon:
         listed = {c["id"] for c in (await anon.get("/ogc/collections")).json()["collections"]}
         assert listed == {"border_posts", "jurisdictions_country", "jurisdictions_province",
-                          "border_segments"}  # fmt: skip
+                          "jurisdictions_commune", "border_segments"}  # fmt: skip
         assert (await anon.get("/ogc/collections/jurisdictions_province/items")).status_code == 200
         for path in (ITEMS, "/ogc/collections/hotspots/items", f"{ITEMS}/{world.inside}"):
             r = await anon.get(path)
