@@ -43,46 +43,33 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
 SELECT ARRAY(SELECT p.id FROM jurisdiction_piece p WHERE ST_Covers(p.geom, pt) ORDER BY p.id)
 $fn$;
 
--- Among the pieces `piece_ids`, the unit of level `lvl` in force on `on_day`, the lowest code
--- when several are. With `strict` false, a unit not in force that day stands in when none is
--- (the newest): today's units of a deployment that loaded no current set are its newest ones.
-CREATE OR REPLACE FUNCTION incident_unit(piece_ids integer[], lvl text, on_day date,
-                                         strict boolean)
-RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
-SELECT p.code
-  FROM jurisdiction_piece p
- WHERE p.id = ANY(piece_ids) AND p.level = lvl
-   AND (NOT strict OR incident_in_force(p.valid_from, p.valid_to, on_day))
- ORDER BY incident_in_force(p.valid_from, p.valid_to, on_day) DESC,
-          p.valid_from DESC NULLS LAST, p.code
- LIMIT 1
-$fn$;
-
--- The units of the pieces `piece_ids` (those covering a point, or those nearest to it at sea):
--- every code, widest level first, older units before newer, then by code; today's country,
--- province and commune; the province and commune in force on `on_day`. No row when there are
--- no pieces.
+-- The units of the pieces `piece_ids` (those covering a point, or those nearest to it at sea),
+-- read in one pass: every code, widest level first, older units before newer, then by code;
+-- today's country, province and commune; the province and commune in force on `on_day` (the
+-- lowest code when several are). Today's unit of a level is the one in force today; when none
+-- of that level is (a deployment that loaded no current set), the newest stands in. A unit in
+-- force on `on_day` has no stand-in: none, no value. No row when there are no pieces.
 CREATE OR REPLACE FUNCTION incident_units(piece_ids integer[], on_day date)
 RETURNS TABLE (path text[], country text, province text, commune text,
                province_at_occurrence text, commune_at_occurrence text)
 LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
-SELECT u.path,
-       coalesce(incident_unit(piece_ids, 'country', t.today, false), u.country),
-       incident_unit(piece_ids, 'province', t.today, false),
-       incident_unit(piece_ids, 'commune', t.today, false),
-       incident_unit(piece_ids, 'province', on_day, true),
-       incident_unit(piece_ids, 'commune', on_day, true)
-  FROM (SELECT incident_local_day(now()) AS today) t
- CROSS JOIN (
-       SELECT array_agg(h.code ORDER BY h.rank, h.valid_from NULLS FIRST, h.code) AS path,
-              min(h.country) AS country
-         FROM (SELECT DISTINCT p.code, p.country, p.valid_from,
-                      array_position(ARRAY['country','province','district','commune'],
-                                     p.level::text) AS rank
-                 FROM jurisdiction_piece p
-                WHERE p.id = ANY(piece_ids)) h
-       HAVING count(*) > 0) u
+SELECT array_agg(u.code ORDER BY u.rank, u.valid_from NULLS FIRST, u.code),
+       (array_agg(u.country ORDER BY u.level <> 'country', NOT u.today,
+                  u.valid_from DESC NULLS LAST, u.code))[1],
+       (array_agg(u.code ORDER BY NOT u.today, u.valid_from DESC NULLS LAST, u.code)
+            FILTER (WHERE u.level = 'province'))[1],
+       (array_agg(u.code ORDER BY NOT u.today, u.valid_from DESC NULLS LAST, u.code)
+            FILTER (WHERE u.level = 'commune'))[1],
+       (array_agg(u.code ORDER BY u.code) FILTER (WHERE u.level = 'province' AND u.then))[1],
+       (array_agg(u.code ORDER BY u.code) FILTER (WHERE u.level = 'commune' AND u.then))[1]
+  FROM (SELECT DISTINCT p.code, p.country, p.level::text AS level, p.valid_from,
+               incident_in_force(p.valid_from, p.valid_to, incident_local_day(now())) AS today,
+               incident_in_force(p.valid_from, p.valid_to, on_day) AS then,
+               array_position(ARRAY['country','province','district','commune'], p.level::text)
+                   AS rank
+          FROM jurisdiction_piece p
+         WHERE p.id = ANY(piece_ids)) u
+HAVING count(*) > 0
 $fn$;
 
 -- Whether everything of `g` (a polygon piece, as geography: great-circle edges between its
@@ -132,40 +119,47 @@ $fn$;
 -- to 12 nautical miles (22 224 m), the contiguous zone to 24. Candidates: the 16 pieces of each
 -- level nearest in degrees, skipping by bounding boxes those that cannot be within reach.
 -- The levels are today's two tiers, province and commune (the district level is gone; none
--- is in the data), each searched in its own partial index (migration 0010).
+-- is in the data), each searched in its own partial index (migration 0010). Each candidate's
+-- distance is measured once (OFFSET 0 keeps the planner from measuring it again in the sort).
+-- The units tile their country, so the nearest of each lies as far as the land (1 % and 1 km
+-- allowed for the rounding of shared edges): nothing farther is measured.
 CREATE OR REPLACE FUNCTION incident_sea(pt geometry)
 RETURNS TABLE (piece_ids integer[], offshore_m float8, maritime_zone text)
 LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
 SELECT array_prepend(land.id, ARRAY(
-           SELECT DISTINCT ON (u.level, u.valid_from, u.valid_to) u.id
-             FROM ((SELECT p.id, p.level, p.valid_from, p.valid_to, p.code, p.geom
-                      FROM jurisdiction_piece p
-                     WHERE p.level = 'province' AND p.country = land.country
-                     ORDER BY p.geom <-> pt
-                     LIMIT 16)
-                   UNION ALL
-                   (SELECT p.id, p.level, p.valid_from, p.valid_to, p.code, p.geom
-                      FROM jurisdiction_piece p
-                     WHERE p.level = 'commune' AND p.country = land.country
-                     ORDER BY p.geom <-> pt
-                     LIMIT 16)) u
-            WHERE NOT incident_surely_beyond(u.geom, pt, r.contiguous_m)
-              AND ST_DWithin(u.geom::geography, pt::geography, r.contiguous_m)
-            ORDER BY u.level, u.valid_from, u.valid_to,
-                     ST_Distance(u.geom::geography, pt::geography), u.code)),
+           SELECT DISTINCT ON (d.level, d.valid_from, d.valid_to) d.id
+             FROM (SELECT u.id, u.level, u.valid_from, u.valid_to, u.code,
+                          ST_Distance(u.geom::geography, pt::geography) AS m
+                     FROM ((SELECT p.id, p.level, p.valid_from, p.valid_to, p.code, p.geom
+                              FROM jurisdiction_piece p
+                             WHERE p.level = 'province' AND p.country = land.country
+                             ORDER BY p.geom <-> pt
+                             LIMIT 16)
+                           UNION ALL
+                           (SELECT p.id, p.level, p.valid_from, p.valid_to, p.code, p.geom
+                              FROM jurisdiction_piece p
+                             WHERE p.level = 'commune' AND p.country = land.country
+                             ORDER BY p.geom <-> pt
+                             LIMIT 16)) u
+                    WHERE NOT incident_surely_beyond(u.geom, pt, land.unit_reach_m)
+                   OFFSET 0) d
+            WHERE d.m <= land.unit_reach_m
+            ORDER BY d.level, d.valid_from, d.valid_to, d.m, d.code)),
        land.m,
        CASE WHEN land.m <= r.territorial_m THEN 'territorial_sea' ELSE 'contiguous_zone' END
   FROM (SELECT 22224.0::float8 AS territorial_m, 44448.0::float8 AS contiguous_m) r
  CROSS JOIN LATERAL (
-       SELECT c.id, c.country, ST_Distance(c.geom::geography, pt::geography) AS m
-         FROM (SELECT p.id, p.country, p.geom
-                 FROM jurisdiction_piece p
-                WHERE p.level = 'country'
-                ORDER BY p.geom <-> pt
-                LIMIT 16) c
-        WHERE NOT incident_surely_beyond(c.geom, pt, r.contiguous_m)
-          AND ST_DWithin(c.geom::geography, pt::geography, r.contiguous_m)
-        ORDER BY 3, c.id
+       SELECT c.id, c.country, c.m, least(r.contiguous_m, c.m * 1.01 + 1000) AS unit_reach_m
+         FROM (SELECT p.id, p.country, ST_Distance(p.geom::geography, pt::geography) AS m
+                 FROM (SELECT p.id, p.country, p.geom
+                         FROM jurisdiction_piece p
+                        WHERE p.level = 'country'
+                        ORDER BY p.geom <-> pt
+                        LIMIT 16) p
+                WHERE NOT incident_surely_beyond(p.geom, pt, r.contiguous_m)
+               OFFSET 0) c
+        WHERE c.m <= r.contiguous_m
+        ORDER BY c.m, c.id
         LIMIT 1) land
 $fn$;
 

@@ -50,7 +50,6 @@ REPLACED = (
 ADDED = (
     "incident_sea(geometry)",
     "incident_units(integer[], date)",
-    "incident_unit(integer[], text, date, boolean)",
     "incident_in_force(date, date, date)",
     "incident_local_day(timestamptz)",
 )
