@@ -122,7 +122,14 @@ export function readUrl() {
   if (q.get("province")) state.selected = q.get("province");
   const era = q.get("era") || "";
   if (era === "before") state.era = { mode: "before", date: "" };
-  else if (/^\d{4}-\d{2}-\d{2}$/.test(era)) state.era = { mode: "date", date: era };
+  else if (isDay(era)) state.era = { mode: "date", date: era };
+}
+
+/** Whether `text` is a real calendar day written YYYY-MM-DD. */
+function isDay(text) {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) return false;
+  const d = new Date(`${text}T00:00:00Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 10) === text;
 }
 
 /** Write the state into the address bar (replaceState: no history entry per pan). */
