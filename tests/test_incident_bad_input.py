@@ -57,7 +57,6 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str, str]] = [
     ("severity 6", good(severity=6), "severity", "less than or equal to 5"),
     ("future", good(occurred_at=FUTURE), "occurred_at", "future"),
     ("before 1900", good(occurred_at="1899-12-31T23:00:00Z"), "occurred_at", "1900"),
-    ("no time zone", good(occurred_at="2025-06-01T12:00:00"), "occurred_at", "timezone"),
     ("not a date", good(occurred_at="yesterday"), "occurred_at", "valid datetime"),
     ("unknown status", good(status="lost"), "status", "'under_investigation'"),
     ("unknown field", good(colour="red"), "colour", "Extra inputs"),

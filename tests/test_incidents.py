@@ -329,3 +329,20 @@ async def test_history_per_statement_equals_the_row_trigger(session: AsyncSessio
     )
     created = next(r for r in rows if r[0] == ids[0] and r[2] == "create")
     assert set(created[4]) == columns - {"geom", "request_hash"} | {"location"}
+
+
+async def test_a_time_without_offset_is_local(client: httpx.AsyncClient) -> None:
+    """Field units write local times: "2026-11-02T08:30" is 08:30 in Hà Nội (UTC+7, no summer
+    time), stored and answered as 01:30Z, never as 08:30Z; a time with an offset is kept."""
+    r = await client.post("/incidents", json=incident(occurred_at="2026-11-02T08:30:00"))
+    assert r.status_code == 201, r.text
+    assert r.json()["properties"]["occurred_at"] == "2026-11-02T01:30:00+00:00"
+    r = await client.post("/incidents", json=incident(occurred_at="2026-11-02T08:30:00+09:00"))
+    assert r.json()["properties"]["occurred_at"] == "2026-11-01T23:30:00+00:00"
+    ident = r.json()["id"]
+    patched = await client.patch(
+        f"/incidents/{ident}",
+        json={"occurred_at": "2026-11-03T00:15"},
+        headers={"If-Match": '"v1"'},
+    )
+    assert patched.json()["properties"]["occurred_at"] == "2026-11-02T17:15:00+00:00"
