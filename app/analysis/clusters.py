@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput
 from app.geo import geojson
-from app.geo.spatial import SRID_UTM48N
+from app.geo.spatial import SRID_UTM48N, SRID_WGS84
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 
@@ -77,7 +77,7 @@ async def clusters(
     # the hull widened by eps/2: its corners would otherwise be exact incident positions, and
     # viewers (aggregates only) may call this; it also reads better on a map than a sliver
     shown = func.ST_Transform(
-        func.ST_Buffer(func.ST_Transform(c.hull, SRID_UTM48N), eps_m / 2, "quad_segs=8"), 4326
+        func.ST_Buffer(func.ST_Transform(c.hull, SRID_UTM48N), eps_m / 2, "quad_segs=8"), SRID_WGS84
     )
     feature = geojson.feature(
         id_=rank,

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis import gistar
 from app.errors import InvalidInput
-from app.geo.spatial import SRID_UTM48N
+from app.geo.spatial import SRID_UTM48N, SRID_WGS84, overlaps_bbox
 from app.incidents.filters import IncidentFilter, parse_bbox
 from app.incidents.models import Incident
 
@@ -107,15 +107,15 @@ JURISDICTION_SQL = f"""
 BBOX_SQL = f"""
     WITH {HOME_CTE}
     SELECT ST_Transform(ST_Intersection(
-               ST_Segmentize(ST_MakeEnvelope(:x1, :y1, :x2, :y2, 4326), 0.01), home.geom),
+               ST_Segmentize(ST_MakeEnvelope(:x1, :y1, :x2, :y2, {SRID_WGS84}), 0.01), home.geom),
            {SRID_UTM48N}) AS g
       FROM home
 """
-AREA_SQL = """
-    WITH a AS ({inner}), p AS (SELECT ST_CollectionExtract(ST_MakeValid(g), 3) AS g FROM a)
+AREA_SQL = f"""
+    WITH a AS ({{inner}}), p AS (SELECT ST_CollectionExtract(ST_MakeValid(g), 3) AS g FROM a)
     SELECT ST_AsBinary(g), ST_Area(g), ST_Perimeter(g),
            ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
-      FROM p, ST_Transform(ST_Envelope(g), 4326) AS e
+      FROM p, ST_Transform(ST_Envelope(g), {SRID_WGS84}) AS e
      WHERE NOT ST_IsEmpty(g) AND ST_Area(g) > 0
 """
 
@@ -188,13 +188,14 @@ CELLS_SQL = f"""
          WHERE NOT ST_IsEmpty(g) AND ST_Area(g) > 0
     )
     SELECT i, j,
-           ST_AsGeoJSON(ST_ForcePolygonCCW(ST_Transform(g, 4326)), 6),
+           ST_AsGeoJSON(ST_ForcePolygonCCW(ST_Transform(g, {SRID_WGS84})), 6),
            ST_X(c), ST_Y(c),
            CASE WHEN whole THEN NULL ELSE ST_AsEWKB(g) END
       FROM cell,
            ST_Transform(ST_SetSRID(ST_MakePoint(
                1.5 * CAST(:edge AS float8) * i,
-               CAST(:spacing AS float8) * (j + 0.5 * (abs(i) % 2))), {SRID_UTM48N}), 4326) AS c
+               CAST(:spacing AS float8) * (j + 0.5 * (abs(i) % 2))), {SRID_UTM48N}),
+                        {SRID_WGS84}) AS c
      ORDER BY i, j
 """
 # a clipped cell this close to the hexagon's area is the whole hexagon (floating-point slack of
@@ -324,7 +325,7 @@ async def cell_counts(
     projected = _fenced(
         select(func.ST_Transform(i.geom, SRID_UTM48N).label("xy")).where(
             *filt.conditions(),
-            i.geom.op("&&")(func.ST_MakeEnvelope(*_padded(study.extent), 4326)),
+            overlaps_bbox(i.geom, _padded(study.extent)),
         ),
         "projected",
     )

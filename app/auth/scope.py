@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
 from app.auth.models import ScopeZone, ScopeZoneBuilt
+from app.geo.spatial import overlaps_bbox
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Scope:
             func.ST_Intersects(ScopeZone.geom, geom),
         )
         # the constant box lets the planner use the GiST index instead of testing every row
-        near = geom.op("&&")(func.ST_MakeEnvelope(*self.zone_bbox, 4326))
+        near = overlaps_bbox(geom, self.zone_bbox)
         return or_(inside, and_(near, zone))
 
 

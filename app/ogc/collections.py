@@ -33,6 +33,7 @@ from app.auth.service import Identity
 from app.borders.models import BorderSegment
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.geo import geojson
+from app.geo.spatial import SRID_WGS84
 from app.incidents import service as incident_service
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import STATUSES, Incident
@@ -378,7 +379,9 @@ def hotspot_rows(info: Info, body: bytes) -> Source:
     props = v["properties"]
     rows = select(
         v["id"].astext.label("id"),
-        func.ST_SetSRID(func.ST_GeomFromGeoJSON(cast(v["geometry"], Text)), 4326).label("geom"),
+        func.ST_SetSRID(func.ST_GeomFromGeoJSON(cast(v["geometry"], Text)), SRID_WGS84).label(
+            "geom"
+        ),
         props["count"].as_integer().label("count"),
         props["gi_z"].as_float().label("gi_z"),
         props["gi_p"].as_float().label("gi_p"),
