@@ -15,8 +15,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from app import migrate
 from app.auth import service as auth_service
 from app.config import Settings, async_url
-from app.db import create_engine, ensure_database, get_session
+from app.db import create_engine, ensure_database, get_session, sessionmaker
 from app.embedded import ClusterError, EmbeddedCluster
 from app.geodata import load as geodata
+from app.incidents import demo as demo_data
 from app.main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -247,12 +250,12 @@ def cli_database(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
 
 
 def _start_uvicorn(
-    url: str, port: int, log: Path, log_level: str, extra_env: dict[str, str] | None = None
+    url: str, port: int, log: Path, log_level: str, extra_env: Mapping[str, str]
 ) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test", BORDERWATCH_RATE_LIMIT=""
     )
-    env.update(extra_env or {})
+    env.update(extra_env)
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
@@ -284,15 +287,22 @@ async def _healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
 
 @asynccontextmanager
 async def live_server(
-    url: str, log: Path, log_level: str = "warning", env: dict[str, str] | None = None
+    url: str,
+    log: Path,
+    log_level: str = "warning",
+    env: Mapping[str, str] | None = None,
+    pool_size: int | None = None,
 ) -> AsyncIterator[str]:
     """uvicorn (one worker, as `make run`) on 127.0.0.1 over `url`, without a rate limit (a
     map or a GIS client sends many requests at once), its output in `log`, with `env` added to
-    its environment (settings); yields the base URL once /healthz answers (30 s at most) and
-    stops the process, by PID, afterwards."""
+    its environment (settings) and, given, `pool_size` as BORDERWATCH_DB_POOL_SIZE; yields the
+    base URL once /healthz answers (30 s at most) and stops the process, by PID, afterwards."""
+    server_env = dict(env or {})
+    if pool_size is not None:
+        server_env["BORDERWATCH_DB_POOL_SIZE"] = str(pool_size)
     for attempt in range(BIND_TRIES):
         port = _free_port()
-        proc = _start_uvicorn(url, port, log, log_level, env)
+        proc = _start_uvicorn(url, port, log, log_level, server_env)
         base = f"http://127.0.0.1:{port}"
         try:
             healthy = await _healthy(base, proc, log)
@@ -319,3 +329,101 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class Demo:
+    """Demo incidents for a served database (app.incidents.demo): how many, the seed, and the
+    moment they are generated back from."""
+
+    count: int
+    seed: int
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Key:
+    """A principal made for a served database: its id and its API key."""
+
+    id: int
+    key: str
+
+
+async def prepare_database(
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    boundaries: bool = True,
+    demo: Demo | None = None,
+    principals: Mapping[str, str] | None = None,
+) -> dict[str, Key]:
+    """Migrate the database of `engine` and commit its content: the default boundary data
+    (unless `boundaries` is False), `demo` incidents, and one national principal per
+    `principals` entry (name: role). Returns each principal's id and key, by name."""
+    await migrate.upgrade(engine)
+    keys: dict[str, Key] = {}
+    async with sessionmaker(engine)() as session, session.begin():
+        if boundaries:
+            await geodata.load_default(session=session, settings=settings)
+        if demo is not None:
+            await demo_data.load(session=session, count=demo.count, seed=demo.seed, now=demo.now)
+        for name, role in (principals or {}).items():
+            record, key = await auth_service.create_principal(
+                session=session, name=name, role=role, jurisdiction_code=None, unit=None,
+                actor="test",
+            )  # fmt: skip
+            keys[name] = Key(int(record["id"]), key)
+    return keys
+
+
+@dataclass(frozen=True)
+class LiveApp:
+    """A served database: uvicorn's base URL, the database's URL and an engine over it (for
+    reading what the server wrote), the principals made for it (by name) and the server's
+    log."""
+
+    base: str
+    url: str
+    engine: AsyncEngine
+    keys: dict[str, Key]
+    log: Path
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (127.0.0.1)."""
+        return int(self.base.rsplit(":", 1)[1])
+
+
+@asynccontextmanager
+async def live_app(
+    server_url: str,
+    log: Path,
+    *,
+    name: str,
+    settings: Settings | None = None,
+    boundaries: bool = True,
+    demo: Demo | None = None,
+    principals: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    pool_size: int | None = None,
+    log_level: str = "warning",
+) -> AsyncIterator[LiveApp]:
+    """A real server over a database of its own: a new database `name`_<random> on the test
+    server, prepared as `prepare_database` says (committed: the server's own connections see
+    it), served by `live_server` with `env`, `pool_size` and `log_level`; the server is
+    stopped and the database dropped afterwards."""
+    settings = settings or Settings(environment="test", database_url=None)
+    db_name = f"{name}_{uuid.uuid4().hex[:8]}"
+    url = database_on(server_url, db_name)
+    await ensure_database(url)
+    engine = create_engine(url, settings)
+    try:
+        keys = await prepare_database(
+            engine, settings, boundaries=boundaries, demo=demo, principals=principals
+        )
+        await engine.dispose()  # no idle connection of ours while the server runs
+        async with live_server(url, log, log_level, env, pool_size) as base:
+            yield LiveApp(base, url, engine, keys, log)
+    finally:
+        await engine.dispose()
+        await drop_database(server_url, db_name)

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +21,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app import migrate, spool
-from app.auth import service as auth_service
+from app import spool
 from app.config import Settings
-from app.db import create_engine, ensure_database, sessionmaker
-from conftest import ROOT, app_client, database_on, drop_database, live_server, make_key
+from conftest import ROOT, app_client, live_app, make_key
 
 PROBLEM = "application/problem+json"
 INCIDENT = {
@@ -343,41 +340,28 @@ class Live:
 
 
 @pytest.fixture
-async def live(server_url: str, settings: Settings, tmp_path: Path) -> AsyncIterator[Live]:
-    name = f"bw_bodies_{uuid.uuid4().hex[:8]}"
-    url = database_on(server_url, name)
-    await ensure_database(url)
-    engine = create_engine(url, settings)
-    try:
-        await migrate.upgrade(engine)
-        async with sessionmaker(engine)() as session, session.begin():
-            keys = []
-            for role in ("admin", "analyst"):
-                _, key = await auth_service.create_principal(
-                    session=session, name=f"bodies {role}", role=role, jurisdiction_code=None,
-                    unit=None, actor="test",
-                )  # fmt: skip
-                keys.append(key)
-        await engine.dispose()
-        tmp = tmp_path / "tmp"
-        tmp.mkdir()
-        # a killed process's spool directory, from before this server started
-        stale = tmp / f"{spool.PREFIX}99999-stale"
-        stale.mkdir()
-        (stale / spool.LOCK).touch()
-        (stale / "upload-x").write_bytes(b"x" * 1000)
-        env = {
-            "BORDERWATCH_DB_POOL_SIZE": str(POOL_SIZE),
-            "BORDERWATCH_BODY_TIMEOUT_S": str(DEADLINE_S),
-            "BORDERWATCH_IMPORT_BODY_TIMEOUT_S": str(DEADLINE_S),
-            "TMPDIR": str(tmp),
-        }
-        async with live_server(url, tmp_path / "server.log", env=env) as base:
-            port = int(base.rsplit(":", 1)[1])
-            yield Live(base, port, keys[0], keys[1], tmp)
-    finally:
-        await engine.dispose()
-        await drop_database(server_url, name)
+async def live(server_url: str, tmp_path: Path) -> AsyncIterator[Live]:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    # a killed process's spool directory, from before this server started
+    stale = tmp / f"{spool.PREFIX}99999-stale"
+    stale.mkdir()
+    (stale / spool.LOCK).touch()
+    (stale / "upload-x").write_bytes(b"x" * 1000)
+    env = {
+        "BORDERWATCH_BODY_TIMEOUT_S": str(DEADLINE_S),
+        "BORDERWATCH_IMPORT_BODY_TIMEOUT_S": str(DEADLINE_S),
+        "TMPDIR": str(tmp),
+    }
+    async with live_app(
+        server_url, tmp_path / "server.log", name="bw_bodies", boundaries=False,
+        principals={"bodies admin": "admin", "bodies analyst": "analyst"}, env=env,
+        pool_size=POOL_SIZE,
+    ) as server:  # fmt: skip
+        keys = server.keys
+        yield Live(
+            server.base, server.port, keys["bodies admin"].key, keys["bodies analyst"].key, tmp
+        )
 
 
 async def _slow_upload(live: Live, path: str, content_type: str) -> tuple[int, float, bytes]:

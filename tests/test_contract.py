@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,13 +25,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from app import migrate
-from app.auth import service as auth_service
-from app.config import Settings
-from app.db import create_engine, ensure_database, sessionmaker
-from app.geodata import load as geodata
-from app.incidents import demo
-from conftest import database_on, drop_database, live_server
+from conftest import Demo, live_app
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -142,33 +135,16 @@ class Target:
 
 
 @pytest.fixture
-async def target(server_url: str, settings: Settings, tmp_path: Path) -> AsyncIterator[Target]:
-    name = f"bw_contract_{uuid.uuid4().hex[:8]}"
-    url = database_on(server_url, name)
-    await ensure_database(url)
-    engine = create_engine(url, settings)
-    try:
-        await migrate.upgrade(engine)
-        async with sessionmaker(engine)() as session, session.begin():
-            await geodata.load_default(session=session, settings=settings)
-            await demo.load(session=session, count=60, seed=14, now=NOW)
-            record, key = await auth_service.create_principal(
-                session=session, name="fuzz", role="admin", jurisdiction_code=None, unit=None,
-                actor="test",
-            )  # fmt: skip
-            spare, _ = await auth_service.create_principal(
-                session=session, name="fuzz spare", role="officer", jurisdiction_code=None,
-                unit=None, actor="test",
-            )  # fmt: skip
-        await engine.dispose()
-        # no limits: one principal sends thousands of requests, and the failed-authentication
-        # limit must not turn the rest of the run into 429s
-        env = {"BORDERWATCH_TILE_RATE_LIMIT": "", "BORDERWATCH_AUTH_FAILURE_LIMIT": ""}
-        async with live_server(url, tmp_path / "server.log", env=env) as base:
-            yield Target(base, key, record["id"], spare["id"])
-    finally:
-        await engine.dispose()
-        await drop_database(server_url, name)
+async def target(server_url: str, tmp_path: Path) -> AsyncIterator[Target]:
+    # no limits: one principal sends thousands of requests, and the failed-authentication
+    # limit must not turn the rest of the run into 429s
+    env = {"BORDERWATCH_TILE_RATE_LIMIT": "", "BORDERWATCH_AUTH_FAILURE_LIMIT": ""}
+    async with live_app(
+        server_url, tmp_path / "server.log", name="bw_contract", demo=Demo(60, 14, NOW),
+        principals={"fuzz": "admin", "fuzz spare": "officer"}, env=env,
+    ) as live:  # fmt: skip
+        fuzz, spare = live.keys["fuzz"], live.keys["fuzz spare"]
+        yield Target(live.base, fuzz.key, fuzz.id, spare.id)
 
 
 def fuzz(target: Target, document: str, report: Path) -> subprocess.CompletedProcess[str]:

@@ -24,16 +24,15 @@ import asyncpg
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import db, migrate
+from app import db
 from app.config import Settings
 from app.db import create_engine, ensure_database
 from app.embedded import EmbeddedCluster
 from app.errors import CONNECTION_LOST, DATABASE_BUSY, DATABASE_DOWN
-from app.geodata import load as geodata
 from app.main import create_app
-from conftest import live_server, make_key, started_cluster
+from conftest import live_server, prepare_database, started_cluster
 
 PROBLEM = "application/problem+json"
 WORKERS = 4
@@ -72,15 +71,10 @@ async def fault_db(fault_cluster: EmbeddedCluster, settings: Settings) -> tuple[
     await ensure_database(url)
     engine = create_engine(url, settings)
     try:
-        await migrate.upgrade(engine)
-        async with engine.begin() as conn:
-            session = AsyncSession(bind=conn)
-            await geodata.load_default(session=session, settings=settings)
-            key = await make_key(session, "admin")
-            await session.flush()
+        keys = await prepare_database(engine, settings, principals={"faults admin": "admin"})
     finally:
         await engine.dispose()
-    return url, key
+    return url, keys["faults admin"].key
 
 
 def incident(incident_id: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,13 +22,7 @@ import pandas as pd
 import pyogrio
 import pytest
 
-from app import migrate
-from app.auth import service as auth_service
-from app.config import Settings
-from app.db import create_engine, ensure_database, sessionmaker
-from app.geodata import load as geodata
-from app.incidents import demo
-from conftest import database_on, drop_database, live_server, needs
+from conftest import Demo, live_app, needs
 
 pytestmark = needs(
     shutil.which("ogr2ogr") is not None,
@@ -62,27 +55,12 @@ class Served:
 
 
 @pytest.fixture
-async def served(server_url: str, settings: Settings, tmp_path: Path) -> AsyncIterator[Served]:
-    name = f"bw_gdal_{uuid.uuid4().hex[:8]}"
-    url = database_on(server_url, name)
-    await ensure_database(url)
-    engine = create_engine(url, settings)
-    try:
-        await migrate.upgrade(engine)
-        async with sessionmaker(engine)() as session, session.begin():
-            await geodata.load_default(session=session, settings=settings)
-            await demo.load(session=session, count=90, seed=5, now=NOW)
-            _, key = await auth_service.create_principal(
-                session=session, name="gdal", role="analyst", jurisdiction_code=None, unit=None,
-                actor="test",
-            )  # fmt: skip
-        await engine.dispose()
-        log = tmp_path / "server.log"
-        async with live_server(url, log, log_level="info") as base:
-            yield Served(base + "/ogc", key, log)
-    finally:
-        await engine.dispose()
-        await drop_database(server_url, name)
+async def served(server_url: str, tmp_path: Path) -> AsyncIterator[Served]:
+    async with live_app(
+        server_url, tmp_path / "server.log", name="bw_gdal", demo=Demo(90, 5, NOW),
+        principals={"gdal": "analyst"}, log_level="info",
+    ) as live:  # fmt: skip
+        yield Served(live.base + "/ogc", live.keys["gdal"].key, live.log)
 
 
 async def _api(served: Served, **params: str) -> dict:
@@ -102,6 +80,7 @@ async def test_ogrinfo_lists_the_collections(served: Served) -> None:
         "border_posts": "Point",
         "jurisdictions_country": "Multi Polygon",
         "jurisdictions_province": "Multi Polygon",
+        "jurisdictions_commune": "Multi Polygon",  # one collection per level loaded
         "border_segments": "Multi Line String",
         "hotspots": "Polygon",
     }, out
