@@ -62,7 +62,8 @@ async def prepare(url: str, incidents: int, seed: int = 2026) -> None:
     engine = create_engine(url, settings)
     await migrate.upgrade(engine)
     async with sessionmaker(engine)() as session, session.begin():
-        if not (await session.execute(text("SELECT count(*) FROM jurisdiction"))).scalar():
+        if await geodata.needs_default(session=session):  # empty, or without today's units
+            await session.execute(text("SET LOCAL statement_timeout = 0"))
             await geodata.load_default(session=session, settings=settings)
     async with sessionmaker(engine)() as session:
         have = int((await session.execute(text("SELECT count(*) FROM incident"))).scalar_one())
