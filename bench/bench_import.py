@@ -12,15 +12,19 @@
 Each measurement runs inside one outer transaction and is rolled back: the import's own commit
 only releases a savepoint, so the deferred triggers that would run at COMMIT are fired (and
 timed, and counted) with SET CONSTRAINTS ALL IMMEDIATE. --detail also takes the plain write
-apart (without the history, the secondary indexes, the foreign keys).
+apart (without the history, the secondary indexes, the foreign keys). Each measurement also
+prints the CPU seconds of the database's client backends and of this process, and the goals the
+load average: on a shared machine the CPU seconds move far less than the wall times.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import math
+import os
 import random
 import tempfile
 import time
@@ -40,6 +44,15 @@ from bench.common import cluster, prepare
 
 GOAL_RATIO = 1.5
 GOAL_FIRST_LOAD_ROWS_S = 50_000
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min): the machine is shared, figures swing with
+    it."""
+    try:
+        return "load " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "load unknown"
 
 
 def bench_csv(path: Path, count: int, posts: Sequence[Any]) -> None:
@@ -103,6 +116,36 @@ async def rolled_back(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
             await outer.rollback()
 
 
+BACKENDS = """
+SELECT pid FROM pg_stat_activity
+ WHERE datname = current_database() AND backend_type = 'client backend'
+"""
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user and system) of a local process, 0 when it cannot be read."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    return 0.0
+
+
+async def _cpu(session: AsyncSession) -> tuple[dict[int, float], float]:
+    """CPU seconds so far of the database's client backends (read from /proc: the cluster is
+    local) and of this process (its threads included). Unlike wall time, CPU time moves little
+    with the rest of a shared machine's work."""
+    await session.execute(text("SELECT pg_stat_clear_snapshot()"))
+    pids = (await session.execute(text(BACKENDS))).scalars().all()
+    return {int(pid): _proc_cpu(int(pid)) for pid in pids}, time.process_time()
+
+
+async def _cpu_since(session: AsyncSession, before: tuple[dict[int, float], float]) -> str:
+    after = await _cpu(session)
+    server = sum(t - before[0].get(pid, 0.0) for pid, t in after[0].items())
+    return f"CPU: server {server:.2f} s, Python {after[1] - before[1]:.2f} s"
+
+
 async def _timed(session: AsyncSession, sql: str) -> float:
     t0 = time.perf_counter()
     await session.execute(text(sql))
@@ -119,6 +162,7 @@ async def _deferred(session: AsyncSession) -> float:
 async def _import(
     session: AsyncSession, path: Path, label: str, count: int, expected: int, **kw: Any
 ) -> float:
+    cpu = await _cpu(session)
     t0 = time.perf_counter()
     report = await imports.import_file(
         session=session,
@@ -136,19 +180,25 @@ async def _import(
     steps = ", ".join(f"{k} {v:.2f} s" for k, v in report.timings.items())
     print(
         f"{label}: {total:.2f} s end to end ({count / total:,.0f} rows/s): import {seconds:.2f} s"
-        f" ({steps}); deferred commit-time triggers {deferred:.2f} s"
+        f" ({steps}); deferred commit-time triggers {deferred:.2f} s;"
+        f" {await _cpu_since(session, cpu)}"
     )
     return total
 
 
-async def _plain(session: AsyncSession, count: int, drops: Sequence[str] = ()) -> float:
+async def _plain(
+    session: AsyncSession, count: int, drops: Sequence[str] = (), label: str = ""
+) -> float:
     """The plain write of the parsed rows (in a savepoint, rolled back), with its deferred
-    triggers."""
+    triggers; printed with `label` when one is given."""
     await session.execute(text("SAVEPOINT plain"))
     await session.execute(text("SELECT set_config('borderwatch.bulk', 'on', true)"))
     for sql in drops:
         await session.execute(text(sql))
+    cpu = await _cpu(session)
     seconds = await _timed(session, PLAIN_INSERT) + await _deferred(session)
+    if label:
+        print(f"{label}: {seconds:.2f} s; {await _cpu_since(session, cpu)}")
     await session.execute(text("ROLLBACK TO SAVEPOINT plain"))
     return seconds
 
@@ -168,20 +218,22 @@ async def goal_ratio(engine: AsyncEngine, path: Path, count: int, detail: bool) 
     """Goal 1: the import against the plain INSERT ... SELECT, on the big database."""
     async with rolled_back(engine) as session:
         have = (await session.execute(text("SELECT count(*) FROM incident"))).scalar_one()
-        print(f"incidents in the database: {have:,}")
+        print(f"incidents in the database: {have:,} ({load()})")
         await _load_bare(session, path, count)
-        plain = await _plain(session, count)
-        print(f"plain INSERT ... SELECT (8 indexes, 2 FKs, history): {plain:.2f} s")
+        plain = await _plain(
+            session, count, label="plain INSERT ... SELECT (8 indexes, 2 FKs, history)"
+        )
         total = await _import(session, path, "import", count, count)
         again = await _import(session, path, "re-import, nothing changed", count, 0)
-        plain_after = await _plain(session, count)
-        print(f"plain INSERT ... SELECT again, after the imports: {plain_after:.2f} s")
+        plain_after = await _plain(
+            session, count, label="plain INSERT ... SELECT again, after the imports"
+        )
         reference = (plain + plain_after) / 2
         ratio = total / reference
         verdict = "met" if ratio <= GOAL_RATIO else "NOT met"
         print(
             f"GOAL 1: import / plain = {total:.2f} / {reference:.2f} s = {ratio:.2f}x"
-            f" (goal <= {GOAL_RATIO}x: {verdict}); re-import {again:.2f} s"
+            f" (goal <= {GOAL_RATIO}x: {verdict}); re-import {again:.2f} s ({load()})"
         )
         if detail:
             undo: list[str] = []
@@ -194,17 +246,16 @@ async def goal_ratio(engine: AsyncEngine, path: Path, count: int, detail: bool) 
                  [f"ALTER TABLE incident DROP CONSTRAINT {f}" for f in FOREIGN_KEYS]),
             ]:  # fmt: skip
                 undo += drop
-                print(f"{label}: {await _plain(session, count, undo):.2f} s")
+                await _plain(session, count, undo, label=label)
 
 
 async def goal_first_load(engine: AsyncEngine, path: Path, count: int) -> None:
     """Goal 2: the first-load fast path into an empty table (and the normal path, to compare)."""
     async with rolled_back(engine) as session:
         have = (await session.execute(text("SELECT count(*) FROM incident"))).scalar_one()
-        print(f"incidents in the empty database: {have:,}")
+        print(f"incidents in the empty database: {have:,} ({load()})")
         await _load_bare(session, path, count)
-        plain = await _plain(session, count)
-        print(f"plain INSERT ... SELECT into the empty table: {plain:.2f} s")
+        await _plain(session, count, label="plain INSERT ... SELECT into the empty table")
         normal = await _import(session, path, "import into the empty table", count, count)
     async with rolled_back(engine) as session:
         total = await _import(
@@ -214,7 +265,7 @@ async def goal_first_load(engine: AsyncEngine, path: Path, count: int) -> None:
     verdict = "met" if rate >= GOAL_FIRST_LOAD_ROWS_S else "NOT met"
     print(
         f"GOAL 2: first load {rate:,.0f} rows/s (goal >= {GOAL_FIRST_LOAD_ROWS_S:,}:"
-        f" {verdict}); the normal path {count / normal:,.0f} rows/s"
+        f" {verdict}); the normal path {count / normal:,.0f} rows/s ({load()})"
     )
 
 

@@ -8,20 +8,23 @@ candidates of each cell's circle among its points: one or two geodesic distances
 instead of an index search and the distances of its candidates (docs/decisions.md).
 
 The places are derived on a second connection while the file is still being read and while
-the first connection writes: on two cores that hides the derivation behind work that has to
-happen anyway (docs/performance.md, 2026-12-06). The importing transaction first takes SHARE
-locks on the tables the derivation reads, so no boundary load can commit between the snapshot
-of the second connection and the import's commit (a load waits for the import, then re-derives
-every incident, the imported ones included). A re-imported row at the same point on the same
-day takes the fields stored on its incident (looked up by the importing connection, which sees
-its own transaction).
+the first connection writes; the first connection derives the next chunk itself when it would
+otherwise wait for it: on two cores that keeps both busy (docs/performance.md, 2026-12-06).
+The importing transaction first takes SHARE locks on the tables the derivation reads, so no
+boundary load can commit between the snapshot of the second connection and the import's commit
+(a load waits for the import, then re-derives every incident, the imported ones included). A
+re-imported row at the same point on the same day takes the fields stored on its incident
+(looked up by the importing connection, which sees its own transaction).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+from collections import Counter, deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -90,8 +93,8 @@ MERGE_DERIVED = (
 
 # --- the deriving connection ------------------------------------------------------------------
 DERIVER_DDL = (
-    "CREATE TEMP TABLE import_new (lon float8 NOT NULL, lat float8 NOT NULL, day date NOT NULL)",
-    "CREATE TEMP TABLE import_density (fx integer, fy integer, n integer, PRIMARY KEY (fx, fy))",
+    "CREATE TEMP TABLE import_new (lon float8 NOT NULL, lat float8 NOT NULL, day date NOT NULL,"
+    " deg float8 NOT NULL)",
     "CREATE TEMP TABLE import_xy (lon float8, lat float8, geom geometry(Point, 4326),"
     " deg float8, cx integer, cy integer)",
     "CREATE INDEX ON import_xy USING gist (geom)",
@@ -100,23 +103,13 @@ DERIVER_DDL = (
     " piece_ids integer[], piece_m float8[], post_ids integer[], post_m float8[],"
     " PRIMARY KEY (deg, cx, cy))",
 )
-DENSITY = f"""
-INSERT INTO import_density AS d (fx, fy, n)
-SELECT floor(x.lon / {FINE_DEG})::int, floor(x.lat / {FINE_DEG})::int, count(*)
-  FROM (SELECT DISTINCT lon, lat FROM import_new) x
- GROUP BY 1, 2
-ON CONFLICT (fx, fy) DO UPDATE SET n = d.n + EXCLUDED.n
-"""
-# $1: how many times the points seen so far the whole file holds (an estimate)
-POINT_CELLS = f"""
+DERIVER_TABLES = ("import_new", "import_xy", "import_cover", "import_cell")
+# the size of each point's cell is chosen when its chunk is submitted (Deriver.submit)
+POINT_CELLS = """
 INSERT INTO import_xy
-SELECT x.lon, x.lat, ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326), s.deg,
-       floor(x.lon / s.deg)::int, floor(x.lat / s.deg)::int
-  FROM (SELECT DISTINCT lon, lat FROM import_new) x
-  JOIN import_density d
-    ON d.fx = floor(x.lon / {FINE_DEG})::int AND d.fy = floor(x.lat / {FINE_DEG})::int
- CROSS JOIN LATERAL (SELECT CASE WHEN d.n * $1 >= {DENSE_CELL} THEN {FINE_DEG}::float8
-                                 ELSE {COARSE_DEG}::float8 END AS deg) s
+SELECT x.lon, x.lat, ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326), x.deg,
+       floor(x.lon / x.deg)::int, floor(x.lat / x.deg)::int
+  FROM (SELECT DISTINCT lon, lat, deg FROM import_new) x
 """
 # the covering pieces of every point, piece by piece: each piece is prepared once for the
 # points in its box (the trigger's incident_covering asks the index point by point)
@@ -152,6 +145,7 @@ SELECT n.lon, n.lat, n.day, {", ".join(f"d.{c}" for c in DERIVED_COLUMNS)}
 NEXT_CHUNK = ("TRUNCATE import_new", "TRUNCATE import_xy", "TRUNCATE import_cover")
 
 Place = tuple[float, float, date]
+PlaceInCell = tuple[float, float, date, float]  # and the size of its cell (degrees)
 
 
 def engine_of(session: AsyncSession) -> AsyncEngine:
@@ -174,24 +168,69 @@ async def new_places(session: AsyncSession, lo: int, hi: int) -> list[Place]:
     return [(r[0], r[1], r[2]) for r in await conn.fetch(NEW_PLACES, lo, hi)]
 
 
-class Deriver:
-    """Derives the submitted places on a connection of its own, in order, and hands the
-    results to the importing connection between its other statements."""
+@dataclass
+class _Chunk:
+    last_row: int  # the chunk's rows end with this row number
+    places: list[PlaceInCell]
 
-    def __init__(self, engine: AsyncEngine, statement_timeout_ms: int) -> None:
-        self._engine = engine
+
+class _Steps:
+    """Adds up the time of the derivation's steps, by connection."""
+
+    def __init__(self, seconds: dict[str, float], where: str) -> None:
+        self.seconds, self.where = seconds, where
+        self.loop = asyncio.get_running_loop()
+        self.started = self.loop.time()
+
+    def lap(self, step: str) -> None:
+        now = self.loop.time()
+        key = f"{step} ({self.where})"
+        self.seconds[key] = self.seconds.get(key, 0.0) + now - self.started
+        self.started = now
+
+
+async def _derive(raw: Any, chunk: _Chunk, steps: _Steps) -> list[Any]:
+    """The derived places of one chunk, on a connection with DERIVER_DDL's tables."""
+    await raw.copy_records_to_table(
+        "import_new", records=chunk.places, columns=("lon", "lat", "day", "deg")
+    )
+    await raw.execute(POINT_CELLS)
+    steps.lap("points")
+    await raw.execute(COVER)
+    steps.lap("covering pieces")
+    await raw.execute(NEW_CELLS)
+    steps.lap("cells")
+    derived: list[Any] = await raw.fetch(DERIVE_PLACES)
+    for sql in NEXT_CHUNK:
+        await raw.execute(sql)
+    steps.lap("places")
+    return derived
+
+
+class Deriver:
+    """Derives the submitted places, chunk by chunk, on a connection of its own; the importing
+    connection takes the next chunk itself whenever it would otherwise wait for one (the
+    rows of a write batch must all be derived first). Results reach import_place of the
+    importing session between its other statements."""
+
+    def __init__(self, session: AsyncSession, statement_timeout_ms: int) -> None:
+        self._session = session
         self._timeout_ms = statement_timeout_ms
-        self._queue: asyncio.Queue[tuple[int, list[Place], float] | None] = asyncio.Queue()
+        self._pending: deque[_Chunk] = deque()
+        self._submitted: list[int] = []  # last rows of the chunks, in order
+        self._completed: set[int] = set()
+        self._finished = False
         self._ready: list[Sequence[Any]] = []
-        self._done_upto = 0  # every row up to this number has its places derived
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._conn: AsyncConnection | None = None
+        self._helping = False  # the importing connection has DERIVER_DDL's tables
+        self._density: Counter[tuple[int, int]] = Counter()  # distinct points per fine cell
         self.places = 0
-        self.seconds: dict[str, float] = {}  # time the deriving connection spent, by step
+        self.seconds: dict[str, float] = {}  # time spent deriving, by step and connection
 
     async def __aenter__(self) -> Deriver:
-        self._conn = await self._engine.connect()
+        self._conn = await engine_of(self._session).connect()
         # through SQLAlchemy first: that opens the transaction the driver's statements join
         await self._conn.execute(text(f"SET LOCAL statement_timeout = {int(self._timeout_ms)}"))
         raw = await driver(self._conn)
@@ -204,7 +243,7 @@ class Deriver:
         await self.close()
 
     async def close(self) -> None:
-        """Stop deriving and give the connection back (its transaction rolled back)."""
+        """Stop the second connection and give it back (its transaction rolled back)."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(BaseException):
@@ -218,21 +257,57 @@ class Deriver:
     def submit(self, last_row: int, places: list[Place], *, share_read: float) -> None:
         """Derive these places (of the chunk that ends with row `last_row`, when `share_read`
         of the file has been read)."""
-        self._queue.put_nowait((last_row, places, max(share_read, 1e-6)))
+        self._submitted.append(last_row)
+        if places:
+            self._pending.append(_Chunk(last_row, self._in_cells(places, share_read)))
+        else:
+            self._completed.add(last_row)
+        self._changed.set()
+
+    def _in_cells(self, places: list[Place], share_read: float) -> list[PlaceInCell]:
+        """The places with the size of their cell: FINE_DEG where the fine cell is expected to
+        hold DENSE_CELL distinct points in the whole file (the point itself, and the others
+        seen so far scaled to the whole file), else COARSE_DEG. Counted here, in the order of
+        the file, whichever connection derives the chunk."""
+        fine: dict[tuple[float, float], tuple[int, int]] = {
+            (lon, lat): (math.floor(lon / FINE_DEG), math.floor(lat / FINE_DEG))
+            for lon, lat, _ in places
+        }
+        self._density.update(fine.values())
+        scale = 1 / max(share_read, 1e-6)
+        deg = {
+            point: FINE_DEG if (self._density[cell] - 1) * scale + 1 >= DENSE_CELL else COARSE_DEG
+            for point, cell in fine.items()
+        }
+        return [(lon, lat, day, deg[lon, lat]) for lon, lat, day in places]
 
     def finish(self) -> None:
         """No more chunks will come."""
-        self._queue.put_nowait(None)
+        self._finished = True
+        self._changed.set()
+
+    def _done_upto(self) -> int:
+        """Every row up to this number has its places derived."""
+        done = 0
+        for last_row in self._submitted:
+            if last_row not in self._completed:
+                break
+            done = last_row
+        return done
 
     async def deliver(self, session: AsyncSession, *, upto: int | None = None) -> None:
         """Store the derived places in import_place of the importing session: those ready
-        now, or (with `upto`) after waiting until every row up to `upto` has been derived."""
-        while upto is not None and self._done_upto < upto:
+        now, or (with `upto`) all those of the rows up to `upto`, deriving chunks here rather
+        than waiting for the second connection."""
+        while upto is not None and self._done_upto() < upto:
             self._raise_if_failed()
-            if self._task is None or self._task.done():
+            if self._pending:
+                await self._derive_here(session, self._pending.popleft())
+            elif self._task is None or self._task.done():
                 raise RuntimeError(f"the derivation stopped before row {upto}")
-            self._changed.clear()
-            await self._changed.wait()
+            else:
+                self._changed.clear()
+                await self._changed.wait()
         self._raise_if_failed()
         if not self._ready:
             return
@@ -244,10 +319,20 @@ class Deriver:
 
     async def wait_all(self, session: AsyncSession) -> None:
         """Deliver everything, after the last chunk (see finish) has been derived."""
-        while self._task is not None and not self._task.done():
-            self._changed.clear()
-            await self._changed.wait()
-        await self.deliver(session)
+        await self.deliver(session, upto=self._submitted[-1] if self._submitted else 0)
+
+    async def _derive_here(self, session: AsyncSession, chunk: _Chunk) -> None:
+        raw = await driver(await session.connection())
+        if not self._helping:
+            for ddl in DERIVER_DDL:
+                await raw.execute(ddl)
+            self._helping = True
+        derived = await _derive(raw, chunk, _Steps(self.seconds, "importing connection"))
+        await raw.copy_records_to_table("import_derived", records=derived, columns=PLACE_COLUMNS)
+        for sql in MERGE_DERIVED:
+            await raw.execute(sql)
+        self.places += len(derived)
+        self._completed.add(chunk.last_row)
 
     def _raise_if_failed(self) -> None:
         if self._task is not None and self._task.done() and not self._task.cancelled():
@@ -256,37 +341,22 @@ class Deriver:
                 raise exc
 
     async def _run(self, raw: Any) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-
-        def lap(step: str) -> None:
-            nonlocal started
-            now = loop.time()
-            self.seconds[step] = self.seconds.get(step, 0.0) + now - started
-            started = now
-
+        steps = _Steps(self.seconds, "second connection")
         try:
-            while (item := await self._queue.get()) is not None:
-                last_row, places, share_read = item
-                started = loop.time()
-                if places:
-                    await raw.copy_records_to_table(
-                        "import_new", records=places, columns=("lon", "lat", "day")
-                    )
-                    await raw.execute(DENSITY)
-                    await raw.execute(POINT_CELLS, 1 / share_read)
-                    lap("points")
-                    await raw.execute(COVER)
-                    lap("covering pieces")
-                    await raw.execute(NEW_CELLS)
-                    lap("cells")
-                    derived = await raw.fetch(DERIVE_PLACES)
-                    for sql in NEXT_CHUNK:
-                        await raw.execute(sql)
-                    lap("places")
-                    self._ready.extend(derived)
-                    self.places += len(derived)
-                self._done_upto = max(self._done_upto, last_row)
+            while True:
+                while not self._pending and not self._finished:
+                    self._changed.clear()
+                    await self._changed.wait()
+                if not self._pending:
+                    return
+                chunk = self._pending.popleft()
+                steps.started = steps.loop.time()
+                # (not self._ready.extend(await …): that would extend the list that a
+                # delivery may swap out during the await)
+                derived = await _derive(raw, chunk, steps)
+                self._ready.extend(derived)
+                self.places += len(chunk.places)
+                self._completed.add(chunk.last_row)
                 self._changed.set()
         finally:
             self._changed.set()

@@ -14,7 +14,7 @@ from app.errors import InvalidInput
 from app.incidents import rules
 from app.incidents.imports import first_load as fast
 from app.incidents.imports.csv_file import CsvFile
-from app.incidents.imports.derive import LOCK_BOUNDARIES, PLACE_DDL, Deriver, engine_of
+from app.incidents.imports.derive import DERIVER_TABLES, LOCK_BOUNDARIES, PLACE_DDL, Deriver
 from app.incidents.imports.formats import Format
 from app.incidents.imports.geojson_file import GeoJsonFile
 from app.incidents.imports.report import (
@@ -29,7 +29,8 @@ from app.incidents.imports.rows import Context, fold
 from app.incidents.imports.staging import STAGING_DDL, stage
 from app.incidents.imports.write import upsert
 
-TEMP_TABLES = ("import_row", "import_place", "import_derived")
+# the import's own, and those of the derivation (when this connection helped with it)
+TEMP_TABLES = ("import_row", "import_place", "import_derived", *DERIVER_TABLES)
 
 
 async def _categories(session: AsyncSession) -> dict[str, tuple[str, bool]]:
@@ -91,7 +92,7 @@ async def import_file(
         await session.execute(text(STAGING_DDL))
         for ddl in PLACE_DDL:
             await session.execute(text(ddl))
-        async with Deriver(engine_of(session), statement_timeout_ms) as deriver:
+        async with Deriver(session, statement_timeout_ms) as deriver:
             with clock("read, validate, copy"):
                 await stage(
                     session,
@@ -118,7 +119,8 @@ async def import_file(
                     (await session.execute(text("SELECT count(*) FROM import_row"))).scalar_one()
                 )
                 await fast.check_small(session, staged=staged_rows)
-                # the second connection reads incident: it must be done before the lock
+                # everything derived first: the write cannot wait for places once it holds
+                # the lock on incident that dropping its indexes takes
                 with clock("derive (rest)"):
                     await deriver.wait_all(session)
                     await deriver.close()
@@ -132,7 +134,7 @@ async def import_file(
                 with clock("first load: build indexes"):
                     await fast.rebuild(session, dropped)
             for step, seconds in deriver.seconds.items():
-                clock.add(f"derive: {step} (second connection, overlapped)", seconds)
+                clock.add(f"derive: {step}", seconds)
         for name in TEMP_TABLES:
             await session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{name}"))
         await session.execute(

@@ -13,7 +13,9 @@ from app.incidents.imports.derive import DERIVED_COLUMNS, Deriver
 from app.incidents.imports.report import Progress
 from app.incidents.imports.rows import GIVEN_BITS
 
-WRITE_BATCH = 25_000  # rows upserted per statement
+# rows upserted per statement: a staging chunk, so each is written soon after its places are
+# derived and the write after the last derivation is short (docs/performance.md, 2026-12-06)
+WRITE_BATCH = 10_000
 
 
 def upsert_sql(given: int) -> str:
