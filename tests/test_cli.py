@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from app import migrate
 from app.cli import app
-from conftest import drop_database
+from conftest import GEODATA, drop_database
 
 
 async def test_migrate_load_demo_and_own_file(
@@ -31,8 +32,16 @@ async def test_migrate_load_demo_and_own_file(
         out = await asyncio.to_thread(run, "migrate")
         assert f"revision {migrate.head_revision()}" in out
         out = await asyncio.to_thread(run, "geodata", "load")
-        assert "jurisdictions: 68" in out and "border segments: 3" in out
-        assert "border posts: 29" in out
+        # both maps: 5 countries and the 63 former provinces, the 34 provinces and 3 321
+        # communes since 2025-07-01
+        bundled = sum(
+            len(json.loads((GEODATA / name).read_text("utf-8"))["features"])
+            for name in ("jurisdictions.geojson", "units_2025.geojson")
+        )
+        assert bundled == 68 + 34 + 3321
+        flat = " ".join(out.split())  # the console wraps the longer summary
+        assert f"jurisdictions: {bundled}," in flat and "border segments: 3" in flat
+        assert "border posts: 29" in flat
         out = await asyncio.to_thread(run, "demo", "load", "--count", "40", "--seed", "3")
         assert "40 new" in out
         out = await asyncio.to_thread(run, "demo", "load", "--count", "40", "--seed", "3")
@@ -47,8 +56,9 @@ async def test_migrate_load_demo_and_own_file(
             "geodata", "load", "--from", str(path), "--code-field", "MA", "--name-field", "TEN",
             "--level", "district", "--country", "VNM", "--parent", "VN-44",
         )  # fmt: skip
-        assert "jurisdictions: 1" in out and "repaired" in out
-        assert "incidents re-derived: 40" in out
+        flat = " ".join(out.split())
+        assert "jurisdictions: 1," in flat and "repaired" in flat
+        assert "incidents re-derived: 40" in flat
         out = await asyncio.to_thread(run, "geodata", "load", "--if-empty")
         assert "nothing to do" in out
         bad = await asyncio.to_thread(
