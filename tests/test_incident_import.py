@@ -12,7 +12,7 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,21 @@ from app.incidents.imports import staging, write
 from app.incidents.imports.csv_file import CsvFile
 from app.incidents.imports.geojson_file import GeoJsonFile
 from conftest import app_client, drop_database, make_key
+from geo_reference import units_of
 
 LONG_XUYEN = (105.435, 10.386)  # An Giang, VN-44
 HA_NOI = (105.854, 21.028)
 VIENTIANE = (102.6, 17.97)  # Laos
 PHNOM_PENH = (104.928, 11.556)  # Cambodia
 
+# every field the derivation sets (migrations/sql/incident_derive_v5.sql), listed here so that
+# an import that leaves one out fails
 DERIVED = (
-    "country_code, province_code, jurisdiction_path, jurisdiction_method, border_segment,"
+    "country_code, province_code, commune_code, province_at_occurrence, commune_at_occurrence,"
+    " jurisdiction_path, jurisdiction_method, offshore_km, maritime_zone, border_segment,"
     " border_distance_km, nearest_post_id, nearest_post_km"
 )
+VIETNAM = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh: no summer time
 
 
 async def _post(
@@ -104,8 +109,13 @@ def _derived(row: Any) -> tuple:
     return (
         row.country_code,
         row.province_code,
+        row.commune_code,
+        row.province_at_occurrence,
+        row.commune_at_occurrence,
         row.jurisdiction_path,
         row.jurisdiction_method,
+        row.offshore_km,
+        row.maritime_zone,
         row.border_segment,
         row.border_distance_km,
         row.nearest_post_id,
@@ -141,6 +151,7 @@ async def test_plain_csv(client: httpx.AsyncClient, session: AsyncSession) -> No
         "errors": [],
         "more_errors": 0,
         "ignored_columns": ["remarks"],
+        "time_zone": "Asia/Ho_Chi_Minh",
     }
     assert await _count(session) == before + 3
     rows = await _by_source_id(session, "import")
@@ -149,18 +160,20 @@ async def test_plain_csv(client: httpx.AsyncClient, session: AsyncSession) -> No
         "smuggling", 4, "verified", "Border guard An Giang", 50.0,
     )  # fmt: skip
     assert ag.description == "Cigarettes seized, Long Xuyen"
-    assert ag.occurred_at == datetime(2024, 5, 1, tzinfo=UTC)  # a date: 00:00 UTC
+    assert ag.occurred_at == datetime(2024, 5, 1, tzinfo=VIETNAM)  # a date: 00:00 local time
     assert (ag.lon, ag.lat) == LONG_XUYEN
-    assert (ag.province_code, ag.jurisdiction_path, ag.jurisdiction_method) == (
-        "VN-44", ["VNM", "VN-44"], "contains",
+    former, today = units_of(*LONG_XUYEN)
+    assert (ag.province_at_occurrence, ag.province_code, ag.commune_code) == (*former, *today)
+    assert (ag.jurisdiction_path, ag.jurisdiction_method) == (
+        ["VNM", *former, *today], "contains",
     )  # fmt: skip
     assert _derived(ag) == await _trigger_derived(session, *LONG_XUYEN, ag.occurred_at)
-    # blank cells take the defaults; a time without offset is UTC
+    # blank cells take the defaults; a time without offset is local time (Asia/Ho_Chi_Minh)
     assert (hn.category, hn.severity, hn.status, hn.description, hn.unit) == (
         "fraud", 3, "reported", None, None,
     )  # fmt: skip
-    assert hn.occurred_at == datetime(2024, 5, 2, 10, tzinfo=UTC)
-    assert hn.province_code == "VN-HN"
+    assert hn.occurred_at == datetime(2024, 5, 2, 10, tzinfo=VIETNAM)
+    assert (hn.province_at_occurrence, hn.province_code) == ("VN-HN", units_of(*HA_NOI)[1][0])
     assert _derived(hn) == await _trigger_derived(session, *HA_NOI, hn.occurred_at)
     assert vt.occurred_at == datetime(2024, 5, 3, 3, tzinfo=UTC)
     assert (vt.category, vt.country_code, vt.province_code, vt.border_segment) == (
@@ -170,7 +183,8 @@ async def test_plain_csv(client: httpx.AsyncClient, session: AsyncSession) -> No
     assert ag.created_by.startswith("principal:")  # the key's principal
     history = await _history(session, ag.id)
     assert [(h.version, h.action, h.actor) for h in history] == [(1, "import", ag.created_by)]
-    assert history[0].changes["province_code"] == "VN-44"
+    assert history[0].changes["province_at_occurrence"] == "VN-44"
+    assert history[0].changes["commune_code"] == today[1]
 
 
 async def test_category_by_name_and_column_aliases(
@@ -247,16 +261,16 @@ async def test_acled_mapping_and_reimport(client: httpx.AsyncClient, session: As
         for sid, r in rows.items()
     }
     assert mapped == {
-        "VNM1001": (2, 1000.0, "other", "reported", datetime(2024, 3, 2, tzinfo=UTC)),
-        "VNM1002": (3, 10000.0, "other", "reported", datetime(2024, 3, 5, tzinfo=UTC)),
-        "LAO2001": (5, 50000.0, "other", "reported", datetime(2024, 3, 10, tzinfo=UTC)),
-        "KHM3001": (4, 1000.0, "other", "reported", datetime(2024, 3, 12, tzinfo=UTC)),
+        "VNM1001": (2, 1000.0, "other", "reported", datetime(2024, 3, 2, tzinfo=VIETNAM)),
+        "VNM1002": (3, 10000.0, "other", "reported", datetime(2024, 3, 5, tzinfo=VIETNAM)),
+        "LAO2001": (5, 50000.0, "other", "reported", datetime(2024, 3, 10, tzinfo=VIETNAM)),
+        "KHM3001": (4, 1000.0, "other", "reported", datetime(2024, 3, 12, tzinfo=VIETNAM)),
     }
     assert rows["VNM1001"].description == (
         "On 2 March 2024, police seized 2,000 packs of smuggled cigarettes.\n\nSource: Tuoi Tre"
     )
     assert rows["KHM3001"].description == "Source: Khmer Times"
-    assert rows["VNM1001"].province_code == "VN-44"
+    assert rows["VNM1001"].province_at_occurrence == "VN-44"
     assert rows["KHM3001"].country_code == "KHM"
 
     again = (await _post(client, _acled())).json()
@@ -402,7 +416,7 @@ async def test_geojson_feature_collection(client: httpx.AsyncClient, session: As
     rows = await _by_source_id(session, "unit-7")
     assert set(rows) == {"gj-1", "explicit-2", None}
     gj = rows["gj-1"]
-    assert (gj.category, gj.severity, gj.description, gj.province_code) == (
+    assert (gj.category, gj.severity, gj.description, gj.province_at_occurrence) == (
         "smuggling", 4, "from GeoJSON", "VN-44",
     )  # fmt: skip
     assert gj.occurred_at == datetime(2024, 5, 1, 1, tzinfo=UTC)
@@ -605,7 +619,7 @@ async def test_chunks_and_batches(
     assert (report["rows"], report["inserted"], report["skipped"]) == (12, 11, 1)
     stored = await _by_source_id(session, "import")
     assert [stored[f"r{i}"].severity for i in range(11)] == [1 + i % 5 for i in range(11)]
-    assert all(r.province_code == "VN-44" for r in stored.values())
+    assert all(r.province_at_occurrence == "VN-44" for r in stored.values())
     # the status column appears: the rows now carry one more field (another write statement)
     with_status = [[*r, "status" if i == 0 else "verified"] for i, r in enumerate(rows)]
     again = (await _post(client, _csv(with_status))).json()
@@ -817,12 +831,13 @@ async def test_bulk_derivation_matches_the_trigger(
         )
     ).all()
     assert len(rows) == len(points)
-    pairs = [(r[0], tuple(r[1:9]), tuple(r[9:17])) for r in rows]
+    n = len(columns)
+    pairs = [(r[0], tuple(r[1 : 1 + n]), tuple(r[1 + n :])) for r in rows]
     for sid, expected, got in pairs:
         assert got == expected, (sid, points[int(sid) - 1])
     # the rule itself, by brute force: every border piece and every post measured on the
     # spheroid, the nearest taken (lowest id on a tie); the trigger and the import share the
-    # candidate search (migrations/sql/incident_derive_v4.sql), this does not
+    # candidate search (migrations/sql/incident_derive_v5.sql), this does not
     brute = {
         str(r[0]): tuple(r[1:])
         for r in (
@@ -843,10 +858,12 @@ async def test_bulk_derivation_matches_the_trigger(
             )
         ).all()
     }
+    border_and_post = columns.index("border_segment")
+    method = columns.index("jurisdiction_method")
     for sid, expected, _ in pairs:
-        assert expected[4:] == brute[sid], (sid, points[int(sid) - 1])
+        assert expected[border_and_post:] == brute[sid], (sid, points[int(sid) - 1])
     # the sample covers every case
-    methods = [t[3] for _, t, _ in pairs]
+    methods = [t[method] for _, t, _ in pairs]
     countries = {t[0] for _, t, _ in pairs}
     assert methods.count("contains") > 150 and methods.count("nearest") >= 10
     assert methods.count(None) >= 20

@@ -273,6 +273,7 @@ def import_cmd(
     )
     if r.ignored_columns:
         console.print(f"ignored columns: {escape(', '.join(r.ignored_columns))}")
+    console.print(f"times without an offset read as local time in {r.time_zone}")
     _print_row_errors(r.errors, r.more_errors)
 
 

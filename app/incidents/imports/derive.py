@@ -31,19 +31,35 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from app.geo.spatial import SRID_WGS84
+
 # what the derivation functions read (and so what must not change while an import derives)
 BOUNDARY_TABLES = ("jurisdiction_piece", "border_segment_piece", "border_segment", "border_post")
-DERIVED_COLUMNS = (
-    "country_code",
-    "province_code",
-    "jurisdiction_path",
-    "jurisdiction_method",
-    "border_segment",
-    "border_distance_km",
-    "nearest_post_id",
-    "nearest_post_km",
-)
+# the columns incident_derived_near answers (migrations/sql/incident_derive_v5.sql), with types
+DERIVED_TYPES = {
+    "country_code": "text",
+    "province_code": "text",
+    "commune_code": "text",
+    "province_at_occurrence": "text",
+    "commune_at_occurrence": "text",
+    "jurisdiction_path": "text[]",
+    "jurisdiction_method": "text",
+    "offshore_km": "float8",
+    "maritime_zone": "text",
+    "border_segment": "text",
+    "border_distance_km": "float8",
+    "nearest_post_id": "integer",
+    "nearest_post_km": "float8",
+}
+DERIVED_COLUMNS = tuple(DERIVED_TYPES)
 PLACE_COLUMNS = ("lon", "lat", "day", *DERIVED_COLUMNS)
+
+
+def day_of(row: str) -> str:
+    """SQL: the day a row occurred, in Vietnam (the calendar of the units' validity)."""
+    return f"incident_local_day({row}.occurred_at)"
+
+
 # Grid cells (degrees): preparing a cell's circle costs as much as a few dozen of its points.
 FINE_DEG = 0.1
 COARSE_DEG = 0.4
@@ -57,9 +73,9 @@ PLACE_DDL = (
     """
 CREATE TEMP TABLE import_place (
     lon float8 NOT NULL, lat float8 NOT NULL, day date NOT NULL,
-    country_code text, province_code text, jurisdiction_path text[], jurisdiction_method text,
-    border_segment text, border_distance_km float8, nearest_post_id integer,
-    nearest_post_km float8,
+    """
+    + ", ".join(f"{c} {t}" for c, t in DERIVED_TYPES.items())
+    + """,
     PRIMARY KEY (lon, lat, day)
 ) ON COMMIT DROP
 """,
@@ -70,19 +86,19 @@ CREATE TEMP TABLE import_place (
 _STORED = ", ".join(f"e.{c}" for c in DERIVED_COLUMNS)
 KNOWN_PLACES = f"""
 INSERT INTO import_place
-SELECT DISTINCT ON (r.lon, r.lat, r.occurred_at::date) r.lon, r.lat, r.occurred_at::date, {_STORED}
+SELECT DISTINCT ON (r.lon, r.lat, {day_of("r")}) r.lon, r.lat, {day_of("r")}, {_STORED}
   FROM import_row r
   JOIN incident e ON e.source = r.source AND e.source_id = r.source_id
  WHERE r.n BETWEEN :lo AND :hi AND r.source_id IS NOT NULL
-   AND ST_X(e.geom) = r.lon AND ST_Y(e.geom) = r.lat AND e.occurred_at::date = r.occurred_at::date
+   AND ST_X(e.geom) = r.lon AND ST_Y(e.geom) = r.lat AND {day_of("e")} = {day_of("r")}
 ON CONFLICT DO NOTHING
 """
-NEW_PLACES = """
-SELECT DISTINCT r.lon, r.lat, r.occurred_at::date
+NEW_PLACES = f"""
+SELECT DISTINCT r.lon, r.lat, {day_of("r")}
   FROM import_row r
  WHERE r.n BETWEEN $1 AND $2
    AND NOT EXISTS (SELECT FROM import_place p
-                    WHERE p.lon = r.lon AND p.lat = r.lat AND p.day = r.occurred_at::date)
+                    WHERE p.lon = r.lon AND p.lat = r.lat AND p.day = {day_of("r")})
 """
 # derived places arrive by COPY into import_derived; a place may have been found on an
 # incident in the meantime (a later chunk): the first stored wins, they are equal
@@ -95,7 +111,7 @@ MERGE_DERIVED = (
 DERIVER_DDL = (
     "CREATE TEMP TABLE import_new (lon float8 NOT NULL, lat float8 NOT NULL, day date NOT NULL,"
     " deg float8 NOT NULL)",
-    "CREATE TEMP TABLE import_xy (lon float8, lat float8, geom geometry(Point, 4326),"
+    f"CREATE TEMP TABLE import_xy (lon float8, lat float8, geom geometry(Point, {SRID_WGS84}),"
     " deg float8, cx integer, cy integer)",
     "CREATE INDEX ON import_xy USING gist (geom)",
     "CREATE TEMP TABLE import_cover (lon float8, lat float8, ids integer[])",
@@ -105,9 +121,9 @@ DERIVER_DDL = (
 )
 DERIVER_TABLES = ("import_new", "import_xy", "import_cover", "import_cell")
 # the size of each point's cell is chosen when its chunk is submitted (Deriver.submit)
-POINT_CELLS = """
+POINT_CELLS = f"""
 INSERT INTO import_xy
-SELECT x.lon, x.lat, ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326), x.deg,
+SELECT x.lon, x.lat, ST_SetSRID(ST_MakePoint(x.lon, x.lat), {SRID_WGS84}), x.deg,
        floor(x.lon / x.deg)::int, floor(x.lat / x.deg)::int
   FROM (SELECT DISTINCT lon, lat, deg FROM import_new) x
 """

@@ -54,6 +54,8 @@ class ImportReport:
     errors: list[dict[str, Any]]
     more_errors: int
     ignored_columns: list[str]
+    # the IANA zone that times written without an offset were read in
+    time_zone: str
     # seconds spent in each step (for benchmarks and logs; not part of the API answer)
     timings: dict[str, float] = field(default_factory=dict, compare=False)
 
@@ -69,6 +71,7 @@ class ImportReport:
             "errors": self.errors,
             "more_errors": self.more_errors,
             "ignored_columns": self.ignored_columns,
+            "time_zone": self.time_zone,
         }
 
 

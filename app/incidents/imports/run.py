@@ -158,5 +158,6 @@ async def import_file(
         errors=errors.entries,
         more_errors=errors.more,
         ignored_columns=ctx.ignored_columns,
+        time_zone=str(rules.local_zone()),
         timings=clock.seconds,
     )

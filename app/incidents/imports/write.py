@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.incidents.imports.derive import DERIVED_COLUMNS, Deriver
+from app.geo.spatial import SRID_WGS84
+from app.incidents.imports.derive import DERIVED_COLUMNS, Deriver, day_of
 from app.incidents.imports.report import Progress
 from app.incidents.imports.rows import GIVEN_BITS
 
@@ -29,8 +30,8 @@ def upsert_sql(given: int) -> str:
     ]  # fmt: skip
     values = [
         "r.category", "r.severity", "r.status", "r.occurred_at",
-        "ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326)", "r.location_precision_m", "r.description",
-        "r.unit", "r.source", "r.source_id", ":actor", ":actor",
+        f"ST_SetSRID(ST_MakePoint(r.lon, r.lat), {SRID_WGS84})", "r.location_precision_m",
+        "r.description", "r.unit", "r.source", "r.source_id", ":actor", ":actor",
         *(f"pl.{c}" for c in DERIVED_COLUMNS),
     ]  # fmt: skip
     sets = [f"{c} = EXCLUDED.{c}" for c in (*compared, *DERIVED_COLUMNS)]
@@ -43,7 +44,7 @@ WITH w AS (
     SELECT {", ".join(values)}
       FROM import_row r
       JOIN import_place pl
-        ON pl.lon = r.lon AND pl.lat = r.lat AND pl.day = r.occurred_at::date
+        ON pl.lon = r.lon AND pl.lat = r.lat AND pl.day = {day_of("r")}
      WHERE r.given = :given AND r.n BETWEEN :lo AND :hi
      ORDER BY r.n
     ON CONFLICT (source, source_id) WHERE source_id IS NOT NULL DO UPDATE
@@ -56,10 +57,10 @@ SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) FROM w
 
 
 # a staged row whose place was not derived would silently be left out of the write
-MISSING_PLACES = """
+MISSING_PLACES = f"""
 SELECT count(*) FROM import_row r
  WHERE NOT EXISTS (SELECT FROM import_place pl
-                    WHERE pl.lon = r.lon AND pl.lat = r.lat AND pl.day = r.occurred_at::date)
+                    WHERE pl.lon = r.lon AND pl.lat = r.lat AND pl.day = {day_of("r")})
 """
 
 
