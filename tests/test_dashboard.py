@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -25,13 +24,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import migrate
 from app.auth import service as auth_service
 from app.config import Settings
-from app.db import create_engine, ensure_database, sessionmaker
-from app.geodata import load as geodata
-from app.incidents import demo
-from conftest import app_client, database_on, drop_database, live_server, needs, needs_module
+from app.db import sessionmaker
+from conftest import Demo, app_client, live_app, needs, needs_module
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -105,30 +101,12 @@ async def served(
     server_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Served]:
     """uvicorn (one worker, as `make run`) over a committed fixture database."""
-    settings = Settings(environment="test", database_url=None)
-    name = f"bw_dash_{uuid.uuid4().hex[:8]}"
-    url = database_on(server_url, name)
-    await ensure_database(url)
-    engine = create_engine(url, settings)
-    log = tmp_path_factory.mktemp("dashboard") / "server.log"
-    try:
-        await migrate.upgrade(engine)
-        async with sessionmaker(engine)() as session, session.begin():
-            await geodata.load_default(session=session, settings=settings)
-            await demo.load(session=session, count=COUNT, seed=11, now=NOW)
-            admin_row, admin = await auth_service.create_principal(
-                session=session, name="dash admin", role="admin", jurisdiction_code=None,
-                unit=None, actor="test",
-            )  # fmt: skip
-            _, viewer = await auth_service.create_principal(
-                session=session, name="dash viewer", role="viewer", jurisdiction_code=None,
-                unit=None, actor="test",
-            )  # fmt: skip
-        async with live_server(url, log) as base:
-            yield Served(base, admin, viewer, int(admin_row["id"]), engine, log)
-    finally:
-        await engine.dispose()
-        await drop_database(server_url, name)
+    async with live_app(
+        server_url, tmp_path_factory.mktemp("dashboard") / "server.log", name="bw_dash",
+        demo=Demo(COUNT, 11, NOW), principals={"dash admin": "admin", "dash viewer": "viewer"},
+    ) as live:  # fmt: skip
+        admin, viewer = live.keys["dash admin"], live.keys["dash viewer"]
+        yield Served(live.base, admin.key, viewer.key, admin.id, live.engine, live.log)
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +366,9 @@ async def test_category_filter_and_month_slider_change_the_count(
 async def test_clicking_a_province_highlights_exactly_its_neighbours(
     browser: Any, served: Served
 ) -> None:
-    p = await _open(browser, served, served.admin)
+    # An Giang as it was before 1 July 2025: the link opens that map
+    p = await _open(browser, served, served.admin, query="?era=before")
+    assert await p.page.locator("#era input[value='before']").is_checked()
     for layer in ("incidents", "posts"):  # nothing drawn above the province where we click
         await p.page.locator(f"#layer-toggles input[data-layer='{layer}']").uncheck()
     code = "VN-44"
@@ -439,6 +419,173 @@ async def test_clicking_a_province_highlights_exactly_its_neighbours(
     assert lit >= len(zones)
     assert f"province={code}" in p.page.url
     assert p.errors == []
+    await p.page.context.close()
+
+
+def _codes(fc: dict[str, Any]) -> list[str]:
+    return sorted(f["properties"]["code"] for f in fc["features"])
+
+
+def _boundary_tiles(requests: list[str]) -> list[str]:
+    return [
+        u for u in requests if "/tiles/jurisdictions/" in u and u.split("?")[0].endswith(".mvt")
+    ]
+
+
+async def test_era_control_sets_the_day_of_provinces_and_boundary_tiles(
+    browser: Any, served: Served
+) -> None:
+    p = await _open(browser, served, served.admin)
+    await p.page.evaluate("window.borderwatch.map.jumpTo({center: [105.5, 10.5], zoom: 6})")
+    await p.settled()
+    provinces = "window.borderwatch.state.provinces"
+    # today (the default): the 34 provinces, tiles of today (no `at`: the server's today)
+    today = _codes(await served.api("/jurisdictions", level="province"))
+    assert len(today) == 34
+    assert sorted(await p.page.evaluate(provinces)) == today
+    assert await p.page.locator("#era input[value='today']").is_checked()
+    tiles = _boundary_tiles(p.requests)
+    assert tiles and not any("at=" in u for u in tiles)
+
+    cases = [
+        ("before", None, "2025-06-30", "era=before"),
+        ("date", "2020-01-01", "2020-01-01", "era=2020-01-01"),
+        ("date", "2025-07-01", "2025-07-01", "era=2025-07-01"),
+    ]
+    for mode, day, at, link in cases:
+        p.requests.clear()
+        await p.page.locator(f"#era input[value='{mode}']").check()
+        if day:
+            await p.page.locator("#era-date").fill(day)
+        await wait_until(p.page, f"window.location.search.includes('{link}')")
+        expected = _codes(await served.api("/jurisdictions", level="province", at=at))
+        await wait_until(p.page, f"{provinces}.length === {len(expected)}")
+        await p.settled()
+        assert sorted(await p.page.evaluate(provinces)) == expected, mode
+        assert len(expected) == (34 if at >= "2025-07-01" else 63)
+        # the province list and the boundary tiles were asked for that day
+        asked = [u for u in p.requests if "/jurisdictions?" in u and "level=province" in u]
+        assert asked and all(f"at={at}" in u for u in asked), asked
+        tiles = _boundary_tiles(p.requests)
+        assert tiles and all(f"at={at}" in u for u in tiles), tiles
+        drawn = await p.page.evaluate(
+            "[...new Set(window.borderwatch.map.querySourceFeatures('boundaries',"
+            " {sourceLayer: 'jurisdictions', filter: ['==', ['get', 'level'], 'province']})"
+            ".filter((f) => f.properties.country === 'VNM').map((f) => f.properties.code))]"
+        )
+        assert drawn and set(drawn) <= set(expected), mode
+
+    # back to today; the incidents did not change with the map
+    p.requests.clear()
+    await p.page.locator("#era input[value='today']").check()
+    await wait_until(p.page, f"{provinces}.length === 34")
+    await p.settled()
+    assert sorted(await p.page.evaluate(provinces)) == today
+    tiles = _boundary_tiles(p.requests)
+    assert tiles and not any("at=" in u for u in tiles)
+    assert "era=" not in p.page.url
+    assert not [u for u in p.requests if "/tiles/incidents/" in u]
+    assert p.errors == []
+    assert await p.page.evaluate("window.__csp") == []
+    await p.page.context.close()
+
+    # a link with a day opens that map; a day that does not exist is today's map
+    again = await _open(browser, served, served.admin, query="?era=2020-01-01")
+    assert await again.page.locator("#era input[value='date']").is_checked()
+    assert await again.page.locator("#era-date").input_value() == "2020-01-01"
+    old = _codes(await served.api("/jurisdictions", level="province", at="2020-01-01"))
+    assert sorted(await again.page.evaluate(provinces)) == old
+    assert _boundary_tiles(again.requests) and all(
+        "at=2020-01-01" in u for u in _boundary_tiles(again.requests)
+    )
+    await again.page.context.close()
+    wrong = await _open(browser, served, served.admin, query="?era=2025-02-30")
+    assert await wrong.page.locator("#era input[value='today']").is_checked()
+    assert sorted(await wrong.page.evaluate(provinces)) == today
+    assert again.errors == [] and wrong.errors == []
+    await wrong.page.context.close()
+
+
+HA_TIEN = (104.469, 10.4029)  # Phường Hà Tiên's official centroid
+
+
+async def test_communes_from_zoom_9_dashed_as_approximate(
+    browser: Any, served: Served, tmp_path: Path
+) -> None:
+    p = await _open(browser, served, served.admin)
+    lon, lat = HA_TIEN
+    communes = "['commune-line', 'commune-line-approximate']"
+    rendered = (
+        f"window.borderwatch.map.queryRenderedFeatures({{layers: {communes}}})"
+        ".map((f) => [f.layer.id, f.properties.code, f.properties.geometry_approximate])"
+    )
+    await p.page.evaluate(f"window.borderwatch.map.jumpTo({{center: [{lon}, {lat}], zoom: 8}})")
+    await p.settled()
+    assert await p.page.evaluate(rendered) == []
+    assert await p.page.locator(".map-label-commune").count() == 0
+
+    await p.page.evaluate(f"window.borderwatch.map.jumpTo({{center: [{lon}, {lat}], zoom: 10}})")
+    await p.settled()
+    ha_tien = await served.scalar(
+        "SELECT json_build_array(code, name_local) FROM jurisdiction WHERE level = 'commune'"
+        " AND ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))",
+        lon=lon, lat=lat,
+    )  # fmt: skip
+    drawn = await p.page.evaluate(rendered)
+    assert ha_tien[0] in {code for _, code, _ in drawn}
+    # every commune polygon is approximate: all drawn dashed, none solid
+    assert {(layer, approx) for layer, _, approx in drawn} == {("commune-line-approximate", True)}
+    dash = await p.page.evaluate(
+        "window.borderwatch.map.getPaintProperty('commune-line-approximate', 'line-dasharray')"
+    )
+    assert dash and len(dash) == 2
+    await wait_until(p.page, "document.querySelectorAll('.map-label-commune').length > 0")
+    names = await p.page.locator(".map-label-commune").all_text_contents()
+    assert ha_tien[1] in names
+    await p.page.screenshot(path=str(tmp_path / "communes.png"))  # as a person sees it
+    legend = await p.page.locator("#legend").inner_text()
+    assert "gần đúng" in legend and "approximate" in legend and "9" in legend
+    # the map before 1 July 2025 had no communes
+    await p.page.locator("#era input[value='before']").check()
+    await wait_until(p.page, "window.borderwatch.state.provinces.length === 63")
+    await p.settled()
+    assert await p.page.evaluate(rendered) == []
+    await wait_until(p.page, "document.querySelectorAll('.map-label-commune').length === 0")
+    assert p.errors == []
+    assert await p.page.evaluate("window.__csp") == []
+    await p.page.context.close()
+
+
+async def test_place_search_flies_to_ha_tien(browser: Any, served: Served) -> None:
+    p = await _open(browser, served, served.admin)
+    found = await served.api("/places", q="ha tien")
+    assert found["features"]
+    first = found["features"][0]
+    assert first["properties"]["name_local"] == "Phường Hà Tiên"
+    w, s, e, n = first["bbox"]
+    await p.page.locator("#place-q").fill("ha tien")
+    await p.page.locator("#place-search button[type='submit']").click()
+    await wait_until(p.page, "document.querySelectorAll('#place-results li button').length > 0")
+    await p.settled()
+    centre = await p.page.evaluate(
+        "(() => { const c = window.borderwatch.map.getCenter(); return [c.lng, c.lat]; })()"
+    )
+    assert w <= centre[0] <= e and s <= centre[1] <= n, (centre, first["bbox"])
+    assert await p.page.evaluate("window.borderwatch.map.getZoom()") >= 9
+    listed = await p.page.locator("#place-results li button").evaluate_all(
+        "bs => bs.map((b) => b.dataset.code)"
+    )
+    assert listed == [f["properties"]["code"] for f in found["features"]][: len(listed)]
+    # a former province: listed with where it went; picking it flies there too
+    await p.page.locator("#place-q").fill("kien giang")
+    await p.page.locator("#place-search button[type='submit']").click()
+    await wait_until(
+        p.page,
+        "[...document.querySelectorAll('#place-results li')].some((l) => l.textContent.includes('2025-07-01'))",
+    )
+    await p.settled()
+    assert p.errors == []
+    assert await p.page.evaluate("window.__csp") == []
     await p.page.context.close()
 
 
