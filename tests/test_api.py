@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import shapely
-from shapely.geometry import shape
+from shapely.geometry import MultiPolygon, shape
 
 from app import migrate
 
@@ -41,7 +41,7 @@ async def test_provinces_collection(client: httpx.AsyncClient) -> None:
         "source": None,
     }
     geom = shape(f["geometry"])
-    assert geom.is_valid and geom.geom_type == "MultiPolygon"
+    assert geom.is_valid and isinstance(geom, MultiPolygon)
     # RFC 7946: lon, lat; exterior rings counter-clockwise
     lon, lat = geom.representative_point().coords[0]
     assert 104 < lon < 106 and 10 < lat < 11

@@ -69,7 +69,7 @@ async def test_overlaps_are_negligible(session: AsyncSession) -> None:
 
 
 async def test_names_keyed_on_iso_code_with_diacritics(session: AsyncSession) -> None:
-    rows = dict(
+    rows: dict[str, list[str]] = dict(
         (
             await session.execute(
                 text(

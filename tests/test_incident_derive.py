@@ -7,6 +7,7 @@ import json
 import random
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
 import pytest
 import shapely
@@ -36,7 +37,7 @@ AT = datetime(2024, 5, 1, tzinfo=UTC)
 LAST_INSERT: dict[str, object] = {}
 
 
-async def _insert(session: AsyncSession, lon: float, lat: float) -> tuple:
+async def _insert(session: AsyncSession, lon: float, lat: float) -> tuple[Any, ...]:
     row = (await session.execute(INSERT, {"lon": lon, "lat": lat, "at": AT})).one()
     LAST_INSERT.update(province=row[8], commune=row[9])
     path = row[2] or None  # no unit at all: NULL, as the column holds it
@@ -74,7 +75,7 @@ def _border_lines() -> dict[str, object]:
 
 async def _posts(session: AsyncSession) -> list[tuple[str, float, float]]:
     rows = await session.execute(text("SELECT code, ST_X(geom), ST_Y(geom) FROM border_post"))
-    return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+    return [tuple(r) for r in rows.all()]
 
 
 async def test_point_in_a_province(session: AsyncSession) -> None:
