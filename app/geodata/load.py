@@ -184,6 +184,12 @@ def _polygonal(geom: Any, label: str, report: LoadReport) -> MultiPolygon | None
     return MultiPolygon(parts)
 
 
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The features' attributes, by column name (a column of a file is named by a string; pandas
+    types a label as any hashable)."""
+    return [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
+
+
 def read_boundaries(
     path: Path,
     fields: FieldMap | None = None,
@@ -214,7 +220,7 @@ def read_boundaries(
             raise InvalidInput(
                 f"{path.name} has no attribute '{required}' (attributes: {sorted(columns)})"
             )
-    for i, row in enumerate(frame.to_dict("records")):
+    for i, row in enumerate(_records(frame)):
         code = _value(row, fields.code)
         label = f"feature {i} ({code or 'no code'})"
         if not code:
