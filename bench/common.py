@@ -15,11 +15,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import ClauseElement, text
@@ -40,6 +40,9 @@ SYS_PIDFD_GETFD = 438  # Linux syscall number (the same on x86-64 and arm64)
 # PostgreSQL's dialect (sqlalchemy.dialects.postgresql.dialect), built through its URL: its
 # constructor is untyped, the class a URL names is typed as Dialect
 PG_DIALECT = make_url("postgresql://").get_dialect()()
+
+
+T = TypeVar("T")
 
 
 def literal_sql(stmt: ClauseElement) -> str:
@@ -291,6 +294,6 @@ async def load(
     }
 
 
-def run(coro: object) -> object:
+def run(coro: Coroutine[Any, Any, T]) -> T:
     """asyncio.run with a typed result for scripts."""
-    return asyncio.run(coro)  # type: ignore[arg-type]
+    return asyncio.run(coro)
