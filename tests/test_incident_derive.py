@@ -13,6 +13,7 @@ import pytest
 import shapely
 from shapely import STRtree
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,9 +46,9 @@ async def _insert(session: AsyncSession, lon: float, lat: float) -> tuple[Any, .
 
 
 @cache
-def _communes_2025() -> tuple[STRtree, list[tuple[str, str, object]]]:
+def _communes_2025() -> tuple[STRtree, list[tuple[str, str, BaseGeometry]]]:
     fc = json.loads((GEODATA / "units_2025.geojson").read_text("utf-8"))
-    communes = [
+    communes: list[tuple[str, str, BaseGeometry]] = [
         (f["properties"]["code"], f["properties"]["parent_code"], shape(f["geometry"]))
         for f in fc["features"]
         if f["properties"]["level"] == "commune"
@@ -186,7 +187,9 @@ async def test_moving_an_incident_rederives(session: AsyncSession) -> None:
         ),
         {"id": row.id},
     )
-    assert tuple(moved.one()) == (*_today(106.700, 10.776), "VN-SG")  # type: ignore[misc]
+    today = _today(106.700, 10.776)
+    assert today is not None
+    assert tuple(moved.one()) == (*today, "VN-SG")
 
 
 async def test_random_points_border_and_post_distances(session: AsyncSession) -> None:
