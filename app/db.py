@@ -221,7 +221,10 @@ async def fetch_row(
     if one has begun). A database failure is Unavailable (503) as through SQLAlchemy
     (app.errors.database_failure); a lost connection is also invalidated, so the pool never
     hands it out, and the pool checks its other connections before their next use."""
-    driver: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
+    raw: asyncpg.Connection | None = (await conn.get_raw_connection()).driver_connection
+    if raw is None:  # the pooled connection was invalidated and holds no driver connection
+        raise Unavailable(CONNECTION_LOST)
+    driver = raw
     try:
         return await driver.fetchrow(statement.sql, *statement.args(params))
     except Exception as exc:

@@ -102,7 +102,8 @@ def display_name(j: Any, lang: Lang) -> ColumnElement[Any]:
     type gets it in front ('Tỉnh An Giang', 'Thành phố Hồ Chí Minh'); communes already carry it
     ('Phường Hà Tiên'); the 63 former provinces have no type and keep their local name."""
     if lang == "en":
-        return j.name
+        english: ColumnElement[Any] = j.name
+        return english
     country = case(
         *((j.code == code, literal(name)) for code, name in COUNTRY_NAMES_VI.items()),
         else_=j.name,
@@ -122,5 +123,6 @@ def display_name(j: Any, lang: Lang) -> ColumnElement[Any]:
 def post_display_name(p: Any, lang: Lang) -> ColumnElement[Any]:
     """SQL: the name of border post `p` in `lang` (vi: the local name when there is one)."""
     if lang == "en":
-        return p.name
+        english: ColumnElement[Any] = p.name
+        return english
     return func.coalesce(p.name_local, p.name)

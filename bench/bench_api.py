@@ -16,19 +16,18 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import httpx
-from sqlalchemy import Text, cast, func, literal, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import ClauseElement, Text, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from app.auth.scope import NATIONAL
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr
-from bench.common import admin_key, cluster, prepare, server, summary
+from bench.common import admin_key, cluster, literal_sql, prepare, server, summary
 
 CAP_S = 120.0  # no loop runs longer than this
 
@@ -38,10 +37,8 @@ class _Capture:
 
     sql = ""
 
-    async def execute(self, stmt: Any, *args: Any, **kwargs: Any) -> Any:
-        self.sql = str(
-            stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
-        )
+    async def execute(self, stmt: ClauseElement, *args: Any, **kwargs: Any) -> NoReturn:
+        self.sql = literal_sql(stmt)
         raise _Captured
 
 
@@ -125,7 +122,7 @@ def direct_sql(bbox: tuple[float, float, float, float], limit: int) -> str:
         inner.c.f, aggregate_order_by(literal(","), inner.c.occurred_at.desc(), inner.c.id.desc())
     )
     stmt = select(literal('{"type":"FeatureCollection","features":[') + agg + literal("]}"))
-    return str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    return literal_sql(stmt)
 
 
 async def time_direct(dsn: str, sql: str, n: int, min_len: int = 1000) -> list[float]:
@@ -229,6 +226,7 @@ def main() -> None:
         conn = await asyncpg.connect(dsn)
         try:
             row = await conn.fetchrow(hotspot_sql())
+            assert row is not None, "no incidents"
             return float(row["x"]), float(row["y"]), int(row["n"])
         finally:
             await conn.close()

@@ -40,8 +40,7 @@ import asyncpg
 import httpx
 import mapbox_vector_tile
 import orjson
-from sqlalchemy import Text, cast, func, literal, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import ClauseElement, Text, cast, func, literal, select
 from starlette.datastructures import QueryParams
 
 from app.auth.scope import NATIONAL
@@ -52,6 +51,7 @@ from bench.common import (
     Served,
     admin_key,
     cluster,
+    literal_sql,
     load_samples,
     prepare,
     served,
@@ -91,9 +91,9 @@ class Target:
     fetch: Fetch
 
 
-def compile_sql(stmt: Any) -> str:
+def compile_sql(stmt: ClauseElement) -> str:
     """SQL text with literal values, as the service would send it."""
-    return str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    return literal_sql(stmt)
 
 
 def items_sql(bbox: tuple[float, float, float, float], limit: int) -> str:
@@ -317,6 +317,7 @@ async def measure(
     conn = await asyncpg.connect(dsn)
     try:
         row = await conn.fetchrow(hotspot_sql())
+        assert row is not None, "no incidents"
         bbox = (float(row["x"]), float(row["y"]), float(row["x"]) + 0.5, float(row["y"]) + 0.5)
         in_box = int(row["n"])
         points = await sample_points(conn, args.sample)

@@ -29,7 +29,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy.dialects import postgresql
 
 from app.auth.scope import NATIONAL
 from app.config import Settings
@@ -37,7 +36,7 @@ from app.db import create_engine, sessionmaker
 from app.incidents.filters import IncidentFilter
 from app.tiles import incidents
 from app.tiles.tile import Tile
-from bench.common import admin_key, cluster, load, prepare, server
+from bench.common import admin_key, cluster, literal_sql, load, prepare, server
 
 CAP_S = 120.0  # no loop runs longer than this
 BUSIEST = 5
@@ -116,11 +115,7 @@ def raw_statements(tiles: list[tuple[int, int, int]]) -> dict[Any, str]:
         )
         assert made is not None
         stmt, params = made
-        out[(z, x, y)] = str(
-            stmt.params(params).compile(
-                dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-            )
-        )
+        out[(z, x, y)] = literal_sql(stmt.params(params))
     return out
 
 

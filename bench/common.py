@@ -15,14 +15,15 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import ClauseElement, text
+from sqlalchemy.engine import make_url
 
 from app import migrate
 from app.config import Settings
@@ -36,6 +37,17 @@ BENCH_DIR = Path(os.environ.get("BORDERWATCH_BENCH_DIR", "/tmp/borderwatch-bench
 BENCH_PORT = int(os.environ.get("BORDERWATCH_BENCH_PG_PORT", "54399"))
 TIPG_VENV = ROOT / "bench" / ".tipg-venv"
 SYS_PIDFD_GETFD = 438  # Linux syscall number (the same on x86-64 and arm64)
+# PostgreSQL's dialect (sqlalchemy.dialects.postgresql.dialect), built through its URL: its
+# constructor is untyped, the class a URL names is typed as Dialect
+PG_DIALECT = make_url("postgresql://").get_dialect()()
+
+
+T = TypeVar("T")
+
+
+def literal_sql(stmt: ClauseElement) -> str:
+    """The statement's SQL text with its values written in, as the service would send it."""
+    return str(stmt.compile(dialect=PG_DIALECT, compile_kwargs={"literal_binds": True}))
 
 
 def free_port() -> int:
@@ -283,6 +295,6 @@ async def load(
     }
 
 
-def run(coro: object) -> object:
+def run(coro: Coroutine[Any, Any, T]) -> T:
     """asyncio.run with a typed result for scripts."""
-    return asyncio.run(coro)  # type: ignore[arg-type]
+    return asyncio.run(coro)

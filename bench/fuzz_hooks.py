@@ -32,7 +32,11 @@ def is_own(value: Any) -> bool:
 
 
 @schemathesis.hook
-def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwargs: Any) -> None:
+def before_call(
+    context: schemathesis.HookContext,
+    case: schemathesis.Case[Any],  # any API operation
+    kwargs: Any,
+) -> None:
     """Keep the fuzzing principal's key alive (see the module's text)."""
     if case.operation.path in KEY_OPERATIONS and is_own(case.path_parameters.get("principal_id")):
         case.path_parameters["principal_id"] = SPARE

@@ -228,11 +228,12 @@ GEODATA = Path(__file__).resolve().parent.parent / "geodata"
 
 
 @pytest.fixture(scope="session")
-def source_fc() -> dict:
+def source_fc() -> dict[str, Any]:
     """The bundled boundary file, read independently of the database."""
     import json
 
-    return json.loads((GEODATA / "jurisdictions.geojson").read_text("utf-8"))
+    fc: dict[str, Any] = json.loads((GEODATA / "jurisdictions.geojson").read_text("utf-8"))
+    return fc
 
 
 @pytest.fixture

@@ -108,13 +108,13 @@ def adjacency(
                 }
     with corrections.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
-            key = tuple(sorted((row["a"], row["b"])))
-            if not set(key) <= set(feats):
+            a, b = sorted((row["a"], row["b"]))
+            if not {a, b} <= set(feats):
                 continue
             if row["action"] == "remove":
-                out.pop(key, None)  # type: ignore[arg-type]
+                out.pop((a, b), None)
             else:
-                out.setdefault(key, {"method": "correction"})["method"] = "correction"  # type: ignore[index]
+                out.setdefault((a, b), {"method": "correction"})["method"] = "correction"
     return out
 
 

@@ -566,7 +566,7 @@ async def test_analysis_routes_by_role_and_scope(
 ) -> None:
     """Aggregates are open to viewers but count only what the key may see; incident-level
     analysis (nearby, shared zone) needs a reader role and never shows hidden incidents."""
-    aggregates = [
+    aggregates: list[tuple[str, dict[str, str | int | float]]] = [
         ("/analysis/stats", {"group_by": "category"}),
         ("/analysis/border-zone", {}),
         ("/analysis/border-posts", {}),
@@ -575,7 +575,7 @@ async def test_analysis_routes_by_role_and_scope(
         ("/analysis/hotspots", {"area": HOTSPOT_BOX, "cell_km": 10}),
         ("/analysis/clusters", {"eps_m": 50_000, "min_points": 2}),
     ]
-    incident_level = [
+    incident_level: list[tuple[str, dict[str, str | int | float]]] = [
         ("/incidents/nearby", {"lon": 105.435, "lat": 10.386, "radius_m": 100_000, "limit": 500}),
         ("/incidents/nearby", {"lon": 105.854, "lat": 21.028, "radius_m": 1000}),
         ("/jurisdictions/VN-44/shared-zone/VN-45", {"km": 50}),

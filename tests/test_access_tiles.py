@@ -8,6 +8,7 @@ within 10 km of it in Dong Thap), nothing else, at any zoom; viewers get aggrega
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import httpx
 import mapbox_vector_tile
@@ -27,7 +28,7 @@ def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
     )
 
 
-def features(body: bytes, layer: str) -> list[dict]:
+def features(body: bytes, layer: str) -> list[dict[str, Any]]:
     if not body:
         return []
     tile = mapbox_vector_tile.decode(body)
@@ -44,10 +45,10 @@ async def positions(session: AsyncSession, w: World) -> dict[str, tuple[float, f
 
 async def tile_contents(
     c: httpx.AsyncClient, points: dict[str, tuple[float, float]], z: int
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The incident features of every z tile holding one of the world's points."""
     tiles = {tile_of(lon, lat, z) for lon, lat in points.values()}
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for x, y in sorted(tiles):
         r = await c.get(f"/tiles/incidents/{z}/{x}/{y}.mvt")
         assert r.status_code == 200, r.text

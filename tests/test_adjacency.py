@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -24,7 +25,7 @@ PAIRS_SQL = text(
 )
 
 
-async def _pairs(session: AsyncSession, level: str) -> dict[tuple[str, str], tuple]:
+async def _pairs(session: AsyncSession, level: str) -> dict[tuple[str, str], tuple[Any, ...]]:
     rows = (await session.execute(PAIRS_SQL, {"level": level})).all()
     return {(a, b): (km, touches, gap, method) for a, b, km, touches, gap, method in rows}
 

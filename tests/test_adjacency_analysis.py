@@ -190,7 +190,7 @@ async def test_province_zone_matches_table(
             " AND deleted_at IS NULL GROUP BY 1"
         )
     )
-    direct = dict(own.all())
+    direct: dict[str, int] = dict(own.all())
     assert counts == {code: direct.get(code, 0) for code in counts}
 
 

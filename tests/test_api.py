@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import shapely
-from shapely.geometry import shape
+from shapely.geometry import MultiPolygon, shape
 
 from app import migrate
 from conftest import GEODATA
@@ -54,7 +54,7 @@ async def test_provinces_collection(client: httpx.AsyncClient) -> None:
     assert expected["formed_from"] == ["VN-44", "VN-47"]  # An Giang and Kien Giang
     assert {k: f["properties"].get(k) for k in LISTED} == expected
     geom = shape(f["geometry"])
-    assert geom.is_valid and geom.geom_type == "MultiPolygon"
+    assert isinstance(geom, MultiPolygon) and geom.is_valid
     assert all(shapely.is_ccw(p.exterior) for p in geom.geoms)  # RFC 7946
     assert geom.symmetric_difference(shape(source["geometry"])).area < 1e-4 * geom.area
 
@@ -84,7 +84,7 @@ async def test_provinces_collection(client: httpx.AsyncClient) -> None:
         "source": _bundled("jurisdictions.geojson")["VN-44"]["properties"]["source"],
     }
     geom = shape(f["geometry"])
-    assert geom.is_valid and geom.geom_type == "MultiPolygon"
+    assert geom.is_valid and isinstance(geom, MultiPolygon)
     # RFC 7946: lon, lat; exterior rings counter-clockwise
     lon, lat = geom.representative_point().coords[0]
     assert 104 < lon < 106 and 10 < lat < 11

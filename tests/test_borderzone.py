@@ -148,7 +148,7 @@ async def _zone(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
     r = await client.get("/analysis/border-zone", params=params)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == GEOJSON
-    body = r.json()
+    body: dict[str, Any] = r.json()
     assert body["type"] == "FeatureCollection"
     return body
 
@@ -228,8 +228,8 @@ async def test_band_polygons(client: httpx.AsyncClient, session: AsyncSession) -
     # every point lies in the band polygon of its nearest segment and distance (the buffers
     # are metric: a buffer in degrees would misplace points by kilometres)
     for p in points:
-        if p.segment is not None and p.km is not None and (k := _band(p.km, EDGES)):
-            assert polygons[(p.segment, k)].contains(shapely.Point(p.lon, p.lat)), p
+        if p.segment is not None and p.km is not None and (band := _band(p.km, EDGES)):
+            assert polygons[(p.segment, band)].contains(shapely.Point(p.lon, p.lat)), p
     # the 0-5 km band is about 5 km deep: its area is close to 5 km x the border's length
     lengths = {s: GEOD.geometry_length(line) / 1000 for s, line in border_lines().items()}
     for s in SEGMENTS:

@@ -54,7 +54,8 @@ FEATURES = ["/jurisdictions/{code}", "/incidents/{incident_id}"]
 
 
 def _ref(content: dict[str, Any], media: str) -> str | None:
-    return content.get(media, {}).get("schema", {}).get("$ref")
+    ref: str | None = content.get(media, {}).get("schema", {}).get("$ref")
+    return ref
 
 
 async def test_geojson_routes_declare_features(client: httpx.AsyncClient) -> None:

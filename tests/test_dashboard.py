@@ -131,7 +131,8 @@ class Page:
         await self.page.evaluate(f"window.borderwatch.settled({WAIT_MS})")
 
     async def rendered(self) -> dict[str, int]:
-        return await self.page.evaluate("window.borderwatch.renderedIncidents()")
+        counts: dict[str, int] = await self.page.evaluate("window.borderwatch.renderedIncidents()")
+        return counts
 
     async def click_map(self, lon: float, lat: float) -> None:
         """A real mouse click where (lon, lat) is on screen."""
@@ -186,7 +187,7 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
 
 async def _canvas_colours(p: Page) -> dict[str, int]:
     """Pixels of the sea, the home country's land and the border line in the WebGL canvas."""
-    return await p.page.evaluate(
+    counts: dict[str, int] = await p.page.evaluate(
         """async () => {
           const map = window.borderwatch.map;
           const url = await new Promise((resolve) => {
@@ -210,6 +211,7 @@ async def _canvas_colours(p: Page) -> dict[str, int]:
           return out;
         }"""
     )
+    return counts
 
 
 async def test_dashboard_loads_renders_and_counts(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,7 +61,7 @@ async def test_demo_load(session: AsyncSession) -> None:
 async def test_generation_shape(session: AsyncSession) -> None:
     vietnam, neighbours, posts, borders = await demo._inputs(session)
 
-    def make(seed: int) -> list[dict]:
+    def make(seed: int) -> list[dict[str, Any]]:
         return demo.generate(
             count=20_000, seed=seed, vietnam=vietnam, neighbours=neighbours, posts=posts,
             borders=borders, now=NOW,

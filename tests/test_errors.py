@@ -73,12 +73,13 @@ async def test_statement_timeout_is_503_with_advice(
 def _through_sqlalchemy(error: Exception) -> sa_exc.DBAPIError:
     """`error` as SQLAlchemy's asyncpg dialect raises it: the adapter's Error made from it (a
     plain one, as for every PostgresError the adapter has no class for), in a DBAPIError."""
-    dbapi = AsyncAdapt_asyncpg_dbapi(asyncpg)
+    # SQLAlchemy's asyncpg adapter classes are untyped
+    dbapi = AsyncAdapt_asyncpg_dbapi(asyncpg)  # type: ignore[no-untyped-call]
     try:
         try:
             raise error
         except Exception as exc:
-            raise dbapi.Error(exc.args[0], exc) from exc
+            raise dbapi.Error(exc.args[0], exc) from exc  # type: ignore[no-untyped-call]
     except dbapi.Error as adapted:
         wrapped = sa_exc.DBAPIError.instance("SELECT 1", None, adapted, dbapi.Error)
     assert type(wrapped) is sa_exc.DBAPIError  # no subclass Starlette could tell apart
@@ -174,7 +175,7 @@ async def test_failure_while_starting_a_streamed_list_is_503(
 
     async def refused(**_: object) -> AsyncIterator[bytes]:
         raise _through_sqlalchemy(pg.CannotConnectNowError("the database system is starting up"))
-        yield b""  # pragma: no cover - makes this an async generator
+        yield b""  # type: ignore[unreachable]  # pragma: no cover - makes this an async generator
 
     monkeypatch.setattr(listing, "stream_page", refused)
     r = await client.get("/incidents")

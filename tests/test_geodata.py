@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from datetime import date
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -88,7 +89,7 @@ async def test_provinces_tile_vietnam(session: AsyncSession, day: str) -> None:
 async def test_overlaps_are_negligible(session: AsyncSession) -> None:
     """Provinces of the same era hardly overlap; those of different eras cover the same land
     (every 2025 province is a union of former ones) and are not compared."""
-    overlaps = dict(
+    overlaps: dict[Any, float] = dict(
         (
             await session.execute(
                 text(
@@ -113,7 +114,7 @@ async def test_overlaps_are_negligible(session: AsyncSession) -> None:
 
 
 async def test_names_keyed_on_iso_code_with_diacritics(session: AsyncSession) -> None:
-    rows = dict(
+    rows: dict[str, list[str]] = dict(
         (
             await session.execute(
                 text(

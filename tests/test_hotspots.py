@@ -142,7 +142,7 @@ async def get(client: httpx.AsyncClient, path: str, **params: Any) -> dict[str, 
     r = await client.get(path, params=params)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/geo+json"
-    body = r.json()
+    body: dict[str, Any] = r.json()
     assert body["type"] == "FeatureCollection"
     return body
 
@@ -183,7 +183,9 @@ async def test_planted_cluster_is_a_99_percent_hot_spot(
 
     # each count is the number of our points inside the cell polygon (shapely)
     pts = np.vstack([planted, noise])
-    tree = shapely.STRtree(shapely.points(pts))
+    ours = shapely.points(pts)
+    assert isinstance(ours, np.ndarray)  # an array of points for an (n, 2) array
+    tree = shapely.STRtree(ours)
     counts = [len(tree.query(c, predicate="intersects")) for c in cells]
     assert [f["properties"]["count"] for f in feats] == counts
     assert sum(counts) == PLANTED + 600
@@ -376,7 +378,9 @@ async def test_clusters(client: httpx.AsyncClient, session: AsyncSession) -> Non
     hull_utm = shapely.MultiPoint(planted).convex_hull
     assert shown.contains(hull_utm.buffer(700))
     assert not shown.contains(hull_utm.buffer(800))
-    vertices = {tuple(np.round(v, 6)) for v in shape(big["geometry"]).exterior.coords}
+    polygon = shape(big["geometry"])
+    assert isinstance(polygon, shapely.Polygon)
+    vertices = {tuple(np.round(v, 6)) for v in polygon.exterior.coords}
     assert not vertices & {tuple(np.round(v, 6)) for v in to_lonlat(planted)}
     expected_hull = hull_utm.area / 1e6
     assert big["properties"]["hull_area_km2"] == pytest.approx(expected_hull, rel=1e-3)

@@ -85,7 +85,12 @@ async def _count(session: AsyncSession) -> int:
     ("label", "body", "field", "says"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES]
 )
 async def test_bad_body(
-    client: httpx.AsyncClient, session: AsyncSession, label: str, body: dict, field: str, says: str
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    label: str,
+    body: dict[str, Any],
+    field: str,
+    says: str,
 ) -> None:
     before = await _count(session)
     r = await client.post("/incidents", json=body)
@@ -190,7 +195,9 @@ LIST_CASES = [
 
 
 @pytest.mark.parametrize(("params", "field"), LIST_CASES, ids=[str(c[0]) for c in LIST_CASES])
-async def test_bad_list_parameters(client: httpx.AsyncClient, params: dict, field: str) -> None:
+async def test_bad_list_parameters(
+    client: httpx.AsyncClient, params: dict[str, Any], field: str
+) -> None:
     r = await client.get("/incidents", params=params)
     assert r.status_code == 422, (params, r.text)
     assert r.headers["content-type"] == PROBLEM

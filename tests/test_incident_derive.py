@@ -7,11 +7,13 @@ import json
 import random
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
 import pytest
 import shapely
 from shapely import STRtree
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +38,7 @@ AT = datetime(2024, 5, 1, tzinfo=UTC)
 LAST_INSERT: dict[str, object] = {}
 
 
-async def _insert(session: AsyncSession, lon: float, lat: float) -> tuple:
+async def _insert(session: AsyncSession, lon: float, lat: float) -> tuple[Any, ...]:
     row = (await session.execute(INSERT, {"lon": lon, "lat": lat, "at": AT})).one()
     LAST_INSERT.update(province=row[8], commune=row[9])
     path = row[2] or None  # no unit at all: NULL, as the column holds it
@@ -44,9 +46,9 @@ async def _insert(session: AsyncSession, lon: float, lat: float) -> tuple:
 
 
 @cache
-def _communes_2025() -> tuple[STRtree, list[tuple[str, str, object]]]:
+def _communes_2025() -> tuple[STRtree, list[tuple[str, str, BaseGeometry]]]:
     fc = json.loads((GEODATA / "units_2025.geojson").read_text("utf-8"))
-    communes = [
+    communes: list[tuple[str, str, BaseGeometry]] = [
         (f["properties"]["code"], f["properties"]["parent_code"], shape(f["geometry"]))
         for f in fc["features"]
         if f["properties"]["level"] == "commune"
@@ -74,7 +76,7 @@ def _border_lines() -> dict[str, object]:
 
 async def _posts(session: AsyncSession) -> list[tuple[str, float, float]]:
     rows = await session.execute(text("SELECT code, ST_X(geom), ST_Y(geom) FROM border_post"))
-    return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+    return [tuple(r) for r in rows.all()]
 
 
 async def test_point_in_a_province(session: AsyncSession) -> None:
@@ -185,7 +187,9 @@ async def test_moving_an_incident_rederives(session: AsyncSession) -> None:
         ),
         {"id": row.id},
     )
-    assert tuple(moved.one()) == (*_today(106.700, 10.776), "VN-SG")  # type: ignore[misc]
+    today = _today(106.700, 10.776)
+    assert today is not None
+    assert tuple(moved.one()) == (*today, "VN-SG")
 
 
 async def test_random_points_border_and_post_distances(session: AsyncSession) -> None:

@@ -300,7 +300,7 @@ async def test_geopackage_is_typed_points_in_wgs84(
         "occurred_at", "reported_at", "created_at", "updated_at", "severity", "version",
     }  # fmt: skip
     frame = pyogrio.read_dataframe(path, layer="incidents")
-    assert frame.crs.to_epsg() == 4326
+    assert frame.crs is not None and frame.crs.to_epsg() == 4326
     assert len(frame) == len(POINTS) and gone not in set(frame["id"])
     assert str(frame["occurred_at"].dtype) == "datetime64[ms, UTC]"
     by_id = frame.set_index("id")

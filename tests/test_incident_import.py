@@ -10,7 +10,7 @@ import io
 import random
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -28,6 +28,7 @@ from app.errors import InvalidInput
 from app.incidents import imports
 from app.incidents.imports import staging, write
 from app.incidents.imports.csv_file import CsvFile
+from app.incidents.imports.formats import Format
 from app.incidents.imports.geojson_file import GeoJsonFile
 from conftest import app_client, drop_database, make_key
 from geo_reference import units_of
@@ -83,13 +84,15 @@ async def _history(session: AsyncSession, incident_id: uuid.UUID) -> list[Any]:
     return list(rows.all())
 
 
-def _csv(rows: list[list[Any]]) -> str:
+def _csv(rows: Iterable[Iterable[object]]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue()
 
 
-async def _trigger_derived(session: AsyncSession, lon: float, lat: float, at: datetime) -> tuple:
+async def _trigger_derived(
+    session: AsyncSession, lon: float, lat: float, at: datetime
+) -> tuple[Any, ...]:
     """What the incident_derive trigger sets for a point (inserted, read, removed)."""
     row = (
         await session.execute(
@@ -105,7 +108,7 @@ async def _trigger_derived(session: AsyncSession, lon: float, lat: float, at: da
     return tuple(row[1:])
 
 
-def _derived(row: Any) -> tuple:
+def _derived(row: Any) -> tuple[Any, ...]:
     return (
         row.country_code,
         row.province_code,
@@ -465,7 +468,7 @@ async def test_geojson_errors(client: httpx.AsyncClient, session: AsyncSession) 
     assert broken.status_code == 422 and "not valid JSON" in broken.json()["detail"]
 
 
-MIXED = [
+MIXED: list[list[object]] = [
     ["lat", "lon", "occurred_at", "category", "severity", "status", "source_id"],
     [10.386, 105.435, "2024-05-01", "smuggling", 3, "", "ok-1"],  # row 2
     ["abc", 105.435, "2024-05-01", "smuggling", 3, "", "bad-1"],  # 3
@@ -627,7 +630,7 @@ async def test_chunks_and_batches(
 
 
 async def test_coordinates_are_checked(client: httpx.AsyncClient) -> None:
-    rows = [
+    rows: list[list[object]] = [
         ["lat", "lon", "date", "category"],
         ["nan", 105.4, "2024-01-01", "other"],  # 2
         [10.4, "inf", "2024-01-01", "other"],  # 3
@@ -936,7 +939,7 @@ async def test_imports_have_their_own_statement_timeout(
     from app.incidents.imports import run
 
     seen: list[str] = []
-    original = run.upsert
+    original = write.upsert  # the function run.py calls as `upsert`, replaced there below
 
     async def slow_upsert(session: AsyncSession, **kw: Any) -> Any:
         seen.append(str((await session.execute(text("SHOW statement_timeout"))).scalar_one()))
@@ -1149,7 +1152,12 @@ async def test_no_transaction_is_open_while_the_file_is_parsed(
     collection.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature"}]}')
     async with sessionmaker(engine)() as session:
         parse_spy.session = session
-        for path, fmt in ((rejected, "csv"), (too_wide, "csv"), (collection, "geojson")):
+        cases: list[tuple[Path, Format]] = [
+            (rejected, "csv"),
+            (too_wide, "csv"),
+            (collection, "geojson"),
+        ]
+        for path, fmt in cases:
             with pytest.raises(InvalidInput):
                 await imports.import_file(
                     session=session,

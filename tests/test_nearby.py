@@ -4,11 +4,13 @@ and an index-assisted plan at 100 000 incidents."""
 from __future__ import annotations
 
 import random
+from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.config import Settings
@@ -122,7 +124,7 @@ async def test_scope_applies(
         {"lat": "x", "lon": 105},
     ],
 )
-async def test_bad_input(client: httpx.AsyncClient, params: dict) -> None:
+async def test_bad_input(client: httpx.AsyncClient, params: dict[str, Any]) -> None:
     r = await client.get("/incidents/nearby", params=params)
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
 
@@ -177,14 +179,14 @@ async def test_plan_uses_the_index_at_100k(session: AsyncSession) -> None:
     captured: dict[str, str] = {}
     original = session.execute
 
-    async def capture(stmt, *args, **kwargs):  # type: ignore[no-untyped-def]
-        captured["sql"] = str(
-            stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
-        )
+    # PostgreSQL's dialect through its URL (its constructor is untyped)
+    dialect = make_url("postgresql://").get_dialect()()
+
+    async def capture(stmt: Any, *args: Any, **kwargs: Any) -> Any:
+        captured["sql"] = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
         return await original(stmt, *args, **kwargs)
 
-    session.execute = capture  # type: ignore[method-assign]
-    try:
+    with patch.object(session, "execute", capture):
         await nearby.nearby(
             session=session,
             filt=IncidentFilter(scope=NATIONAL),
@@ -193,8 +195,6 @@ async def test_plan_uses_the_index_at_100k(session: AsyncSession) -> None:
             radius_m=5000,
             limit=50,
         )
-    finally:
-        session.execute = original  # type: ignore[method-assign]
     plan = "\n".join(
         r[0] for r in (await session.execute(text("EXPLAIN " + captured["sql"]))).all()
     )

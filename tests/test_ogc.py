@@ -248,7 +248,12 @@ async def test_paging_visits_every_match_once(client: httpx.AsyncClient, rows: l
     assert times == sorted(times, reverse=True)
 
     # next and prev keep every other parameter; prev of page 2 is page 1
-    params = {"limit": 5, "bbox": "102,8,110,24", "filter": "severity >= 2", "sortby": "-severity"}
+    params: dict[str, str | int] = {
+        "limit": 5,
+        "bbox": "102,8,110,24",
+        "filter": "severity >= 2",
+        "sortby": "-severity",
+    }
     p1 = (await client.get(ITEMS, params=params)).json()
     nxt = next(
         x["href"] for x in p1["links"] if x["rel"] == "next" and x["type"] == "application/geo+json"
@@ -297,7 +302,10 @@ async def test_bbox_datetime_and_equality_parameters(
 
     times = sorted(r.occurred_at for r in rows)
     t0, t1 = times[40], times[180]
-    iso = lambda t: t.isoformat().replace("+00:00", "Z")  # noqa: E731
+
+    def iso(t: datetime) -> str:
+        return t.isoformat().replace("+00:00", "Z")
+
     cases = {
         f"{iso(t0)}/{iso(t1)}": lambda r: t0 <= r.occurred_at <= t1,
         f"{iso(t0)}/..": lambda r: r.occurred_at >= t0,

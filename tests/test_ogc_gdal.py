@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -63,13 +64,14 @@ async def served(server_url: str, tmp_path: Path) -> AsyncIterator[Served]:
         yield Served(live.base + "/ogc", live.keys["gdal"].key, live.log)
 
 
-async def _api(served: Served, **params: str) -> dict:
+async def _api(served: Served, **params: str) -> dict[str, Any]:
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {served.key}"}) as c:
         r = await c.get(
             f"{served.base}/collections/incidents/items", params={"limit": "10000", **params}
         )
         assert r.status_code == 200, r.text
-        return r.json()
+        body: dict[str, Any] = r.json()
+        return body
 
 
 async def test_ogrinfo_lists_the_collections(served: Served) -> None:

@@ -155,7 +155,7 @@ def code_named(name_local: str, era: str, level: str = "province") -> str:
         and (f["properties"].get("valid_to") is None) == (era == "today")
     ]
     assert len(found) == 1, (name_local, era, found)
-    return found[0]
+    return str(found[0])
 
 
 # ---- the examples -------------------------------------------------------------------

@@ -60,7 +60,8 @@ async def _post(client: httpx.AsyncClient, row: tuple[Any, ...]) -> dict[str, An
         },
     )
     assert r.status_code == 201, r.text
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 async def _seed(client: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -79,7 +80,8 @@ async def _stats(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
     r = await client.get("/analysis/stats", params=params)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/json"
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 def _expected(keys: list[str | None], solved: list[bool]) -> dict[str | None, tuple[int, int]]:

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -604,7 +605,8 @@ async def test_hotspot_tile_holds_the_grid_cells_that_reach_into_it(
     feats = decode(r.content, "hotspots")
 
     def merc(g: Any) -> Any:
-        return shapely.transform(g, TO_MERC.transform, interleaved=False)
+        # types-shapely types the function for interleaved=True only (one (n, 2) array)
+        return shapely.transform(g, TO_MERC.transform, interleaved=False)  # type: ignore[arg-type]
 
     cells = [(merc(shape(f["geometry"])), f["properties"]) for f in grid["features"]]
     inner = _mercator_box(z, x, y, -1)  # surely in the tile
@@ -763,8 +765,15 @@ async def test_version_moves_once_per_committed_transaction(
     finally:
         await engine.dispose()
     u = make_url(url)
-    dsn = dict(host=u.host, port=u.port, user=u.username, password=u.password, database=name)
-    a, b = await asyncpg.connect(**dsn), await asyncpg.connect(**dsn)
+    connect = partial(
+        asyncpg.connect,
+        host=u.host,
+        port=u.port,
+        user=u.username,
+        password=u.password,
+        database=name,
+    )
+    a, b = await connect(), await connect()
     insert = (
         "INSERT INTO incident (category, severity, occurred_at, geom) SELECT 'fraud', 2,"
         " now(), ST_SetSRID(ST_MakePoint(105 + n / 100.0, 10), 4326) FROM generate_series(1, $1) n"
@@ -789,7 +798,10 @@ async def test_version_moves_once_per_committed_transaction(
         assert await b.fetchval(version) == v0 + 2  # a rolled-back change leaves it alone
         await a.execute("UPDATE border_post SET name = name")
         await a.execute("TRUNCATE incident CASCADE")
-        rows = dict(await b.fetch("SELECT layer, version FROM layer_version"))
+        rows = {
+            r["layer"]: r["version"]
+            for r in await b.fetch("SELECT layer, version FROM layer_version")
+        }
         assert rows["incidents"] == v0 + 3 and rows["border_posts"] == 2
     finally:
         await a.close()

@@ -50,7 +50,7 @@ def former() -> list[dict[str, Any]]:
 def code_named(name_local: str, level: str, era: str = "2025") -> str:
     """The code of the unit with this Vietnamese name (exactly one) in the bundled files."""
     pool = units() if era == "2025" else former()
-    found = [
+    found: list[str] = [
         f["properties"]["code"]
         for f in pool
         if f["properties"]["level"] == level and f["properties"]["name_local"] == name_local

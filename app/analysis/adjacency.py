@@ -9,6 +9,7 @@ from typing import Any
 from geoalchemy2 import Geometry
 from sqlalchemy import (
     ColumnElement,
+    FromClause,
     cast,
     func,
     literal_column,
@@ -111,7 +112,5 @@ async def cross_boundary(
     ]
 
 
-def _path_has_col(rows: Any, code: Any) -> ColumnElement[bool]:
-    return rows.c.jurisdiction_path.op("@>", is_comparison=True)(
-        cast(array([code]), ARRAY(String(32)))
-    )
+def _path_has_col(rows: FromClause, code: ColumnElement[str]) -> ColumnElement[bool]:
+    return rows.c.jurisdiction_path.bool_op("@>")(cast(array([code]), ARRAY(String(32))))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 BAND = 1.5  # neighbours: centres within BAND x the cell spacing (the 6 adjacent hexagons)
 # (bin, two-sided p threshold): 99 %, 95 %, 90 % confidence
@@ -27,15 +28,15 @@ def hex_neighbours(cells: list[tuple[int, int]]) -> list[list[int]]:
     return out
 
 
-def gi_star(counts: np.ndarray, neighbours: list[list[int]]) -> np.ndarray:
+def gi_star(counts: npt.NDArray[np.int64], neighbours: list[list[int]]) -> npt.NDArray[np.float64]:
     """Getis-Ord Gi* z-scores with binary weights, the cell itself included (Getis & Ord 1995,
     as ArcGIS Hot Spot Analysis and esda.G_Local(star=True, transform='B')); NaN where
     undefined (all counts equal, or a cell whose neighbourhood is the whole grid)."""
-    x = counts.astype(float)
+    x = counts.astype(np.float64)
     n = len(x)
     if n < 2:
         return np.full(n, np.nan)
-    mean = x.mean()
+    mean = float(x.mean())
     sd = math.sqrt(max(float((x * x).mean() - mean * mean), 0.0))
     rows = np.repeat(np.arange(n), [len(nb) for nb in neighbours])
     cols = np.fromiter((k for nb in neighbours for k in nb), dtype=np.int64, count=len(rows))
@@ -49,12 +50,12 @@ def gi_star(counts: np.ndarray, neighbours: list[list[int]]) -> np.ndarray:
     return z
 
 
-def two_sided_p(z: np.ndarray) -> np.ndarray:
+def two_sided_p(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Two-sided normal p-values (NaN stays NaN)."""
     return np.array([math.erfc(abs(v) / math.sqrt(2)) if v == v else math.nan for v in z])
 
 
-def bh_threshold(p: np.ndarray, alpha: float) -> float:
+def bh_threshold(p: npt.NDArray[np.float64], alpha: float) -> float:
     """Benjamini-Hochberg: the largest p(k) with p(k) <= k/m * alpha (m = tested cells);
     -1 when none qualifies."""
     ps = np.sort(p[~np.isnan(p)])
@@ -63,12 +64,14 @@ def bh_threshold(p: np.ndarray, alpha: float) -> float:
     return float(ps[ok[-1]]) if len(ok) else -1.0
 
 
-def confidence_bins(z: np.ndarray, p: np.ndarray, *, fdr: bool) -> np.ndarray:
+def confidence_bins(
+    z: npt.NDArray[np.float64], p: npt.NDArray[np.float64], *, fdr: bool
+) -> npt.NDArray[np.int_]:
     """+3/-3 (99 %), ±2 (95 %), ±1 (90 %), 0: the highest confidence at which the cell is
     significant, signed as its z-score; with `fdr` each level's p threshold is the
     Benjamini-Hochberg one for that level."""
-    bins = np.zeros(len(z), dtype=int)
+    bins = np.zeros(len(z), dtype=np.int_)
     for level, alpha in reversed(LEVELS):  # 90 %, then 95 %, then 99 % overwrites
         cut = bh_threshold(p, alpha) if fdr else alpha
         bins[~np.isnan(p) & (p <= cut)] = level
-    return (bins * np.sign(np.nan_to_num(z))).astype(int)
+    return (bins * np.sign(np.nan_to_num(z))).astype(np.int_)

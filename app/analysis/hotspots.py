@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 from sqlalchemy import (
     Float,
@@ -312,7 +313,7 @@ def _hex_index(points: Subquery, edge: float) -> Subquery:
 
 async def cell_counts(
     *, session: AsyncSession, filt: IncidentFilter, study: StudyArea, grid: Grid, cell_km: float
-) -> np.ndarray:
+) -> npt.NDArray[np.int64]:
     """The matching incidents in each cell of the grid (in the grid's order).
 
     One statement that PostgreSQL can run in parallel workers: each candidate incident (index

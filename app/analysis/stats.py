@@ -73,7 +73,8 @@ TODAYS_UNIT: dict[str, Any] = {
 def _key(group_by: GroupBy, level: Level, tz: str) -> Expr:
     i = Incident
     if group_by == "jurisdiction":
-        return TODAYS_UNIT[level]
+        unit: Expr = TODAYS_UNIT[level]
+        return unit
     if group_by == "month":
         return func.date_trunc("month", func.timezone(tz, i.occurred_at))
     if group_by == "category":

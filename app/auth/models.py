@@ -20,7 +20,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import SRID_WGS84, Base
+from app.db import Base
+from app.geo.spatial import SRID_WGS84
 
 ROLES = ("viewer", "officer", "analyst", "admin")
 

@@ -10,9 +10,21 @@ app/incidents/filters.py, `visible`), so auth knows nothing of the tables it gua
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, or_, select, text, true
+from geoalchemy2 import WKBElement
+from sqlalchemy import (
+    ColumnElement,
+    SQLColumnExpression,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
@@ -35,7 +47,9 @@ class Scope:
         """Whether nothing is hidden."""
         return self.code is None
 
-    def condition(self, path: Any, geom: Any) -> ColumnElement[bool]:
+    def condition(
+        self, path: SQLColumnExpression[list[str] | None], geom: SQLColumnExpression[WKBElement]
+    ) -> ColumnElement[bool]:
         """SQL: a row with the jurisdiction path `path` (an array of codes) and the position
         `geom` is visible in this scope."""
         if self.code is None:

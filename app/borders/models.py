@@ -6,7 +6,8 @@ from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import SRID_WGS84, Base
+from app.db import Base
+from app.geo.spatial import SRID_WGS84
 
 
 class BorderSegment(Base):

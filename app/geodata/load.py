@@ -185,7 +185,7 @@ def _polygonal(geom: Any, label: str, report: LoadReport) -> MultiPolygon | None
     return MultiPolygon(parts)
 
 
-def _read_frame(path: Path, layer: str | None) -> Any:
+def _read_frame(path: Path, layer: str | None) -> pd.DataFrame:
     """The features of a boundary file, in EPSG:4326."""
     if not path.exists():
         raise InvalidInput(f"boundary file not found: {path}")
@@ -198,6 +198,12 @@ def _read_frame(path: Path, layer: str | None) -> Any:
     if frame.crs.to_epsg() != spatial.SRID_WGS84:
         frame = frame.to_crs(spatial.SRID_WGS84)
     return frame
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The features' attributes, by column name (a column of a file is named by a string; pandas
+    types a label as any hashable)."""
+    return [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
 
 
 def read_boundaries(
@@ -221,7 +227,7 @@ def read_boundaries(
             raise InvalidInput(
                 f"{path.name} has no attribute '{required}' (attributes: {sorted(columns)})"
             )
-    for i, row in enumerate(frame.to_dict("records")):
+    for i, row in enumerate(_records(frame)):
         code = _value(row, fields.code)
         label = f"feature {i} ({code or 'no code'})"
         if not code:
@@ -531,7 +537,7 @@ async def load_official(
     report = LoadReport()
     today = eras.today()
     seen: set[str] = set()
-    for i, row in enumerate(frame.to_dict("records")):
+    for i, row in enumerate(_records(frame)):
         official = _official(row.get(official_field), level)
         label = f"feature {i} ({official_field} {official or 'empty'})"
         if official is None:

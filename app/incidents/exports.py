@@ -29,8 +29,8 @@ from sqlalchemy import Float, Select, Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.db import SRID_WGS84
 from app.geo import geojson
+from app.geo.spatial import SRID_WGS84
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr

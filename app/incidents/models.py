@@ -27,7 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import SRID_WGS84, Base
+from app.db import Base
+from app.geo.spatial import SRID_WGS84
 
 STATUSES = (
     "reported",

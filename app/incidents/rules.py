@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, tzinfo
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
@@ -20,7 +20,7 @@ from app.incidents.models import STATUSES
 Status = Literal[
     "reported", "verified", "under_investigation", "solved", "closed", "rejected", "duplicate"
 ]
-assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
+assert set(get_args(Status)) == set(STATUSES)
 
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LAT_MIN, LAT_MAX = -90.0, 90.0

@@ -26,7 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import SRID_WGS84, Base
+from app.db import Base
+from app.geo.spatial import SRID_WGS84
 
 LEVELS = ("country", "province", "district", "commune")
 # the names a person may type, folded by place_fold (migration 0011), each between '|': local

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     FromClause,
+    SQLColumnExpression,
     Text,
     cast,
     column,
@@ -103,7 +104,9 @@ class Source:
         return geojson.feature(id_=self.id, geom=self.geom, properties=self.properties)
 
 
-def _q(expr: Any, type_: str, title: str, enum: tuple[str, ...] | None = None) -> Queryable:
+def _q(
+    expr: SQLColumnExpression[Any], type_: str, title: str, enum: tuple[str, ...] | None = None
+) -> Queryable:
     return Queryable(expr, type_, title, enum)
 
 

@@ -25,7 +25,17 @@ from typing import Any
 import shapely
 from pygeofilter import ast, values
 from shapely.geometry import shape
-from sqlalchemy import ColumnElement, and_, false, func, literal, not_, or_, true
+from sqlalchemy import (
+    ColumnElement,
+    SQLColumnExpression,
+    and_,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    true,
+)
 from sqlalchemy.types import (
     BigInteger,
     Boolean,
@@ -62,7 +72,7 @@ UNITS_M = {
 class Queryable:
     """A property a filter, a sort or an equality parameter may name."""
 
-    expr: Any  # an SQL expression
+    expr: SQLColumnExpression[Any]  # a column or an expression over columns
     type: str  # string | integer | number | boolean | datetime | date | uuid | geometry
     title: str
     enum: tuple[str, ...] | None = None
@@ -280,7 +290,7 @@ class Translator:
         raise bad(f"{kind.__name__} is not supported; use T_INTERSECTS, T_BEFORE, T_AFTER,"
                    " T_DISJOINT or T_EQUALS")  # fmt: skip
 
-    def period(self, q: Queryable, value: Any) -> tuple[Any, Any, bool]:
+    def period(self, q: Queryable, value: Any) -> tuple[date | None, date | None, bool]:
         """(start, end, is_instant) of a temporal literal; ends are None when open."""
         if isinstance(value, values.Interval):
             start = None if value.start is None else self.moment(q, value.start)
@@ -298,13 +308,16 @@ class Translator:
         moment = self.moment(q, value)
         return moment, moment, True
 
-    def moment(self, q: Queryable, value: Any, *, end: bool = False) -> Any:
+    def moment(self, q: Queryable, value: Any, *, end: bool = False) -> date:
+        """A date (a datetime for a datetime property) of a temporal property."""
         if isinstance(value, timedelta):
             raise bad("durations are not supported in intervals")
         if isinstance(value, date) and not isinstance(value, datetime) and q.type == "datetime":
             day = datetime.combine(value, time(), UTC)
             return day + timedelta(days=1) if end else day
-        return coerce(q, value)
+        moment = coerce(q, value)
+        assert isinstance(moment, date)  # coerce gives a date or datetime for these properties
+        return moment
 
 
 def translate(node: ast.Node, queryables: Queryables) -> ColumnElement[bool]:
@@ -315,7 +328,11 @@ def translate(node: ast.Node, queryables: Queryables) -> ColumnElement[bool]:
 # --- literals --------------------------------------------------------------------------------
 
 
-def coerce(q: Queryable, value: Any) -> Any:
+# what coerce gives: a Python value of a queryable's type (a datetime is a date)
+Scalar = str | int | float | bool | date | uuid.UUID
+
+
+def coerce(q: Queryable, value: Any) -> Scalar:
     """A Python value of the queryable's type (InvalidInput naming the property otherwise)."""
     t = q.type
     if t == "string":
@@ -406,7 +423,8 @@ def _is_property(node: Any) -> bool:
 
 def _describe(node: Any) -> str:
     if isinstance(node, ast.Attribute):
-        return node.name[:64]
+        name: str = node.name
+        return name[:64]
     if isinstance(node, ast.Function):
         return f"{node.name[:40]}()"
     return type(node).__name__

@@ -6,7 +6,8 @@ from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import Boolean, CheckConstraint, Computed, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import SRID_WGS84, Base
+from app.db import Base
+from app.geo.spatial import SRID_WGS84
 
 KINDS = ("border_gate", "border_guard_station", "police", "customs", "coast_guard")
 # local and English name folded by place_fold (migration 0011), each between '|'

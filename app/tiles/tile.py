@@ -36,7 +36,7 @@ class Tile:
     @property
     def width_m(self) -> float:
         """Width (and height) of the tile in Web Mercator metres."""
-        return 2 * WORLD_M / 2**self.z
+        return 2 * WORLD_M / (1 << self.z)
 
     @property
     def buffer_m(self) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Required
+from typing import Annotated, Any, Required, get_args
 
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
@@ -299,7 +299,7 @@ class RowChecker:
                 f"{rules.SEVERITY_MIN}..{rules.SEVERITY_MAX}"
             )
         if name == "status":
-            return f"status '{raw}' is not one of {', '.join(rules.Status.__args__)}"  # type: ignore[attr-defined]
+            return f"status '{raw}' is not one of {', '.join(get_args(rules.Status))}"
         if name == "location_precision_m":
             return (
                 f"location_precision_m '{raw}' is not a number of metres 0..{rules.PRECISION_MAX_M}"
