@@ -237,6 +237,11 @@ async def test_dashboard_loads_renders_and_counts(
     # Hoàng Sa and Trường Sa are labelled as Vietnam's (the polygons: test_incident_derive)
     labels = await p.page.locator(".map-label-archipelago").all_text_contents()
     assert labels == ["Quần đảo Hoàng Sa (Việt Nam)", "Quần đảo Trường Sa (Việt Nam)"]
+    # provinces are named as Vietnamese readers write them, as the API names them in vi
+    shown = set(await p.page.locator(".map-label-province").all_text_contents())
+    named = await served.api("/jurisdictions", level="province", lang="vi")
+    assert shown == {f["properties"]["display_name"] for f in named["features"]}
+    assert {"Tỉnh An Giang", "Thành phố Hồ Chí Minh"} <= shown
     assert any("/tiles/incidents/" in u and ".mvt?v=" in u for u in p.requests)
 
     # the loaded dashboard as a person sees it (kept under the test's tmp_path)

@@ -5,6 +5,7 @@
 import { map } from "./context.js";
 import { nearbyToolOn, runNearby, showIncident } from "./incident.js";
 import { isShown } from "./mapview.js";
+import { localName } from "./names.js";
 import { clearProvince, selectProvince } from "./neighbours.js";
 import { state } from "./state.js";
 import { el, words } from "./ui.js";
@@ -41,7 +42,7 @@ function onMapClick(e) {
   const posts = hits("post-circles");
   if (posts.length) {
     const p = posts[0].properties;
-    const content = el("div", {}, el("strong", { text: p.name }), el("div", { text: TEXT.postDetail(p) }));
+    const content = el("div", {}, el("strong", { text: localName(p), title: p.name }), el("div", { text: TEXT.postDetail(p) }));
     new window.maplibregl.Popup().setLngLat(posts[0].geometry.coordinates).setDOMContent(content).addTo(map);
     return;
   }

@@ -1,6 +1,7 @@
 // What the panels share once the page has started: the map, and names for the codes the API
 // answers with (jurisdictions, categories).
 
+import { localName } from "./names.js";
 import { state } from "./state.js";
 
 /** The MapLibre map, null until start-up creates it (importers see the current one). */
@@ -13,7 +14,7 @@ export function setMap(created) {
 
 /** Names for codes; kept across eras (an incident's path names units of both maps). */
 export function setPlaces(jurisdictionFeatures) {
-  for (const f of jurisdictionFeatures) places.set(f.properties.code, f.properties.name);
+  for (const f of jurisdictionFeatures) places.set(f.properties.code, localName(f.properties));
 }
 
 export function placeName(code) {

@@ -6,6 +6,7 @@
 import { getJSON } from "./api.js";
 import { map, setPlaces } from "./context.js";
 import { reportError } from "./messages.js";
+import { PLACE_LANG } from "./names.js";
 import { clearProvince } from "./neighbours.js";
 import { newestOnly, whileWorking } from "./refresh.js";
 import { eraParams, state, writeUrl } from "./state.js";
@@ -31,8 +32,8 @@ let labels = null; // mapview.js createLabels(), once the map is up
 export async function loadUnits() {
   const at = eraParams();
   const [countries, provinces] = await Promise.all([
-    getJSON("/jurisdictions", { level: "country", simplify: SIMPLIFY_M, ...at }),
-    getJSON("/jurisdictions", { level: "province", simplify: SIMPLIFY_M, ...at })]);
+    getJSON("/jurisdictions", { level: "country", simplify: SIMPLIFY_M, lang: PLACE_LANG, ...at }),
+    getJSON("/jurisdictions", { level: "province", simplify: SIMPLIFY_M, lang: PLACE_LANG, ...at })]);
   state.provinces = provinces.features.map((f) => f.properties.code);
   setPlaces(provinces.features);
   return { type: "FeatureCollection", features: [...countries.features, ...provinces.features] };

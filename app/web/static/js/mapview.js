@@ -4,6 +4,7 @@
 
 import { authHeaders } from "./api.js";
 import { geometryBounds, labelPoint, midPoint } from "./geometry.js";
+import { localName } from "./names.js";
 
 const maplibregl = window.maplibregl;
 
@@ -287,8 +288,9 @@ export function createLabels(map) {
       if (!at) continue;
       const el = document.createElement("div");
       el.className = `map-label map-label-${f.properties.level}`;
-      el.textContent = f.properties.name;
-      el.title = f.properties.name_local || f.properties.name;
+      // names as Vietnamese readers write them (diacritics), the English name on hover
+      el.textContent = localName(f.properties);
+      el.title = f.properties.name;
       units.push({ level: f.properties.level, el,
         marker: new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map) });
     }

@@ -4,6 +4,7 @@
 import { getJSON } from "./api.js";
 import { map, placeName } from "./context.js";
 import { highlight, showShared } from "./mapview.js";
+import { localName, PLACE_LANG } from "./names.js";
 import { reportError } from "./messages.js";
 import { newestOnly } from "./refresh.js";
 import { filterParams, state, writeUrl } from "./state.js";
@@ -28,7 +29,8 @@ export async function selectProvince(code) {
   showPanelStatus(panel, placeName(code), TEXT.loading);
   try {
     const isNewest = newestProvince();
-    const fc = await getJSON(`/jurisdictions/${encodeURIComponent(code)}/neighbours`, filterParams());
+    const fc = await getJSON(`/jurisdictions/${encodeURIComponent(code)}/neighbours`,
+      { ...filterParams(), lang: PLACE_LANG });
     if (!isNewest()) return;
     state.neighbours = fc.features.map((f) => f.properties.code);
     highlight(map, code, state.neighbours);
@@ -80,7 +82,7 @@ async function sharedZones(code, neighbours) {
 function renderNeighbours(code, features, near) {
   const rows = features.map((f) => {
     const p = f.properties;
-    const tr = tableRow([p.name, p.shared_km, p.incident_count, near.get(p.code)]);
+    const tr = tableRow([localName(p), p.shared_km, p.incident_count, near.get(p.code)]);
     tr.dataset.code = p.code;
     tr.addEventListener("click", () => selectProvince(p.code));
     return tr;
