@@ -160,12 +160,18 @@ def time_http(base: str, params: dict[str, Any], n: int, key: str) -> tuple[list
     return samples, returned
 
 
-def body(i: int) -> dict[str, Any]:
+# where the created incidents are: near the Hữu Nghị gate (land, by the border), and at sea
+# off Vũng Tàu (the sea rule: nearest land, province and commune within 24 nautical miles)
+PLACES = {"land": (106.70, 21.96), "sea": (107.16, 10.25)}
+
+
+def body(i: int, where: str = "land") -> dict[str, Any]:
+    lon, lat = PLACES[where]
     return {
         "category": "smuggling",
         "severity": 1 + i % 5,
         "occurred_at": "2026-01-15T08:00:00Z",
-        "location": {"type": "Point", "coordinates": [106.70 + (i % 100) * 1e-4, 21.96]},
+        "location": {"type": "Point", "coordinates": [lon + (i % 100) * 1e-4, lat]},
         "description": f"bench {i}",
         "source": "bench",
     }
@@ -175,13 +181,13 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def time_create_serial(base: str, n: int, key: str) -> list[float]:
+def time_create_serial(base: str, n: int, key: str, where: str = "land") -> list[float]:
     samples = []
     with httpx.Client(base_url=base, timeout=30, headers=auth(key)) as client:
         deadline = time.monotonic() + CAP_S
         for i in range(n):
             t = time.perf_counter()
-            r = client.post("/incidents", json=body(i))
+            r = client.post("/incidents", json=body(i, where))
             samples.append(time.perf_counter() - t)
             assert r.status_code == 201, r.text
             if time.monotonic() > deadline:
@@ -215,6 +221,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--incidents", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument(
+        "--only-create", action="store_true", help="only POST /incidents (land and sea, c=1)"
+    )
     args = parser.parse_args()
 
     c = cluster()
@@ -231,6 +240,17 @@ def main() -> None:
         finally:
             await conn.close()
 
+    if args.only_create:
+        key = asyncio.run(admin_key(url))
+        with server(url) as base:
+            for where in ("land", "sea", "land", "sea"):  # interleaved rounds
+                time_create_serial(base, 10, key, where)  # warm-up
+                serial = summary(time_create_serial(base, 200, key, where))
+                print(
+                    f"create at {where}, concurrency 1: median {serial['median_ms']:.1f} ms"
+                    f"  p95 {serial['p95_ms']:.1f} ms"
+                )
+        return
     x, y, n_cell = asyncio.run(hotspot())
     bbox = (x, y, x + 0.5, y + 0.5)
     limit = 1000
