@@ -365,8 +365,10 @@ async def derive(
     report: LoadReport,
     corrections: list[jurisdictions.AdjacencyCorrection],
     progress: Progress = _quiet,
+    post_records: list[posts.PostRecord] | None = None,
 ) -> None:
-    """Rebuild border segments and adjacency, then re-derive every incident's fields."""
+    """Rebuild border segments and adjacency, write `post_records` (when given), then
+    re-derive every incident's fields, once (at a million incidents that is the long part)."""
     # geometry work on whole countries can take longer than the request timeout
     await session.execute(text("SET LOCAL statement_timeout = 0"))
     progress("cutting jurisdictions into indexed pieces")
@@ -381,6 +383,9 @@ async def derive(
         session=session, gap_m=settings.adjacency_gap_m, corrections=corrections
     )
     report.skipped += [f"adjacency correction {s}" for s in skipped]
+    if post_records is not None:
+        progress("writing border posts")
+        report.posts = await posts.upsert(session=session, records=post_records)
     progress("re-deriving incident jurisdictions and border distances")
     result = await session.execute(text("UPDATE incident SET geom = geom"))
     report.incidents_rederived = int(getattr(result, "rowcount", 0) or 0)
@@ -423,11 +428,8 @@ async def load_default(
         report=report,
         corrections=read_corrections(DEFAULT_CORRECTIONS),
         progress=progress,
+        post_records=read_posts(DEFAULT_POSTS),
     )
-    progress("writing border posts")
-    report.posts = await posts.upsert(session=session, records=read_posts(DEFAULT_POSTS))
-    # posts arrived after the derivation: incidents need their nearest post again
-    await session.execute(text("UPDATE incident SET geom = geom"))
     await _audit(session, actor=actor, source="default", report=report)
     return report
 
