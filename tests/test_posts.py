@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import shapely
@@ -87,3 +89,18 @@ async def test_filter_by_province(client: httpx.AsyncClient) -> None:
     assert "VN-HN" not in by_province  # Ha Noi has no border gate
     empty = await client.get("/border-posts", params={"province": "VN-HN"})
     assert empty.status_code == 200 and empty.json()["features"] == []
+    # today's provinces: those formed from the recorded ones (units_2025.geojson's formed_from)
+    units = json.loads((GEODATA / "units_2025.geojson").read_text("utf-8"))["features"]
+    today = {
+        f["properties"]["code"]: {
+            post for old in f["properties"]["formed_from"] for post in by_province.get(old, ())
+        }
+        for f in units
+        if f["properties"]["level"] == "province"
+    }
+    assert today["VN-P91"] == by_province["VN-44"] | by_province.get("VN-47", set())
+    for code, expected in today.items():
+        r = await client.get("/border-posts", params={"province": code})
+        got = r.json()["features"]
+        assert {f["id"] for f in got} == expected, code
+        assert all(f["properties"]["province"] == code for f in got)

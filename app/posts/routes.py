@@ -30,7 +30,10 @@ async def list_border_posts(
     border: Annotated[
         str | None, Query(pattern="^[A-Z]{3}-[A-Z]{3}$", description="e.g. VNM-LAO")
     ] = None,
-    province: Annotated[str | None, Query(max_length=32, description="e.g. VN-44")] = None,
+    province: Annotated[
+        str | None,
+        Query(max_length=32, description="either map: VN-44 (former) or VN-P91 (since 2025)"),
+    ] = None,
 ) -> GeoJSONResponse:
     """Filter by kind, border segment and province."""
     body = await service.list_features(session=session, kind=kind, border=border, province=province)

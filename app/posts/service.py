@@ -10,6 +10,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.geo import geojson, spatial
+from app.jurisdictions import eras
+from app.jurisdictions.models import Jurisdiction
 from app.posts.models import BorderPost
 
 
@@ -31,6 +33,23 @@ class PostRecord:
     source: str
 
 
+def todays_province(post: Any) -> Any:
+    """SQL: today's province of a post, the 2025 province formed from the post's recorded
+    (former) province, or that province itself when it is still in force."""
+    j = Jurisdiction
+    return (
+        select(j.code)
+        .where(
+            j.level == "province",
+            eras.in_force(j, eras.today()),
+            (j.code == post.province_code) | post.province_code.op("=")(func.any(j.formed_from)),
+        )
+        .order_by(j.code)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def properties() -> dict[str, Any]:
     """The properties of a border post Feature (GET /border-posts and the OGC collection)."""
     p = BorderPost
@@ -42,6 +61,7 @@ def properties() -> dict[str, Any]:
         "agency": p.agency,
         "border": p.border,
         "province_code": p.province_code,
+        "province": todays_province(p),
         "counterpart": p.counterpart,
         "position_approximate": p.position_approximate,
         "source": p.source,
@@ -63,8 +83,8 @@ async def list_features(
         stmt = stmt.where(p.kind == kind)
     if border:
         stmt = stmt.where(p.border == border)
-    if province:
-        stmt = stmt.where(p.province_code == province)
+    if province:  # a province of either map: the recorded one, or today's that holds it
+        stmt = stmt.where((p.province_code == province) | (todays_province(p) == province))
     return await geojson.collection(session, stmt)
 
 
