@@ -11,6 +11,7 @@ reference's ~25 m densification error cannot flip a class.
 from __future__ import annotations
 
 import csv
+import json
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -28,6 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.config import Settings
 from conftest import GEODATA, app_client, make_key
 from geo_reference import GEOD, features, lines_only, nearest_line_km
+
+TODAY_FORMED_FROM: dict[str, list[str]] = {
+    f["properties"]["code"]: f["properties"]["formed_from"]
+    for f in json.loads((GEODATA / "units_2025.geojson").read_text("utf-8"))["features"]
+    if f["properties"]["level"] == "province"
+}
 
 PROBLEM = "application/problem+json"
 GEOJSON = "application/geo+json"
@@ -261,6 +268,10 @@ async def test_border_posts_match_brute_force(
         for f in feats:
             assert f["geometry"] == {"type": "Point", "coordinates": list(posts()[f["id"]])}
             assert f["properties"]["code"] == f["id"] and f["properties"]["border"] in SEGMENTS
+            # today's province: the 2025 province formed from the one recorded with the post
+            assert (
+                f["properties"]["province_code"] in TODAY_FORMED_FROM[f["properties"]["province"]]
+            )
         order = [(-f["properties"]["count"], f["id"]) for f in feats]
         assert order == sorted(order)
     # zone_km = 0 leaves nothing; the shared filters apply

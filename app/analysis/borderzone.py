@@ -22,6 +22,7 @@ from app.geo import geojson, spatial
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.posts.models import BorderPost
+from app.posts.service import todays_province
 
 ALL = "all"
 MAX_KM = 200.0
@@ -223,6 +224,7 @@ async def border_posts(
             "kind": p.kind,
             "border": p.border,
             "province_code": p.province_code,
+            "province": todays_province(p),
             "count": count,
             "by_category": func.coalesce(per_post.c.by_category, cast(literal("{}"), JSONB)),
         },
