@@ -27,6 +27,7 @@ const MODES = ["today", "before", "date"];
 const SIMPLIFY_M = 500; // the province list is for fills and clicks: 500 m is plenty
 
 let labels = null; // mapview.js createLabels(), once the map is up
+let pending = false; // an era chosen before the map could show it
 
 /** Countries and provinces in force on the era's day (GeoJSON FeatureCollection). */
 export async function loadUnits() {
@@ -73,9 +74,14 @@ export function buildEra() {
   showCount();
 }
 
-/** The labels to keep in step with the era (set once the map has loaded). */
+/** The labels to keep in step with the era (set once the map has loaded); an era chosen
+ * while the map was still loading is shown now. */
 export function setLabels(created) {
   labels = created;
+  if (pending) {
+    pending = false;
+    showEra();
+  }
 }
 
 const newestEra = newestOnly();
@@ -87,7 +93,11 @@ export function showEra() {
     const isNewest = newestEra();
     try {
       const [units, tiles] = await Promise.all([loadUnits(), boundaryTiles()]);
-      if (!isNewest() || !map || !map.getSource("boundaries")) return;
+      if (!isNewest()) return;
+      if (!map || !map.getSource("boundaries")) {
+        pending = true; // the map is not up yet: setLabels shows it
+        return;
+      }
       map.getSource("jurisdictions").setData(units);
       map.getSource("boundaries").setTiles(tiles);
       if (labels) labels.setUnits(units.features);
