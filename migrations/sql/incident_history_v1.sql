@@ -1,6 +1,6 @@
 -- The statement-level history of incidents (triggers incident_history_inserted and
--- incident_history_updated) as migration 0006 installed it: a frozen copy of the functions that
--- 0006 renders, loaded by the downgrade of 0010. The picture of a row names its columns
+-- incident_history_updated) as migration 0006 installed it, loaded by 0006 and by the
+-- downgrade of 0010. The picture of a row names its columns
 -- (see 0006); the 2025 columns of 0010 are not in it.
 
 CREATE OR REPLACE FUNCTION incident_history_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
