@@ -43,8 +43,9 @@ from app.errors import InvalidInput
 from app.geo import geojson, spatial
 from app.geo.spatial import BBox
 from app.jurisdictions import eras
-from app.jurisdictions.models import Jurisdiction, JurisdictionPiece
+from app.jurisdictions.models import Jurisdiction
 from app.posts.models import BorderPost
+from app.posts.service import todays_province
 
 Level = Literal["province", "commune", "border_post"]
 LEVELS: tuple[Level, ...] = ("province", "commune", "border_post")  # also the order of ranking
@@ -155,38 +156,6 @@ def _parent_name(code: Any, lang: i18n.Lang) -> ColumnElement[Any]:
     )
 
 
-def _post_province(p: Any) -> ColumnElement[Any]:
-    """SQL: today's province of a post: the one its point lies in, else the one formed from
-    its (former) province, else that province's code."""
-    piece = JurisdictionPiece
-    covering = (
-        select(piece.code)
-        .where(
-            piece.level == "province",
-            eras.in_force(piece, TODAY),
-            func.ST_Intersects(piece.geom, p.geom),
-        )
-        .order_by(piece.code)
-        .limit(1)
-        .correlate(p)
-        .scalar_subquery()
-    )
-    n = aliased(Jurisdiction)
-    successor = (
-        select(n.code)
-        .where(
-            n.level == "province",
-            p.province_code == any_(n.formed_from),
-            eras.in_force(n, TODAY),
-        )
-        .order_by(n.code)
-        .limit(1)
-        .correlate(p)
-        .scalar_subquery()
-    )
-    return func.coalesce(covering, successor, p.province_code)
-
-
 def _ranked(level: Level | None, with_bbox: bool) -> Select[Any]:
     """The matching places, best first, at most LIMIT: (src, id, rank, ord). Names and codes
     sort byte-wise (COLLATE "C"): the same order whatever the database's collation."""
@@ -264,7 +233,7 @@ def _statement(lang: i18n.Lang, level: Level | None, with_bbox: bool) -> Select[
             "match": match,
         },
     )
-    province = _post_province(p)
+    province = todays_province(p, TODAY)
     post_feature = _feature(
         id_=p.code,
         geom=p.geom,

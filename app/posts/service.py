@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, any_, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.geo import geojson, spatial
 from app.jurisdictions import eras
-from app.jurisdictions.models import Jurisdiction
+from app.jurisdictions.models import Jurisdiction, JurisdictionPiece
 from app.posts.models import BorderPost
 
 
@@ -33,21 +34,39 @@ class PostRecord:
     source: str
 
 
-def todays_province(post: Any) -> Any:
-    """SQL: today's province of a post, the 2025 province formed from the post's recorded
-    (former) province, or that province itself when it is still in force."""
-    j = Jurisdiction
-    return (
+def todays_province(post: Any, today: Any = None) -> ColumnElement[Any]:
+    """SQL: today's province of a post (`today`: a date or a bound date; default today in
+    Vietnam): the one its point lies in, else the one formed from its recorded (former)
+    province, else that province's code. The one rule for the list, the border-post analysis
+    and place search."""
+    day = eras.today() if today is None else today
+    piece = JurisdictionPiece
+    covering = (
+        select(piece.code)
+        .where(
+            piece.level == "province",
+            eras.in_force(piece, day),
+            func.ST_Intersects(piece.geom, post.geom),
+        )
+        .order_by(piece.code)
+        .limit(1)
+        .correlate(post)
+        .scalar_subquery()
+    )
+    j = aliased(Jurisdiction)
+    successor = (
         select(j.code)
         .where(
             j.level == "province",
-            eras.in_force(j, eras.today()),
-            (j.code == post.province_code) | post.province_code.op("=")(func.any(j.formed_from)),
+            post.province_code == any_(j.formed_from),
+            eras.in_force(j, day),
         )
         .order_by(j.code)
         .limit(1)
+        .correlate(post)
         .scalar_subquery()
     )
+    return func.coalesce(covering, successor, post.province_code)
 
 
 def properties() -> dict[str, Any]:
