@@ -273,3 +273,66 @@ async def test_offshore_prefilter_never_drops_a_piece_within_reach(session: Asyn
         )
     ).one()
     assert real[0] == 0 and real[1] > 0
+
+
+async def test_sea_search_answers_what_the_previous_version_did(session: AsyncSession) -> None:
+    """incident_derive_v6.sql only searches less at sea than v5 (migration 0012 derives nothing
+    again): v5's incident_sea, loaded as a temporary function from its frozen file, answers
+    exactly what today's does at every uncovered point of a 0.25° grid over the region (off
+    Vietnam, China, Cambodia and Thailand, near land and far from it) and near the coast."""
+    from app import sqlfiles
+
+    (v5,) = [
+        s
+        for s in sqlfiles.statements("incident_derive_v5.sql")
+        if "CREATE OR REPLACE FUNCTION incident_sea(" in s
+    ]
+    await session.execute(
+        text(v5.replace("FUNCTION incident_sea(", "FUNCTION pg_temp.incident_sea_v5(", 1))
+    )
+    rng = random.Random(12)
+    coast = (
+        await session.execute(
+            text(
+                "SELECT ST_X(d.geom), ST_Y(d.geom) FROM jurisdiction j, ST_DumpPoints(j.geom) d"
+                " WHERE j.level = 'country' AND j.code IN ('VNM', 'CHN', 'KHM', 'THA')"
+                "   AND ST_X(d.geom) BETWEEN 100 AND 115 AND ST_Y(d.geom) BETWEEN 6 AND 24"
+            )
+        )
+    ).all()
+    xs = [102 + 0.25 * i for i in range(41)]
+    ys = [7 + 0.25 * j for j in range(69)]
+    points = [(x, y) for x in xs for y in ys]
+    points += [
+        (float(x) + rng.uniform(-0.3, 0.3), float(y) + rng.uniform(-0.3, 0.3))
+        for x, y in rng.sample(coast, 600)
+    ]
+    rows = (
+        await session.execute(
+            text(
+                "SELECT x, y, n.piece_ids, n.offshore_m, n.maritime_zone,"
+                "       o.piece_ids, o.offshore_m, o.maritime_zone"
+                "  FROM unnest(CAST(:x AS float8[]), CAST(:y AS float8[])) AS u(x, y)"
+                "  CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(x, y), 4326) AS pt) p"
+                "  LEFT JOIN LATERAL incident_sea(p.pt) n ON true"
+                "  LEFT JOIN LATERAL pg_temp.incident_sea_v5(p.pt) o ON true"
+                " WHERE cardinality(incident_covering(p.pt)) = 0"
+            ),
+            {"x": [p[0] for p in points], "y": [p[1] for p in points]},
+        )
+    ).all()
+    differ = [r for r in rows if tuple(r[2:5]) != tuple(r[5:8])]
+    assert differ == []
+    near = [r for r in rows if r[3] is not None]
+    by_country = {
+        code
+        for (code,) in (
+            await session.execute(
+                text("SELECT DISTINCT country FROM jurisdiction_piece WHERE id = ANY(:ids)"),
+                {"ids": [r[2][0] for r in near]},
+            )
+        ).all()
+    }
+    # at sea near each of the four countries, and far from any land (no answer)
+    assert {"VNM", "CHN", "KHM", "THA"} <= by_country
+    assert len(near) > 300 and len(rows) - len(near) > 300

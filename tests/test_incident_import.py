@@ -38,7 +38,7 @@ HA_NOI = (105.854, 21.028)
 VIENTIANE = (102.6, 17.97)  # Laos
 PHNOM_PENH = (104.928, 11.556)  # Cambodia
 
-# every field the derivation sets (migrations/sql/incident_derive_v5.sql), listed here so that
+# every field the derivation sets (migrations/sql/incident_derive_v6.sql), listed here so that
 # an import that leaves one out fails
 DERIVED = (
     "country_code, province_code, commune_code, province_at_occurrence, commune_at_occurrence,"
@@ -840,7 +840,7 @@ async def test_bulk_derivation_matches_the_trigger(
         assert got == expected, (sid, points[int(sid) - 1])
     # the rule itself, by brute force: every border piece and every post measured on the
     # spheroid, the nearest taken (lowest id on a tie); the trigger and the import share the
-    # candidate search (migrations/sql/incident_derive_v5.sql), this does not
+    # candidate search (migrations/sql/incident_derive_v6.sql), this does not
     brute = {
         str(r[0]): tuple(r[1:])
         for r in (

@@ -104,7 +104,7 @@ class Incident(Base):
     source: Mapped[str | None] = mapped_column(String(64))
     source_id: Mapped[str | None] = mapped_column(String(128))
     # Derived by the incident_derive() trigger on every insert and on location/time change
-    # (migrations/sql/incident_derive_v5.sql): today's units, the units in force on the day it
+    # (migrations/sql/incident_derive_v6.sql): today's units, the units in force on the day it
     # occurred, every unit of every era that holds it, its place at sea.
     country_code: Mapped[str | None] = mapped_column(String(3))
     province_code: Mapped[str | None] = mapped_column(String(32))

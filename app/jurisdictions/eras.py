@@ -1,7 +1,7 @@
 """Which units are in force on a day: the 63 provinces until 2025-07-01 (exclusive), the 34
 provinces and 3 321 communes since. A unit is in force from `valid_from` (NULL: always) to
 `valid_to` (exclusive; NULL: still), by Vietnam's calendar, as the derivation reads it
-(incident_in_force and incident_local_day in migrations/sql/incident_derive_v5.sql)."""
+(incident_in_force and incident_local_day in migrations/sql/incident_derive_v6.sql)."""
 
 from __future__ import annotations
 

@@ -34,8 +34,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from app.geo.spatial import SRID_WGS84
 
 # what the derivation functions read (and so what must not change while an import derives)
-BOUNDARY_TABLES = ("jurisdiction_piece", "border_segment_piece", "border_segment", "border_post")
-# the columns incident_derived_near answers (migrations/sql/incident_derive_v5.sql), with types
+BOUNDARY_TABLES = (
+    "jurisdiction",
+    "jurisdiction_piece",
+    "border_segment_piece",
+    "border_segment",
+    "border_post",
+)
+# the columns incident_derived_near answers (migrations/sql/incident_derive_v6.sql), with types
 DERIVED_TYPES = {
     "country_code": "text",
     "province_code": "text",
