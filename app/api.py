@@ -13,6 +13,7 @@ from app.analysis.stats_routes import router as stats_router
 from app.audit.routes import router as audit_router
 from app.auth.routes import router as auth_router
 from app.borders.routes import router as borders_router
+from app.cooperation.routes import router as cooperation_router
 from app.health.routes import router as health_router
 from app.incidents.export_routes import router as export_router
 from app.incidents.import_routes import router as import_router
@@ -39,6 +40,7 @@ ROUTERS: list[APIRouter] = [
     places_router,
     borders_router,
     posts_router,
+    cooperation_router,
     adjacency_router,
     hotspots_router,
     clusters_router,

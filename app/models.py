@@ -2,6 +2,7 @@
 
 from app.auth.models import AuditEvent, Principal, ScopeZone, ScopeZoneBuilt
 from app.borders.models import BorderSegment, BorderSegmentPiece
+from app.cooperation.models import CooperationArea, CooperationMember
 from app.db import Base
 from app.incidents.models import Category, Incident, IncidentHistory
 from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
@@ -15,6 +16,8 @@ __all__ = [
     "BorderSegment",
     "BorderSegmentPiece",
     "Category",
+    "CooperationArea",
+    "CooperationMember",
     "Incident",
     "IncidentHistory",
     "Jurisdiction",

@@ -90,6 +90,23 @@ async def test_migrate_load_demo_and_own_file(
             runner.invoke, app, ["keys", "create", "--name", "x", "--role", "god"]
         )
         assert bad_role.exit_code == 1 and "role" in bad_role.output
+        # cooperation areas: the examples of the demo data, one from a file, ended
+        assert "created: 3" in await asyncio.to_thread(run, "cooperation", "examples")
+        area = tmp_path / "area.json"
+        area.write_text(
+            json.dumps({"name": "Liên kết Châu Đốc – Tịnh Biên", "valid_from": "2026-01-01",
+                        "members": [{"kind": "border_segment", "code": "VNM-KHM"}]}),
+            encoding="utf-8",
+        )  # fmt: skip
+        made = await asyncio.to_thread(run, "cooperation", "create", str(area))
+        area_id = made.split(":")[0].strip()
+        assert "Liên kết Châu Đốc – Tịnh Biên" in made and "1 members" in made
+        ended = await asyncio.to_thread(run, "cooperation", "end", area_id, "--on", "2030-01-01")
+        assert "2030-01-01" in ended and "v2" in ended
+        listed = await asyncio.to_thread(run, "cooperation", "list", "--on", "2030-06-01")
+        assert listed.count("[example]") == 3 and "Tịnh Biên" not in listed
+        bad_area = await asyncio.to_thread(runner.invoke, app, ["cooperation", "end", "99999"])
+        assert bad_area.exit_code == 1 and "no cooperation area 99999" in bad_area.output
         # every data load and key change is in the audit log, with the key never stored
         import asyncpg
 
@@ -108,6 +125,7 @@ async def test_migrate_load_demo_and_own_file(
         assert actions == [
             "geodata_load", "demo_load", "demo_load", "geodata_load",
             "key_create", "key_rotate", "key_revoke",
+            *["cooperation_create"] * 4, "cooperation_end",
         ]  # fmt: skip
         assert key not in stored and key.split("_", 2)[2] not in stored
         out = await asyncio.to_thread(run, "migrate", "base", "--down")

@@ -1,19 +1,20 @@
 """`borderwatch`: the operators' command line (embedded cluster, migrations, data, keys, serving).
 
-One module per group of commands (server, data, keys); every command calls the service
+One module per group of commands (server, data, keys, cooperation); every command calls the service
 functions the API calls, and those record the audit events."""
 
 from __future__ import annotations
 
 import typer
 
-from app.cli import data, keys, server
+from app.cli import cooperation, data, keys, server
 
 app = typer.Typer(help="Borderwatch operator commands.", no_args_is_help=True)
 app.add_typer(server.db_app, name="db")
 app.add_typer(data.geodata_app, name="geodata")
 app.add_typer(data.demo_app, name="demo")
 app.add_typer(keys.keys_app, name="keys")
+app.add_typer(cooperation.cooperation_app, name="cooperation")
 app.command("migrate")(server.migrate_cmd)
 app.command("import")(data.import_cmd)
 app.command("serve")(server.serve)

@@ -14,6 +14,7 @@ from app.cli.common import console, run
 from app.cli.data import geodata_default, load_demo
 from app.cli.keys import local_admin_key
 from app.config import Settings, get_settings
+from app.cooperation import examples as cooperation_examples
 from app.db import create_engine, ensure_database, sessionmaker
 from app.embedded import ClusterError
 from app.geodata import load as geodata
@@ -56,6 +57,9 @@ async def _load_if_empty(engine: AsyncEngine, settings: Settings, *, with_demo: 
             await geodata_default(session, settings)
         if with_demo and not await demo.count_incidents(session=session):
             await load_demo(session, count=3000, seed=7)
+        if with_demo and not await cooperation_examples.count(session):
+            created = await cooperation_examples.load(session)
+            console.print(f"example cooperation areas: {created}")
 
 
 @db_app.command("up")

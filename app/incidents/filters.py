@@ -12,12 +12,15 @@ from typing import Annotated
 
 import orjson
 from fastapi import Depends, Query
-from sqlalchemy import ColumnElement, literal
+from sqlalchemy import ColumnElement, and_, exists, false, func, literal, or_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import String
 
 from app.auth.deps import CurrentPrincipal
 from app.auth.scope import Scope
+from app.cooperation.members import AreaMembers, members_of
+from app.cooperation.models import CooperationMember
+from app.db import SessionDep
 from app.errors import InvalidInput
 from app.geo import spatial
 from app.incidents.models import STATUSES, Incident
@@ -37,6 +40,26 @@ def in_jurisdiction(code: str) -> ColumnElement[bool]:
     return Incident.jurisdiction_path.contains(literal([code], ARRAY(String(32))))
 
 
+def in_area(area: AreaMembers) -> ColumnElement[bool]:
+    """SQL: the incident lies in the cooperation area: in one of its jurisdictions (either era;
+    GIN on the path), on one of its border strips (nearest border that segment, within the
+    strip's width), or in one of its drawn polygons (GiST on the members)."""
+    i = Incident
+    parts: list[ColumnElement[bool]] = []
+    if area.codes:
+        parts.append(i.jurisdiction_path.overlap(literal(list(area.codes), ARRAY(String(32)))))
+    for code, km in area.strips:
+        parts.append(and_(i.border_segment == code, i.border_distance_km <= km))
+    if area.polygons:
+        m = CooperationMember
+        parts.append(
+            exists().where(
+                m.area_id == area.area_id, m.kind == "polygon", func.ST_Intersects(m.geom, i.geom)
+            )
+        )
+    return or_(*parts) if parts else false()
+
+
 @dataclass(frozen=True, kw_only=True)
 class IncidentFilter:
     """Which incidents a request is about: always within the principal's scope, never deleted."""
@@ -49,6 +72,7 @@ class IncidentFilter:
     statuses: tuple[str, ...] = ()
     severity_min: int | None = None
     jurisdiction: str | None = None
+    area: AreaMembers | None = None  # cooperation=<id>
     border_km_max: float | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
@@ -69,6 +93,8 @@ class IncidentFilter:
             out.append(i.severity >= self.severity_min)
         if self.jurisdiction:
             out.append(in_jurisdiction(self.jurisdiction))
+        if self.area is not None:
+            out.append(in_area(self.area))
         if self.border_km_max is not None:
             out.append(i.border_distance_km <= self.border_km_max)
         return out
@@ -143,6 +169,7 @@ def _codes(text: str | None, field: str, allowed: tuple[str, ...] | None = None)
 
 async def incident_filter(
     principal: CurrentPrincipal,
+    session: SessionDep,
     bbox: Annotated[
         str | None, Query(description="minLon,minLat,maxLon,maxLat (WGS 84)", max_length=200)
     ] = None,
@@ -165,6 +192,10 @@ async def incident_filter(
         str | None,
         Query(max_length=32, pattern=r"^[A-Za-z0-9_.-]+$", description="code at any level"),
     ] = None,
+    cooperation: Annotated[
+        int | None,
+        Query(ge=1, le=2**31 - 1, description="id of a cooperation area (/cooperation-areas)"),
+    ] = None,
     border_km_max: Annotated[
         float | None, Query(ge=0, le=20_000, description="distance to the national border, km")
     ] = None,
@@ -180,6 +211,7 @@ async def incident_filter(
         statuses=_codes(status, "status", STATUSES),
         severity_min=severity_min,
         jurisdiction=jurisdiction,
+        area=await members_of(session, cooperation) if cooperation is not None else None,
         border_km_max=border_km_max,
     )
 
