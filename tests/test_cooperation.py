@@ -233,6 +233,20 @@ async def test_the_filter_holds_what_the_members_hold(
     want = {i for i, inside in expected.items() if inside}
     assert got == want
     assert 40 < len(want) < len(expected) - 40  # both outcomes, every box
+    # the same through OGC API – Features (GDAL, QGIS), where only incidents take the area
+    ogc = await client.get(
+        "/ogc/collections/incidents/items", params={"cooperation": created["id"], "limit": 5000}
+    )
+    assert ogc.status_code == 200, ogc.text
+    assert {f["id"] for f in ogc.json()["features"]} & ours == want
+    other = await client.get(
+        "/ogc/collections/border_posts/items", params={"cooperation": created["id"]}
+    )
+    assert other.status_code == 400 and "unknown parameter 'cooperation'" in other.text
+    api = (await client.get("/ogc/api")).json()["paths"]
+    assert "cooperation" in {
+        p.get("name") for p in api["/collections/incidents/items"]["get"]["parameters"]
+    }
     # statistics and the summary over the same incidents (this test's day only)
     day = {"datetime": "2026-03-01T00:00:00Z/2026-03-01T00:00:01Z"}
     stats = await client.get(

@@ -411,5 +411,6 @@ async def test_openapi_lists_export(client: httpx.AsyncClient) -> None:
         "status",
         "severity_min",
         "jurisdiction",
+        "cooperation",
         "border_km_max",
     }

@@ -14,7 +14,15 @@ from typing import Any
 from app import openapi as shared
 from app.ogc.collections import Info, Source
 from app.ogc.cql import Queryable, integer_range
-from app.ogc.params import CRS84, DEFAULT_LIMIT, MAX_LIMIT, STANDARD, equality_names
+from app.ogc.params import (
+    AREA_PARAM,
+    CRS84,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    STANDARD,
+    equality_names,
+    own_names,
+)
 
 OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
 PARAM_TYPES = {
@@ -137,6 +145,21 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     },
 }
 ITEM_PARAMS = list(STANDARD)  # every parameter the items endpoint accepts is documented
+# the parameters of one collection beyond the standard ones (params.own_names)
+OWN_PARAMS: dict[str, dict[str, Any]] = {
+    AREA_PARAM: {
+        "name": AREA_PARAM,
+        "in": "query",
+        "required": False,
+        "description": "the id of a cooperation area (/cooperation-areas): the incidents in"
+        " any of its members; a Borderwatch extension",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+    },
+}
+
+
+def _own(name: str) -> dict[str, Any]:
+    return OWN_PARAMS[name]
 
 
 def _json(description: str, media: str = "application/json") -> dict[str, Any]:
@@ -220,7 +243,7 @@ def document(*, base: str, sources: list[tuple[Info, Source]]) -> dict[str, Any]
             f"Features of {cid}",
             f"items{op}",
             {"$ref": "#/components/responses/Features"},
-            [_ref(p) for p in ITEM_PARAMS] + equality,
+            [_ref(p) for p in ITEM_PARAMS] + [_own(p) for p in own_names(source)] + equality,
             COLLECTION_ERRORS,
         )
         paths[f"/collections/{cid}/items/{{featureId}}"] = _get(

@@ -14,10 +14,11 @@ from typing import Any
 from pygeofilter import ast
 from starlette.datastructures import QueryParams
 
+from app.cooperation.members import AreaMembers
 from app.errors import InvalidInput
 from app.incidents.filters import parse_bbox, parse_datetime
 from app.ogc import cql, cql_parse
-from app.ogc.collections import Source
+from app.ogc.collections import INCIDENTS, Source
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -56,6 +57,17 @@ class ItemsQuery:
     filter: ast.Node | None = None
     near: tuple[float, float, float] | None = None  # lon, lat, km
     equals: dict[str, Any] = field(default_factory=dict)
+    cooperation: int | None = None  # incidents: a cooperation area's id
+    area: AreaMembers | None = None  # its members, read by the route (the database's answer)
+
+
+# incidents only: the id of a cooperation area, as `cooperation=` on GET /incidents
+AREA_PARAM = "cooperation"
+
+
+def own_names(source: Source) -> list[str]:
+    """The parameters a collection has beyond the standard ones and its queryables."""
+    return [AREA_PARAM] if source.info.id == INCIDENTS else []
 
 
 def single(params: QueryParams, name: str) -> str | None:
@@ -69,11 +81,12 @@ def single(params: QueryParams, name: str) -> str | None:
 
 def parse_items(params: QueryParams, source: Source) -> ItemsQuery:
     """All parameters of an items request for this collection."""
+    known = [*STANDARD, *own_names(source), *equality_names(source)]
     for name in params:
-        if name not in STANDARD and name not in equality_names(source):
+        if name not in known:
             raise InvalidInput(
                 f"unknown parameter '{name[:40]}' for collection '{source.info.id}'; known: "
-                + ", ".join([*STANDARD, *equality_names(source)]),
+                + ", ".join(known),
                 field=name[:40],
             )
     for name in ("bbox-crs", "filter-crs"):
@@ -96,6 +109,7 @@ def parse_items(params: QueryParams, source: Source) -> ItemsQuery:
         sortby=_sortby(single(params, "sortby"), source),
         filter=node,
         near=_near(single(params, "near")),
+        cooperation=_area(single(params, AREA_PARAM)),
         equals={
             name: equality_value(source.queryables[name], single(params, name) or "", name)
             for name in params
@@ -148,6 +162,10 @@ def _int(text: str | None, name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise InvalidInput(f"{name} must be between {low} and {high}", field=name)
     return value
+
+
+def _area(text: str | None) -> int | None:
+    return None if text is None else _int(text, AREA_PARAM, 0, 1, 2**31 - 1)
 
 
 def _limit(text: str | None) -> int:

@@ -7,6 +7,7 @@ the rest of the API says 422): the route class below maps them.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from fastapi.routing import APIRoute
 
 from app.auth.deps import ReferenceReader
 from app.auth.service import Identity
+from app.cooperation.members import members_of
 from app.db import SessionDep
 from app.errors import InvalidInput, problem
 from app.geo.geojson import GEOJSON
@@ -259,6 +261,8 @@ async def read_items(
         session=session, info=info, principal=principal, home=_home(request), metadata_only=True
     )
     query = params.parse_items(request.query_params, described)
+    if query.cooperation is not None:
+        query = replace(query, area=await members_of(session, query.cooperation))
     source = await collections.source(
         session=session, info=info, principal=principal, home=_home(request)
     )

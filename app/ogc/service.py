@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.service import Identity
 from app.errors import NotFound
 from app.geo import spatial
+from app.incidents.filters import in_area
 from app.jurisdictions import eras
 from app.jurisdictions.models import Jurisdiction
 from app.ogc import cql
@@ -58,6 +59,8 @@ class Page:
 def conditions(source: Source, query: ItemsQuery) -> list[ColumnElement[bool]]:
     """The SQL conditions of a request: the collection's own (scope), then the parameters."""
     out: list[ColumnElement[bool]] = list(source.where)
+    if query.area is not None:
+        out.append(in_area(query.area))
     if query.start is None and query.end is None:
         out += source.default_where
     if query.bbox is not None:
