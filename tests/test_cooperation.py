@@ -348,3 +348,23 @@ async def test_the_examples_of_the_seeds(session: AsyncSession, client: httpx.As
         _units("units_2025.geojson")[c]["properties"]["parent_code"] == hai_phong
         for c in park - {None}
     )
+
+
+async def test_tile_urls_change_with_the_area(client: httpx.AsyncClient) -> None:
+    """The incident tiles of an area are version-keyed on the area too: changing its members
+    gives new tile URLs (and ETags), so no cache serves the old members' incidents."""
+    created = (await client.post("/cooperation-areas", json=_body())).json()
+    params = {"cooperation": created["id"]}
+    before = (await client.get("/tiles/incidents.json", params=params)).json()["tiles"][0]
+    assert f"cooperation={created['id']}" in before
+    tile = f"/tiles/incidents/6/50/29.mvt?cooperation={created['id']}"
+    etag_before = (await client.get(tile)).headers.get("etag")
+    changed = await client.patch(
+        f"/cooperation-areas/{created['id']}",
+        json={"members": _body()["members"][:2]},
+        headers={"If-Match": '"v1"'},
+    )
+    assert changed.status_code == 200, changed.text
+    after = (await client.get("/tiles/incidents.json", params=params)).json()["tiles"][0]
+    assert after != before
+    assert (await client.get(tile)).headers.get("etag") != etag_before

@@ -370,6 +370,46 @@ async def test_category_filter_and_month_slider_change_the_count(
     await again.page.context.close()
 
 
+async def test_cooperation_area_filters_every_panel(browser: Any, served: Served) -> None:
+    """A cooperation area chosen in the side bar narrows the map and the statistics to its
+    members' incidents (the API's answer, from the database), and the link keeps it."""
+    province = await served.scalar(
+        "SELECT province_code FROM incident WHERE province_code IS NOT NULL"
+        " GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+    )
+    headers = {"Authorization": f"Bearer {served.admin}"}
+    async with httpx.AsyncClient(base_url=served.base, headers=headers, timeout=30) as c:
+        r = await c.post(
+            "/cooperation-areas",
+            json={"name": "Phối hợp thử · test area", "lead_unit": "Công an tỉnh",
+                  "members": [{"kind": "jurisdiction", "code": province}]},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        area = r.json()["id"]
+    expected = await served.scalar(
+        "SELECT count(*) FROM incident WHERE deleted_at IS NULL AND :c = ANY(jurisdiction_path)",
+        c=province,
+    )
+    assert 0 < expected < COUNT
+    p = await _open(browser, served, served.admin)
+    await _fit_incidents(p, served)
+    await p.page.locator("#f-cooperation").select_option(str(area))
+    await wait_until(p.page, f"window.borderwatch.state.filters.cooperation === {area}")
+    await p.settled()
+    assert (await p.rendered())["incidents"] == expected
+    assert await p.page.locator("#stat-total").inner_text() == f"{expected:,}"
+    assert "Công an tỉnh" in await p.page.locator("#cooperation-note").inner_text()
+    assert f"cooperation={area}" in p.page.url
+    assert any(f"cooperation={area}" in u for u in p.requests if "/tiles/incidents/" in u)
+    query = p.page.url[len(served.base) + 1 :]
+    again = await _open(browser, served, served.admin, query=query)
+    assert await again.page.locator("#f-cooperation").input_value() == str(area)
+    assert (await again.rendered())["incidents"] == expected
+    assert p.errors == [] and again.errors == []
+    await p.page.context.close()
+    await again.page.context.close()
+
+
 async def test_clicking_a_province_highlights_exactly_its_neighbours(
     browser: Any, served: Served
 ) -> None:

@@ -26,6 +26,7 @@ INCIDENT_FILTERS = (
     "status",
     "severity_min",
     "jurisdiction",
+    "cooperation",
     "border_km_max",
     "bbox",
 )

@@ -28,6 +28,9 @@ const TEXT = {
     commune: "xã, phường · commune",
     approximate: "xã, gần đúng · commune, approximate",
   },
+  example: "ví dụ · example",
+  ended: "đã kết thúc · ended",
+  members: "thành viên · members",
   communesFrom: (z) => `Xã, phường từ mức thu phóng ${z} · Communes from zoom ${z}; dashed: approximate (built from official centroids and areas).`,
 };
 const HOTSPOT_BINS = [3, 2, 1, -1, -2, -3]; // hottest first
@@ -60,9 +63,39 @@ export function buildFilters() {
     scheduleApply();
   });
 
+  buildCooperation();
+
   $("f-severity").value = f.severityMin ? String(f.severityMin) : "";
   $("f-severity").addEventListener("change", (e) => {
     f.severityMin = e.target.value ? Number(e.target.value) : null;
+    scheduleApply();
+  });
+}
+
+/** The cooperation areas (/cooperation-areas) as a filter of every panel: `cooperation=`. An
+ * area the link names that no longer exists is dropped. */
+function buildCooperation() {
+  const f = state.filters;
+  const select = $("f-cooperation");
+  for (const a of state.cooperationAreas) {
+    const tags = [a.example ? TEXT.example : "", a.in_force ? "" : TEXT.ended].filter(Boolean);
+    const label = tags.length ? `${a.name} (${tags.join(", ")})` : a.name;
+    const option = el("option", { value: String(a.id), text: label });
+    option.title = [a.name_en, a.lead_unit, a.purpose].filter(Boolean).join(" · ");
+    select.append(option);
+  }
+  if (!state.cooperationAreas.some((a) => a.id === f.cooperation)) f.cooperation = null;
+  select.value = f.cooperation ? String(f.cooperation) : "";
+  const note = () => {
+    const area = state.cooperationAreas.find((a) => a.id === f.cooperation);
+    $("cooperation-note").hidden = !area;
+    $("cooperation-note").textContent = area
+      ? `${area.lead_unit || ""}${area.lead_unit ? " · " : ""}${area.member_count} ${TEXT.members}` : "";
+  };
+  note();
+  select.addEventListener("change", (e) => {
+    f.cooperation = e.target.value ? Number(e.target.value) : null;
+    note();
     scheduleApply();
   });
 }

@@ -52,17 +52,20 @@ async function start() {
     return;
   }
   let config; let categories; let months; let jurisdictions; let boundaries; let borders; let posts;
+  let areas;
   try {
-    [config, categories, months, jurisdictions, boundaries, borders, posts] = await Promise.all([
+    [config, categories, months, jurisdictions, boundaries, borders, posts, areas] = await Promise.all([
       getJSON("/dashboard/config.json"), getJSON("/categories"),
       getJSON("/analysis/stats", { group_by: "month" }),
-      loadUnits(), boundaryTiles(), getJSON("/borders"), getJSON("/border-posts")]);
+      loadUnits(), boundaryTiles(), getJSON("/borders"), getJSON("/border-posts"),
+      getJSON("/cooperation-areas")]);
   } catch (err) {
     reportError(TEXT.referenceData, err);
     return;
   }
   state.categories = categories.categories.filter((c) => c.active);
   state.statuses = STATUSES;
+  state.cooperationAreas = areas.areas;
   state.months = monthsOf(months.groups);
   buildEra();
   setUpPlaceSearch();

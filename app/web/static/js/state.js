@@ -24,7 +24,8 @@ export const state = {
   categories: [],
   statuses: [],
   months: [], // every month from the first to the last incident, "YYYY-MM"
-  filters: { from: null, to: null, categories: [], statuses: [], severityMin: null },
+  filters: { from: null, to: null, categories: [], statuses: [], severityMin: null, cooperation: null },
+  cooperationAreas: [], // /cooperation-areas: id, name, example, in_force
   layers: { incidents: true, density: true, heatmap: false, hotspots: false, posts: true,
     borderzone: false, boundaries: true },
   view: null, // { lon, lat, zoom } from the link, else the default
@@ -97,6 +98,7 @@ export function filterParams({ withTime = true } = {}) {
   if (f.categories.length) p.category = f.categories.join(",");
   if (f.statuses.length) p.status = f.statuses.join(",");
   if (f.severityMin) p.severity_min = f.severityMin;
+  if (f.cooperation) p.cooperation = f.cooperation;
   return p;
 }
 
@@ -111,6 +113,8 @@ export function readUrl() {
   state.filters.statuses = list("status");
   const sev = Number(q.get("severity_min"));
   state.filters.severityMin = sev >= 1 && sev <= 5 ? sev : null;
+  const area = Number(q.get("cooperation"));
+  state.filters.cooperation = Number.isInteger(area) && area > 0 ? area : null;
   if (q.has("layers")) {
     const on = new Set(list("layers"));
     for (const layer of LAYERS) state.layers[layer.id] = on.has(layer.id);
@@ -141,6 +145,7 @@ export function writeUrl(map) {
   if (f.categories.length) q.set("category", f.categories.join(","));
   if (f.statuses.length) q.set("status", f.statuses.join(","));
   if (f.severityMin) q.set("severity_min", String(f.severityMin));
+  if (f.cooperation) q.set("cooperation", String(f.cooperation));
   q.set("layers", LAYERS.filter((l) => state.layers[l.id]).map((l) => l.id).join(","));
   if (map) {
     const c = map.getCenter();
