@@ -23,7 +23,12 @@ from app.cooperation.models import MEMBER_KINDS, CooperationArea, CooperationMem
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed
 from app.geo.spatial import SRID_WGS84
 from app.incidents import rules
-from app.incidents.filters import IncidentFilter, in_jurisdiction
+from app.incidents.filters import (
+    IncidentFilter,
+    in_jurisdiction,
+    in_member_polygons,
+    on_border_strip,
+)
 from app.incidents.models import Incident
 from app.jurisdictions import eras
 from app.jurisdictions.models import Jurisdiction
@@ -373,6 +378,15 @@ async def end(
     )
 
 
+def _holds(member: Any) -> ColumnElement[bool]:
+    """SQL: the incident lies in this one member (the parts of filters.in_area)."""
+    if member.kind == "jurisdiction":
+        return in_jurisdiction(str(member.code))
+    if member.kind == "border_segment":
+        return on_border_strip(str(member.code), float(member.border_km))
+    return in_member_polygons(CooperationMember.id == member.id)
+
+
 async def summary(session: AsyncSession, *, area_id: int, filt: IncidentFilter) -> dict[str, Any]:
     """Incidents of the area visible to the reader (with `filt`'s time and other filters):
     count, clearance rate, share of the national total (national readers only: a scoped key
@@ -380,9 +394,18 @@ async def summary(session: AsyncSession, *, area_id: int, filt: IncidentFilter) 
     area = await get(session, area_id)
     i = Incident
     where = filt.conditions()
-    total, cleared = (
+    m = CooperationMember
+    members = (
         await session.execute(
-            select(func.count(), func.count().filter(i.status.in_(CLEARED))).where(*where)
+            select(m.id, m.kind, m.code, m.border_km).where(m.area_id == area_id).order_by(m.id)
+        )
+    ).all()
+    per_member = [func.count().filter(_holds(member)) for member in members]
+    total, cleared, *counts = (
+        await session.execute(
+            select(func.count(), func.count().filter(i.status.in_(CLEARED)), *per_member).where(
+                *where
+            )
         )
     ).one()
     national = None
@@ -402,20 +425,10 @@ async def summary(session: AsyncSession, *, area_id: int, filt: IncidentFilter) 
             select(month, func.count()).where(*where).group_by(month).order_by(month)
         )
     ).all()
-    members = []
-    for m in area["members"]:
-        if m["kind"] == "jurisdiction":
-            cond = in_jurisdiction(m["code"])
-        elif m["kind"] == "border_segment":
-            cond = (i.border_segment == m["code"]) & (i.border_distance_km <= m["border_km"])
-        else:
-            cond = func.ST_Intersects(
-                func.ST_SetSRID(func.ST_GeomFromGeoJSON(orjson.dumps(m["geometry"]).decode()),
-                                SRID_WGS84),
-                i.geom,
-            )  # fmt: skip
-        n = (await session.execute(select(func.count()).where(*where, cond))).scalar_one()
-        members.append({k: m[k] for k in ("kind", "code", "name") if k in m} | {"incidents": n})
+    by_member = [
+        {k: v for k, v in shown.items() if k in ("kind", "code", "name")} | {"incidents": int(n)}
+        for shown, n in zip(area["members"], counts, strict=True)
+    ]
     return {
         "area": {k: area[k] for k in SUMMARY_AREA_FIELDS},
         "datetime": {
@@ -427,7 +440,7 @@ async def summary(session: AsyncSession, *, area_id: int, filt: IncidentFilter) 
         "clearance_rate": round(cleared / total, 4) if total else None,
         "national_total": national,
         "share_of_national": round(total / national, 4) if national else None,
-        "by_member": members,
+        "by_member": by_member,
         "by_month": [{"month": m, "incidents": int(n)} for m, n in by_month],
         "time_zone": str(rules.local_zone()),
     }

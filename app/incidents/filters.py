@@ -48,16 +48,21 @@ def in_area(area: AreaMembers) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = []
     if area.codes:
         parts.append(i.jurisdiction_path.overlap(literal(list(area.codes), ARRAY(String(32)))))
-    for code, km in area.strips:
-        parts.append(and_(i.border_segment == code, i.border_distance_km <= km))
+    parts += [on_border_strip(code, km) for code, km in area.strips]
     if area.polygons:
         m = CooperationMember
-        parts.append(
-            exists().where(
-                m.area_id == area.area_id, m.kind == "polygon", func.ST_Intersects(m.geom, i.geom)
-            )
-        )
+        parts.append(in_member_polygons(m.area_id == area.area_id, m.kind == "polygon"))
     return or_(*parts) if parts else false()
+
+
+def on_border_strip(segment: str, km: float) -> ColumnElement[bool]:
+    """SQL: the incident's nearest national border is `segment`, at most `km` from it."""
+    return and_(Incident.border_segment == segment, Incident.border_distance_km <= km)
+
+
+def in_member_polygons(*which: ColumnElement[bool]) -> ColumnElement[bool]:
+    """SQL: the incident lies in a drawn polygon of the cooperation members `which` selects."""
+    return exists().where(*which, func.ST_Intersects(CooperationMember.geom, Incident.geom))
 
 
 @dataclass(frozen=True, kw_only=True)
