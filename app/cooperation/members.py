@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cooperation.models import CooperationArea, CooperationMember
@@ -15,13 +15,13 @@ from app.errors import InvalidInput
 @dataclass(frozen=True)
 class AreaMembers:
     """The members of one area: jurisdiction codes (either era), border strips (segment code,
-    width in km) and whether it has drawn polygons (matched in the database)."""
+    width in km) and drawn polygons (WKT, WGS 84)."""
 
     area_id: int
     version: int = 1  # any change to the area changes it (tile caches key on it)
     codes: tuple[str, ...] = ()
     strips: tuple[tuple[str, float], ...] = ()
-    polygons: bool = False
+    polygons: tuple[str, ...] = ()
 
 
 async def members_of(session: AsyncSession, area_id: int) -> AreaMembers:
@@ -31,7 +31,12 @@ async def members_of(session: AsyncSession, area_id: int) -> AreaMembers:
         raise InvalidInput(f"cooperation area {area_id} does not exist", field="cooperation")
     rows = (
         await session.execute(
-            select(CooperationMember.kind, CooperationMember.code, CooperationMember.border_km)
+            select(
+                CooperationMember.kind,
+                CooperationMember.code,
+                CooperationMember.border_km,
+                func.ST_AsText(CooperationMember.geom),
+            )
             .where(CooperationMember.area_id == area_id)
             .order_by(CooperationMember.id)
         )
@@ -45,5 +50,5 @@ async def members_of(session: AsyncSession, area_id: int) -> AreaMembers:
             for r in rows
             if r.kind == "border_segment" and r.code and r.border_km
         ),
-        polygons=any(r.kind == "polygon" for r in rows),
+        polygons=tuple(r[3] for r in rows if r.kind == "polygon" and r[3]),
     )

@@ -26,7 +26,7 @@ from app.incidents import rules
 from app.incidents.filters import (
     IncidentFilter,
     in_jurisdiction,
-    in_member_polygons,
+    in_polygon,
     on_border_strip,
 )
 from app.incidents.models import Incident
@@ -384,7 +384,7 @@ def _holds(member: Any) -> ColumnElement[bool]:
         return in_jurisdiction(str(member.code))
     if member.kind == "border_segment":
         return on_border_strip(str(member.code), float(member.border_km))
-    return in_member_polygons(CooperationMember.id == member.id)
+    return in_polygon(str(member.wkt))
 
 
 async def summary(session: AsyncSession, *, area_id: int, filt: IncidentFilter) -> dict[str, Any]:
@@ -397,7 +397,9 @@ async def summary(session: AsyncSession, *, area_id: int, filt: IncidentFilter) 
     m = CooperationMember
     members = (
         await session.execute(
-            select(m.id, m.kind, m.code, m.border_km).where(m.area_id == area_id).order_by(m.id)
+            select(m.id, m.kind, m.code, m.border_km, func.ST_AsText(m.geom).label("wkt"))
+            .where(m.area_id == area_id)
+            .order_by(m.id)
         )
     ).all()
     per_member = [func.count().filter(_holds(member)) for member in members]

@@ -12,14 +12,13 @@ from typing import Annotated
 
 import orjson
 from fastapi import Depends, Query
-from sqlalchemy import ColumnElement, and_, exists, false, func, literal, or_
+from sqlalchemy import ColumnElement, and_, false, func, literal, or_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import String
 
 from app.auth.deps import CurrentPrincipal
 from app.auth.scope import Scope
 from app.cooperation.members import AreaMembers, members_of
-from app.cooperation.models import CooperationMember
 from app.db import SessionDep
 from app.errors import InvalidInput
 from app.geo import spatial
@@ -43,15 +42,13 @@ def in_jurisdiction(code: str) -> ColumnElement[bool]:
 def in_area(area: AreaMembers) -> ColumnElement[bool]:
     """SQL: the incident lies in the cooperation area: in one of its jurisdictions (either era;
     GIN on the path), on one of its border strips (nearest border that segment, within the
-    strip's width), or in one of its drawn polygons (GiST on the members)."""
+    strip's width; btree on both), or in one of its drawn polygons (GiST on the positions)."""
     i = Incident
     parts: list[ColumnElement[bool]] = []
     if area.codes:
         parts.append(i.jurisdiction_path.overlap(literal(list(area.codes), ARRAY(String(32)))))
     parts += [on_border_strip(code, km) for code, km in area.strips]
-    if area.polygons:
-        m = CooperationMember
-        parts.append(in_member_polygons(m.area_id == area.area_id, m.kind == "polygon"))
+    parts += [in_polygon(wkt) for wkt in area.polygons]
     return or_(*parts) if parts else false()
 
 
@@ -60,9 +57,10 @@ def on_border_strip(segment: str, km: float) -> ColumnElement[bool]:
     return and_(Incident.border_segment == segment, Incident.border_distance_km <= km)
 
 
-def in_member_polygons(*which: ColumnElement[bool]) -> ColumnElement[bool]:
-    """SQL: the incident lies in a drawn polygon of the cooperation members `which` selects."""
-    return exists().where(*which, func.ST_Intersects(CooperationMember.geom, Incident.geom))
+def in_polygon(wkt: str) -> ColumnElement[bool]:
+    """SQL: the incident lies in the polygon (WKT, WGS 84; ST_Intersects uses the GiST index
+    of the positions, so an OR of these and the other members is a bitmap OR)."""
+    return func.ST_Intersects(Incident.geom, func.ST_GeomFromText(wkt, spatial.SRID_WGS84))
 
 
 @dataclass(frozen=True, kw_only=True)

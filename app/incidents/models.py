@@ -76,6 +76,8 @@ class Incident(Base):
         Index("ix_incident_jurisdiction_path", "jurisdiction_path", postgresql_using="gin"),
         Index("ix_incident_category", "category"),
         Index("ix_incident_commune_code", "commune_code"),
+        # a cooperation area's border strips (app/incidents/filters.py on_border_strip)
+        Index("ix_incident_border_segment_distance", "border_segment", "border_distance_km"),
         Index(
             "uq_incident_source_source_id",
             "source",
