@@ -99,6 +99,12 @@ async def test_create_read_change_end_audited(
     assert area["members"][2]["approximate"] is True
     assert shape(area["members"][2]["geometry"]).equals(shape(PARK).buffer(0))
     assert area["members"][3]["border_km"] == 5 and area["in_force"] is True
+    # the box frames every member: the units, the polygon, the Lao line widened by its 5 km
+    parts = [_geom("VN-44"), _geom(area["members"][1]["code"]), shape(PARK), _lao_line()]
+    x1, y1, x2, y2 = shapely.union_all([shapely.box(*g.bounds) for g in parts]).bounds
+    bx1, by1, bx2, by2 = area["bbox"]
+    assert bx1 <= x1 + 1e-4 and by1 <= y1 + 1e-4 and bx2 >= x2 - 1e-4 and by2 >= y2 - 1e-4
+    assert bx1 > x1 - 0.1 and by1 > y1 - 0.1 and bx2 < x2 + 0.1 and by2 < y2 + 0.1
     listed = (await client.get("/cooperation-areas")).json()["areas"]
     assert [a["member_count"] for a in listed if a["id"] == area["id"]] == [4]
     path = f"/cooperation-areas/{area['id']}"

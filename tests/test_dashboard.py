@@ -396,6 +396,11 @@ async def test_cooperation_area_filters_every_panel(browser: Any, served: Served
     await p.page.locator("#f-cooperation").select_option(str(area))
     await wait_until(p.page, f"window.borderwatch.state.filters.cooperation === {area}")
     await p.settled()
+    # the map frames the area (its box from the API) and draws exactly its incidents
+    box = (await served.api(f"/cooperation-areas/{area}"))["bbox"]
+    view = await p.page.evaluate("window.borderwatch.map.getBounds().toArray().flat()")
+    assert view[0] <= box[0] and view[1] <= box[1] and view[2] >= box[2] and view[3] >= box[3]
+    assert (view[2] - view[0]) < 3 * (box[2] - box[0]) + 1  # framed, not the whole country
     assert (await p.rendered())["incidents"] == expected
     assert await p.page.locator("#stat-total").inner_text() == f"{expected:,}"
     assert "Công an tỉnh" in await p.page.locator("#cooperation-note").inner_text()

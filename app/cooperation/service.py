@@ -21,6 +21,7 @@ from app.auth.service import Identity, record
 from app.borders.models import BorderSegment
 from app.cooperation.models import MEMBER_KINDS, CooperationArea, CooperationMember
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed
+from app.geo import spatial
 from app.geo.spatial import SRID_WGS84
 from app.incidents import rules
 from app.incidents.filters import (
@@ -239,7 +240,48 @@ async def get(session: AsyncSession, area_id: int) -> dict[str, Any]:
             if kind == "border_segment":
                 member["border_km"] = km
         members.append(member)
-    return _area_json(area) | {"members": members}
+    return _area_json(area) | {"bbox": await _bbox(session, area_id), "members": members}
+
+
+def _extent(geom: Any) -> Any:
+    box = func.ST_Extent(geom)
+    return (func.ST_XMin(box), func.ST_YMin(box), func.ST_XMax(box), func.ST_YMax(box))
+
+
+async def _bbox(session: AsyncSession, area_id: int) -> list[float] | None:
+    """A lon/lat box around every member (for a map to frame the area): the units' outlines
+    (every era of a code), the drawn polygons, and each border strip's segment widened by the
+    strip's width."""
+    m, j = CooperationMember, Jurisdiction
+    units = select(m.code).where(m.area_id == area_id, m.kind == "jurisdiction")
+    boxes: list[Any] = [
+        (await session.execute(select(*_extent(j.geom)).where(j.code.in_(units)))).one(),
+        (
+            await session.execute(
+                select(*_extent(m.geom)).where(m.area_id == area_id, m.kind == "polygon")
+            )
+        ).one(),
+    ]
+    strips = (
+        await session.execute(
+            select(m.border_km, *_extent(BorderSegment.geom))
+            .join(BorderSegment, BorderSegment.code == m.code)
+            .where(m.area_id == area_id, m.kind == "border_segment")
+            .group_by(m.id, m.border_km)
+        )
+    ).all()
+    for km, x1, y1, x2, y2 in strips:
+        bounds = (float(x1), float(y1), float(x2), float(y2))
+        boxes.append(spatial.box_around(bounds, float(km) * 1000))
+    found = [b for b in boxes if b is not None and b[0] is not None]
+    if not found:
+        return None
+    return [
+        min(float(b[0]) for b in found),
+        min(float(b[1]) for b in found),
+        max(float(b[2]) for b in found),
+        max(float(b[3]) for b in found),
+    ]
 
 
 def _area_json(area: CooperationArea) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 // The side bar's filters (categories, statuses, severity), layer toggles and legend. The time
 // filter is in time.js, the tools in export.js and incident.js.
 
+import { getJSON } from "./api.js";
 import { map } from "./context.js";
 import { refreshBorderZone, updateHint } from "./layers.js";
 import { COMMUNE_MIN_ZOOM, HOTSPOT_COLOURS, paletteColour, POST_COLOURS, setLayerVisibility } from "./mapview.js";
@@ -97,7 +98,22 @@ function buildCooperation() {
     f.cooperation = e.target.value ? Number(e.target.value) : null;
     note();
     scheduleApply();
+    if (f.cooperation) frameArea(f.cooperation);
   });
+}
+
+/** Fly to the chosen area (its box, from GET /cooperation-areas/{id}); a failure only leaves
+ * the view where it was. */
+async function frameArea(id) {
+  try {
+    const area = await getJSON(`/cooperation-areas/${id}`);
+    if (area.bbox && state.filters.cooperation === id) {
+      const [x1, y1, x2, y2] = area.bbox;
+      map.fitBounds([[x1, y1], [x2, y2]], { padding: 40, duration: 0 });
+    }
+  } catch {
+    // the filter applies all the same; the map keeps its view
+  }
 }
 
 /** The toggles this key may use (incident points for readers, density cells for viewers). */
