@@ -107,6 +107,10 @@ async def test_migrate_load_demo_and_own_file(
         assert listed.count("[example]") == 3 and "Tịnh Biên" not in listed
         bad_area = await asyncio.to_thread(runner.invoke, app, ["cooperation", "end", "99999"])
         assert bad_area.exit_code == 1 and "no cooperation area 99999" in bad_area.output
+        bad_day = await asyncio.to_thread(
+            runner.invoke, app, ["cooperation", "end", area_id, "--on", "2030-13-01"]
+        )
+        assert bad_day.exit_code == 2 and "not a day" in bad_day.output
         # every data load and key change is in the audit log, with the key never stored
         import asyncpg
 

@@ -20,6 +20,16 @@ from app.cooperation import service as cooperation
 cooperation_app = typer.Typer(help="Cooperation areas: units working together over an area.")
 
 
+def _day(text: str | None, option: str) -> date | None:
+    """A YYYY-MM-DD option, or a usage error naming it."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"'{text}' is not a day (YYYY-MM-DD)", param_hint=option) from exc
+
+
 def _print(area: dict[str, Any]) -> None:
     period = f"{area['valid_from'] or '…'} – {area['valid_to'] or '…'}"
     tag = escape(" [example]") if area["example"] else ""
@@ -34,7 +44,7 @@ def list_cmd(
     on: Annotated[str | None, typer.Option(help="only those in force on this day")] = None,
 ) -> None:
     """Every area (or those in force on a day)."""
-    day = date.fromisoformat(on) if on else None
+    day = _day(on, "--on")
 
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
         return await cooperation.list_areas(session, on=day)
@@ -72,7 +82,7 @@ def end_cmd(
     on: Annotated[str | None, typer.Option(help="last day + 1 (default today)")] = None,
 ) -> None:
     """End an area (it is kept, with its valid_to); audited."""
-    day = date.fromisoformat(on) if on else None
+    day = _day(on, "--on")
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         return await cooperation.end(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date
 from typing import Annotated, Any
 
@@ -12,7 +11,6 @@ from pydantic import BaseModel, ConfigDict
 
 from app.auth.deps import Admin, ReferenceReader, Viewer
 from app.cooperation import service
-from app.cooperation.members import members_of
 from app.db import SessionDep
 from app.errors import PreconditionRequired
 from app.incidents.filters import FilterDep
@@ -137,8 +135,4 @@ async def area_summary(
     """Within the reader's scope and the usual filters (`datetime`, `category`, …); months are
     Vietnam's (the deployment's time zone). The national total and the share of it only for
     national keys. (A `cooperation=` given as well is replaced by this area.)"""
-    await service.get(session, area_id)  # 404 before anything else
-    area = await members_of(session, area_id)
-    return JSONResponse(
-        await service.summary(session, area_id=area_id, filt=replace(filt, area=area))
-    )
+    return JSONResponse(await service.summary(session, area_id=area_id, filt=filt))

@@ -7,6 +7,7 @@ scope like every other incident answer (app/incidents/filters.py, `cooperation=`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -14,11 +15,12 @@ import orjson
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from shapely.geometry import shape
-from sqlalchemy import ColumnElement, Date, cast, delete, func, literal, select, true
+from sqlalchemy import ColumnElement, delete, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Identity, record
 from app.borders.models import BorderSegment
+from app.cooperation.members import members_of
 from app.cooperation.models import MEMBER_KINDS, CooperationArea, CooperationMember
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed
 from app.geo import spatial
@@ -198,11 +200,24 @@ async def _write_members(
     await session.flush()
 
 
-async def get(session: AsyncSession, area_id: int) -> dict[str, Any]:
-    """The area with its members (jurisdictions named, polygons as GeoJSON); 404 if none."""
+async def _found(session: AsyncSession, area_id: int) -> CooperationArea:
+    """The area (404 when there is none)."""
     area = await session.get(CooperationArea, area_id)
     if area is None:
         raise NotFound(f"no cooperation area {area_id}")
+    return area
+
+
+async def get(session: AsyncSession, area_id: int) -> dict[str, Any]:
+    """The area with its members (jurisdictions named, polygons as GeoJSON) and a box around
+    them; 404 if none."""
+    area = await _found(session, area_id)
+    members = await _members(session, area_id)
+    return _area_json(area) | {"bbox": await _bbox(session, area_id), "members": members}
+
+
+async def _members(session: AsyncSession, area_id: int) -> list[dict[str, Any]]:
+    """The members as a person reads them, in the order they were given."""
     j = Jurisdiction
     name = (
         select(func.coalesce(j.name_local, j.name))
@@ -240,7 +255,7 @@ async def get(session: AsyncSession, area_id: int) -> dict[str, Any]:
             if kind == "border_segment":
                 member["border_km"] = km
         members.append(member)
-    return _area_json(area) | {"bbox": await _bbox(session, area_id), "members": members}
+    return members
 
 
 def _extent(geom: Any) -> Any:
@@ -312,12 +327,7 @@ async def list_areas(session: AsyncSession, *, on: date | None = None) -> list[d
     count = (
         select(func.count()).where(CooperationMember.area_id == a.id).correlate(a).scalar_subquery()
     )
-    where: ColumnElement[bool] = true()
-    if on is not None:
-        day = literal(on, Date)
-        where = (func.coalesce(a.valid_from, cast(literal("-infinity"), Date)) <= day) & (
-            day < func.coalesce(a.valid_to, cast(literal("infinity"), Date))
-        )
+    where = eras.in_force(a, on) if on is not None else true()
     rows = (await session.execute(select(a, count).where(where).order_by(a.id))).all()
     return [_area_json(area) | {"member_count": int(n)} for area, n in rows]
 
@@ -433,7 +443,9 @@ async def summary(session: AsyncSession, *, area_id: int, filt: IncidentFilter) 
     """Incidents of the area visible to the reader (with `filt`'s time and other filters):
     count, clearance rate, share of the national total (national readers only: a scoped key
     does not learn the country's count), by member and by month (Vietnam's calendar)."""
-    area = await get(session, area_id)
+    area = _area_json(await _found(session, area_id))
+    shown = await _members(session, area_id)
+    filt = replace(filt, area=await members_of(session, area_id))
     i = Incident
     where = filt.conditions()
     m = CooperationMember
@@ -470,8 +482,8 @@ async def summary(session: AsyncSession, *, area_id: int, filt: IncidentFilter) 
         )
     ).all()
     by_member = [
-        {k: v for k, v in shown.items() if k in ("kind", "code", "name")} | {"incidents": int(n)}
-        for shown, n in zip(area["members"], counts, strict=True)
+        {k: v for k, v in member.items() if k in ("kind", "code", "name")} | {"incidents": int(n)}
+        for member, n in zip(shown, counts, strict=True)
     ]
     return {
         "area": {k: area[k] for k in SUMMARY_AREA_FIELDS},
