@@ -4,6 +4,7 @@ from app.auth.models import AuditEvent, Principal, ScopeZone, ScopeZoneBuilt
 from app.borders.models import BorderSegment, BorderSegmentPiece
 from app.cooperation.models import CooperationArea, CooperationMember
 from app.db import Base
+from app.events.models import EventLog, EventLogHorizon
 from app.incidents.models import Category, Incident, IncidentHistory
 from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
 from app.posts.models import BorderPost
@@ -16,6 +17,8 @@ __all__ = [
     "BorderSegment",
     "BorderSegmentPiece",
     "Category",
+    "EventLog",
+    "EventLogHorizon",
     "CooperationArea",
     "CooperationMember",
     "Incident",

@@ -27,40 +27,44 @@ from app.incidents.models import STATUSES, Incident
 MAX_LIST = 50  # values in one comma-separated filter
 
 
-def visible(scope: Scope) -> ColumnElement[bool]:
+# The columns filters read: the incident table, or another with the same column names (the
+# live feed's event log, app/events/, aliased as Incident)
+Rows = type[Incident]
+
+
+def visible(scope: Scope, i: Rows = Incident) -> ColumnElement[bool]:
     """SQL: the incident is visible in `scope` (app/auth/scope.py: inside its jurisdiction, or in
     a neighbour within the cooperation distance)."""
-    return scope.condition(Incident.jurisdiction_path, Incident.geom)
+    return scope.condition(i.jurisdiction_path, i.geom)
 
 
-def in_jurisdiction(code: str) -> ColumnElement[bool]:
+def in_jurisdiction(code: str, i: Rows = Incident) -> ColumnElement[bool]:
     """SQL: the incident lies in the jurisdiction `code` (or a unit below it: its jurisdiction
     path holds the code)."""
-    return Incident.jurisdiction_path.contains(literal([code], ARRAY(String(32))))
+    return i.jurisdiction_path.contains(literal([code], ARRAY(String(32))))
 
 
-def in_area(area: AreaMembers) -> ColumnElement[bool]:
+def in_area(area: AreaMembers, i: Rows = Incident) -> ColumnElement[bool]:
     """SQL: the incident lies in the cooperation area: in one of its jurisdictions (either era;
     GIN on the path), on one of its border strips (nearest border that segment, within the
     strip's width; btree on both), or in one of its drawn polygons (GiST on the positions)."""
-    i = Incident
     parts: list[ColumnElement[bool]] = []
     if area.codes:
         parts.append(i.jurisdiction_path.overlap(literal(list(area.codes), ARRAY(String(32)))))
-    parts += [on_border_strip(code, km) for code, km in area.strips]
-    parts += [in_polygon(wkt) for wkt in area.polygons]
+    parts += [on_border_strip(code, km, i) for code, km in area.strips]
+    parts += [in_polygon(wkt, i) for wkt in area.polygons]
     return or_(*parts) if parts else false()
 
 
-def on_border_strip(segment: str, km: float) -> ColumnElement[bool]:
+def on_border_strip(segment: str, km: float, i: Rows = Incident) -> ColumnElement[bool]:
     """SQL: the incident's nearest national border is `segment`, at most `km` from it."""
-    return and_(Incident.border_segment == segment, Incident.border_distance_km <= km)
+    return and_(i.border_segment == segment, i.border_distance_km <= km)
 
 
-def in_polygon(wkt: str) -> ColumnElement[bool]:
+def in_polygon(wkt: str, i: Rows = Incident) -> ColumnElement[bool]:
     """SQL: the incident lies in the polygon (WKT, WGS 84; ST_Intersects uses the GiST index
     of the positions, so an OR of these and the other members is a bitmap OR)."""
-    return func.ST_Intersects(Incident.geom, func.ST_GeomFromText(wkt, spatial.SRID_WGS84))
+    return func.ST_Intersects(i.geom, func.ST_GeomFromText(wkt, spatial.SRID_WGS84))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,10 +82,13 @@ class IncidentFilter:
     area: AreaMembers | None = None  # cooperation=<id>
     border_km_max: float | None = None
 
-    def conditions(self) -> list[ColumnElement[bool]]:
-        """SQL conditions, all index-friendly (GiST bbox, btree time, GIN jurisdiction path)."""
-        i = Incident
-        out: list[ColumnElement[bool]] = [i.deleted_at.is_(None), visible(self.scope)]
+    def conditions(self, i: Rows = Incident) -> list[ColumnElement[bool]]:
+        """SQL conditions, all index-friendly (GiST bbox, btree time, GIN jurisdiction path).
+        `i`: the rows they read (Incident, or the event log aliased as Incident: it has no
+        deleted incidents to leave out)."""
+        out: list[ColumnElement[bool]] = [visible(self.scope, i)]
+        if i is Incident:
+            out.insert(0, i.deleted_at.is_(None))
         if self.bbox:
             out.append(spatial.overlaps_bbox(i.geom, self.bbox))
         if self.start is not None:
@@ -95,9 +102,9 @@ class IncidentFilter:
         if self.severity_min is not None:
             out.append(i.severity >= self.severity_min)
         if self.jurisdiction:
-            out.append(in_jurisdiction(self.jurisdiction))
+            out.append(in_jurisdiction(self.jurisdiction, i))
         if self.area is not None:
-            out.append(in_area(self.area))
+            out.append(in_area(self.area, i))
         if self.border_km_max is not None:
             out.append(i.border_distance_km <= self.border_km_max)
         return out
