@@ -14,6 +14,7 @@ from app.audit.routes import router as audit_router
 from app.auth.routes import router as auth_router
 from app.borders.routes import router as borders_router
 from app.cooperation.routes import router as cooperation_router
+from app.events.routes import router as events_router
 from app.health.routes import router as health_router
 from app.incidents.export_routes import router as export_router
 from app.incidents.import_routes import router as import_router
@@ -50,6 +51,7 @@ ROUTERS: list[APIRouter] = [
     nearby_router,
     import_router,
     export_router,
+    events_router,
     ogc_router,
 ]
 # answered without a key: no 401/429 in their OpenAPI entries

@@ -93,6 +93,34 @@ class Settings(BaseSettings):
         description="failed authentications allowed per client address; past it every request"
         " from that address that presents a key gets 429 until the window slides (empty = off)",
     )
+    events_retention_hours: float = Field(
+        default=168.0,
+        gt=0,
+        le=24 * 366,
+        description="the live feed keeps events this long: a client resuming from an older"
+        " event gets a `resync` event instead",
+    )
+    events_heartbeat_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="a quiet live feed sends a heartbeat this often (keeps proxies from closing"
+        " it)",
+    )
+    events_key_check_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="an open live feed checks its key this often: a revoked or expired key's"
+        " stream ends",
+    )
+    events_poll_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="each API process also reads the event log this often (a missed NOTIFY,"
+        " events held back by a long transaction)",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS (none by default)"
     )

@@ -17,6 +17,7 @@ from app.auth.deps import FailedAuthLimiter, RateLimiter
 from app.bodies import body_middleware
 from app.config import Settings, get_settings
 from app.db import create_engine, fill_pool, sessionmaker
+from app.events.hub import EventHub
 from app.headers import SecurityHeaders
 from app.incidents import rules
 from app.runtime import database_url
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         await asyncio.to_thread(sweep)
         app.state.engine = engine or create_engine(database_url(settings), settings)
         app.state.sessionmaker = sessionmaker(app.state.engine)
+        app.state.event_hub.bind(app.state.engine, app.state.sessionmaker)
         if own:
             try:
                 await fill_pool(app.state.engine, settings.db_pool_size)
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         try:
             yield
         finally:
+            await app.state.event_hub.close()
             await asyncio.to_thread(app.state.spool.close)
             if own:
                 await app.state.engine.dispose()
@@ -74,6 +77,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.tile_rate_limiter = RateLimiter(settings.tile_rate_limit)
     app.state.hotspot_cache = HotspotCache()  # the Gi* grids of the hot-spot tiles
     app.state.spool = SpoolDir()
+    app.state.event_hub = EventHub(  # the live feed's reader (app/events/hub.py)
+        poll_s=settings.events_poll_s, retention_s=settings.events_retention_hours * 3600
+    )
     # bodies are read whole (bounded in size and time) before any route takes a connection;
     # added first, so that the middleware added after it (CORS) wraps its 408/413/422 answers
     app.add_middleware(body_middleware, settings=settings, spool=app.state.spool)
@@ -89,12 +95,14 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                 "Content-Type",
                 "If-Match",
                 "Idempotency-Key",
+                "Last-Event-ID",
             ],
             expose_headers=["ETag", "Location", "Retry-After"],
         )
     if engine is not None:  # usable without the lifespan (e.g. an ASGI test transport)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine)
+        app.state.event_hub.bind(engine, app.state.sessionmaker)
     errors.install(app)
     openapi.install(app)
     api.include(app)

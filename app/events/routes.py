@@ -1,0 +1,94 @@
+"""GET /events: the live feed (Server-Sent Events) of incident changes within the key's scope."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from app.auth.deps import Reader
+from app.db import SessionDep
+from app.events import service
+from app.events.hub import EventHub
+from app.events.service import Position
+from app.incidents.filters import FilterDep
+from app.openapi import problems
+
+router = APIRouter(tags=["live feed"])
+
+RETRY_MS = 3000  # how long a browser waits before it reconnects
+
+
+def hub(request: Request) -> EventHub:
+    """The process's event hub (app/main.py makes it)."""
+    found: EventHub = request.app.state.event_hub
+    return found
+
+
+@router.get(
+    "/events",
+    response_class=EventSourceResponse,
+    summary="Live feed of incident changes (Server-Sent Events), resumable with Last-Event-ID",
+    responses=problems(403),
+)
+async def events(
+    request: Request,
+    session: SessionDep,
+    principal: Reader,
+    filt: FilterDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            max_length=100,
+            description="the id of the last event received: the feed resumes after it",
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        Query(max_length=100, description="as Last-Event-ID, for clients that cannot set it"),
+    ] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Events `incident.created`, `incident.changed`, `incident.status`, `incident.deleted`,
+    `incident.restored` and `incident.left` (moved out of what the filters let through: id
+    only), filtered by the key's scope and the list filters; `resync` when the position to
+    resume from is older than the retention or unknown (then: reload, and go on from here);
+    a heartbeat comment while quiet. docs/events.md."""
+    feed = hub(request)
+    settings = request.app.state.settings
+    token = last_event_id or after
+    start: Position | None = None
+    resync: str | None = None
+    if token:
+        start = Position.parse(token)
+        if start is None:
+            resync = "the event id to resume from is not one this service issued"
+        elif start < await service.horizon(session):
+            start, resync = None, "the events after that one are older than the retention"
+    await session.close()  # a stream holds no pooled connection while it waits
+    yield ServerSentEvent(retry=RETRY_MS, comment="Borderwatch live feed")
+    if resync is not None:
+        await feed.start()
+        yield ServerSentEvent(
+            event="resync",
+            id=feed.head.token(),
+            data={"type": "resync", "reason": resync},
+        )
+        start = feed.head
+    checked = time.monotonic()
+    async for event in feed.subscribe(filt, start, settings.events_heartbeat_s):
+        if time.monotonic() - checked > settings.events_key_check_s:
+            checked = time.monotonic()
+            async with request.app.state.sessionmaker() as s:
+                if not await service.key_in_force(s, principal.id):
+                    yield ServerSentEvent(
+                        event="end",
+                        data={"type": "end", "reason": "the API key is no longer valid"},
+                    )
+                    return
+        if event is None:
+            yield ServerSentEvent(comment="heartbeat")
+        else:
+            yield ServerSentEvent(event=event.kind, id=event.position.token(), data=event.data)

@@ -1,0 +1,276 @@
+"""Reading the event log: positions in it, what a subscriber's filter lets through, retention.
+
+Order without gaps. Events are read in (xid, id) order, and only those whose transaction id is
+below the oldest transaction still running (`pg_snapshot_xmin`): every transaction with a
+smaller id has ended, so no event can later appear before one already delivered, whatever the
+order in which concurrent writers commit. A sequence alone would not do: a transaction that
+took id 10 may commit after one that took id 11 was read. The price: a long writing
+transaction (a large import) holds back the events of writes that commit after it began until
+it ends (docs/events.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app.auth.models import Principal
+from app.events.models import EventLog, EventLogHorizon
+from app.incidents import rules
+from app.incidents.filters import IncidentFilter
+from app.incidents.models import Incident
+
+# the newest transaction id every earlier one of which has ended
+FINAL: ColumnElement[int] = literal_column(
+    "CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS text) AS bigint)", BigInteger()
+)
+BATCH = 1000  # events read at once
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A place in the event log: after the event (xid, id). (0, 0) is before the first."""
+
+    xid: int
+    id: int
+
+    def token(self) -> str:
+        """The SSE event id (what a browser sends back as Last-Event-ID)."""
+        return f"{self.xid}-{self.id}"
+
+    @classmethod
+    def parse(cls, token: str) -> Position | None:
+        """A position from a token made by token(); None for anything else."""
+        m = re.fullmatch(r"(\d{1,19})-(\d{1,19})", token.strip())
+        return cls(int(m[1]), int(m[2])) if m else None
+
+
+START = Position(0, 0)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event as a subscriber receives it."""
+
+    position: Position
+    kind: str
+    data: dict[str, Any]
+
+
+def _after(after: Position) -> ColumnElement[bool]:
+    return tuple_(EventLog.xid, EventLog.id) > tuple_(
+        bindparam("after_xid", after.xid), bindparam("after_id", after.id)
+    )
+
+
+def _upto(upto: Position) -> ColumnElement[bool]:
+    return tuple_(EventLog.xid, EventLog.id) <= tuple_(
+        bindparam("upto_xid", upto.xid), bindparam("upto_id", upto.id)
+    )
+
+
+async def head(session: AsyncSession) -> Position:
+    """The newest event that can be delivered (START when there is none)."""
+    row = (
+        await session.execute(
+            select(EventLog.xid, EventLog.id)
+            .where(EventLog.xid < FINAL)
+            .order_by(EventLog.xid.desc(), EventLog.id.desc())
+            .limit(1)
+        )
+    ).first()
+    return Position(row.xid, row.id) if row else START
+
+
+async def final_after(
+    session: AsyncSession, after: Position, limit: int = BATCH
+) -> list[tuple[Position, bool]]:
+    """The positions of the deliverable events after `after` (at most `limit`), each with
+    whether the incident moved (a subscriber that saw it before may have to hear it left)."""
+    rows = await session.execute(
+        select(EventLog.xid, EventLog.id, EventLog.was_geom.is_not(None))
+        .where(_after(after), EventLog.xid < FINAL)
+        .order_by(EventLog.xid, EventLog.id)
+        .limit(limit)
+    )
+    return [(Position(r[0], r[1]), bool(r[2])) for r in rows]
+
+
+def _rows(after: Position, upto: Position, *, was: bool) -> Any:
+    """The events in (after, upto] as incident-like rows (the filters' column names): where
+    they are now, or (was=True) where the moved ones were before."""
+    e = EventLog
+    geom = e.was_geom if was else e.geom
+    path = e.was_path if was else e.jurisdiction_path
+    sub = (
+        select(
+            e.id.label("event_id"),
+            e.xid.label("event_xid"),
+            e.kind.label("kind"),
+            e.at.label("at"),
+            e.incident_id.label("id"),
+            e.version.label("version"),
+            e.category.label("category"),
+            e.severity.label("severity"),
+            e.status.label("status"),
+            e.occurred_at.label("occurred_at"),
+            geom.label("geom"),
+            path.label("jurisdiction_path"),
+            e.border_segment.label("border_segment"),
+            e.border_distance_km.label("border_distance_km"),
+        )
+        .where(_after(after), _upto(upto))
+        .where(e.was_geom.is_not(None) if was else e.id.is_not(None))
+        .subquery("ev")
+    )
+    return sub
+
+
+def _matching(filt: IncidentFilter, after: Position, upto: Position) -> Select[Any]:
+    now = _rows(after, upto, was=False)
+    i = aliased(Incident, now, adapt_on_names=True)
+    return (
+        select(
+            now.c.event_xid,
+            now.c.event_id,
+            now.c.kind,
+            now.c.at,
+            now.c.id,
+            now.c.version,
+            now.c.category,
+            now.c.severity,
+            now.c.status,
+            now.c.occurred_at,
+            func.ST_X(now.c.geom).label("lon"),
+            func.ST_Y(now.c.geom).label("lat"),
+            now.c.jurisdiction_path,
+            now.c.border_segment,
+            now.c.border_distance_km,
+        )
+        .where(and_(*filt.conditions(i)))
+        .order_by(now.c.event_xid, now.c.event_id)
+    )
+
+
+def _left(filt: IncidentFilter, after: Position, upto: Position) -> Select[Any]:
+    """The moved incidents that matched where they were: those not matching now left."""
+    was = _rows(after, upto, was=True)
+    i = aliased(Incident, was, adapt_on_names=True)
+    return select(was.c.event_xid, was.c.event_id, was.c.id, was.c.at).where(
+        and_(*filt.conditions(i))
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(rules.local_zone()).isoformat() if value else None
+
+
+def _incident(r: Any) -> dict[str, Any]:
+    return {
+        "id": str(r.id),
+        "version": r.version,
+        "category": r.category,
+        "severity": r.severity,
+        "status": r.status,
+        "occurred_at": _iso(r.occurred_at),
+        "jurisdictions": r.jurisdiction_path,
+        "border_segment": r.border_segment,
+        "border_distance_km": (
+            round(r.border_distance_km, 3) if r.border_distance_km is not None else None
+        ),
+        "location": {"type": "Point", "coordinates": [round(r.lon, 6), round(r.lat, 6)]},
+    }
+
+
+async def matching(
+    session: AsyncSession,
+    filt: IncidentFilter,
+    after: Position,
+    upto: Position,
+    *,
+    moves: bool = True,
+) -> list[Event]:
+    """The events in (after, upto] that `filt` (scope included) lets through, in log order:
+    the incident as the event left it, or, for one that moved out of what `filt` lets
+    through, an `incident.left` event with its id only (never where it went). `moves`: the
+    range holds moved incidents (else their query is skipped)."""
+    params = {
+        "after_xid": after.xid, "after_id": after.id, "upto_xid": upto.xid, "upto_id": upto.id,
+    }  # fmt: skip
+    out: dict[Position, Event] = {}
+    for r in await session.execute(_matching(filt, after, upto), params):
+        pos = Position(r.event_xid, r.event_id)
+        out[pos] = Event(pos, r.kind, {"type": r.kind, "at": _iso(r.at), "incident": _incident(r)})
+    if moves:
+        for r in await session.execute(_left(filt, after, upto), params):
+            pos = Position(r.event_xid, r.event_id)
+            if pos not in out:
+                data = {"type": "incident.left", "at": _iso(r.at), "incident": {"id": str(r.id)}}
+                out[pos] = Event(pos, "incident.left", data)
+    return [out[p] for p in sorted(out)]
+
+
+async def horizon(session: AsyncSession) -> Position:
+    """The newest event retention removed: resuming from before it would miss events."""
+    row = (await session.execute(select(EventLogHorizon.xid, EventLogHorizon.id))).first()
+    return Position(row.xid, row.id) if row else START
+
+
+PRUNE_SQL = text(
+    """
+    WITH edge AS (
+        SELECT xid, id FROM event_log
+         WHERE at < clock_timestamp() - make_interval(secs => CAST(:keep_s AS float8))
+         ORDER BY xid DESC, id DESC LIMIT 1
+    ), gone AS (
+        DELETE FROM event_log e USING edge WHERE (e.xid, e.id) <= (edge.xid, edge.id)
+        RETURNING e.id
+    )
+    UPDATE event_log_horizon h SET xid = edge.xid, id = edge.id
+      FROM edge WHERE (edge.xid, edge.id) > (h.xid, h.id)
+    RETURNING (SELECT count(*) FROM gone)
+    """
+)
+
+
+async def prune(session: AsyncSession, keep_s: float) -> int:
+    """Remove the events older than `keep_s` seconds (and every event before them in log
+    order); returns how many. One process at a time (an advisory lock); the caller commits."""
+    locked = await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext('events'))"))
+    if not locked.scalar():
+        return 0
+    removed = (await session.execute(PRUNE_SQL, {"keep_s": keep_s})).scalar()
+    return int(removed or 0)
+
+
+async def key_in_force(session: AsyncSession, principal_id: int) -> bool:
+    """Whether the principal's key still works (not revoked, not expired): a stream checks."""
+    p = Principal
+    row = (
+        await session.execute(
+            select(p.id).where(
+                p.id == principal_id,
+                p.revoked_at.is_(None),
+                or_(p.expires_at.is_(None), p.expires_at > func.now()),
+            )
+        )
+    ).first()
+    return row is not None
