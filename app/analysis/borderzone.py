@@ -175,7 +175,7 @@ async def border_zone(
         "segment": segment,
         "bands": list(bands),
         "home_country": home,
-        "scope": filt.scope.code,
+        "scope": filt.scope.name,
         "total": total,
     }
     return orjson.dumps(head)[:-1] + b',"features":[' + str(features).encode() + b"]}"

@@ -109,7 +109,7 @@ async def clusters(
         "incidents": int(total),
         "clustered": int(clustered),
         "noise": int(total) - int(clustered),
-        "scope": filt.scope.code,
+        "scope": filt.scope.name,
         "crs_metric": f"EPSG:{SRID_UTM48N}",
     }
     rest = body.removeprefix(b'{"type":"FeatureCollection",')

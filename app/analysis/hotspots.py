@@ -429,7 +429,7 @@ async def hotspots(
         "fdr": fdr,
         "cells": len(cells.cells),
         "incidents": int(counts.sum()),
-        "scope": filt.scope.code,
+        "scope": filt.scope.name,
         "crs_metric": f"EPSG:{SRID_UTM48N}",
         "neighbours": f"centres within {gistar.BAND:g} x cell spacing, the cell itself included",
     }

@@ -256,7 +256,7 @@ async def stats(
     if group_by == "month":
         out["tz"] = tz
     out |= {
-        "scope": filt.scope.code,
+        "scope": filt.scope.name,
         "total": total,
         "solved": solved,
         "clearance_rate": _ratio(solved, total),

@@ -118,7 +118,7 @@ async def current_principal(request: Request, session: SessionDep) -> Identity:
     tiles = request.url.path.startswith("/tiles/")
     limiter = state.tile_rate_limiter if tiles else state.rate_limiter
     await limiter.check(identity.id)
-    if identity.scope.code is not None:
+    if not identity.scope.national:
         scope = await ensure_zone(session=session, scope=identity.scope)
         await session.commit()
         identity = replace(identity, scope=scope)

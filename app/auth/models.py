@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -20,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.cooperation.models import CooperationArea
 from app.db import Base
 from app.geo.spatial import SRID_WGS84
 
@@ -30,13 +32,22 @@ class Principal(Base):
     """A person or service account with one API key (only its hash is stored)."""
 
     __tablename__ = "principal"
-    __table_args__ = (CheckConstraint(f"role IN {ROLES!r}", name="role"),)
+    __table_args__ = (
+        CheckConstraint(f"role IN {ROLES!r}", name="role"),
+        CheckConstraint(
+            "jurisdiction_code IS NULL OR cooperation_area_id IS NULL", name="one_scope"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(16))
     jurisdiction_code: Mapped[str | None] = mapped_column(
-        String(32), comment="scope; NULL = national"
+        String(32), comment="scope: a jurisdiction; NULL = national, or the cooperation area's"
+    )
+    cooperation_area_id: Mapped[int | None] = mapped_column(
+        ForeignKey(CooperationArea.id, ondelete="RESTRICT"),
+        comment="scope: a cooperation area (its members and their zone); NULL = none",
     )
     unit: Mapped[str | None] = mapped_column(Text, comment="the unit an officer reports for")
     key_prefix: Mapped[str] = mapped_column(String(16), unique=True)

@@ -53,7 +53,14 @@ class PrincipalIn(Lifetime):
     jurisdiction: str | None = Field(
         default=None,
         max_length=32,
-        description="scope; omit for national (national admins only)",
+        description="scope; omit (with cooperation_area) for national (national admins only)",
+    )
+    cooperation_area: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="scope instead of a jurisdiction: the id of a cooperation area in force"
+        " (its members' incidents and their cooperation zone; national admins only)",
     )
     unit: str | None = Field(default=None, max_length=200, description="an officer's unit")
 
@@ -67,13 +74,16 @@ class RotateIn(Lifetime):
 
 @router.get("/me", summary="The principal behind the presented key")
 async def me(principal: CurrentPrincipal) -> JSONResponse:
-    """Name, role, scope, cooperation distance and when the key expires."""
+    """Name, role, scope (a jurisdiction or a cooperation area; neither: national),
+    cooperation distance and when the key expires."""
+    area = principal.scope.area
     return JSONResponse(
         {
             "id": principal.id,
             "name": principal.name,
             "role": principal.role,
             "jurisdiction": principal.jurisdiction_code,
+            "cooperation_area": None if area is None else {"id": area.id, "name": area.name},
             "unit": principal.unit,
             "cooperation_km": principal.scope.distance_m / 1000,
             "key_expires_at": (principal.expires_at.isoformat() if principal.expires_at else None),
@@ -90,12 +100,12 @@ async def me(principal: CurrentPrincipal) -> JSONResponse:
 async def create_principal(
     body: PrincipalIn, session: SessionDep, admin: Admin, manager: ManagerDep
 ) -> JSONResponse:
-    """Admins only; a scoped admin creates keys only inside its own area. The response holds
-    the only copy of the key."""
+    """Admins only; a scoped admin creates keys only inside its own area, and only a national
+    admin creates keys of a cooperation area. The response holds the only copy of the key."""
     record, key = await service.create_principal(
         session=session, name=body.name, role=body.role, jurisdiction_code=body.jurisdiction,
         unit=body.unit, actor=admin.actor, manager=manager,
-        expires_at=body.expiry(),
+        expires_at=body.expiry(), cooperation_area_id=body.cooperation_area,
     )  # fmt: skip
     await session.commit()
     return JSONResponse({"principal": record, "key": key}, status_code=201)

@@ -3,8 +3,9 @@ app/audit/)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -22,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import keys
 from app.auth.models import ROLES, AuditEvent, Principal
-from app.auth.scope import Scope
+from app.auth.scope import AreaScope, Scope
+from app.cooperation.models import CooperationArea
 from app.db import DriverStatement, fetch_row
 from app.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from app.jurisdictions import eras
@@ -51,12 +53,15 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _public(p: Principal) -> dict[str, Any]:
+def _public(p: Principal, areas: Mapping[int, str]) -> dict[str, Any]:
+    """The principal as the API shows it (no key material); `areas`: names of areas by id."""
+    area = p.cooperation_area_id
     return {
         "id": p.id,
         "name": p.name,
         "role": p.role,
         "jurisdiction": p.jurisdiction_code,
+        "cooperation_area": None if area is None else {"id": area, "name": areas.get(area)},
         "unit": p.unit,
         "key_prefix": p.key_prefix,
         "created_at": _iso(p.created_at),
@@ -124,19 +129,33 @@ INSIDE_SHARE = 0.999
 
 @dataclass(frozen=True)
 class Manager:
-    """What a principal may manage: every principal (national), or those scoped inside `codes`.
+    """What a principal may manage: every principal (national), those scoped inside `codes`
+    (a jurisdiction's admin), or those of the cooperation area `area_id` (an area's admin).
 
     A scoped admin never sees, creates, rotates or revokes a national key or one of a wider or
-    other area: to it those principals do not exist (404)."""
+    other area: to it those principals do not exist (404). Keys of a cooperation area belong
+    to national admins and to the area's own admins, never to a jurisdiction's (an area may
+    reach beyond it)."""
 
     codes: frozenset[str] | None  # None = national: every principal
     rank: int  # the highest role it may grant
+    area_id: int | None = None  # an area's admin: the keys of that area (and codes is empty)
 
-    def may_manage(self, *, jurisdiction_code: str | None, role: str) -> bool:
+    @property
+    def national(self) -> bool:
+        """Whether it manages every principal."""
+        return self.codes is None
+
+    def may_manage(
+        self, *, jurisdiction_code: str | None, role: str, cooperation_area_id: int | None = None
+    ) -> bool:
         """Whether a principal of this scope and role lies inside what this manager manages."""
-        inside = self.codes is None or (
-            jurisdiction_code is not None and jurisdiction_code in self.codes
-        )
+        if self.codes is None:
+            inside = True
+        elif cooperation_area_id is not None:
+            inside = cooperation_area_id == self.area_id
+        else:
+            inside = jurisdiction_code is not None and jurisdiction_code in self.codes
         return inside and ROLES.index(role) <= self.rank
 
 
@@ -147,6 +166,8 @@ OPERATOR = Manager(codes=None, rank=len(ROLES) - 1)
 async def manager_of(*, session: AsyncSession, identity: Identity) -> Manager:
     """The principals `identity` may manage (admins only reach the routes that ask)."""
     rank = ROLES.index(identity.role)
+    if identity.scope.area is not None:
+        return Manager(codes=frozenset(), rank=rank, area_id=identity.scope.area.id)
     if identity.jurisdiction_code is None:
         return Manager(codes=None, rank=rank)
     rows = await session.execute(
@@ -158,6 +179,37 @@ async def manager_of(*, session: AsyncSession, identity: Identity) -> Manager:
 async def _jurisdiction_exists(session: AsyncSession, code: str) -> bool:
     found = await session.execute(text("SELECT 1 FROM jurisdiction WHERE code = :c"), {"c": code})
     return found.scalar() is not None
+
+
+async def _area_names(session: AsyncSession, ids: Iterable[int | None]) -> dict[int, str]:
+    """The names of the cooperation areas `ids` (None ignored)."""
+    wanted = sorted({i for i in ids if i is not None})
+    if not wanted:
+        return {}
+    a = CooperationArea
+    rows = await session.execute(select(a.id, a.name).where(a.id.in_(wanted)))
+    return {int(r.id): str(r.name) for r in rows}
+
+
+def _in_force(valid_from: date | None, valid_to: date | None, on: date) -> bool:
+    return (valid_from is None or valid_from <= on) and (valid_to is None or on < valid_to)
+
+
+async def _area_for_key(session: AsyncSession, area_id: int) -> CooperationArea:
+    """The area a new key is to be bound to: it exists and is in force today (422 otherwise)."""
+    area = await session.get(CooperationArea, area_id)
+    if area is None:
+        raise InvalidInput(
+            f"no cooperation area with id {area_id}", field="cooperation_area", id=area_id
+        )
+    if not _in_force(area.valid_from, area.valid_to, eras.today()):
+        period = f"{area.valid_from or '…'} to {area.valid_to or '…'}"
+        raise InvalidInput(
+            f"cooperation area {area_id} is not in force today (valid {period}, end exclusive)",
+            field="cooperation_area",
+            id=area_id,
+        )
+    return area
 
 
 def expiry(lifetime: timedelta | None) -> datetime | None:
@@ -175,12 +227,30 @@ async def create_principal(
     actor: str,
     manager: Manager = OPERATOR,
     expires_at: datetime | None = None,
+    cooperation_area_id: int | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Create a principal; returns its public record and the key (shown once, never stored)."""
+    """Create a principal; returns its public record and the key (shown once, never stored).
+
+    Its scope: a jurisdiction, a cooperation area (national admins only; the area in force), or
+    neither (national)."""
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
     if not name.strip():
         raise InvalidInput("name must not be empty", field="name")
+    areas: dict[int, str] = {}
+    if cooperation_area_id is not None:
+        if jurisdiction_code:
+            raise InvalidInput(
+                "a key is bound to a jurisdiction or to a cooperation area, not both",
+                field="cooperation_area",
+            )
+        if not manager.national:
+            raise Forbidden(
+                "only a national admin creates keys for a cooperation area",
+                field="cooperation_area",
+            )
+        area = await _area_for_key(session, cooperation_area_id)
+        areas[area.id] = area.name
     if jurisdiction_code and not await _jurisdiction_exists(session, jurisdiction_code):
         raise InvalidInput(f"no jurisdiction with code '{jurisdiction_code}'", field="jurisdiction")
     if expires_at is not None and expires_at <= datetime.now(UTC):
@@ -196,6 +266,7 @@ async def create_principal(
         name=name.strip(),
         role=role,
         jurisdiction_code=jurisdiction_code or None,
+        cooperation_area_id=cooperation_area_id,
         unit=unit,
         key_prefix=new.prefix,
         key_hash=new.hash,
@@ -205,7 +276,7 @@ async def create_principal(
     session.add(p)
     await session.flush()
     await session.refresh(p)
-    public = _public(p)
+    public = _public(p, areas)
     await record(
         session=session, actor=actor, action="key_create", entity_type="principal",
         entity_id=str(p.id), after=public,
@@ -215,7 +286,11 @@ async def create_principal(
 
 async def _get(session: AsyncSession, principal_id: int, manager: Manager) -> Principal:
     p = await session.get(Principal, principal_id, with_for_update=True)
-    if p is None or not manager.may_manage(jurisdiction_code=p.jurisdiction_code, role=p.role):
+    if p is None or not manager.may_manage(
+        jurisdiction_code=p.jurisdiction_code,
+        role=p.role,
+        cooperation_area_id=p.cooperation_area_id,
+    ):
         raise NotFound(f"no principal with id {principal_id}", id=principal_id)
     return p
 
@@ -237,7 +312,8 @@ async def rotate(
         raise InvalidInput(f"principal {principal_id} is revoked; create a new one")
     if expires_at is not None and expires_at <= datetime.now(UTC):
         raise InvalidInput("expires_at must be in the future", field="expires_at")
-    before = _public(p)
+    areas = await _area_names(session, [p.cooperation_area_id])
+    before = _public(p, areas)
     now = datetime.now(UTC)
     if expires_at is None and p.expires_at is not None:
         expires_at = now + (p.expires_at - (p.rotated_at or p.created_at))
@@ -246,7 +322,7 @@ async def rotate(
     p.rotated_at, p.expires_at = now, expires_at
     await session.flush()
     await session.refresh(p)
-    after = _public(p)
+    after = _public(p, areas)
     await record(
         session=session, actor=actor, action="key_rotate", entity_type="principal",
         entity_id=str(p.id), before=before, after=after,
@@ -259,16 +335,17 @@ async def revoke(
 ) -> dict[str, Any]:
     """Revoke a principal's key (idempotent)."""
     p = await _get(session, principal_id, manager)
-    before = _public(p)
+    areas = await _area_names(session, [p.cooperation_area_id])
+    before = _public(p, areas)
     if p.revoked_at is None:
         p.revoked_at = func.now()
         await session.flush()
         await session.refresh(p)
         await record(
             session=session, actor=actor, action="key_revoke", entity_type="principal",
-            entity_id=str(p.id), before=before, after=_public(p),
+            entity_id=str(p.id), before=before, after=_public(p, areas),
         )  # fmt: skip
-    return _public(p)
+    return _public(p, areas)
 
 
 def managed(manager: Manager) -> ColumnElement[bool]:
@@ -276,6 +353,8 @@ def managed(manager: Manager) -> ColumnElement[bool]:
     granted = Principal.role.in_(ROLES[: manager.rank + 1])
     if manager.codes is None:
         return granted
+    if manager.area_id is not None:
+        return and_(granted, Principal.cooperation_area_id == manager.area_id)
     return and_(granted, Principal.jurisdiction_code.in_(sorted(manager.codes)))
 
 
@@ -283,16 +362,54 @@ async def list_principals(
     *, session: AsyncSession, manager: Manager = OPERATOR
 ) -> list[dict[str, Any]]:
     """The principals `manager` may manage (without key material), oldest first, each with
-    `scope`: what its jurisdiction is today (`describe_scopes`; null for national keys)."""
+    `scope`: what its jurisdiction is today (`describe_scopes`), or its cooperation area
+    (`describe_areas`); null for national keys."""
     query = select(Principal).where(managed(manager)).order_by(Principal.id)
-    found = [_public(p) for p in (await session.execute(query)).scalars()]
+    principals = list((await session.execute(query)).scalars())
+    area_ids = {p.cooperation_area_id for p in principals if p.cooperation_area_id is not None}
+    areas = await describe_areas(session=session, ids=area_ids)
+    names = {i: str(a["name_local"]) for i, a in areas.items()}
+    found = [_public(p, names) for p in principals]
     described = await describe_scopes(
         session=session, codes={str(p["jurisdiction"]) for p in found if p["jurisdiction"]}
     )
-    return [
-        p | {"scope": described.get(str(p["jurisdiction"])) if p["jurisdiction"] else None}
-        for p in found
-    ]
+    out = []
+    for p in found:
+        scope = None
+        if p["jurisdiction"]:
+            scope = described.get(str(p["jurisdiction"]))
+        elif p["cooperation_area"]:
+            scope = areas.get(int(p["cooperation_area"]["id"]))
+        out.append(p | {"scope": scope})
+    return out
+
+
+async def describe_areas(*, session: AsyncSession, ids: set[int]) -> dict[int, dict[str, Any]]:
+    """For each cooperation area id of a key's scope: its name, whether it is in force today,
+    and a one-line `label` ("cooperation area 2 Kế hoạch 172 … (ended 2026-12-01)")."""
+    if not ids:
+        return {}
+    a = CooperationArea
+    today = eras.today()
+    rows = await session.execute(
+        select(a.id, a.name, a.valid_from, a.valid_to).where(a.id.in_(sorted(ids)))
+    )
+    out: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        in_force = _in_force(r.valid_from, r.valid_to, today)
+        state = ""
+        if r.valid_to is not None and r.valid_to <= today:
+            state = f" (ended {r.valid_to.isoformat()})"
+        elif not in_force:
+            state = f" (from {r.valid_from.isoformat()})"
+        out[int(r.id)] = {
+            "cooperation_area": int(r.id),
+            "name_local": r.name,
+            "level": "cooperation_area",
+            "in_force": in_force,
+            "label": f"cooperation area {r.id} {r.name}{state}",
+        }
+    return out
 
 
 def _unit(code: str, name: str | None) -> dict[str, Any]:
@@ -370,10 +487,17 @@ async def describe_scopes(*, session: AsyncSession, codes: set[str]) -> dict[str
 
 
 _P = Principal.__table__.c
-_BY_PREFIX = select(
-    _P.id, _P.name, _P.role, _P.jurisdiction_code, _P.unit, _P.key_hash, _P.revoked_at,
-    _P.last_used_at, _P.expires_at,
-).where(_P.key_prefix == bindparam("prefix"))  # fmt: skip
+_A = CooperationArea.__table__.c
+_BY_PREFIX = (
+    select(
+        _P.id, _P.name, _P.role, _P.jurisdiction_code, _P.unit, _P.key_hash, _P.revoked_at,
+        _P.last_used_at, _P.expires_at, _P.cooperation_area_id,
+        _A.name.label("area_name"), _A.valid_from.label("area_from"),
+        _A.valid_to.label("area_to"),
+    )
+    .select_from(Principal.__table__.outerjoin(CooperationArea.__table__))
+    .where(_P.key_prefix == bindparam("prefix"))
+)  # fmt: skip
 
 
 @lru_cache(maxsize=4)
@@ -385,6 +509,7 @@ def _by_prefix(dialect: Dialect) -> DriverStatement:
 
 BAD_KEY = "the API key is malformed, unknown or revoked"
 EXPIRED_KEY = "the API key has expired; ask an admin to rotate it"
+AREA_ENDED = "the cooperation area of this key has ended"
 
 
 async def authenticate(*, session: AsyncSession, key: str, cooperation_m: int) -> Identity:
@@ -400,6 +525,17 @@ async def authenticate(*, session: AsyncSession, key: str, cooperation_m: int) -
     now = datetime.now(UTC)
     if p["expires_at"] is not None and p["expires_at"] <= now:
         raise Unauthorized(EXPIRED_KEY)
+    area = None
+    if p["cooperation_area_id"] is not None:
+        # an ended area's key stops working rather than keep (or lose) what it saw
+        today = eras.today()
+        if p["area_to"] is not None and p["area_to"] <= today:
+            raise Unauthorized(AREA_ENDED)
+        if not _in_force(p["area_from"], p["area_to"], today):
+            raise Unauthorized(
+                f"the cooperation area of this key is in force from {p['area_from'].isoformat()}"
+            )
+        area = AreaScope(id=p["cooperation_area_id"], name=p["area_name"])
     # "last used" is written at most once a minute per principal: most requests cost one query
     if p["last_used_at"] is None or now - p["last_used_at"] > timedelta(minutes=1):
         await session.execute(
@@ -412,6 +548,6 @@ async def authenticate(*, session: AsyncSession, key: str, cooperation_m: int) -
         role=p["role"],
         jurisdiction_code=p["jurisdiction_code"],
         unit=p["unit"],
-        scope=Scope(code=p["jurisdiction_code"], distance_m=cooperation_m),
+        scope=Scope(code=p["jurisdiction_code"], distance_m=cooperation_m, area=area),
         expires_at=p["expires_at"],
     )

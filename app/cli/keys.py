@@ -18,8 +18,19 @@ keys_app = typer.Typer(help="API principals and their keys (keys are shown once)
 LOCAL_ADMIN = "local admin (make run)"
 
 
+def _scope(record: dict[str, object]) -> str:
+    """A key's scope in one word: its jurisdiction, `area:<id>`, or national."""
+    area = record.get("cooperation_area")
+    if isinstance(area, dict):
+        return f"area:{area['id']}"
+    return str(record.get("jurisdiction") or "national")
+
+
 def _print_key(record: dict[str, object], key: str) -> None:
-    scope = record.get("jurisdiction") or "national"
+    scope = _scope(record)
+    area = record.get("cooperation_area")
+    if isinstance(area, dict):
+        scope += f" {area['name']}"
     console.print(
         f"principal {record['id']} '{escape(str(record['name']))}' ({record['role']}, {scope})"
     )
@@ -38,6 +49,14 @@ def keys_create(
             " commune (VN-C…); omit for national"
         ),
     ] = None,
+    cooperation_area: Annotated[
+        int | None,
+        typer.Option(
+            help="scope instead of a jurisdiction: the id of a cooperation area in force"
+            " (`borderwatch cooperation list`); the key sees its members and their zone",
+            min=1,
+        ),
+    ] = None,
     unit: Annotated[str | None, typer.Option(help="an officer's unit")] = None,
     expires_in: Annotated[
         str | None, typer.Option(help="the key's lifetime, e.g. 90d, 12h or 2w; omit: no expiry")
@@ -46,11 +65,16 @@ def keys_create(
     """Create a principal and print its key once."""
     settings = get_settings()
     lifetime = _lifetime(expires_in)
+    if jurisdiction and cooperation_area is not None:
+        raise typer.BadParameter(
+            "give --jurisdiction or --cooperation-area, not both", param_hint="--cooperation-area"
+        )
 
     async def work(session: AsyncSession) -> tuple[dict[str, object], str]:
         return await auth_service.create_principal(
             session=session, name=name, role=role, jurisdiction_code=jurisdiction, unit=unit,
             actor=cli_actor(), expires_at=auth_service.expiry(lifetime),
+            cooperation_area_id=cooperation_area,
         )  # fmt: skip
 
     record, key = run(with_session(settings, work))
@@ -76,7 +100,7 @@ def keys_list() -> None:
         if not p["revoked_at"] and expires and expires <= now:
             state = "expired"
         print(
-            f"{p['id']:>4}  {p['role']!s:<8} {p['jurisdiction'] or 'national'!s:<10} "
+            f"{p['id']:>4}  {p['role']!s:<8} {_scope(p):<10} "
             f"{state:<8} bw_{p['key_prefix']}_… {_minutes(expires) or 'never':<17} "
             f"{_minutes(_when(p['last_used_at'])) or 'never':<17} {p['name']}{_area(p)}"
         )

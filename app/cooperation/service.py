@@ -136,8 +136,9 @@ FIELDS = ("name", "name_en", "purpose", "lead_unit", "valid_from", "valid_to")
 
 
 def require_national(identity: Identity) -> None:
-    """Only a national admin writes areas (one may join units of several provinces)."""
-    if identity.jurisdiction_code is not None:
+    """Only a national admin writes areas (one may join units of several provinces); an
+    area's own admin is not national either."""
+    if not identity.scope.national:
         raise Forbidden("only a national admin may create or change cooperation areas")
 
 
@@ -213,7 +214,7 @@ async def get(session: AsyncSession, area_id: int) -> dict[str, Any]:
     them; 404 if none."""
     area = await _found(session, area_id)
     members = await _members(session, area_id)
-    return _area_json(area) | {"bbox": await _bbox(session, area_id), "members": members}
+    return _area_json(area) | {"bbox": await bbox(session, area_id), "members": members}
 
 
 async def _members(session: AsyncSession, area_id: int) -> list[dict[str, Any]]:
@@ -263,7 +264,7 @@ def _extent(geom: Any) -> Any:
     return (func.ST_XMin(box), func.ST_YMin(box), func.ST_XMax(box), func.ST_YMax(box))
 
 
-async def _bbox(session: AsyncSession, area_id: int) -> list[float] | None:
+async def bbox(session: AsyncSession, area_id: int) -> list[float] | None:
     """A lon/lat box around every member (for a map to frame the area): the units' outlines
     (every era of a code), the drawn polygons, and each border strip's segment widened by the
     strip's width."""

@@ -12,12 +12,13 @@ from typing import Annotated
 
 import orjson
 from fastapi import Depends, Query
-from sqlalchemy import ColumnElement, and_, false, func, literal, or_
+from sqlalchemy import ColumnElement, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import String
 
 from app.auth.deps import CurrentPrincipal
 from app.auth.scope import Scope
+from app.cooperation import members
 from app.cooperation.members import AreaMembers, members_of
 from app.db import SessionDep
 from app.errors import InvalidInput
@@ -33,9 +34,14 @@ Rows = type[Incident]
 
 
 def visible(scope: Scope, i: Rows = Incident) -> ColumnElement[bool]:
-    """SQL: the incident is visible in `scope` (app/auth/scope.py: inside its jurisdiction, or in
-    a neighbour within the cooperation distance)."""
-    return scope.condition(i.jurisdiction_path, i.geom)
+    """SQL: the incident is visible in `scope` (app/auth/scope.py: inside its jurisdiction or
+    cooperation area, or within the cooperation distance of it)."""
+    return scope.condition(
+        i.jurisdiction_path,
+        i.geom,
+        border_segment=i.border_segment,
+        border_distance_km=i.border_distance_km,
+    )
 
 
 def in_jurisdiction(code: str, i: Rows = Incident) -> ColumnElement[bool]:
@@ -48,23 +54,24 @@ def in_area(area: AreaMembers, i: Rows = Incident) -> ColumnElement[bool]:
     """SQL: the incident lies in the cooperation area: in one of its jurisdictions (either era;
     GIN on the path), on one of its border strips (nearest border that segment, within the
     strip's width; btree on both), or in one of its drawn polygons (GiST on the positions)."""
-    parts: list[ColumnElement[bool]] = []
-    if area.codes:
-        parts.append(i.jurisdiction_path.overlap(literal(list(area.codes), ARRAY(String(32)))))
-    parts += [on_border_strip(code, km, i) for code, km in area.strips]
-    parts += [in_polygon(wkt, i) for wkt in area.polygons]
-    return or_(*parts) if parts else false()
+    return members.holds(
+        area,
+        path=i.jurisdiction_path,
+        geom=i.geom,
+        border_segment=i.border_segment,
+        border_distance_km=i.border_distance_km,
+    )
 
 
 def on_border_strip(segment: str, km: float, i: Rows = Incident) -> ColumnElement[bool]:
     """SQL: the incident's nearest national border is `segment`, at most `km` from it."""
-    return and_(i.border_segment == segment, i.border_distance_km <= km)
+    return members.on_border_strip(segment, km, i.border_segment, i.border_distance_km)
 
 
 def in_polygon(wkt: str, i: Rows = Incident) -> ColumnElement[bool]:
     """SQL: the incident lies in the polygon (WKT, WGS 84; ST_Intersects uses the GiST index
     of the positions, so an OR of these and the other members is a bitmap OR)."""
-    return func.ST_Intersects(i.geom, func.ST_GeomFromText(wkt, spatial.SRID_WGS84))
+    return members.in_polygon(wkt, i.geom)
 
 
 @dataclass(frozen=True, kw_only=True)

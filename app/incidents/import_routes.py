@@ -36,7 +36,7 @@ IMPORT_BODY = {
     openapi_extra=IMPORT_BODY,
     responses={
         200: {"description": "imported: {mode, rows, inserted, updated, unchanged, skipped, …}"},
-        403: problem_response(403, "imports need an admin key without a jurisdiction scope"),
+        403: problem_response(403, "imports need a national admin key"),
         413: problem_response(413, "the upload is over BORDERWATCH_MAX_IMPORT_BYTES"),
         415: problem_response(415, "the format is neither in Content-Type nor in ?format="),
         422: problem_response(422, "invalid rows (all_or_nothing: nothing written) or columns"),
@@ -72,8 +72,10 @@ async def import_incidents(
 ) -> JSONResponse:
     """See docs/import.md; re-importing rows with the same (source, source_id) updates them."""
     if not principal.scope.national:
-        # rows are not checked against a jurisdiction scope (yet): national admins only
-        raise Forbidden("imports need a national admin key (one without a jurisdiction)")
+        # rows are not checked against a scope (yet): national admins only
+        raise Forbidden(
+            "imports need a national admin key (one without a jurisdiction or cooperation area)"
+        )
     fmt = fmt or imports.guess_format(content_type=request.headers.get("content-type"))
     if fmt is None:
         raise HTTPException(

@@ -169,11 +169,12 @@ def _visible_statement(scope: Scope) -> Select[Any]:
 
 
 def _outside(scope: Scope) -> Forbidden:
-    return Forbidden(
-        f"the location is outside your area ({scope.code} and {scope.distance_m / 1000:g} km"
-        " into its neighbours)",
-        field="location",
-    )
+    km = f"{scope.distance_m / 1000:g} km"
+    if scope.area is not None:
+        where = f"{scope.label}: its members and {km} around them"
+    else:
+        where = f"{scope.code} and {km} into its neighbours"
+    return Forbidden(f"the location is outside your area ({where})", field="location")
 
 
 ACTIVE_CATEGORY = select(Category.code).where(

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Identity
+from app.cooperation import service as cooperation
 from app.errors import NotFound
 from app.geo import spatial
 from app.incidents.filters import in_area
@@ -229,10 +230,10 @@ async def extent(
 ) -> Extent:
     """The extent of what this principal may read in the collection.
 
-    Incidents: the area covered (the home country, or the scope's jurisdiction and its
-    cooperation zone) and the exact time span via the occurred_at index; a full ST_Extent over
-    a million points would cost more than a page. Hot spots: the home country's box. Reference
-    collections: exact."""
+    Incidents: the area covered (the home country, or the scope's jurisdiction or cooperation
+    area and its cooperation zone) and the exact time span via the occurred_at index; a full
+    ST_Extent over a million points would cost more than a page. Hot spots: the home country's
+    box. Reference collections: exact."""
     if info.id == INCIDENTS:
         assert principal is not None
         box = await _covered_area(session, principal, home)
@@ -269,8 +270,16 @@ async def _covered_area(
 ) -> tuple[float, float, float, float] | None:
     scope = principal.scope
     j = Jurisdiction
-    if scope.code is None:
+    if scope.national:
         return await _box(session, select(func.ST_Extent(j.geom)).where(j.code == home))
+    if scope.area is not None:
+        # every member (units of either era, polygons, strips) and the cooperation distance
+        members = await cooperation.bbox(session, scope.area.id)
+        if members is None:
+            return None
+        x1, y1, x2, y2 = members
+        wide = spatial.box_around((x1, y1, x2, y2), scope.distance_m) or (x1, y1, x2, y2)
+        return (round(wide[0], 6), round(wide[1], 6), round(wide[2], 6), round(wide[3], 6))
     box = await _box(session, select(func.ST_Extent(j.geom)).where(j.code == scope.code))
     if box is None or scope.zone_bbox is None:
         return box

@@ -58,6 +58,5 @@ def token(depends: tuple[str, ...], versions: Versions, view: str = "") -> str:
 def incident_view(filt: IncidentFilter, *, aggregate_only: bool, home: str = "") -> str:
     """What, besides the data, decides an incident layer's content for this principal (and a
     cooperation area's version: its members may change while the incidents do not)."""
-    s = filt.scope
     area = f"|{filt.area.area_id}:{filt.area.version}" if filt.area is not None else ""
-    return f"{s.code}|{s.distance_m}|{int(aggregate_only)}|{home}{area}"
+    return f"{filt.scope.view}|{int(aggregate_only)}|{home}{area}"
