@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from app import openapi
+from app.alerts.routes import router as alerts_router
 from app.analysis.adjacency_routes import router as adjacency_router
 from app.analysis.borderzone_routes import router as borderzone_router
 from app.analysis.clusters_routes import router as clusters_router
@@ -52,6 +53,7 @@ ROUTERS: list[APIRouter] = [
     import_router,
     export_router,
     events_router,
+    alerts_router,
     ogc_router,
 ]
 # answered without a key: no 401/429 in their OpenAPI entries

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import api, errors, openapi
+from app.alerts import raising
 from app.auth.deps import FailedAuthLimiter, RateLimiter
 from app.bodies import body_middleware
 from app.config import Settings, get_settings
@@ -50,11 +51,16 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.engine = engine or create_engine(database_url(settings), settings)
         app.state.sessionmaker = sessionmaker(app.state.engine)
         app.state.event_hub.bind(app.state.engine, app.state.sessionmaker)
+        app.state.event_hub.after_round.append(
+            raising.worker(app.state.sessionmaker, cooperation_km=settings.cooperation_km)
+        )
         if own:
             try:
                 await fill_pool(app.state.engine, settings.db_pool_size)
             except (OSError, SQLAlchemyError) as exc:  # the database may come up later
                 log.warning("could not open the connection pool at start: %s", exc)
+        if own:  # alerts are raised and webhooks sent whether anyone listens or not
+            await app.state.event_hub.start()
         try:
             yield
         finally:

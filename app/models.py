@@ -1,5 +1,6 @@
 """Every table, imported once so Alembic and the app see the whole metadata."""
 
+from app.alerts.models import Alert, AlertCursor, AlertRule, WebhookDelivery
 from app.auth.models import AuditEvent, Principal, ScopeZone, ScopeZoneBuilt
 from app.borders.models import BorderSegment, BorderSegmentPiece
 from app.cooperation.models import CooperationArea, CooperationMember
@@ -11,16 +12,19 @@ from app.posts.models import BorderPost
 from app.tiles.models import LayerVersion
 
 __all__ = [
+    "Alert",
+    "AlertCursor",
+    "AlertRule",
     "AuditEvent",
     "Base",
     "BorderPost",
     "BorderSegment",
     "BorderSegmentPiece",
     "Category",
-    "EventLog",
-    "EventLogHorizon",
     "CooperationArea",
     "CooperationMember",
+    "EventLog",
+    "EventLogHorizon",
     "Incident",
     "IncidentHistory",
     "Jurisdiction",
@@ -30,4 +34,5 @@ __all__ = [
     "Principal",
     "ScopeZone",
     "ScopeZoneBuilt",
+    "WebhookDelivery",
 ]

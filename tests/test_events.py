@@ -188,8 +188,8 @@ async def test_changes_status_and_delete_are_events(two: Two) -> None:
     mine = [
         (e, d["incident"].get("version"))
         for e, _, d in got.events
-        if d.get("incident", {}).get("id") == made
-    ]
+        if d.get("incident", {}).get("id") == made and e != "incident.created"
+    ]  # (its creation may come too: a new feed starts where its process's reader is)
     assert mine == [("incident.status", 2), ("incident.changed", 3), ("incident.deleted", 4)]
 
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -62,7 +62,10 @@ class EventHub:
         self._listener: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
+        self._ready = asyncio.Event()  # the head is known
         self._pruned_at = 0.0
+        # run after every round (woken or polled): work driven by the log, e.g. raising alerts
+        self.after_round: list[Callable[[], Awaitable[None]]] = []
 
     def bind(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
         """The database it reads (the app's engine and sessions)."""
@@ -79,14 +82,16 @@ class EventHub:
         return sum(self._filters.values())
 
     async def start(self) -> None:
-        """Find the log's head and begin listening (once)."""
+        """Begin listening and reading (once); the head is found by the first round that
+        reaches the database."""
         async with self._start_lock:
-            if self._task is not None:
-                return
-            await self._listen()
-            async with self._session() as session:
-                self.head = await service.head(session)
-            self._task = asyncio.create_task(self._run(), name="event-hub")
+            if self._task is None:
+                self._task = asyncio.create_task(self._run(), name="event-hub")
+
+    async def ready(self) -> None:
+        """Start, and wait until the head is known."""
+        await self.start()
+        await self._ready.wait()
 
     async def close(self) -> None:
         """Stop reading and listening."""
@@ -120,15 +125,24 @@ class EventHub:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        first = True
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            if not first:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            first = False
             self._wake.clear()
             try:
                 if self._listener is None or self._listener.is_closed():
                     await self._unlisten()
                     await self._listen()
+                if not self._ready.is_set():
+                    async with self._session() as session:
+                        self.head = await service.head(session)
+                    self._ready.set()
                 await self._read()
+                for work in self.after_round:
+                    await work()
                 if loop.time() - self._pruned_at > PRUNE_EVERY_S:
                     self._pruned_at = loop.time()
                     async with self._session() as session, session.begin():
@@ -161,7 +175,7 @@ class EventHub:
     ) -> AsyncIterator[Event | None]:
         """The events `filt` lets through after `after` (None: from now on), as they come;
         None every `heartbeat_s` seconds without any (the caller sends a heartbeat)."""
-        await self.start()
+        await self.ready()
         self._filters[filt] += 1  # before reading the head: no stretch can miss this filter
         try:
             at = self.head if after is None else after

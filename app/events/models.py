@@ -65,6 +65,10 @@ class EventLog(Base):
         comment="where it was before it moved (a subscriber that saw it there hears it left)",
     )
     was_path: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
+    alert_id: Mapped[int | None] = mapped_column(BigInteger, comment="alert.* events: the alert")
+    rule_id: Mapped[int | None] = mapped_column(
+        Integer, comment="alert.* events: its rule (who receives it: app/alerts/)"
+    )
 
 
 class EventLogHorizon(Base):

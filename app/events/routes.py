@@ -9,7 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from app.alerts import service as alerts
 from app.auth.deps import Reader
+from app.auth.service import Identity
 from app.db import SessionDep
 from app.events import service
 from app.events.hub import EventHub
@@ -26,6 +28,15 @@ def hub(request: Request) -> EventHub:
     """The process's event hub (app/main.py makes it)."""
     found: EventHub = request.app.state.event_hub
     return found
+
+
+async def _receives(request: Request, principal: Identity, rule_id: int) -> bool:
+    """Whether the principal receives the alerts of rule `rule_id` (asked once per stream)."""
+    known: dict[int, bool] = request.state.__dict__.setdefault("alert_rules", {})
+    if rule_id not in known:
+        async with request.app.state.sessionmaker() as s:
+            known[rule_id] = await alerts.receives(s, principal, rule_id)
+    return known[rule_id]
 
 
 @router.get(
@@ -53,9 +64,10 @@ async def events(
 ) -> AsyncIterator[ServerSentEvent]:
     """Events `incident.created`, `incident.changed`, `incident.status`, `incident.deleted`,
     `incident.restored` and `incident.left` (moved out of what the filters let through: id
-    only), filtered by the key's scope and the list filters; `resync` when the position to
-    resume from is older than the retention or unknown (then: reload, and go on from here);
-    a heartbeat comment while quiet. docs/events.md."""
+    only); `alert.raised` and `alert.acknowledged` for the alerts the key receives. Filtered
+    by the key's scope and the list filters; `resync` when the position to resume from is
+    older than the retention or unknown (then: reload, and go on from here); a heartbeat
+    comment while quiet. docs/events.md."""
     feed = hub(request)
     settings = request.app.state.settings
     token = last_event_id or after
@@ -70,7 +82,7 @@ async def events(
     await session.close()  # a stream holds no pooled connection while it waits
     yield ServerSentEvent(retry=RETRY_MS, comment="Borderwatch live feed")
     if resync is not None:
-        await feed.start()
+        await feed.ready()
         yield ServerSentEvent(
             event="resync",
             id=feed.head.token(),
@@ -90,5 +102,7 @@ async def events(
                     return
         if event is None:
             yield ServerSentEvent(comment="heartbeat")
+        elif event.rule_id is not None and not await _receives(request, principal, event.rule_id):
+            continue
         else:
             yield ServerSentEvent(event=event.kind, id=event.position.token(), data=event.data)

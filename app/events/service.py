@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app.alerts.models import Alert, AlertRule
 from app.auth.models import Principal
 from app.events.models import EventLog, EventLogHorizon
 from app.incidents import rules
@@ -73,6 +74,7 @@ class Event:
     position: Position
     kind: str
     data: dict[str, Any]
+    rule_id: int | None = None  # alert.* events: who receives them is the rule's audience
 
 
 def _after(after: Position) -> ColumnElement[bool]:
@@ -114,38 +116,74 @@ async def final_after(
     return [(Position(r[0], r[1]), bool(r[2])) for r in rows]
 
 
-def _rows(after: Position, upto: Position, *, was: bool) -> Any:
-    """The events in (after, upto] as incident-like rows (the filters' column names): where
-    they are now, or (was=True) where the moved ones were before."""
+def range_params(after: Position, upto: Position) -> dict[str, int]:
+    """The values of a stretch's bound parameters."""
+    return {
+        "after_xid": after.xid, "after_id": after.id, "upto_xid": upto.xid, "upto_id": upto.id,
+    }  # fmt: skip
+
+
+def stretch(
+    after: Position, upto: Position, *, was: bool = False, kinds: tuple[str, ...] = ()
+) -> Any:
+    """The events in (after, upto] (of `kinds`, if given) as incident-like rows (the filters'
+    column names): where they are now, or (was=True) where the moved ones were before."""
     e = EventLog
     geom = e.was_geom if was else e.geom
     path = e.was_path if was else e.jurisdiction_path
-    sub = (
-        select(
-            e.id.label("event_id"),
-            e.xid.label("event_xid"),
-            e.kind.label("kind"),
-            e.at.label("at"),
-            e.incident_id.label("id"),
-            e.version.label("version"),
-            e.category.label("category"),
-            e.severity.label("severity"),
-            e.status.label("status"),
-            e.occurred_at.label("occurred_at"),
-            geom.label("geom"),
-            path.label("jurisdiction_path"),
-            e.border_segment.label("border_segment"),
-            e.border_distance_km.label("border_distance_km"),
-        )
-        .where(_after(after), _upto(upto))
-        .where(e.was_geom.is_not(None) if was else e.id.is_not(None))
-        .subquery("ev")
-    )
-    return sub
+    stmt = select(
+        e.id.label("event_id"),
+        e.xid.label("event_xid"),
+        e.kind.label("kind"),
+        e.at.label("at"),
+        e.alert_id.label("alert_id"),
+        e.rule_id.label("rule_id"),
+        e.incident_id.label("id"),
+        e.version.label("version"),
+        e.category.label("category"),
+        e.severity.label("severity"),
+        e.status.label("status"),
+        e.occurred_at.label("occurred_at"),
+        geom.label("geom"),
+        path.label("jurisdiction_path"),
+        e.border_segment.label("border_segment"),
+        e.border_distance_km.label("border_distance_km"),
+    ).where(_after(after), _upto(upto))
+    if was:
+        stmt = stmt.where(e.was_geom.is_not(None))
+    if kinds:
+        stmt = stmt.where(e.kind.in_(kinds))
+    return stmt.subquery("ev")
+
+
+def _incident_row(now: Any) -> list[Any]:
+    return [
+        now.c.id,
+        now.c.version,
+        now.c.category,
+        now.c.severity,
+        now.c.status,
+        now.c.occurred_at,
+        func.ST_X(now.c.geom).label("lon"),
+        func.ST_Y(now.c.geom).label("lat"),
+        now.c.jurisdiction_path,
+        now.c.border_segment,
+        now.c.border_distance_km,
+    ]
+
+
+def _alert_row() -> list[Any]:
+    return [
+        Alert.idempotency_key,
+        Alert.raised_at,
+        Alert.acknowledged_at,
+        Alert.acknowledged_by,
+        AlertRule.name.label("rule_name"),
+    ]
 
 
 def _matching(filt: IncidentFilter, after: Position, upto: Position) -> Select[Any]:
-    now = _rows(after, upto, was=False)
+    now = stretch(after, upto)
     i = aliased(Incident, now, adapt_on_names=True)
     return (
         select(
@@ -153,18 +191,13 @@ def _matching(filt: IncidentFilter, after: Position, upto: Position) -> Select[A
             now.c.event_id,
             now.c.kind,
             now.c.at,
-            now.c.id,
-            now.c.version,
-            now.c.category,
-            now.c.severity,
-            now.c.status,
-            now.c.occurred_at,
-            func.ST_X(now.c.geom).label("lon"),
-            func.ST_Y(now.c.geom).label("lat"),
-            now.c.jurisdiction_path,
-            now.c.border_segment,
-            now.c.border_distance_km,
+            now.c.alert_id,
+            now.c.rule_id,
+            *_incident_row(now),
+            *_alert_row(),
         )
+        .outerjoin(Alert, Alert.id == now.c.alert_id)
+        .outerjoin(AlertRule, AlertRule.id == now.c.rule_id)
         .where(and_(*filt.conditions(i)))
         .order_by(now.c.event_xid, now.c.event_id)
     )
@@ -172,7 +205,7 @@ def _matching(filt: IncidentFilter, after: Position, upto: Position) -> Select[A
 
 def _left(filt: IncidentFilter, after: Position, upto: Position) -> Select[Any]:
     """The moved incidents that matched where they were: those not matching now left."""
-    was = _rows(after, upto, was=True)
+    was = stretch(after, upto, was=True)
     i = aliased(Incident, was, adapt_on_names=True)
     return select(was.c.event_xid, was.c.event_id, was.c.id, was.c.at).where(
         and_(*filt.conditions(i))
@@ -200,6 +233,48 @@ def _incident(r: Any) -> dict[str, Any]:
     }
 
 
+def _alert(alert_id: int, rule_id: int, r: Any) -> dict[str, Any]:
+    return {
+        "id": alert_id,
+        "rule": {"id": rule_id, "name": r.rule_name},
+        "idempotency_key": str(r.idempotency_key),
+        "raised_at": _iso(r.raised_at),
+        "acknowledged_at": _iso(r.acknowledged_at),
+        "acknowledged_by": r.acknowledged_by,
+    }
+
+
+def _payload(r: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": r.kind, "at": _iso(r.at)}
+    if r.alert_id is not None:
+        data["alert"] = _alert(r.alert_id, r.rule_id, r)
+    data["incident"] = _incident(r)
+    return data
+
+
+async def alert_payloads(
+    session: AsyncSession, alert_ids: list[int]
+) -> list[tuple[int, dict[str, Any]]]:
+    """What a webhook receives for each alert: as its `alert.raised` event on the feed."""
+    e = EventLog
+    now = select(e).where(e.kind == "alert.raised", e.alert_id.in_(alert_ids)).subquery("ev")
+    rows = await session.execute(
+        select(
+            now.c.kind,
+            now.c.at,
+            now.c.alert_id,
+            now.c.rule_id,
+            now.c.incident_id.label("id"),
+            *_incident_row(now)[1:],  # its `id` is the event's
+            *_alert_row(),
+        )
+        .join(Alert, Alert.id == now.c.alert_id)
+        .join(AlertRule, AlertRule.id == now.c.rule_id)
+        .order_by(now.c.alert_id)
+    )
+    return [(r.alert_id, _payload(r)) for r in rows]
+
+
 async def matching(
     session: AsyncSession,
     filt: IncidentFilter,
@@ -212,13 +287,11 @@ async def matching(
     the incident as the event left it, or, for one that moved out of what `filt` lets
     through, an `incident.left` event with its id only (never where it went). `moves`: the
     range holds moved incidents (else their query is skipped)."""
-    params = {
-        "after_xid": after.xid, "after_id": after.id, "upto_xid": upto.xid, "upto_id": upto.id,
-    }  # fmt: skip
+    params = range_params(after, upto)
     out: dict[Position, Event] = {}
     for r in await session.execute(_matching(filt, after, upto), params):
         pos = Position(r.event_xid, r.event_id)
-        out[pos] = Event(pos, r.kind, {"type": r.kind, "at": _iso(r.at), "incident": _incident(r)})
+        out[pos] = Event(pos, r.kind, _payload(r), r.rule_id)
     if moves:
         for r in await session.execute(_left(filt, after, upto), params):
             pos = Position(r.event_xid, r.event_id)

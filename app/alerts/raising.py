@@ -1,0 +1,203 @@
+"""Raising alerts: the event log read in log order, each rule matched against each stretch.
+
+One process at a time raises (a transaction-level advisory lock; any API process may be the
+one), and the cursor, the alerts, their `alert.raised` events and their webhook deliveries are
+written in one transaction: an event is matched exactly once whichever process crashes when,
+and an alert never exists without its deliveries. The incident write itself put the event in
+the log in its own transaction, so nothing a rule would match is ever lost (docs/events.md).
+
+A rule is matched with the same conditions as the list filters (app/incidents/filters.py) over
+the event's picture of the incident: its category and severity, its place (in or near a
+jurisdiction: the scope rule; near a post: a geodesic radius; in a cooperation area: the
+`cooperation=` rule; on a border strip), and never outside the scope of whoever made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from geoalchemy2.shape import to_shape
+from sqlalchemy import ColumnElement, Table, and_, func, insert, literal, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from app.alerts.models import Alert, AlertCursor, AlertRule, WebhookDelivery
+from app.auth.models import Principal
+from app.auth.scope import Scope, ensure_zone
+from app.cooperation.members import members_of
+from app.events import service as events
+from app.events.hub import CHANNEL
+from app.events.models import EventLog
+from app.events.service import Position
+from app.geo import spatial
+from app.incidents.filters import IncidentFilter, in_area, on_border_strip, visible
+from app.incidents.models import Incident
+from app.posts.models import BorderPost
+
+RAISING = ("incident.created", "incident.changed", "incident.status", "incident.restored")
+DEFAULT_SEVERITY = 4  # a scope's default rule: severe incidents
+
+
+def default_for(code: str) -> str:
+    """The `default_for` of the default rule of keys scoped to jurisdiction `code`."""
+    return f"jurisdiction:{code}"
+
+
+async def ensure_default_rules(session: AsyncSession, cooperation_km: float) -> None:
+    """Every jurisdiction some key is scoped to has its default rule: a severe incident (≥ 4)
+    in it or within the cooperation distance of it."""
+    p = Principal
+    scoped = select(p.jurisdiction_code).where(
+        p.jurisdiction_code.is_not(None), p.revoked_at.is_(None)
+    )
+    codes = [c for (c,) in (await session.execute(scoped.distinct())) if c]
+    if not codes:
+        return
+    rows = [
+        {
+            "name": f"Sự việc nghiêm trọng tại và gần {code}",
+            "kind": "jurisdiction",
+            "severity_min": DEFAULT_SEVERITY,
+            "jurisdiction_code": code,
+            "distance_km": cooperation_km,
+            "default_for": default_for(code),
+            "scope_code": code,
+            "created_by": "system",
+        }
+        for code in codes
+    ]
+    stmt = pg_insert(AlertRule).values(rows)
+    await session.execute(
+        stmt.on_conflict_do_nothing(
+            index_elements=[AlertRule.default_for],
+            index_where=AlertRule.default_for.is_not(None),
+        )
+    )
+
+
+async def _conditions(
+    session: AsyncSession, rule: AlertRule, i: type[Incident], cooperation_m: int
+) -> list[ColumnElement[bool]]:
+    """The rule as conditions on incident-like rows `i`."""
+    scope = await ensure_zone(
+        session=session, scope=Scope(code=rule.scope_code, distance_m=cooperation_m)
+    )
+    base = IncidentFilter(
+        scope=scope, categories=tuple(rule.categories or ()), severity_min=rule.severity_min
+    ).conditions(i)
+    km = rule.distance_km or 0.0
+    if rule.kind == "jurisdiction" and rule.jurisdiction_code:
+        near = await ensure_zone(
+            session=session, scope=Scope(code=rule.jurisdiction_code, distance_m=round(km * 1000))
+        )
+        return [*base, visible(near, i)]
+    if rule.kind == "post" and rule.post_id is not None:
+        post = await session.get(BorderPost, rule.post_id)
+        if post is None:
+            return [literal(False)]
+        return [*base, spatial.within_metres(i.geom, to_shape(post.geom), km * 1000)]
+    if rule.kind == "area" and rule.area_id is not None:
+        return [*base, in_area(await members_of(session, rule.area_id), i)]
+    if rule.kind == "border_segment" and rule.border_segment:
+        return [*base, on_border_strip(rule.border_segment, km, i)]
+    return [literal(False)]
+
+
+def _incident_columns(e: Any) -> dict[str, Any]:
+    """The incident picture an alert event copies from the event that raised it."""
+    return {
+        "incident_id": e.incident_id, "version": e.version, "category": e.category,
+        "severity": e.severity, "status": e.status, "occurred_at": e.occurred_at,
+        "geom": e.geom, "jurisdiction_path": e.jurisdiction_path,
+        "border_segment": e.border_segment, "border_distance_km": e.border_distance_km,
+    }  # fmt: skip
+
+
+async def raise_alerts(session: AsyncSession, *, cooperation_km: float) -> int:
+    """One round: match the events after the cursor (up to one batch) against every active
+    rule; returns how many alerts were raised. The caller commits."""
+    locked = await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext('alerts'))"))
+    if not locked.scalar():
+        return 0
+    cursor = (await session.execute(select(AlertCursor).with_for_update())).scalar_one()
+    found = await events.final_after(session, Position(cursor.xid, cursor.id))
+    if not found:
+        return 0
+    start, end = Position(cursor.xid, cursor.id), found[-1][0]
+    await ensure_default_rules(session, cooperation_km)
+    rules = (await session.execute(select(AlertRule).where(AlertRule.active))).scalars().all()
+    raised = 0
+    cooperation_m = round(cooperation_km * 1000)
+    for rule in rules:
+        sub = events.stretch(start, end, kinds=RAISING)
+        i = aliased(Incident, sub, adapt_on_names=True)
+        conditions = await _conditions(session, rule, i, cooperation_m)
+        table = cast(Table, Alert.__table__)
+        new = (
+            pg_insert(table)
+            .from_select(
+                ["rule_id", "incident_id", "event_id"],
+                select(literal(rule.id), sub.c.id, sub.c.event_id)
+                .where(and_(*conditions))
+                .order_by(sub.c.event_xid, sub.c.event_id),
+            )
+            .on_conflict_do_nothing(constraint="uq_alert_rule_incident")
+            .returning(table.c.id, table.c.event_id)
+        )
+        made = (await session.execute(new, events.range_params(start, end))).all()
+        if not made:
+            continue
+        raised += len(made)
+        by_event = {event_id: alert_id for alert_id, event_id in made}
+        sources = (
+            await session.execute(select(EventLog).where(EventLog.id.in_(list(by_event))))
+        ).scalars()
+        sources_by_id = {e.id: e for e in sources}
+        await session.execute(
+            insert(EventLog),
+            [
+                {"kind": "alert.raised", "alert_id": by_event[eid], "rule_id": rule.id}
+                | _incident_columns(sources_by_id[eid])
+                for eid in by_event
+            ],
+        )
+        if rule.webhook_url:
+            await queue_webhooks(session, rule, [a for a, _ in made])
+    await session.execute(update(AlertCursor).values(xid=end.xid, id=end.id))
+    if raised:
+        await session.execute(select(func.pg_notify(CHANNEL, "")))
+    return raised
+
+
+async def queue_webhooks(session: AsyncSession, rule: AlertRule, alert_ids: list[int]) -> None:
+    """One pending delivery per alert to the rule's webhook (the outbox; app/alerts/webhooks.py
+    sends them), with the body it will send, signed as is."""
+    rows = await events.alert_payloads(session, alert_ids)
+    await session.execute(
+        insert(WebhookDelivery),
+        [{"alert_id": alert_id, "url": rule.webhook_url, "body": body} for alert_id, body in rows],
+    )
+
+
+def worker(
+    sessions: async_sessionmaker[AsyncSession], *, cooperation_km: float
+) -> Callable[[], Awaitable[None]]:
+    """The work one hub round does for alerts (app/events/hub.py `after_round`): raise until
+    the cursor reaches the log's deliverable end."""
+
+    async def work() -> None:
+        while True:
+            async with sessions() as session, session.begin():
+                raised = await raise_alerts(session, cooperation_km=cooperation_km)
+                done = await _caught_up(session)
+            if done or not raised:
+                return
+
+    return work
+
+
+async def _caught_up(session: AsyncSession) -> bool:
+    cursor = (await session.execute(select(AlertCursor.xid, AlertCursor.id))).one()
+    return not await events.final_after(session, Position(cursor.xid, cursor.id), limit=1)
