@@ -185,15 +185,19 @@ async def make_key(
     role: str = "admin",
     jurisdiction: str | None = None,
     unit: str | None = None,
+    cooperation_area: int | None = None,
 ) -> str:
-    """A fresh API key for a new principal (rolled back with the test)."""
+    """A fresh API key for a new principal (rolled back with the test), bound to a
+    jurisdiction, a cooperation area (its id), or neither."""
+    scope = f"area {cooperation_area}" if cooperation_area else jurisdiction or "national"
     _, key = await auth_service.create_principal(
         session=session,
-        name=f"test {role} {jurisdiction or 'national'} {unit or ''}".strip(),
+        name=f"test {role} {scope} {unit or ''}".strip(),
         role=role,
         jurisdiction_code=jurisdiction,
         unit=unit,
         actor="test",
+        cooperation_area_id=cooperation_area,
     )
     return key
 

@@ -105,6 +105,28 @@ async def test_migrate_load_demo_and_own_file(
         assert "2030-01-01" in ended and "v2" in ended
         listed = await asyncio.to_thread(run, "cooperation", "list", "--on", "2030-06-01")
         assert listed.count("[example]") == 3 and "Tịnh Biên" not in listed
+        # a key bound to the area (in force today, until 2030)
+        out = await asyncio.to_thread(
+            run, "keys", "create", "--name", "Tổ liên kết", "--role", "viewer",
+            "--cooperation-area", area_id,
+        )  # fmt: skip
+        assert out.strip().splitlines()[-1].startswith("bw_")
+        assert f"viewer, area:{area_id} Liên kết Châu Đốc – Tịnh Biên" in " ".join(out.split())
+        row = next(
+            line
+            for line in (await asyncio.to_thread(run, "keys", "list")).splitlines()
+            if "Tổ liên kết" in line
+        )
+        assert f"area:{area_id}" in row
+        assert row.endswith(f"[cooperation area {area_id} Liên kết Châu Đốc – Tịnh Biên]")
+        for extra, says, code in (
+            (["--cooperation-area", "99999"], "no cooperation area with id 99999", 1),
+            (["--cooperation-area", area_id, "--jurisdiction", "VN-44"], "not both", 2),
+        ):
+            refused = await asyncio.to_thread(
+                runner.invoke, app, ["keys", "create", "--name", "x", "--role", "viewer", *extra]
+            )
+            assert refused.exit_code == code and says in refused.output, refused.output
         bad_area = await asyncio.to_thread(runner.invoke, app, ["cooperation", "end", "99999"])
         assert bad_area.exit_code == 1 and "no cooperation area 99999" in bad_area.output
         bad_day = await asyncio.to_thread(
@@ -129,7 +151,7 @@ async def test_migrate_load_demo_and_own_file(
         assert actions == [
             "geodata_load", "demo_load", "demo_load", "geodata_load",
             "key_create", "key_rotate", "key_revoke",
-            *["cooperation_create"] * 4, "cooperation_end",
+            *["cooperation_create"] * 4, "cooperation_end", "key_create",
         ]  # fmt: skip
         assert key not in stored and key.split("_", 2)[2] not in stored
         out = await asyncio.to_thread(run, "migrate", "base", "--down")

@@ -27,10 +27,10 @@ def _scope(record: dict[str, object]) -> str:
 
 
 def _print_key(record: dict[str, object], key: str) -> None:
-    scope = _scope(record)
+    scope = escape(_scope(record))
     area = record.get("cooperation_area")
     if isinstance(area, dict):
-        scope += f" {area['name']}"
+        scope += f" {escape(str(area['name']))}"
     console.print(
         f"principal {record['id']} '{escape(str(record['name']))}' ({record['role']}, {scope})"
     )
