@@ -14,6 +14,7 @@ jurisdiction: the scope rule; near a post: a geodesic radius; in a cooperation a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -29,7 +30,6 @@ from app.auth.scope import Scope, ensure_zone
 from app.cooperation.members import members_of
 from app.events import service as events
 from app.events.hub import CHANNEL
-from app.events.models import EventLog
 from app.events.service import Position
 from app.geo import spatial
 from app.incidents.filters import IncidentFilter, in_area, on_border_strip, visible
@@ -105,14 +105,54 @@ async def _conditions(
     return [literal(False)]
 
 
-def _incident_columns(e: Any) -> dict[str, Any]:
-    """The incident picture an alert event copies from the event that raised it."""
-    return {
-        "incident_id": e.incident_id, "version": e.version, "category": e.category,
-        "severity": e.severity, "status": e.status, "occurred_at": e.occurred_at,
-        "geom": e.geom, "jurisdiction_path": e.jurisdiction_path,
-        "border_segment": e.border_segment, "border_distance_km": e.border_distance_km,
-    }  # fmt: skip
+# a rule's statement is built once per version of the rule and kept this long (the zones it
+# reads change only with a boundary load)
+STATEMENT_TTL_S = 300.0
+_statements: dict[tuple[int, int], tuple[float, Any]] = {}
+
+# an alert's event carries the picture of the incident the raising event had
+ALERT_EVENTS = text(
+    """
+    INSERT INTO event_log (kind, alert_id, rule_id, incident_id, version, category, severity,
+                           status, occurred_at, geom, jurisdiction_path, border_segment,
+                           border_distance_km)
+    SELECT 'alert.raised', a.id, a.rule_id, e.incident_id, e.version, e.category, e.severity,
+           e.status, e.occurred_at, e.geom, e.jurisdiction_path, e.border_segment,
+           e.border_distance_km
+      FROM alert a JOIN event_log e ON e.id = a.event_id
+     WHERE a.id = ANY(CAST(:ids AS bigint[]))
+     ORDER BY a.id
+    """
+)
+
+
+async def _statement(session: AsyncSession, rule: AlertRule, cooperation_m: int) -> Any:
+    """INSERT the alerts `rule` raises in a stretch (range_params bind it), RETURNING their
+    ids."""
+    now = time.monotonic()
+    key = (rule.id, rule.version)
+    kept = _statements.get(key)
+    if kept is not None and now - kept[0] < STATEMENT_TTL_S:
+        return kept[1]
+    sub = events.stretch(kinds=RAISING)
+    i = aliased(Incident, sub, adapt_on_names=True)
+    conditions = await _conditions(session, rule, i, cooperation_m)
+    table = cast(Table, Alert.__table__)
+    stmt = (
+        pg_insert(table)
+        .from_select(
+            ["rule_id", "incident_id", "event_id"],
+            select(literal(rule.id), sub.c.id, sub.c.event_id)
+            .where(and_(*conditions))
+            .order_by(sub.c.event_xid, sub.c.event_id),
+        )
+        .on_conflict_do_nothing(constraint="uq_alert_rule_incident")
+        .returning(table.c.id)
+    )
+    for old in [k for k, (at, _) in _statements.items() if now - at >= STATEMENT_TTL_S]:
+        del _statements[old]
+    _statements[key] = (now, stmt)
+    return stmt
 
 
 async def raise_alerts(session: AsyncSession, *, cooperation_km: float) -> int:
@@ -129,42 +169,15 @@ async def raise_alerts(session: AsyncSession, *, cooperation_km: float) -> int:
     await ensure_default_rules(session, cooperation_km)
     rules = (await session.execute(select(AlertRule).where(AlertRule.active))).scalars().all()
     raised = 0
-    cooperation_m = round(cooperation_km * 1000)
     for rule in rules:
-        sub = events.stretch(start, end, kinds=RAISING)
-        i = aliased(Incident, sub, adapt_on_names=True)
-        conditions = await _conditions(session, rule, i, cooperation_m)
-        table = cast(Table, Alert.__table__)
-        new = (
-            pg_insert(table)
-            .from_select(
-                ["rule_id", "incident_id", "event_id"],
-                select(literal(rule.id), sub.c.id, sub.c.event_id)
-                .where(and_(*conditions))
-                .order_by(sub.c.event_xid, sub.c.event_id),
-            )
-            .on_conflict_do_nothing(constraint="uq_alert_rule_incident")
-            .returning(table.c.id, table.c.event_id)
-        )
-        made = (await session.execute(new, events.range_params(start, end))).all()
+        new = await _statement(session, rule, round(cooperation_km * 1000))
+        made = [a for (a,) in await session.execute(new, events.range_params(start, end))]
         if not made:
             continue
         raised += len(made)
-        by_event = {event_id: alert_id for alert_id, event_id in made}
-        sources = (
-            await session.execute(select(EventLog).where(EventLog.id.in_(list(by_event))))
-        ).scalars()
-        sources_by_id = {e.id: e for e in sources}
-        await session.execute(
-            insert(EventLog),
-            [
-                {"kind": "alert.raised", "alert_id": by_event[eid], "rule_id": rule.id}
-                | _incident_columns(sources_by_id[eid])
-                for eid in by_event
-            ],
-        )
+        await session.execute(ALERT_EVENTS, {"ids": made})
         if rule.webhook_url:
-            await queue_webhooks(session, rule, [a for a, _ in made])
+            await queue_webhooks(session, rule, made)
     await session.execute(update(AlertCursor).values(xid=end.xid, id=end.id))
     if raised:
         await session.execute(select(func.pg_notify(CHANNEL, "")))

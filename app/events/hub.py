@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 CHANNEL = "borderwatch_events"
 KEPT = 256  # stretches kept for subscribers that are a little behind
 PRUNE_EVERY_S = 600.0
+# a round waits this long after its wake-up: the commits of a burst are read, matched and
+# written to each subscriber once, not once per commit (docs/performance.md)
+COALESCE_S = 0.1
 
 
 @dataclass
@@ -130,6 +133,7 @@ class EventHub:
             if not first:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+                    await asyncio.sleep(COALESCE_S)  # the commits of a burst: one round
             first = False
             self._wake.clear()
             try:
@@ -172,9 +176,10 @@ class EventHub:
 
     async def subscribe(
         self, filt: IncidentFilter, after: Position | None, heartbeat_s: float
-    ) -> AsyncIterator[Event | None]:
-        """The events `filt` lets through after `after` (None: from now on), as they come;
-        None every `heartbeat_s` seconds without any (the caller sends a heartbeat)."""
+    ) -> AsyncIterator[list[Event]]:
+        """The events `filt` lets through after `after` (None: from now on), as they come, a
+        stretch at a time (one write to the client, however many events); an empty list every
+        `heartbeat_s` seconds without any (the caller sends a heartbeat)."""
         await self.ready()
         self._filters[filt] += 1  # before reading the head: no stretch can miss this filter
         try:
@@ -186,11 +191,11 @@ class EventHub:
                             moved = partial(self._moved_from, at)
                             await asyncio.wait_for(self._changed.wait_for(moved), heartbeat_s)
                         except TimeoutError:
-                            yield None
+                            yield []
                             continue
                 events, at = await self._since(filt, at)
-                for event in events:
-                    yield event
+                if events:
+                    yield events
         finally:
             self._filters[filt] -= 1
             if self._filters[filt] <= 0:

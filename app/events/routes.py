@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import StreamingResponse
 
 from app.alerts import service as alerts
 from app.auth.deps import Reader
@@ -22,6 +22,8 @@ from app.openapi import problems
 router = APIRouter(tags=["live feed"])
 
 RETRY_MS = 3000  # how long a browser waits before it reconnects
+# a stream is never cached, and proxies that buffer (nginx) pass each write on at once
+NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def hub(request: Request) -> EventHub:
@@ -41,9 +43,15 @@ async def _receives(request: Request, principal: Identity, rule_id: int) -> bool
 
 @router.get(
     "/events",
-    response_class=EventSourceResponse,
+    response_class=StreamingResponse,
     summary="Live feed of incident changes (Server-Sent Events), resumable with Last-Event-ID",
-    responses=problems(403),
+    responses={
+        200: {
+            "description": "an endless stream of events (`event:`, `id:`, `data:` JSON)",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **problems(403),
+    },
 )
 async def events(
     request: Request,
@@ -61,13 +69,13 @@ async def events(
         str | None,
         Query(max_length=100, description="as Last-Event-ID, for clients that cannot set it"),
     ] = None,
-) -> AsyncIterator[ServerSentEvent]:
+) -> StreamingResponse:
     """Events `incident.created`, `incident.changed`, `incident.status`, `incident.deleted`,
     `incident.restored` and `incident.left` (moved out of what the filters let through: id
     only); `alert.raised` and `alert.acknowledged` for the alerts the key receives. Filtered
     by the key's scope and the list filters; `resync` when the position to resume from is
-    older than the retention or unknown (then: reload, and go on from here); a heartbeat
-    comment while quiet. docs/events.md."""
+    older than the retention or unknown (then: reload, and go on from here); `end` when the
+    key stops working; a heartbeat comment while quiet. docs/events.md."""
     feed = hub(request)
     settings = request.app.state.settings
     token = last_event_id or after
@@ -80,29 +88,32 @@ async def events(
         elif start < await service.horizon(session):
             start, resync = None, "the events after that one are older than the retention"
     await session.close()  # a stream holds no pooled connection while it waits
-    yield ServerSentEvent(retry=RETRY_MS, comment="Borderwatch live feed")
-    if resync is not None:
-        await feed.ready()
-        yield ServerSentEvent(
-            event="resync",
-            id=feed.head.token(),
-            data={"type": "resync", "reason": resync},
-        )
-        start = feed.head
-    checked = time.monotonic()
-    async for event in feed.subscribe(filt, start, settings.events_heartbeat_s):
-        if time.monotonic() - checked > settings.events_key_check_s:
-            checked = time.monotonic()
-            async with request.app.state.sessionmaker() as s:
-                if not await service.key_in_force(s, principal.id):
-                    yield ServerSentEvent(
-                        event="end",
-                        data={"type": "end", "reason": "the API key is no longer valid"},
-                    )
-                    return
-        if event is None:
-            yield ServerSentEvent(comment="heartbeat")
-        elif event.rule_id is not None and not await _receives(request, principal, event.rule_id):
-            continue
-        else:
-            yield ServerSentEvent(event=event.kind, id=event.position.token(), data=event.data)
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal start
+        yield f"retry: {RETRY_MS}\n: Borderwatch live feed\n\n".encode()
+        if resync is not None:
+            await feed.ready()
+            start = feed.head
+            yield service.frame("resync", {"type": "resync", "reason": resync}, start.token())
+        checked = time.monotonic()
+        async for events in feed.subscribe(filt, start, settings.events_heartbeat_s):
+            if time.monotonic() - checked > settings.events_key_check_s:
+                checked = time.monotonic()
+                async with request.app.state.sessionmaker() as s:
+                    if not await service.key_in_force(s, principal.id):
+                        gone = {"type": "end", "reason": "the API key is no longer valid"}
+                        yield service.frame("end", gone)
+                        return
+            if not events:
+                yield b": heartbeat\n\n"
+                continue
+            out = [
+                e.frame
+                for e in events
+                if e.rule_id is None or await _receives(request, principal, e.rule_id)
+            ]
+            if out:
+                yield b"".join(out)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=NO_BUFFERING)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property, lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -44,6 +46,7 @@ FINAL: ColumnElement[int] = literal_column(
     "CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS text) AS bigint)", BigInteger()
 )
 BATCH = 1000  # events read at once
+STATEMENTS = 256  # filters whose statements are kept (a filter per scope and query string)
 
 
 @dataclass(frozen=True, order=True)
@@ -76,17 +79,28 @@ class Event:
     data: dict[str, Any]
     rule_id: int | None = None  # alert.* events: who receives them is the rule's audience
 
+    @cached_property
+    def frame(self) -> bytes:
+        """The event on the wire (text/event-stream), made once however many subscribers
+        receive it."""
+        data = orjson.dumps(self.data).decode()
+        return f"event: {self.kind}\nid: {self.position.token()}\ndata: {data}\n\n".encode()
 
-def _after(after: Position) -> ColumnElement[bool]:
-    return tuple_(EventLog.xid, EventLog.id) > tuple_(
-        bindparam("after_xid", after.xid), bindparam("after_id", after.id)
-    )
+
+def frame(kind: str, data: dict[str, Any], ident: str | None = None) -> bytes:
+    """One event that is not in the log (resync, end) on the wire."""
+    head = f"event: {kind}\n" + (f"id: {ident}\n" if ident else "")
+    return f"{head}data: {orjson.dumps(data).decode()}\n\n".encode()
 
 
-def _upto(upto: Position) -> ColumnElement[bool]:
-    return tuple_(EventLog.xid, EventLog.id) <= tuple_(
-        bindparam("upto_xid", upto.xid), bindparam("upto_id", upto.id)
-    )
+# the stretch (after, upto] of the log: bound at execution (range_params), so that a statement
+# over a stretch is built once per filter and reused for every stretch
+AFTER = tuple_(EventLog.xid, EventLog.id) > tuple_(
+    bindparam("after_xid", type_=BigInteger()), bindparam("after_id", type_=BigInteger())
+)
+UPTO = tuple_(EventLog.xid, EventLog.id) <= tuple_(
+    bindparam("upto_xid", type_=BigInteger()), bindparam("upto_id", type_=BigInteger())
+)
 
 
 async def head(session: AsyncSession) -> Position:
@@ -109,9 +123,10 @@ async def final_after(
     whether the incident moved (a subscriber that saw it before may have to hear it left)."""
     rows = await session.execute(
         select(EventLog.xid, EventLog.id, EventLog.was_geom.is_not(None))
-        .where(_after(after), EventLog.xid < FINAL)
+        .where(AFTER, EventLog.xid < FINAL)
         .order_by(EventLog.xid, EventLog.id)
-        .limit(limit)
+        .limit(limit),
+        {"after_xid": after.xid, "after_id": after.id},
     )
     return [(Position(r[0], r[1]), bool(r[2])) for r in rows]
 
@@ -123,11 +138,10 @@ def range_params(after: Position, upto: Position) -> dict[str, int]:
     }  # fmt: skip
 
 
-def stretch(
-    after: Position, upto: Position, *, was: bool = False, kinds: tuple[str, ...] = ()
-) -> Any:
-    """The events in (after, upto] (of `kinds`, if given) as incident-like rows (the filters'
-    column names): where they are now, or (was=True) where the moved ones were before."""
+def stretch(*, was: bool = False, kinds: tuple[str, ...] = ()) -> Any:
+    """The events of a stretch (of `kinds`, if given; range_params bind it) as incident-like
+    rows (the filters' column names): where they are now, or (was=True) where the moved ones
+    were before."""
     e = EventLog
     geom = e.was_geom if was else e.geom
     path = e.was_path if was else e.jurisdiction_path
@@ -148,7 +162,7 @@ def stretch(
         path.label("jurisdiction_path"),
         e.border_segment.label("border_segment"),
         e.border_distance_km.label("border_distance_km"),
-    ).where(_after(after), _upto(upto))
+    ).where(AFTER, UPTO)
     if was:
         stmt = stmt.where(e.was_geom.is_not(None))
     if kinds:
@@ -182,8 +196,9 @@ def _alert_row() -> list[Any]:
     ]
 
 
-def _matching(filt: IncidentFilter, after: Position, upto: Position) -> Select[Any]:
-    now = stretch(after, upto)
+@lru_cache(maxsize=STATEMENTS)
+def _matching(filt: IncidentFilter) -> Select[Any]:
+    now = stretch()
     i = aliased(Incident, now, adapt_on_names=True)
     return (
         select(
@@ -203,9 +218,10 @@ def _matching(filt: IncidentFilter, after: Position, upto: Position) -> Select[A
     )
 
 
-def _left(filt: IncidentFilter, after: Position, upto: Position) -> Select[Any]:
+@lru_cache(maxsize=STATEMENTS)
+def _left(filt: IncidentFilter) -> Select[Any]:
     """The moved incidents that matched where they were: those not matching now left."""
-    was = stretch(after, upto, was=True)
+    was = stretch(was=True)
     i = aliased(Incident, was, adapt_on_names=True)
     return select(was.c.event_xid, was.c.event_id, was.c.id, was.c.at).where(
         and_(*filt.conditions(i))
@@ -289,11 +305,11 @@ async def matching(
     range holds moved incidents (else their query is skipped)."""
     params = range_params(after, upto)
     out: dict[Position, Event] = {}
-    for r in await session.execute(_matching(filt, after, upto), params):
+    for r in await session.execute(_matching(filt), params):
         pos = Position(r.event_xid, r.event_id)
         out[pos] = Event(pos, r.kind, _payload(r), r.rule_id)
     if moves:
-        for r in await session.execute(_left(filt, after, upto), params):
+        for r in await session.execute(_left(filt), params):
             pos = Position(r.event_xid, r.event_id)
             if pos not in out:
                 data = {"type": "incident.left", "at": _iso(r.at), "incident": {"id": str(r.id)}}
