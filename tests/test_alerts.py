@@ -252,3 +252,52 @@ async def test_rules_refuse_bad_input_and_are_audited(served: Served) -> None:
             " ORDER BY id"
         ), {"i": str(rule["id"])})).scalars().all()  # fmt: skip
     assert actions == ["alert_rule_create", "alert_rule_update"]
+
+
+async def test_an_area_key_default_rule_covers_its_area_and_the_distance_around_it(
+    served: Served,
+) -> None:
+    square = [[106.60, 20.90], [106.62, 20.90], [106.62, 20.92], [106.60, 20.92], [106.60, 20.90]]
+    async with served.client("admin") as c:
+        r = await c.post("/cooperation-areas", json={
+            "name": "Khu khóa", "members": [
+                {"kind": "polygon", "name": "ô", "geometry": {"type": "Polygon", "coordinates": [square]}},
+            ],
+        })  # fmt: skip
+        assert r.status_code == 201, r.text
+        area = r.json()["id"]
+    async with sessionmaker(served.live.engine)() as s, s.begin():
+        _, key = await auth_service.create_principal(
+            session=s, name="area officer", role="officer", jurisdiction_code=None, unit=None,
+            actor="test", cooperation_area_id=area,
+        )  # fmt: skip
+    served.keys["area officer"] = key
+    poly = shapely.Polygon(square)
+    x, y = 106.63, 20.91  # east of the square
+    near = GEOD.fwd(106.62, 20.91, 90, 6000)[:2]  # 6 km east of its edge: inside 10 km
+    far = GEOD.fwd(106.62, 20.91, 90, 14000)[:2]  # 14 km: outside
+    assert not poly.contains(shapely.Point(x, y))
+    ids = {
+        "inside": await create(served, incident(106.61, 20.91, severity=4)),
+        "near": await create(served, incident(*near, severity=5)),
+        "far": await create(served, incident(*far, severity=5)),
+        "inside minor": await create(served, incident(106.61, 20.91, severity=2)),
+    }
+    await settle(served, ids["inside minor"])
+    page = await alerts_of(served, "area officer")
+    assert incident_ids(page) == {ids["inside"], ids["near"]}
+    assert {a["rule"]["name"] for a in page["alerts"]} == {
+        f"Sự việc nghiêm trọng tại và gần khu vực hợp tác {area}"
+    }
+    # a rule it makes sees nothing outside its area's scope, whatever place it names
+    async with served.client("area officer") as c:
+        r = await c.post("/alert-rules", json={
+            "name": "Hà Nội", "kind": "jurisdiction", "jurisdiction": "VN-HN", "distance_km": 0,
+        })  # fmt: skip
+        assert r.status_code == 201, r.text
+        rule = r.json()["id"]
+    hanoi = await create(served, incident(105.854, 21.028, severity=5))
+    await settle(served, hanoi)
+    mine = await alerts_of(served, "area officer")
+    assert rule not in {a["rule"]["id"] for a in mine["alerts"]}
+    assert hanoi not in incident_ids(mine)

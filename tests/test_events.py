@@ -304,7 +304,7 @@ async def test_a_revoked_key_stream_ends(two: Two) -> None:
         async with sessionmaker(two.live.engine)() as s, s.begin():
             await auth_service.revoke(session=s, principal_id=int(record["id"]), actor="test")
         await until(lambda: len(got.of("end")) == 1, got)
-    assert "no longer valid" in got.of("end")[0]["reason"]
+    assert "revoked" in got.of("end")[0]["reason"]
 
 
 def test_settings_bound_the_feed() -> None:

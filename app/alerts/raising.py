@@ -19,14 +19,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from geoalchemy2.shape import to_shape
-from sqlalchemy import ColumnElement, Table, and_, func, insert, literal, select, text, update
+from sqlalchemy import ColumnElement, Table, and_, func, insert, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from app.alerts.models import Alert, AlertCursor, AlertRule, WebhookDelivery
 from app.auth.models import Principal
-from app.auth.scope import Scope, ensure_zone
+from app.auth.scope import AreaScope, Scope, ensure_zone
 from app.cooperation.members import members_of
 from app.events import service as events
 from app.events.hub import CHANNEL
@@ -45,29 +45,50 @@ def default_for(code: str) -> str:
     return f"jurisdiction:{code}"
 
 
+def default_for_area(area_id: int) -> str:
+    """The `default_for` of the default rule of keys scoped to cooperation area `area_id`."""
+    return f"area:{area_id}"
+
+
 async def ensure_default_rules(session: AsyncSession, cooperation_km: float) -> None:
-    """Every jurisdiction some key is scoped to has its default rule: a severe incident (≥ 4)
-    in it or within the cooperation distance of it."""
+    """Every jurisdiction or cooperation area some key is scoped to has its default rule: a
+    severe incident (≥ 4) in it or within the cooperation distance of it."""
     p = Principal
-    scoped = select(p.jurisdiction_code).where(
-        p.jurisdiction_code.is_not(None), p.revoked_at.is_(None)
+    scoped = select(p.jurisdiction_code, p.cooperation_area_id).where(
+        or_(p.jurisdiction_code.is_not(None), p.cooperation_area_id.is_not(None)),
+        p.revoked_at.is_(None),
     )
-    codes = [c for (c,) in (await session.execute(scoped.distinct())) if c]
-    if not codes:
-        return
+    found = (await session.execute(scoped.distinct())).all()
+    common = {
+        "severity_min": DEFAULT_SEVERITY, "distance_km": cooperation_km, "created_by": "system",
+    }  # fmt: skip
     rows = [
-        {
+        common
+        | {
             "name": f"Sự việc nghiêm trọng tại và gần {code}",
             "kind": "jurisdiction",
-            "severity_min": DEFAULT_SEVERITY,
             "jurisdiction_code": code,
-            "distance_km": cooperation_km,
             "default_for": default_for(code),
             "scope_code": code,
-            "created_by": "system",
         }
-        for code in codes
+        for code, _ in found
+        if code
+    ] + [
+        common
+        | {
+            "name": f"Sự việc nghiêm trọng tại và gần khu vực hợp tác {area}",
+            "kind": "area",
+            "area_id": area,
+            "default_for": default_for_area(area),
+            "scope_area_id": area,
+        }
+        for _, area in found
+        if area
     ]
+    if not rows:
+        return
+    columns = {k for row in rows for k in row}  # one VALUES list: every row names every column
+    rows = [dict.fromkeys(columns) | row for row in rows]
     stmt = pg_insert(AlertRule).values(rows)
     await session.execute(
         stmt.on_conflict_do_nothing(
@@ -81,8 +102,9 @@ async def _conditions(
     session: AsyncSession, rule: AlertRule, i: type[Incident], cooperation_m: int
 ) -> list[ColumnElement[bool]]:
     """The rule as conditions on incident-like rows `i`."""
+    area = AreaScope(id=rule.scope_area_id, name="") if rule.scope_area_id else None
     scope = await ensure_zone(
-        session=session, scope=Scope(code=rule.scope_code, distance_m=cooperation_m)
+        session=session, scope=Scope(code=rule.scope_code, distance_m=cooperation_m, area=area)
     )
     base = IncidentFilter(
         scope=scope, categories=tuple(rule.categories or ()), severity_min=rule.severity_min
@@ -98,6 +120,12 @@ async def _conditions(
         if post is None:
             return [literal(False)]
         return [*base, spatial.within_metres(i.geom, to_shape(post.geom), km * 1000)]
+    if rule.kind == "area" and rule.area_id is not None and km > 0:  # and around it
+        around = AreaScope(id=rule.area_id, name="")
+        near = await ensure_zone(
+            session=session, scope=Scope(code=None, distance_m=round(km * 1000), area=around)
+        )
+        return [*base, visible(near, i)]
     if rule.kind == "area" and rule.area_id is not None:
         return [*base, in_area(await members_of(session, rule.area_id), i)]
     if rule.kind == "border_segment" and rule.border_segment:

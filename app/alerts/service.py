@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
-from sqlalchemy import ColumnElement, false, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.models import Alert, AlertRule
-from app.alerts.raising import default_for
+from app.alerts.raising import default_for, default_for_area
 from app.auth.service import Identity, record
 from app.borders.models import BorderSegment
 from app.cooperation.models import CooperationArea
@@ -50,7 +50,13 @@ class RuleIn(BaseModel):
     )
     cooperation_area: int | None = Field(default=None, ge=1, description="kind area")
     border_segment: str | None = Field(default=None, max_length=16, description="e.g. VNM-LAO")
-    distance_km: float | None = Field(default=None, ge=0, le=200)
+    distance_km: float | None = Field(
+        default=None,
+        ge=0,
+        le=200,
+        description="how near: to the jurisdiction, the post or the border (default 10 km); for"
+        " an area, also this far around it (default: in it only)",
+    )
     owner: Literal["me", "unit"] = Field(
         default="me", description="me: this key's principal; unit: every key of its unit"
     )
@@ -68,8 +74,6 @@ class RuleIn(BaseModel):
         for other in set(needs.values()) - {field}:
             if getattr(self, other) is not None:
                 raise ValueError(f"a rule of kind {self.kind} has no {other}")
-        if self.kind == "area" and self.distance_km is not None:
-            raise ValueError("a rule of kind area has no distance_km (the area's members say)")
         return self
 
 
@@ -97,7 +101,9 @@ def audience(identity: Identity) -> ColumnElement[bool]:
         parts.append(r.owner_unit == identity.unit)
     if identity.jurisdiction_code:
         parts.append(r.default_for == default_for(identity.jurisdiction_code))
-    return or_(*parts) if parts else false()
+    if identity.scope.area is not None:
+        parts.append(r.default_for == default_for_area(identity.scope.area.id))
+    return or_(*parts)
 
 
 async def receives(session: AsyncSession, identity: Identity, rule_id: int) -> bool:
@@ -220,6 +226,7 @@ async def create_rule(
         owner_principal_id=identity.id if body.owner == "me" else None,
         owner_unit=identity.unit if body.owner == "unit" else None,
         scope_code=identity.jurisdiction_code,
+        scope_area_id=identity.scope.area.id if identity.scope.area is not None else None,
         webhook_url=str(body.webhook_url) if body.webhook_url else None,
         webhook_secret=secret,
         created_by=identity.actor,
@@ -236,10 +243,16 @@ async def create_rule(
     return after, secret
 
 
+def _same_scope(identity: Identity, rule: AlertRule) -> bool:
+    """Whether the rule was made in the caller's scope (a jurisdiction's or an area's)."""
+    area = identity.scope.area
+    if area is not None:
+        return rule.scope_area_id == area.id
+    return identity.jurisdiction_code is not None and rule.scope_code == identity.jurisdiction_code
+
+
 def _may_change(identity: Identity, rule: AlertRule) -> bool:
-    if identity.role == "admin" and (
-        identity.scope.national or rule.scope_code == identity.jurisdiction_code
-    ):
+    if identity.role == "admin" and (identity.scope.national or _same_scope(identity, rule)):
         return True
     if rule.default_for is not None:
         return False

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.alerts import service as alerts
-from app.auth.deps import Reader
-from app.auth.service import Identity
+from app.auth.deps import Reader, presented_key
+from app.auth.service import Identity, authenticate
 from app.db import SessionDep
+from app.errors import Unauthorized
 from app.events import service
 from app.events.hub import EventHub
 from app.events.service import Position
@@ -30,6 +31,20 @@ def hub(request: Request) -> EventHub:
     """The process's event hub (app/main.py makes it)."""
     found: EventHub = request.app.state.event_hub
     return found
+
+
+async def _key_refused(request: Request) -> str | None:
+    """Why the stream's key no longer works (revoked, expired, its area ended: the rules of
+    every request), or None."""
+    key = presented_key(request)
+    async with request.app.state.sessionmaker() as s:
+        try:
+            await authenticate(
+                session=s, key=key or "", cooperation_m=request.app.state.settings.cooperation_m
+            )
+        except Unauthorized as refused:
+            return str(refused)
+    return None
 
 
 async def _receives(request: Request, principal: Identity, rule_id: int) -> bool:
@@ -100,11 +115,10 @@ async def events(
         async for events in feed.subscribe(filt, start, settings.events_heartbeat_s):
             if time.monotonic() - checked > settings.events_key_check_s:
                 checked = time.monotonic()
-                async with request.app.state.sessionmaker() as s:
-                    if not await service.key_in_force(s, principal.id):
-                        gone = {"type": "end", "reason": "the API key is no longer valid"}
-                        yield service.frame("end", gone)
-                        return
+                reason = await _key_refused(request)
+                if reason is not None:
+                    yield service.frame("end", {"type": "end", "reason": reason})
+                    return
             if not events:
                 yield b": heartbeat\n\n"
                 continue

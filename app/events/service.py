@@ -26,7 +26,6 @@ from sqlalchemy import (
     bindparam,
     func,
     literal_column,
-    or_,
     select,
     text,
     tuple_,
@@ -35,7 +34,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.alerts.models import Alert, AlertRule
-from app.auth.models import Principal
 from app.events.models import EventLog, EventLogHorizon
 from app.incidents import rules
 from app.incidents.filters import IncidentFilter
@@ -348,18 +346,3 @@ async def prune(session: AsyncSession, keep_s: float) -> int:
         return 0
     removed = (await session.execute(PRUNE_SQL, {"keep_s": keep_s})).scalar()
     return int(removed or 0)
-
-
-async def key_in_force(session: AsyncSession, principal_id: int) -> bool:
-    """Whether the principal's key still works (not revoked, not expired): a stream checks."""
-    p = Principal
-    row = (
-        await session.execute(
-            select(p.id).where(
-                p.id == principal_id,
-                p.revoked_at.is_(None),
-                or_(p.expires_at.is_(None), p.expires_at > func.now()),
-            )
-        )
-    ).first()
-    return row is not None
