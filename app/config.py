@@ -121,6 +121,33 @@ class Settings(BaseSettings):
         description="each API process also reads the event log this often (a missed NOTIFY,"
         " events held back by a long transaction)",
     )
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="the longest one webhook request may take, connecting included (a failed"
+        " attempt after it)",
+    )
+    webhook_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="a webhook delivery that has failed this many times is dead (kept, listed"
+        " and replayable: GET /alerts/deliveries?state=dead)",
+    )
+    webhook_backoff_base_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="the wait after a webhook's first failed attempt; it doubles after each"
+        " further failure (half to all of it: jitter), up to webhook_backoff_cap_s",
+    )
+    webhook_backoff_cap_s: float = Field(
+        default=3600.0,
+        gt=0,
+        le=86_400,
+        description="the longest wait between two attempts of one webhook delivery",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS (none by default)"
     )

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import api, errors, openapi
-from app.alerts import raising
+from app.alerts import raising, webhooks
 from app.auth.deps import FailedAuthLimiter, RateLimiter
 from app.bodies import body_middleware
 from app.config import Settings, get_settings
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.event_hub.after_round.append(
             raising.worker(app.state.sessionmaker, cooperation_km=settings.cooperation_km)
         )
+        app.state.event_hub.after_round.append(webhooks.Sender(app.state.sessionmaker, settings))
         if own:
             try:
                 await fill_pool(app.state.engine, settings.db_pool_size)

@@ -1,5 +1,6 @@
 """/alert-rules and /alerts: rules (create, read, change), the alerts a key receives, and
-acknowledging them. Alerts also arrive on the live feed (/events) and at webhooks."""
+acknowledging them. Alerts also arrive on the live feed (/events) and at webhooks, whose
+deliveries admins list and replay (/alerts/deliveries)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import JSONResponse
 
-from app.alerts import service
-from app.auth.deps import Reader
+from app.alerts import deliveries, service
+from app.auth.deps import Admin, Reader
 from app.db import SessionDep
 from app.errors import PreconditionRequired
 from app.incidents.service import etag, parse_if_match
@@ -19,6 +20,7 @@ router = APIRouter(tags=["alerts"])
 
 RuleId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the rule's id")]
 AlertId = Annotated[int, Path(ge=1, le=2**62, description="the alert's id")]
+DeliveryId = Annotated[int, Path(ge=1, le=2**62, description="the webhook delivery's id")]
 
 
 def _rule_response(
@@ -105,3 +107,42 @@ async def acknowledge(alert_id: AlertId, session: SessionDep, principal: Reader)
     alert = await service.acknowledge(session, principal, alert_id)
     await session.commit()
     return JSONResponse(alert)
+
+
+@router.get(
+    "/alerts/deliveries",
+    summary="Webhook deliveries, newest first (admins: national every one, scoped those of"
+    " the rules of their scope)",
+    responses=problems(403),
+)
+async def list_deliveries(
+    session: SessionDep,
+    admin: Admin,
+    state: Annotated[
+        deliveries.State | None,
+        Query(description="pending (to be sent or retried), delivered (2xx), dead (gave up)"),
+    ] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**62, description="the next page: `next_before`")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> JSONResponse:
+    """Each with its alert (id, Idempotency-Key), rule, URL, state, attempts, next attempt,
+    the last answer's status and error, delivery time. docs/webhooks.md."""
+    page = await deliveries.list_deliveries(session, admin, state=state, before=before, limit=limit)
+    return JSONResponse(page)
+
+
+@router.post(
+    "/alerts/deliveries/{delivery_id:int}/replay",
+    summary="Send a dead (or delivered) webhook delivery again, from its first attempt",
+    responses=problems(403, 404, 409),
+)
+async def replay_delivery(
+    delivery_id: DeliveryId, session: SessionDep, admin: Admin
+) -> JSONResponse:
+    """It becomes pending now, with no attempts, to the rule's current webhook (audited:
+    webhook_replay); the receiver gets the alert's same Idempotency-Key. 409 when pending."""
+    delivery = await deliveries.replay(session, admin, delivery_id)
+    await session.commit()
+    return JSONResponse(delivery)
