@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +29,7 @@ from test_access import km_to
 from app.auth import service as auth_service
 from app.config import Settings
 from app.db import sessionmaker
-from conftest import GEODATA, LiveApp, live_app, live_server
+from conftest import GEODATA, ROOT, LiveApp, live_app, live_server
 from geo_reference import features
 
 WAIT_S = 20.0  # the longest any one event may take to arrive (a bound, not a measure)
@@ -310,3 +314,45 @@ async def test_a_revoked_key_stream_ends(two: Two) -> None:
 def test_settings_bound_the_feed() -> None:
     with pytest.raises(ValueError, match="events_heartbeat_s"):
         Settings(events_heartbeat_s=0)
+
+
+async def test_imports_and_the_command_line_reach_subscribers(two: Two, tmp_path: Path) -> None:
+    rows = ["lon,lat,occurred_at,category,severity,source_id"]
+    rows += [f"{105.70 + k * 0.002},20.95,2026-11-30T07:00:00+07:00,smuggling,2,api-{k}"
+             for k in range(30)]  # fmt: skip
+    cli_file = tmp_path / "cli.csv"
+    cli_file.write_text(
+        "\n".join(
+            ["lon,lat,occurred_at,category,severity,source_id"]
+            + [f"{105.60 + k * 0.002},20.95,2026-11-30T07:00:00+07:00,other,1,cli-{k}"
+               for k in range(12)]
+        ) + "\n"
+    )  # fmt: skip
+    key = two.keys["admin"]
+    async with feed(two.b, key) as got:
+        async with httpx.AsyncClient(
+            base_url=two.a, headers={"Authorization": f"Bearer {key}"}
+        ) as c:
+            r = await c.post(
+                "/incidents/import", content="\n".join(rows) + "\n",
+                headers={"content-type": "text/csv"}, params={"source": "feed-test"},
+            )  # fmt: skip
+            assert r.status_code == 200, r.text
+        env = dict(os.environ, DATABASE_URL=two.live.url, BORDERWATCH_ENVIRONMENT="test")
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", "from app.cli import main; main()",
+             "import", str(cli_file), "--source", "feed-cli"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        await until(lambda: len(got.of("incident.created")) >= 42, got)
+    async with two.live.engine.connect() as conn:
+        made = {
+            str(i)
+            for (i,) in await conn.execute(
+                text("SELECT id FROM incident WHERE source IN ('feed-test', 'feed-cli')")
+            )
+        }
+    assert len(made) == 42
+    assert {d["incident"]["id"] for d in got.of("incident.created")} >= made
