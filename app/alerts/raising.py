@@ -185,7 +185,11 @@ async def _statement(session: AsyncSession, rule: AlertRule, cooperation_m: int)
 
 async def raise_alerts(session: AsyncSession, *, cooperation_km: float) -> int:
     """One round: match the events after the cursor (up to one batch) against every active
-    rule; returns how many alerts were raised. The caller commits."""
+    rule; returns how many events were matched (BATCH: there may be more). The caller
+    commits."""
+    seen = (await session.execute(select(AlertCursor.xid, AlertCursor.id))).one()
+    if not await events.final_after(session, Position(seen.xid, seen.id), limit=1):
+        return 0  # nothing new: no lock taken, nothing written
     locked = await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext('alerts'))"))
     if not locked.scalar():
         return 0
@@ -209,7 +213,7 @@ async def raise_alerts(session: AsyncSession, *, cooperation_km: float) -> int:
     await session.execute(update(AlertCursor).values(xid=end.xid, id=end.id))
     if raised:
         await session.execute(select(func.pg_notify(CHANNEL, "")))
-    return raised
+    return len(found)
 
 
 async def queue_webhooks(session: AsyncSession, rule: AlertRule, alert_ids: list[int]) -> None:
@@ -231,14 +235,8 @@ def worker(
     async def work() -> None:
         while True:
             async with sessions() as session, session.begin():
-                raised = await raise_alerts(session, cooperation_km=cooperation_km)
-                done = await _caught_up(session)
-            if done or not raised:
+                matched = await raise_alerts(session, cooperation_km=cooperation_km)
+            if matched < events.BATCH:
                 return
 
     return work
-
-
-async def _caught_up(session: AsyncSession) -> bool:
-    cursor = (await session.execute(select(AlertCursor.xid, AlertCursor.id))).one()
-    return not await events.final_after(session, Position(cursor.xid, cursor.id), limit=1)

@@ -59,7 +59,8 @@ class EventHub:
         self.retention_s = retention_s
         self.head = service.START
         self._filters: Counter[IncidentFilter] = Counter()
-        self._stretches: deque[Stretch] = deque(maxlen=KEPT)
+        self._stretches: deque[Stretch] = deque()
+        self._by_start: dict[Position, Stretch] = {}  # the kept stretches by where they start
         self._changed = asyncio.Condition()
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
@@ -169,6 +170,9 @@ class EventHub:
                     )
             async with self._changed:
                 self._stretches.append(stretch)
+                self._by_start[stretch.start] = stretch
+                if len(self._stretches) > KEPT:
+                    del self._by_start[self._stretches.popleft().start]
                 self.head = stretch.end
                 self._changed.notify_all()
             if len(found) < service.BATCH:
@@ -209,10 +213,9 @@ class EventHub:
         from `at`, else from the log."""
         events: list[Event] = []
         start = at
-        for s in list(self._stretches):
-            if s.start == at and filt in s.matches:
-                events += s.matches[filt]
-                at = s.end
+        while (s := self._by_start.get(at)) is not None and filt in s.matches:
+            events += s.matches[filt]
+            at = s.end
         if at != start:
             return events, at
         async with self._session() as session:  # behind the kept stretches: read the log
