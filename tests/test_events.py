@@ -23,6 +23,7 @@ import httpx
 import orjson
 import pytest
 import shapely
+from pyproj import Geod
 from sqlalchemy import text
 from test_access import km_to
 
@@ -356,3 +357,38 @@ async def test_imports_and_the_command_line_reach_subscribers(two: Two, tmp_path
         }
     assert len(made) == 42
     assert {d["incident"]["id"] for d in got.of("incident.created")} >= made
+
+
+async def test_an_area_key_stream_holds_its_area_and_zone_only(two: Two) -> None:
+    square = [[106.60, 20.90], [106.62, 20.90], [106.62, 20.92], [106.60, 20.92], [106.60, 20.90]]
+    admin = two.keys["admin"]
+    async with httpx.AsyncClient(base_url=two.a, headers={"Authorization": f"Bearer {admin}"}) as c:
+        r = await c.post("/cooperation-areas", json={
+            "name": "Khu luồng", "members": [
+                {"kind": "polygon", "name": "ô", "geometry": {"type": "Polygon", "coordinates": [square]}},
+            ],
+        })  # fmt: skip
+        assert r.status_code == 201, r.text
+        area = r.json()["id"]
+    async with sessionmaker(two.live.engine)() as s, s.begin():
+        _, key = await auth_service.create_principal(
+            session=s, name="area reader", role="analyst", jurisdiction_code=None, unit=None,
+            actor="test", cooperation_area_id=area,
+        )  # fmt: skip
+    geod = Geod(ellps="WGS84")
+    poly = shapely.Polygon(square)
+    points = {
+        "inside": (106.61, 20.91),
+        "near": geod.fwd(106.62, 20.91, 90, 6000)[:2],  # 6 km east of its edge
+        "far": geod.fwd(106.62, 20.91, 90, 16000)[:2],  # 16 km
+    }
+    assert poly.contains(shapely.Point(points["inside"]))
+    assert not poly.contains(shapely.Point(points["near"]))
+    async with feed(two.b, key) as got:
+        ids = {n: await create(two.a, admin, incident(*p)) for n, p in points.items()}
+        last = await create(two.a, admin, incident(106.611, 20.911))  # inside: the marker
+        await until(lambda: last in {d["incident"]["id"] for d in got.of("incident.created")}, got)
+    received = {d["incident"]["id"] for d in got.of("incident.created")}
+    assert received == {ids["inside"], ids["near"], last}
+    body = orjson.dumps(got.events).decode()
+    assert ids["far"] not in body and f"{points['far'][0]:.4f}" not in body
