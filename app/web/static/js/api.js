@@ -1,4 +1,4 @@
-// Talking to the Borderwatch API: the key (sessionStorage), JSON and blob requests,
+// Talking to the Borderwatch API: the key (sessionStorage), JSON (GET, POST) and blob requests,
 // problem+json errors, and a count of requests in flight (the "Loading…" badge).
 
 const KEY_STORAGE = "borderwatch.key";
@@ -81,12 +81,12 @@ async function problemOf(response, path) {
   return new ApiError(response.status, title, detail, path);
 }
 
-async function request(path, params, signal) {
+async function request(path, params, signal, init = {}) {
   busy(+1);
   try {
     let response;
     try {
-      response = await fetch(url(path, params), { headers: authHeaders(), signal });
+      response = await fetch(url(path, params), { ...init, headers: { ...authHeaders(), ...init.headers }, signal });
     } catch (err) {
       if (err.name === "AbortError") throw err;
       throw new ApiError(0, "Network error", "the server cannot be reached", path);
@@ -101,6 +101,17 @@ async function request(path, params, signal) {
 /** GET a JSON document; throws ApiError (with the problem's detail) on failure. */
 export async function getJSON(path, params = {}, signal = undefined) {
   const response = await request(path, params, signal);
+  return response.json();
+}
+
+/** POST `body` as JSON (none: an empty body) and read the JSON answer; throws ApiError. */
+export async function postJSON(path, body = undefined) {
+  const init = { method: "POST" };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers = { "Content-Type": "application/json" };
+  }
+  const response = await request(path, {}, undefined, init);
   return response.json();
 }
 

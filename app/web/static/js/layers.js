@@ -3,6 +3,7 @@
 
 import { getJSON } from "./api.js";
 import { map } from "./context.js";
+import { live } from "./live.js";
 import { addDataLayers, setLayerVisibility } from "./mapview.js";
 import { reportError } from "./messages.js";
 import { apply, isWorking, newestOnly } from "./refresh.js";
@@ -57,13 +58,15 @@ export async function refreshTiles() {
   }
 }
 
-/** A live map: when the incidents' version moved (a new or changed incident), redraw. */
+/** A live map without the live feed (viewer keys, or while it reconnects): when the
+ * incidents' version moved (a new or changed incident), redraw. */
 export function watchForNewIncidents() {
   setInterval(checkForNewIncidents, LIVE_CHECK_MS);
 }
 
 async function checkForNewIncidents() {
   if (document.hidden || isPlaying() || isWorking() || !map.getSource("incidents")) return;
+  if (live.status === "live") return; // the feed says when
   try {
     const [latest] = await tileUrls("incidents");
     const current = map.getSource("incidents").tiles || [];

@@ -2,7 +2,7 @@
 // map, and wire the layers and panels to the filters. Each panel is a module of its own
 // (docs/dashboard.md, "Code").
 // Test hook (documented in docs/dashboard.md): window.borderwatch = { state, map, settled(),
-// renderedIncidents() }.
+// renderedIncidents(), live }.
 
 import { ApiError, getJSON } from "./api.js";
 import { setUpMapClicks } from "./clicks.js";
@@ -13,6 +13,7 @@ import { setUpExport } from "./export.js";
 import { geometryBounds } from "./geometry.js";
 import { refreshNearby, setUpNearbyTool } from "./incident.js";
 import { addFilteredLayers, refreshBorderZone, refreshTiles, updateHint, watchForNewIncidents } from "./layers.js";
+import { followFilters, live, liveReady, startLive } from "./live.js";
 import { addBaseLayers, createLabels, createMap, renderedIncidents } from "./mapview.js";
 import { reportError, showMessage } from "./messages.js";
 import { refreshNeighbours } from "./neighbours.js";
@@ -34,10 +35,11 @@ const STATUSES = ["reported", "verified", "under_investigation", "solved", "clos
 const VIETNAM = [[102.1, 8.4], [109.5, 23.4]];
 const MOVE_SETTLE_MS = 300; // statistics follow the view once panning has paused
 
-window.borderwatch = { state, get map() { return map; }, settled, renderedIncidents: () => renderedIncidents(map) };
+window.borderwatch = { state, get map() { return map; }, settled, renderedIncidents: () => renderedIncidents(map),
+  live };
 
 setUpSignIn();
-onFiltersChange(refreshTiles, refreshStats, refreshBorderZone, refreshNeighbours, refreshNearby);
+onFiltersChange(refreshTiles, refreshStats, refreshBorderZone, refreshNeighbours, refreshNearby, followFilters);
 
 async function start() {
   try {
@@ -80,6 +82,9 @@ async function start() {
     ? new ApiError(e.error.status, TEXT.tileRequest, e.error.message) : (e.error || e)));
   watchTiles(map);
   map.on("load", async () => {
+    // the live feed opens first, so nothing that happens while the layers load is missed
+    // (its events wait for liveReady() below)
+    startLive();
     if (!state.view) map.fitBounds(homeBounds(jurisdictions), { padding: 20, duration: 0 });
     addBaseLayers(map, { jurisdictions, boundaryTiles: boundaries, borders, posts,
       homeCountry: config.home_country, raster: Boolean(config.basemap_url) });
@@ -102,6 +107,7 @@ async function start() {
       updateHint();
       writeUrl(map);
     });
+    liveReady();
   });
 }
 

@@ -356,3 +356,26 @@ export function renderedIncidents(map) {
   }
   return { features: features.length, incidents, points };
 }
+
+const pulses = new Map(); // incident id → { marker, timer }: the live highlights on the map
+
+/** A pulsing ring at `lngLat` for `ms` milliseconds (a new or changed incident, a flown-to
+ * alert), then gone; one per incident (a second event restarts it). An HTML marker: its
+ * animation is CSS (app.css `.live-pulse`), no redraw of the map. */
+export function pulse(map, lngLat, { id, severity, ms }) {
+  const had = pulses.get(id);
+  if (had) {
+    clearTimeout(had.timer);
+    had.marker.remove();
+  }
+  const el = document.createElement("div");
+  el.className = severity >= 4 ? "live-pulse severe" : "live-pulse";
+  el.dataset.incident = id;
+  el.append(document.createElement("span"));
+  const marker = new maplibregl.Marker({ element: el }).setLngLat(lngLat).addTo(map);
+  const timer = setTimeout(() => {
+    marker.remove();
+    if (pulses.get(id)?.marker === marker) pulses.delete(id);
+  }, ms);
+  pulses.set(id, { marker, timer });
+}

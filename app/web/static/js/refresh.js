@@ -45,6 +45,31 @@ export function debounced(fn, defaultDelay) {
   };
 }
 
+/** `fn` at most once per `gapMs`: the first call runs it after `burstMs` (the rest of a burst
+ * joins it), later calls wait out the gap since the last run; counted as work in progress
+ * from the first call on. */
+export function throttled(fn, { burstMs, gapMs }) {
+  let timer = null;
+  let lastRun = -Infinity;
+  let running = Promise.resolve();
+  return () => {
+    if (timer) return;
+    working += 1;
+    const wait = Math.max(burstMs, lastRun + gapMs - Date.now());
+    timer = setTimeout(async () => {
+      try {
+        await running; // never two at once: a slow run delays the next
+        timer = null; // calls from here on make the next run
+        lastRun = Date.now();
+        running = fn().catch(() => {});
+        await running;
+      } finally {
+        working -= 1;
+      }
+    }, wait);
+  };
+}
+
 /** What apply() refreshes, in order; each does nothing while its layer or panel is closed. */
 export function onFiltersChange(...fns) {
   refreshers.push(...fns);

@@ -1,7 +1,7 @@
 // The time filter: from and to months, the one-month slider and ▶ (month by month).
 
 import { apply, scheduleApply, settled } from "./refresh.js";
-import { state } from "./state.js";
+import { monthRange, state } from "./state.js";
 import { $ } from "./ui.js";
 
 const TEXT = {
@@ -18,19 +18,13 @@ let playing = null; // the timer of ▶'s next step
 
 export function buildTime() {
   const f = state.filters;
-  const first = state.months[0];
-  const last = state.months[state.months.length - 1];
-  for (const id of ["f-from", "f-to"]) {
-    $(id).min = first;
-    $(id).max = last;
-  }
+  setBounds();
   $("f-from").value = f.from || "";
   $("f-to").value = f.to || "";
   $("f-from").addEventListener("change", (e) => { f.from = e.target.value || null; syncTime(); scheduleApply(); });
   $("f-to").addEventListener("change", (e) => { f.to = e.target.value || null; syncTime(); scheduleApply(); });
 
   const slider = $("month-slider");
-  slider.max = String(state.months.length - 1);
   slider.addEventListener("input", () => {
     const m = state.months[Number(slider.value)];
     f.from = m;
@@ -41,6 +35,29 @@ export function buildTime() {
   $("all-months").addEventListener("click", () => pickMonths(null, null));
   $("play").addEventListener("click", () => (playing ? stopPlaying() : play()));
   syncTime();
+}
+
+/** The first and last month of the inputs and the slider's range, from state.months. */
+function setBounds() {
+  const first = state.months[0];
+  const last = state.months[state.months.length - 1];
+  for (const id of ["f-from", "f-to"]) {
+    $(id).min = first;
+    $(id).max = last;
+  }
+  $("month-slider").max = String(state.months.length - 1);
+}
+
+/** A new incident's month ("YYYY-MM") outside the months known so far widens them (the
+ * inputs, the slider, the trend chart); true when it did. */
+export function includeMonth(month) {
+  const first = state.months[0];
+  const last = state.months[state.months.length - 1];
+  if (!month || (month >= first && month <= last)) return false;
+  state.months = monthRange(month < first ? month : first, month > last ? month : last);
+  setBounds();
+  syncTime();
+  return true;
 }
 
 /** Show these months now (All months, a bar of the trend chart); ▶ stops. */

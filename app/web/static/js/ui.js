@@ -74,6 +74,15 @@ export function when(iso) {
     : TEXT.none;
 }
 
+/** A time as people in Vietnam read it, with the zone's offset ("30 Nov 2026, 08:00 GMT+7"):
+ * a notice others act on must say which clock it means. */
+export function whenZoned(iso) {
+  return iso
+    ? new Date(iso).toLocaleString(TEXT.dateLocale, { timeZone: TEXT.timeZone, day: "numeric",
+      month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "shortOffset" })
+    : TEXT.none;
+}
+
 /** A rate (0–1) as a percentage ("–" when there is none). */
 export function percent(rate) {
   return rate === null || rate === undefined ? TEXT.none : `${(rate * 100).toFixed(1)} %`;
