@@ -29,6 +29,7 @@ import pytest
 from sqlalchemy import text
 from test_events import incident
 
+from app.alerts.webhooks import backoff_s
 from app.auth import service as auth_service
 from app.db import sessionmaker
 from conftest import LiveApp, live_app, live_server
@@ -518,3 +519,13 @@ async def test_a_new_webhook_url_gets_a_new_secret_and_the_old_one_stops_verifyi
            for h in (before, after)]  # fmt: skip
     assert verifies(old, *sig[0]) and not verifies(new, *sig[0])
     assert verifies(new, *sig[1]) and not verifies(old, *sig[1])
+
+
+def test_the_retry_schedule_is_the_documented_one() -> None:
+    """docs/webhooks.md: after the n-th failure, min(cap, base·2^(n−1)) times 0.5 to 1."""
+    waits = [[backoff_s(n, base_s=5, cap_s=3600) for _ in range(200)] for n in range(1, 15)]
+    full = [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600, 3600, 3600]
+    for got, most in zip(waits, full, strict=True):
+        assert all(most / 2 <= w <= most for w in got)
+        assert max(got) - min(got) > most / 4  # jittered, not one value
+    assert backoff_s(10_000, base_s=5, cap_s=3600) <= 3600  # no overflow past the cap
