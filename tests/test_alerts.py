@@ -16,7 +16,7 @@ import shapely
 from pyproj import Geod
 from sqlalchemy import text
 from test_access import km_to
-from test_events import ENV, WAIT_S, feed, incident, until
+from test_events import ENV, WAIT_S, area_key, feed, incident, polygon_area, square_at, until
 
 from app.auth import service as auth_service
 from app.db import sessionmaker
@@ -190,15 +190,8 @@ async def test_a_post_rule_raises_within_its_radius_only(served: Served) -> None
 
 
 async def test_an_area_rule_raises_inside_the_area_only(served: Served) -> None:
-    square = [[106.58, 20.83], [106.59, 20.83], [106.59, 20.84], [106.58, 20.84], [106.58, 20.83]]
-    async with served.client("admin") as c:
-        r = await c.post("/cooperation-areas", json={
-            "name": "Khu thử", "members": [
-                {"kind": "polygon", "name": "ô vuông", "geometry": {"type": "Polygon", "coordinates": [square]}},
-            ],
-        })  # fmt: skip
-        assert r.status_code == 201, r.text
-        area = r.json()["id"]
+    square = square_at(106.58, 20.83, 0.01)
+    area = await polygon_area(served.live, served.keys["admin"], "Khu thử", square)
     async with served.client("analyst") as c:
         r = await c.post("/alert-rules", json={
             "name": "Trong khu thử", "kind": "area", "cooperation_area": area, "severity_min": 2,
@@ -257,20 +250,9 @@ async def test_rules_refuse_bad_input_and_are_audited(served: Served) -> None:
 async def test_an_area_key_default_rule_covers_its_area_and_the_distance_around_it(
     served: Served,
 ) -> None:
-    square = [[106.60, 20.90], [106.62, 20.90], [106.62, 20.92], [106.60, 20.92], [106.60, 20.90]]
-    async with served.client("admin") as c:
-        r = await c.post("/cooperation-areas", json={
-            "name": "Khu khóa", "members": [
-                {"kind": "polygon", "name": "ô", "geometry": {"type": "Polygon", "coordinates": [square]}},
-            ],
-        })  # fmt: skip
-        assert r.status_code == 201, r.text
-        area = r.json()["id"]
-    async with sessionmaker(served.live.engine)() as s, s.begin():
-        _, key = await auth_service.create_principal(
-            session=s, name="area officer", role="officer", jurisdiction_code=None, unit=None,
-            actor="test", cooperation_area_id=area,
-        )  # fmt: skip
+    square = square_at(106.60, 20.90, 0.02)
+    area = await polygon_area(served.live, served.keys["admin"], "Khu khóa", square)
+    key = await area_key(served.live, area, "area officer", "officer")
     served.keys["area officer"] = key
     poly = shapely.Polygon(square)
     x, y = 106.63, 20.91  # east of the square

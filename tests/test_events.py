@@ -161,6 +161,33 @@ async def create(base: str, key: str, body: dict[str, Any]) -> str:
         return str(r.json()["id"])
 
 
+def square_at(lon: float, lat: float, side: float) -> list[list[float]]:
+    """A closed square ring, south-west corner at (lon, lat), `side` degrees wide."""
+    return [[lon, lat], [lon + side, lat], [lon + side, lat + side], [lon, lat + side], [lon, lat]]
+
+
+async def polygon_area(live: LiveApp, key: str, name: str, ring: list[list[float]]) -> int:
+    """A cooperation area of one drawn polygon, made through the API; its id."""
+    polygon = {"type": "Polygon", "coordinates": [ring]}
+    body = {"name": name, "members": [{"kind": "polygon", "name": name, "geometry": polygon}]}
+    async with httpx.AsyncClient(
+        base_url=live.base, headers={"Authorization": f"Bearer {key}"}
+    ) as c:
+        r = await c.post("/cooperation-areas", json=body)
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+
+async def area_key(live: LiveApp, area: int, name: str, role: str) -> str:
+    """A key bound to cooperation area `area`."""
+    async with sessionmaker(live.engine)() as s, s.begin():
+        _, key = await auth_service.create_principal(
+            session=s, name=name, role=role, jurisdiction_code=None, unit=None, actor="test",
+            cooperation_area_id=area,
+        )  # fmt: skip
+    return key
+
+
 async def test_a_write_through_one_process_reaches_a_subscriber_of_the_other(two: Two) -> None:
     async with feed(two.b, two.keys["admin"]) as got:
         made = await create(two.a, two.keys["admin"], incident(105.8542, 21.0285, severity=4))
@@ -360,21 +387,10 @@ async def test_imports_and_the_command_line_reach_subscribers(two: Two, tmp_path
 
 
 async def test_an_area_key_stream_holds_its_area_and_zone_only(two: Two) -> None:
-    square = [[106.60, 20.90], [106.62, 20.90], [106.62, 20.92], [106.60, 20.92], [106.60, 20.90]]
+    square = square_at(106.60, 20.90, 0.02)
     admin = two.keys["admin"]
-    async with httpx.AsyncClient(base_url=two.a, headers={"Authorization": f"Bearer {admin}"}) as c:
-        r = await c.post("/cooperation-areas", json={
-            "name": "Khu luồng", "members": [
-                {"kind": "polygon", "name": "ô", "geometry": {"type": "Polygon", "coordinates": [square]}},
-            ],
-        })  # fmt: skip
-        assert r.status_code == 201, r.text
-        area = r.json()["id"]
-    async with sessionmaker(two.live.engine)() as s, s.begin():
-        _, key = await auth_service.create_principal(
-            session=s, name="area reader", role="analyst", jurisdiction_code=None, unit=None,
-            actor="test", cooperation_area_id=area,
-        )  # fmt: skip
+    area = await polygon_area(two.live, admin, "Khu luồng", square)
+    key = await area_key(two.live, area, "area reader", "analyst")
     geod = Geod(ellps="WGS84")
     poly = shapely.Polygon(square)
     points = {
