@@ -129,7 +129,7 @@ class Settings(BaseSettings):
         " attempt after it)",
     )
     webhook_max_attempts: int = Field(
-        default=8,
+        default=14,
         ge=1,
         le=100,
         description="a webhook delivery that has failed this many times is dead (kept, listed"

@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.event_hub.after_round.append(
             raising.worker(app.state.sessionmaker, cooperation_km=settings.cooperation_km)
         )
-        app.state.event_hub.after_round.append(webhooks.Sender(app.state.sessionmaker, settings))
+        sender = webhooks.Sender(app.state.sessionmaker, settings)
+        app.state.event_hub.after_round.append(sender)
         if own:
             try:
                 await fill_pool(app.state.engine, settings.db_pool_size)
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             yield
         finally:
             await app.state.event_hub.close()
+            await sender.close()
             await asyncio.to_thread(app.state.spool.close)
             if own:
                 await app.state.engine.dispose()

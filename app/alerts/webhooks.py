@@ -325,6 +325,19 @@ class Sender:
             return
         self._task = asyncio.create_task(self._passes(), name="webhooks")
 
+    async def close(self) -> None:
+        """At shutdown: let a pass in flight finish (its deliveries recorded, none sent twice
+        after its lease), at most one request timeout, then stop it."""
+        task = self._task
+        if task is None or task.done():
+            return
+        self._again = False
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), self._settings.webhook_timeout_s + 1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     async def _passes(self) -> None:
         while True:
             self._again = False
