@@ -47,13 +47,18 @@ pytestmark = [
     needs(MAPLIBRE.exists(), "node_modules missing (make setup)"),
 ]
 
-ENV = {"BORDERWATCH_EVENTS_POLL_S": "0.5", "BORDERWATCH_EVENTS_HEARTBEAT_S": "1"}
+ENV = {
+    "BORDERWATCH_EVENTS_POLL_S": "0.5",
+    "BORDERWATCH_EVENTS_HEARTBEAT_S": "1",
+    "BORDERWATCH_EVENTS_KEY_CHECK_S": "0.5",  # a revoked key's stream ends within a second
+}
 ICT = timezone(timedelta(hours=7))
 PROVINCE = "VN-44"  # An Giang (the map before 1 July 2025): the officers' area
 # Long Xuyên and Châu Đốc, well inside An Giang (tens of km from any other province)
 LONG_XUYEN = (105.4352, 10.3866)
 CHAU_DOC = (105.1170, 10.7050)
 OFFICERS = ("Cán bộ An Giang 1", "Cán bộ An Giang 2")
+REVOKED = "Cán bộ An Giang 3"  # its key is revoked while its page is open
 WAIT_S = WAIT_MS / 1000
 
 
@@ -200,7 +205,7 @@ async def served_live(
         live.ids = {"admin": app.keys["live admin"].id}
         await _alerts_caught_up(live)
         async with sessionmaker(app.engine)() as s, s.begin():
-            for name in OFFICERS:
+            for name in (*OFFICERS, REVOKED):
                 record, key = await auth_service.create_principal(
                     session=s, name=name, role="officer", jurisdiction_code=PROVINCE,
                     unit="Công an tỉnh An Giang", actor="test",
@@ -502,4 +507,41 @@ async def test_the_page_resumes_after_a_dropped_connection_and_a_server_restart(
     await asyncio.sleep(2.5)  # the last refresh of the burst
     await p.settled()
     assert await _total(p) == await _matched(live, OFFICERS[0], bbox)
+    await p.page.context.close()
+
+
+async def test_resync_reloads_and_a_revoked_key_ends_the_feed(
+    browser: Any, served_live: Live
+) -> None:
+    live = served_live
+    p = await _open_live(browser, live, REVOKED)
+    refreshes = await p.page.evaluate("window.borderwatch.live.refreshes")
+    # a position the server cannot resume from (as one past the retention): it answers
+    # `resync` and the page reloads everything, then goes on live
+    await p.page.evaluate("window.borderwatch.live.lastEventId = 'not-an-event-id'")
+    live.relay.cut()
+    await wait_until(p.page, "window.borderwatch.live.received.some((e) => e.event === 'resync')")
+    await wait_until(p.page, f"window.borderwatch.live.refreshes > {refreshes}")
+    await wait_until(p.page, "window.borderwatch.live.status === 'live'")
+    assert "reloaded" in await p.page.locator("#messages").inner_text()
+    await p.settled()
+    made = await _create(live, *LONG_XUYEN)
+    await _wait_received(p, made)
+
+    # the key is revoked: the server ends the stream, the page stops and says why
+    async with live.client() as c:
+        r = await c.post(f"/principals/{live.ids[REVOKED]}/revoke")
+        assert r.status_code == 200, r.text
+    await wait_until(p.page, "window.borderwatch.live.status === 'ended'")
+    assert "Đã dừng · Stopped" in await p.page.locator("#live-status").inner_text()
+    reason = await p.page.evaluate("window.borderwatch.live.reason")
+    # the server's reason, in words, on the page
+    assert reason and "key" in reason
+    assert await p.page.evaluate("window.borderwatch.live.received.at(-1).event") == "end"
+    assert reason in await p.page.locator("#messages").inner_text()
+    assert reason in (await p.page.locator("#live-status").get_attribute("title") or "")
+    connects = await p.page.evaluate("window.borderwatch.live.connects")
+    await asyncio.sleep(4)  # longer than the first wait before a reconnection
+    assert await p.page.evaluate("window.borderwatch.live.connects") == connects
+    assert await p.page.evaluate("window.borderwatch.live.status") == "ended"
     await p.page.context.close()
