@@ -47,6 +47,9 @@ const SILENCE_MS = 45000;
 const PULSING = new Set(["incident.created", "incident.changed", "incident.status",
   "incident.restored", "alert.raised"]);
 const HOURS_AHEAD_OF_UTC = 7; // Vietnam's calendar months, as the filters and stats count them
+// with a filter on, the feed carries only the alerts of incidents it lets through, while the
+// panel lists every alert of the key: it re-reads the list this often
+const FILTERED_ALERTS_MS = 60000;
 
 /** The feed's state, also the test hook `window.borderwatch.live`. */
 export const live = {
@@ -91,6 +94,9 @@ export function startLive() {
   window.addEventListener("online", () => {
     if (live.status === "reconnecting") connect();
   });
+  setInterval(() => {
+    if (live.status === "live" && !document.hidden && streamKey !== "{}") loadAlerts();
+  }, FILTERED_ALERTS_MS);
   connect();
 }
 
