@@ -11,8 +11,9 @@ One uvicorn worker (as `make run`) over the benchmark cluster. In one run:
 3. creates at the same rate for the same time: the create latency with subscribers, and the
    delivery latency of every event every subscriber received (from the create's 201, i.e. its
    commit, to the event's arrival), with how many each kind of subscriber received.
-The subscribers are plain HTTP/1.1 connections that look for the incident id in each event
-(the client must not be the bottleneck on a 2-core machine). Bounded: a fixed number of
+The subscribers are plain HTTP/1.1 connections that look for the incident id in each event,
+in a process of their own (the writer's measurements must not wait for them; the client must
+not be the bottleneck on a 2-core machine). Bounded: a fixed number of
 creates, a wall-clock cap on every phase; the server is stopped by its PID.
 """
 
@@ -20,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import random
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -132,6 +136,38 @@ async def write(
     return committed, latencies
 
 
+def subscribers(key: str, scoped: dict[str, str], clients: int) -> list[Subscriber]:
+    """Half national with no filter, a quarter national with a category, a quarter scoped."""
+    subs: list[Subscriber] = []
+    for n in range(clients):
+        if n % 4 in (0, 1):
+            subs.append(Subscriber("national", key))
+        elif n % 4 == 2:
+            subs.append(Subscriber("national, category", key, "?category=smuggling"))
+        else:
+            subs.append(Subscriber("scoped", scoped[PROVINCES[n % len(PROVINCES)]]))
+    return subs
+
+
+async def listen(port: int, keys: dict[str, str], clients: int) -> None:
+    """The subscribers' process: open them, say `ready`, read until stdin says `stop`, then
+    print what each received and when (perf_counter: one clock for every process on Linux)."""
+    subs = subscribers(keys.pop("national"), keys, clients)
+    for sub in subs:
+        opened = asyncio.Event()
+        sub.task = asyncio.create_task(subscribe(port, sub, opened))
+        await asyncio.wait_for(opened.wait(), 30)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    for sub in subs:
+        if sub.writer is not None:
+            sub.writer.close()
+        if sub.task is not None:
+            sub.task.cancel()
+    await asyncio.gather(*(s.task for s in subs if s.task), return_exceptions=True)
+    print(json.dumps([[s.kind, s.arrived] for s in subs]), flush=True)
+
+
 async def main_async(args: argparse.Namespace) -> None:
     c = cluster()
     url = c.url("bench")
@@ -147,52 +183,51 @@ async def main_async(args: argparse.Namespace) -> None:
         _, alone = await write(base, key, points, args.rate, args.seconds)
         print(f"creates, nobody subscribed: {fmt(alone)}")
 
-        subs: list[Subscriber] = []
-        for n in range(args.clients):
-            if n % 4 in (0, 1):
-                subs.append(Subscriber("national", key))
-            elif n % 4 == 2:
-                subs.append(Subscriber("national, category", key, "?category=smuggling"))
-            else:
-                code = PROVINCES[n % len(PROVINCES)]
-                subs.append(Subscriber("scoped", scoped[code]))
+        # the subscribers live in a process of their own: reading 200 streams must not delay
+        # the writer's own measurements
         before = rss_kib(server.pid)
-        for sub in subs:
-            opened = asyncio.Event()
-            sub.task = asyncio.create_task(subscribe(port, sub, opened))
-            await asyncio.wait_for(opened.wait(), 30)
-        await asyncio.sleep(3)
-        after = rss_kib(server.pid)
-        print(
-            f"{len(subs)} idle subscribers: server RSS {before / 1024:.1f} → {after / 1024:.1f}"
-            f" MiB, {(after - before) / len(subs):.1f} KiB per subscriber"
-        )
-
-        committed, with_subs = await write(base, key, points, args.rate, args.seconds)
-        print(f"creates, {len(subs)} subscribed: {fmt(with_subs)}")
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.bench_events", "--listen", str(port),
+            "--clients", str(args.clients),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env=dict(os.environ, BENCH_KEYS=json.dumps({"national": key} | scoped)),
+        )  # fmt: skip
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            line = await asyncio.wait_for(child.stdout.readline(), 120)
+            assert line.strip() == b"ready", line
+            await asyncio.sleep(3)
+            after = rss_kib(server.pid)
+            print(
+                f"{args.clients} idle subscribers: server RSS {before / 1024:.1f} →"
+                f" {after / 1024:.1f} MiB, {(after - before) / args.clients:.1f} KiB per subscriber"
+            )
+            committed, with_subs = await write(base, key, points, args.rate, args.seconds)
+            await asyncio.sleep(5)  # the last events arrive
+            child.stdin.write(b"stop\n")
+            await child.stdin.drain()
+            received_by = json.loads(await asyncio.wait_for(child.stdout.read(), 120))
+        finally:
+            if child.returncode is None:
+                child.kill()
+            await child.wait()
+        print(f"creates, {args.clients} subscribed: {fmt(with_subs)}")
         print(
             "  create latency with / without subscribers (median, p95):"
             f" {ratio(with_subs, alone, 'median_ms')} / {ratio(with_subs, alone, 'p95_ms')}"
         )
-        await asyncio.sleep(5)  # the last events arrive
         delays: list[float] = []
         received: Counter[str] = Counter()
         members: Counter[str] = Counter()
-        for sub in subs:
-            members[sub.kind] += 1
-            for ident, at in sub.arrived.items():
+        for kind, arrived in received_by:
+            members[kind] += 1
+            for ident, at in arrived.items():
                 if ident in committed:
                     delays.append(max(0.0, at - committed[ident]))
-                    received[sub.kind] += 1
+                    received[kind] += 1
         print(f"delivery latency over {len(delays):,} events received: {fmt(delays)}")
         for kind, n in members.items():
             print(f"  {kind}: {n} subscribers, {received[kind] / n:.1f} of {len(committed)} each")
-        for sub in subs:
-            if sub.writer is not None:
-                sub.writer.close()
-            if sub.task is not None:
-                sub.task.cancel()
-        await asyncio.gather(*(s.task for s in subs if s.task), return_exceptions=True)
 
 
 def fmt(samples: list[float]) -> str:
@@ -210,7 +245,12 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=200)
     p.add_argument("--rate", type=float, default=50.0)
     p.add_argument("--seconds", type=float, default=20.0)
-    asyncio.run(main_async(p.parse_args()))
+    p.add_argument("--listen", type=int, help=argparse.SUPPRESS)  # the subscribers' process
+    args = p.parse_args()
+    if args.listen:
+        asyncio.run(listen(args.listen, json.loads(os.environ["BENCH_KEYS"]), args.clients))
+    else:
+        asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
