@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.errors import database_failure
 from app.events import service
 from app.events.service import Event, Position
 from app.incidents.filters import IncidentFilter
@@ -152,8 +153,12 @@ class EventHub:
                     self._pruned_at = loop.time()
                     async with self._session() as session, session.begin():
                         await service.prune(session, self.retention_s)
-            except Exception:  # the database is away: the next round tries again
-                log.exception("event feed: reading the log failed")
+            except Exception as exc:
+                detail = database_failure(exc)
+                if detail is None:  # a bug: its traceback
+                    log.exception("event feed: reading the log failed")
+                else:  # the database is away (a 503 for requests): the next round tries again
+                    log.warning("event feed: reading the log failed (%s)", detail)
                 await asyncio.sleep(self.poll_s)
 
     async def _read(self) -> None:
