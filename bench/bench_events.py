@@ -95,6 +95,12 @@ async def subscribe(port: int, sub: Subscriber, opened: asyncio.Event) -> None:
             sub.arrived.setdefault(m[1].decode(), now)
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -165,7 +171,7 @@ async def listen(port: int, keys: dict[str, str], clients: int) -> None:
         if sub.task is not None:
             sub.task.cancel()
     await asyncio.gather(*(s.task for s in subs if s.task), return_exceptions=True)
-    print(json.dumps([[s.kind, s.arrived] for s in subs]), flush=True)
+    print(json.dumps({"cpu_s": time.process_time(), "subs": [[s.kind, s.arrived] for s in subs]}))
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -180,8 +186,11 @@ async def main_async(args: argparse.Namespace) -> None:
             base_url=base, headers={"Authorization": f"Bearer {key}"}
         ) as cl:
             await cl.get("/incidents", params={"limit": 1})  # warm
+        cpu = cpu_s(server.pid)
         _, alone = await write(base, key, points, args.rate, args.seconds)
-        print(f"creates, nobody subscribed: {fmt(alone)}")
+        print(
+            f"creates, nobody subscribed: {fmt(alone)}; server CPU {cpu_s(server.pid) - cpu:.1f} s"
+        )
 
         # the subscribers live in a process of their own: reading 200 streams must not delay
         # the writer's own measurements
@@ -202,16 +211,22 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"{args.clients} idle subscribers: server RSS {before / 1024:.1f} →"
                 f" {after / 1024:.1f} MiB, {(after - before) / args.clients:.1f} KiB per subscriber"
             )
+            cpu = cpu_s(server.pid)
             committed, with_subs = await write(base, key, points, args.rate, args.seconds)
+            server_cpu = cpu_s(server.pid) - cpu
             await asyncio.sleep(5)  # the last events arrive
             child.stdin.write(b"stop\n")
             await child.stdin.drain()
-            received_by = json.loads(await asyncio.wait_for(child.stdout.read(), 120))
+            report = json.loads(await asyncio.wait_for(child.stdout.read(), 120))
+            received_by = report["subs"]
         finally:
             if child.returncode is None:
                 child.kill()
             await child.wait()
-        print(f"creates, {args.clients} subscribed: {fmt(with_subs)}")
+        print(
+            f"creates, {args.clients} subscribed: {fmt(with_subs)}; server CPU {server_cpu:.1f} s,"
+            f" the subscribers' process {report['cpu_s']:.1f} s in all"
+        )
         print(
             "  create latency with / without subscribers (median, p95):"
             f" {ratio(with_subs, alone, 'median_ms')} / {ratio(with_subs, alone, 'p95_ms')}"
