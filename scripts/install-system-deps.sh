@@ -40,6 +40,13 @@ if ! command -v ogr2ogr >/dev/null 2>&1; then
   apt_install gdal-bin
 fi
 
+# openssl: tests/test_webhooks.py checks a delivery's signature with the command that
+# docs/webhooks.md gives receivers.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "installing openssl"
+  apt_install openssl
+fi
+
 # Node.js + npm: `make setup` installs the dashboard's front-end packages (MapLibre GL JS).
 if ! command -v npm >/dev/null 2>&1; then
   echo "installing nodejs and npm"

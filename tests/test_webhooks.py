@@ -32,7 +32,7 @@ from test_events import incident
 from app.alerts.webhooks import backoff_s
 from app.auth import service as auth_service
 from app.db import sessionmaker
-from conftest import LiveApp, live_app, live_server
+from conftest import LiveApp, live_app, live_server, needs
 
 WAIT_S = 20.0  # the longest any one condition may take to hold (a bound, not a measure)
 POLL = {
@@ -331,7 +331,7 @@ OPENSSL_CHECK = """printf '%s.' "$TS" | cat - body.json | openssl dgst -sha256 -
   | sed 's/^.*= //; s/^/sha256=/'"""
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+@needs(shutil.which("openssl") is not None, "openssl is not installed (make setup installs it)")
 async def test_the_signature_verifies_with_openssl_as_documented(
     served: Served, tmp_path: Path
 ) -> None:

@@ -76,7 +76,7 @@ async def patch_rule(
         raise PreconditionRequired("send If-Match with the ETag you read (GET /alert-rules/{id})")
     rule, secret = await service.update_rule(
         session, identity=principal, rule_id=rule_id, patch=body,
-        expected_version=parse_if_match(if_match) or 0,
+        expected_version=parse_if_match(if_match),
     )  # fmt: skip
     await session.commit()
     return _rule_response(rule, secret)

@@ -290,7 +290,7 @@ async def update_rule(
     identity: Identity,
     rule_id: int,
     patch: RulePatch,
-    expected_version: int,
+    expected_version: int | None,
 ) -> tuple[dict[str, Any], str | None]:
     """Change a rule (If-Match on its version); audited. A new webhook URL gets a new secret
     (returned once)."""
@@ -298,7 +298,7 @@ async def update_rule(
     if not _may_change(identity, rule):
         raise Forbidden("only the rule's owner (or its unit, or an admin) may change it")
     await session.refresh(rule, with_for_update=True)
-    if rule.version != expected_version:
+    if expected_version is not None and rule.version != expected_version:  # None: If-Match *
         raise PreconditionFailed(
             f"alert rule {rule_id} is at version {rule.version}, not {expected_version}"
         )
