@@ -6,8 +6,10 @@ carries alerts to their audience only, and an acknowledgement shows for everyone
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -100,6 +102,14 @@ async def settle(s: Served, marker: str) -> None:
         await asyncio.sleep(0.2)
 
 
+def name_local(path: Path, code: str) -> str:
+    """A unit's Vietnamese name in a bundled GeoJSON file (read here, not from the database)."""
+    fc = json.loads(path.read_text("utf-8"))
+    [name] = [f["properties"]["name_local"] for f in fc["features"]
+              if f["properties"]["code"] == code]  # fmt: skip
+    return str(name)
+
+
 def incident_ids(page: dict[str, Any]) -> set[str]:
     return {a["incident"]["id"] for a in page["alerts"]}
 
@@ -132,7 +142,11 @@ async def test_a_scoped_key_default_rule_alerts_on_severe_incidents_in_and_near_
     page = await alerts_of(served, "ag officer 1")
     assert incident_ids(page) == expected
     assert page["unacknowledged"] == 2
-    assert {a["rule"]["name"] for a in page["alerts"]} == {"Sự việc nghiêm trọng tại và gần VN-44"}
+    # named in Vietnamese after the unit, with diacritics (the bundled file's name)
+    assert {a["rule"]["name"] for a in page["alerts"]} == {
+        f"Sự việc nghiêm trọng tại và gần {name_local(GEODATA / 'jurisdictions.geojson', 'VN-44')}"
+        " (VN-44)"
+    }
     assert {d["incident"]["id"] for d in got.of("alert.raised")} == expected
     # Ha Noi's keys have their own default rule: the severe one there only
     assert incident_ids(await alerts_of(served, "hn officer")) == {ids["far severe"]}
@@ -234,9 +248,15 @@ async def test_rules_refuse_bad_input_and_are_audited(served: Served) -> None:
         r = await c.patch(f"/alert-rules/{rule['id']}", json={"active": False})
         assert r.status_code == 428
         r = await c.patch(f"/alert-rules/{rule['id']}", json={"active": False},
-                          headers={"If-Match": r.headers.get("ETag", '"v1"')})  # fmt: skip
+                          headers={"If-Match": '"v1"'})  # fmt: skip
         assert r.status_code == 200, r.text
         assert r.json()["active"] is False and r.json()["version"] == 2
+        stale = await c.patch(f"/alert-rules/{rule['id']}", json={"name": "y"},
+                              headers={"If-Match": '"v1"'})  # fmt: skip
+        assert stale.status_code == 412
+        r = await c.patch(f"/alert-rules/{rule['id']}", json={"name": "Biên giới Việt – Lào"},
+                          headers={"If-Match": "*"})  # fmt: skip
+        assert r.status_code == 200 and r.json()["version"] == 3, r.text
     async with served.client("hn officer") as c:  # another's rule does not exist for it
         assert (await c.get(f"/alert-rules/{rule['id']}")).status_code == 404
     async with served.live.engine.connect() as conn:
@@ -244,7 +264,7 @@ async def test_rules_refuse_bad_input_and_are_audited(served: Served) -> None:
             "SELECT action FROM audit_event WHERE entity_type = 'alert_rule' AND entity_id = :i"
             " ORDER BY id"
         ), {"i": str(rule["id"])})).scalars().all()  # fmt: skip
-    assert actions == ["alert_rule_create", "alert_rule_update"]
+    assert actions == ["alert_rule_create", "alert_rule_update", "alert_rule_update"]
 
 
 async def test_an_area_key_default_rule_covers_its_area_and_the_distance_around_it(
@@ -269,7 +289,7 @@ async def test_an_area_key_default_rule_covers_its_area_and_the_distance_around_
     page = await alerts_of(served, "area officer")
     assert incident_ids(page) == {ids["inside"], ids["near"]}
     assert {a["rule"]["name"] for a in page["alerts"]} == {
-        f"Sự việc nghiêm trọng tại và gần khu vực hợp tác {area}"
+        "Sự việc nghiêm trọng tại và gần khu vực hợp tác Khu khóa"
     }
     # a rule it makes sees nothing outside its area's scope, whatever place it names
     async with served.client("area officer") as c:

@@ -28,16 +28,19 @@ from app.alerts.models import Alert, AlertCursor, AlertRule, WebhookDelivery
 from app.auth.models import Principal
 from app.auth.scope import AreaScope, Scope, ensure_zone
 from app.cooperation.members import members_of
+from app.cooperation.models import CooperationArea
 from app.events import service as events
 from app.events.hub import CHANNEL
 from app.events.service import Position
 from app.geo import spatial
 from app.incidents.filters import IncidentFilter, in_area, on_border_strip, visible
 from app.incidents.models import Incident
+from app.jurisdictions.models import Jurisdiction
 from app.posts.models import BorderPost
 
 RAISING = ("incident.created", "incident.changed", "incident.status", "incident.restored")
 DEFAULT_SEVERITY = 4  # a scope's default rule: severe incidents
+DEFAULT_NAME = "Sự việc nghiêm trọng tại và gần"  # "severe incidents in and near"
 
 
 def default_for(code: str) -> str:
@@ -52,43 +55,60 @@ def default_for_area(area_id: int) -> str:
 
 async def ensure_default_rules(session: AsyncSession, cooperation_km: float) -> None:
     """Every jurisdiction or cooperation area some key is scoped to has its default rule: a
-    severe incident (≥ 4) in it or within the cooperation distance of it."""
+    severe incident (≥ 4) in it or within the cooperation distance of it, named in Vietnamese
+    after the unit or the area ("Sự việc nghiêm trọng tại và gần An Giang (VN-44)")."""
     p = Principal
     scoped = select(p.jurisdiction_code, p.cooperation_area_id).where(
         or_(p.jurisdiction_code.is_not(None), p.cooperation_area_id.is_not(None)),
         p.revoked_at.is_(None),
     )
     found = (await session.execute(scoped.distinct())).all()
+    wanted = {default_for(c): c for c, _ in found if c} | {
+        default_for_area(a): a for _, a in found if a
+    }
+    have = await session.execute(
+        select(AlertRule.default_for).where(AlertRule.default_for.in_(list(wanted)))
+    )
+    missing = set(wanted) - set(have.scalars())
+    if not missing:
+        return
+    codes = sorted(str(wanted[k]) for k in missing if k.startswith("jurisdiction:"))
+    areas = sorted(int(wanted[k]) for k in missing if k.startswith("area:"))
+    j, a = Jurisdiction, CooperationArea
+    unit_names = {  # the newest version of a code comes last, and wins
+        code: name_local or name
+        for code, name_local, name in await session.execute(
+            select(j.code, j.name_local, j.name)
+            .where(j.code.in_(codes))
+            .order_by(j.code, j.valid_from.asc().nulls_first())
+        )
+    }
+    area_names = dict((await session.execute(select(a.id, a.name).where(a.id.in_(areas)))).all())
     common = {
         "severity_min": DEFAULT_SEVERITY, "distance_km": cooperation_km, "created_by": "system",
+        "jurisdiction_code": None, "scope_code": None, "area_id": None, "scope_area_id": None,
     }  # fmt: skip
     rows = [
         common
         | {
-            "name": f"Sự việc nghiêm trọng tại và gần {code}",
+            "name": f"{DEFAULT_NAME} {unit_names.get(code, code)} ({code})",
             "kind": "jurisdiction",
             "jurisdiction_code": code,
-            "default_for": default_for(code),
             "scope_code": code,
+            "default_for": default_for(code),
         }
-        for code, _ in found
-        if code
+        for code in codes
     ] + [
         common
         | {
-            "name": f"Sự việc nghiêm trọng tại và gần khu vực hợp tác {area}",
+            "name": f"{DEFAULT_NAME} khu vực hợp tác {area_names.get(area, area)}",
             "kind": "area",
             "area_id": area,
-            "default_for": default_for_area(area),
             "scope_area_id": area,
+            "default_for": default_for_area(area),
         }
-        for _, area in found
-        if area
+        for area in areas
     ]
-    if not rows:
-        return
-    columns = {k for row in rows for k in row}  # one VALUES list: every row names every column
-    rows = [dict.fromkeys(columns) | row for row in rows]
     stmt = pg_insert(AlertRule).values(rows)
     await session.execute(
         stmt.on_conflict_do_nothing(
