@@ -12,8 +12,7 @@ from fastapi.responses import JSONResponse
 from app.alerts import deliveries, service
 from app.auth.deps import Admin, Reader
 from app.db import SessionDep
-from app.errors import PreconditionRequired
-from app.incidents.service import etag, parse_if_match
+from app.incidents.service import etag, required_version
 from app.openapi import problems
 
 router = APIRouter(tags=["alerts"])
@@ -72,11 +71,9 @@ async def patch_rule(
     if_match: Annotated[str | None, Header(max_length=100)] = None,
 ) -> JSONResponse:
     """Audited with before and after; a new webhook URL gets a new secret (shown once)."""
-    if if_match is None:
-        raise PreconditionRequired("send If-Match with the ETag you read (GET /alert-rules/{id})")
+    expected = required_version(if_match, "/alert-rules/{id}")
     rule, secret = await service.update_rule(
-        session, identity=principal, rule_id=rule_id, patch=body,
-        expected_version=parse_if_match(if_match),
+        session, identity=principal, rule_id=rule_id, patch=body, expected_version=expected,
     )  # fmt: skip
     await session.commit()
     return _rule_response(rule, secret)

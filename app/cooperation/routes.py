@@ -12,9 +12,8 @@ from pydantic import BaseModel, ConfigDict
 from app.auth.deps import Admin, ReferenceReader, Viewer
 from app.cooperation import service
 from app.db import SessionDep
-from app.errors import PreconditionRequired
 from app.incidents.filters import FilterDep
-from app.incidents.service import etag, parse_if_match
+from app.incidents.service import etag, parse_if_match, required_version
 from app.openapi import problems
 
 router = APIRouter(tags=["cooperation areas"])
@@ -87,12 +86,9 @@ async def patch_area(
 ) -> JSONResponse:
     """412 when the version is stale, 428 without If-Match. Audited with before and after."""
     service.require_national(admin)
-    if if_match is None:
-        raise PreconditionRequired(
-            "send If-Match with the ETag you read (GET /cooperation-areas/{id})"
-        )
+    expected = required_version(if_match, "/cooperation-areas/{id}")
     changed = await service.update(
-        session, area_id=area_id, patch=body, expected_version=parse_if_match(if_match),
+        session, area_id=area_id, patch=body, expected_version=expected,
         actor=admin.actor,
     )  # fmt: skip
     await session.commit()

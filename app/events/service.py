@@ -81,12 +81,11 @@ class Event:
     def frame(self) -> bytes:
         """The event on the wire (text/event-stream), made once however many subscribers
         receive it."""
-        data = orjson.dumps(self.data).decode()
-        return f"event: {self.kind}\nid: {self.position.token()}\ndata: {data}\n\n".encode()
+        return frame(self.kind, self.data, self.position.token())
 
 
 def frame(kind: str, data: dict[str, Any], ident: str | None = None) -> bytes:
-    """One event that is not in the log (resync, end) on the wire."""
+    """An event on the wire: one of the log, or one that is not (resync, end)."""
     head = f"event: {kind}\n" + (f"id: {ident}\n" if ident else "")
     return f"{head}data: {orjson.dumps(data).decode()}\n\n".encode()
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from app.auth.deps import CurrentPrincipal, Officer, Reader, ReferenceReader
 from app.bodies import body_of
 from app.db import SessionDep
-from app.errors import InvalidInput, PreconditionRequired
+from app.errors import InvalidInput
 from app.geo.geojson import DOC, GEOJSON, GeoJSONResponse, response_doc
 from app.incidents import listing, service
 from app.incidents.filters import Cursor, FilterDep
@@ -212,11 +212,7 @@ async def patch_incident(
     if_match: Annotated[str | None, Header(max_length=100)] = None,
 ) -> Response:
     """412 when the version is stale, 428 without If-Match, 409 for an illegal status change."""
-    if if_match is None:
-        raise PreconditionRequired(
-            "send If-Match with the ETag you read (GET /incidents/{id}) to avoid lost updates"
-        )
-    expected = service.parse_if_match(if_match)
+    expected = service.required_version(if_match, "/incidents/{id}")
     payload = await read_json(request)
     try:
         patch = IncidentPatch.model_validate(payload)

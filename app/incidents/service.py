@@ -24,7 +24,14 @@ from sqlalchemy.orm import aliased
 
 from app.auth.scope import Scope
 from app.auth.service import Identity
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed
+from app.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+)
 from app.geo import geojson, spatial
 from app.incidents.filters import visible
 from app.incidents.models import Category, Incident, IncidentHistory
@@ -43,6 +50,16 @@ def idempotent_id(key: str) -> uuid.UUID:
 def etag(version: int) -> str:
     """The strong entity tag of an incident version."""
     return f'"v{version}"'
+
+
+def required_version(header: str | None, read_at: str) -> int | None:
+    """The version a write's If-Match asks for (None for `*`); 428 without one, naming where
+    to read the ETag (`read_at`, e.g. "/incidents/{id}")."""
+    if header is None:
+        raise PreconditionRequired(
+            f"send If-Match with the ETag you read (GET {read_at}) to avoid lost updates"
+        )
+    return parse_if_match(header)
 
 
 def parse_if_match(header: str) -> int | None:
