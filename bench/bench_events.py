@@ -1,9 +1,10 @@
 """The live feed under load: 200 SSE subscribers while 50 incidents/s are written, at 1 M rows.
 
     .venv/bin/python -m bench.bench_events [--incidents 1000000] [--clients 200] [--rate 50]
-                                           [--seconds 20]
+                                           [--seconds 20] [--feed-process]
 
-One uvicorn worker (as `make run`) over the benchmark cluster. In one run:
+One uvicorn worker (as `make run`) over the benchmark cluster; with `--feed-process`, a second
+one serves the subscribers (the writes go to the first). In one run:
 1. creates at `--rate` per second for `--seconds` with nobody subscribed: the create latency;
 2. opens `--clients` subscribers (half national with no filter, a quarter national with a
    category filter, a quarter scoped to five provinces) and reads the server's memory before and
@@ -28,6 +29,7 @@ import re
 import sys
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,8 +182,12 @@ async def main_async(args: argparse.Namespace) -> None:
     await prepare(url, args.incidents)
     key = await admin_key(url)
     scoped, points = await keys_and_points(url)
-    with served(url) as server:
-        base, port = server.base, server.port
+    with ExitStack() as stack:
+        server = stack.enter_context(served(url))
+        # --feed-process: the subscribers are served by a second API process on the same
+        # database (the topology docs/events.md describes for many subscribers)
+        feed = stack.enter_context(served(url)) if args.feed_process else server
+        base, port = server.base, feed.port
         async with httpx.AsyncClient(
             base_url=base, headers={"Authorization": f"Bearer {key}"}
         ) as cl:
@@ -194,7 +200,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
         # the subscribers live in a process of their own: reading 200 streams must not delay
         # the writer's own measurements
-        before = rss_kib(server.pid)
+        before = rss_kib(feed.pid)
         child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.bench_events", "--listen", str(port),
             "--clients", str(args.clients),
@@ -206,14 +212,14 @@ async def main_async(args: argparse.Namespace) -> None:
             line = await asyncio.wait_for(child.stdout.readline(), 120)
             assert line.strip() == b"ready", line
             await asyncio.sleep(3)
-            after = rss_kib(server.pid)
+            after = rss_kib(feed.pid)
             print(
                 f"{args.clients} idle subscribers: server RSS {before / 1024:.1f} →"
                 f" {after / 1024:.1f} MiB, {(after - before) / args.clients:.1f} KiB per subscriber"
             )
-            cpu = cpu_s(server.pid)
+            cpu, feed_cpu = cpu_s(server.pid), cpu_s(feed.pid)
             committed, with_subs = await write(base, key, points, args.rate, args.seconds)
-            server_cpu = cpu_s(server.pid) - cpu
+            server_cpu, feed_cpu = cpu_s(server.pid) - cpu, cpu_s(feed.pid) - feed_cpu
             await asyncio.sleep(5)  # the last events arrive
             child.stdin.write(b"stop\n")
             await child.stdin.drain()
@@ -225,7 +231,8 @@ async def main_async(args: argparse.Namespace) -> None:
             await child.wait()
         print(
             f"creates, {args.clients} subscribed: {fmt(with_subs)}; server CPU {server_cpu:.1f} s,"
-            f" the subscribers' process {report['cpu_s']:.1f} s in all"
+            + (f" the feed's server {feed_cpu:.1f} s," if feed is not server else "")
+            + f" the subscribers' process {report['cpu_s']:.1f} s in all"
         )
         print(
             "  create latency with / without subscribers (median, p95):"
@@ -260,6 +267,10 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=200)
     p.add_argument("--rate", type=float, default=50.0)
     p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument(
+        "--feed-process", action="store_true",
+        help="serve the subscribers from a second API process (the writes from the first)",
+    )  # fmt: skip
     p.add_argument("--listen", type=int, help=argparse.SUPPRESS)  # the subscribers' process
     args = p.parse_args()
     if args.listen:
