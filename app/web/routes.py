@@ -18,6 +18,10 @@ from app.config import PROJECT_ROOT
 STATIC = Path(__file__).resolve().parent / "static"
 MAPLIBRE_DIST = PROJECT_ROOT / "node_modules" / "maplibre-gl" / "dist"
 SWAGGER_UI_DIST = PROJECT_ROOT / "node_modules" / "swagger-ui-dist"
+# the field page's browser modules: IndexedDB made usable (its offline queue), EXIF reading (a
+# photo's GPS position, read on the device before the photo is resized)
+IDB_DIST = PROJECT_ROOT / "node_modules" / "idb" / "build"
+EXIFR_DIST = PROJECT_ROOT / "node_modules" / "exifr" / "dist"
 # the page and its modules change with the app: revalidate them (cheap 304s) on every load
 NO_CACHE = {"Cache-Control": "no-cache"}
 
@@ -65,3 +69,5 @@ def mount(app: FastAPI) -> None:
         StaticFiles(directory=SWAGGER_UI_DIST, check_dir=False),
         name="swagger-ui",
     )
+    app.mount("/vendor/idb", StaticFiles(directory=IDB_DIST, check_dir=False), name="idb")
+    app.mount("/vendor/exifr", StaticFiles(directory=EXIFR_DIST, check_dir=False), name="exifr")
