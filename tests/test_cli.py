@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import geopandas as gpd
+import pytest
 from shapely.geometry import Polygon
 from typer.testing import CliRunner
 
 from app import migrate
 from app.cli import app
-from conftest import GEODATA, drop_database
+from conftest import GEODATA, ROOT, drop_database
 
 
 async def test_migrate_load_demo_and_own_file(
@@ -111,7 +115,7 @@ async def test_migrate_load_demo_and_own_file(
             "--cooperation-area", area_id,
         )  # fmt: skip
         assert out.strip().splitlines()[-1].startswith("bw_")
-        assert f"viewer, area:{area_id} Liên kết Châu Đốc – Tịnh Biên" in " ".join(out.split())
+        assert f"viewer, area:{area_id} Liên kết Châu Đốc – Tịnh Biên" in out.splitlines()[0]
         row = next(
             line
             for line in (await asyncio.to_thread(run, "keys", "list")).splitlines()
@@ -158,3 +162,38 @@ async def test_migrate_load_demo_and_own_file(
         assert "revision None" in out
     finally:
         await drop_database(server_url, cli_database)
+
+
+LONG_PATH = "/no/such/folder/" + "x" * 70 + "/incidents.csv"
+ANNOUNCE = (
+    "from app.cli.server import announce; announce('http://127.0.0.1:8000', 'bw_' + 'k' * 60)"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "whole"),
+    [
+        # a usage error naming a long path (typer's panel broke it mid-path at 80 columns)
+        (["import", LONG_PATH], f"'{LONG_PATH}' does not exist"),
+        # an error of the command itself (no database here)
+        (
+            ["keys", "list"],
+            "error: DATABASE_URL is not set and the embedded cluster does not exist",
+        ),
+        # the sign-in link `make run` prints
+        (None, "dashboard sign-in link: http://127.0.0.1:8000/#key=bw_" + "k" * 60),
+    ],
+)
+def test_lines_are_never_wrapped(args: list[str] | None, whole: str, tmp_path: Path) -> None:
+    """At 40 columns, an error message, a path, a key or a link stays on one line: a copied
+    line is the whole of it."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env |= {"COLUMNS": "40", "BORDERWATCH_DATA_DIR": str(tmp_path / "none")}
+    code = ANNOUNCE if args is None else "from app.cli import main; main()"
+    cmd = [sys.executable, "-c", code, *(args or [])]
+    done = subprocess.run(
+        cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    out = done.stdout + done.stderr
+    assert any(whole in line for line in out.splitlines()), out
+    assert done.returncode == (0 if args is None else 1 if args[0] == "keys" else 2), out

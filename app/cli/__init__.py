@@ -5,11 +5,10 @@ functions the API calls, and those record the audit events."""
 
 from __future__ import annotations
 
-import typer
-
 from app.cli import cooperation, data, keys, server
+from app.cli.common import group
 
-app = typer.Typer(help="Borderwatch operator commands.", no_args_is_help=True)
+app = group("Borderwatch operator commands.", no_args_is_help=True)
 app.add_typer(server.db_app, name="db")
 app.add_typer(data.geodata_app, name="geodata")
 app.add_typer(data.demo_app, name="demo")

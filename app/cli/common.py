@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -18,7 +19,21 @@ from app.errors import AppError
 from app.incidents import rules
 from app.runtime import database_url
 
-console = Console(stderr=True)
+# soft wrap: a line longer than the terminal is left for the terminal to fold, never broken
+# by us (a sign-in link, a key, a path or an error message copied from a broken line is wrong)
+console = Console(stderr=True, soft_wrap=True)
+
+
+def group(help_text: str, **options: Any) -> typer.Typer:
+    """A command group. Usage errors are printed by click as plain lines (typer's rich panel
+    hard-wraps them at the terminal's width, paths and values included)."""
+    return typer.Typer(help=help_text, rich_markup_mode=None, **options)
+
+
+def error(message: str, label: str = "error") -> None:
+    """An error line: `label:` in red, the message as text (never read as rich markup)."""
+    console.print(f"[red]{label}:[/red] {escape(message)}")
+
 
 T = TypeVar("T")
 
@@ -28,7 +43,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except (AppError, ClusterError, RuntimeError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(1) from exc
 
 

@@ -12,12 +12,12 @@ from pydantic import ValidationError
 from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.cli.common import cli_actor, console, run, with_session
+from app.cli.common import cli_actor, console, error, group, run, with_session
 from app.config import get_settings
 from app.cooperation import examples
 from app.cooperation import service as cooperation
 
-cooperation_app = typer.Typer(help="Cooperation areas: units working together over an area.")
+cooperation_app = group("Cooperation areas: units working together over an area.")
 
 
 def _day(text: str | None, option: str) -> date | None:
@@ -67,7 +67,7 @@ def create_cmd(
     try:
         body = cooperation.AreaIn.model_validate(orjson.loads(file.read_bytes()))
     except (orjson.JSONDecodeError, ValidationError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        error(str(exc))
         raise typer.Exit(1) from exc
 
     async def work(session: AsyncSession) -> dict[str, Any]:

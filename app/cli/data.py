@@ -23,7 +23,7 @@ from rich.progress import (
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.cli.common import cli_actor, console, run, with_session
+from app.cli.common import cli_actor, console, error, group, run, with_session
 from app.config import Settings, get_settings
 from app.db import create_engine, sessionmaker
 from app.errors import InvalidInput
@@ -31,8 +31,8 @@ from app.geodata import load as geodata
 from app.incidents import demo, imports
 from app.runtime import database_url
 
-geodata_app = typer.Typer(help="Boundary data and border posts.")
-demo_app = typer.Typer(help="Demo incidents.")
+geodata_app = group("Boundary data and border posts.")
+demo_app = group("Demo incidents.")
 
 
 async def geodata_default(session: AsyncSession, settings: Settings) -> None:
@@ -219,7 +219,7 @@ def import_cmd(
     if fmt is not None:
         chosen = "csv" if fmt is ImportFormat.csv else "geojson"
     if chosen is None:
-        console.print("[red]error:[/red] cannot tell the format from the file name: use --format")
+        error("cannot tell the format from the file name: use --format")
         raise typer.Exit(2)
     chosen_mode: imports.Mode = (
         "skip_invalid" if mode is ImportMode.skip_invalid else "all_or_nothing"
@@ -263,7 +263,7 @@ def import_cmd(
 
     outcome = run(work())
     if isinstance(outcome, InvalidInput):
-        console.print(f"[red]rejected:[/red] {escape(outcome.detail)}")
+        error(outcome.detail, "rejected")
         _print_row_errors(outcome.extra.get("errors", []), int(outcome.extra.get("more_errors", 0)))
         raise typer.Exit(1)
     r = outcome

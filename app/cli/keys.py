@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service as auth_service
 from app.auth.keys import parse_lifetime
-from app.cli.common import cli_actor, console, run, with_session
+from app.cli.common import cli_actor, console, group, run, with_session
 from app.config import Settings, get_settings
 
-keys_app = typer.Typer(help="API principals and their keys (keys are shown once).")
+keys_app = group("API principals and their keys (keys are shown once).")
 LOCAL_ADMIN = "local admin (make run)"
 
 

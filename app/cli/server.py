@@ -10,7 +10,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import migrate
-from app.cli.common import console, run
+from app.cli.common import console, error, group, run
 from app.cli.data import geodata_default, load_demo
 from app.cli.keys import local_admin_key
 from app.config import Settings, get_settings
@@ -21,7 +21,7 @@ from app.geodata import load as geodata
 from app.incidents import demo
 from app.runtime import database_url, embedded_cluster
 
-db_app = typer.Typer(help="The embedded PostGIS cluster (used when DATABASE_URL is not set).")
+db_app = group("The embedded PostGIS cluster (used when DATABASE_URL is not set).")
 
 
 def db_start(settings: Settings) -> bool:
@@ -72,7 +72,7 @@ def db_up() -> None:
     try:
         db_start(settings)
     except ClusterError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(1) from exc
     run(prepare(settings, with_demo=False))
 
@@ -137,20 +137,13 @@ def serve(
     try:
         started = db_start(settings)
     except ClusterError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(1) from exc
     try:
         run(prepare(settings, with_demo=demo_data))
         bind_host, bind_port = host or settings.host, port or settings.port
         base = f"http://{bind_host}:{bind_port}"
-        console.print(f"Borderwatch on {base}/  (API docs: {base}/docs)")
-        if settings.environment == "local":
-            key = run(local_admin_key(settings))
-            console.print(
-                "local admin key (new on every start; send it as 'Authorization: Bearer <key>'):"
-            )
-            print(key, flush=True)
-            console.print(f"dashboard sign-in link: {base}/#key={key}")
+        announce(base, run(local_admin_key(settings)) if settings.environment == "local" else None)
         # uvicorn re-raises the signal that stopped it once it has shut down; turn SIGTERM
         # into an exception too so the `finally` below still stops the embedded cluster
         signal.signal(signal.SIGTERM, _terminate)
@@ -168,6 +161,18 @@ def serve(
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             embedded_cluster(settings).stop()
             console.print("embedded cluster stopped")
+
+
+def announce(base: str, key: str | None) -> None:
+    """Where the service is, and in local mode its admin key and the dashboard's sign-in link:
+    each on a line of its own, whatever the terminal's width (common.console never wraps)."""
+    console.print(f"Borderwatch on {base}/  (API docs: {base}/docs)")
+    if key is not None:
+        console.print(
+            "local admin key (new on every start; send it as 'Authorization: Bearer <key>'):"
+        )
+        print(key, flush=True)
+        console.print(f"dashboard sign-in link: {base}/#key={key}")
 
 
 def _terminate(signum: int, frame: object) -> None:
