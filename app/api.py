@@ -23,6 +23,7 @@ from app.incidents.nearby_routes import router as nearby_router
 from app.incidents.routes import router as incidents_router
 from app.jurisdictions.routes import router as jurisdictions_router
 from app.ogc.routes import router as ogc_router
+from app.photos.routes import router as photos_router
 from app.places.routes import router as places_router
 from app.posts.routes import router as posts_router
 from app.tiles.routes import router as tiles_router
@@ -48,6 +49,7 @@ ROUTERS: list[APIRouter] = [
     clusters_router,
     stats_router,
     borderzone_router,
+    photos_router,
     incidents_router,
     nearby_router,
     import_router,

@@ -5,9 +5,10 @@ A route takes a pooled database connection as soon as it authenticates. A client
 body slowly would hold that connection for as long as it likes; here the body has arrived in
 full (or been refused: 413 over the size limit, 408 past the deadline) before any route runs,
 so a connection is held only while the work is done. Ordinary bodies are kept in memory
-(`BORDERWATCH_MAX_BODY_BYTES`); an import upload goes to a file in this process's spool
-directory (`BORDERWATCH_MAX_IMPORT_BYTES`), removed when the request ends. The routes read the
-result with `body_of(request)`. See docs/decisions.md, "Request bodies read before the route".
+(`BORDERWATCH_MAX_BODY_BYTES`; an incident photo: `BORDERWATCH_PHOTO_MAX_BYTES`); an import
+upload goes to a file in this process's spool directory (`BORDERWATCH_MAX_IMPORT_BYTES`), removed
+when the request ends. The routes read the result with `body_of(request)`. See docs/decisions.md,
+"Request bodies read before the route".
 
 GET, HEAD and OPTIONS pass straight through (map tiles are the hottest path): the middleware is
 a plain function that returns the application's own coroutine for them.
@@ -16,6 +17,7 @@ a plain function that returns the application's own coroutine for them.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,8 @@ from app.spool import SpoolDir
 
 SCOPE_KEY = "borderwatch.body"
 IMPORT_PATH = "/incidents/import"
+# an incident photo's upload (PUT or POST): images, up to BORDERWATCH_PHOTO_MAX_BYTES
+PHOTO_PATH = re.compile(r"/incidents/[^/]+/photos(?:/[^/]+)?")
 NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 WRITE_CHUNK = 1 << 20  # spooled bytes are written in pieces of about this size
 NUL_MESSAGE = "contains a NUL character (U+0000), which is not allowed"
@@ -97,12 +101,18 @@ class _BodyReader:
         if root and path.startswith(root):
             path = path[len(root) :]
         spooled = path == IMPORT_PATH
+        photo = not spooled and PHOTO_PATH.fullmatch(path) is not None
         settings = self.settings
-        limit = settings.max_import_bytes if spooled else settings.max_body_bytes
+        if spooled:
+            limit, limit_name = settings.max_import_bytes, "max_import_bytes"
+        elif photo:
+            limit, limit_name = settings.photo_max_bytes, "photo_max_bytes"
+        else:
+            limit, limit_name = settings.max_body_bytes, "max_body_bytes"
         timeout_s = settings.import_body_timeout_s if spooled else settings.body_timeout_s
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            return await _refuse(_too_large(limit, spooled), scope, receive, send)
+            return await _refuse(_too_large(limit, limit_name), scope, receive, send)
         deadline = asyncio.get_running_loop().time() + timeout_s
         handle: IO[bytes] | None = None
         try:
@@ -114,7 +124,7 @@ class _BodyReader:
         except _Refused as refused:
             if handle is not None:
                 await asyncio.to_thread(_discard, handle)
-            error: AppError = _too_large(limit, spooled)
+            error: AppError = _too_large(limit, limit_name)
             if refused.reason == "timeout":
                 error = RequestTimeout(
                     f"the request body did not arrive within {timeout_s:g} s"
@@ -132,7 +142,7 @@ class _BodyReader:
                 await asyncio.to_thread(_discard, handle)
             return None
         # (bytes.find: `bytes in bytes` costs a buffer per call)
-        if body.data is not None and body.data.find(b"\\u0000") >= 0:
+        if not photo and body.data is not None and body.data.find(b"\\u0000") >= 0:
             where = _json_nul(body.data)
             if where is not None:
                 location = f"body.{where}" if where else "body"
@@ -280,16 +290,18 @@ def _setting(name: str) -> str:
     return "BORDERWATCH_" + name.upper()
 
 
-def _too_large(limit: int, spooled: bool) -> PayloadTooLarge:
-    if spooled:
-        return PayloadTooLarge(
-            f"the upload is over the {limit}-byte import limit ({_setting('max_import_bytes')})",
-            limit=limit,
-        )
-    return PayloadTooLarge(
-        f"the request body is over the {limit}-byte limit ({_setting('max_body_bytes')})",
-        limit=limit,
-    )
+TOO_LARGE = {
+    "max_import_bytes": "the upload is over the {limit}-byte import limit ({setting})",
+    "max_body_bytes": "the request body is over the {limit}-byte limit ({setting})",
+    "photo_max_bytes": "the photo is over the {limit}-byte limit ({setting}); resize it and"
+    " send it again",
+}
+
+
+def _too_large(limit: int, setting: str) -> PayloadTooLarge:
+    """413 naming the limit and the setting (`max_body_bytes`, …) that sets it."""
+    detail = TOO_LARGE[setting].format(limit=limit, setting=_setting(setting))
+    return PayloadTooLarge(detail, limit=limit)
 
 
 async def _refuse(error: AppError, scope: Scope, receive: Receive, send: Send) -> None:

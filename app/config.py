@@ -69,6 +69,24 @@ class Settings(BaseSettings):
         le=86_400,
         description="an import upload must arrive in full within this time (408 otherwise)",
     )
+    photo_max_bytes: int = Field(
+        default=10 * 1_048_576,
+        ge=1024,
+        le=200 * 1_048_576,
+        description="largest incident photo upload accepted (bytes; 413 over it)",
+    )
+    photo_max_pixels: int = Field(
+        default=50_000_000,
+        ge=10_000,
+        le=1_000_000_000,
+        description="largest incident photo accepted in pixels (width x height): a small file"
+        " that decodes to more (a decompression bomb) is refused with 422",
+    )
+    photo_dir: Path | None = Field(
+        default=None,
+        description="folder for incident photos' content, as files named by their SHA-256;"
+        " unset = the content is kept in PostgreSQL (one backup holds everything)",
+    )
     clock_skew_s: int = Field(
         default=300, ge=0, le=86_400, description="how far in the future occurred_at may be"
     )
