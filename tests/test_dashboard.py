@@ -144,9 +144,24 @@ class Page:
 
 
 async def _open(
-    browser: Any, served: Served, key: str, *, width: int = 1366, height: int = 768, query: str = ""
+    browser: Any,
+    served: Served,
+    key: str,
+    *,
+    width: int = 1366,
+    height: int = 768,
+    query: str = "",
+    lang: str | None = "en",
+    locale: str | None = None,
 ) -> Page:
-    context = await browser.new_context(viewport={"width": width, "height": height})
+    """The dashboard with `key`, in `lang` (chosen as a user would, remembered in the browser;
+    None: the page picks from the browser's `locale`)."""
+    options: dict[str, Any] = {"viewport": {"width": width, "height": height}}
+    if locale:
+        options["locale"] = locale
+    context = await browser.new_context(**options)
+    if lang:
+        await context.add_init_script(f"localStorage.setItem('borderwatch.lang', '{lang}');")
     page = await context.new_page()
     page.set_default_timeout(WAIT_MS)
     out = Page(page)
@@ -176,6 +191,26 @@ async def _fit_incidents(p: Page, served: Served) -> None:
 
 def _read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text("utf-8"))
+
+
+CATALOGUES = ROOT / "app" / "web" / "static" / "i18n"
+
+
+def catalogue() -> dict[str, dict[str, Any]]:
+    """The dashboard's messages (common.json and dashboard.json), key → {"vi": …, "en": …}."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in ("common", "dashboard"):
+        out |= _read_json(CATALOGUES / f"{name}.json")
+    return out
+
+
+def msg(key: str, lang: str = "en", **params: Any) -> str:
+    """A catalogue message as the page shows it (plural forms: "other"; {name} filled)."""
+    value = catalogue()[key][lang]
+    text = value["other"] if isinstance(value, dict) else str(value)
+    for name, v in params.items():
+        text = text.replace("{" + name + "}", str(v))
+    return text
 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -346,7 +381,7 @@ async def test_category_filter_and_month_slider_change_the_count(
     await p.page.locator("#play").click()
     await wait_until(p.page, f"window.borderwatch.state.filters.from === '{following}'")
     await p.page.locator("#play").click()
-    assert await p.page.locator("#play").get_attribute("aria-label") == "Play month by month"
+    assert await p.page.locator("#play").get_attribute("aria-label") == msg("time.play")
     await p.settled()
     assert await p.page.evaluate("window.borderwatch.state.filters.to") == following
     start2, end2 = _month_bounds(following)
@@ -596,7 +631,7 @@ async def test_communes_from_zoom_9_dashed_as_approximate(
     assert ha_tien[1] in names
     await p.page.screenshot(path=str(tmp_path / "communes.png"))  # as a person sees it
     legend = await p.page.locator("#legend").inner_text()
-    assert "gần đúng" in legend and "approximate" in legend and "9" in legend
+    assert msg("legend.approximate") in legend and msg("legend.communesFrom", zoom=9) in legend
     # the map before 1 July 2025 had no communes
     await p.page.locator("#era input[value='before']").check()
     await wait_until(p.page, "window.borderwatch.state.provinces.length === 63")
@@ -633,7 +668,7 @@ async def test_place_search_flies_to_ha_tien(browser: Any, served: Served) -> No
     await p.page.locator("#place-search button[type='submit']").click()
     await wait_until(
         p.page,
-        "[...document.querySelectorAll('#place-results li')].some((l) => l.textContent.includes('2025-07-01'))",
+        "[...document.querySelectorAll('#place-results li')].some((l) => l.textContent.includes('1 Jul 2025'))",
     )
     await p.settled()
     assert p.errors == []
@@ -680,7 +715,7 @@ async def test_nearby_tool_lists_what_the_api_returns_in_order(
     detail = await p.page.locator("#detail").inner_text()
     first = api["features"][0]["properties"]
     assert first["nearest_post_name"] in detail
-    assert "History" in detail and "v1 " in detail
+    assert msg("incident.history") in detail and "v1 " in detail
     assert p.errors == []
     await p.page.context.close()
 

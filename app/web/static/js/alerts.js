@@ -9,26 +9,12 @@ import { getJSON, postJSON } from "./api.js";
 import { categoryName, map, placeName } from "./context.js";
 import { showIncident } from "./incident.js";
 import { pulse } from "./mapview.js";
+import { number, t } from "./i18n.js";
 import { reportError } from "./messages.js";
 import { debounced, newestOnly } from "./refresh.js";
 import { state } from "./state.js";
 import { $, el, whenZoned } from "./ui.js";
 
-const TEXT = {
-  loading: "Loading the alerts",
-  acknowledging: "Acknowledging the alert",
-  acknowledge: "Xác nhận · Acknowledge",
-  acknowledgeTitle: "Mark it as seen, for everyone who receives it",
-  acknowledged: (who, time) => `Đã xác nhận · Acknowledged by ${who}, ${time}`,
-  severity: (n) => `mức ${n} · severity ${n}`,
-  occurred: (time) => `xảy ra · occurred ${time}`,
-  raised: (time) => `Raised ${time}`,
-  border: (km, segment) => `${km} km đến biên giới · from the border (${segment})`,
-  position: (lat, lon) => `${lat}, ${lon}`,
-  none: "Chưa có cảnh báo · No alerts.",
-  unread: (n) => `${n} chưa xác nhận · ${n} not yet acknowledged`,
-  show: "Show it on the map",
-};
 const LIST_LIMIT = 20;
 const PULSE_MS = 6000;
 const FLY_ZOOM = 11;
@@ -58,7 +44,7 @@ export async function loadAlerts() {
     render();
     await findPlaces();
   } catch (err) {
-    reportError(TEXT.loading, err);
+    reportError(t("alerts.loading"), err);
   }
 }
 
@@ -113,10 +99,11 @@ function render() {
   const badge = $("alerts-unread");
   badge.textContent = String(unread);
   badge.className = unread ? "badge" : "badge zero";
-  badge.title = TEXT.unread(unread);
+  badge.title = t("alerts.unread", { count: unread });
+  badge.setAttribute("aria-label", badge.title);
   const list = $("alert-list");
   if (!alerts.length) {
-    list.replaceChildren(el("li", { className: "muted", text: TEXT.none }));
+    list.replaceChildren(el("li", { className: "muted", text: t("alerts.none") }));
     return;
   }
   list.replaceChildren(...alerts.map(item));
@@ -128,11 +115,11 @@ function item(a) {
   const li = el("li", {
     className: a.acknowledged_at ? "alert-item acknowledged" : "alert-item",
     dataset: { alert: String(a.id), incident: i.id },
-    title: `${TEXT.show} · ${TEXT.raised(whenZoned(a.raised_at))}`,
+    title: `${t("alerts.show")} · ${t("alerts.raised", { time: whenZoned(a.raised_at) })}`,
   },
   el("div", { className: "alert-rule", text: a.rule.name }),
   el("div", { className: "alert-meta",
-    text: `${categoryName(i.category)} · ${TEXT.severity(i.severity)} · ${TEXT.occurred(whenZoned(i.occurred_at))}` }),
+    text: `${categoryName(i.category)} · ${t("alerts.severity", { severity: i.severity })} · ${t("alerts.occurred", { time: whenZoned(i.occurred_at) })}` }),
   el("div", { className: "alert-where", text: where(i.id, lat, lon) }),
   acknowledgement(a));
   li.addEventListener("click", () => flyTo(a));
@@ -148,20 +135,20 @@ function where(id, lat, lon) {
     const named = place.jurisdictions.filter((c) => placeName(c) !== c).map(placeName);
     parts.push(...new Set(named));
     if (place.border_distance_km != null && place.border_segment) {
-      parts.push(TEXT.border(Number(place.border_distance_km).toFixed(1), place.border_segment));
+      parts.push(t("alerts.border", { km: number(Number(place.border_distance_km), { minimumFractionDigits: 1, maximumFractionDigits: 1 }), segment: place.border_segment }));
     }
   }
-  if (!parts.length) parts.push(TEXT.position(lat.toFixed(4), lon.toFixed(4)));
+  if (!parts.length) parts.push(`${number(lat, { maximumFractionDigits: 4 })}; ${number(lon, { maximumFractionDigits: 4 })}`);
   return parts.join(" · ");
 }
 
 function acknowledgement(a) {
   if (a.acknowledged_at) {
     return el("div", { className: "alert-ack alert-acked",
-      text: TEXT.acknowledged(actorName(a.acknowledged_by), whenZoned(a.acknowledged_at)) });
+      text: t("alerts.acknowledged", { who: actorName(a.acknowledged_by), time: whenZoned(a.acknowledged_at) }) });
   }
-  const button = el("button", { type: "button", className: "ack", text: TEXT.acknowledge,
-    title: TEXT.acknowledgeTitle });
+  const button = el("button", { type: "button", className: "ack", text: t("alerts.acknowledge"),
+    title: t("alerts.acknowledgeTitle") });
   button.addEventListener("click", (e) => {
     e.stopPropagation(); // acknowledging does not fly the map
     acknowledge(a, button);
@@ -187,7 +174,7 @@ async function acknowledge(a, button) {
     render();
   } catch (err) {
     button.disabled = false;
-    reportError(TEXT.acknowledging, err);
+    reportError(t("alerts.acknowledging"), err);
   }
 }
 

@@ -1,8 +1,11 @@
 // Talking to the Borderwatch API: the key (sessionStorage), JSON (GET, POST) and blob requests,
 // problem+json errors, and a count of requests in flight (the "Loading…" badge).
 
+import { lang, t } from "./i18n.js";
+
 const KEY_STORAGE = "borderwatch.key";
 const listeners = new Set();
+const network = new Set(); // told whether each request reached the server
 let inFlight = 0;
 
 export class ApiError extends Error {
@@ -40,9 +43,21 @@ export function getKey() {
   return sessionStorage.getItem(KEY_STORAGE);
 }
 
+/** The key, and the page's language for whatever the answer names (app/i18n.py). */
 export function authHeaders() {
   const key = getKey();
-  return key ? { Authorization: `Bearer ${key}` } : {};
+  const headers = { "Accept-Language": lang() };
+  if (key) headers.Authorization = `Bearer ${key}`;
+  return headers;
+}
+
+/** Subscribe to whether requests reach the server (true) or not (false). */
+export function onNetwork(fn) {
+  network.add(fn);
+}
+
+function reached(ok) {
+  for (const fn of network) fn(ok);
 }
 
 /** Subscribe to the number of requests in flight. */
@@ -89,8 +104,10 @@ async function request(path, params, signal, init = {}) {
       response = await fetch(url(path, params), { ...init, headers: { ...authHeaders(), ...init.headers }, signal });
     } catch (err) {
       if (err.name === "AbortError") throw err;
-      throw new ApiError(0, "Network error", "the server cannot be reached", path);
+      reached(false);
+      throw new ApiError(0, t("error.networkTitle"), t("error.network"), path);
     }
+    reached(true);
     if (!response.ok) throw await problemOf(response, path);
     return response;
   } finally {
@@ -120,5 +137,5 @@ export async function getBlob(path, params = {}) {
   const response = await request(path, params);
   const disposition = response.headers.get("Content-Disposition") || "";
   const match = /filename="?([^";]+)"?/.exec(disposition);
-  return { blob: await response.blob(), filename: match ? match[1] : "export" };
+  return { blob: await response.blob(), filename: match ? match[1] : "borderwatch-export" };
 }

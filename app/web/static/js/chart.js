@@ -1,6 +1,7 @@
 // The monthly trend: plain SVG bars, the selected months darker; a click picks a month.
 
-const TEXT = { label: "Incidents per month" };
+import { number, t } from "./i18n.js";
+
 const NS = "http://www.w3.org/2000/svg";
 
 function el(name, attrs = {}, text = null) {
@@ -19,17 +20,17 @@ export function trendChart({ months, groups, from, to, onPick }) {
   const max = Math.max(1, ...months.map((m) => counts.get(m) || 0));
   const bw = (width - pad.left - pad.right) / Math.max(1, months.length);
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, class: "trend", role: "img",
-    "aria-label": TEXT.label });
+    "aria-label": t("stats.perMonth") });
   const y = (v) => pad.top + (height - pad.top - pad.bottom) * (1 - v / max);
   svg.append(el("line", { x1: pad.left, x2: width - pad.right, y1: y(0), y2: y(0), class: "axis" }));
-  svg.append(el("text", { x: pad.left - 4, y: y(max) + 4, "text-anchor": "end", class: "tick" }, String(max)));
+  svg.append(el("text", { x: pad.left - 4, y: y(max) + 4, "text-anchor": "end", class: "tick" }, number(max)));
   svg.append(el("text", { x: pad.left - 4, y: y(0), "text-anchor": "end", class: "tick" }, "0"));
   months.forEach((m, i) => {
     const v = counts.get(m) || 0;
     const inside = (!from || m >= from) && (!to || m <= to);
     const bar = el("rect", { x: pad.left + i * bw + 0.5, y: y(v), width: Math.max(1, bw - 1),
       height: Math.max(0, y(0) - y(v)), class: inside ? "bar in" : "bar" });
-    bar.append(el("title", {}, `${m}: ${v}`));
+    bar.append(el("title", {}, t("chart.bar", { month: m, count: v })));
     bar.addEventListener("click", () => onPick && onPick(m));
     svg.append(bar);
     const janSoon = months.slice(1, 4).some((n) => n.endsWith("-01"));

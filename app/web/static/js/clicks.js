@@ -8,11 +8,9 @@ import { isShown } from "./mapview.js";
 import { localName } from "./names.js";
 import { clearProvince, selectProvince } from "./neighbours.js";
 import { state } from "./state.js";
-import { el, words } from "./ui.js";
+import { el } from "./ui.js";
+import { t } from "./i18n.js";
 
-const TEXT = {
-  postDetail: (p) => `${words(p.kind)} · ${p.agency} · ${p.border}`,
-};
 const HIT_PX = 4; // a click this close to a circle hits it
 const CLICKABLE = ["incident-points", "incident-clusters", "post-circles", "province-fill"];
 
@@ -42,7 +40,7 @@ function onMapClick(e) {
   const posts = hits("post-circles");
   if (posts.length) {
     const p = posts[0].properties;
-    const content = el("div", {}, el("strong", { text: localName(p), title: p.name }), el("div", { text: TEXT.postDetail(p) }));
+    const content = el("div", {}, el("strong", { text: localName(p), title: p.name }), el("div", { text: [t(`post.${p.kind}`), p.agency, p.border].filter(Boolean).join(" · ") }));
     new window.maplibregl.Popup().setLngLat(posts[0].geometry.coordinates).setDOMContent(content).addTo(map);
     return;
   }

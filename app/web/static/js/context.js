@@ -1,6 +1,7 @@
 // What the panels share once the page has started: the map, and names for the codes the API
 // answers with (jurisdictions, categories).
 
+import { lang } from "./i18n.js";
 import { localName } from "./names.js";
 import { state } from "./state.js";
 
@@ -21,7 +22,9 @@ export function placeName(code) {
   return places.get(code) || code;
 }
 
+/** A category's name in the current language (GET /categories has both). */
 export function categoryName(code) {
   const c = state.categories.find((x) => x.code === code);
-  return c ? c.name : code;
+  if (!c) return code;
+  return (lang() === "vi" ? c.name_vi : c.name) || c.name || code;
 }

@@ -4,45 +4,23 @@
 import { getJSON } from "./api.js";
 import { map } from "./context.js";
 import { refreshBorderZone, updateHint } from "./layers.js";
-import { COMMUNE_MIN_ZOOM, HOTSPOT_COLOURS, paletteColour, POST_COLOURS, setLayerVisibility } from "./mapview.js";
+import { t } from "./i18n.js";
+import { BAND_COLOURS, COMMUNE_MIN_ZOOM, HOTSPOT_COLOURS, paletteColour, POST_COLOURS, setLayerVisibility } from "./mapview.js";
 import { scheduleApply } from "./refresh.js";
 import { LAYERS, state, writeUrl } from "./state.js";
-import { $, el, words } from "./ui.js";
+import { categoryName } from "./context.js";
+import { $, el, statusName } from "./ui.js";
 
-const TEXT = {
-  layers: {
-    incidents: "Incidents",
-    density: "Incident density (aggregated)",
-    heatmap: "Heatmap",
-    hotspots: "Significant hot spots (Gi*)",
-    posts: "Border posts",
-    borderzone: "Border-zone bands",
-    boundaries: "Jurisdiction boundaries",
-  },
-  hotspotsTitle: "Hot spots (Gi*)",
-  hotspotBins: { 3: "99 %", 2: "95 %", 1: "90 % hot", [-1]: "90 %", [-2]: "95 %", [-3]: "99 % cold" },
-  postsTitle: "Border posts",
-  circles: "Circles: colour = category; size = count (aggregates) or severity; dark outline = severity 4–5.",
-  boundariesTitle: "Ranh giới · Boundaries",
-  boundaries: {
-    province: "tỉnh · province",
-    commune: "xã, phường · commune",
-    approximate: "xã, gần đúng · commune, approximate",
-  },
-  example: "ví dụ · example",
-  ended: "đã kết thúc · ended",
-  members: "thành viên · members",
-  communesFrom: (z) => `Xã, phường từ mức thu phóng ${z} · Communes from zoom ${z}; dashed: approximate (built from official centroids and areas).`,
-};
 const HOTSPOT_BINS = [3, 2, 1, -1, -2, -3]; // hottest first
+const HOTSPOT_CONFIDENCE = { 3: 99, 2: 95, 1: 90 }; // per cent, by |bin|
+const BANDS = [[0, 5], [5, 20], [20, 50]]; // km from the border (the API's bands)
 
 export function buildFilters() {
   const f = state.filters;
   const cats = $("f-categories");
   state.categories.forEach((c, i) => {
     const label = checkbox({ name: "category", value: c.code }, f.categories.includes(c.code),
-      swatch({ background: paletteColour(i) }), c.name);
-    label.title = c.name_vi;
+      swatch({ background: paletteColour(i) }), categoryName(c.code));
     cats.append(label);
   });
   cats.addEventListener("change", () => {
@@ -57,7 +35,7 @@ export function buildFilters() {
 
   const statuses = $("f-statuses");
   for (const s of state.statuses) {
-    statuses.append(checkbox({ name: "status", value: s }, f.statuses.includes(s), words(s)));
+    statuses.append(checkbox({ name: "status", value: s }, f.statuses.includes(s), statusName(s)));
   }
   statuses.addEventListener("change", () => {
     f.statuses = checkedValues(statuses);
@@ -79,10 +57,10 @@ function buildCooperation() {
   const f = state.filters;
   const select = $("f-cooperation");
   for (const a of state.cooperationAreas) {
-    const tags = [a.example ? TEXT.example : "", a.in_force ? "" : TEXT.ended].filter(Boolean);
+    const tags = [a.example ? t("cooperation.example") : "", a.in_force ? "" : t("cooperation.ended")].filter(Boolean);
     const label = tags.length ? `${a.name} (${tags.join(", ")})` : a.name;
     const option = el("option", { value: String(a.id), text: label });
-    option.title = [a.name_en, a.lead_unit, a.purpose].filter(Boolean).join(" · ");
+    option.title = [a.lead_unit, a.purpose].filter(Boolean).join(" · ");
     select.append(option);
   }
   if (!state.cooperationAreas.some((a) => a.id === f.cooperation)) f.cooperation = null;
@@ -90,8 +68,8 @@ function buildCooperation() {
   const note = () => {
     const area = state.cooperationAreas.find((a) => a.id === f.cooperation);
     $("cooperation-note").hidden = !area;
-    $("cooperation-note").textContent = area
-      ? `${area.lead_unit || ""}${area.lead_unit ? " · " : ""}${area.member_count} ${TEXT.members}` : "";
+    const members = area ? t("cooperation.members", { count: area.member_count }) : "";
+    $("cooperation-note").textContent = area ? [area.lead_unit, members].filter(Boolean).join(" · ") : "";
   };
   note();
   select.addEventListener("change", (e) => {
@@ -122,7 +100,7 @@ export function buildLayerToggles() {
   for (const layer of LAYERS) {
     if (layer.reader && !state.reader) continue;
     if (layer.viewerOnly && state.reader) continue;
-    toggles.append(checkbox({ "data-layer": layer.id }, state.layers[layer.id], TEXT.layers[layer.id]));
+    toggles.append(checkbox({ "data-layer": layer.id }, state.layers[layer.id], t(`layer.${layer.id}`)));
   }
   toggles.addEventListener("change", (e) => {
     const id = e.target.dataset.layer;
@@ -132,6 +110,7 @@ export function buildLayerToggles() {
     $("bands-summary").hidden = !state.layers.borderzone;
     updateHint();
     writeUrl(map);
+    buildLegend();
   });
   buildLegend();
 }
@@ -166,14 +145,43 @@ function lineSwatch(dashed) {
   return el("span", { className: dashed ? "line-swatch dashed" : "line-swatch" });
 }
 
-function buildLegend() {
-  const lines = [[lineSwatch(false), TEXT.boundaries.province], [lineSwatch(false), TEXT.boundaries.commune],
-    [lineSwatch(true), TEXT.boundaries.approximate]];
-  const hot = HOTSPOT_BINS.map((bin) => [swatch({ background: HOTSPOT_COLOURS[bin] }), TEXT.hotspotBins[bin]]);
-  const posts = Object.entries(POST_COLOURS).map(([kind, colour]) => [swatch({ borderColor: colour }, true), words(kind)]);
-  $("legend").replaceChildren(
-    ...legendBlock(TEXT.hotspotsTitle, hot), ...legendBlock(TEXT.postsTitle, posts),
-    ...legendBlock(TEXT.boundariesTitle, lines),
-    el("div", { className: "legend-note", id: "legend-approximate", text: TEXT.communesFrom(COMMUNE_MIN_ZOOM) }),
-    el("div", { className: "legend-note", text: TEXT.circles }));
+/** A legend for each layer that is on (in the toggles' order), none for a layer that is off. */
+export function buildLegend() {
+  const on = (id) => state.layers[id] && LAYERS.some((l) => l.id === id
+    && !(l.reader && !state.reader) && !(l.viewerOnly && state.reader));
+  const blocks = [];
+  if (on("incidents") || on("density")) {
+    const cats = state.categories.map((c, i) => [swatch({ background: paletteColour(i) }), categoryName(c.code)]);
+    blocks.push(el("div", { className: "legend-block", dataset: { legend: on("incidents") ? "incidents" : "density" } },
+      ...legendBlock(t(on("incidents") ? "layer.incidents" : "layer.density"), cats),
+      el("div", { className: "legend-note", text: t("legend.circles") })));
+  }
+  if (on("heatmap")) {
+    blocks.push(el("div", { className: "legend-block", dataset: { legend: "heatmap" } },
+      el("div", { className: "legend-title", text: t("layer.heatmap") }),
+      el("div", { className: "legend-row" }, el("span", { className: "heat-swatch" }), t("legend.heatmap"))));
+  }
+  if (on("hotspots")) {
+    const hot = HOTSPOT_BINS.map((bin) => [swatch({ background: HOTSPOT_COLOURS[bin] }), t(`legend.hotspot.${bin > 0 ? "hot" : "cold"}`, { confidence: HOTSPOT_CONFIDENCE[Math.abs(bin)] })]);
+    blocks.push(el("div", { className: "legend-block", dataset: { legend: "hotspots" } },
+      ...legendBlock(t("legend.hotspotsTitle"), hot)));
+  }
+  if (on("posts")) {
+    const posts = Object.entries(POST_COLOURS).map(([kind, colour]) => [swatch({ borderColor: colour }, true), t(`post.${kind}`)]);
+    blocks.push(el("div", { className: "legend-block", dataset: { legend: "posts" } },
+      ...legendBlock(t("layer.posts"), posts)));
+  }
+  if (on("borderzone")) {
+    const bands = BANDS.map(([from, to], i) => [swatch({ background: BAND_COLOURS[i] }), t("legend.band", { from, to })]);
+    blocks.push(el("div", { className: "legend-block", dataset: { legend: "borderzone" } },
+      ...legendBlock(t("layer.borderzone"), bands)));
+  }
+  if (on("boundaries")) {
+    const lines = [[lineSwatch(false), t("legend.province")], [lineSwatch(false), t("legend.commune")],
+      [lineSwatch(true), t("legend.approximate")]];
+    blocks.push(el("div", { className: "legend-block", dataset: { legend: "boundaries" } },
+      ...legendBlock(t("layer.boundaries"), lines),
+      el("div", { className: "legend-note", id: "legend-approximate", text: t("legend.communesFrom", { zoom: COMMUNE_MIN_ZOOM }) })));
+  }
+  $("legend").replaceChildren(...blocks);
 }

@@ -5,6 +5,7 @@
 
 import { getJSON } from "./api.js";
 import { map, setPlaces } from "./context.js";
+import { t } from "./i18n.js";
 import { reportError } from "./messages.js";
 import { PLACE_LANG } from "./names.js";
 import { clearProvince } from "./neighbours.js";
@@ -12,17 +13,6 @@ import { newestOnly, whileWorking } from "./refresh.js";
 import { eraParams, state, writeUrl } from "./state.js";
 import { $, el } from "./ui.js";
 
-const TEXT = {
-  title: "Bản đồ hành chính · Administrative map",
-  modes: {
-    today: "Hôm nay (34 tỉnh, thành) · Today (34 provinces)",
-    before: "Trước 1/7/2025 (63 tỉnh, thành) · Before 1 July 2025 (63 provinces)",
-    date: "Vào ngày · As of",
-  },
-  dateLabel: "Ngày · Day",
-  count: (n) => `${n} tỉnh, thành · ${n} provinces`,
-  failed: "Loading the units of that day",
-};
 const MODES = ["today", "before", "date"];
 const SIMPLIFY_M = 500; // the province list is for fills and clicks: 500 m is plenty
 
@@ -51,12 +41,12 @@ export function buildEra() {
   const box = $("era");
   const day = el("input", { type: "date", id: "era-date", value: state.era.date,
     disabled: state.era.mode !== "date" });
-  day.setAttribute("aria-label", TEXT.dateLabel);
+  day.setAttribute("aria-label", t("era.day"));
   const radios = MODES.map((mode) => {
     const input = el("input", { type: "radio", name: "era", value: mode, checked: state.era.mode === mode });
-    return el("label", {}, input, TEXT.modes[mode]);
+    return el("label", {}, input, t(`era.mode.${mode}`));
   });
-  box.replaceChildren(el("h2", { text: TEXT.title }),
+  box.replaceChildren(el("h2", { text: t("era.title") }),
     el("div", { className: "checks", role: "radiogroup" }, ...radios),
     el("div", { className: "row" }, day),
     el("div", { id: "era-count", className: "small muted" }));
@@ -105,12 +95,12 @@ export function showEra() {
       // a province of another map cannot stay selected
       if (state.selected && !state.provinces.includes(state.selected)) clearProvince();
     } catch (err) {
-      reportError(TEXT.failed, err);
+      reportError(t("era.failed"), err);
     }
   });
 }
 
 function showCount() {
   const out = $("era-count");
-  if (out) out.textContent = state.provinces.length ? TEXT.count(state.provinces.length) : "";
+  if (out) out.textContent = state.provinces.length ? t("era.count", { count: state.provinces.length }) : "";
 }

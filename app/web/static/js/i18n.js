@@ -122,14 +122,19 @@ export function percent(value, digits = 1) {
   return number(value, { style: "percent", maximumFractionDigits: digits });
 }
 
-/** A date and time in Vietnam's time zone, with the zone named. */
+// dateStyle/timeStyle cannot be combined with a zone name in Intl: they become fields
+const DATE_STYLES = { medium: { day: "numeric", month: "short", year: "numeric" },
+  long: { day: "numeric", month: "long", year: "numeric" }, short: { day: "2-digit", month: "2-digit", year: "numeric" } };
+const TIME_STYLES = { short: { hour: "2-digit", minute: "2-digit" },
+  medium: { hour: "2-digit", minute: "2-digit", second: "2-digit" } };
+
+/** A date and time in Vietnam's time zone, with the zone named ("7 Dec 2026, 03:39 GMT+7"). */
 export function dateTime(value, options = { dateStyle: "medium", timeStyle: "short" }) {
   const d = value instanceof Date ? value : new Date(value);
-  return new Intl.DateTimeFormat(locale(), {
-    ...options,
-    timeZone: TIME_ZONE,
-    timeZoneName: options.timeStyle ? "short" : undefined,
-  }).format(d);
+  const { dateStyle, timeStyle, ...rest } = options;
+  const fields = { ...(DATE_STYLES[dateStyle] || {}), ...(TIME_STYLES[timeStyle] || {}), ...rest };
+  if (fields.hour && !fields.timeZoneName) fields.timeZoneName = "shortOffset";
+  return new Intl.DateTimeFormat(locale(), { ...fields, timeZone: TIME_ZONE }).format(d);
 }
 
 /** A date (no time) in Vietnam's time zone. */

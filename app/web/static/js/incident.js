@@ -4,42 +4,18 @@
 import { getJSON } from "./api.js";
 import { categoryName, map, placeName } from "./context.js";
 import { circlePolygon } from "./geometry.js";
+import { has, number, t } from "./i18n.js";
 import { reportError, showMessage } from "./messages.js";
 import { newestOnly } from "./refresh.js";
 import { filterParams, state } from "./state.js";
-import { $, el, heading, showPanelStatus, table, tableRow, when, words } from "./ui.js";
+import { $, el, heading, showPanelStatus, statusName, table, tableRow, when } from "./ui.js";
 
-const TEXT = {
-  incident: "Incident",
-  nearby: "Nearby",
-  loading: "Loading…",
-  unavailable: "Unavailable.",
-  loadingIncident: "Loading the incident",
-  listingNearby: "Listing nearby incidents",
-  facts: {
-    severity: "severity", status: "status", occurred: "occurred", reported: "reported",
-    description: "description", unit: "unit", source: "source", jurisdiction: "jurisdiction",
-    border: "to the border", post: "nearest post", position: "position", id: "id",
-  },
-  severity: (s) => `${s} / 5`,
-  border: (km, segment) => `${km} km (${segment})`,
-  post: (name, km) => `${name}, ${km} km`,
-  position: (lat, lon, precisionM) => `${lat}, ${lon} (± ${precisionM} m)`,
-  history: "History",
-  historyEntry: (e, time) => `v${e.version} ${e.action} by ${e.actor}, ${time}`,
-  changed: (fields) => ` — ${fields.join(", ")}`,
-  within: (km, count, more) => `Within ${km} km: ${count}${more ? "+" : ""}`,
-  nearbyItem: (km, category, severity, time) => `${km} km — ${category}, sev ${severity}, ${time}`,
-  noneNearby: "No incidents match within this radius.",
-  toolNeedsReader: "Incident-level tools need an officer, analyst or admin key",
-  clickTheMap: "Click the map to list the incidents around that point.",
-};
 const NEARBY_LIMIT = 50;
 const BOOKKEEPING = ["updated_at", "version"]; // changed by every update: not worth listing
 
 export async function showIncident(id) {
   const panel = $("detail");
-  showPanelStatus(panel, TEXT.incident, TEXT.loading);
+  showPanelStatus(panel, t("incident.title"), t("busy"));
   try {
     const [feature, history] = await Promise.all([
       getJSON(`/incidents/${id}`), getJSON(`/incidents/${id}/history`)]);
@@ -47,11 +23,11 @@ export async function showIncident(id) {
     panel.replaceChildren(
       heading(categoryName(feature.properties.category), () => { panel.hidden = true; state.incident = null; }),
       table({ className: "facts", rows: facts(feature).map((cells) => tableRow(cells, 1)) }),
-      el("h3", { text: TEXT.history }),
+      el("h3", { text: t("incident.history") }),
       el("ol", { className: "history" }, ...history.entries.map((e) => el("li", { text: historyEntry(e) }))));
   } catch (err) {
-    showPanelStatus(panel, TEXT.incident, TEXT.unavailable);
-    reportError(TEXT.loadingIncident, err);
+    showPanelStatus(panel, t("incident.title"), t("unavailable"));
+    reportError(t("incident.loading"), err);
   }
 }
 
@@ -59,35 +35,39 @@ export async function showIncident(id) {
 function facts(feature) {
   const p = feature.properties;
   const [lon, lat] = feature.geometry.coordinates;
-  const km = (v) => Number(v).toFixed(1);
-  const label = TEXT.facts;
+  const km = (v) => number(Number(v), { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  const coordinate = (v) => number(v, { minimumFractionDigits: 5, maximumFractionDigits: 5 });
+  const label = (name) => t(`incident.fact.${name}`);
   return [
-    [label.severity, TEXT.severity(p.severity)], [label.status, words(p.status)],
-    [label.occurred, when(p.occurred_at)], [label.reported, when(p.reported_at)],
-    [label.description, p.description], [label.unit, p.unit], [label.source, p.source],
-    [label.jurisdiction, (p.jurisdictions || []).map((c) => placeName(c)).join(" › ")],
-    [label.border, p.border_distance_km != null ? TEXT.border(km(p.border_distance_km), p.border_segment) : null],
-    [label.post, p.nearest_post_name ? TEXT.post(p.nearest_post_name, km(p.nearest_post_km)) : null],
-    [label.position, TEXT.position(lat.toFixed(5), lon.toFixed(5), p.location_precision_m)],
-    [label.id, feature.id],
+    [label("severity"), t("incident.severity", { severity: p.severity })], [label("status"), statusName(p.status)],
+    [label("occurred"), when(p.occurred_at)], [label("reported"), when(p.reported_at)],
+    [label("description"), p.description], [label("unit"), p.unit], [label("source"), p.source],
+    [label("jurisdiction"), (p.jurisdictions || []).map((c) => placeName(c)).join(" › ")],
+    [label("border"), p.border_distance_km != null
+      ? t("incident.border", { km: km(p.border_distance_km), segment: p.border_segment }) : null],
+    [label("post"), p.nearest_post_name ? t("incident.post", { name: p.nearest_post_name, km: km(p.nearest_post_km) }) : null],
+    [label("position"), t("incident.position", { lat: coordinate(lat), lon: coordinate(lon),
+      precision: p.location_precision_m ?? "–" })],
+    [label("id"), feature.id],
   ];
 }
 
 function historyEntry(e) {
   const changed = Object.keys(e.changes || {}).filter((k) => !BOOKKEEPING.includes(k));
-  return TEXT.historyEntry(e, when(e.changed_at))
-    + (e.action === "update" && changed.length ? TEXT.changed(changed) : "");
+  const action = has(`incident.action.${e.action}`) ? t(`incident.action.${e.action}`) : e.action;
+  const entry = t("incident.historyEntry", { version: e.version, action, actor: e.actor, time: when(e.changed_at) });
+  return e.action === "update" && changed.length ? t("incident.changed", { entry, fields: changed.join(", ") }) : entry;
 }
 
 export function setUpNearbyTool() {
   const button = $("nearby-tool");
   button.disabled = !state.reader;
-  if (!state.reader) button.title = TEXT.toolNeedsReader;
+  if (!state.reader) button.title = t("nearby.needsReader");
   button.addEventListener("click", () => {
     const on = !nearbyToolOn();
     button.setAttribute("aria-pressed", String(on));
     map.getCanvas().style.cursor = on ? "crosshair" : "";
-    if (on) showMessage(TEXT.clickTheMap, "info");
+    if (on) showMessage(t("nearby.clickTheMap"), "info");
   });
 }
 
@@ -108,7 +88,7 @@ export async function runNearby(lon, lat) {
   const circle = circlePolygon(lon, lat, radius);
   drawNearby([circle]);
   const panel = $("nearby");
-  showPanelStatus(panel, TEXT.nearby, TEXT.loading);
+  showPanelStatus(panel, t("nearby.title"), t("busy"));
   const isNewest = newestNearby();
   try {
     const fc = await getJSON("/incidents/nearby", { ...filterParams(), lat: lat.toFixed(6),
@@ -119,17 +99,19 @@ export async function runNearby(lon, lat) {
     const list = el("ol", { id: "nearby-list" });
     for (const f of fc.features) {
       const p = f.properties;
-      const li = el("li", { dataset: { id: f.id }, text: TEXT.nearbyItem((p.distance_m / 1000).toFixed(2),
-        categoryName(p.category), p.severity, when(p.occurred_at)) });
+      const li = el("li", { dataset: { id: f.id }, text: t("nearby.item", {
+        km: number(p.distance_m / 1000, { minimumFractionDigits: 2, maximumFractionDigits: 2 }),
+        category: categoryName(p.category), severity: p.severity, time: when(p.occurred_at) }) });
       li.addEventListener("click", () => showIncident(f.id));
       list.append(li);
     }
-    if (!fc.features.length) list.textContent = TEXT.noneNearby;
+    if (!fc.features.length) list.textContent = t("nearby.none");
     const count = fc.features.length;
-    panel.replaceChildren(heading(TEXT.within(radius / 1000, count, count === NEARBY_LIMIT), closeNearby), list);
+    const title = t(count === NEARBY_LIMIT ? "nearby.withinMore" : "nearby.within", { km: radius / 1000, count });
+    panel.replaceChildren(heading(title, closeNearby), list);
   } catch (err) {
-    showPanelStatus(panel, TEXT.nearby, TEXT.unavailable);
-    reportError(TEXT.listingNearby, err);
+    showPanelStatus(panel, t("nearby.title"), t("unavailable"));
+    reportError(t("nearby.failed"), err);
   }
 }
 

@@ -5,20 +5,13 @@ import { getJSON } from "./api.js";
 import { map } from "./context.js";
 import { live } from "./live.js";
 import { addDataLayers, setLayerVisibility } from "./mapview.js";
+import { t } from "./i18n.js";
 import { reportError } from "./messages.js";
 import { apply, isWorking, newestOnly } from "./refresh.js";
 import { filterParams, state } from "./state.js";
 import { isPlaying } from "./time.js";
 import { $, el, table, tableRow } from "./ui.js";
 
-const TEXT = {
-  loadingTiles: "Loading the incident layer",
-  loadingBands: "Loading the border-zone bands",
-  checking: "Checking for new incidents",
-  bandsTitle: "Border zone: incidents per band",
-  bandsColumn: "km from border",
-  zoomForHotspots: "Zoom in (level 5 or more) to see the 5 km hot-spot cells.",
-};
 const HOTSPOT_MIN_ZOOM = 5; // the hot-spot tiles start there (mapview.js)
 const LIVE_CHECK_MS = 30000; // how often the map asks whether incidents changed
 
@@ -36,7 +29,7 @@ export async function addFilteredLayers() {
   try {
     tiles = await incidentAndHotspotTiles();
   } catch (err) {
-    reportError(TEXT.loadingTiles, err);
+    reportError(t("layers.loadingTiles"), err);
     tiles = [[], []];
   }
   addDataLayers(map, { incidentTiles: tiles[0], hotspotTiles: tiles[1],
@@ -54,7 +47,7 @@ export async function refreshTiles() {
     map.getSource("incidents").setTiles(incidents);
     map.getSource("hotspots").setTiles(hotspots);
   } catch (err) {
-    reportError(TEXT.loadingTiles, err);
+    reportError(t("layers.loadingTiles"), err);
   }
 }
 
@@ -72,7 +65,7 @@ async function checkForNewIncidents() {
     const current = map.getSource("incidents").tiles || [];
     if (latest !== current[0]) await apply();
   } catch (err) {
-    reportError(TEXT.checking, err);
+    reportError(t("layers.checking"), err);
   }
 }
 
@@ -88,7 +81,7 @@ export async function refreshBorderZone() {
     map.getSource("bands").setData(fc);
     renderBands(fc.features);
   } catch (err) {
-    reportError(TEXT.loadingBands, err);
+    reportError(t("layers.loadingBands"), err);
   }
 }
 
@@ -100,8 +93,8 @@ function renderBands(features) {
   const count = new Map(features.map((f) => [`${f.properties.segment} ${band(f.properties)}`, f.properties.count]));
   const rows = bands.map((b) => tableRow([b, ...segments.map((s) => count.get(`${s} ${b}`) ?? 0)]));
   const box = $("bands-summary");
-  box.replaceChildren(el("h2", { text: TEXT.bandsTitle }),
-    table({ id: "band-table", head: [TEXT.bandsColumn, ...segments], rows }));
+  box.replaceChildren(el("h2", { text: t("layers.bandsTitle") }),
+    table({ id: "band-table", head: [t("layers.bandsColumn"), ...segments], rows }));
   box.hidden = !state.layers.borderzone;
 }
 
@@ -109,5 +102,5 @@ export function updateHint() {
   const hint = $("map-hint");
   const wantHot = state.layers.hotspots && map.getZoom() < HOTSPOT_MIN_ZOOM;
   hint.hidden = !wantHot;
-  hint.textContent = wantHot ? TEXT.zoomForHotspots : "";
+  hint.textContent = wantHot ? t("layers.zoomForHotspots", { zoom: HOTSPOT_MIN_ZOOM }) : "";
 }

@@ -11,6 +11,7 @@ import { ApiError, authHeaders, getJSON, url } from "./api.js";
 import { loadAlerts, onAlertEvent, showAlertsPanel } from "./alerts.js";
 import { map } from "./context.js";
 import { pulse } from "./mapview.js";
+import { t } from "./i18n.js";
 import { reportError, showMessage } from "./messages.js";
 import { apply, throttled } from "./refresh.js";
 import { readStream, StreamError } from "./sse.js";
@@ -18,24 +19,6 @@ import { filterParams, monthsOf, state } from "./state.js";
 import { includeMonth } from "./time.js";
 import { $ } from "./ui.js";
 
-const TEXT = {
-  status: {
-    connecting: "Đang kết nối · Connecting…",
-    live: "Trực tiếp · Live",
-    reconnecting: "Đang kết nối lại · Reconnecting…",
-    ended: "Đã dừng · Stopped",
-  },
-  title: {
-    connecting: "Opening the live feed of incidents and alerts",
-    live: "New incidents and alerts appear without reloading the page",
-    reconnecting: (s) => `The live feed was interrupted; next attempt in ${s} s (nothing is lost: it resumes where it stopped)`,
-    ended: (reason) => `The live feed stopped: ${reason}`,
-  },
-  ended: (reason) => `Nguồn trực tiếp đã dừng · The live feed stopped: ${reason}. Reload the page or sign in again.`,
-  resync: "Some live updates were too old to replay: the map and the panels were reloaded.",
-  refused: "Opening the live feed",
-  refreshing: "Reloading after the live feed's resync",
-};
 const PULSE_MS = 6000; // how long a new or changed incident pulses on the map
 const REFRESH_BURST_MS = 400; // events arriving this close together make one refresh
 const REFRESH_GAP_MS = 2000; // and refreshes are at least this far apart
@@ -122,8 +105,8 @@ function setStatus(status, title) {
   const box = $("live-status");
   box.hidden = status === "off";
   box.className = `live-status ${status}`;
-  box.textContent = TEXT.status[status] || "";
-  box.title = title || (typeof TEXT.title[status] === "string" ? TEXT.title[status] : "");
+  box.textContent = status === "off" ? "" : t(`live.status.${status}`);
+  box.title = title || (status === "connecting" || status === "live" ? t(`live.title.${status}`) : "");
 }
 
 function connect() {
@@ -166,7 +149,7 @@ function connect() {
     if (!current() || err.name === "AbortError") return;
     if (err instanceof StreamError && err.status === 401) {
       stop(err.message);
-      reportError(TEXT.refused, new ApiError(401, "Unauthorized", err.message, "/events"));
+      reportError(t("live.refused"), new ApiError(401, t("error.unauthorized"), err.message, "/events"));
     } else if (err instanceof StreamError && err.status === 403) {
       stop(err.message); // this key may not follow the feed (its role changed): stay quiet
       $("live-status").hidden = true;
@@ -185,7 +168,7 @@ function retry() {
   clearTimeout(silenceTimer);
   attempt += 1;
   const wait = Math.min(MAX_BACKOFF_MS, retryMs * 2 ** (attempt - 1)) * (0.8 + 0.4 * Math.random());
-  setStatus("reconnecting", TEXT.title.reconnecting(Math.round(wait / 1000)));
+  setStatus("reconnecting", t("live.title.reconnecting", { seconds: Math.round(wait / 1000) }));
   retryTimer = setTimeout(connect, wait);
 }
 
@@ -197,7 +180,7 @@ function stop(reason) {
   clearTimeout(silenceTimer);
   clearTimeout(retryTimer);
   live.reason = reason;
-  setStatus("ended", TEXT.title.ended(reason));
+  setStatus("ended", t("live.title.ended", { reason }));
 }
 
 function receive({ event, data, id }) {
@@ -213,11 +196,11 @@ function receive({ event, data, id }) {
   if (live.received.length > KEEP_RECEIVED) live.received.shift();
   if (event === "end") {
     stop(body.reason || "");
-    showMessage(TEXT.ended(body.reason || ""));
+    showMessage(t("live.ended", { reason: body.reason || "" }));
     return;
   }
   if (event === "resync") {
-    showMessage(TEXT.resync, "info");
+    showMessage(t("live.resync"), "info");
     resync();
     return;
   }
@@ -264,7 +247,7 @@ async function resync() {
     const months = await getJSON("/analysis/stats", { group_by: "month" });
     for (const m of monthsOf(months.groups)) includeMonth(m);
   } catch (err) {
-    reportError(TEXT.refreshing, err);
+    reportError(t("live.refreshing"), err);
   }
   refreshSoon();
 }

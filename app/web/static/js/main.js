@@ -4,7 +4,7 @@
 // Test hook (documented in docs/dashboard.md): window.borderwatch = { state, map, settled(),
 // renderedIncidents(), live }.
 
-import { ApiError, getJSON } from "./api.js";
+import { getJSON } from "./api.js";
 import { setUpMapClicks } from "./clicks.js";
 import { map, setMap } from "./context.js";
 import { buildFilters, buildLayerToggles } from "./controls.js";
@@ -15,7 +15,8 @@ import { refreshNearby, setUpNearbyTool } from "./incident.js";
 import { addFilteredLayers, refreshBorderZone, refreshTiles, updateHint, watchForNewIncidents } from "./layers.js";
 import { followFilters, live, liveReady, startLive } from "./live.js";
 import { addBaseLayers, createLabels, createMap, renderedIncidents } from "./mapview.js";
-import { reportError, showMessage } from "./messages.js";
+import { apply as applyText, load, onChange, setLang, lang, t } from "./i18n.js";
+import { reachable, reportError, reportMapError, showMessage } from "./messages.js";
 import { refreshNeighbours } from "./neighbours.js";
 import { setUpPlaceSearch } from "./places.js";
 import { debounced, onFiltersChange, settled, watchTiles, whileWorking } from "./refresh.js";
@@ -23,14 +24,8 @@ import { setUpSignIn, signIn } from "./signin.js";
 import { refreshStats } from "./stats.js";
 import { monthsOf, readUrl, state, writeUrl } from "./state.js";
 import { buildTime } from "./time.js";
+import { $ } from "./ui.js";
 
-const TEXT = {
-  signingIn: "Signing in",
-  noMapLibrary: "The map library is missing on the server (run `make setup`, which runs `npm ci`).",
-  referenceData: "Loading the reference data",
-  drawing: "Drawing the map",
-  tileRequest: "Tile request",
-};
 const STATUSES = ["reported", "verified", "under_investigation", "solved", "closed", "rejected", "duplicate"];
 const VIETNAM = [[102.1, 8.4], [109.5, 23.4]];
 const MOVE_SETTLE_MS = 300; // statistics follow the view once panning has paused
@@ -38,19 +33,34 @@ const MOVE_SETTLE_MS = 300; // statistics follow the view once panning has pause
 window.borderwatch = { state, get map() { return map; }, settled, renderedIncidents: () => renderedIncidents(map),
   live };
 
-setUpSignIn();
 onFiltersChange(refreshTiles, refreshStats, refreshBorderZone, refreshNeighbours, refreshNearby, followFilters);
+
+/** The language switch in the top bar; a switch redraws the page in the other language (the
+ * address bar keeps the view, the filters and the selected province). */
+function setUpLanguage() {
+  applyText();
+  $("lang-switch").addEventListener("click", () => setLang(lang() === "vi" ? "en" : "vi"));
+  onChange(() => window.location.reload());
+}
 
 async function start() {
   try {
+    await load("common", "dashboard");
+  } catch (err) {
+    console.error(err); // the page cannot say anything without its catalogues
+    return;
+  }
+  setUpLanguage();
+  setUpSignIn();
+  try {
     if (!(await signIn())) return;
   } catch (err) {
-    reportError(TEXT.signingIn, err);
+    reportError(t("main.signingIn"), err);
     return;
   }
   readUrl();
   if (!window.maplibregl) {
-    showMessage(TEXT.noMapLibrary);
+    showMessage(t("main.noMapLibrary"));
     return;
   }
   let config; let categories; let months; let jurisdictions; let boundaries; let borders; let posts;
@@ -62,7 +72,7 @@ async function start() {
       loadUnits(), boundaryTiles(), getJSON("/borders"), getJSON("/border-posts"),
       getJSON("/cooperation-areas")]);
   } catch (err) {
-    reportError(TEXT.referenceData, err);
+    reportError(t("main.referenceData"), err);
     return;
   }
   state.categories = categories.categories.filter((c) => c.active);
@@ -78,8 +88,9 @@ async function start() {
   setUpNearbyTool();
 
   setMap(createMap({ container: "map", config, view: state.view }));
-  map.on("error", (e) => reportError(TEXT.drawing, e.error && e.error.status
-    ? new ApiError(e.error.status, TEXT.tileRequest, e.error.message) : (e.error || e)));
+  map.on("error", reportMapError);
+  // a tile that arrives says the server is reachable again
+  map.on("data", (e) => { if (e.dataType === "source" && e.tile) reachable(true); });
   watchTiles(map);
   map.on("load", async () => {
     // the live feed opens first, so nothing that happens while the layers load is missed

@@ -4,15 +4,11 @@
 
 import { authHeaders } from "./api.js";
 import { geometryBounds, labelPoint, midPoint } from "./geometry.js";
+import { t } from "./i18n.js";
 import { localName } from "./names.js";
 
 const maplibregl = window.maplibregl;
 
-const TEXT = {
-  attribution: "Boundaries: Natural Earth; 2025 units: vietnamadminunits",
-  sharedBadge: (count) => `${count} incidents within 5 km of this shared boundary`,
-  approximate: "ranh giới gần đúng · approximate boundary",
-};
 /** Communes are drawn (and named) from this zoom on; the tiles carry them from there. */
 export const COMMUNE_MIN_ZOOM = 9;
 /** The dash of a boundary whose polygon is approximate (the legend shows the same). */
@@ -68,7 +64,7 @@ export function createMap({ container, config, view }) {
     zoom: view ? view.zoom : 4.6,
     minZoom: 2,
     maxZoom: 18,
-    attributionControl: { compact: true, customAttribution: TEXT.attribution },
+    attributionControl: { compact: true, customAttribution: t("map.attribution") },
     // every request to our API carries the key; tile URLs themselves hold no secret
     transformRequest: (requestUrl) =>
       requestUrl.startsWith(origin) ? { url: requestUrl, headers: authHeaders() } : { url: requestUrl },
@@ -243,7 +239,7 @@ export function showShared(map, lines, markers) {
     el.className = "shared-badge";
     el.dataset.code = l.code;
     el.textContent = String(l.count);
-    el.title = TEXT.sharedBadge(l.count);
+    el.title = t("map.sharedBadge", { count: l.count });
     markers.push(new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map));
   }
 }
@@ -251,10 +247,8 @@ export function showShared(map, lines, markers) {
 // Vietnam's archipelagos, named as Vietnam administers them (geodata/README.md, "Point of
 // view"): at the special zones' official centroids.
 const ARCHIPELAGOS = [
-  { at: [112.135, 16.568], name: "Quần đảo Hoàng Sa (Việt Nam)",
-    title: "Paracel Islands (Vietnam): Đặc khu Hoàng Sa, Thành phố Đà Nẵng" },
-  { at: [114.45, 9.71], name: "Quần đảo Trường Sa (Việt Nam)",
-    title: "Spratly Islands (Vietnam): Đặc khu Trường Sa, Tỉnh Khánh Hòa" },
+  { at: [112.135, 16.568], key: "map.hoangSa", titleKey: "map.hoangSa.title" },
+  { at: [114.45, 9.71], key: "map.truongSa", titleKey: "map.truongSa.title" },
 ];
 
 /** HTML labels (no glyph server needed): countries (low zoom), provinces (zoom ≥ 6) and
@@ -267,8 +261,8 @@ export function createLabels(map) {
   for (const a of ARCHIPELAGOS) {
     const el = document.createElement("div");
     el.className = "map-label map-label-archipelago";
-    el.textContent = a.name;
-    el.title = a.title;
+    el.textContent = t(a.key); // a place name: Vietnamese in both languages
+    el.title = t(a.titleKey);
     fixed.push({ level: "archipelago", el,
       marker: new maplibregl.Marker({ element: el }).setLngLat(a.at).addTo(map) });
   }
@@ -322,7 +316,7 @@ export function createLabels(map) {
         el.className = "map-label map-label-commune";
         el.dataset.code = p.code;
         el.textContent = p.name_local || p.name;
-        el.title = p.geometry_approximate ? `${p.name} (${TEXT.approximate})` : p.name;
+        el.title = p.geometry_approximate ? t("map.approximateName", { name: p.name }) : p.name;
         if (p.geometry_approximate) el.classList.add("approximate");
         marker = new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map);
       }

@@ -5,20 +5,12 @@ import { getJSON } from "./api.js";
 import { map, placeName } from "./context.js";
 import { highlight, showShared } from "./mapview.js";
 import { localName, PLACE_LANG } from "./names.js";
+import { number, t } from "./i18n.js";
 import { reportError } from "./messages.js";
 import { newestOnly } from "./refresh.js";
 import { filterParams, state, writeUrl } from "./state.js";
 import { $, el, heading, showPanelStatus, table, tableRow } from "./ui.js";
 
-const TEXT = {
-  loading: "Loading neighbours…",
-  unavailable: "Neighbours unavailable.",
-  failed: "Loading the neighbours",
-  title: (name) => `${name} and its neighbours`,
-  columns: ["neighbour", ["km", "shared boundary"], ["in it", "incidents in the neighbour"],
-    ["near line", "incidents within 5 km of the shared boundary"]],
-  note: "Counts follow the filters; \"near line\" counts the incidents within 5 km of the boundary the two share (lit on the map).",
-};
 const SHARED_KM = 5;
 const sharedBadges = []; // the count markers on the shared boundaries
 const newestProvince = newestOnly();
@@ -26,7 +18,7 @@ const newestProvince = newestOnly();
 export async function selectProvince(code) {
   state.selected = code;
   const panel = $("adjacency");
-  showPanelStatus(panel, placeName(code), TEXT.loading);
+  showPanelStatus(panel, placeName(code), t("neighbours.loading"));
   try {
     const isNewest = newestProvince();
     const fc = await getJSON(`/jurisdictions/${encodeURIComponent(code)}/neighbours`,
@@ -38,8 +30,8 @@ export async function selectProvince(code) {
     if (!isNewest()) return;
     renderNeighbours(code, fc.features, near);
   } catch (err) {
-    showPanelStatus(panel, placeName(code), TEXT.unavailable);
-    reportError(TEXT.failed, err);
+    showPanelStatus(panel, placeName(code), t("neighbours.unavailable"));
+    reportError(t("neighbours.failed"), err);
   }
   writeUrl(map);
 }
@@ -82,13 +74,19 @@ async function sharedZones(code, neighbours) {
 function renderNeighbours(code, features, near) {
   const rows = features.map((f) => {
     const p = f.properties;
-    const tr = tableRow([localName(p), p.shared_km, p.incident_count, near.get(p.code)]);
+    const tr = tableRow([localName(p), p.shared_km == null ? null : number(p.shared_km, { maximumFractionDigits: 1 }), p.incident_count, near.get(p.code)]);
     tr.dataset.code = p.code;
     tr.addEventListener("click", () => selectProvince(p.code));
     return tr;
   });
   $("adjacency").replaceChildren(
-    heading(TEXT.title(placeName(code)), clearProvince),
-    table({ id: "neighbour-table", head: TEXT.columns, rows }),
-    el("p", { className: "muted small", text: TEXT.note }));
+    heading(t("neighbours.title", { name: placeName(code) }), clearProvince),
+    table({ id: "neighbour-table", head: columns(), rows }),
+    el("p", { className: "muted small", text: t("neighbours.note", { km: SHARED_KM }) }));
+}
+
+function columns() {
+  return [t("neighbours.col.name"), [t("neighbours.col.km"), t("neighbours.col.kmTitle")],
+    [t("neighbours.col.in"), t("neighbours.col.inTitle")],
+    [t("neighbours.col.near"), t("neighbours.col.nearTitle", { km: SHARED_KM })]];
 }

@@ -5,34 +5,22 @@
 import { getJSON } from "./api.js";
 import { map } from "./context.js";
 import { geometryBounds } from "./geometry.js";
+import { date, t } from "./i18n.js";
 import { reportError } from "./messages.js";
 import { newestOnly } from "./refresh.js";
 import { $, el } from "./ui.js";
 
-const TEXT = {
-  title: "Tìm địa danh · Find a place",
-  placeholder: "Hà Tiên, Kiên Giang, cửa khẩu…",
-  label: "Tên tỉnh, xã, đồn · Province, commune or post name",
-  search: "Tìm · Search",
-  none: "Không tìm thấy · Nothing found",
-  failed: "Searching for a place",
-  levels: { country: "quốc gia · country", province: "tỉnh · province", commune: "xã · commune",
-    border_post: "đồn, cửa khẩu · border post" },
-  until: (day) => `đến ${day} · until ${day}`,
-  since: (day) => `từ ${day} · since ${day}`,
-  became: (names) => `nay thuộc · now in ${names}`,
-};
 const RESULTS = 8;
 const FLY = { padding: 40, maxZoom: 13, duration: 800 };
 const newestSearch = newestOnly();
 
 export function setUpPlaceSearch() {
-  const input = el("input", { type: "search", id: "place-q", placeholder: TEXT.placeholder,
+  const input = el("input", { type: "search", id: "place-q", placeholder: t("places.placeholder"),
     autocomplete: "off", required: true });
-  input.setAttribute("aria-label", TEXT.label);
+  input.setAttribute("aria-label", t("places.label"));
   const form = el("form", { id: "place-search", role: "search", className: "row" },
-    input, el("button", { type: "submit", text: TEXT.search }));
-  $("places").replaceChildren(el("h2", { text: TEXT.title }), form,
+    input, el("button", { type: "submit", text: t("places.search") }));
+  $("places").replaceChildren(el("h2", { text: t("places.title") }), form,
     el("ul", { id: "place-results", className: "place-results" }));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
@@ -50,14 +38,14 @@ async function search(q) {
     showResults(features);
     if (features.length) flyTo(features[0]);
   } catch (err) {
-    reportError(TEXT.failed, err);
+    reportError(t("places.failed"), err);
   }
 }
 
 function showResults(features) {
   const list = $("place-results");
   if (!features.length) {
-    list.replaceChildren(el("li", { className: "muted", text: TEXT.none }));
+    list.replaceChildren(el("li", { className: "muted", text: t("places.none") }));
     return;
   }
   list.replaceChildren(...features.map((f) => {
@@ -72,11 +60,11 @@ function showResults(features) {
 
 /** Its level and, for a unit of one map only, when it was in force. */
 function describe(p) {
-  const parts = [TEXT.levels[p.level] || p.level];
-  if (p.valid_to) parts.push(TEXT.until(p.valid_to));
-  else if (p.valid_from) parts.push(TEXT.since(p.valid_from));
+  const parts = [t(`places.level.${p.level}`)];
+  if (p.valid_to) parts.push(t("places.until", { day: date(p.valid_to) }));
+  else if (p.valid_from) parts.push(t("places.since", { day: date(p.valid_from) }));
   if (Array.isArray(p.became) && p.became.length) {
-    parts.push(TEXT.became(p.became.map((b) => b.name_local || b.name).join(", ")));
+    parts.push(t("places.became", { names: p.became.map((b) => b.name_local || b.name).join(", ") }));
   }
   return parts.filter(Boolean).join(" · ");
 }

@@ -124,7 +124,7 @@ export function settled(timeoutMs = 30000) {
         && pending() === 0 && working === 0;
       calm = idle ? calm + 1 : 0;
       if (calm >= 3) { resolve(true); return; }
-      if (Date.now() > until) { reject(new Error("dashboard did not settle")); return; }
+      if (Date.now() > until) { reject(new Error("settled-timeout")); return; }
       setTimeout(check, 100);
     };
     check();

@@ -2,19 +2,21 @@
 // signing out.
 
 import { ApiError, clearKey, getJSON, setKey, takeKeyFromUrl } from "./api.js";
+import { has, t } from "./i18n.js";
 import { state } from "./state.js";
 import { $ } from "./ui.js";
 
-const TEXT = {
-  refused: (reason) => `The key was refused: ${reason}. Paste a valid API key.`,
-  whoami: (me) => `${me.name} · ${me.role} · ${me.jurisdiction || "national"}`,
-};
+/** "name · role · area" of the top bar, in the current language. */
+function whoami(me) {
+  const role = has(`role.${me.role}`) ? t(`role.${me.role}`) : me.role;
+  return t("signin.whoami", { name: me.name, role, area: me.jurisdiction || t("signin.national") });
+}
 // roles that may read incident-level data; viewers see aggregates only
 const READERS = new Set(["officer", "analyst", "admin"]);
 
 export function askForKey(reason) {
   const dialog = $("signin");
-  if (reason) $("signin-reason").textContent = TEXT.refused(reason);
+  if (reason) $("signin-reason").textContent = t("signin.refused", { reason });
   if (!dialog.open) dialog.showModal();
 }
 
@@ -48,7 +50,7 @@ export async function signIn() {
     throw err;
   }
   state.reader = READERS.has(state.me.role);
-  $("whoami").textContent = TEXT.whoami(state.me);
+  $("whoami").textContent = whoami(state.me);
   $("sign-out").hidden = false;
   return true;
 }

@@ -3,6 +3,8 @@
 // rules (lines end with CRLF, LF or CR; `event`, `data`, `id`, `retry`; a blank line
 // dispatches; a line starting with ":" is a comment).
 
+import { t } from "./i18n.js";
+
 /** Feeds text chunks in, calls `onEvent({ event, data, id })` per dispatched event (`id` the
  * last event id seen, as the standard keeps it),
  * `onComment(text)` per comment and `onRetry(ms)` for a `retry:` field. */
@@ -101,7 +103,7 @@ export async function readStream({ url, headers, signal, onOpen, onActivity = ()
     throw new StreamError(response.status, detail);
   }
   if (!(response.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
-    throw new StreamError(response.status, "not an event stream");
+    throw new StreamError(response.status, t("live.notAStream"));
   }
   onOpen();
   const parser = new SseParser(handlers);

@@ -3,25 +3,14 @@
 
 import { getJSON } from "./api.js";
 import { trendChart } from "./chart.js";
-import { map, placeName } from "./context.js";
+import { categoryName, map, placeName } from "./context.js";
 import { paletteColour, viewBbox } from "./mapview.js";
+import { number, t } from "./i18n.js";
 import { reportError } from "./messages.js";
 import { filterParams, state } from "./state.js";
 import { pickMonths } from "./time.js";
 import { $, el, percent } from "./ui.js";
 
-const TEXT = {
-  failed: "Loading the statistics",
-  unavailable: "Statistics unavailable.",
-  numberLocale: "en-US",
-  incidents: " incidents", // after the count
-  cleared: " cleared", // after the clearance rate
-  noIncidents: "No incidents match in this view.",
-  perMonth: "Per month",
-  pairsTitle: "Busiest cross-boundary pairs (5 km)",
-  pair: (a, b, count) => `${a} – ${b}: ${count}`,
-  noPairs: "None in this view.",
-};
 const TOP_PAIRS = 5;
 
 let inFlight = null; // the AbortController of the statistics being fetched: a newer view wins
@@ -41,24 +30,24 @@ export async function refreshStats() {
     renderStats(byCategory, byMonth, cross.pairs);
   } catch (err) {
     if (err.name === "AbortError") return;
-    $("stats-body").textContent = TEXT.unavailable;
-    reportError(TEXT.failed, err);
+    $("stats-body").textContent = t("stats.unavailable");
+    reportError(t("stats.failed"), err);
   }
 }
 
 function renderStats(byCategory, byMonth, pairs) {
   const body = $("stats-body");
   body.className = "";
-  const kpi = (id, value, after) => el("div", {}, el("span", { className: "kpi", id, text: value }), after);
+  const kpi = (id, value, after) => el("div", {}, el("span", { className: "kpi", id, text: value }), " ", after);
   body.replaceChildren(
     el("div", { className: "kpis" },
-      kpi("stat-total", byCategory.total.toLocaleString(TEXT.numberLocale), TEXT.incidents),
-      kpi("stat-clearance", percent(byCategory.clearance_rate), TEXT.cleared)),
+      kpi("stat-total", number(byCategory.total), t("stats.incidents", { count: byCategory.total })),
+      kpi("stat-clearance", percent(byCategory.clearance_rate), t("stats.cleared"))),
     categoryBars(byCategory.groups),
-    el("h3", { text: TEXT.perMonth }),
+    el("h3", { text: t("stats.perMonth") }),
     trendChart({ months: state.months, groups: byMonth.groups, from: state.filters.from,
       to: state.filters.to, onPick: (m) => pickMonths(m, m) }),
-    el("h3", { text: TEXT.pairsTitle }),
+    el("h3", { text: t("stats.pairsTitle") }),
     busiestPairs(pairs));
 }
 
@@ -70,17 +59,17 @@ function categoryBars(groups) {
     const fill = el("span", { className: "bar-fill" });
     Object.assign(fill.style, { width: `${(100 * g.count) / max}%`, background: paletteColour(index.get(g.key) ?? 0) });
     list.append(el("div", { className: "bar-row", dataset: { category: g.key, count: g.count } },
-      el("span", { className: "bar-label", text: g.name || g.key }),
+      el("span", { className: "bar-label", text: categoryName(g.key) }),
       el("span", { className: "bar-track" }, fill),
-      el("span", { className: "bar-value", text: g.count })));
+      el("span", { className: "bar-value", text: number(g.count) })));
   }
-  if (!groups.length) list.textContent = TEXT.noIncidents;
+  if (!groups.length) list.textContent = t("stats.noIncidents");
   return list;
 }
 
 function busiestPairs(pairs) {
   const ol = el("ol", { className: "pairs" }, ...pairs.filter((p) => p.count > 0).slice(0, TOP_PAIRS)
-    .map((p) => el("li", { text: TEXT.pair(placeName(p.a), placeName(p.b), p.count) })));
-  if (!ol.children.length) ol.textContent = TEXT.noPairs;
+    .map((p) => el("li", { text: t("stats.pair", { a: placeName(p.a), b: placeName(p.b), count: p.count }) })));
+  if (!ol.children.length) ol.textContent = t("stats.noPairs");
   return ol;
 }

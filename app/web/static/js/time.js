@@ -3,14 +3,8 @@
 import { apply, scheduleApply, settled } from "./refresh.js";
 import { monthRange, state } from "./state.js";
 import { $ } from "./ui.js";
+import { date, t } from "./i18n.js";
 
-const TEXT = {
-  allMonths: "All months",
-  month: (m) => `Month ${m}`,
-  range: (from, to) => `${from || "start"} – ${to || "now"}`,
-  play: "Play month by month",
-  pause: "Pause",
-};
 const PLAY_STEP_MS = 1500; // how long ▶ shows each month once the map has drawn it
 const SLIDER_DELAY_MS = 150;
 
@@ -80,18 +74,27 @@ function syncTime() {
   // an open end shows the first or last month with data: the same incidents
   $("f-from").value = f.from || state.months[0];
   $("f-to").value = f.to || state.months[state.months.length - 1];
-  const label = !f.from && !f.to ? TEXT.allMonths
-    : f.from === f.to ? TEXT.month(f.from) : TEXT.range(f.from, f.to);
+  const label = !f.from && !f.to ? t("time.allMonths")
+    : f.from === f.to ? t("time.month", { month: monthName(f.from) })
+      : t("time.range", { from: f.from ? monthName(f.from) : t("time.start"), to: f.to ? monthName(f.to) : t("time.now") });
   $("month-label").textContent = label;
-  if (f.from && f.from === f.to) $("month-slider").value = String(state.months.indexOf(f.from));
+  const slider = $("month-slider");
+  if (f.from && f.from === f.to) {
+    slider.value = String(state.months.indexOf(f.from));
+    slider.classList.remove("all");
+  } else {
+    // "All months" (or a range): the handle goes back to the start and reads as not chosen
+    slider.value = "0";
+    slider.classList.add("all");
+  }
+  slider.setAttribute("aria-valuetext", label);
 }
 
 function play() {
   const f = state.filters;
   let i = f.from && f.from === f.to ? state.months.indexOf(f.from) + 1 : 0;
   if (i >= state.months.length) i = 0;
-  $("play").textContent = "⏸";
-  $("play").setAttribute("aria-label", TEXT.pause);
+  showPlayButton(true);
   const step = async () => {
     if (!playing) return;
     if (i >= state.months.length) { stopPlaying(); return; }
@@ -109,6 +112,21 @@ function play() {
 function stopPlaying() {
   if (playing) clearTimeout(playing);
   playing = null;
-  $("play").textContent = "▶";
-  $("play").setAttribute("aria-label", TEXT.play);
+  showPlayButton(false);
+}
+
+/** ▶ or ⏸ as CSS shapes (app.css: .play-glyph, .pause-glyph), not font glyphs that a browser
+ * without the right font draws as boxes; the label says what a press does. */
+function showPlayButton(isPlaying) {
+  const button = $("play");
+  button.firstElementChild.className = isPlaying ? "glyph pause-glyph" : "glyph play-glyph";
+  button.dataset.i18nAttr = isPlaying ? "title=time.pause;aria-label=time.pause" : "title=time.play;aria-label=time.play";
+  const label = t(isPlaying ? "time.pause" : "time.play");
+  button.setAttribute("aria-label", label);
+  button.title = label;
+}
+
+/** "2025-03" as the current language writes a month ("thg 3, 2025" / "Mar 2025"). */
+function monthName(month) {
+  return date(`${month}-15T00:00:00+07:00`, { month: "short", year: "numeric" });
 }

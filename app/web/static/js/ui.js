@@ -3,12 +3,9 @@
 // markup with data in it; colours go through the style object, never a style="" attribute:
 // the page's Content Security Policy allows no inline style (docs/access.md, "Headers").
 
-const TEXT = {
-  close: "Close",
-  none: "–", // a value the API left empty
-  dateLocale: "en-GB",
-  timeZone: "Asia/Ho_Chi_Minh", // times read as in Vietnam, like the months of the filters
-};
+import { dateTime, percent as sharePercent, t } from "./i18n.js";
+
+const NONE = "–"; // a value the API left empty
 
 export const $ = (id) => document.getElementById(id);
 
@@ -36,7 +33,7 @@ export function closeButton(label, onClick, className) {
 
 /** A panel's title with a × that closes the panel. */
 export function heading(title, onClose) {
-  return el("h2", { text: title }, closeButton(TEXT.close, onClose, "close"));
+  return el("h2", { text: title }, closeButton(t("close"), onClose, "close"));
 }
 
 /** Show a panel with its title and one line of state only ("Loading…", "Unavailable."). */
@@ -51,7 +48,7 @@ export function tableRow(cells, headerCells = 0) {
   const tr = el("tr");
   cells.forEach((cell, i) => {
     const [text, title] = Array.isArray(cell) ? cell : [cell];
-    tr.append(el(i < headerCells ? "th" : "td", { text: String(text ?? TEXT.none), title }));
+    tr.append(el(i < headerCells ? "th" : "td", { text: String(text ?? NONE), title }));
   });
   return tr;
 }
@@ -62,28 +59,23 @@ export function table({ id, className, head, rows }) {
   return el("table", { id, className }, ...thead, el("tbody", {}, ...rows));
 }
 
-/** An API code as words: "under_investigation" → "under investigation". */
-export function words(code) {
-  return code.replaceAll("_", " ");
+/** A status code in the current language ("under_investigation" → "đang điều tra"). */
+export function statusName(code) {
+  return t(`status.${code}`);
 }
 
-/** A time as people in Vietnam read it ("–" when there is none). */
+/** A time as people in Vietnam read it, with the zone ("–" when there is none): a notice
+ * others act on must say which clock it means. vi-VN or en-GB after the language. */
 export function when(iso) {
-  return iso
-    ? new Date(iso).toLocaleString(TEXT.dateLocale, { timeZone: TEXT.timeZone, dateStyle: "medium", timeStyle: "short" })
-    : TEXT.none;
+  return iso ? dateTime(iso) : NONE;
 }
 
-/** A time as people in Vietnam read it, with the zone's offset ("30 Nov 2026, 08:00 GMT+7"):
- * a notice others act on must say which clock it means. */
+/** The same (kept for the panels that say "zoned"). */
 export function whenZoned(iso) {
-  return iso
-    ? new Date(iso).toLocaleString(TEXT.dateLocale, { timeZone: TEXT.timeZone, day: "numeric",
-      month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "shortOffset" })
-    : TEXT.none;
+  return iso ? dateTime(iso) : NONE;
 }
 
-/** A rate (0–1) as a percentage ("–" when there is none). */
+/** A rate (0–1) as a percentage in the current locale ("–" when there is none). */
 export function percent(rate) {
-  return rate === null || rate === undefined ? TEXT.none : `${(rate * 100).toFixed(1)} %`;
+  return rate === null || rate === undefined ? NONE : sharePercent(rate);
 }
