@@ -34,6 +34,7 @@ from test_dashboard import (
     Page,
     Served,
     _open,
+    msg,
     playwright_api,
     wait_until,
 )
@@ -291,7 +292,7 @@ async def test_a_new_severe_incident_appears_live_with_its_alert_and_acknowledge
     for p in (first, second):
         assert await p.page.locator("#alerts").is_visible()
         assert await p.page.locator("#alerts-unread").inner_text() == "0"
-        assert "Trực tiếp · Live" in await p.page.locator("#live-status").inner_text()
+        assert msg("live.status.live") in await p.page.locator("#live-status").inner_text()
     bbox = await _view_bbox(first)
     before = await _total(first)
     assert before == await _matched(live, OFFICERS[0], bbox)
@@ -336,7 +337,7 @@ async def test_a_new_severe_incident_appears_live_with_its_alert_and_acknowledge
     text_shown = await first.page.locator(item).inner_text()
     assert alert["rule"]["name"] in text_shown
     assert "Drug trafficking" in text_shown
-    assert "severity 5" in text_shown
+    assert msg("alerts.severity", severity=5) in text_shown
     occurred = datetime.fromisoformat(alert["incident"]["occurred_at"]).astimezone(ICT)
     assert f"{occurred:%H:%M} GMT+7" in text_shown  # Vietnam's time, with its offset
     assert "An Giang" in text_shown
@@ -350,7 +351,7 @@ async def test_a_new_severe_incident_appears_live_with_its_alert_and_acknowledge
         second.page, f"document.querySelector(\"{item}\").classList.contains('acknowledged')"
     )
     acked = await second.page.locator(item).inner_text()
-    assert f"Acknowledged by {OFFICERS[0]}" in acked
+    assert msg("alerts.acknowledged", who=OFFICERS[0]).split("{time}")[0] in acked
     assert await second.page.locator(f"{item} button.ack").count() == 0
     async with live.client(OFFICERS[1]) as c:
         after = (await c.get("/alerts")).json()
@@ -523,7 +524,7 @@ async def test_resync_reloads_and_a_revoked_key_ends_the_feed(
     await wait_until(p.page, "window.borderwatch.live.received.some((e) => e.event === 'resync')")
     await wait_until(p.page, f"window.borderwatch.live.refreshes > {refreshes}")
     await wait_until(p.page, "window.borderwatch.live.status === 'live'")
-    assert "reloaded" in await p.page.locator("#messages").inner_text()
+    assert msg("live.resync") in await p.page.locator("#messages").inner_text()
     await p.settled()
     made = await _create(live, *LONG_XUYEN)
     await _wait_received(p, made)
@@ -533,7 +534,7 @@ async def test_resync_reloads_and_a_revoked_key_ends_the_feed(
         r = await c.post(f"/principals/{live.ids[REVOKED]}/revoke")
         assert r.status_code == 200, r.text
     await wait_until(p.page, "window.borderwatch.live.status === 'ended'")
-    assert "Đã dừng · Stopped" in await p.page.locator("#live-status").inner_text()
+    assert msg("live.status.ended") in await p.page.locator("#live-status").inner_text()
     reason = await p.page.evaluate("window.borderwatch.live.reason")
     # the server's reason, in words, on the page
     assert reason and "key" in reason
