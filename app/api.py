@@ -20,6 +20,7 @@ from app.health.routes import router as health_router
 from app.incidents.export_routes import router as export_router
 from app.incidents.import_routes import router as import_router
 from app.incidents.nearby_routes import router as nearby_router
+from app.incidents.note_routes import router as notes_router
 from app.incidents.routes import router as incidents_router
 from app.jurisdictions.routes import router as jurisdictions_router
 from app.ogc.routes import router as ogc_router
@@ -51,6 +52,7 @@ ROUTERS: list[APIRouter] = [
     borderzone_router,
     photos_router,
     incidents_router,
+    notes_router,
     nearby_router,
     import_router,
     export_router,

@@ -18,11 +18,16 @@ from app.incidents.filters import Cursor, IncidentFilter
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr
 
+# what one key recorded (`recorded_by=me`), bound per request
+BY_CREATOR = Incident.created_by == bindparam("creator", type_=Incident.created_by.type)
 
-async def count(*, session: AsyncSession, filt: IncidentFilter) -> int:
-    """How many incidents match."""
+
+async def count(*, session: AsyncSession, filt: IncidentFilter, creator: str | None = None) -> int:
+    """How many incidents match (recorded by `creator`, when given)."""
     stmt = select(func.count()).select_from(Incident).where(*filt.conditions())
-    return int((await session.execute(stmt)).scalar_one())
+    if creator is not None:
+        stmt = stmt.where(BY_CREATOR)
+    return int((await session.execute(stmt, {"creator": creator})).scalar_one())
 
 
 @dataclass
@@ -41,13 +46,18 @@ async def stream_page(
     cursor: Cursor | None,
     page: Page,
     chunk: int = 500,
+    creator: str | None = None,
 ) -> AsyncIterator[bytes]:
     """Feature texts of one page, comma-separated, newest first; fills `page` as it goes.
 
     PostgreSQL joins the Features into one text per `chunk` rows, so Python handles a few
-    large strings instead of a thousand small ones."""
-    stmt = _page_statement(filt, limit, chunk, cursor is not None)
-    params = {} if cursor is None else {"cursor_at": cursor.occurred_at, "cursor_id": cursor.id}
+    large strings instead of a thousand small ones. `creator`: only what that actor recorded."""
+    stmt = _page_statement(filt, limit, chunk, cursor is not None, creator is not None)
+    params: dict[str, Any] = {} if cursor is None else {
+        "cursor_at": cursor.occurred_at, "cursor_id": cursor.id
+    }  # fmt: skip
+    if creator is not None:
+        params["creator"] = creator
     # one round trip: a page is at most 10 000 rows, and one result is faster than a
     # server-side cursor for that (docs/performance.md); the export streams through a cursor
     result = await (await session.connection()).execute(stmt, params)
@@ -74,8 +84,11 @@ AFTER_CURSOR = tuple_(Incident.occurred_at, Incident.id) < tuple_(
 
 
 @lru_cache(maxsize=128)
-def _page_statement(filt: IncidentFilter, limit: int, chunk: int, paged: bool) -> Select[Any]:
-    """The page statement (see stream_page), after the cursor's position when `paged`."""
+def _page_statement(
+    filt: IncidentFilter, limit: int, chunk: int, paged: bool, by_creator: bool = False
+) -> Select[Any]:
+    """The page statement (see stream_page), after the cursor's position when `paged`, of one
+    creator's incidents when `by_creator`."""
     f, post = feature_expr()
     i = Incident
     rn = func.row_number().over(order_by=(i.occurred_at.desc(), i.id.desc()))
@@ -95,6 +108,8 @@ def _page_statement(filt: IncidentFilter, limit: int, chunk: int, paged: bool) -
     )
     if paged:
         rows = rows.where(AFTER_CURSOR)
+    if by_creator:
+        rows = rows.where(BY_CREATOR)
     sub = rows.subquery()
     in_page = sub.c.rn <= limit
     at_end = sub.c.rn == limit

@@ -78,6 +78,13 @@ class Incident(Base):
         Index("ix_incident_commune_code", "commune_code"),
         # a cooperation area's border strips (app/incidents/filters.py on_border_strip)
         Index("ix_incident_border_segment_distance", "border_segment", "border_distance_km"),
+        # what one key recorded, newest first (GET /incidents?recorded_by=me: the field page)
+        Index(
+            "ix_incident_created_by_occurred_at",
+            "created_by",
+            text("occurred_at DESC"),
+            text("id DESC"),
+        ),
         Index(
             "uq_incident_source_source_id",
             "source",
@@ -160,3 +167,29 @@ class IncidentHistory(Base):
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     actor: Mapped[str | None] = mapped_column(Text)
     changes: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+NOTE_MAX = 4000  # characters of a note
+
+
+class IncidentNote(Base):
+    """A note on an incident (what a unit learned, asked or did): append-only, the id chosen by
+    the client so that a retry from an offline queue stores it once."""
+
+    __tablename__ = "incident_note"
+    __table_args__ = (
+        CheckConstraint(f"char_length(body) BETWEEN 1 AND {NOTE_MAX}", name="body_length"),
+        Index("ix_incident_note_incident_id", "incident_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    incident_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("incident.id", ondelete="CASCADE")
+    )
+    body: Mapped[str] = mapped_column(Text)
+    # the clock, not the transaction's start: notes written in one transaction keep their order
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("clock_timestamp()")
+    )
+    created_by: Mapped[str] = mapped_column(Text)
+    unit: Mapped[str | None] = mapped_column(Text)

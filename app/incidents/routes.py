@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import orjson
@@ -140,12 +140,19 @@ async def list_incidents(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     count: Annotated[bool, Query(description="include numberMatched (costs a count)")] = False,
+    recorded_by: Annotated[
+        Literal["me"] | None,
+        Query(description="`me`: only the incidents this key recorded (a field unit's records)"),
+    ] = None,
 ) -> StreamingResponse:
     """Stream the page; `links` carry `next` while more remain."""
     position = Cursor.decode(cursor) if cursor else None
-    matched = await listing.count(session=session, filt=filt) if count else None
+    creator = principal.actor if recorded_by == "me" else None
+    matched = await listing.count(session=session, filt=filt, creator=creator) if count else None
     page = listing.Page()
-    parts = listing.stream_page(session=session, filt=filt, limit=limit, cursor=position, page=page)
+    parts = listing.stream_page(
+        session=session, filt=filt, limit=limit, cursor=position, page=page, creator=creator
+    )
     # the page's one query runs now, before the 200 is sent: a database failure is a 503
     first = await anext(parts, b"")
 

@@ -185,6 +185,23 @@ def _visible_statement(scope: Scope) -> Select[Any]:
     return select(Incident.id).where(Incident.id == INCIDENT_ID, visible(scope))
 
 
+async def require_live(session: AsyncSession, incident_id: uuid.UUID, scope: Scope) -> None:
+    """The incident exists, is not deleted and lies within `scope`; else the 404 of an unknown
+    incident (what is outside a key's scope is not shown to exist). For what hangs on an
+    incident: its notes, its photos."""
+    conn = await session.connection()
+    found = await conn.execute(_live_statement(scope), {"incident_id": incident_id})
+    if found.scalar() is None:
+        raise NotFound(f"no incident with id {incident_id}", id=str(incident_id))
+
+
+@lru_cache(maxsize=SCOPE_CACHE)
+def _live_statement(scope: Scope) -> Select[Any]:
+    return select(Incident.id).where(
+        Incident.id == INCIDENT_ID, Incident.deleted_at.is_(None), visible(scope)
+    )
+
+
 def _outside(scope: Scope) -> Forbidden:
     km = f"{scope.distance_m / 1000:g} km"
     if scope.area is not None:
