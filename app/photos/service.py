@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -192,6 +192,7 @@ async def upload(
         "exif_lon": found.lon,
         "exif_lat": found.lat,
         "taken_at": found.taken_at,
+        "created_at": func.clock_timestamp(),  # the upload order, even within a transaction
         "created_by": principal.actor,
         "caption": caption or None,
     }
