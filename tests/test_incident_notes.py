@@ -16,6 +16,7 @@ from conftest import app_client, make_key
 PROBLEM = "application/problem+json"
 AN_GIANG = (105.435, 10.386)  # inside An Giang (VN-44)
 HA_NOI = (105.854, 21.028)
+ANY = {"If-Match": "*"}
 
 
 async def _incident(c: httpx.AsyncClient, where: tuple[float, float], unit: str) -> str:
@@ -142,3 +143,40 @@ async def test_recorded_by_me(
             assert {f["id"] for f in first["features"] + rest["features"]} == set(made[n])
             bad = await c.get("/incidents", params={"recorded_by": "someone"})
             assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
+
+
+async def test_statuses_say_what_a_correction_accepts(client: httpx.AsyncClient) -> None:
+    """`GET /statuses` against PATCH itself: from every status, every other status is accepted
+    exactly when `next` lists it (a 409 naming the allowed ones otherwise)."""
+    listed = (await client.get("/statuses")).json()["statuses"]
+    nxt = {s["code"]: s["next"] for s in listed}
+    assert listed[0]["code"] == "reported"
+    assert all(s["final"] == (not s["next"]) for s in listed)
+
+    async def at(status: str) -> str:
+        """A new incident walked to `status` along the lifecycle (breadth first)."""
+        paths: dict[str, list[str]] = {"reported": []}
+        queue = ["reported"]
+        while queue:
+            s = queue.pop(0)
+            for t in nxt[s]:
+                if t not in paths:
+                    paths[t] = [*paths[s], t]
+                    queue.append(t)
+        ident = await _incident(client, AN_GIANG, "Tổ 1")
+        for step in paths[status]:
+            r = await client.patch(f"/incidents/{ident}", json={"status": step}, headers=ANY)
+            assert r.status_code == 200, r.text
+        return ident
+
+    for status in nxt:
+        stuck = await at(status)
+        for target in nxt:
+            if target == status:
+                continue
+            ident = await at(status) if target in nxt[status] else stuck
+            r = await client.patch(f"/incidents/{ident}", json={"status": target}, headers=ANY)
+            if target in nxt[status]:
+                assert r.status_code == 200 and r.json()["properties"]["status"] == target
+            else:
+                assert r.status_code == 409 and r.json()["allowed"] == nxt[status], r.text

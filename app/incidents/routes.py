@@ -20,7 +20,13 @@ from app.errors import InvalidInput
 from app.geo.geojson import DOC, GEOJSON, GeoJSONResponse, response_doc
 from app.incidents import listing, service
 from app.incidents.filters import Cursor, FilterDep
-from app.incidents.schemas import IncidentIn, IncidentPatch, check_not_future, parse_incident
+from app.incidents.schemas import (
+    TRANSITIONS,
+    IncidentIn,
+    IncidentPatch,
+    check_not_future,
+    parse_incident,
+)
 from app.openapi import problems
 
 router = APIRouter(tags=["incidents"])
@@ -273,3 +279,17 @@ async def incident_history(
 async def list_categories(session: SessionDep, _: ReferenceReader) -> JSONResponse:
     """Stable codes with display names."""
     return JSONResponse({"categories": await service.categories(session=session)})
+
+
+@router.get("/statuses", summary="The status lifecycle: each status and where it may go next")
+async def list_statuses(_: ReferenceReader) -> JSONResponse:
+    """In lifecycle order; `next` is what `PATCH /incidents/{id}` accepts from that status
+    (anything else is a 409 naming the allowed ones); `final` has no way out."""
+    return JSONResponse(
+        {
+            "statuses": [
+                {"code": code, "next": list(nxt), "final": not nxt}
+                for code, nxt in TRANSITIONS.items()
+            ]
+        }
+    )
