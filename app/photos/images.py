@@ -25,6 +25,7 @@ OPENERS = ["JPEG", "PNG", "WEBP"]  # the only decoders an upload ever reaches
 THUMBNAIL_PX = 320
 THUMBNAIL_TYPE = "image/jpeg"
 THUMBNAIL_QUALITY = 80
+TURNED = (5, 6, 7, 8)  # EXIF orientations shown turned by 90°: width and height swap
 # signatures of what is sent by mistake, to name it in the answer
 OTHER_SIGNATURES = (
     (b"GIF87a", "image/gif"),
@@ -108,11 +109,12 @@ def inspect(data: bytes, *, declared: str, max_pixels: int, zone: tzinfo) -> Ins
             _check_pixels(image.size, max_pixels)
             image.load()  # every pixel: a truncated file fails here
             exif = image.getexif()
-            upright = ImageOps.exif_transpose(image)
-            width, height = upright.size
+            width, height = image.size
+            if exif.get(ExifTags.Base.Orientation) in TURNED:
+                width, height = height, width
             lon, lat = _position(exif)
             taken_at = _taken_at(exif, zone)
-            thumbnail = _thumbnail(upright)
+            thumbnail = _thumbnail(image)
     except Image.DecompressionBombError as exc:
         raise _too_many_pixels(max_pixels) from exc
     except UnidentifiedImageError as exc:
@@ -170,11 +172,12 @@ def _other(data: bytes, found: str | None) -> AppError:
     )
 
 
-def _thumbnail(upright: Image.Image) -> bytes:
-    """A JPEG of at most THUMBNAIL_PX on its long side, without any metadata (no EXIF, no
-    ICC profile: save() writes only what it is given); transparency over white."""
-    small = upright.copy()
-    small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.LANCZOS)
+def _thumbnail(image: Image.Image) -> bytes:
+    """A JPEG of at most THUMBNAIL_PX on its long side, turned as its EXIF orientation says,
+    without any metadata (no EXIF, no ICC profile: save() writes only what it is given);
+    transparency over white. `image` is made small in place (no copy of a large picture)."""
+    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.LANCZOS)
+    small = ImageOps.exif_transpose(image)
     if small.mode in ("RGBA", "LA") or (small.mode == "P" and "transparency" in small.info):
         rgba = small.convert("RGBA")
         flat = Image.new("RGB", rgba.size, (255, 255, 255))
