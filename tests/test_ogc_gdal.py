@@ -9,6 +9,7 @@ timeout.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
@@ -139,3 +140,22 @@ async def test_ogr2ogr_with_datetime_parameter(served: Served, tmp_path: Path) -
     table2 = pyogrio.read_dataframe(out2)
     assert set(table2["id"]) == {f["id"] for f in api["features"]}
     assert len(table2) == api["numberMatched"]
+
+
+async def test_basic_authentication_as_gis_tools_send_it(served: Served) -> None:
+    """GDAL with HTTP Basic (the key as the password: QGIS 3.22's and ArcGIS's way, no
+    plug-in) reads what the Bearer key reads, and the key is never in a logged URL."""
+    api = await _api(served)
+    cmd = ["ogrinfo", "-ro", "-so", "--config", "GDAL_HTTP_AUTH", "BASIC",
+           "--config", "GDAL_HTTP_USERPWD", f"qgis:{served.key}",
+           f"OAPIF:{served.base}", "incidents"]  # fmt: skip
+
+    def run(args: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+
+    done = await asyncio.to_thread(run, cmd)
+    assert done.returncode == 0, done.stderr
+    assert f"Feature Count: {api['numberMatched']}" in done.stdout, done.stdout
+    refused = await asyncio.to_thread(run, [*cmd[:8], "qgis:bw_not_a_key", *cmd[9:]])
+    assert refused.returncode != 0 and "401" in refused.stderr, refused.stderr
+    assert all(served.key not in line for line in served.log.read_text().splitlines())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
@@ -20,15 +22,36 @@ from app.errors import Forbidden, TooManyRequests, Unauthorized
 
 
 def presented_key(request: Request) -> str | None:
-    """The API key from `Authorization: Bearer …` or `X-API-Key`."""
+    """The API key from `Authorization: Bearer …`, `Authorization: Basic …` (the key as the
+    password, any user name: what QGIS 3.22, GDAL and ArcGIS can send without a plug-in) or
+    `X-API-Key`. Never from the URL."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise Unauthorized("use 'Authorization: Bearer <key>' or the X-API-Key header")
-        return value.strip()
+        scheme, value = scheme.lower(), value.strip()
+        if scheme == "bearer" and value:
+            return value
+        if scheme == "basic" and value:
+            return _basic_password(value)
+        raise Unauthorized(
+            "use 'Authorization: Bearer <key>', Basic authentication with the key as the"
+            " password, or the X-API-Key header"
+        )
     key = request.headers.get("x-api-key")
     return key.strip() if key else None
+
+
+def _basic_password(token: str) -> str:
+    """The password of Basic credentials (RFC 7617: base64 of `user:password`, UTF-8); the user
+    name alone when the password is empty (some tools put the key there)."""
+    try:
+        user, sep, password = base64.b64decode(token, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthorized("Basic credentials are not base64 of 'user:key'") from exc
+    key = (password or user).strip() if sep else ""
+    if not key:
+        raise Unauthorized("Basic credentials carry no key: put the API key in the password")
+    return key
 
 
 class RateLimiter:
