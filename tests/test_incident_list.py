@@ -176,3 +176,39 @@ async def test_large_page_streams_valid_json(
     assert rest["numberReturned"] == 34
     everything = (await client.get("/incidents", params={"limit": 10000})).json()
     assert everything["numberReturned"] == everything["numberMatched"] == 1234
+
+
+async def test_bbox_is_exact_at_every_edge(client: httpx.AsyncClient) -> None:
+    """A point belongs to the box only if it lies in it (on an edge counts): the index's
+    single-precision boxes let points ~1e-6° outside through, and the list, the OGC items and
+    the export must not keep them. The expectation is plain arithmetic on the coordinates."""
+    box = (106.79438, 10.70001, 106.89438, 10.80001)  # west, south, east, north
+    x0, y0, x1, y1 = box
+    mid_x, mid_y = (x0 + x1) / 2, (y0 + y1) / 2
+    eps = 1e-6
+    points = [
+        (x1 + eps, mid_y), (x1, mid_y), (x1 - eps, mid_y),  # east edge
+        (x0 - eps, mid_y), (x0, mid_y), (x0 + eps, mid_y),  # west edge
+        (mid_x, y1 + eps), (mid_x, y1), (mid_x, y1 - eps),  # north edge
+        (mid_x, y0 - eps), (mid_x, y0), (mid_x, y0 + eps),  # south edge
+        (x1 + eps, y1 + eps), (x1, y1), (x0 - eps, y0 - eps),  # corners
+    ]  # fmt: skip
+    inside: set[str] = set()
+    for n, (lon, lat) in enumerate(points):
+        r = await client.post(
+            "/incidents",
+            json={"category": "fraud", "severity": 1,
+                  "occurred_at": (BASE + timedelta(hours=n)).isoformat(),
+                  "location": {"type": "Point", "coordinates": [lon, lat]}},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        stored = r.json()["geometry"]["coordinates"]
+        if x0 <= stored[0] <= x1 and y0 <= stored[1] <= y1:
+            inside.add(r.json()["id"])
+    assert len(inside) == 9  # 2 per edge and the corner on the box
+    bbox = ",".join(repr(v) for v in box)
+    assert set(await _ids(client, bbox=bbox)) == inside
+    r = await client.get("/ogc/collections/incidents/items", params={"bbox": bbox, "limit": 1000})
+    assert {f["id"] for f in r.json()["features"]} == inside
+    r = await client.get("/incidents/export", params={"format": "geojson", "bbox": bbox})
+    assert {f["id"] for f in r.json()["features"]} == inside

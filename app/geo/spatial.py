@@ -53,8 +53,9 @@ def intersects_bbox(col: Any, bbox: BBox) -> ColumnElement[bool]:
 
 
 def overlaps_bbox(col: Any, bbox: BBox) -> ColumnElement[bool]:
-    """SQL: the bounding box of `col` overlaps the box (`&&`: the index alone; exact for
-    points, a prefilter for anything larger)."""
+    """SQL: the bounding box of `col` overlaps the box (`&&`: the index alone). A prefilter,
+    never the answer: the boxes it compares are single precision, rounded outward, so a point
+    ~1e-6° outside the box passes (intersects_bbox is exact)."""
     result: ColumnElement[bool] = col.op("&&")(envelope(bbox))
     return result
 

@@ -97,7 +97,7 @@ class IncidentFilter:
         if i is Incident:
             out.insert(0, i.deleted_at.is_(None))
         if self.bbox:
-            out.append(spatial.overlaps_bbox(i.geom, self.bbox))
+            out.append(spatial.intersects_bbox(i.geom, self.bbox))
         if self.start is not None:
             out.append(i.occurred_at >= self.start)
         if self.end is not None:
