@@ -1,5 +1,6 @@
 """GET / (the dashboard), its static files, MapLibre GL JS from node_modules, its config; GET
-/docs (Swagger UI from node_modules).
+/docs (Swagger UI from node_modules); GET /field (the field page for phones) with its service
+worker (GET /field/sw.js) and web app manifest.
 
 The files are public (they hold no data and no secret); every data request the page makes
 carries the API key like any other client.
@@ -24,6 +25,15 @@ IDB_DIST = PROJECT_ROOT / "node_modules" / "idb" / "build"
 EXIFR_DIST = PROJECT_ROOT / "node_modules" / "exifr" / "dist"
 # the page and its modules change with the app: revalidate them (cheap 304s) on every load
 NO_CACHE = {"Cache-Control": "no-cache"}
+# The field page's service worker: its scope is /field (the page itself, not only what lies
+# under /field/), wider than its own folder, so the header allows it. A worker runs under the
+# policy delivered with its script: it may fetch this origin only (the data responses' policy,
+# default-src 'none', would stop every fetch it makes).
+SERVICE_WORKER_HEADERS = {
+    **NO_CACHE,
+    "Service-Worker-Allowed": "/field",
+    "Content-Security-Policy": "default-src 'none'; connect-src 'self'; script-src 'self'",
+}
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
@@ -38,6 +48,22 @@ async def dashboard() -> FileResponse:
 async def api_docs() -> FileResponse:
     """Swagger UI over /openapi.json, from the npm package (works offline)."""
     return FileResponse(STATIC / "docs.html", media_type="text/html", headers=NO_CACHE)
+
+
+@router.api_route("/field", methods=["GET", "HEAD"], summary="The field page (phones)")
+async def field_page() -> FileResponse:
+    """field.html: record incidents offline, near me, my records."""
+    return FileResponse(STATIC / "field.html", media_type="text/html", headers=NO_CACHE)
+
+
+@router.api_route("/field/sw.js", methods=["GET", "HEAD"], summary="The field page's worker")
+async def field_service_worker() -> FileResponse:
+    """The service worker that keeps the field page, its map and its data for offline use."""
+    return FileResponse(
+        STATIC / "js" / "field" / "sw.js",
+        media_type="text/javascript",
+        headers=SERVICE_WORKER_HEADERS,
+    )
 
 
 @router.get("/dashboard/config.json", summary="Settings the dashboard needs (no secrets)")
