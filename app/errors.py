@@ -91,6 +91,12 @@ class TooManyRequests(AppError):
     title = "Too many requests"
 
 
+class UnsupportedMediaType(AppError):
+    """The body's type (declared or found in its content) is not one this operation reads."""
+
+    title = "Unsupported media type"
+
+
 class Unavailable(AppError):
     """A dependency (the database) is not reachable."""
 
@@ -107,6 +113,7 @@ STATUS: dict[type[AppError], int] = {
     PreconditionFailed: 412,
     RequestTimeout: 408,
     PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
     PreconditionRequired: 428,
     Unavailable: 503,
 }

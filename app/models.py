@@ -6,8 +6,9 @@ from app.borders.models import BorderSegment, BorderSegmentPiece
 from app.cooperation.models import CooperationArea, CooperationMember
 from app.db import Base
 from app.events.models import EventLog, EventLogHorizon
-from app.incidents.models import Category, Incident, IncidentHistory
+from app.incidents.models import Category, Incident, IncidentHistory, IncidentNote
 from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
+from app.photos.models import IncidentPhoto
 from app.posts.models import BorderPost
 from app.tiles.models import LayerVersion
 
@@ -27,6 +28,8 @@ __all__ = [
     "EventLogHorizon",
     "Incident",
     "IncidentHistory",
+    "IncidentNote",
+    "IncidentPhoto",
     "Jurisdiction",
     "JurisdictionAdjacency",
     "JurisdictionPiece",

@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from app.errors import STATUS, AppError, InvalidInput
+from app.errors import AppError, InvalidInput, UnsupportedMediaType
 
 # Pillow format name -> media type; a JPEG with a multi-picture index (many phones) is "MPO"
 FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
@@ -36,16 +36,6 @@ OTHER_SIGNATURES = (
     (b"MM\x00*", "image/tiff"),
 )
 ALLOWED = ", ".join(sorted(set(FORMATS.values())))
-
-
-class UnsupportedMediaType(AppError):
-    """The body's type (declared or found in its content) is not one this operation reads."""
-
-    title = "Unsupported media type"
-
-
-# its status, for the problem handler of app/errors.py (which reads this table)
-STATUS.setdefault(UnsupportedMediaType, 415)
 
 
 def declared_type(header: str | None) -> str:

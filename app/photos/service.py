@@ -28,6 +28,7 @@ from app.config import Settings
 from app.errors import Conflict, Forbidden, NotFound, Unavailable
 from app.incidents.filters import visible
 from app.incidents.models import Incident
+from app.incidents.service import require_live
 from app.photos import images
 from app.photos.models import IncidentPhoto
 
@@ -109,14 +110,6 @@ async def _writable(
         raise _no_incident(incident_id)
     if principal.role == "officer" and (not principal.unit or found[0] != principal.unit):
         raise Forbidden("officers may add or remove photos only of their own unit's incidents")
-
-
-async def _readable(session: AsyncSession, incident_id: uuid.UUID, scope: Scope) -> None:
-    query = select(Incident.id).where(
-        Incident.id == incident_id, Incident.deleted_at.is_(None), visible(scope)
-    )
-    if (await session.execute(query)).scalar() is None:
-        raise _no_incident(incident_id)
 
 
 async def _existing(session: AsyncSession, photo_id: uuid.UUID) -> Photo | None:
@@ -255,7 +248,7 @@ async def list_photos(
     *, session: AsyncSession, incident_id: uuid.UUID, scope: Scope
 ) -> list[Photo]:
     """The photos of an incident the principal may read, oldest first."""
-    await _readable(session, incident_id, scope)
+    await require_live(session, incident_id, scope)
     query = select(*META).where(P.incident_id == incident_id).order_by(P.created_at, P.id)
     return [_photo(row) for row in await session.execute(query)]
 
