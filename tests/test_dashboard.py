@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -153,10 +154,13 @@ async def _open(
     query: str = "",
     lang: str | None = "en",
     locale: str | None = None,
+    bypass_csp: bool = False,
 ) -> Page:
     """The dashboard with `key`, in `lang` (chosen as a user would, remembered in the browser;
     None: the page picks from the browser's `locale`)."""
     options: dict[str, Any] = {"viewport": {"width": width, "height": height}}
+    if bypass_csp:
+        options["bypass_csp"] = True  # a test's own script (axe-core) injected into the page
     if locale:
         options["locale"] = locale
     context = await browser.new_context(**options)
@@ -218,6 +222,13 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
     start = datetime(y, m, 1, tzinfo=ICT)
     end = datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=ICT)
     return start, end
+
+
+async def _post_name(served: Served, code: str) -> str:
+    """A border post's name as the page shows it: the Vietnamese one, with its diacritics."""
+    posts = await served.api("/border-posts")
+    [p] = [f["properties"] for f in posts["features"] if f["properties"]["code"] == code]
+    return str(p.get("display_name") or p.get("name_local") or p["name"])
 
 
 async def _canvas_colours(p: Page) -> dict[str, int]:
@@ -714,7 +725,7 @@ async def test_nearby_tool_lists_what_the_api_returns_in_order(
     await p.settled()
     detail = await p.page.locator("#detail").inner_text()
     first = api["features"][0]["properties"]
-    assert first["nearest_post_name"] in detail
+    assert await _post_name(served, first["nearest_post"]) in detail
     assert msg("incident.history") in detail and "v1 " in detail
     assert p.errors == []
     await p.page.context.close()
@@ -768,8 +779,8 @@ async def test_officer_clicks_an_incident_for_its_details(browser: Any, served: 
     api = await served.api(f"/incidents/{ident}")
     detail = await p.page.locator("#detail").inner_text()
     assert ident in detail
-    assert f"{api['properties']['border_distance_km']:.1f} km" in detail
-    assert api["properties"]["nearest_post_name"] in detail
+    assert f"{api['properties']['border_distance_km']:.1f} km" in detail, detail
+    assert await _post_name(served, api["properties"]["nearest_post"]) in detail
     history = await served.api(f"/incidents/{ident}/history")
     items = await p.page.locator("#detail .history li").all_inner_texts()
     assert len(items) == len(history["entries"]) >= 1
@@ -887,3 +898,223 @@ async def test_security_headers_on_every_kind_of_response(
 def test_basemap_url_must_be_a_tile_template(url: str) -> None:
     with pytest.raises(ValueError, match="BORDERWATCH_BASEMAP_URL"):
         Settings(environment="test", basemap_url=url)
+
+
+# every text node a person can see and every attribute a person reads (title, aria-label,
+# placeholder, alt), trimmed; MapLibre's own controls included
+SHOWN_TEXTS = """() => {
+  const out = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const text = n.textContent.trim();
+    const parent = n.parentElement;
+    if (!text || !parent || parent.closest('script, style, [hidden]')) continue;
+    if (parent.getClientRects().length === 0) continue;
+    out.add(text);
+  }
+  for (const el of document.querySelectorAll('[title], [aria-label], [placeholder], [alt]')) {
+    for (const a of ['title', 'aria-label', 'placeholder', 'alt']) {
+      const v = (el.getAttribute(a) || '').trim();
+      if (v) out.add(v);
+    }
+  }
+  out.add(document.title.trim());
+  return [...out];
+}"""
+
+
+def _other_language(shown: list[str], lang: str) -> list[tuple[str, str]]:
+    """The shown texts that are a message of the other language (one whose text differs from
+    this language's): compared whole, after trimming; a {placeholder} matches any text."""
+    other = "en" if lang == "vi" else "vi"
+    hits = []
+    for key, entry in catalogue().items():
+        mine = {t.strip() for t in _forms(entry[lang])}
+        for theirs in (t.strip() for t in _forms(entry[other])):
+            if theirs in mine:
+                continue  # the same in both languages (a name, a number format)
+            parts = re.split(r"\{\w+\}", theirs)
+            pattern = re.compile(".+?".join(re.escape(p) for p in parts))
+            hits += [(key, s) for s in shown if pattern.fullmatch(s)]
+    return hits
+
+
+def _forms(value: Any) -> list[str]:
+    return [str(v) for v in value.values()] if isinstance(value, dict) else [str(value)]
+
+
+async def _number_and_share(p: Page) -> tuple[str, str, str]:
+    """1234 and 0.125 as the page's language writes them, and the clearance rate shown."""
+    formatted: list[str] = await p.page.evaluate(
+        "import('/static/js/i18n.js').then((m) => [m.number(1234), m.percent(0.125)])"
+    )
+    rate = await p.page.locator("#stat-clearance").inner_text()
+    return formatted[0], formatted[1], rate
+
+
+async def test_the_page_in_vietnamese_or_english_remembered(browser: Any, served: Served) -> None:
+    """A browser in Vietnamese gets the page in Vietnamese; the switch turns it into English
+    (and back), remembered across a reload; no text of the other language shows either way;
+    numbers and shares follow the language."""
+    p = await _open(browser, served, served.admin, lang=None, locale="vi-VN")
+    assert await p.page.evaluate("document.documentElement.lang") == "vi"
+    # panels with words in them: layers with legends, the border-zone table, a province
+    for layer in ("heatmap", "hotspots", "borderzone"):
+        await p.page.locator(f"#layer-toggles input[data-layer='{layer}']").check()
+    await p.settled()
+    shown_vi = await p.page.evaluate(SHOWN_TEXTS)
+    assert msg("filters.categories", "vi") in shown_vi and msg("layers.title", "vi") in shown_vi
+    assert _other_language(shown_vi, "vi") == []
+    number_vi, share_vi, rate_vi = await _number_and_share(p)
+    assert number_vi == "1.234" and share_vi.replace("\xa0", " ") in ("12,5%", "12,5 %")
+    assert "." not in rate_vi
+    # the categories in Vietnamese, as /categories names them
+    categories = await served.api("/categories")
+    names_vi = {c["name_vi"] for c in categories["categories"] if c["active"]}
+    shown_categories = await p.page.locator("#f-categories label").all_inner_texts()
+    assert {c.strip() for c in shown_categories} == names_vi
+
+    await p.page.locator("#lang-switch").click()
+    await wait_until(
+        p.page,
+        "document.documentElement.lang === 'en' && window.borderwatch && window.borderwatch.state.me",
+    )
+    await p.settled()
+    assert (await p.page.locator("#lang-switch").inner_text()).strip() == msg("lang.switch", "en")
+    shown_en = await p.page.evaluate(SHOWN_TEXTS)
+    assert msg("filters.categories") in shown_en
+    assert _other_language(shown_en, "en") == []
+    number_en, share_en, rate_en = await _number_and_share(p)
+    assert number_en == "1,234" and share_en == "12.5%"
+    assert "," not in rate_en
+    # the same clearance rate, written two ways
+    assert rate_vi.replace(",", ".").replace("\xa0", "").replace(" ", "") == rate_en
+    names_en = {c["name"] for c in categories["categories"] if c["active"]}
+    shown_categories = await p.page.locator("#f-categories label").all_inner_texts()
+    assert {c.strip() for c in shown_categories} == names_en
+
+    # remembered: a reload stays in English (the browser still prefers Vietnamese)
+    await p.page.reload()
+    await wait_until(p.page, "window.borderwatch && window.borderwatch.state.me")
+    await p.settled()
+    assert await p.page.evaluate("document.documentElement.lang") == "en"
+    assert await p.page.locator("#stats h2").text_content() == msg("stats.title")
+    assert p.errors == []
+    assert await p.page.evaluate("window.__csp") == []
+    await p.page.context.close()
+
+
+async def test_one_banner_while_the_server_is_out_of_reach(browser: Any, served: Served) -> None:
+    """Tiles and requests that cannot reach the server make one banner, without addresses,
+    instead of a message each; it goes once requests get through again (and while the browser
+    says it is offline)."""
+    p = await _open(browser, served, served.admin)
+    banner = p.page.locator("#connection")
+    assert not await banner.is_visible()
+    # the server goes out of reach: every request fails at the network level
+    await p.page.route("**/tiles/**", lambda route: route.abort("connectionrefused"))
+    await p.page.route("**/analysis/**", lambda route: route.abort("connectionrefused"))
+    for zoom in (7, 8):
+        await p.page.evaluate(
+            f"window.borderwatch.map.jumpTo({{center: [105.5, 10.5], zoom: {zoom}}})"
+        )
+        await asyncio.sleep(1)
+    await banner.wait_for(state="visible")
+    assert await banner.inner_text() == msg("connection.lost")
+    messages = await p.page.locator("#messages .message").all_inner_texts()
+    assert not [m for m in messages if "http" in m or "/tiles/" in m], messages
+    assert len(messages) <= 1, messages
+    # the browser also says it is offline: the banner stays
+    await p.page.context.set_offline(True)
+    assert await p.page.evaluate("navigator.onLine") is False
+    assert await banner.is_visible()
+    # back: the next answers hide it
+    await p.page.context.set_offline(False)
+    await p.page.unroute("**/tiles/**")
+    await p.page.unroute("**/analysis/**")
+    await p.page.evaluate("window.borderwatch.map.jumpTo({center: [106.5, 11.0], zoom: 9})")
+    await banner.wait_for(state="hidden")
+    await p.page.context.close()
+
+
+async def test_legends_slider_glyphs_and_a_finished_export(
+    browser: Any, served: Served, tmp_path: Path
+) -> None:
+    """A legend for each layer that is on and none for one that is off; "All months" brings
+    the slider's handle back; ▶/⏸ are CSS shapes (no font glyph); an export says it is done."""
+    p = await _open(browser, served, served.admin)
+    legends = "[...document.querySelectorAll('#legend [data-legend]')].map((e) => e.dataset.legend)"
+
+    async def on_layers() -> list[str]:
+        shown: list[str] = await p.page.evaluate(
+            "[...document.querySelectorAll('#layer-toggles input:checked')].map((e) => e.dataset.layer)"
+        )
+        return shown
+
+    assert await p.page.evaluate(legends) == await on_layers()
+    for layer in ("heatmap", "hotspots", "borderzone"):
+        await p.page.locator(f"#layer-toggles input[data-layer='{layer}']").check()
+    await p.page.locator("#layer-toggles input[data-layer='posts']").uncheck()
+    assert await p.page.evaluate(legends) == await on_layers()
+    assert "posts" not in await p.page.evaluate(legends)
+    assert len(await on_layers()) == 5
+
+    # the slider: a month, then "All months" puts the handle back at the start
+    slider = p.page.locator("#month-slider")
+    months = await p.page.evaluate("window.borderwatch.state.months")
+    await slider.fill(str(len(months) - 1))
+    await wait_until(p.page, f"window.borderwatch.state.filters.from === '{months[-1]}'")
+    await p.page.locator("#all-months").click()
+    await wait_until(p.page, "window.borderwatch.state.filters.from === null")
+    assert await slider.input_value() == "0"
+    assert await p.page.locator("#month-label").inner_text() == msg("time.allMonths")
+
+    # ▶ and ⏸: shapes of CSS with a size, no text to draw with a font
+    play = p.page.locator("#play")
+    assert (await play.text_content() or "").strip() == ""
+    box = await p.page.locator("#play .play-glyph").bounding_box()
+    assert box and box["width"] >= 8 and box["height"] >= 8
+    await play.click()
+    box = await p.page.locator("#play .pause-glyph").bounding_box()
+    assert box and box["width"] >= 8 and box["height"] >= 8
+    assert await play.get_attribute("aria-label") == msg("time.pause")
+    await play.click()
+    await p.page.locator("#play .play-glyph").wait_for()
+    await p.settled()
+
+    # an export: the file arrives and the page says so
+    async with p.page.expect_download() as download:
+        await p.page.locator("[data-export='csv']").click()
+    saved = tmp_path / (await download.value).suggested_filename
+    await (await download.value).save_as(saved)
+    assert saved.stat().st_size > 0
+    done = msg("export.done").split("{filename}")[0]
+    await wait_until(
+        p.page,
+        f"[...document.querySelectorAll('#messages .message')].some((m) => m.textContent.startsWith({json.dumps(done)}))",
+    )
+    assert saved.name in await p.page.locator("#messages").inner_text()
+    assert p.errors == []
+    await p.page.context.close()
+
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.mark.parametrize("lang", ["vi"])
+async def test_no_serious_accessibility_violations(browser: Any, served: Served, lang: str) -> None:
+    """axe-core over the dashboard with its panels open: no serious or critical violation."""
+    p = await _open(browser, served, served.admin, lang=lang, bypass_csp=True)
+    for layer in ("hotspots", "borderzone"):
+        await p.page.locator(f"#layer-toggles input[data-layer='{layer}']").check()
+    await p.settled()
+    await p.page.add_script_tag(path=str(AXE))
+    violations = await p.page.evaluate(
+        """async () => {
+          const r = await axe.run(document, { resultTypes: ['violations'] });
+          return r.violations.filter((v) => ['serious', 'critical'].includes(v.impact))
+            .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 4).map((n) => n.target.join(' ')).join(', ')}`);
+        }"""
+    )
+    assert violations == [], "\n".join(violations)
+    await p.page.context.close()

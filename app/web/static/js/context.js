@@ -8,6 +8,7 @@ import { state } from "./state.js";
 /** The MapLibre map, null until start-up creates it (importers see the current one). */
 export let map = null;
 const places = new Map(); // jurisdiction code → name
+const posts = new Map(); // border post code → name
 
 export function setMap(created) {
   map = created;
@@ -16,6 +17,16 @@ export function setMap(created) {
 /** Names for codes; kept across eras (an incident's path names units of both maps). */
 export function setPlaces(jurisdictionFeatures) {
   for (const f of jurisdictionFeatures) places.set(f.properties.code, localName(f.properties));
+}
+
+/** Names of the border posts (GET /border-posts), with their diacritics. */
+export function setPosts(postFeatures) {
+  for (const f of postFeatures) posts.set(f.properties.code, localName(f.properties));
+}
+
+/** A border post's name as Vietnamese readers write it, else `fallback` (the API's). */
+export function postName(code, fallback) {
+  return posts.get(code) || fallback;
 }
 
 export function placeName(code) {

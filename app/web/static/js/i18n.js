@@ -123,7 +123,8 @@ export function percent(value, digits = 1) {
 }
 
 // dateStyle/timeStyle cannot be combined with a zone name in Intl: they become fields
-const DATE_STYLES = { medium: { day: "numeric", month: "short", year: "numeric" },
+const DATE_STYLES = { full: { weekday: "long", day: "numeric", month: "long", year: "numeric" },
+  medium: { day: "numeric", month: "short", year: "numeric" },
   long: { day: "numeric", month: "long", year: "numeric" }, short: { day: "2-digit", month: "2-digit", year: "numeric" } };
 const TIME_STYLES = { short: { hour: "2-digit", minute: "2-digit" },
   medium: { hour: "2-digit", minute: "2-digit", second: "2-digit" } };

@@ -2,7 +2,7 @@
 // clicked point, nearest first).
 
 import { getJSON } from "./api.js";
-import { categoryName, map, placeName } from "./context.js";
+import { categoryName, map, placeName, postName } from "./context.js";
 import { circlePolygon } from "./geometry.js";
 import { has, number, t } from "./i18n.js";
 import { reportError, showMessage } from "./messages.js";
@@ -45,7 +45,8 @@ function facts(feature) {
     [label("jurisdiction"), (p.jurisdictions || []).map((c) => placeName(c)).join(" › ")],
     [label("border"), p.border_distance_km != null
       ? t("incident.border", { km: km(p.border_distance_km), segment: p.border_segment }) : null],
-    [label("post"), p.nearest_post_name ? t("incident.post", { name: p.nearest_post_name, km: km(p.nearest_post_km) }) : null],
+    [label("post"), p.nearest_post_name ? t("incident.post", {
+      name: postName(p.nearest_post, p.nearest_post_name), km: km(p.nearest_post_km) }) : null],
     [label("position"), t("incident.position", { lat: coordinate(lat), lon: coordinate(lon),
       precision: p.location_precision_m ?? "–" })],
     [label("id"), feature.id],

@@ -6,7 +6,7 @@
 
 import { getJSON } from "./api.js";
 import { setUpMapClicks } from "./clicks.js";
-import { map, setMap } from "./context.js";
+import { map, setMap, setPosts } from "./context.js";
 import { buildFilters, buildLayerToggles } from "./controls.js";
 import { boundaryTiles, buildEra, loadUnits, setLabels } from "./era.js";
 import { setUpExport } from "./export.js";
@@ -76,6 +76,7 @@ async function start() {
     return;
   }
   state.categories = categories.categories.filter((c) => c.active);
+  setPosts(posts.features);
   state.statuses = STATUSES;
   state.cooperationAreas = areas.areas;
   state.months = monthsOf(months.groups);

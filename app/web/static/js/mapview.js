@@ -47,6 +47,20 @@ export function categoryColour(categories) {
   return expr;
 }
 
+/** MapLibre's own words (controls, the canvas's label) in the page's language. */
+function mapLibreLocale() {
+  return {
+    "Map.Title": t("map.label"),
+    "Marker.Title": t("map.marker"),
+    "Popup.Close": t("close"),
+    "NavigationControl.ZoomIn": t("map.zoomIn"),
+    "NavigationControl.ZoomOut": t("map.zoomOut"),
+    "NavigationControl.ResetBearing": t("map.resetBearing"),
+    "AttributionControl.ToggleAttribution": t("map.toggleAttribution"),
+    "AttributionControl.MapFeedback": t("map.feedback"),
+  };
+}
+
 /** A new map; every request to our own origin carries the key. */
 export function createMap({ container, config, view }) {
   const origin = window.location.origin;
@@ -65,6 +79,7 @@ export function createMap({ container, config, view }) {
     minZoom: 2,
     maxZoom: 18,
     attributionControl: { compact: true, customAttribution: t("map.attribution") },
+    locale: mapLibreLocale(),
     // every request to our API carries the key; tile URLs themselves hold no secret
     transformRequest: (requestUrl) =>
       requestUrl.startsWith(origin) ? { url: requestUrl, headers: authHeaders() } : { url: requestUrl },
@@ -240,7 +255,7 @@ export function showShared(map, lines, markers) {
     el.dataset.code = l.code;
     el.textContent = String(l.count);
     el.title = t("map.sharedBadge", { count: l.count });
-    markers.push(new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map));
+    markers.push(labelMarker(el, el.title).setLngLat(at).addTo(map));
   }
 }
 
@@ -250,6 +265,14 @@ const ARCHIPELAGOS = [
   { at: [112.135, 16.568], key: "map.hoangSa", titleKey: "map.hoangSa.title" },
   { at: [114.45, 9.71], key: "map.truongSa", titleKey: "map.truongSa.title" },
 ];
+
+/** A marker of an HTML label: named by what it shows (MapLibre would call every marker "map
+ * marker", which a screen reader reads instead of the name on screen). */
+function labelMarker(el, name = el.textContent) {
+  const marker = new maplibregl.Marker({ element: el });
+  el.setAttribute("aria-label", name);
+  return marker;
+}
 
 /** HTML labels (no glyph server needed): countries (low zoom), provinces (zoom ≥ 6) and
  * Vietnam's archipelagos always; communes from COMMUNE_MIN_ZOOM, from the boundary tiles on
@@ -263,8 +286,7 @@ export function createLabels(map) {
     el.className = "map-label map-label-archipelago";
     el.textContent = t(a.key); // a place name: Vietnamese in both languages
     el.title = t(a.titleKey);
-    fixed.push({ level: "archipelago", el,
-      marker: new maplibregl.Marker({ element: el }).setLngLat(a.at).addTo(map) });
+    fixed.push({ level: "archipelago", el, marker: labelMarker(el).setLngLat(a.at).addTo(map) });
   }
   const show = (m, z) => {
     const on = m.level === "country" ? z < 7.5 : m.level === "archipelago" ? z < 9 : z >= 6;
@@ -285,8 +307,7 @@ export function createLabels(map) {
       // names as Vietnamese readers write them (diacritics), the English name on hover
       el.textContent = localName(f.properties);
       el.title = f.properties.name;
-      units.push({ level: f.properties.level, el,
-        marker: new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map) });
+      units.push({ level: f.properties.level, el, marker: labelMarker(el).setLngLat(at).addTo(map) });
     }
     update();
   };
@@ -318,7 +339,7 @@ export function createLabels(map) {
         el.textContent = p.name_local || p.name;
         el.title = p.geometry_approximate ? t("map.approximateName", { name: p.name }) : p.name;
         if (p.geometry_approximate) el.classList.add("approximate");
-        marker = new maplibregl.Marker({ element: el }).setLngLat(at).addTo(map);
+        marker = labelMarker(el).setLngLat(at).addTo(map);
       }
       next.set(p.code, marker);
     }
