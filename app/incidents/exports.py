@@ -47,6 +47,7 @@ UTF8_BOM = "\ufeff"
 # Rows per partition: one partition is the most Python ever holds.
 TEXT_CHUNK = 2_000
 GPKG_CHUNK = 5_000
+GPKG_VERSION = "1.2"
 FILE_PIECE = 1 << 20  # bytes per read when streaming the GeoPackage
 
 # CSV header and GeoPackage attributes, in order, with the GeoPackage (pandas) type of each.
@@ -232,6 +233,9 @@ def _write_frame(path: Path, rows: Sequence[Sequence[Any]], *, append: bool) -> 
         driver="GPKG",
         geometry_type="Point",
         append=append,
+        # GeoPackage 1.2, not the bundled GDAL's 1.4: QGIS 3.22 and GDAL 3.6 (Debian 12) read
+        # 1.4 with a warning ("may only be partially supported"); nothing here needs 1.3+
+        dataset_options=None if append else {"VERSION": GPKG_VERSION},
     )
 
 
