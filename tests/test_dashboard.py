@@ -952,7 +952,9 @@ async def _number_and_share(p: Page) -> tuple[str, str, str]:
     return formatted[0], formatted[1], rate
 
 
-async def test_the_page_in_vietnamese_or_english_remembered(browser: Any, served: Served) -> None:
+async def test_the_page_in_vietnamese_or_english_remembered(
+    browser: Any, served: Served, tmp_path: Path
+) -> None:
     """A browser in Vietnamese gets the page in Vietnamese; the switch turns it into English
     (and back), remembered across a reload; no text of the other language shows either way;
     numbers and shares follow the language."""
@@ -962,6 +964,7 @@ async def test_the_page_in_vietnamese_or_english_remembered(browser: Any, served
     for layer in ("heatmap", "hotspots", "borderzone"):
         await p.page.locator(f"#layer-toggles input[data-layer='{layer}']").check()
     await p.settled()
+    await p.page.screenshot(path=str(tmp_path / "vi.png"))  # as a person sees it
     shown_vi = await p.page.evaluate(SHOWN_TEXTS)
     assert msg("filters.categories", "vi") in shown_vi and msg("layers.title", "vi") in shown_vi
     assert _other_language(shown_vi, "vi") == []
@@ -981,6 +984,7 @@ async def test_the_page_in_vietnamese_or_english_remembered(browser: Any, served
     )
     await p.settled()
     assert (await p.page.locator("#lang-switch").inner_text()).strip() == msg("lang.switch", "en")
+    await p.page.screenshot(path=str(tmp_path / "en.png"))
     shown_en = await p.page.evaluate(SHOWN_TEXTS)
     assert msg("filters.categories") in shown_en
     assert _other_language(shown_en, "en") == []
