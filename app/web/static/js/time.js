@@ -3,7 +3,7 @@
 import { apply, scheduleApply, settled } from "./refresh.js";
 import { monthRange, state } from "./state.js";
 import { $ } from "./ui.js";
-import { date, t } from "./i18n.js";
+import { date, lang, t } from "./i18n.js";
 
 const PLAY_STEP_MS = 1500; // how long ▶ shows each month once the map has drawn it
 const SLIDER_DELAY_MS = 150;
@@ -75,7 +75,7 @@ function syncTime() {
   $("f-from").value = f.from || state.months[0];
   $("f-to").value = f.to || state.months[state.months.length - 1];
   const label = !f.from && !f.to ? t("time.allMonths")
-    : f.from === f.to ? t("time.month", { month: monthName(f.from) })
+    : f.from === f.to ? monthName(f.from, "long")
       : t("time.range", { from: f.from ? monthName(f.from) : t("time.start"), to: f.to ? monthName(f.to) : t("time.now") });
   $("month-label").textContent = label;
   const slider = $("month-slider");
@@ -126,7 +126,9 @@ function showPlayButton(isPlaying) {
   button.title = label;
 }
 
-/** "2025-03" as the current language writes a month ("thg 3, 2025" / "Mar 2025"). */
-function monthName(month) {
-  return date(`${month}-15T00:00:00+07:00`, { month: "short", year: "numeric" });
+/** "2025-03" as the current language writes a month: "Tháng 3 năm 2025" / "March 2025"
+ * (long), "thg 3 2025" / "Mar 2025" (short, in a range). */
+function monthName(month, width = "short") {
+  const name = date(`${month}-15T00:00:00+07:00`, { month: width, year: "numeric" });
+  return name.charAt(0).toLocaleUpperCase(lang()) + name.slice(1);
 }
