@@ -31,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app import migrate
 from app.config import Settings
 from app.db import create_engine, ensure_database
-from conftest import app_client, database_on, drop_database, make_key
+from conftest import GEODATA, app_client, database_on, drop_database, make_key
+from geo_reference import features
 
 PROBLEM = "application/problem+json"
 MVT = "application/vnd.mapbox-vector-tile"
@@ -627,6 +628,7 @@ async def test_hotspot_tile_holds_the_grid_cells_that_reach_into_it(
 
 
 async def test_tilejson_documents(client: httpx.AsyncClient) -> None:
+    vietnam = features(GEODATA / "jurisdictions.geojson")["VNM"][1]
     for layer in ("incidents", "jurisdictions", "borders", "border_posts", "hotspots"):
         r = await client.get(f"/tiles/{layer}.json")
         assert r.status_code == 200, (layer, r.text)
@@ -639,6 +641,13 @@ async def test_tilejson_documents(client: httpx.AsyncClient) -> None:
         assert -180 <= w < e <= 180 and -85.06 < s < n < 85.06
         if layer in ("incidents", "jurisdictions", "hotspots"):
             assert w < 102.2 and e > 109.4 and s < 8.6 and n > 23.3  # Vietnam inside
+        if layer in ("incidents", "hotspots"):
+            # the data's place: Vietnam (Hoàng Sa and Trường Sa included) and its sea, not the
+            # jurisdiction table's extent (China reaches 73.5° E and 53.5° N)
+            assert w > 101.5 and n < 24.0 and e < 118.5 and s > 5.5, doc["bounds"]
+            assert e > 111.9 and s < 8.7, doc["bounds"]  # Trường Sa Lớn (111.92, 8.64)
+            lon, lat, _ = doc["center"]
+            assert vietnam.contains(shapely.Point(lon, lat)), doc["center"]
     doc = (
         await client.get(
             "/tiles/incidents.json",

@@ -158,7 +158,7 @@ LAYERS: dict[str, Layer] = {
                 },
             ),
             depends=("incidents", "jurisdictions"),  # scopes follow the boundaries too
-            extent=Extent("jurisdiction", OFFSHORE_DEG),
+            extent=Extent("jurisdiction", OFFSHORE_DEG, home=True),
             summary="Incidents vector tile: points from zoom 10, aggregates below (viewers:"
             " always)",
             doc="Layer `incidents`: `id`, `category`, `severity`, `status`, `occurred_at`,"
@@ -275,7 +275,7 @@ LAYERS: dict[str, Layer] = {
                 },
             ),
             depends=("incidents", "jurisdictions", "borders"),
-            extent=Extent("jurisdiction", OFFSHORE_DEG),
+            extent=Extent("jurisdiction", OFFSHORE_DEG, home=True),
             summary="Hot-spot vector tile: Gi* hexagons (5 km, border zone) with count, gi_z, bin",
             doc="Layer `hotspots`: the cells of GET /analysis/hotspots (default parameters)"
             " reaching into the tile; the grid is computed once per filter and version in each"

@@ -137,10 +137,12 @@ async def serve_tilejson(
     """TileJSON 3.0.0; its tile URL carries `v` (the version) and the parameters given."""
     version = layer.version(await versions.read(session=session), ask)
     url = _template(request, layer, version)
-    bounds = await tilejson.bounds(session=session, extent=layer.extent)
-    doc = tilejson.document(
-        layer=layer.name, info=layer.info, url=url, version=version, bounds=bounds
+    at = await tilejson.where(
+        session=session,
+        extent=layer.extent,
+        home_country=request.app.state.settings.home_country,
     )
+    doc = tilejson.document(layer=layer.name, info=layer.info, url=url, version=version, at=at)
     body = orjson.dumps(doc)
 
     async def make() -> bytes:
@@ -148,7 +150,7 @@ async def serve_tilejson(
 
     return await caching.respond(
         request,
-        tag=caching.etag("tilejson", url, bounds),
+        tag=caching.etag("tilejson", url, at.bounds, at.center),
         current=False,
         media_type="application/json",
         make=make,
