@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from test_dashboard import CHROMIUM, CSP_WATCH, MAPLIBRE, ROOT, browser
 
 from app.auth import service as auth_service
 from app.db import sessionmaker
 from conftest import Demo, live_app, needs
-from test_dashboard import CHROMIUM, CSP_WATCH, MAPLIBRE, ROOT, browser
 
 __all__ = ["browser"]  # the module-scoped Chromium of test_dashboard, shared here
 
@@ -76,9 +76,7 @@ class Field:
 
 
 @pytest.fixture(scope="module")
-async def served(
-    server_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Field]:
+async def served(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Field]:
     """uvicorn over boundaries, 30 demo incidents of the last months and the key of an officer
     of a unit in An Giang."""
     async with live_app(
@@ -89,7 +87,7 @@ async def served(
         async with sessionmaker(live.engine)() as session, session.begin():
             _, key = await auth_service.create_principal(
                 session=session, name="đồn Tịnh Biên", role="officer",
-                jurisdiction_code="VN-44", unit=UNIT, actor="test",
+                jurisdiction_code="VN-P91", unit=UNIT, actor="test",
             )  # fmt: skip
         await live.engine.dispose()
         yield Field(live.base, key, live.engine)
@@ -103,25 +101,25 @@ class Phone:
     posts: list[str] = field(default_factory=list)
 
     async def ready(self) -> None:
-        await wait_until(
-            self.page, "window.borderwatch && window.borderwatch.field.ready", WAIT_MS
-        )
+        await wait_until(self.page, "window.borderwatch && window.borderwatch.field.ready", WAIT_MS)
         failed = await self.page.evaluate("window.borderwatch.field.failed")
         assert failed is None, failed
 
     async def queue(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = await self.page.evaluate(
-            "window.borderwatch.field.queue()"
-        )
+        records: list[dict[str, Any]] = await self.page.evaluate("window.borderwatch.field.queue()")
         return records
 
     async def shot(self, tmp_path: Path, name: str) -> Path:
         path = tmp_path / f"{name}.png"
         await self.page.screenshot(path=str(path), full_page=False)
         if SHOTS:
-            Path(SHOTS).mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, Path(SHOTS) / path.name)
+            await asyncio.to_thread(_keep, path, Path(SHOTS))
         return path
+
+
+def _keep(path: Path, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, folder / path.name)
 
 
 async def _phone(browser: Any, served: Field, **options: Any) -> Phone:
@@ -263,7 +261,9 @@ async def test_offline_visit_queue_and_send_once(
     await phone.context.close()
 
 
-async def test_cut_send_validation_and_accessibility(browser: Any, served: Field) -> None:
+async def test_cut_send_validation_and_accessibility(
+    browser: Any, served: Field, tmp_path: Path
+) -> None:
     # no service worker here: the page's own requests are the ones routed and counted; axe is
     # injected as an inline script, so this context bypasses the page's policy
     phone = await _phone(browser, served, service_workers="block", bypass_csp=True)
@@ -326,4 +326,24 @@ async def test_cut_send_validation_and_accessibility(browser: Any, served: Field
         "SELECT occurred_at > now() - interval '10 minutes' FROM incident WHERE id::text = :i",
         i=record["id"],
     )
+
+    # near me: what the database holds within 5 km of the phone in the last 30 days, nearest
+    # first, one numbered marker each
+    await page.locator("#tab-near").tap()
+    await page.locator("#near-go").tap()
+    await wait_until(page, "document.querySelectorAll('#near-list li').length > 0")
+    expected = await served.scalar(
+        "SELECT count(*) FROM incident WHERE deleted_at IS NULL"
+        " AND occurred_at > now() - interval '30 days' AND ST_DWithin(geom::geography,"
+        " ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, 5000)",
+        lon=HERE["longitude"], lat=HERE["latitude"],
+    )  # fmt: skip
+    assert await page.locator("#near-list li").count() == expected >= 4
+    assert await page.locator(".near-marker").count() == expected
+    await Phone.shot(phone, tmp_path, "field-near")
+
+    # the language switch: English from the catalogue, remembered
+    await page.locator("#lang").tap()
+    assert await page.inner_text("#tab-near") == catalogue["field.tab.near"]["en"]
+    assert await page.evaluate("document.documentElement.lang") == "en"
     await phone.context.close()

@@ -111,7 +111,13 @@ function drawLabels() {
     (l) => (l.kind === "post" ? zoom >= 8 : zoom >= 7.5) && bounds.contains(l.at),
   );
   if (shown.length > MAX_LABELS) return; // too many to read: zoom in
+  const taken = []; // screen boxes of the labels placed: a label that would overlap is left out
   for (const l of shown) {
+    const p = map.project(l.at);
+    const half = Math.min(90, l.text.length * 3.5);
+    const box = [p.x - half, p.y - 8, p.x + half, p.y + (l.kind === "post" ? 24 : 8)];
+    if (taken.some((b) => box[0] < b[2] && b[0] < box[2] && box[1] < b[3] && b[1] < box[3])) continue;
+    taken.push(box);
     const node = el("div", { class: `map-label ${l.kind}`, text: l.text, "aria-hidden": "true" });
     labelMarkers.push(new window.maplibregl.Marker({ element: node, anchor: l.kind === "post" ? "top" : "center",
       offset: l.kind === "post" ? [0, 6] : [0, 0] }).setLngLat(l.at).addTo(map));
@@ -141,6 +147,11 @@ export function setPin(lon, lat, { fly = false } = {}) {
   if (fly) map.jumpTo({ center: [lon, lat], zoom: Math.max(map.getZoom(), 13) });
 }
 
+/** Show or hide the record's pin (hidden while "Near me" is shown). */
+export function showPin(visible) {
+  if (pin) pin.getElement().hidden = !visible;
+}
+
 export function clearPin() {
   if (pin) pin.remove();
   pin = null;
@@ -162,14 +173,30 @@ export function showNear(origin, features, radiusM) {
   map.getSource("radius").setData(radiusM ? circlePolygon(origin[0], origin[1], radiusM) : EMPTY);
   const me = el("div", { class: "me", "aria-hidden": "true" });
   nearMarkers.push(new window.maplibregl.Marker({ element: me }).setLngLat(origin).addTo(map));
+  // incidents at the same place are fanned out around it, so that each number stays visible
+  const groups = new Map();
+  for (const f of features) {
+    const key = f.geometry.coordinates.map((c) => c.toFixed(5)).join(",");
+    groups.set(key, (groups.get(key) || 0) + 1);
+  }
+  const seen = new Map();
   features.forEach((f, i) => {
+    const key = f.geometry.coordinates.map((c) => c.toFixed(5)).join(",");
+    const n = groups.get(key);
+    const k = seen.get(key) || 0;
+    seen.set(key, k + 1);
+    const angle = (2 * Math.PI * k) / n - Math.PI / 2;
+    const spread = n > 1 ? 14 + 3 * n : 0;
+    const offset = [Math.round(spread * Math.cos(angle)), Math.round(spread * Math.sin(angle))];
     const node = el("div", { class: `near-marker sev${f.properties.severity}`, text: String(i + 1),
       "aria-hidden": "true" });
-    nearMarkers.push(new window.maplibregl.Marker({ element: node }).setLngLat(f.geometry.coordinates).addTo(map));
+    nearMarkers.push(new window.maplibregl.Marker({ element: node, offset })
+      .setLngLat(f.geometry.coordinates).addTo(map));
   });
   const points = [origin, ...features.map((f) => f.geometry.coordinates)];
   if (points.length > 1) {
-    fitTo({ type: "MultiPoint", coordinates: points });
+    map.fitBounds(geometryBounds({ type: "MultiPoint", coordinates: points }),
+      { padding: 48, duration: 0, maxZoom: 14 });
   } else {
     map.jumpTo({ center: origin, zoom: 12 });
   }

@@ -25,7 +25,8 @@ function openTab(name) {
     $(`tab-${tab}`).tabIndex = on ? 0 : -1;
     $(`panel-${tab}`).hidden = !on;
   }
-  if (name === "mine") mine.statuses();
+  fieldmap.showPin(name === "record");
+  if (name === "mine") mine.refresh();
 }
 
 function setUpTabs() {
@@ -158,13 +159,14 @@ async function start() {
     near.redraw();
     mine.render();
   });
-  const area = loadArea(me);
+  const area = Promise.all([loadArea(me), mine.refresh()]);
   // the first visit's answers came before the worker controlled the page: ask again through it
   // so that they are kept for offline use
   if ("serviceWorker" in navigator && !navigator.serviceWorker.controller) {
     navigator.serviceWorker.addEventListener("controllerchange", async () => {
       await area;
-      await Promise.all([optional(getJSON("/me")), optional(getJSON("/categories")), loadArea(me)]);
+      await Promise.all([optional(getJSON("/me")), optional(getJSON("/categories")), loadArea(me),
+        mine.refresh()]);
       hook.warm = true;
     }, { once: true });
   } else {

@@ -1,71 +1,89 @@
-// "My records": what this device recorded with this key (there is no filter on the creator in
-// the API), newest first: queued (with the last reason it could not be sent), rejected (with
-// the server's reason, to correct and re-send) or sent (with its status on the server, read
-// from GET /incidents/{id} when there is a link).
+// "My records": what this key recorded. The records still on this device first (queued, with
+// the last reason they could not be sent; rejected, with the server's reason, to correct and
+// re-send), then what the server holds as recorded by this key (GET /incidents?recorded_by=me,
+// with its status; the saved answer when offline), then any record this device sent that the
+// server's list does not show yet.
 
 import { dateTime, t } from "../i18n.js";
 import { categoryLabel, edit } from "./form.js";
-import { online, send } from "./net.js";
+import { getJSON, online } from "./net.js";
 import * as sender from "./sender.js";
 import * as store from "./store.js";
 import { $, el } from "./util.js";
 
+const LIMIT = 30;
 let hash = null;
-const serverStatus = new Map();
+let server = []; // features of GET /incidents?recorded_by=me
 let showTab = () => {};
+let later = null;
+
+function item({ id, state, label, category, severity, when, photos, extra = [], button = null }) {
+  return el("li", { class: "item", dataset: { id, state } },
+    el("span", { class: `state ${state}`, text: label }),
+    el("div", { class: "what" },
+      el("strong", { text: categoryLabel(category) }),
+      el("span", { class: "meta", text: photos === null
+        ? t("field.mine.meta.server", { severity, when: dateTime(when) })
+        : t("field.mine.meta", { severity, when: dateTime(when), photos, count: photos }) }),
+      ...extra),
+    button);
+}
 
 export async function render() {
   const records = await store.ofKey(hash);
-  const queued = records.filter((r) => r.state !== "sent").length;
+  const waiting = records.filter((r) => r.state !== "sent");
   const badge = $("queued-badge");
-  badge.hidden = queued === 0;
-  badge.textContent = String(queued);
-  badge.setAttribute("aria-label", t("field.mine.badge", { count: queued }));
-  $("mine-status").textContent = records.length ? "" : t("field.mine.none");
+  badge.hidden = waiting.length === 0;
+  badge.textContent = String(waiting.length);
+  badge.setAttribute("aria-label", t("field.mine.badge", { count: waiting.length }));
   const list = $("mine-list");
   list.replaceChildren();
-  for (const r of records) {
+  for (const r of waiting) {
     const p = r.payload;
-    const photoCount = r.photos.length;
-    const status = r.state === "sent" && serverStatus.get(r.id)
-      ? t(`field.status.${serverStatus.get(r.id)}`)
-      : t(`field.state.${r.state}`);
-    const children = [
-      el("span", { class: `state ${r.state}`, text: status }),
-      el("div", { class: "what" },
-        el("strong", { text: categoryLabel(p.category) }),
-        el("span", { class: "meta", text: t("field.mine.meta", {
-          severity: p.severity, when: dateTime(p.occurred_at), photos: photoCount, count: photoCount,
-        }) }),
-        r.state === "queued" && r.error ? el("span", { class: "meta", text: t("field.mine.retry", {
-          reason: r.error.status ? `${r.error.status} ${r.error.title}` : t("field.mine.nolink") }) }) : null,
-        r.state === "rejected" ? el("span", { class: "reason", text: t("field.mine.rejected", {
-          reason: r.error.detail || r.error.title || String(r.error.status) }) }) : null,
-      ),
-    ];
+    const extra = [];
+    if (r.state === "queued" && r.error) {
+      extra.push(el("span", { class: "meta", text: t("field.mine.retry", {
+        reason: r.error.status ? `${r.error.status} ${r.error.title}` : t("field.mine.nolink") }) }));
+    }
     if (r.state === "rejected") {
-      children.push(el("button", { type: "button", class: "secondary", text: t("field.mine.fix"),
+      extra.push(el("span", { class: "reason", text: t("field.mine.rejected", {
+        reason: r.error.detail || r.error.title || String(r.error.status) }) }));
+    }
+    const button = r.state === "rejected"
+      ? el("button", { type: "button", class: "secondary", text: t("field.mine.fix"),
         onclick: () => {
           showTab("record");
           edit(r);
-        } }));
-    }
-    list.append(el("li", { class: "item", dataset: { id: r.id, state: r.state } }, ...children));
+        } })
+      : null;
+    list.append(item({ id: r.id, state: r.state, label: t(`field.state.${r.state}`),
+      category: p.category, severity: p.severity, when: p.occurred_at, photos: r.photos.length,
+      extra, button }));
   }
+  const shown = new Set(waiting.map((r) => r.id));
+  for (const f of server) {
+    if (shown.has(f.id)) continue;
+    shown.add(f.id);
+    const p = f.properties;
+    list.append(item({ id: f.id, state: "sent", label: t(`field.status.${p.status}`),
+      category: p.category, severity: p.severity, when: p.occurred_at, photos: null }));
+  }
+  for (const r of records.filter((x) => x.state === "sent" && !shown.has(x.id))) {
+    const p = r.payload;
+    list.append(item({ id: r.id, state: "sent", label: t("field.state.sent"), category: p.category,
+      severity: p.severity, when: p.occurred_at, photos: r.photos.length }));
+  }
+  $("mine-status").textContent = list.children.length ? "" : t("field.mine.none");
 }
 
-/** The server's status of the records sent recently (one GET each, when there is a link). */
-async function statuses() {
-  if (!online()) return;
-  const sent = (await store.ofKey(hash)).filter((r) => r.state === "sent").slice(0, 20);
-  await Promise.all(sent.map(async (r) => {
-    try {
-      const res = await send(`/incidents/${r.id}`);
-      serverStatus.set(r.id, (await res.json()).properties.status);
-    } catch {
-      // kept as "sent"
-    }
-  }));
+/** What the server holds as recorded by this key (the saved list when offline). */
+export async function refresh() {
+  try {
+    const { body } = await getJSON("/incidents", { recorded_by: "me", limit: LIMIT });
+    server = body.features || [];
+  } catch {
+    // no link and nothing saved, or refused: the device's records are still listed
+  }
   await render();
 }
 
@@ -73,8 +91,10 @@ export function setUp({ keyHashValue, openTab }) {
   hash = keyHashValue;
   showTab = openTab;
   $("send-now").addEventListener("click", () => sender.flush());
-  sender.onChange(render);
+  sender.onChange(() => {
+    render();
+    clearTimeout(later); // one read of the server's list after a pass, not one per record
+    later = setTimeout(() => online() && refresh(), 1000);
+  });
   return render();
 }
-
-export { statuses };

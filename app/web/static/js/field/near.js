@@ -42,12 +42,17 @@ function render(savedAt) {
   last.features.forEach((f, i) => {
     const p = f.properties;
     const [flon, flat] = f.geometry.coordinates;
-    const dir = t(`field.compass.${compass(lat, lon, flat, flon)}`);
+    const where = p.distance_m < 10
+      ? t("field.near.here")
+      : t("field.near.where", {
+        distance: distance(p.distance_m),
+        direction: t(`field.compass.${compass(lat, lon, flat, flon)}`),
+      });
     list.append(el("li", { class: "item" },
       el("span", { class: `num sev${p.severity}`, "aria-hidden": "true", text: String(i + 1) }),
       el("div", { class: "what" },
         el("strong", { text: categoryLabel(p.category) }),
-        el("span", { text: t("field.near.where", { distance: distance(p.distance_m), direction: dir }) }),
+        el("span", { text: where }),
         el("span", { class: "meta", text: t("field.near.meta", {
           severity: p.severity, when: dateTime(p.occurred_at),
           status: t(`field.status.${p.status}`),
