@@ -964,6 +964,11 @@ async def test_the_page_in_vietnamese_or_english_remembered(
     for layer in ("heatmap", "hotspots", "borderzone"):
         await p.page.locator(f"#layer-toggles input[data-layer='{layer}']").check()
     await p.settled()
+    # and a province with its neighbours (An Giang, around Long Xuyên)
+    await p.click_map(105.43, 10.39)
+    await wait_until(p.page, "window.borderwatch.state.selected !== null")
+    await p.settled()
+    await p.page.locator("#neighbour-table").wait_for()
     await p.page.screenshot(path=str(tmp_path / "vi.png"))  # as a person sees it
     shown_vi = await p.page.evaluate(SHOWN_TEXTS)
     assert msg("filters.categories", "vi") in shown_vi and msg("layers.title", "vi") in shown_vi
@@ -983,6 +988,7 @@ async def test_the_page_in_vietnamese_or_english_remembered(
         "document.documentElement.lang === 'en' && window.borderwatch && window.borderwatch.state.me",
     )
     await p.settled()
+    await p.page.locator("#neighbour-table").wait_for()  # the province stays selected
     assert (await p.page.locator("#lang-switch").inner_text()).strip() == msg("lang.switch", "en")
     await p.page.screenshot(path=str(tmp_path / "en.png"))
     shown_en = await p.page.evaluate(SHOWN_TEXTS)
