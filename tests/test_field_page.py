@@ -212,6 +212,11 @@ async def test_offline_visit_queue_and_send_once(
     assert await page.is_visible("#offline")  # one banner, saying the data is saved
     assert await page.evaluate("document.querySelectorAll('#category option').length") > 5
     assert "·" in await page.inner_text("#saved-at")
+    assert await page.inner_text("#whoami") != ""  # GET /me from the saved copy
+    # the key's area came from the saved copy: outline, communes, their names
+    assert (
+        await page.evaluate("window.borderwatch.field.map.querySourceFeatures('area').length") > 0
+    )
 
     photo = _jpeg()
     await _record(phone, category=1, severity=4, text_="Vận chuyển ma túy qua biên giới")

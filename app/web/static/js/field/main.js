@@ -114,6 +114,11 @@ async function start() {
   apply();
   $("lang").addEventListener("click", () => setLang(lang() === "vi" ? "en" : "vi"));
   setUpBanner();
+  const controlled = "serviceWorker" in navigator && !navigator.serviceWorker.controller
+    ? new Promise((resolve) => {
+      navigator.serviceWorker.addEventListener("controllerchange", resolve, { once: true });
+    })
+    : null;
   const worker = registerWorker();
   const key = currentKey();
   if (!key) {
@@ -160,15 +165,15 @@ async function start() {
     mine.render();
   });
   const area = Promise.all([loadArea(me), mine.refresh()]);
-  // the first visit's answers came before the worker controlled the page: ask again through it
-  // so that they are kept for offline use
-  if ("serviceWorker" in navigator && !navigator.serviceWorker.controller) {
-    navigator.serviceWorker.addEventListener("controllerchange", async () => {
+  // on the first visit, answers may have come before the worker controlled the page: ask again
+  // through it once it does, so that every one is kept for offline use
+  if (controlled) {
+    controlled.then(async () => {
       await area;
       await Promise.all([optional(getJSON("/me")), optional(getJSON("/categories")), loadArea(me),
         mine.refresh()]);
       hook.warm = true;
-    }, { once: true });
+    });
   } else {
     hook.warm = true;
   }
