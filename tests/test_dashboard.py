@@ -1003,12 +1003,21 @@ async def test_the_page_in_vietnamese_or_english_remembered(
     shown_categories = await p.page.locator("#f-categories label").all_inner_texts()
     assert {c.strip() for c in shown_categories} == names_en
 
-    # remembered: a reload stays in English (the browser still prefers Vietnamese)
+    # remembered: a reload stays in English (the browser still prefers Vietnamese), and the
+    # page's requests ask the API for English
+    asked: list[str | None] = []
+    p.page.on(
+        "request",
+        lambda r: (
+            asked.append(r.headers.get("accept-language")) if "/categories" in r.url else None
+        ),
+    )
     await p.page.reload()
     await wait_until(p.page, "window.borderwatch && window.borderwatch.state.me")
     await p.settled()
     assert await p.page.evaluate("document.documentElement.lang") == "en"
     assert await p.page.locator("#stats h2").text_content() == msg("stats.title")
+    assert asked == ["en"]
     assert p.errors == []
     assert await p.page.evaluate("window.__csp") == []
     await p.page.context.close()
