@@ -9,6 +9,7 @@ geodesic for distances), never by the SQL under test.
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,21 @@ class Row:
         return shapely.Point(self.lon, self.lat)
 
 
+VIETNAMESE = (
+    "Buôn lậu đường cát qua biên giới",
+    "BUÔN LẬU thuốc lá điếu",
+    "Bắt giữ đối tượng buôn lậu",
+    "Đánh bạc",
+    "Danh bac qua mang",
+)
+
+
+def accenti(value: str) -> str:
+    """Without diacritics, by Unicode decomposition (not PostgreSQL's unaccent rules)."""
+    plain = unicodedata.normalize("NFD", value.replace("đ", "d").replace("Đ", "D"))
+    return "".join(c for c in plain if not unicodedata.combining(c))
+
+
 @pytest.fixture
 async def rows(session: AsyncSession) -> list[Row]:
     await demo.load(session=session, count=240, seed=11, now=NOW)
@@ -60,6 +76,15 @@ async def rows(session: AsyncSession) -> list[Row]:
             " WHERE id = (SELECT id FROM incident WHERE severity = 5 ORDER BY id LIMIT 1)"
         )
     )
+    # Vietnamese texts, for CASEI and ACCENTI
+    for n, said in enumerate(VIETNAMESE):
+        await session.execute(
+            text(
+                "UPDATE incident SET description = :said WHERE id = (SELECT id FROM incident"
+                " WHERE severity = 4 ORDER BY id OFFSET :n LIMIT 1)"
+            ),
+            {"said": said, "n": n},
+        )
     result = await session.execute(
         text(
             "SELECT id::text, category, severity, status, occurred_at, ST_X(geom), ST_Y(geom),"
@@ -440,6 +465,18 @@ CASES: list[tuple[str, dict[str, Any], Any]] = [
      {"op": "=", "args": [{"op": "casei", "args": [prop("category")]},
                           {"op": "casei", "args": ["SMUGGLING"]}]},
      lambda r: r.category == "smuggling"),
+    ("ACCENTI(CASEI(description)) LIKE ACCENTI(CASEI('%buon lau%'))",
+     {"op": "like", "args": [{"op": "accenti", "args": [{"op": "casei", "args": [prop("description")]}]},
+                             {"op": "accenti", "args": [{"op": "casei", "args": ["%buon lau%"]}]}]},
+     lambda r: "buon lau" in accenti(r.description or "").lower()),
+    ("CASEI(ACCENTI(description)) LIKE '%buon lau%'",
+     {"op": "like", "args": [{"op": "casei", "args": [{"op": "accenti", "args": [prop("description")]}]},
+                             "%buon lau%"]},
+     lambda r: "buon lau" in accenti(r.description or "").lower()),
+    ("ACCENTI(description) = ACCENTI('Danh bạc')",
+     {"op": "=", "args": [{"op": "accenti", "args": [prop("description")]},
+                          {"op": "accenti", "args": ["Danh bạc"]}]},
+     lambda r: accenti(r.description or "") == "Danh bac"),
     ("description IS NULL", {"op": "isNull", "args": [prop("description")]},
      lambda r: r.description is None),
     # severity 1 rows have no description (the fixture): only severity 2 rows may pass

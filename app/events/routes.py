@@ -13,7 +13,7 @@ from app.alerts import service as alerts
 from app.auth.deps import Reader, presented_key
 from app.auth.service import Identity, authenticate
 from app.db import SessionDep
-from app.errors import Unauthorized
+from app.errors import InvalidInput, Unauthorized
 from app.events import service
 from app.events.hub import EventHub
 from app.events.service import Position
@@ -91,6 +91,8 @@ async def events(
     by the key's scope and the list filters; `resync` when the position to resume from is
     older than the retention or unknown (then: reload, and go on from here); `end` when the
     key stops working; a heartbeat comment while quiet. docs/events.md."""
+    if filt.text is not None:  # the log holds no descriptions: refuse, never ignore
+        raise InvalidInput("q= is not available on the live feed", field="q")
     feed = hub(request)
     settings = request.app.state.settings
     token = last_event_id or after

@@ -8,11 +8,11 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Query
-from sqlalchemy import ColumnElement, literal
+from sqlalchemy import ColumnElement, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import String
 
@@ -23,7 +23,7 @@ from app.cooperation.members import AreaMembers, members_of
 from app.db import SessionDep
 from app.errors import InvalidInput
 from app.geo import spatial
-from app.incidents.models import STATUSES, Incident
+from app.incidents.models import STATUSES, Category, Incident
 
 MAX_LIST = 50  # values in one comma-separated filter
 
@@ -74,6 +74,34 @@ def in_polygon(wkt: str, i: Rows = Incident) -> ColumnElement[bool]:
     return members.in_polygon(wkt, i.geom)
 
 
+MAX_TEXT = 200  # characters of q=
+
+
+def folded(expr: Any) -> Any:
+    """SQL: text without diacritics or case, as the trigram index of descriptions holds it
+    (migration 0020; CQL2's CASEI(ACCENTI(…)) folds the same way, app/ogc/cql.py)."""
+    return func.lower(func.text_accenti(expr))
+
+
+def matches_text(q: str) -> ColumnElement[bool]:
+    """SQL: the incident's description or unit, or its category's Vietnamese or English name,
+    contains `q` with accents and case ignored ('buon lau' finds 'Buôn lậu'); the description
+    through its trigram index."""
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = folded(literal(f"%{escaped}%"))
+    names = select(Category.code).where(
+        or_(
+            folded(Category.name_vi).like(pattern, escape="\\"),
+            folded(Category.name_en).like(pattern, escape="\\"),
+        )
+    )
+    return or_(
+        folded(Incident.description).like(pattern, escape="\\"),
+        folded(Incident.unit).like(pattern, escape="\\"),
+        Incident.category.in_(names.scalar_subquery()),
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class IncidentFilter:
     """Which incidents a request is about: always within the principal's scope, never deleted."""
@@ -88,6 +116,7 @@ class IncidentFilter:
     jurisdiction: str | None = None
     area: AreaMembers | None = None  # cooperation=<id>
     border_km_max: float | None = None
+    text: str | None = None  # q=: words in the description, the unit or the category's names
 
     def conditions(self, i: Rows = Incident) -> list[ColumnElement[bool]]:
         """SQL conditions, all index-friendly (GiST bbox, btree time, GIN jurisdiction path).
@@ -114,6 +143,10 @@ class IncidentFilter:
             out.append(in_area(self.area, i))
         if self.border_km_max is not None:
             out.append(i.border_distance_km <= self.border_km_max)
+        if self.text:
+            if i is not Incident:  # the event log has no descriptions (its route refuses q=)
+                raise InvalidInput("q= is not available on the live feed", field="q")
+            out.append(matches_text(self.text))
         return out
 
 
@@ -216,6 +249,14 @@ async def incident_filter(
     border_km_max: Annotated[
         float | None, Query(ge=0, le=20_000, description="distance to the national border, km")
     ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_TEXT,
+            description="text in the description, the unit or the category's name, accents and"
+            " case ignored ('buon lau' finds 'Buôn lậu')",
+        ),
+    ] = None,
 ) -> IncidentFilter:
     """Parse the shared filter parameters (422 problem+json naming the parameter on error)."""
     start, end = parse_datetime(dt) if dt else (None, None)
@@ -230,6 +271,7 @@ async def incident_filter(
         jurisdiction=jurisdiction,
         area=await members_of(session, cooperation) if cooperation is not None else None,
         border_km_max=border_km_max,
+        text=(q.strip() or None) if q else None,
     )
 
 

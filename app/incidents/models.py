@@ -169,6 +169,14 @@ class IncidentHistory(Base):
     changes: Mapped[dict[str, Any]] = mapped_column(JSONB)
 
 
+# text search without accents or case (migration 0020): q= and CQL2's CASEI(ACCENTI(description))
+Index(
+    "ix_incident_description_folded",
+    func.lower(func.text_accenti(Incident.description)).label("description_folded"),
+    postgresql_using="gin",
+    postgresql_ops={"description_folded": "public.gin_trgm_ops"},
+)
+
 NOTE_MAX = 4000  # characters of a note
 
 

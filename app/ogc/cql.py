@@ -7,7 +7,8 @@ Size and nesting are bounded before and after parsing; every failure is an Inval
 the OGC routes answer with 400 problem+json.
 
 Supported: AND/OR/NOT; = <> < <= > >=; BETWEEN; LIKE/ILIKE (`%`, `_`, `\\` escape); IN;
-IS NULL; CASEI(); S_INTERSECTS, S_DISJOINT, S_WITHIN, S_CONTAINS, S_TOUCHES, S_CROSSES,
+IS NULL; CASEI() and ACCENTI() (PostgreSQL's unaccent); S_INTERSECTS, S_DISJOINT, S_WITHIN,
+S_CONTAINS, S_TOUCHES, S_CROSSES,
 S_OVERLAPS, S_EQUALS with WKT / GeoJSON / BBOX literals; T_INTERSECTS, T_BEFORE, T_AFTER,
 T_DISJOINT, T_EQUALS on instants; and the distance extension
 `DWITHIN(geometry, <geometry literal>, <distance>, '<unit>')` (geodesic, on the WGS 84 spheroid).
@@ -144,20 +145,21 @@ class Translator:
                     queryables=list(self.q),
                 )
             return q
-        if isinstance(node, ast.Function) and node.name == "lower" and len(node.arguments) == 1:
-            inner = self.attribute(node.arguments[0])
+        folds, inner_node = _folds(node)
+        if folds:
+            inner = self.attribute(inner_node)
             if inner.type != "string":
-                raise bad("CASEI() applies to text properties only")
-            return Queryable(func.lower(inner.expr), "string", inner.title)
+                raise bad(f"{_fold_names(folds)} applies to text properties only")
+            return Queryable(_fold(inner.expr, folds), "string", inner.title)
         raise bad(f"expected a property name, got '{_describe(node)}'")
 
     def value(self, q: Queryable, node: Any) -> Any:
         """A literal as a bound parameter of the queryable's type."""
-        if isinstance(node, ast.Function) and node.name == "lower" and len(node.arguments) == 1:
-            v = node.arguments[0]
+        folds, v = _folds(node)
+        if folds:
             if not isinstance(v, str):
-                raise bad("CASEI() of a literal needs a text literal")
-            return func.lower(literal(unquote(v), String))
+                raise bad(f"{_fold_names(folds)} of a literal needs a text literal")
+            return _fold(literal(unquote(v), String), folds)
         if isinstance(node, ast.Node | values.Geometry | values.Envelope | values.Interval):
             raise bad(f"expected a literal value, got '{_describe(node)}'")
         return literal(coerce(q, node), _sql_type(q.type))
@@ -182,16 +184,12 @@ class Translator:
         q = self.attribute(node.lhs)
         if q.type != "string":
             raise bad("LIKE applies to text properties only")
-        pattern = node.pattern
-        if isinstance(pattern, ast.Function) and pattern.name == "lower":
-            pattern = pattern.arguments[0] if pattern.arguments else None
+        folds, pattern = _folds(node.pattern)
         if not isinstance(pattern, str):
             raise bad("LIKE needs a text pattern")
-        pattern = unquote(pattern)
+        text_ = _fold(literal(unquote(pattern), String), folds)
         # CQL2 wildcards are SQL's: % any run, _ one character, backslash escapes
-        cond = (
-            q.expr.ilike(pattern, escape="\\") if node.nocase else q.expr.like(pattern, escape="\\")
-        )
+        cond = q.expr.ilike(text_, escape="\\") if node.nocase else q.expr.like(text_, escape="\\")
         return not_(cond) if node.not_ else cond
 
     # spatial
@@ -330,6 +328,33 @@ def translate(node: ast.Node, queryables: Queryables) -> ColumnElement[bool]:
 
 # what coerce gives: a Python value of a queryable's type (a datetime is a date)
 Scalar = str | int | float | bool | date | uuid.UUID
+
+
+# CQL2's CASEI() (pygeofilter names it `lower`) and ACCENTI(), in any order and nesting
+FOLDS = {"lower": "CASEI()", "accenti": "ACCENTI()"}
+
+
+def _folds(node: Any) -> tuple[frozenset[str], Any]:
+    """The folds wrapped around a node (CASEI, ACCENTI) and what they wrap."""
+    found: set[str] = set()
+    while isinstance(node, ast.Function) and node.name in FOLDS and len(node.arguments) == 1:
+        found.add(node.name)
+        node = node.arguments[0]
+    return frozenset(found), node
+
+
+def _fold_names(folds: frozenset[str]) -> str:
+    return " and ".join(FOLDS[f] for f in sorted(folds))
+
+
+def _fold(expr: Any, folds: frozenset[str]) -> Any:
+    """SQL of the folds, always in one order, lower(text_accenti(x)): the expression the
+    trigram index of incident descriptions holds (migration 0020)."""
+    if "accenti" in folds:
+        expr = func.text_accenti(expr)
+    if "lower" in folds:
+        expr = func.lower(expr)
+    return expr
 
 
 def coerce(q: Queryable, value: Any) -> Scalar:

@@ -186,7 +186,7 @@ def _check_json_depth(doc: Any) -> None:
 
 def _normalise_json(node: Any) -> Any:
     """Bring CQL2 1.0 JSON to the shape pygeofilter 0.4 reads: 3-argument BETWEEN, `bbox`
-    literals (pygeofilter mixes up their axis order), DWITHIN as a function."""
+    literals (pygeofilter mixes up their axis order), DWITHIN and ACCENTI as functions."""
     if isinstance(node, list):
         return [_normalise_json(n) for n in node]
     if not isinstance(node, dict):
@@ -205,6 +205,8 @@ def _normalise_json(node: Any) -> Any:
             return {"op": "not", "args": [{"op": "t_intersects", "args": _normalise_json(args)}]}
         if name in ("dwithin", "s_dwithin"):
             return {"function": {"name": "dwithin", "arguments": _normalise_json(args)}}
+        if name == "accenti":  # not in pygeofilter's tables: the function CQL2 text gives
+            return {"function": {"name": "accenti", "arguments": _normalise_json(args)}}
         if name == "between" and isinstance(args, list) and len(args) == 3:
             args = [args[0], [args[1], args[2]]]
         # pygeofilter's operator names are lower case, except isNull

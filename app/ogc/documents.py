@@ -41,6 +41,7 @@ CONFORMANCE = [
     CQL2 + "basic-cql2",
     CQL2 + "advanced-comparison-operators",
     CQL2 + "case-insensitive-comparison",
+    CQL2 + "accent-insensitive-comparison",
     CQL2 + "basic-spatial-functions",
     CQL2 + "basic-spatial-functions-plus",
     CQL2 + "spatial-functions",
