@@ -214,9 +214,7 @@ async def test_offline_visit_queue_and_send_once(
     assert "·" in await page.inner_text("#saved-at")
     assert await page.inner_text("#whoami") != ""  # GET /me from the saved copy
     # the key's area came from the saved copy: outline, communes, their names
-    assert (
-        await page.evaluate("window.borderwatch.field.map.querySourceFeatures('area').length") > 0
-    )
+    await wait_until(page, "window.borderwatch.field.map.querySourceFeatures('area').length > 0")
 
     photo = _jpeg()
     await _record(phone, category=1, severity=4, text_="Vận chuyển ma túy qua biên giới")
@@ -332,6 +330,36 @@ async def test_cut_send_validation_and_accessibility(
         i=record["id"],
     )
 
+    # a refusal (4xx): kept with the server's reason, corrected and sent again under its id
+    await page.unroute("**/incidents", cut_first)
+    problem = {"title": "Unprocessable Content", "status": 422, "detail": "lời từ máy chủ"}
+
+    async def refuse_once(route: Any) -> None:
+        if route.request.method == "POST" and problem:
+            body = json.dumps(problem)
+            problem.clear()
+            await route.fulfill(status=422, content_type="application/problem+json", body=body)
+        else:
+            await route.continue_()
+
+    await page.route("**/incidents", refuse_once)
+    await wait_until(page, "document.getElementById('lat').value !== ''")
+    await page.select_option("#category", index=2)
+    await page.locator("label.choice:has(input[value='2'])").tap()
+    await page.locator("#save").tap()
+    await wait_until(page, "window.borderwatch.field.queue().then(q => q[0].state === 'rejected')")
+    await page.locator("#tab-mine").tap()
+    refused = page.locator("#mine-list li[data-state=rejected]")
+    assert "lời từ máy chủ" in await refused.inner_text()
+    await refused.locator("button").tap()
+    assert await page.is_visible("#panel-record")
+    await page.locator("#save").tap()
+    await wait_until(page, "window.borderwatch.field.queue().then(q => q[0].state === 'sent')")
+    corrected = (await phone.queue())[0]["id"]
+    assert (
+        await served.scalar("SELECT count(*) FROM incident WHERE id::text = :i", i=corrected) == 1
+    )
+
     # near me: what the database holds within 5 km of the phone in the last 30 days, nearest
     # first, one numbered marker each
     await page.locator("#tab-near").tap()
@@ -343,7 +371,7 @@ async def test_cut_send_validation_and_accessibility(
         " ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, 5000)",
         lon=HERE["longitude"], lat=HERE["latitude"],
     )  # fmt: skip
-    assert await page.locator("#near-list li").count() == expected >= 4
+    assert await page.locator("#near-list li").count() == expected >= 5
     assert await page.locator(".near-marker").count() == expected
     await Phone.shot(phone, tmp_path, "field-near")
 

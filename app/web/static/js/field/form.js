@@ -296,6 +296,7 @@ async function save(event) {
     sentAt: null,
   };
   await store.put(record);
+  if (editing && fresh) await store.remove(editing.id); // replaced by the record under a new id
   stats.saved += 1;
   reset(); // the next record starts from where the officer is now
   $("saved").textContent = t("field.saved.queued");

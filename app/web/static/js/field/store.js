@@ -58,6 +58,11 @@ export async function update(id, change) {
   return record;
 }
 
+/** Delete one record. */
+export async function remove(id) {
+  await (await db()).delete(STORE, id);
+}
+
 /** Drop the oldest sent records beyond KEEP_SENT. */
 export async function prune() {
   const sent = (await all()).filter((r) => r.state === "sent");
