@@ -14,6 +14,7 @@ import orjson
 from fastapi import Depends, Query
 from sqlalchemy import ColumnElement, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
 from app.auth.deps import CurrentPrincipal
@@ -77,29 +78,47 @@ def in_polygon(wkt: str, i: Rows = Incident) -> ColumnElement[bool]:
 MAX_TEXT = 200  # characters of q=
 
 
-def folded(expr: Any) -> Any:
-    """SQL: text without diacritics or case, as the trigram index of descriptions holds it
-    (migration 0020; CQL2's CASEI(ACCENTI(…)) folds the same way, app/ogc/cql.py)."""
-    return func.lower(func.text_accenti(expr))
+def folded(expr: Any) -> ColumnElement[str]:
+    """SQL: text without diacritics or case, as the trigram indexes of descriptions and units
+    hold it (migration 0020; CQL2's CASEI(ACCENTI(…)) is this too, app/ogc/cql.py)."""
+    result: ColumnElement[str] = func.lower(func.text_accenti(expr))
+    return result
 
 
-def matches_text(q: str) -> ColumnElement[bool]:
-    """SQL: the incident's description or unit, or its category's Vietnamese or English name,
-    contains `q` with accents and case ignored ('buon lau' finds 'Buôn lậu'); the description
-    through its trigram index."""
+def text_pattern(q: str) -> ColumnElement[str]:
+    """SQL: the LIKE pattern of `q` (its % and _ plain characters), folded."""
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = folded(literal(f"%{escaped}%"))
-    names = select(Category.code).where(
-        or_(
-            folded(Category.name_vi).like(pattern, escape="\\"),
-            folded(Category.name_en).like(pattern, escape="\\"),
+    return folded(literal(f"%{escaped}%"))
+
+
+async def categories_named(session: AsyncSession, q: str) -> tuple[str, ...]:
+    """The codes of the categories whose Vietnamese or English name contains `q`, accents
+    and case ignored (a few dozen rows: read once per request)."""
+    pattern = text_pattern(q)
+    rows = await session.execute(
+        select(Category.code).where(
+            or_(
+                folded(Category.name_vi).like(pattern, escape="\\"),
+                folded(Category.name_en).like(pattern, escape="\\"),
+            )
         )
     )
-    return or_(
+    return tuple(sorted(rows.scalars()))
+
+
+def matches_text(q: str, categories: tuple[str, ...]) -> ColumnElement[bool]:
+    """SQL: the incident's description or unit contains `q`, accents and case ignored
+    ('buon lau' finds 'Buôn lậu'), or it is of one of `categories` (those named so): each arm
+    through an index (trigram, trigram, btree), so that a rare word is not a scan of every
+    incident."""
+    pattern = text_pattern(q)
+    arms = [
         folded(Incident.description).like(pattern, escape="\\"),
         folded(Incident.unit).like(pattern, escape="\\"),
-        Incident.category.in_(names.scalar_subquery()),
-    )
+    ]
+    if categories:
+        arms.append(Incident.category.in_(categories))
+    return or_(*arms)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +136,7 @@ class IncidentFilter:
     area: AreaMembers | None = None  # cooperation=<id>
     border_km_max: float | None = None
     text: str | None = None  # q=: words in the description, the unit or the category's names
+    text_categories: tuple[str, ...] = ()  # the categories whose names hold `text`
 
     def conditions(self, i: Rows = Incident) -> list[ColumnElement[bool]]:
         """SQL conditions, all index-friendly (GiST bbox, btree time, GIN jurisdiction path).
@@ -146,7 +166,7 @@ class IncidentFilter:
         if self.text:
             if i is not Incident:  # the event log has no descriptions (its route refuses q=)
                 raise InvalidInput("q= is not available on the live feed", field="q")
-            out.append(matches_text(self.text))
+            out.append(matches_text(self.text, self.text_categories))
         return out
 
 
@@ -260,6 +280,7 @@ async def incident_filter(
 ) -> IncidentFilter:
     """Parse the shared filter parameters (422 problem+json naming the parameter on error)."""
     start, end = parse_datetime(dt) if dt else (None, None)
+    text = (q.strip() or None) if q else None
     return IncidentFilter(
         scope=principal.scope,
         bbox=parse_bbox(bbox) if bbox else None,
@@ -271,7 +292,8 @@ async def incident_filter(
         jurisdiction=jurisdiction,
         area=await members_of(session, cooperation) if cooperation is not None else None,
         border_km_max=border_km_max,
-        text=(q.strip() or None) if q else None,
+        text=text,
+        text_categories=await categories_named(session, text) if text else (),
     )
 
 

@@ -170,12 +170,13 @@ class IncidentHistory(Base):
 
 
 # text search without accents or case (migration 0020): q= and CQL2's CASEI(ACCENTI(description))
-Index(
-    "ix_incident_description_folded",
-    func.lower(func.text_accenti(Incident.description)).label("description_folded"),
-    postgresql_using="gin",
-    postgresql_ops={"description_folded": "public.gin_trgm_ops"},
-)
+for _column in (Incident.description, Incident.unit):
+    Index(
+        f"ix_incident_{_column.key}_folded",
+        func.lower(func.text_accenti(_column)).label(f"{_column.key}_folded"),
+        postgresql_using="gin",
+        postgresql_ops={f"{_column.key}_folded": "public.gin_trgm_ops"},
+    )
 
 NOTE_MAX = 4000  # characters of a note
 

@@ -51,6 +51,7 @@ from sqlalchemy.types import (
 
 from app.errors import InvalidInput
 from app.geo import spatial
+from app.incidents.filters import folded
 from app.ogc.cql_parse import bad, bbox_ring, first_line, number, unquote
 
 MAX_VERTICES = 10_000  # in all geometry literals of one filter
@@ -350,10 +351,12 @@ def _fold_names(folds: frozenset[str]) -> str:
 def _fold(expr: Any, folds: frozenset[str]) -> Any:
     """SQL of the folds, always in one order, lower(text_accenti(x)): the expression the
     trigram index of incident descriptions holds (migration 0020)."""
+    if folds == {"accenti", "lower"}:
+        return folded(expr)
     if "accenti" in folds:
-        expr = func.text_accenti(expr)
+        return func.text_accenti(expr)
     if "lower" in folds:
-        expr = func.lower(expr)
+        return func.lower(expr)
     return expr
 
 

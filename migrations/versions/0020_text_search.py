@@ -7,9 +7,9 @@ Create Date: 2026-12-07 01:15:00
 `text_accenti(text)`: the text without its diacritics (PostgreSQL's `unaccent`, with đ/Đ
 folded to d/D explicitly, as `place_fold` does), declared IMMUTABLE so that an index can hold it
 (unaccent itself is STABLE: its rules file could change; a change of the rules file needs a
-REINDEX). It is CQL2's ACCENTI(); CASEI() is lower(). A trigram index on
-lower(text_accenti(description)) answers `q=` and `CASEI(ACCENTI(description)) LIKE …` filters
-without reading every incident. See app/incidents/filters.py and app/ogc/cql.py.
+REINDEX). It is CQL2's ACCENTI(); CASEI() is lower(). Trigram indexes on
+lower(text_accenti(description)) and of `unit` answer `q=` and `CASEI(ACCENTI(description))
+LIKE …` filters without reading every incident. See app/incidents/filters.py and app/ogc/cql.py.
 """
 
 from collections.abc import Sequence
@@ -34,14 +34,16 @@ def upgrade() -> None:
     """Apply this revision."""
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
     op.execute(TEXT_ACCENTI)
-    op.execute(
-        "CREATE INDEX ix_incident_description_folded ON incident"
-        " USING gin (lower(text_accenti(description)) public.gin_trgm_ops)"
-    )
+    for column in ("description", "unit"):
+        op.execute(
+            f"CREATE INDEX ix_incident_{column}_folded ON incident"
+            f" USING gin (lower(text_accenti({column})) public.gin_trgm_ops)"
+        )
 
 
 def downgrade() -> None:
     """Revert this revision."""
+    op.execute("DROP INDEX ix_incident_unit_folded")
     op.execute("DROP INDEX ix_incident_description_folded")
     op.execute("DROP FUNCTION text_accenti(text)")
     op.execute("DROP EXTENSION IF EXISTS pg_trgm")
