@@ -109,9 +109,9 @@ class Phone:
         records: list[dict[str, Any]] = await self.page.evaluate("window.borderwatch.field.queue()")
         return records
 
-    async def shot(self, tmp_path: Path, name: str) -> Path:
+    async def shot(self, tmp_path: Path, name: str, *, full_page: bool = False) -> Path:
         path = tmp_path / f"{name}.png"
-        await self.page.screenshot(path=str(path), full_page=False)
+        await self.page.screenshot(path=str(path), full_page=full_page)
         if SHOTS:
             await asyncio.to_thread(_keep, path, Path(SHOTS))
         return path
@@ -285,6 +285,7 @@ async def test_cut_send_validation_and_accessibility(
     await page.locator("#save").tap()
     assert catalogue["field.position"]["vi"] in await page.inner_text("#position-error")
     assert phone.posts == [] and await phone.queue() == []
+    await phone.shot(tmp_path, "field-validation", full_page=True)
 
     # axe-core on the form with its errors shown, then on the other two panels
     await page.add_script_tag(path=str(AXE))
