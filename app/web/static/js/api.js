@@ -9,11 +9,12 @@ const network = new Set(); // told whether each request reached the server
 let inFlight = 0;
 
 export class ApiError extends Error {
-  constructor(status, title, detail, path) {
+  constructor(status, title, detail, path, problem = {}) {
     super(detail || title || `HTTP ${status}`);
     this.status = status;
     this.title = title;
     this.path = path;
+    this.problem = problem; // the whole problem+json body (allowed, errors, field …)
   }
 }
 
@@ -86,14 +87,15 @@ export function url(path, params = {}) {
 async function problemOf(response, path) {
   let title = response.statusText;
   let detail = "";
+  let problem = {};
   try {
-    const body = await response.json();
-    title = body.title || title;
-    detail = body.detail || "";
+    problem = await response.json();
+    title = problem.title || title;
+    detail = problem.detail || "";
   } catch {
     // not JSON (a proxy's error page): the status line is all we have
   }
-  return new ApiError(response.status, title, detail, path);
+  return new ApiError(response.status, title, detail, path, problem);
 }
 
 async function request(path, params, signal, init = {}) {
@@ -138,4 +140,25 @@ export async function getBlob(path, params = {}) {
   const disposition = response.headers.get("Content-Disposition") || "";
   const match = /filename="?([^";]+)"?/.exec(disposition);
   return { blob: await response.blob(), filename: match ? match[1] : "borderwatch-export" };
+}
+
+/** GET a JSON document with its ETag (for a later If-Match). */
+export async function getWithETag(path) {
+  const response = await request(path, {});
+  return { body: await response.json(), etag: response.headers.get("ETag") };
+}
+
+/** PATCH `body` as JSON with If-Match; the answer's JSON and its new ETag. Throws ApiError
+ * (412 stale, 409 illegal status, 403, 422 naming the field). */
+export async function patchJSON(path, body, etag) {
+  const response = await request(path, {}, undefined, { method: "PATCH", body: JSON.stringify(body),
+    headers: { "Content-Type": "application/json", "If-Match": etag } });
+  return { body: await response.json(), etag: response.headers.get("ETag") };
+}
+
+/** POST a file as the request body (its own Content-Type); the JSON answer. */
+export async function postFile(path, params, file) {
+  const response = await request(path, params, undefined, { method: "POST", body: file,
+    headers: { "Content-Type": file.type || "application/octet-stream" } });
+  return response.json();
 }

@@ -1,34 +1,74 @@
-// One incident (its facts and change history) and the nearby tool (the incidents around a
+// One incident (its facts, what this key may do with it, history, notes, photos) and the nearby tool (the incidents around a
 // clicked point, nearest first).
 
-import { getJSON } from "./api.js";
+import { getJSON, getWithETag } from "./api.js";
 import { categoryName, map, placeName, postName } from "./context.js";
 import { circlePolygon } from "./geometry.js";
-import { has, number, t } from "./i18n.js";
+import { number, t } from "./i18n.js";
+import { actionsSection, historyItem, mayNote, notesSection, photosSection } from "./incident_actions.js";
 import { reportError, showMessage } from "./messages.js";
-import { newestOnly } from "./refresh.js";
+import { apply, newestOnly } from "./refresh.js";
 import { filterParams, state } from "./state.js";
 import { $, el, heading, showPanelStatus, statusName, table, tableRow, when } from "./ui.js";
 
 const NEARBY_LIMIT = 50;
-const BOOKKEEPING = ["updated_at", "version"]; // changed by every update: not worth listing
 
-export async function showIncident(id) {
+const shown = new Set(); // told the id of each incident the panel opens (the table, the map)
+
+/** Call `fn(id)` whenever the detail panel shows an incident (null: it closed). */
+export function onIncidentShown(fn) {
+  shown.add(fn);
+}
+
+const newestDetail = newestOnly();
+
+/** The detail panel: facts, the actions this key may take, history (old → new), notes and
+ * photos. `pending`: a correction to fill in again (after a conflict). */
+export async function showIncident(id, { pending = null, keepScroll = false } = {}) {
   const panel = $("detail");
-  showPanelStatus(panel, t("incident.title"), t("busy"));
+  const scroll = panel.closest(".panel")?.scrollTop;
+  if (!keepScroll) showPanelStatus(panel, t("incident.title"), t("busy"));
+  for (const fn of shown) fn(id);
+  const isNewest = newestDetail();
   try {
-    const [feature, history] = await Promise.all([
-      getJSON(`/incidents/${id}`), getJSON(`/incidents/${id}/history`)]);
+    const [{ body: feature, etag }, history, notes, photos] = await Promise.all([
+      getWithETag(`/incidents/${id}`), getJSON(`/incidents/${id}/history`),
+      getJSON(`/incidents/${id}/notes`), getJSON(`/incidents/${id}/photos`)]);
+    if (!isNewest()) return;
+    const ctx = {
+      pending,
+      reload: (again) => showIncident(id, { pending: again, keepScroll: true }),
+      changed: async () => {
+        await showIncident(id, { keepScroll: true });
+        await apply(); // the map, the table and the panels show the change
+      },
+    };
+    const actions = mayNote() ? await actionsSection(feature, etag, ctx) : null;
+    if (!isNewest()) return;
     state.incident = feature;
+    state.incidentVersion = Number(String(etag || "").replace(/\D/g, "")) || null;
+    panel.hidden = false;
     panel.replaceChildren(
-      heading(categoryName(feature.properties.category), () => { panel.hidden = true; state.incident = null; }),
+      heading(categoryName(feature.properties.category), closeIncident),
       table({ className: "facts", rows: facts(feature).map((cells) => tableRow(cells, 1)) }),
+      ...(actions ? [actions] : []),
       el("h3", { text: t("incident.history") }),
-      el("ol", { className: "history" }, ...history.entries.map((e) => el("li", { text: historyEntry(e) }))));
+      el("ol", { className: "history" }, ...history.entries.map(historyItem)),
+      notesSection(feature, notes.notes, ctx),
+      photosSection(feature, photos.photos, ctx));
+    if (keepScroll && scroll !== undefined) panel.closest(".panel").scrollTop = scroll;
+    for (const fn of shown) fn(id); // again, now that its position is known (the map's ring)
   } catch (err) {
+    if (!isNewest()) return;
     showPanelStatus(panel, t("incident.title"), t("unavailable"));
     reportError(t("incident.loading"), err);
   }
+}
+
+function closeIncident() {
+  $("detail").hidden = true;
+  state.incident = null;
+  for (const fn of shown) fn(null);
 }
 
 /** [label, value] per row of the detail panel; an empty value reads "–". */
@@ -51,13 +91,6 @@ function facts(feature) {
       precision: p.location_precision_m ?? "–" })],
     [label("id"), feature.id],
   ];
-}
-
-function historyEntry(e) {
-  const changed = Object.keys(e.changes || {}).filter((k) => !BOOKKEEPING.includes(k));
-  const action = has(`incident.action.${e.action}`) ? t(`incident.action.${e.action}`) : e.action;
-  const entry = t("incident.historyEntry", { version: e.version, action, actor: e.actor, time: when(e.changed_at) });
-  return e.action === "update" && changed.length ? t("incident.changed", { entry, fields: changed.join(", ") }) : entry;
 }
 
 export function setUpNearbyTool() {

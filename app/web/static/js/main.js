@@ -2,7 +2,7 @@
 // map, and wire the layers and panels to the filters. Each panel is a module of its own
 // (docs/dashboard.md, "Code").
 // Test hook (documented in docs/dashboard.md): window.borderwatch = { state, map, settled(),
-// renderedIncidents(), live }.
+// renderedIncidents(), live, incidentTable }.
 
 import { getJSON } from "./api.js";
 import { setUpMapClicks } from "./clicks.js";
@@ -12,6 +12,7 @@ import { boundaryTiles, buildEra, loadUnits, setLabels } from "./era.js";
 import { setUpExport } from "./export.js";
 import { geometryBounds } from "./geometry.js";
 import { refreshNearby, setUpNearbyTool } from "./incident.js";
+import { incidentTable, refreshIncidentTable, setUpIncidentTable } from "./incident_table.js";
 import { addFilteredLayers, refreshBorderZone, refreshTiles, updateHint, watchForNewIncidents } from "./layers.js";
 import { followFilters, live, liveReady, startLive } from "./live.js";
 import { addBaseLayers, createLabels, createMap, renderedIncidents } from "./mapview.js";
@@ -31,9 +32,10 @@ const VIETNAM = [[102.1, 8.4], [109.5, 23.4]];
 const MOVE_SETTLE_MS = 300; // statistics follow the view once panning has paused
 
 window.borderwatch = { state, get map() { return map; }, settled, renderedIncidents: () => renderedIncidents(map),
-  live };
+  live, incidentTable };
 
-onFiltersChange(refreshTiles, refreshStats, refreshBorderZone, refreshNeighbours, refreshNearby, followFilters);
+onFiltersChange(refreshTiles, refreshStats, refreshBorderZone, refreshNeighbours, refreshNearby,
+  refreshIncidentTable, followFilters);
 
 /** The language switch in the top bar; a switch redraws the page in the other language (the
  * address bar keeps the view, the filters and the selected province). */
@@ -105,6 +107,7 @@ async function start() {
     setLabels(labels);
     await addFilteredLayers();
     setUpMapClicks();
+    setUpIncidentTable();
     const refreshStatsSoon = debounced(refreshStats, MOVE_SETTLE_MS);
     map.on("moveend", () => {
       writeUrl(map);

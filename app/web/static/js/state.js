@@ -35,6 +35,8 @@ export const state = {
   neighbours: [], // their codes, as /jurisdictions/{code}/neighbours answered
   nearby: null, // { lon, lat, radius_m, ids: [...] }
   incident: null, // the incident shown in the detail panel
+  incidentVersion: null, // its version as read (the ETag the page sends as If-Match)
+  tableOpen: false, // the incident table under the map is open (table=1 in the address bar)
   applied: 0, // bumped whenever the filters reached every layer
 };
 
@@ -124,6 +126,7 @@ export function readUrl() {
     state.view = { lon: at[0], lat: at[1], zoom: at[2] };
   }
   if (q.get("province")) state.selected = q.get("province");
+  state.tableOpen = q.get("table") === "1";
   const era = q.get("era") || "";
   if (era === "before") state.era = { mode: "before", date: "" };
   else if (isDay(era)) state.era = { mode: "date", date: era };
@@ -152,6 +155,7 @@ export function writeUrl(map) {
     q.set("at", [c.lng.toFixed(4), c.lat.toFixed(4), map.getZoom().toFixed(2)].join(","));
   }
   if (state.selected) q.set("province", state.selected);
+  if (state.tableOpen) q.set("table", "1");
   if (state.era.mode === "before") q.set("era", "before");
   else if (state.era.mode === "date" && state.era.date) q.set("era", state.era.date);
   const search = q.toString().replaceAll("%2C", ",");
