@@ -139,7 +139,10 @@ async function start() {
     }
     // no link and nothing saved yet: the queue still works; the names come back with the link
   }
-  if (me) $("whoami").textContent = t("field.whoami", { name: me.name, role: t(`field.role.${me.role}`) });
+  const whoami = () => {
+    if (me) $("whoami").textContent = t("field.whoami", { name: me.name, role: t(`field.role.${me.role}`) });
+  };
+  whoami();
   if (me && me.role === "viewer") $("saved").textContent = t("field.viewer");
   $("sign-out").hidden = false;
   $("sign-out").addEventListener("click", async () => {
@@ -160,6 +163,7 @@ async function start() {
   near.setUp();
   await mine.setUp({ keyHashValue: hash, openTab });
   onChange(() => {
+    whoami();
     form.renderCategories();
     near.redraw();
     mine.render();

@@ -12,6 +12,7 @@
 const VERSION = "v1";
 const SHELL = `bw-field-shell-${VERSION}`;
 const DATA_PREFIX = "bw-field-data-";
+const MAX_ANSWERS = 300; // per key: the oldest answers (nearby searches, places …) go first
 const NETWORK_WAIT_MS = { shell: 4000, data: 6000 };
 const SHELL_FILES = [
   "/field",
@@ -129,7 +130,9 @@ async function keyed(request, auth) {
         const headers = new Headers(response.headers);
         headers.set("X-Borderwatch-Saved-At", new Date().toISOString());
         const body = await response.clone().blob();
+        await cache.delete(request.url); // re-inserted last: the order is the answers' age
         await cache.put(request.url, new Response(body, { status: response.status, headers }));
+        await trim(cache);
       }
       return response;
     })
@@ -143,4 +146,10 @@ async function keyed(request, auth) {
     return new Response(await saved.blob(), { status: saved.status, headers });
   }
   return (await update) || Response.error();
+}
+
+/** Keep at most MAX_ANSWERS answers in a key's cache (keys() lists them oldest first). */
+async function trim(cache) {
+  const keys = await cache.keys();
+  for (const old of keys.slice(0, Math.max(0, keys.length - MAX_ANSWERS))) await cache.delete(old);
 }
