@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import Dialect, Engine, ExceptionContext, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -69,6 +69,11 @@ def _warm(dbapi_connection: Any, _record: Any) -> None:
 # connection lost while in steady use fails its statement instead: that request answers 503
 # (app/errors.py), the connection is dropped, and every other one is checked before its next
 # use. See docs/decisions.md.
+# Parallel workers made a 1 000-feature page at 1 M incidents twice as slow here (2 cores):
+# starting and feeding four workers (the page and the count each Gather) costs more than they
+# save, and PostGIS's costly ST_Intersects tips a list page into a parallel plan. The parallel
+# plan run by the leader alone is the fastest; see docs/decisions.md. For one transaction.
+LEADER_ONLY = text("SET LOCAL max_parallel_workers = 0")
 IDLE_PING_S = 10.0
 # How long a request waits for a free connection when all are in use before it answers 503
 # (SQLAlchemy's default is 30 s).

@@ -14,6 +14,7 @@ from sqlalchemy import Select, Text, bindparam, cast, func, literal, select, tup
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import LEADER_ONLY
 from app.incidents.filters import Cursor, IncidentFilter
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr
@@ -27,6 +28,7 @@ async def count(*, session: AsyncSession, filt: IncidentFilter, creator: str | N
     stmt = select(func.count()).select_from(Incident).where(*filt.conditions())
     if creator is not None:
         stmt = stmt.where(BY_CREATOR)
+    await session.execute(LEADER_ONLY)
     return int((await session.execute(stmt, {"creator": creator})).scalar_one())
 
 
@@ -60,7 +62,9 @@ async def stream_page(
         params["creator"] = creator
     # one round trip: a page is at most 10 000 rows, and one result is faster than a
     # server-side cursor for that (docs/performance.md); the export streams through a cursor
-    result = await (await session.connection()).execute(stmt, params)
+    conn = await session.connection()
+    await conn.execute(LEADER_ONLY)  # this request's transaction only
+    result = await conn.execute(stmt, params)
     emitted = False
     more = False
     last: tuple[Any, Any] | None = None

@@ -26,13 +26,13 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    text,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Identity
 from app.cooperation import service as cooperation
+from app.db import LEADER_ONLY
 from app.errors import NotFound
 from app.geo import spatial
 from app.incidents.filters import in_area
@@ -170,12 +170,6 @@ def page_statement(source: Source, query: ItemsQuery) -> Select[Any]:
         fetched,
         counted,
     )
-
-
-# Parallel workers made a 1 000-feature page at 1 M incidents twice as slow here (2 cores):
-# starting and feeding four workers (the page and the count each Gather) costs more than they
-# save. The parallel plan run by the leader alone is the fastest; see docs/decisions.md.
-LEADER_ONLY = text("SET LOCAL max_parallel_workers = 0")
 
 
 async def items(*, session: AsyncSession, source: Source, query: ItemsQuery) -> Page:
