@@ -5,8 +5,9 @@ with node).
 
 1. Every message has a Vietnamese and an English text, neither empty, with the same
    `{placeholders}` (an English plural object `{"one": …, "other": …}`: each form).
-2. Every key the dashboard uses (`t("…")`, `has("…")`, `data-i18n`, `data-i18n-attr`) is in a
-   catalogue it loads (common.json, dashboard.json), and every key of dashboard.json is used:
+2. Every key a page uses (`t("…")`, `has("…")`, `data-i18n`, `data-i18n-attr`) is in a
+   catalogue it loads (common.json, and dashboard.json or field.json), and every key of its
+   own catalogue is used:
    a key counts as used when the code names it as a string, or when it starts with the static
    prefix of a `t(`prefix.${…}`)` key (statuses, roles, layers…), which must end with a dot.
 3. No text a person reads is written in the page code; it belongs in a catalogue.
@@ -22,14 +23,15 @@ with node).
        innerText, title, placeholder, alt, aria-label, label (there any letter counts).
    What passes is code: ids, classes, event names, API fields and codes, CSS, URLs and paths —
    single tokens in lower case, kebab-, snake- or camelCase. A few names pass by name only
-   (`ALLOWED` in strings.mjs): HTTP header names, GeoJSON type names, error names, the export
-   formats (GeoJSON, CSV, GeoPackage) and the product's name.
+   (`ALLOWED` in strings.mjs): HTTP header names, GeoJSON type names, error names, keyboard
+   key names, the IANA time zone, the export formats (GeoJSON, CSV, GeoPackage) and the
+   product's name.
    In HTML, a text node with a letter must sit inside an element with `data-i18n` (whose text
    the page replaces), unless it is one of those names or a number with its unit ("5 km");
    the attributes title, aria-label, placeholder and alt carry no letter (they come from
    `data-i18n-attr`). Script and style contents are not text.
-   `scan()` takes any list of files: the field page (js/field/, field.html, field.json) can
-   be added to it once its owner moves its texts into its catalogue.
+   The same rules hold for the field page (field.html, js/field/*.js with its service worker;
+   catalogues common.json and field.json).
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ DASHBOARD = [
     *sorted(p for p in (STATIC / "js").glob("*.js") if p.name != "i18n.js"),
 ]
 DASHBOARD_CATALOGUES = ("common", "dashboard")
+# the field page (/field): its page and modules, the service worker included
+FIELD = [STATIC / "field.html", *sorted((STATIC / "js" / "field").glob("*.js"))]
+FIELD_CATALOGUES = ("common", "field")
+PAGES = {"dashboard": (DASHBOARD, DASHBOARD_CATALOGUES), "field": (FIELD, FIELD_CATALOGUES)}
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 LETTER = re.compile(r"[^\W\d_]")
@@ -167,7 +173,7 @@ def scan(files: list[Path]) -> Scanned:
     return out
 
 
-@pytest.mark.parametrize("name", ["common", "dashboard"])
+@pytest.mark.parametrize("name", ["common", "dashboard", "field"])
 def test_every_message_has_both_languages_with_the_same_placeholders(name: str) -> None:
     bad = []
     for key, entry in load(name).items():
@@ -187,11 +193,13 @@ def test_every_message_has_both_languages_with_the_same_placeholders(name: str) 
 
 
 @needs_node
-def test_every_key_used_exists_and_every_dashboard_key_is_used() -> None:
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_every_key_used_exists_and_every_page_key_is_used(page: str) -> None:
+    files, names = PAGES[page]
     catalogue: dict[str, Any] = {}
-    for name in DASHBOARD_CATALOGUES:
+    for name in names:
         catalogue |= load(name)
-    found = scan(DASHBOARD)
+    found = scan(files)
     missing = sorted({f"{file}: {key}" for file, key in found.keys if key not in catalogue})
     assert missing == []
     prefixes = {prefix for _, prefix in found.prefixes}
@@ -201,15 +209,16 @@ def test_every_key_used_exists_and_every_dashboard_key_is_used() -> None:
     used = {key for _, key in found.keys} | found.strings
     dead = [
         key
-        for key in load("dashboard")
+        for key in load(page)
         if key not in used and not any(key.startswith(p) for p in prefixes)
     ]
     assert dead == []
 
 
 @needs_node
-def test_no_text_is_written_in_the_dashboards_code() -> None:
-    findings = scan(DASHBOARD).findings
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_no_text_is_written_in_the_pages_code(page: str) -> None:
+    findings = scan(PAGES[page][0]).findings
     assert findings == [], "\n".join(f"{f.file}:{f.line}: {f.text!r} ({f.why})" for f in findings)
 
 

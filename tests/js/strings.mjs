@@ -24,7 +24,12 @@ const CLASS_SINKS = new Set(["className", "class"]);
 // platform or a format defines: header names, GeoJSON types, error names, file formats
 const ALLOWED = new Set(["Accept", "Accept-Language", "Authorization", "Bearer {}", "Content-Type",
   "Content-Disposition", "Last-Event-ID", "AbortError", "Feature", "FeatureCollection", "Point",
-  "LineString", "Polygon", "MultiPolygon", "GeoJSON", "GeoPackage", "CSV", "HTTP {}", "Borderwatch"]);
+  "LineString", "Polygon", "MultiPolygon", "MultiPoint", "MultiLineString", "GeoJSON", "GeoPackage",
+  "CSV", "HTTP {}", "Borderwatch",
+  // the field page's own response headers (its service worker marks what came from the cache)
+  "X-Borderwatch-From-Cache", "X-Borderwatch-Saved-At",
+  // KeyboardEvent.key names, and the IANA time zone
+  "Enter", "Escape", "ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Asia/Ho_Chi_Minh"]);
 
 const NON_ASCII_LETTER = /[\p{L}--[A-Za-z]]/v;
 const WORDS = /[A-Za-z]{2,}[,.;:!?]?\s+[A-Za-z]{2,}/; // two words separated by a space

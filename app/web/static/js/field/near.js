@@ -14,7 +14,7 @@ export const last = { features: [], origin: null };
 function here() {
   return new Promise((resolve, reject) => {
     if (!navigator.geolocation) {
-      reject(new Error("no geolocation"));
+      reject(new Error("no-geolocation")); // the caller says it in the user's language
       return;
     }
     navigator.geolocation.getCurrentPosition(

@@ -37,6 +37,6 @@ export async function resized(file) {
   context.drawImage(bitmap, 0, 0, width, height);
   bitmap.close();
   const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", QUALITY));
-  if (!blob) throw new Error("the photo could not be encoded");
+  if (!blob) throw new Error("jpeg-encoding-failed"); // the caller says it in the user's language
   return { blob, type: "image/jpeg", width, height };
 }
