@@ -84,6 +84,13 @@ export function url(path, params = {}) {
   return u.toString();
 }
 
+/** The path and query of a URL the API answered with (a `next` link, a photo's URL): requests
+ * carry the key, so they go to this origin whatever host the answer names. */
+export function localPath(href) {
+  const u = new URL(href, window.location.origin);
+  return u.pathname + u.search;
+}
+
 async function problemOf(response, path) {
   let title = response.statusText;
   let detail = "";

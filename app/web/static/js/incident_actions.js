@@ -3,7 +3,7 @@
 // photos; and the history as what changed, old → new. Officers and admins act (officers on
 // their own unit's incidents; any officer adds notes); analysts read.
 
-import { ApiError, getBlob, getJSON, patchJSON, postFile, postJSON } from "./api.js";
+import { ApiError, getBlob, getJSON, localPath, patchJSON, postFile, postJSON } from "./api.js";
 import { categoryName, placeName } from "./context.js";
 import { has, number, t } from "./i18n.js";
 import { reportError } from "./messages.js";
@@ -186,7 +186,8 @@ function correctionForm(feature, pending, send) {
   const occurred = el("input", { name: "occurred_at", type: "datetime-local", step: 60, value: vietnamLocal(p.occurred_at) });
   const latIn = el("input", { name: "lat", type: "number", step: "any", min: -90, max: 90, value: String(lat) });
   const lonIn = el("input", { name: "lon", type: "number", step: "any", min: -180, max: 180, value: String(lon) });
-  const form = el("form", { id: "incident-correct", className: "correct" },
+  // noValidate: the server checks the values and the page names the field in its language
+  const form = el("form", { id: "incident-correct", className: "correct", noValidate: true },
     field(fieldName("severity"), severity), field(fieldName("category"), category),
     field(fieldName("description"), description), field(fieldName("unit"), unit),
     field(t("incident.occurredVietnam"), occurred),
@@ -280,7 +281,7 @@ export function photosSection(feature, photos, ctx) {
     button.setAttribute("aria-label", t("incident.openPhoto", { name: alt }));
     button.addEventListener("click", () => openPhoto(photo, alt));
     strip.append(button);
-    getBlob(photo.thumbnail_url).then(({ blob }) => {
+    getBlob(localPath(photo.thumbnail_url)).then(({ blob }) => {
       const u = URL.createObjectURL(blob);
       objectUrls.push(u);
       img.src = u;
@@ -326,7 +327,7 @@ export function photosSection(feature, photos, ctx) {
 async function openPhoto(photo, alt) {
   const dialog = $("photo-viewer");
   try {
-    const { blob } = await getBlob(photo.url);
+    const { blob } = await getBlob(localPath(photo.url));
     const u = URL.createObjectURL(blob);
     const img = el("img", { alt, src: u });
     dialog.replaceChildren(closeButton(t("close"), () => dialog.close(), "close"), img,

@@ -5,7 +5,7 @@
 // Space) rings its point on the map, flies there and opens its details; a point clicked on the
 // map selects its row.
 
-import { getJSON } from "./api.js";
+import { getJSON, localPath } from "./api.js";
 import { categoryName, map, placeName } from "./context.js";
 import { number, t } from "./i18n.js";
 import { onIncidentShown, showIncident } from "./incident.js";
@@ -96,7 +96,7 @@ async function loadMore() {
 
 function nextLink(fc) {
   const link = (fc.links || []).find((l) => l.rel === "next");
-  return link ? link.href : null;
+  return link ? localPath(link.href) : null;
 }
 
 function sorted() {

@@ -70,6 +70,6 @@ function categoryBars(groups) {
 function busiestPairs(pairs) {
   const ol = el("ol", { className: "pairs" }, ...pairs.filter((p) => p.count > 0).slice(0, TOP_PAIRS)
     .map((p) => el("li", { text: t("stats.pair", { a: placeName(p.a), b: placeName(p.b), count: p.count }) })));
-  if (!ol.children.length) ol.textContent = t("stats.noPairs");
-  return ol;
+  // an empty list says so in a paragraph (text straight in an <ol> is not a list item)
+  return ol.children.length ? ol : el("p", { className: "small muted", text: t("stats.noPairs") });
 }
