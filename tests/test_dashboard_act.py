@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -66,7 +67,9 @@ async def _wait_shown(p: Page, ident: str) -> None:
     await p.settled()
 
 
-async def test_officer_changes_status_adds_a_note_and_a_photo(browser: Any, served: Served) -> None:
+async def test_officer_changes_status_adds_a_note_and_a_photo(
+    browser: Any, served: Served, tmp_path: Path
+) -> None:
     ident, unit = await _incident(served, "status = 'reported'")
     key = await _key(served, "act officer", "officer", unit)
     p = await _open(browser, served, key, query="?table=1")
@@ -141,6 +144,7 @@ async def test_officer_changes_status_adds_a_note_and_a_photo(browser: Any, serv
         i=ident,
     )
     assert photo == [1, "Hiện trường", 64]
+    await p.page.screenshot(path=str(tmp_path / "acted.png"))
     # a click opens the full photo
     await p.page.locator("#incident-photos button.photo").first.click()
     await wait_until(p.page, "document.querySelector('#photo-viewer').open")
@@ -252,7 +256,7 @@ async def test_readers_without_rights_see_no_action_controls(browser: Any, serve
 
 
 async def test_the_table_lists_the_filters_incidents_and_follows_the_map(
-    browser: Any, served: Served
+    browser: Any, served: Served, tmp_path: Path
 ) -> None:
     category = await served.scalar(
         "SELECT category FROM incident WHERE deleted_at IS NULL"
@@ -320,6 +324,7 @@ async def test_the_table_lists_the_filters_incidents_and_follows_the_map(
     await wait_until(p.page, f"window.borderwatch.incidentTable.selected === '{other}'")
     assert await p.page.locator("#incident-table tr.selected").get_attribute("data-id") == other
     assert "table=1" in p.page.url
+    await p.page.screenshot(path=str(tmp_path / "table.png"))  # as a person sees it
 
     # the table and the details with every control: no serious accessibility violation
     await p.page.add_script_tag(path=str(AXE))

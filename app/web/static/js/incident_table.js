@@ -152,7 +152,7 @@ function render() {
 function row(f) {
   const p = f.properties;
   const tr = el("tr", { tabIndex: 0, dataset: { id: f.id } },
-    el("td", { text: when(p.occurred_at) }), el("td", { text: categoryName(p.category) }),
+    el("td", { className: "time", text: when(p.occurred_at) }), el("td", { text: categoryName(p.category) }),
     el("td", { className: "num", text: number(p.severity) }), el("td", { text: statusName(p.status) }),
     el("td", { text: p.unit || "–" }), el("td", { text: p.province ? placeName(p.province) : "–" }));
   tr.addEventListener("click", () => select(f.id, { fly: true, open: true }));
