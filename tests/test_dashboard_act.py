@@ -17,9 +17,11 @@ import test_dashboard
 from PIL import Image
 from test_dashboard import (
     AXE,
+    SHOWN_TEXTS,
     Page,
     Served,
     _open,
+    _other_language,
     msg,
     pytestmark,  # noqa: F401  (skipped without Chromium or MapLibre, as test_dashboard)
     wait_until,
@@ -145,6 +147,8 @@ async def test_officer_changes_status_adds_a_note_and_a_photo(
     )
     assert photo == [1, "Hiện trường", 64]
     await p.page.screenshot(path=str(tmp_path / "acted.png"))
+    # every control and line of the panel in the page's language (English here)
+    assert _other_language(await p.page.evaluate(SHOWN_TEXTS), "en") == []
     # a click opens the full photo
     await p.page.locator("#incident-photos button.photo").first.click()
     await wait_until(p.page, "document.querySelector('#photo-viewer').open")
