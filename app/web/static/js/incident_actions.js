@@ -180,6 +180,10 @@ function correctionForm(feature, pending, send) {
   severity.value = String(p.severity);
   const category = el("select", { name: "category" },
     ...state.categories.map((c) => el("option", { value: c.code, text: categoryName(c.code) })));
+  // a category no longer offered stays the incident's until the user picks another
+  if (!state.categories.some((c) => c.code === p.category)) {
+    category.prepend(el("option", { value: p.category, text: categoryName(p.category) }));
+  }
   category.value = p.category;
   const description = el("textarea", { name: "description", rows: 3, value: p.description || "" });
   const unit = el("input", { name: "unit", type: "text", value: p.unit || "" });
