@@ -417,6 +417,7 @@ async def test_openapi_lists_export(client: httpx.AsyncClient) -> None:
         "jurisdiction",
         "cooperation",
         "border_km_max",
+        "q",
     }
 
 
