@@ -216,6 +216,8 @@ def _union(z: int, x: int, y: int) -> tuple[float, float, float, float]:
         ),
         ({"jurisdiction": "VN-45"}, lambda r: "VN-45" in (r.path or [])),
         ({"border_km_max": 30}, lambda r: r.border_km is not None and r.border_km <= 30),
+        # the seeded incidents have no description: the text names the category (Lừa đảo)
+        ({"q": "LUA DAO"}, lambda r: r.category == "fraud"),
     ],
 )
 async def test_filters_change_the_tile(

@@ -28,6 +28,7 @@ INCIDENT_FILTERS = (
     "jurisdiction",
     "cooperation",
     "border_km_max",
+    "q",
     "bbox",
 )
 
