@@ -23,6 +23,18 @@ COMMON: tuple[tuple[bytes, bytes], ...] = (
 DATA_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
+def none_match(header: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names this ETag (weak comparison, as RFC 9110 asks for
+    GET): the answer is then a 304. For tiles, TileJSON and photos alike."""
+    if not header:
+        return False
+    for candidate in header.split(","):
+        value = candidate.strip()
+        if value == "*" or value.removeprefix("W/") == etag:
+            return True
+    return False
+
+
 def page_csp(basemap_url: str | None) -> bytes:
     """The policy of our HTML pages: our own files only (MapLibre's workers come from blob:
     URLs), plus the base map's origin for its images when one is configured."""

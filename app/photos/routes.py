@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from app.auth.deps import Officer, Reader
 from app.bodies import body_of
 from app.db import SessionDep
+from app.headers import none_match
 from app.openapi import problem_response, problems
 from app.photos import images, service
 from app.photos.models import CAPTION_MAX, MEDIA_TYPES, PhotoList, PhotoOut
@@ -100,17 +101,6 @@ def _json(request: Request, row: service.Photo) -> dict[str, Any]:
 
 def _etag(sha256: str, suffix: str = "") -> str:
     return f'"{sha256}{suffix}"'
-
-
-def _matches(header: str | None, etag: str) -> bool:
-    """Whether If-None-Match names this ETag (weak comparison, as RFC 9110 asks for GET)."""
-    if header is None:
-        return False
-    for part in header.split(","):
-        tag = part.strip()
-        if tag == "*" or tag.removeprefix("W/") == etag:
-            return True
-    return False
 
 
 def _stored(request: Request, stored: service.Stored) -> Response:
@@ -255,7 +245,7 @@ async def read_photo(
         session=session, incident_id=incident_id, photo_id=photo_id, scope=principal.scope
     )
     etag = _etag(photo.sha256)
-    if _matches(if_none_match, etag):
+    if none_match(if_none_match, etag):
         return _not_modified(etag)
     data = await service.content(session=session, settings=request.app.state.settings, photo=photo)
     name = f"{photo.id}.{EXTENSIONS[photo.media_type]}"
@@ -289,7 +279,7 @@ async def read_thumbnail(
         session=session, incident_id=incident_id, photo_id=photo_id, scope=principal.scope
     )
     etag = _etag(photo.sha256, f"-t{images.THUMBNAIL_PX}")
-    if _matches(if_none_match, etag):
+    if none_match(if_none_match, etag):
         return _not_modified(etag)
     data = await service.thumbnail(session=session, photo=photo)
     return Response(

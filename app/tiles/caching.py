@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 from fastapi.responses import Response
 
+from app.headers import none_match
+
 MVT = "application/vnd.mapbox-vector-tile"
 IMMUTABLE = "private, max-age=86400, immutable"
 REVALIDATE = "private, no-cache"
@@ -28,15 +30,8 @@ def etag(*parts: object) -> str:
 
 
 def matches(request: Request, tag: str) -> bool:
-    """Whether If-None-Match names this ETag (weak comparison, as RFC 9110 asks for GET)."""
-    header = request.headers.get("if-none-match")
-    if not header:
-        return False
-    for candidate in header.split(","):
-        value = candidate.strip()
-        if value == "*" or value.removeprefix("W/") == tag:
-            return True
-    return False
+    """Whether the request's If-None-Match names this ETag."""
+    return none_match(request.headers.get("if-none-match"), tag)
 
 
 def headers(tag: str, *, current: bool) -> dict[str, str]:
