@@ -103,7 +103,7 @@ async def test_notes(
     audited = (
         await session.execute(
             text(
-                "SELECT count(*) FROM audit_event WHERE action = 'incident.note'"
+                "SELECT count(*) FROM audit_event WHERE action = 'note_add'"
                 " AND entity_id = :i AND actor LIKE 'principal:%'"
             ),
             {"i": ours},

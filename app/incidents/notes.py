@@ -91,7 +91,7 @@ async def add(
     await record(
         session=session,
         actor=principal.actor,
-        action="incident.note",
+        action="note_add",
         entity_type="incident",
         entity_id=str(incident_id),
         after={"note_id": note["id"], "text": text},
