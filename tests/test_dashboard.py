@@ -64,12 +64,12 @@ document.addEventListener('securitypolicyviolation',
 
 
 async def wait_until(page: Any, expression: str, timeout_ms: int = WAIT_MS) -> None:
-    """Wait until `expression` is truthy in the page. Playwright's wait_for_function compiles
-    its predicate with eval in the page, which the page's Content-Security-Policy forbids (as
-    it should); page.evaluate goes through the DevTools protocol, which the policy does not
-    govern."""
+    """Wait until `expression` (a value or a promise) is truthy in the page. Playwright's
+    wait_for_function compiles its predicate with eval in the page, which the page's
+    Content-Security-Policy forbids (as it should); page.evaluate goes through the DevTools
+    protocol, which the policy does not govern."""
     deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
-    while not await page.evaluate(f"Boolean({expression})"):
+    while not await page.evaluate(f"(async () => Boolean(await ({expression})))()"):
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {expression}"
         await asyncio.sleep(0.05)
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from test_dashboard import CHROMIUM, CSP_WATCH, MAPLIBRE, ROOT, browser
+from test_dashboard import CHROMIUM, CSP_WATCH, MAPLIBRE, ROOT, browser, wait_until
 
 from app.auth import service as auth_service
 from app.db import sessionmaker
@@ -53,15 +53,6 @@ PHONE: dict[str, Any] = {
 }
 UNIT = "Đồn Biên phòng Tịnh Biên"
 SHOTS = os.environ.get("BORDERWATCH_FIELD_SHOTS")  # also copy the screenshots here (to look)
-
-
-async def wait_until(page: Any, expression: str, timeout_ms: int = WAIT_MS) -> None:
-    """Wait until `expression` (a value or a promise) is truthy in the page; polled through
-    page.evaluate (the page's policy forbids the eval of wait_for_function)."""
-    deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
-    while not await page.evaluate(f"(async () => Boolean(await ({expression})))()"):
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {expression}"
-        await asyncio.sleep(0.05)
 
 
 @dataclass
