@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import Officer, Reader
+from app.auth.service import Identity
 from app.bodies import body_of
 from app.db import SessionDep
 from app.headers import none_match
@@ -103,6 +105,28 @@ def _etag(sha256: str, suffix: str = "") -> str:
     return f'"{sha256}{suffix}"'
 
 
+async def _upload(
+    request: Request,
+    session: AsyncSession,
+    incident_id: uuid.UUID,
+    photo_id: uuid.UUID,
+    caption: str | None,
+    principal: Identity,
+) -> Response:
+    """Store the request's body as the photo `photo_id` (PUT and POST alike)."""
+    stored = await service.upload(
+        session=session,
+        settings=request.app.state.settings,
+        incident_id=incident_id,
+        photo_id=photo_id,
+        data=body_of(request).data or b"",
+        content_type=request.headers.get("content-type"),
+        caption=caption,
+        principal=principal,
+    )
+    return _stored(request, stored)
+
+
 def _stored(request: Request, stored: service.Stored) -> Response:
     row = stored.photo
     return Response(
@@ -150,17 +174,7 @@ async def put_photo(
 ) -> Response:
     """The body is the image (JPEG, PNG or WebP, as Content-Type says); 201 with Location, 200
     when the same id already holds the same content."""
-    stored = await service.upload(
-        session=session,
-        settings=request.app.state.settings,
-        incident_id=incident_id,
-        photo_id=photo_id,
-        data=body_of(request).data or b"",
-        content_type=request.headers.get("content-type"),
-        caption=caption,
-        principal=principal,
-    )
-    return _stored(request, stored)
+    return await _upload(request, session, incident_id, photo_id, caption, principal)
 
 
 @router.post(
@@ -179,17 +193,7 @@ async def post_photo(
     caption: Caption = None,
 ) -> Response:
     """As PUT, under a new id."""
-    stored = await service.upload(
-        session=session,
-        settings=request.app.state.settings,
-        incident_id=incident_id,
-        photo_id=uuid.uuid4(),
-        data=body_of(request).data or b"",
-        content_type=request.headers.get("content-type"),
-        caption=caption,
-        principal=principal,
-    )
-    return _stored(request, stored)
+    return await _upload(request, session, incident_id, uuid.uuid4(), caption, principal)
 
 
 @router.get(
