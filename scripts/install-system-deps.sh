@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Borderwatch needs, only when they are missing:
 # PostgreSQL server + PostGIS (skipped when DATABASE_URL points at an external server),
-# GDAL's tools, Node.js + npm (the dashboard's MapLibre GL JS) and Chromium (browser tests).
+# GDAL's tools, Node.js + npm (the dashboard's MapLibre GL JS), Chromium (browser tests) and
+# QGIS's Python bindings and data providers (the QGIS client test).
 # Debian/Ubuntu; runs apt-get as root, or through sudo.
 set -euo pipefail
 
@@ -58,6 +59,21 @@ fi
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   echo "installing chromium"
   apt_install chromium
+fi
+
+# QGIS (PyQGIS + its data providers: OAPIF, vector tiles, Basic authentication), headless:
+# tests/test_qgis.py runs QGIS as a GIS officer would, in the system Python (/usr/bin/python3;
+# the bindings are not installable in the venv). Debian 12 has QGIS 3.22; ~170 packages, under
+# a minute.
+qgis_python=/usr/bin/python3
+if ! QT_QPA_PLATFORM=offscreen "$qgis_python" -c "import qgis.core" >/dev/null 2>&1 \
+    || ! dpkg-query -W -f='${Status}' qgis-providers 2>/dev/null | grep -q "ok installed"; then
+  echo "installing python3-qgis and qgis-providers"
+  apt_install python3-qgis qgis-providers
+  if ! QT_QPA_PLATFORM=offscreen "$qgis_python" -c "import qgis.core" >/dev/null 2>&1; then
+    echo "$qgis_python cannot import qgis.core after installing python3-qgis" >&2
+    exit 1
+  fi
 fi
 
 if [ -n "${DATABASE_URL:-}" ]; then
