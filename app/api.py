@@ -24,6 +24,7 @@ from app.incidents.note_routes import router as notes_router
 from app.incidents.routes import router as incidents_router
 from app.jurisdictions.routes import router as jurisdictions_router
 from app.ogc.routes import router as ogc_router
+from app.ogc.style_routes import router as ogc_styles_router
 from app.photos.routes import router as photos_router
 from app.places.routes import router as places_router
 from app.posts.routes import router as posts_router
@@ -59,6 +60,7 @@ ROUTERS: list[APIRouter] = [
     events_router,
     alerts_router,
     ogc_router,
+    ogc_styles_router,
 ]
 # answered without a key: no 401/429 in their OpenAPI entries
 OPEN: list[APIRouter] = [health_router]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from app.i18n import LANGS, Lang
+from app.ogc import styles as ogc_styles
 from app.ogc.collections import Info, Source
 from app.ogc.openapi import OPENAPI_MEDIA
 from app.ogc.params import CRS84, ItemsQuery
@@ -20,11 +22,13 @@ JSON, GEOJSON, HTML, SCHEMA = (
 REL_CONFORMANCE = "http://www.opengis.net/def/rel/ogc/1.0/conformance"
 REL_DATA = "http://www.opengis.net/def/rel/ogc/1.0/data"
 REL_QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+REL_STYLES = "http://www.opengis.net/def/rel/ogc/1.0/styles"
 GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 
 FEATURES = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/"
 FILTERING = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
 CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
+STYLES = "http://www.opengis.net/spec/ogcapi-styles-1/1.0/conf/"
 # Only what is implemented and exercised by tests/test_ogc.py. CQL2's spatial classes are
 # listed under their 1.0 names and the draft names QGIS and GDAL look for.
 CONFORMANCE = [
@@ -47,6 +51,11 @@ CONFORMANCE = [
     CQL2 + "spatial-functions",
     CQL2 + "basic-spatial-operators",
     CQL2 + "spatial-operators",
+    # OGC API – Styles (draft 20-009), read only: the styles of a collection and their
+    # stylesheets (tests/test_ogc_styles.py). Not "mapbox-styles": its requirements are about
+    # accepting stylesheets by POST/PUT, which this API does not do.
+    STYLES + "core",
+    STYLES + "collection-styles",
 ]
 
 
@@ -113,6 +122,10 @@ def collection(base: str, info: Info, extent: Extent, *, html: bool = False) -> 
             link(f"{url}/queryables", REL_QUERYABLES, SCHEMA, "queryable properties"),
         ],
     }
+    if ogc_styles.available(info.id):
+        doc["links"].append(
+            link(f"{url}/styles", REL_STYLES, JSON, "styles for QGIS (.qml) and MapLibre")
+        )
     if extent.bbox is not None:
         doc["extent"]["spatial"] = {"bbox": [list(extent.bbox)], "crs": CRS84}
     if extent.interval is not None:
@@ -214,3 +227,31 @@ def item_links(base: str, info: Info, feature_id: str, *, html: bool) -> list[di
         *self_links(url, media=GEOJSON, html=html),
         link(f"{base}/collections/{info.id}", "collection", JSON, info.title),
     ]
+
+
+def styles(base: str, info: Info, lang: Lang) -> dict[str, Any]:
+    """The styles of a collection (OGC API – Styles /req/core/styles-success): each with a
+    `stylesheet` link per encoding, first in `lang`, then in the other language (hreflang)."""
+    url = f"{base}/collections/{info.id}/styles"
+    found = ogc_styles.available(info.id)
+    order = [lang, *(other for other in LANGS if other != lang)]
+    names = {"mapbox": "MapLibre style (vector tiles)", "qml": "QGIS style (.qml)"}
+    out: list[dict[str, Any]] = []
+    for style in found:
+        links: list[dict[str, str]] = []
+        for language in order:
+            for fmt, media in ogc_styles.FORMATS.items():
+                href = with_params(f"{url}/{style.id}", [("f", fmt), ("lang", language)])
+                one = link(href, "stylesheet", media, f"{names[fmt]}, {language}")
+                links.append(one | {"hreflang": language})
+        out.append({"id": style.id, "title": style.titles[lang], "links": links})
+    doc: dict[str, Any] = {
+        "styles": out,
+        "links": [
+            link(with_params(url, [("f", "json"), ("lang", lang)]), "self", JSON),
+            link(f"{base}/collections/{info.id}", "collection", JSON, info.title),
+        ],
+    }
+    if found:
+        doc["default"] = found[0].id
+    return doc

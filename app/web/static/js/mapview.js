@@ -6,6 +6,8 @@ import { authHeaders } from "./api.js";
 import { geometryBounds, labelPoint, midPoint } from "./geometry.js";
 import { t } from "./i18n.js";
 import { localName } from "./names.js";
+// the category palette and the hot-spot colours: one file the GIS styles read too (app/ogc/styles.py)
+import COLOURS from "../map_colours.json" with { type: "json" };
 
 const maplibregl = window.maplibregl;
 
@@ -15,10 +17,10 @@ export const COMMUNE_MIN_ZOOM = 9;
 export const APPROXIMATE_DASH = [2, 2];
 const MAX_COMMUNE_LABELS = 400;
 
-const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
-  "#f032e6", "#9a6324", "#469990", "#800000", "#808000", "#000075"];
-export const HOTSPOT_COLOURS = { 3: "#b2182b", 2: "#ef8a62", 1: "#fddbc7", [-1]: "#d1e5f0",
-  [-2]: "#67a9cf", [-3]: "#2166ac" };
+const PALETTE = COLOURS.categories.palette;
+const OTHER_CATEGORY = COLOURS.categories.other;
+/** By Gi* bin (3 … -3; the keys are the bins as strings, so HOTSPOT_COLOURS[-1] works). */
+export const HOTSPOT_COLOURS = COLOURS.hotspot_bins;
 export const POST_COLOURS = { border_gate: "#212529", border_guard_station: "#2b8a3e",
   police: "#1864ab", customs: "#e67700", coast_guard: "#0b7285" };
 export const BAND_COLOURS = ["#ffd8a8", "#ffe8cc", "#fff4e6", "#fff9f0"];
@@ -43,7 +45,7 @@ export function paletteColour(i) {
 export function categoryColour(categories) {
   const expr = ["match", ["get", "category"]];
   categories.forEach((c, i) => expr.push(c.code, paletteColour(i)));
-  expr.push("#868e96");
+  expr.push(OTHER_CATEGORY);
   return expr;
 }
 
