@@ -777,3 +777,21 @@ async def test_spatial_functions_on_reference_collections(client: httpx.AsyncCli
     }
     assert posts[0]["properties"]["code"] in touching
     assert await got(purl, f"S_TOUCHES(geometry, {tri.wkt})") == touching
+
+
+async def test_a_year_zero_start_is_an_open_start(
+    client: httpx.AsyncClient, rows: list[Row]
+) -> None:
+    """QGIS 3.22 asks `occurred_at < t` as datetime=0000-01-01T00:00:00Z/t (RFC 3339 allows
+    year 0000): the same features as `../t`, which are those before t."""
+    url = "/ogc/collections/incidents/items"
+    t = "2024-06-01T00:00:00Z"
+    open_start = await client.get(url, params={"limit": 10000, "datetime": f"../{t}"})
+    year_zero = await client.get(
+        url, params={"limit": 10000, "datetime": f"0000-01-01T00:00:00Z/{t}"}
+    )
+    assert year_zero.status_code == open_start.status_code == 200, year_zero.text
+    before = sorted(r.id for r in rows if r.occurred_at <= datetime.fromisoformat(t))
+    got = sorted(f["id"] for f in year_zero.json()["features"])
+    assert got == sorted(f["id"] for f in open_start.json()["features"]) == before
+    assert 0 < len(before) < len(rows)

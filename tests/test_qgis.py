@@ -234,12 +234,6 @@ def test_a_subset_counts_as_the_server(probed: Probed, subset: str) -> None:
         assert len(pages) == _pages(COUNT, PAGE[CATEGORY])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QGIS 3.22 sends `occurred_at < t` as datetime=0000-01-01T00:00:00Z/t; the server"
-    " answers 400 (year 0000 is no valid instant for it) and QGIS shows 0 features, with no"
-    " error; app/incidents/filters.parse_datetime should read that dummy start as open",
-)
 def test_a_before_subset_counts_as_the_server(probed: Probed) -> None:
     """`occurred_at < t`: QGIS 3.22's open start reaches the server as year 0000."""
     expected = probed.subset_ids[BEFORE]

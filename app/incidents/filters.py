@@ -204,15 +204,21 @@ def _instant(text: str) -> datetime:
     return value
 
 
+# the start QGIS 3.22's OAPIF provider sends for `occurred_at < t` (datetime=0000-01-01…/t):
+# RFC 3339 allows year 0000, Python's datetime does not; before anything, it is an open start
+YEAR_ZERO = "0000-"
+
+
 def parse_datetime(text: str) -> tuple[datetime | None, datetime | None]:
-    """An RFC 3339 instant, or an interval `start/end` with `..` (or empty) for an open end."""
+    """An RFC 3339 instant, or an interval `start/end` with `..` (or empty) for an open end;
+    a start in year 0000 is an open start (what QGIS 3.22 sends for "before t")."""
     if "/" not in text:
         moment = _instant(text)
         return moment, moment
     a, _, b = text.partition("/")
     if "/" in b:
         raise InvalidInput("datetime interval has more than one '/'", field="datetime")
-    start = None if a in ("", "..") else _instant(a)
+    start = None if a in ("", "..") or a.startswith(YEAR_ZERO) else _instant(a)
     end = None if b in ("", "..") else _instant(b)
     if start is None and end is None:
         raise InvalidInput("datetime interval '../..' is open at both ends", field="datetime")
