@@ -7,7 +7,14 @@ import { geometryBounds, labelPoint, midPoint } from "./geometry.js";
 import { t } from "./i18n.js";
 import { localName } from "./names.js";
 // the category palette and the hot-spot colours: one file the GIS styles read too (app/ogc/styles.py)
-import COLOURS from "../map_colours.json" with { type: "json" };
+// the colours shared with the GIS styles (app/ogc/styles.py), read once when the module loads:
+// a fetch and top-level await, not a JSON module import (`with { type: "json" }`), which
+// Firefox ESR 128 and Chromium before 123 refuse: the whole dashboard would fail to load there
+const COLOURS_URL = new URL("../map_colours.json", import.meta.url);
+const COLOURS = await fetch(COLOURS_URL).then((res) => {
+  if (!res.ok) throw new Error(`${COLOURS_URL.pathname} ${res.status}`);
+  return res.json();
+});
 
 const maplibregl = window.maplibregl;
 
