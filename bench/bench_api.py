@@ -108,14 +108,17 @@ def hotspot_sql() -> str:
 
 def direct_sql(bbox: tuple[float, float, float, float], limit: int) -> str:
     """The list query of the service, aggregated into one GeoJSON text by PostgreSQL."""
-    f, post = feature_expr()
-    inner = (
-        select(cast(f, Text).label("f"), Incident.occurred_at, Incident.id)
-        .select_from(Incident)
-        .outerjoin(post, post.id == Incident.nearest_post_id)
+    page = (
+        select(Incident)
         .where(*IncidentFilter(scope=NATIONAL, bbox=bbox).conditions())
         .order_by(Incident.occurred_at.desc(), Incident.id.desc())
         .limit(limit)
+        .subquery("page")
+    )
+    f, from_ = feature_expr(rows=page)
+    inner = (
+        select(cast(f, Text).label("f"), page.c.occurred_at, page.c.id)
+        .select_from(from_)
         .subquery()
     )
     agg = func.string_agg(

@@ -55,7 +55,7 @@ async def test_create_returns_feature_with_derived_fields(client: httpx.AsyncCli
     assert former == ("VN-09",) and today[0] == "VN-P20"
     assert (p["country"], p["province"], p["commune"]) == ("VNM", *today)
     assert p["province_at_occurrence"] == "VN-09" and p["commune_at_occurrence"] is None
-    assert p["jurisdictions"] == ["VNM", *former, *today]
+    assert p["jurisdictions"] == "|".join(["VNM", *former, *today])
     assert p["border_segment"] == "VNM-CHN" and p["nearest_post"] == "huu-nghi"
     assert 0 < p["border_distance_km"] < 5 and 0 < p["nearest_post_km"] < 2
     assert p["description"] == "Hàng lậu qua đường mòn"

@@ -23,6 +23,7 @@ import httpx
 import pandas as pd
 import pyogrio
 import pytest
+from test_fields import documented
 
 from conftest import Demo, live_app, needs
 
@@ -159,3 +160,18 @@ async def test_basic_authentication_as_gis_tools_send_it(served: Served) -> None
     refused = await asyncio.to_thread(run, [*cmd[:8], "qgis:bw_not_a_key", *cmd[9:]])
     assert refused.returncode != 0 and "401" in refused.stderr, refused.stderr
     assert all(served.key not in line for line in served.log.read_text().splitlines())
+
+
+async def test_gdal_reads_the_documented_fields_without_warnings(served: Served) -> None:
+    """GDAL's OAPIF driver guesses each field's type from the first page: it reads the names and
+    types of docs/fields.md (numbers as Real, not Integer; names beside codes; `jurisdictions`
+    as one string, not a list), and warns about nothing."""
+    out = served.gdal("ogrinfo", "-ro", "-so", f"OAPIF:{served.base}", "incidents")
+    fields = re.findall(r"^(\w+): (\w+) \(", out.stdout, re.MULTILINE)
+    ogr = {"uuid": "String", "string": "String", "integer": "Integer", "number": "Real",
+           "datetime": "DateTime"}  # fmt: skip
+    expected = [(name, ogr[kind]) for name, kind, _ in documented()]
+    assert [f for f in fields if f[0] not in ("Geometry", "Layer", "Extent")] == expected, (
+        out.stdout
+    )
+    assert "Warning" not in out.stderr and "ERROR" not in out.stderr, out.stderr

@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from app import i18n
 from app.auth.deps import Analyst
 from app.db import SessionDep
+from app.i18n import LangDep
 from app.incidents import exports
 from app.incidents.filters import FilterDep
 from app.openapi import REF_PREFIX, problems
@@ -38,6 +40,7 @@ async def export_incidents(
     session: SessionDep,
     _: Analyst,
     filt: FilterDep,
+    lang: LangDep,
     fmt: Annotated[
         exports.Format, Query(alias="format", description="geojson, csv or gpkg (GeoPackage)")
     ] = "geojson",
@@ -46,8 +49,11 @@ async def export_incidents(
     ] = False,
 ) -> StreamingResponse:
     """The list's filters, no page limit; newest first; see docs/export.md."""
-    result = await exports.export(session=session, filt=filt, fmt=fmt, bom=bom)
-    headers = {"Content-Disposition": f'attachment; filename="{result.filename}"'}
+    result = await exports.export(session=session, filt=filt, fmt=fmt, bom=bom, lang=lang)
+    headers = {
+        "Content-Disposition": f'attachment; filename="{result.filename}"',
+        **i18n.headers(lang),
+    }
     if result.size is not None:
         headers["Content-Length"] = str(result.size)
     return StreamingResponse(result.chunks, media_type=result.media_type, headers=headers)

@@ -22,19 +22,21 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyogrio
 import shapely
 from sqlalchemy import Float, Select, Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
+from app import i18n
 from app.geo import geojson
 from app.geo.spatial import SRID_WGS84
+from app.i18n import Lang
+from app.incidents import schema
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr
-from app.posts.models import BorderPost
 
 Format = Literal["geojson", "csv", "gpkg"]
 
@@ -50,41 +52,20 @@ GPKG_CHUNK = 5_000
 GPKG_VERSION = "1.2"
 FILE_PIECE = 1 << 20  # bytes per read when streaming the GeoPackage
 
-# CSV header and GeoPackage attributes, in order, with the GeoPackage (pandas) type of each.
-# `lon`, `lat`, `occurred_at`, `category`, `source`, `source_id` are what the import reads.
-COLUMNS: dict[str, str] = {
-    "id": "str",
-    "category": "str",
-    "severity": "int16",
-    "status": "str",
-    "occurred_at": "datetime",
-    "reported_at": "datetime",
-    "lon": "float64",
-    "lat": "float64",
-    "location_precision_m": "float64",
-    "description": "str",
-    "unit": "str",
-    "source": "str",
-    "source_id": "str",
-    "country": "str",
-    "province": "str",
-    "commune": "str",
-    "province_at_occurrence": "str",
-    "commune_at_occurrence": "str",
-    "jurisdictions": "str",
-    "jurisdiction_method": "str",
-    "offshore_km": "float64",
-    "maritime_zone": "str",
-    "border_segment": "str",
-    "border_distance_km": "float64",
-    "nearest_post": "str",
-    "nearest_post_km": "float64",
-    "created_at": "datetime",
-    "updated_at": "datetime",
-    "version": "int32",
+# the GeoPackage (pandas) type of each field type (app/incidents/schema.py)
+FRAME_TYPES: dict[str, str] = {
+    "uuid": "str",
+    "string": "str",
+    "integer": "int32",
+    "number": "float64",
+    "datetime": "datetime",
 }
-DATETIME_INDEXES = tuple(i for i, kind in enumerate(COLUMNS.values()) if kind == "datetime")
-JURISDICTION_SEPARATOR = "|"
+# the GeoPackage's attributes: the fields, in their order (the position is the geometry)
+COLUMNS: dict[str, str] = {f.name: FRAME_TYPES[f.type] for f in schema.FIELDS}
+# the CSV's columns: the fields, with the position as `lon`, `lat` after the id (the import
+# reads `lon`, `lat`, `occurred_at`, `category`, `source`, `source_id` by name)
+CSV_COLUMNS = ("id", "lon", "lat", *schema.PROPERTIES)
+DATETIME_INDEXES = tuple(CSV_COLUMNS.index(f.name) for f in schema.FIELDS if f.type == "datetime")
 
 
 @dataclass(frozen=True)
@@ -103,47 +84,24 @@ def _ordered(stmt: Select[Any], filt: IncidentFilter) -> Select[Any]:
     return stmt.where(*filt.conditions()).order_by(i.occurred_at.desc(), i.id.desc())
 
 
-def _rows_stmt(filt: IncidentFilter) -> Select[Any]:
-    """One row per matching incident with the COLUMNS, in the list order."""
+def _rows_stmt(filt: IncidentFilter, lang: Lang) -> Select[Any]:
+    """One row per matching incident with the CSV_COLUMNS, in the list order (numbers as
+    floats: PostgreSQL rounds them as in the GeoJSON; Python reads floats faster than
+    decimals)."""
+    fields = schema.joined(lang)
+    values = [
+        cast(expr, Float) if schema.BY_NAME[name].type == "number" else expr
+        for name, expr in fields.columns.items()
+    ]
     i = Incident
-    post = aliased(BorderPost)
-    km = 3  # decimals of distances, as in the GeoJSON
-    stmt = (
-        select(
-            i.id,
-            i.category,
-            i.severity,
-            i.status,
-            i.occurred_at,
-            i.reported_at,
-            func.ST_X(i.geom),
-            func.ST_Y(i.geom),
-            i.location_precision_m,
-            i.description,
-            i.unit,
-            i.source,
-            i.source_id,
-            i.country_code,
-            i.province_code,
-            i.commune_code,
-            i.province_at_occurrence,
-            i.commune_at_occurrence,
-            func.array_to_string(i.jurisdiction_path, JURISDICTION_SEPARATOR),
-            i.jurisdiction_method,
-            cast(geojson.rounded(i.offshore_km, km), Float),
-            i.maritime_zone,
-            i.border_segment,
-            cast(geojson.rounded(i.border_distance_km, km), Float),
-            post.code,
-            cast(geojson.rounded(i.nearest_post_km, km), Float),
-            i.created_at,
-            i.updated_at,
-            i.version,
-        )
-        .select_from(i)
-        .outerjoin(post, post.id == i.nearest_post_id)
-    )
-    return _ordered(stmt, filt)
+    stmt = select(values[0], func.ST_X(i.geom), func.ST_Y(i.geom), *values[1:])
+    return _ordered(stmt.select_from(fields.from_), filt)
+
+
+def geojson_statement(filt: IncidentFilter, lang: Lang) -> Select[Any]:
+    """One Feature (json text) per matching incident, in the list order."""
+    f, from_ = feature_expr(lang)
+    return _ordered(select(cast(f, Text)).select_from(from_), filt)
 
 
 def rfc3339(value: datetime) -> str:
@@ -152,7 +110,7 @@ def rfc3339(value: datetime) -> str:
 
 
 def _csv_text(rows: Sequence[Sequence[Any]]) -> str:
-    """CSV lines (RFC 4180 quoting, CRLF) of rows in COLUMNS order."""
+    """CSV lines (RFC 4180 quoting, CRLF) of rows in CSV_COLUMNS order."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     for row in rows:
@@ -165,16 +123,10 @@ def _csv_text(rows: Sequence[Sequence[Any]]) -> str:
 
 
 async def geojson_chunks(
-    *, session: AsyncSession, filt: IncidentFilter, chunk: int = TEXT_CHUNK
+    *, session: AsyncSession, filt: IncidentFilter, lang: Lang, chunk: int = TEXT_CHUNK
 ) -> AsyncIterator[bytes]:
     """A FeatureCollection of every matching incident (Features made by PostgreSQL), in pieces."""
-    f, post = feature_expr()
-    stmt = _ordered(
-        select(cast(f, Text))
-        .select_from(Incident)
-        .outerjoin(post, post.id == Incident.nearest_post_id),
-        filt,
-    )
+    stmt = geojson_statement(filt, lang)
     result = await session.stream(stmt.execution_options(yield_per=chunk))
     try:
         head = b'{"type":"FeatureCollection","features":['
@@ -189,12 +141,17 @@ async def geojson_chunks(
 
 
 async def csv_chunks(
-    *, session: AsyncSession, filt: IncidentFilter, bom: bool = False, chunk: int = TEXT_CHUNK
+    *,
+    session: AsyncSession,
+    filt: IncidentFilter,
+    lang: Lang,
+    bom: bool = False,
+    chunk: int = TEXT_CHUNK,
 ) -> AsyncIterator[bytes]:
     """CSV (UTF-8, header row, optional BOM for Excel) of every matching incident, in pieces."""
-    result = await session.stream(_rows_stmt(filt).execution_options(yield_per=chunk))
+    result = await session.stream(_rows_stmt(filt, lang).execution_options(yield_per=chunk))
     try:
-        head = (UTF8_BOM if bom else "") + ",".join(COLUMNS) + "\r\n"  # plain names
+        head = (UTF8_BOM if bom else "") + ",".join(CSV_COLUMNS) + "\r\n"  # plain names
         async for rows in result.partitions(chunk):
             yield (head + _csv_text(rows)).encode()
             head = ""
@@ -205,10 +162,14 @@ async def csv_chunks(
 
 
 def _frame(rows: Sequence[Sequence[Any]]) -> gpd.GeoDataFrame:
-    """Rows in COLUMNS order as a typed GeoDataFrame (Point, EPSG:4326)."""
-    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
+    """Rows in CSV_COLUMNS order as a typed GeoDataFrame of the COLUMNS (Point, EPSG:4326)."""
+    columns: list[Sequence[Any]] = (
+        list(zip(*rows, strict=True)) if rows else [()] * len(CSV_COLUMNS)
+    )
+    by_name = dict(zip(CSV_COLUMNS, columns, strict=True))
     data: dict[str, pd.Series] = {}
-    for (name, kind), values in zip(COLUMNS.items(), columns, strict=True):
+    for name, kind in COLUMNS.items():
+        values = by_name[name]
         if name == "id":
             data[name] = pd.Series([str(v) for v in values], dtype=object)
         elif kind == "str":
@@ -219,7 +180,7 @@ def _frame(rows: Sequence[Sequence[Any]]) -> gpd.GeoDataFrame:
             data[name] = pd.Series(values, dtype=kind)
     frame = pd.DataFrame(data)
     points = shapely.points(
-        frame["lon"].to_numpy(dtype="float64"), frame["lat"].to_numpy(dtype="float64")
+        np.asarray(by_name["lon"], dtype="float64"), np.asarray(by_name["lat"], dtype="float64")
     )
     return gpd.GeoDataFrame(frame, geometry=points, crs=f"EPSG:{SRID_WGS84}")
 
@@ -240,10 +201,15 @@ def _write_frame(path: Path, rows: Sequence[Sequence[Any]], *, append: bool) -> 
 
 
 async def write_gpkg(
-    *, session: AsyncSession, filt: IncidentFilter, path: Path, chunk: int = GPKG_CHUNK
+    *,
+    session: AsyncSession,
+    filt: IncidentFilter,
+    path: Path,
+    lang: Lang = i18n.DEFAULT,
+    chunk: int = GPKG_CHUNK,
 ) -> int:
     """Write every matching incident to a new GeoPackage at `path`, a partition at a time."""
-    result = await session.stream(_rows_stmt(filt).execution_options(yield_per=chunk))
+    result = await session.stream(_rows_stmt(filt, lang).execution_options(yield_per=chunk))
     written = 0
     try:
         async for rows in result.partitions(chunk):
@@ -264,12 +230,13 @@ def _open_unlinked(path: Path) -> BinaryIO:
 
 
 async def gpkg_file(
-    *, session: AsyncSession, filt: IncidentFilter, chunk: int = GPKG_CHUNK
+    *, session: AsyncSession, filt: IncidentFilter, lang: Lang, chunk: int = GPKG_CHUNK
 ) -> BinaryIO:
     """A GeoPackage of every matching incident as an open file already removed from disk."""
     folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="borderwatch-export-"))
     try:
-        await write_gpkg(session=session, filt=filt, path=folder / f"{LAYER}.gpkg", chunk=chunk)
+        path = folder / f"{LAYER}.gpkg"
+        await write_gpkg(session=session, filt=filt, path=path, lang=lang, chunk=chunk)
         return await asyncio.to_thread(_open_unlinked, folder / f"{LAYER}.gpkg")
     finally:
         await asyncio.to_thread(shutil.rmtree, folder, True)
@@ -308,15 +275,16 @@ async def export(
     fmt: Format,
     bom: bool = False,
     chunk: int | None = None,
+    lang: Lang = i18n.DEFAULT,
 ) -> Export:
     """Start an export of every matching incident; the body streams from the result's chunks."""
     name = filename(fmt, datetime.now(UTC))
     if fmt == "gpkg":
-        handle = await gpkg_file(session=session, filt=filt, chunk=chunk or GPKG_CHUNK)
+        handle = await gpkg_file(session=session, filt=filt, lang=lang, chunk=chunk or GPKG_CHUNK)
         size = os.fstat(handle.fileno()).st_size
         return Export(file_chunks(handle), GEOPACKAGE, name, size)
     if fmt == "csv":
-        body = csv_chunks(session=session, filt=filt, bom=bom, chunk=chunk or TEXT_CHUNK)
+        body = csv_chunks(session=session, filt=filt, lang=lang, bom=bom, chunk=chunk or TEXT_CHUNK)
     else:
-        body = geojson_chunks(session=session, filt=filt, chunk=chunk or TEXT_CHUNK)
+        body = geojson_chunks(session=session, filt=filt, lang=lang, chunk=chunk or TEXT_CHUNK)
     return Export(await _started(body), MEDIA_TYPES[fmt], name)

@@ -14,7 +14,9 @@ from sqlalchemy import Select, Text, bindparam, cast, func, literal, select, tup
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import i18n
 from app.db import LEADER_ONLY
+from app.i18n import Lang
 from app.incidents.filters import Cursor, IncidentFilter
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr
@@ -49,12 +51,13 @@ async def stream_page(
     page: Page,
     chunk: int = 500,
     creator: str | None = None,
+    lang: Lang = i18n.DEFAULT,
 ) -> AsyncIterator[bytes]:
     """Feature texts of one page, comma-separated, newest first; fills `page` as it goes.
 
     PostgreSQL joins the Features into one text per `chunk` rows, so Python handles a few
     large strings instead of a thousand small ones. `creator`: only what that actor recorded."""
-    stmt = _page_statement(filt, limit, chunk, cursor is not None, creator is not None)
+    stmt = _page_statement(filt, limit, chunk, cursor is not None, creator is not None, lang)
     params: dict[str, Any] = {} if cursor is None else {
         "cursor_at": cursor.occurred_at, "cursor_id": cursor.id
     }  # fmt: skip
@@ -89,31 +92,38 @@ AFTER_CURSOR = tuple_(Incident.occurred_at, Incident.id) < tuple_(
 
 @lru_cache(maxsize=128)
 def _page_statement(
-    filt: IncidentFilter, limit: int, chunk: int, paged: bool, by_creator: bool = False
+    filt: IncidentFilter,
+    limit: int,
+    chunk: int,
+    paged: bool,
+    by_creator: bool = False,
+    lang: Lang = i18n.DEFAULT,
 ) -> Select[Any]:
     """The page statement (see stream_page), after the cursor's position when `paged`, of one
-    creator's incidents when `by_creator`."""
-    f, post = feature_expr()
+    creator's incidents when `by_creator`. The page's rows are chosen first, then joined to
+    what their names need (a dense filter joins a page, not every match)."""
     i = Incident
-    rn = func.row_number().over(order_by=(i.occurred_at.desc(), i.id.desc()))
-    rows = (
-        select(
-            cast(f, Text).label("f"),
-            i.occurred_at,
-            i.id,
-            rn.label("rn"),
-            ((rn - 1) // chunk).label("grp"),
-        )
-        .select_from(i)
-        .outerjoin(post, post.id == i.nearest_post_id)
+    chosen = (
+        select(i)
         .where(*filt.conditions())
         .order_by(i.occurred_at.desc(), i.id.desc())
         .limit(limit + 1)
     )
     if paged:
-        rows = rows.where(AFTER_CURSOR)
+        chosen = chosen.where(AFTER_CURSOR)
     if by_creator:
-        rows = rows.where(BY_CREATOR)
+        chosen = chosen.where(BY_CREATOR)
+    page = chosen.subquery("page")
+    f, from_ = feature_expr(lang, rows=page)
+    p = page.c
+    rn = func.row_number().over(order_by=(p.occurred_at.desc(), p.id.desc()))
+    rows = select(
+        cast(f, Text).label("f"),
+        p.occurred_at,
+        p.id,
+        rn.label("rn"),
+        ((rn - 1) // chunk).label("grp"),
+    ).select_from(from_)
     sub = rows.subquery()
     in_page = sub.c.rn <= limit
     at_end = sub.c.rn == limit

@@ -7,7 +7,9 @@ from sqlalchemy import Text, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import i18n
 from app.geo import geojson, spatial
+from app.i18n import Lang
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.incidents.service import feature_expr
@@ -21,23 +23,23 @@ async def nearby(
     lat: float,
     radius_m: float,
     limit: int,
+    lang: Lang = i18n.DEFAULT,
 ) -> bytes:
     """Incidents within radius_m metres of (lon, lat), geodesic, nearest first, as GeoJSON."""
     here = func.geography(spatial.point(lon, lat))
     distance = func.ST_Distance(func.geography(Incident.geom), here)
-    f, post = feature_expr({"distance_m": geojson.rounded(distance, 1)})
-    rows = (
-        select(cast(f, Text).label("f"), distance.label("d"), Incident.id)
-        .select_from(Incident)
-        .outerjoin(post, post.id == Incident.nearest_post_id)
+    chosen = (
+        select(Incident, distance.label("d"))
         .where(
             *filt.conditions(),
             spatial.within_metres(Incident.geom, shapely.Point(lon, lat), radius_m),
         )
         .order_by(distance, Incident.id)
         .limit(limit)
-        .subquery()
+        .subquery("chosen")
     )
+    f, from_ = feature_expr(lang, {"distance_m": geojson.rounded(chosen.c.d, 1)}, chosen)
+    rows = select(cast(f, Text).label("f"), chosen.c.d, chosen.c.id).select_from(from_).subquery()
     agg = func.string_agg(rows.c.f, aggregate_order_by(literal(","), rows.c.d, rows.c.id))
     stmt = select(
         literal('{"type":"FeatureCollection","features":[')

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from app import i18n
 from app.auth.deps import Reader
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
 from app.geo.params import Lat, Lon
+from app.i18n import LangDep
 from app.incidents import nearby
 from app.incidents.filters import FilterDep
 from app.openapi import problems
@@ -27,6 +29,7 @@ async def incidents_nearby(
     session: SessionDep,
     _: Reader,
     filt: FilterDep,
+    lang: LangDep,
     lat: Lat,
     lon: Lon,
     radius_m: Annotated[float, Query(gt=0, le=100_000, description="metres, up to 100 km")] = 5000,
@@ -34,6 +37,6 @@ async def incidents_nearby(
 ) -> GeoJSONResponse:
     """A field unit's question: what happened within N km of me (with the shared filters)."""
     body = await nearby.nearby(
-        session=session, filt=filt, lon=lon, lat=lat, radius_m=radius_m, limit=limit
+        session=session, filt=filt, lon=lon, lat=lat, radius_m=radius_m, limit=limit, lang=lang
     )
-    return GeoJSONResponse(body)
+    return GeoJSONResponse(body, headers=i18n.headers(lang))

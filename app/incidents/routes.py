@@ -13,11 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
+from app import i18n
 from app.auth.deps import CurrentPrincipal, Officer, Reader, ReferenceReader
 from app.bodies import body_of
 from app.db import SessionDep
 from app.errors import InvalidInput
 from app.geo.geojson import DOC, GEOJSON, GeoJSONResponse, response_doc
+from app.i18n import LangDep
 from app.incidents import listing, service
 from app.incidents.filters import Cursor, FilterDep
 from app.incidents.schemas import (
@@ -56,9 +58,11 @@ def _validation(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError(errors)
 
 
-def _feature_response(body: bytes, version: int, status: int = 200, **headers: str) -> Response:
+def _feature_response(
+    body: bytes, version: int, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return GeoJSONResponse(
-        body, status_code=status, headers={"ETag": service.etag(version), **headers}
+        body, status_code=status, headers={"ETag": service.etag(version), **(headers or {})}
     )
 
 
@@ -113,6 +117,7 @@ async def create_incident(
     request: Request,
     session: SessionDep,
     principal: Officer,
+    lang: LangDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """JSON body or GeoJSON Feature; 201 with Location, 200 for a retry of the same content."""
@@ -123,12 +128,19 @@ async def create_incident(
     except ValidationError as exc:
         raise _validation(exc) from exc
     result = await service.create(
-        session=session, data=data, principal=principal, idempotency_key=idempotency_key
+        session=session,
+        data=data,
+        principal=principal,
+        idempotency_key=idempotency_key,
+        lang=lang,
     )
     # the path of read_incident, written out: url_for scans every route on every create
     location = f"{str(request.base_url).rstrip('/')}/incidents/{result.id}"
     return _feature_response(
-        result.body, result.version, 201 if result.created else 200, Location=location
+        result.body,
+        result.version,
+        201 if result.created else 200,
+        {"Location": location, **i18n.headers(lang)},
     )
 
 
@@ -143,6 +155,7 @@ async def list_incidents(
     session: SessionDep,
     principal: Reader,
     filt: FilterDep,
+    lang: LangDep,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     count: Annotated[bool, Query(description="include numberMatched (costs a count)")] = False,
@@ -157,7 +170,13 @@ async def list_incidents(
     matched = await listing.count(session=session, filt=filt, creator=creator) if count else None
     page = listing.Page()
     parts = listing.stream_page(
-        session=session, filt=filt, limit=limit, cursor=position, page=page, creator=creator
+        session=session,
+        filt=filt,
+        limit=limit,
+        cursor=position,
+        page=page,
+        creator=creator,
+        lang=lang,
     )
     # the page's one query runs now, before the 200 is sent: a database failure is a 503
     first = await anext(parts, b"")
@@ -175,7 +194,7 @@ async def list_incidents(
         tail["links"] = _links(request, page.next_cursor)
         yield b"]," + orjson.dumps(tail)[1:]
 
-    return StreamingResponse(body(), media_type=GEOJSON)
+    return StreamingResponse(body(), media_type=GEOJSON, headers=i18n.headers(lang))
 
 
 def _links(request: Request, next_cursor: Cursor | None) -> list[dict[str, str]]:
@@ -194,12 +213,15 @@ def _links(request: Request, next_cursor: Cursor | None) -> list[dict[str, str]]
     summary="One incident as a GeoJSON Feature, with ETag",
     responses={200: _feature_doc("the incident"), **problems(403, 404)},
 )
-async def read_incident(incident_id: uuid.UUID, session: SessionDep, principal: Reader) -> Response:
-    """Derived fields included; 404 for unknown, deleted or out-of-scope ids."""
+async def read_incident(
+    incident_id: uuid.UUID, session: SessionDep, principal: Reader, lang: LangDep
+) -> Response:
+    """Derived fields and names (in `lang`) included; 404 for unknown, deleted or out-of-scope
+    ids."""
     body, version = await service.get_feature(
-        session=session, incident_id=incident_id, scope=principal.scope
+        session=session, incident_id=incident_id, scope=principal.scope, lang=lang
     )
-    return _feature_response(body, version)
+    return _feature_response(body, version, headers=i18n.headers(lang))
 
 
 @router.patch(
@@ -222,6 +244,7 @@ async def patch_incident(
     request: Request,
     session: SessionDep,
     principal: Officer,
+    lang: LangDep,
     if_match: Annotated[str | None, Header(max_length=100)] = None,
 ) -> Response:
     """412 when the version is stale, 428 without If-Match, 409 for an illegal status change."""
@@ -238,8 +261,9 @@ async def patch_incident(
         patch=patch,
         expected_version=expected,
         principal=principal,
+        lang=lang,
     )
-    return _feature_response(body, version)
+    return _feature_response(body, version, headers=i18n.headers(lang))
 
 
 @router.delete(

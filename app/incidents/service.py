@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from sqlalchemy import (
     ColumnElement,
+    FromClause,
     Select,
     Text,
     bindparam,
@@ -20,8 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
+from app import i18n
 from app.auth.scope import Scope
 from app.auth.service import Identity
 from app.errors import (
@@ -33,10 +34,11 @@ from app.errors import (
     PreconditionRequired,
 )
 from app.geo import geojson, spatial
+from app.i18n import Lang
+from app.incidents import schema
 from app.incidents.filters import visible
 from app.incidents.models import Category, Incident, IncidentHistory
 from app.incidents.schemas import TRANSITIONS, IncidentIn, IncidentPatch
-from app.posts.models import BorderPost
 
 # uuid5 namespace for Idempotency-Key headers: the same key always names the same incident.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3e0a-3b7e-4c55-9f0e-2d7b8a1c9e42")
@@ -95,81 +97,47 @@ async def _set_context(session: AsyncSession, *, actor: str, action: str | None 
     )
 
 
-def properties(post: Any) -> dict[str, ColumnElement[Any]]:
-    """The properties of an incident Feature (the list, a single read, the OGC collection),
-    with `post` the aliased nearest border post joined to it."""
-    i = Incident
-    return {
-        "category": i.category,
-        "severity": i.severity,
-        "status": i.status,
-        "occurred_at": i.occurred_at,
-        "reported_at": i.reported_at,
-        "location_precision_m": i.location_precision_m,
-        "description": i.description,
-        "unit": i.unit,
-        "source": i.source,
-        "source_id": i.source_id,
-        "country": i.country_code,
-        "province": i.province_code,
-        "commune": i.commune_code,
-        "province_at_occurrence": i.province_at_occurrence,
-        "commune_at_occurrence": i.commune_at_occurrence,
-        "jurisdictions": i.jurisdiction_path,
-        "jurisdiction_method": i.jurisdiction_method,
-        "offshore_km": geojson.rounded(i.offshore_km, 3),
-        "maritime_zone": i.maritime_zone,
-        "border_segment": i.border_segment,
-        "border_distance_km": geojson.rounded(i.border_distance_km, 3),
-        "nearest_post": post.code,
-        "nearest_post_name": post.name,
-        "nearest_post_km": geojson.rounded(i.nearest_post_km, 3),
-        "created_at": i.created_at,
-        "updated_at": i.updated_at,
-        "created_by": i.created_by,
-        "updated_by": i.updated_by,
-        "version": i.version,
-    }
-
-
 def feature_expr(
+    lang: Lang = i18n.DEFAULT,
     extra: dict[str, ColumnElement[Any]] | None = None,
-) -> tuple[ColumnElement[Any], Any]:
-    """The Feature json of an incident (with its nearest post, plus `extra` properties) and
-    the post alias to join."""
-    i = Incident
-    post = aliased(BorderPost)
-    props = properties(post) | (extra or {})
-    return geojson.feature(id_=i.id, geom=i.geom, properties=props), post
+    rows: FromClause | None = None,
+) -> tuple[ColumnElement[Any], FromClause]:
+    """The Feature json of an incident (the fields of app/incidents/schema.py in `lang`, plus
+    `extra` properties) and the FROM clause it reads: the incident table, or `rows` (a
+    subquery with the incident's columns: a page chosen first, so only its rows are joined),
+    outer-joined to the tables its names come from. Select from it instead of `incident`."""
+    fields = schema.joined(lang, rows)
+    props = fields.properties() | (extra or {})
+    i: Any = Incident if rows is None else rows.c
+    return geojson.feature(id_=i.id, geom=i.geom, properties=props), fields.from_
 
 
 async def get_feature(
-    *, session: AsyncSession, incident_id: uuid.UUID, scope: Scope
+    *, session: AsyncSession, incident_id: uuid.UUID, scope: Scope, lang: Lang = i18n.DEFAULT
 ) -> tuple[bytes, int]:
     """The incident as a Feature and its version; NotFound when missing, deleted or out of
     scope (the same answer, so nobody learns what exists outside their area)."""
-    found = await _feature_row(session, incident_id, scope)
+    found = await _feature_row(session, incident_id, scope, lang)
     if found is None:
         raise NotFound(f"no incident with id {incident_id}", id=str(incident_id))
     return found
 
 
 async def _feature_row(
-    session: AsyncSession, incident_id: uuid.UUID, scope: Scope
+    session: AsyncSession, incident_id: uuid.UUID, scope: Scope, lang: Lang
 ) -> tuple[bytes, int] | None:
     conn = await session.connection()
     params = {"incident_id": incident_id}
-    row = (await conn.execute(_feature_statement(scope), params)).one_or_none()
+    row = (await conn.execute(_feature_statement(scope, lang), params)).one_or_none()
     return None if row is None else (str(row[0]).encode(), int(row[1]))
 
 
 @lru_cache(maxsize=SCOPE_CACHE)
-def _feature_statement(scope: Scope) -> Select[str, int]:
-    f, post = feature_expr()
+def _feature_statement(scope: Scope, lang: Lang) -> Select[str, int]:
+    f, from_ = feature_expr(lang)
     return (
         select(cast(f, Text).label("f"), Incident.version)
-        .select_from(Incident)
-        .outerjoin(post, post.id == Incident.nearest_post_id)
+        .select_from(from_)
         .where(Incident.id == INCIDENT_ID, Incident.deleted_at.is_(None), visible(scope))
     )
 
@@ -257,6 +225,7 @@ async def create(
     data: IncidentIn,
     principal: Identity,
     idempotency_key: str | None = None,
+    lang: Lang = i18n.DEFAULT,
 ) -> Created:
     """Insert an incident; a retry with the same id (or key) and content returns the stored one.
 
@@ -316,10 +285,10 @@ async def create(
         if stored.request_hash != digest or stored.deleted_at is not None:
             raise _taken(data.id)
         body, version = await get_feature(
-            session=session, incident_id=data.id, scope=principal.scope
+            session=session, incident_id=data.id, scope=principal.scope, lang=lang
         )
         return Created(data.id, body, version, created=False)
-    feature = await _feature_row(session, data.id, principal.scope)
+    feature = await _feature_row(session, data.id, principal.scope, lang)
     if feature is None:  # outside the writer's area: nothing of it is kept
         await session.rollback()
         raise _outside(principal.scope)
@@ -384,6 +353,7 @@ async def update_incident(
     patch: IncidentPatch,
     expected_version: int | None,
     principal: Identity,
+    lang: Lang = i18n.DEFAULT,
 ) -> tuple[bytes, int]:
     """Apply a correction under optimistic concurrency and the status lifecycle."""
     actor = principal.actor
@@ -420,7 +390,7 @@ async def update_incident(
                 **changes, version=Incident.version + 1, updated_at=func.now(), updated_by=actor
             )
         )
-    feature = await _feature_row(session, incident_id, principal.scope)
+    feature = await _feature_row(session, incident_id, principal.scope, lang)
     if feature is None:  # moved outside the writer's area: the change is not kept
         await session.rollback()
         raise _outside(principal.scope)

@@ -115,6 +115,7 @@ async def shared_zone(
     filt: FilterDep,
     a: Code,
     b: Code,
+    lang: LangDep,
     km: Km = 5,
     limit: Annotated[
         int | None,
@@ -127,5 +128,7 @@ async def shared_zone(
     ] = None,
 ) -> GeoJSONResponse:
     """Each incident carries `side` (a or b) and `distance_to_shared_m`; 404 for non-neighbours."""
-    body = await service.shared_zone(session=session, a=a, b=b, km=km, filt=filt, limit=limit)
-    return GeoJSONResponse(body)
+    body = await service.shared_zone(
+        session=session, a=a, b=b, km=km, filt=filt, limit=limit, lang=lang
+    )
+    return GeoJSONResponse(body, headers=headers(lang))

@@ -236,6 +236,7 @@ async def shared_zone(
     km: float,
     filt: IncidentFilter,
     limit: int | None = None,
+    lang: i18n.Lang = i18n.DEFAULT,
 ) -> bytes:
     """Incidents within `km` of the boundary a and b share (either side), nearest the line
     first (at most `limit` of them; `numberMatched` counts all), and the line itself."""
@@ -249,7 +250,6 @@ async def shared_zone(
     here = func.geography(Incident.geom)
     distance = func.ST_Distance(here, geog)
     which = case((in_jurisdiction(a), literal(a)), else_=literal(b))
-    f, post = feature_expr({"side": which, "distance_to_shared_m": geojson.rounded(distance, 1)})
     radius_m = km * 1000
     inside = (
         *filt.conditions(),
@@ -257,15 +257,13 @@ async def shared_zone(
         spatial.may_be_within_metres(Incident.geom, shared, radius_m),
         spatial.within_metres_of(Incident.geom, shared, radius_m),
     )
-    chosen = (
-        select(cast(f, Text).label("f"), distance.label("d"), Incident.id)
-        .select_from(Incident)
-        .outerjoin(post, post.id == Incident.nearest_post_id)
-        .where(*inside)
-    )
+    chosen = select(Incident, distance.label("d"), which.label("side")).where(*inside)
     if limit is not None:
         chosen = chosen.order_by(distance, Incident.id).limit(limit)
-    rows = chosen.subquery()
+    near = chosen.subquery("near")
+    extra = {"side": near.c.side, "distance_to_shared_m": geojson.rounded(near.c.d, 1)}
+    f, from_ = feature_expr(lang, extra, near)
+    rows = select(cast(f, Text).label("f"), near.c.d, near.c.id).select_from(from_).subquery()
     agg = func.string_agg(rows.c.f, aggregate_order_by(literal(","), rows.c.d, rows.c.id))
     stmt = select(func.coalesce(agg, literal("")), func.count()).select_from(rows)
     features, count = (await session.execute(stmt)).one()

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app import i18n
 from app.analysis import hotspots
 from app.auth.scope import Scope
 from app.auth.service import Identity
@@ -35,7 +36,7 @@ from app.borders.models import BorderSegment
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.geo import geojson
 from app.geo.spatial import SRID_WGS84
-from app.incidents import service as incident_service
+from app.incidents import schema as incident_schema
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import STATUSES, Incident
 from app.jurisdictions import eras
@@ -90,6 +91,9 @@ class Source:
     # period is (valid_from, valid_to) with valid_to exclusive, as days of Vietnam's calendar
     period_end_exclusive: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # the FROM clause the Features are built from when it is not `from_` (incidents: the names'
+    # joins, applied to the page's rows only)
+    feature_from: FromClause | None = None
 
     def feature(self, names: list[str] | None = None) -> ColumnElement[Any]:
         """The Feature json, with only `names` among the properties when given."""
@@ -212,12 +216,13 @@ async def source(
     principal: Identity | None,
     home: str,
     metadata_only: bool = False,
+    lang: i18n.Lang = i18n.DEFAULT,
 ) -> Source:
     """The collection bound to this request (access already checked); with `metadata_only`
     the hot-spot grid is not computed (for descriptions that need only the queryables)."""
     if info.id == INCIDENTS:
         assert principal is not None
-        return incidents(info, principal.scope)
+        return incidents(info, principal.scope, lang)
     if info.id == POSTS:
         return posts(info)
     if info.id == SEGMENTS:
@@ -231,52 +236,45 @@ async def source(
 
 
 @lru_cache(maxsize=64)
-def incidents(info: Info, scope: Scope) -> Source:
-    """Incidents in a scope (the scope condition of GET /incidents); kept per scope, so the
-    Feature expression and its columns are built once, not for every page."""
+def incidents(info: Info, scope: Scope, lang: i18n.Lang = i18n.DEFAULT) -> Source:
+    """Incidents in a scope (the scope condition of GET /incidents) with the fields of
+    app/incidents/schema.py; kept per scope and language, so the Feature expression and its
+    columns are built once, not for every page.
+
+    The page is chosen over the incident table and its nearest post (`from_`: filters, order,
+    counts), then only its rows are joined to what the names need (`feature_from`). The names
+    are for reading: filters and sorting use the codes beside them."""
     i = Incident
-    post = aliased(BorderPost)
-    props: dict[str, Any] = incident_service.properties(post)
-    queryables = {
-        "id": _q(i.id, "uuid", "id"),
-        "geometry": _q(i.geom, "geometry", "geometry"),
-        "category": _q(i.category, "string", "category"),
-        "severity": _q(i.severity, "integer", "severity"),
-        "status": _q(i.status, "string", "status", STATUSES),
-        "occurred_at": _q(i.occurred_at, "datetime", "occurred_at"),
-        "reported_at": _q(i.reported_at, "datetime", "reported_at"),
-        "location_precision_m": _q(i.location_precision_m, "number", "location_precision_m"),
-        "description": _q(i.description, "string", "description"),
-        "unit": _q(i.unit, "string", "unit"),
-        "source": _q(i.source, "string", "source"),
-        "source_id": _q(i.source_id, "string", "source_id"),
-        "country": _q(i.country_code, "string", "country"),
-        "province": _q(i.province_code, "string", "province"),
-        "commune": _q(i.commune_code, "string", "commune"),
-        "province_at_occurrence": _q(i.province_at_occurrence, "string", "province_at_occurrence"),
-        "commune_at_occurrence": _q(i.commune_at_occurrence, "string", "commune_at_occurrence"),
-        "jurisdiction_method": _q(i.jurisdiction_method, "string", "jurisdiction_method"),
-        "offshore_km": _q(i.offshore_km, "number", "offshore_km"),
-        "maritime_zone": _q(i.maritime_zone, "string", "maritime_zone"),
-        "border_segment": _q(i.border_segment, "string", "border_segment"),
-        "border_distance_km": _q(i.border_distance_km, "number", "border_distance_km"),
-        "nearest_post": _q(post.code, "string", "nearest_post"),
-        "nearest_post_km": _q(i.nearest_post_km, "number", "nearest_post_km"),
-        "created_at": _q(i.created_at, "datetime", "created_at"),
-        "updated_at": _q(i.updated_at, "datetime", "updated_at"),
-        "version": _q(i.version, "integer", "version"),
+    fields = incident_schema.joined(lang)
+    raw: dict[str, Any] = {
+        "location_precision_m": i.location_precision_m,
+        "offshore_km": i.offshore_km,
+        "border_distance_km": i.border_distance_km,
+        "nearest_post_km": i.nearest_post_km,
+    }
+    nearest = aliased(BorderPost)
+    queryables = {"geometry": _q(i.geom, "geometry", "geometry")} | {
+        f.name: _q(
+            nearest.code if f.name == "nearest_post" else raw.get(f.name, fields.columns[f.name]),
+            f.type,
+            f.name,
+            STATUSES if f.name == "status" else None,
+        )
+        for f in incident_schema.FIELDS
+        if f.name not in incident_schema.NAMES
     }
     return Source(
         info=info,
-        from_=i.__table__.outerjoin(post, post.id == i.nearest_post_id),
+        from_=i.__table__.outerjoin(nearest, nearest.id == i.nearest_post_id),
         id=i.id,
         geom=i.geom,
-        properties=props,
+        properties=fields.properties(),
         queryables=queryables,
         order=(i.occurred_at.desc(), i.id.desc()),
         where=tuple(IncidentFilter(scope=scope).conditions()),
         id_type="uuid",
         period=(i.occurred_at, i.occurred_at),
+        feature_from=fields.from_,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import i18n
 from app import openapi as shared
 from app.ogc.collections import Info, Source
 from app.ogc.cql import Queryable, integer_range
@@ -142,6 +143,15 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "style": "form",
         "explode": False,
         "schema": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}},
+    },
+    "lang": {
+        "name": "lang",
+        "in": "query",
+        "required": False,
+        "description": "language of the names beside the codes (`category_name`,"
+        " `province_name` …): vi (the default, with diacritics) or en; wins over"
+        " Accept-Language",
+        "schema": {"type": "string", "enum": list(i18n.LANGS)},
     },
 }
 ITEM_PARAMS = list(STANDARD)  # every parameter the items endpoint accepts is documented

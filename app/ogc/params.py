@@ -40,6 +40,7 @@ STANDARD = (
     "filter-lang",
     "filter-crs",
     "near",
+    "lang",
 )
 
 

@@ -17,12 +17,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 
+from app import i18n
 from app.auth.deps import ReferenceReader
 from app.auth.service import Identity
 from app.cooperation.members import members_of
 from app.db import SessionDep
 from app.errors import InvalidInput, problem
 from app.geo.geojson import GEOJSON
+from app.i18n import LangDep
 from app.ogc import collections, documents, html, openapi, params, service
 from app.openapi import INVALID_INPUT, REF_PREFIX, problems
 
@@ -248,7 +250,11 @@ async def read_queryables(
     | problems(403, 404),
 )
 async def read_items(
-    request: Request, session: SessionDep, principal: ReferenceReader, collection_id: str
+    request: Request,
+    session: SessionDep,
+    principal: ReferenceReader,
+    collection_id: str,
+    lang: LangDep,
 ) -> Response:
     """A page of Features built in PostgreSQL, with `next`/`prev` links that keep the other
     parameters; see /ogc/api for the parameters of each collection."""
@@ -264,7 +270,7 @@ async def read_items(
     if query.cooperation is not None:
         query = replace(query, area=await members_of(session, query.cooperation))
     source = await collections.source(
-        session=session, info=info, principal=principal, home=_home(request)
+        session=session, info=info, principal=principal, home=_home(request), lang=lang
     )
     page = await service.items(session=session, source=source, query=query)
     base = base_url(request)
@@ -281,8 +287,8 @@ async def read_items(
     if as_html:
         fc = orjson.loads(body)
         fc["_items_url"] = f"{base}/collections/{info.id}/items"
-        return HTMLResponse(html.items(info.title, fc))
-    return Response(body, media_type=GEOJSON)
+        return HTMLResponse(html.items(info.title, fc), headers=i18n.headers(lang))
+    return Response(body, media_type=GEOJSON, headers=i18n.headers(lang))
 
 
 @router.get(
@@ -298,17 +304,18 @@ async def read_item(
     principal: ReferenceReader,
     collection_id: str,
     feature_id: str,
+    lang: LangDep,
 ) -> Response:
     """The Feature with its links; 404 when missing or outside your scope (the same answer)."""
     info = await collections.info(session, collection_id)
     collections.check_access(info, principal)
     as_html = wants_html(request)
     source = await collections.source(
-        session=session, info=info, principal=principal, home=_home(request)
+        session=session, info=info, principal=principal, home=_home(request), lang=lang
     )
     feature = await service.item(session=session, source=source, feature_id=feature_id)
     links = documents.item_links(base_url(request), info, feature_id, html=as_html)
     body = feature[:-1] + b',"links":' + orjson.dumps(links) + b"}"
     if as_html:
-        return HTMLResponse(html.item(info.title, orjson.loads(body)))
-    return Response(body, media_type=GEOJSON)
+        return HTMLResponse(html.item(info.title, orjson.loads(body)), headers=i18n.headers(lang))
+    return Response(body, media_type=GEOJSON, headers=i18n.headers(lang))

@@ -129,7 +129,7 @@ def page_statement(source: Source, query: ItemsQuery) -> Select[Any]:
     order = _order(source, query)
     rn = func.row_number().over(order_by=order)
     feature = cast(source.feature(query.properties), Text).label("f")
-    if query.offset == 0:
+    if query.offset == 0 and source.feature_from is None:
         rows = (
             select(feature, rn.label("rn"))
             .select_from(source.from_)
@@ -140,7 +140,8 @@ def page_statement(source: Source, query: ItemsQuery) -> Select[Any]:
         )
     else:
         # PostgreSQL would build the Feature of every row OFFSET skips (a GIS client's late
-        # pages skip tens of thousands): page the ids first, then build only the page
+        # pages skip tens of thousands), and join every match to the names a Feature needs:
+        # page the ids first, then build only the page
         keys = (
             select(source.id.label("k"), rn.label("rn"))
             .select_from(source.from_)
@@ -152,9 +153,11 @@ def page_statement(source: Source, query: ItemsQuery) -> Select[Any]:
         )
         rows = (
             select(feature, keys.c.rn)
-            .select_from(source.from_)
+            .select_from(_feature_from(source))
             .join(keys, source.id == keys.c.k)
-            .where(*conds)
+            # incidents: the id is unique; other collections' ids may repeat (the versions of
+            # a jurisdiction): the conditions pick the page's rows again
+            .where(*(source.where if source.feature_from is not None else conds))
             .subquery()
         )
     in_page = rows.c.rn <= query.offset + query.limit
@@ -197,7 +200,7 @@ async def item(*, session: AsyncSession, source: Source, feature_id: str) -> byt
             key = None
     stmt = (
         select(cast(source.feature(), Text))
-        .select_from(source.from_)
+        .select_from(_feature_from(source))
         .where(*source.where, source.id == key)
         .order_by(*source.item_order)
         .limit(1)
@@ -209,6 +212,10 @@ async def item(*, session: AsyncSession, source: Source, feature_id: str) -> byt
             id=feature_id[:64],
         )
     return str(value).encode()
+
+
+def _feature_from(source: Source) -> Any:
+    return source.from_ if source.feature_from is None else source.feature_from
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from sqlalchemy import (
     Float,
     Integer,
     LargeBinary,
-    Numeric,
     Select,
     Text,
     bindparam,
@@ -31,8 +30,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import i18n
 from app.db import DriverStatement, fetch_row
 from app.geo.spatial import SRID_WEB_MERCATOR
+from app.i18n import Lang
+from app.incidents import schema
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.tiles import versions
@@ -60,7 +62,7 @@ STATEMENT_CACHE = 128  # filters whose statements are kept (per kind)
 
 
 def incident_tile_statement(
-    filt: IncidentFilter, tile: Tile, *, aggregate_only: bool, cap: int
+    filt: IncidentFilter, tile: Tile, *, aggregate_only: bool, cap: int, lang: Lang = i18n.DEFAULT
 ) -> tuple[Select[Any], dict[str, Any]] | None:
     """The statement and parameters that make an incidents tile (None: nothing to draw):
     points at z >= POINT_MIN_ZOOM for readers (aggregates when the tile holds more than `cap`
@@ -74,11 +76,16 @@ def incident_tile_statement(
         return _aggregates(filt, at_centre=aggregate_only), params | grid
     grid = grid_params(tile, DENSE_CELLS, 0.0)
     assert grid is not None  # cells no bigger than the tile: always drawn by it
-    return capped_points(filt), params | grid | {"cap": cap}
+    return capped_points(filt, lang), params | grid | {"cap": cap}
 
 
 async def incidents_tile(
-    *, session: AsyncSession, filt: IncidentFilter, tile: Tile, aggregate_only: bool
+    *,
+    session: AsyncSession,
+    filt: IncidentFilter,
+    tile: Tile,
+    aggregate_only: bool,
+    lang: Lang = i18n.DEFAULT,
 ) -> tuple[bytes, versions.Versions]:
     """The incidents tile (see incident_tile_statement), MAX_TILE_POINTS at most, and the
     layer versions read in the same statement, so in the same snapshot as the tile: a version
@@ -86,7 +93,9 @@ async def incidents_tile(
 
     Run without parallel workers (fetch_row): on 2 cores, starting and feeding them made busy
     tiles slower than the same plan run by the leader alone (docs/decisions.md)."""
-    made = incident_tile_statement(filt, tile, aggregate_only=aggregate_only, cap=MAX_TILE_POINTS)
+    made = incident_tile_statement(
+        filt, tile, aggregate_only=aggregate_only, cap=MAX_TILE_POINTS, lang=lang
+    )
     conn = await session.connection()
     if made is None:
         return b"", await versions.read(session=session)
@@ -107,54 +116,43 @@ def _driver_statement(
     )
 
 
-def _point_rows(source: Any) -> Select[Any]:
-    """The point features of incidents (columns of `source`) in tile coordinates."""
-    c = source.c
+def _point_rows(source: Any, lang: Lang) -> Select[Any]:
+    """The point features of incidents (`source`: rows with the incident's columns) in tile
+    coordinates, with the tile fields of app/incidents/schema.py (datetimes as ISO 8601 text,
+    numbers as doubles)."""
+    fields = schema.joined(lang, source, schema.TILE_FIELDS)
+    values: list[Any] = []
+    for name in schema.TILE_FIELDS:
+        expr = fields.columns[name]
+        kind = schema.BY_NAME[name].type
+        if kind == "datetime":
+            expr = iso(expr)
+        elif kind == "number":
+            expr = cast(expr, Float)
+        elif kind == "uuid":
+            expr = cast(expr, Text)
+        values.append(expr.label(name))
     return select(
-        point(c.geom).label("geom"),
-        cast(c.id, Text).label("id"),
-        c.category,
-        c.severity,
-        c.status,
-        iso(c.occurred_at).label("occurred_at"),
-        c.province_code.label("province"),
-        c.commune_code.label("commune"),
-        c.province_at_occurrence,
-        c.commune_at_occurrence,
-        c.maritime_zone,
-        cast(func.round(cast(c.offshore_km, Numeric), 3), Float).label("offshore_km"),
+        point(source.c.geom).label("geom"),
+        *values,
         literal(False, Boolean).label("cluster"),
-    )
+    ).select_from(fields.from_)
 
 
 def _matching(filt: IncidentFilter) -> Select[Any]:
     i = Incident
-    columns: list[Any] = [
-        i.geom,
-        i.id,
-        i.category,
-        i.severity,
-        i.status,
-        i.occurred_at,
-        i.province_code,
-        i.commune_code,
-        i.province_at_occurrence,
-        i.commune_at_occurrence,
-        i.maritime_zone,
-        i.offshore_km,
-    ]
-    return select(*columns).where(*filt.conditions(), *inside(i.geom, TILE_BOX))
+    return select(i).where(*filt.conditions(), *inside(i.geom, TILE_BOX))
 
 
 @lru_cache(maxsize=STATEMENT_CACHE)
-def capped_points(filt: IncidentFilter) -> Select[Any]:
+def capped_points(filt: IncidentFilter, lang: Lang = i18n.DEFAULT) -> Select[Any]:
     """The points tile, or the dense aggregates when the tile holds more than CAP incidents,
     in one statement: at most CAP + 1 matching rows are read (raw columns only) to decide;
     only the branch taken is evaluated (each is an InitPlan that runs when the CASE reaches
     it), so no feature is projected for nothing and no request costs a second round trip."""
     cand = _matching(filt).limit(CAP + 1).cte("cand").prefix_with("MATERIALIZED")
     empty = literal(b"", LargeBinary)
-    points = func.coalesce(mvt(_point_rows(cand), "incidents").scalar_subquery(), empty)
+    points = func.coalesce(mvt(_point_rows(cand, lang), "incidents").scalar_subquery(), empty)
     dense = func.coalesce(_aggregates(filt, at_centre=False).scalar_subquery(), empty)
     n = select(func.count()).select_from(cand).scalar_subquery()
     return select(case((n <= CAP, points), else_=dense))

@@ -13,6 +13,8 @@ from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import i18n
+from app.i18n import Lang
 from app.incidents.filters import IncidentFilter
 from app.tiles import hotspots, incidents, reference, versions
 from app.tiles.hotspots import HotspotCache
@@ -46,6 +48,7 @@ class Ask:
     level: str | None = None  # jurisdictions: one level only
     on: date | None = None  # jurisdictions: the units in force that day
     grids: HotspotCache | None = field(default=None, compare=False)
+    lang: Lang = i18n.DEFAULT  # incidents: the language of the names beside the codes
 
     @property
     def view(self) -> str:
@@ -99,7 +102,11 @@ async def _incidents(
     session: AsyncSession, ask: Ask, tile: Tile
 ) -> tuple[bytes, versions.Versions]:
     return await incidents.incidents_tile(
-        session=session, filt=_filter(ask), tile=tile, aggregate_only=ask.aggregate_only
+        session=session,
+        filt=_filter(ask),
+        tile=tile,
+        aggregate_only=ask.aggregate_only,
+        lang=ask.lang,
     )
 
 
@@ -162,16 +169,17 @@ LAYERS: dict[str, Layer] = {
             extent=Extent("jurisdiction", OFFSHORE_DEG, home=True),
             summary="Incidents vector tile: points from zoom 10, aggregates below (viewers:"
             " always)",
-            doc="Layer `incidents`: `id`, `category`, `severity`, `status`, `occurred_at`,"
-            " `province`, `commune`, `province_at_occurrence`, `commune_at_occurrence`,"
-            " `maritime_zone`, `offshore_km` (absent when empty), `cluster` (false) per"
-            " incident; aggregates carry `count`, `severity_max`,"
-            " `category`, `cluster` (true).",
+            doc="Layer `incidents`: per incident the tile fields of docs/fields.md (`id`,"
+            " `category`, `category_name`, `severity`, `status`, `status_name`, `occurred_at`,"
+            " places and their names, border and post with names and distances; absent when"
+            " empty) and `cluster` (false); aggregates carry `count`, `severity_max`,"
+            " `category`, `cluster` (true). Names in `lang` (vi by default).",
             tilejson_summary="TileJSON of the incidents layer (filters carried over)",
             tilejson_doc="TileJSON 3.0.0; its tile URL carries `v` (the version) and the"
             " filters given here.",
             snapshot=_incidents,
             incident_filters=True,
+            params=("lang",),
         ),
         Layer(
             name="jurisdictions",

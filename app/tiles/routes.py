@@ -21,6 +21,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import i18n
 from app.auth.deps import ReferenceReader, Viewer
 from app.db import SessionDep
 from app.errors import NotFound
@@ -59,6 +60,15 @@ At = Annotated[
         " before 2025-07-01 the 63 provinces, since then the 34 provinces and their communes"
     ),
 ]
+# the language of the names in the incidents tiles: a parameter of the URL only (not
+# Accept-Language), so a tile URL names its content and a shared cache keeps one copy per URL
+TileLang = Annotated[
+    i18n.Lang,
+    Query(
+        description="language of the names beside the codes (`category_name`,"
+        " `province_name` …): vi (default, with diacritics) or en"
+    ),
+]
 TILE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {MVT: {"schema": {"type": "string", "format": "binary"}}},
@@ -70,10 +80,12 @@ TILE_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def incidents_ask(principal: Viewer, filt: FilterDep) -> Ask:
+async def incidents_ask(principal: Viewer, filt: FilterDep, lang: TileLang = i18n.DEFAULT) -> Ask:
     """Any role, with the incident filters; viewers get aggregates only."""
     aggregate_only = principal.role == "viewer"
-    return Ask(key=(filt, aggregate_only), filt=filt, aggregate_only=aggregate_only)
+    return Ask(
+        key=(filt, aggregate_only, lang), filt=filt, aggregate_only=aggregate_only, lang=lang
+    )
 
 
 async def hotspots_ask(request: Request, _: Viewer, filt: FilterDep) -> Ask:

@@ -71,7 +71,9 @@ export function onAlertEvent(kind, body) {
 
 function rememberPlace(id, p) {
   if (p && p.jurisdictions) {
-    places.set(id, { jurisdictions: p.jurisdictions, border_segment: p.border_segment,
+    // a list in the live feed's events, one "|"-joined string in an incident's Feature
+    const codes = Array.isArray(p.jurisdictions) ? p.jurisdictions : p.jurisdictions.split("|");
+    places.set(id, { jurisdictions: codes, border_segment: p.border_segment,
       border_distance_km: p.border_distance_km });
   }
 }

@@ -82,7 +82,8 @@ function facts(feature) {
     [label("severity"), t("incident.severity", { severity: p.severity })], [label("status"), statusName(p.status)],
     [label("occurred"), when(p.occurred_at)], [label("reported"), when(p.reported_at)],
     [label("description"), p.description], [label("unit"), p.unit], [label("source"), p.source],
-    [label("jurisdiction"), (p.jurisdictions || []).map((c) => placeName(c)).join(" › ")],
+    // every unit holding it, of both maps, as codes joined with "|" (docs/fields.md)
+    [label("jurisdiction"), (p.jurisdictions || "").split("|").filter(Boolean).map((c) => placeName(c)).join(" › ")],
     [label("border"), p.border_distance_km != null
       ? t("incident.border", { km: km(p.border_distance_km), segment: p.border_segment }) : null],
     [label("post"), p.nearest_post_name ? t("incident.post", {

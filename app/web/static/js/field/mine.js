@@ -65,7 +65,7 @@ export async function render() {
     if (shown.has(f.id)) continue;
     shown.add(f.id);
     const p = f.properties;
-    list.append(item({ id: f.id, state: "sent", label: t(`field.status.${p.status}`),
+    list.append(item({ id: f.id, state: "sent", label: t(`status.${p.status}`),
       category: p.category, severity: p.severity, when: p.occurred_at, photos: null }));
   }
   for (const r of records.filter((x) => x.state === "sent" && !shown.has(x.id))) {

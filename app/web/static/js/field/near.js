@@ -55,7 +55,7 @@ function render(savedAt) {
         el("span", { text: where }),
         el("span", { class: "meta", text: t("field.near.meta", {
           severity: p.severity, when: dateTime(p.occurred_at),
-          status: t(`field.status.${p.status}`),
+          status: t(`status.${p.status}`),
         }) }),
       ),
     ));
