@@ -9,6 +9,8 @@ incident text into the page as markup could not run a script or send the key any
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +23,39 @@ COMMON: tuple[tuple[bytes, bytes], ...] = (
     (b"referrer-policy", b"no-referrer"),
 )
 DATA_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+T = TypeVar("T")
+MAX_PREFERENCE_HEADER = 1000  # characters of an Accept or Accept-Language header read
+
+
+def _weight(params: list[str]) -> float:
+    """The q of one item's parameters (1 when absent; 0 when unreadable or out of range)."""
+    for p in params:
+        key, _, value = p.strip().partition("=")
+        if key.strip().lower() == "q":
+            try:
+                q = float(value)
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
+
+
+def preferred(header: str | None, choose: Callable[[str], T | None]) -> T | None:
+    """What an Accept-style header prefers most (RFC 9110 §12.4.2): each item's token is read
+    by `choose` (None: not something we serve), the highest q wins, the first listed on a tie;
+    q=0 means "not this one". Never an error: a header we cannot read is as good as none."""
+    best: tuple[float, int, T] | None = None
+    for index, item in enumerate((header or "")[:MAX_PREFERENCE_HEADER].split(",")):
+        token, *params = item.split(";")
+        value = choose(token.strip().lower())
+        if value is None:
+            continue
+        q = _weight(params)
+        if q > 0 and (best is None or (-q, index) < (-best[0], best[1])):
+            best = (q, index, value)
+    return best[2] if best else None
 
 
 def none_match(header: str | None, etag: str) -> bool:

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, get_args
 from fastapi import Depends, Header, Query
 from sqlalchemy import ColumnElement, and_, case, func, literal
 
+from app.headers import preferred
+
 Lang = Literal["vi", "en"]
 LANGS: tuple[Lang, ...] = get_args(Lang)
 DEFAULT: Lang = "vi"  # the users read Vietnamese; English is the second language
@@ -27,19 +29,10 @@ COUNTRY_NAMES_VI: dict[str, str] = {
     "THA": "Thái Lan",
 }
 
-MAX_ACCEPT_LANGUAGE = 500  # characters of the header read; a longer one is cut, not refused
 
-
-def _weight(params: list[str]) -> float:
-    for p in params:
-        key, _, value = p.strip().partition("=")
-        if key.strip().lower() == "q":
-            try:
-                q = float(value)
-            except ValueError:
-                return 0.0
-            return q if 0.0 <= q <= 1.0 else 0.0
-    return 1.0
+def _language(tag: str) -> Lang | None:
+    primary = tag.split("-")[0]
+    return "vi" if primary == "vi" else "en" if primary == "en" else None
 
 
 def from_accept_language(header: str | None) -> Lang | None:
@@ -47,21 +40,7 @@ def from_accept_language(header: str | None) -> Lang | None:
     listed on a tie; `vi-VN` counts as vi, `en-GB` as en; q=0 means "not this one"), or None
     when it names none of them (`*` included: the default applies). Never an error: a header
     we cannot read is as good as none."""
-    if not header:
-        return None
-    best: tuple[float, int, Lang] | None = None
-    for index, item in enumerate(header[:MAX_ACCEPT_LANGUAGE].split(",")):
-        tag, *params = item.split(";")
-        primary = tag.strip().split("-")[0].lower()
-        if primary not in LANGS:
-            continue
-        q = _weight(params)
-        if q <= 0:
-            continue
-        lang: Lang = "vi" if primary == "vi" else "en"
-        if best is None or (-q, index) < (-best[0], best[1]):
-            best = (q, index, lang)
-    return best[2] if best else None
+    return preferred(header, _language)
 
 
 def choose(lang: str | None, accept_language: str | None) -> Lang:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from app import i18n
 from app.auth.deps import ReferenceReader
 from app.db import SessionDep
+from app.headers import preferred
 from app.i18n import LangDep
 from app.ogc import collections, documents, styles
 from app.ogc.routes import PREFIX, OgcRoute, base_url
@@ -33,23 +34,7 @@ ACCEPTED = {
 def negotiate(accept: str | None) -> str:
     """The stylesheet format the Accept header prefers (highest q, the first listed on a tie),
     else the default (MapLibre): a header naming nothing we serve gets the default, not 406."""
-    best: tuple[float, int, str] | None = None
-    for index, item in enumerate((accept or "")[:1000].split(",")):
-        media, *params = item.split(";")
-        fmt = ACCEPTED.get(media.strip().lower())
-        if fmt is None:
-            continue
-        q = 1.0
-        for p in params:
-            key, _, value = p.strip().partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if q > 0 and (best is None or (-q, index) < (-best[0], best[1])):
-            best = (q, index, fmt)
-    return best[2] if best else styles.DEFAULT_FORMAT
+    return preferred(accept, ACCEPTED.get) or styles.DEFAULT_FORMAT
 
 
 def _vary(lang: i18n.Lang, *also: str) -> dict[str, str]:
