@@ -60,3 +60,29 @@ def incident_view(filt: IncidentFilter, *, aggregate_only: bool, home: str = "")
     cooperation area's version: its members may change while the incidents do not)."""
     area = f"|{filt.area.area_id}:{filt.area.version}" if filt.area is not None else ""
     return f"{filt.scope.view}|{int(aggregate_only)}|{home}{area}"
+
+
+# The data a tile was made from, exactly: each counter with the instant it moved (a counter
+# rolled back and moved again, as in the tests' transactions, reaches the same number at another
+# instant). Only the incidents and jurisdictions counters: the incidents layer depends on those.
+STAMP: ColumnElement[Any] = literal_column(
+    "(SELECT string_agg(layer || ':' || epoch || ':' || version || ':' || changed_at, ','"
+    " ORDER BY layer) FROM layer_version WHERE layer IN ('incidents', 'jurisdictions'))"
+)
+# whether this transaction has written: then what it sees includes changes that its counters
+# (bumped at COMMIT) do not name yet
+WRITING: ColumnElement[Any] = literal_column("(txid_current_if_assigned() IS NOT NULL)")
+
+
+@lru_cache(maxsize=4)
+def _stamped(dialect: Dialect) -> DriverStatement:
+    return DriverStatement(select(VERSIONS_JSON, STAMP, WRITING), dialect, {})
+
+
+async def read_stamped(*, session: AsyncSession) -> tuple[Versions, str, bool]:
+    """The versions (read), the STAMP of the incident counters, and whether this transaction
+    has written (WRITING), in one tiny query on the driver connection."""
+    conn = await session.connection()
+    row = await fetch_row(conn, _stamped(conn.dialect), {})
+    assert row is not None  # one row, always
+    return parse(row[0]), str(row[1]), bool(row[2])
