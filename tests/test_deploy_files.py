@@ -44,6 +44,45 @@ def test_compose_has_postgis_with_healthcheck_and_volume() -> None:
     assert "DATABASE_URL" in app["environment"]
 
 
+ARCHIVE = "/var/lib/postgresql/backup"  # the pgbackup volume in the db container
+
+
+def _server_settings(command: list[str]) -> dict[str, str]:
+    """The `-c name=value` settings of a `postgres` command line."""
+    assert command[0] == "postgres"
+    pairs = command[1:]
+    assert len(pairs) % 2 == 0 and all(flag == "-c" for flag in pairs[::2]), command
+    return dict(str(setting).split("=", 1) for setting in pairs[1::2])
+
+
+def test_compose_archives_wal_to_its_own_volume() -> None:
+    """Point-in-time recovery (docs/backup.md): WAL archiving on, into a mounted volume that
+    the entrypoint hands to postgres, never overwriting an archived segment."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    db = compose["services"]["db"]
+    settings = _server_settings(db["command"])
+    assert settings["wal_level"] == "replica" and settings["archive_mode"] == "on"
+    command = settings["archive_command"]
+    assert command == f"test ! -f {ARCHIVE}/wal/%f && cp %p {ARCHIVE}/wal/%f"
+    assert 0 < int(settings["archive_timeout"]) <= 900
+    assert int(settings["max_wal_senders"]) >= 1  # pg_basebackup streams its WAL
+    mounts = dict(volume.split(":", 1)[::-1] for volume in db["volumes"])
+    assert (
+        mounts[ARCHIVE] in compose["volumes"]
+        and mounts[ARCHIVE] != mounts["/var/lib/postgresql/data"]
+    )
+    # the image's entrypoint, after making the archive folders postgres's own
+    shell, flag, script, name = db["entrypoint"]
+    assert (shell, flag, name) == ("/bin/sh", "-c", "db-entrypoint")
+    assert f"chown postgres:postgres {ARCHIVE} {ARCHIVE}/wal {ARCHIVE}/base" in script
+    assert script.endswith('exec docker-entrypoint.sh "$$@"')  # $$: compose's escape of $
+    # the recovery steps use the same folders
+    guide = (ROOT / "docs" / "backup.md").read_text()
+    assert f"restore_command = 'cp {ARCHIVE}/wal/%f %p'" in guide
+    assert "recovery_target_time" in guide and "recovery.signal" in guide
+    assert "pg_basebackup" in guide and f"{ARCHIVE}/base" in guide
+
+
 def test_ci_and_readme_use_the_two_commands() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci

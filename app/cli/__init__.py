@@ -1,11 +1,11 @@
 """`borderwatch`: the operators' command line (embedded cluster, migrations, data, keys, serving).
 
-One module per group of commands (server, data, keys, cooperation); every command calls the service
-functions the API calls, and those record the audit events."""
+One module per group of commands (server, data, keys, cooperation, backup); every command calls
+the service functions the API calls, and those record the audit events."""
 
 from __future__ import annotations
 
-from app.cli import cooperation, data, keys, server
+from app.cli import backup, cooperation, data, keys, server
 from app.cli.common import group
 
 app = group("Borderwatch operator commands.", no_args_is_help=True)
@@ -17,6 +17,8 @@ app.add_typer(cooperation.cooperation_app, name="cooperation")
 app.command("migrate")(server.migrate_cmd)
 app.command("import")(data.import_cmd)
 app.command("serve")(server.serve)
+app.command("backup")(backup.backup)
+app.command("restore")(backup.restore)
 
 
 def main() -> None:
