@@ -26,7 +26,7 @@ from sklearn.cluster import DBSCAN
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.analysis import hotspots
+from app.analysis import clusters, hotspots
 from app.config import Settings
 from conftest import GEODATA, app_client, make_key
 from geo_reference import features, projected
@@ -393,3 +393,86 @@ async def test_clusters(client: httpx.AsyncClient, session: AsyncSession) -> Non
     # below min_points nothing forms
     r = await client.get("/analysis/clusters", params={"eps_m": 1500, "min_points": 61})
     assert r.json()["clusters"] == 0 and r.json()["features"] == []
+
+
+def nearest_core_rule(xy: Any, eps: float, min_points: int) -> tuple[Any, Any]:
+    """scikit-learn's DBSCAN with each border point moved to the cluster of its nearest core
+    point (brute-force distances): the labels our clusters promise, and the core mask."""
+    fit = DBSCAN(eps=eps, min_samples=min_points).fit(xy)
+    labels = fit.labels_.copy()
+    core = np.zeros(len(xy), dtype=bool)
+    core[fit.core_sample_indices_] = True
+    for i in np.nonzero((labels >= 0) & ~core)[0]:
+        d = np.hypot(*(xy[core] - xy[i]).T)
+        labels[i] = fit.labels_[core][np.argmin(d)]
+    return labels, core
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_grid_dbscan_against_scikit_learn(seed: int) -> None:
+    """The grid DBSCAN behind /analysis/clusters against scikit-learn on the same points:
+    blobs of every density, scattered noise, and (every third set) positions rounded to 50 m
+    so that incidents share positions and distances tie with eps. Noise, core points and
+    their partition into clusters are identical; a border point joins a cluster holding a
+    core point nearest to it."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 30_000, (int(rng.integers(1, 12)), 2))
+    blobs = [
+        c + rng.normal(0, rng.uniform(100, 2500), (int(rng.integers(20, 600)), 2)) for c in centres
+    ]
+    xy = np.vstack([*blobs, rng.uniform(0, 30_000, (int(rng.integers(10, 400)), 2))])
+    if seed % 3 == 0:
+        xy = np.round(xy / 50) * 50
+    eps = float(rng.choice([100.0, 250.0, 500.0, 1000.0, 1500.0]))
+    min_points = int(rng.integers(2, 15))
+    ours = clusters.dbscan(xy[:, 0].copy(), xy[:, 1].copy(), eps, min_points)
+    fit = DBSCAN(eps=eps, min_samples=min_points).fit(xy)
+    core = np.zeros(len(xy), dtype=bool)
+    core[fit.core_sample_indices_] = True
+    assert np.array_equal(ours < 0, fit.labels_ < 0)
+    mapping = dict(zip(ours[core].tolist(), fit.labels_[core].tolist(), strict=True))
+    assert len(mapping) == len(set(mapping.values())) == len(set(ours[ours >= 0].tolist()))
+    assert all(mapping[o] == s for o, s in zip(ours[core], fit.labels_[core], strict=True))
+    for i in np.nonzero((ours >= 0) & ~core)[0]:
+        d = np.hypot(*(xy[core] - xy[i]).T)
+        assert d.min() <= eps
+        assert ours[i] in set(ours[core][d == d.min()].tolist())
+
+
+async def test_clusters_defaults_against_scikit_learn(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """GET /analysis/clusters with no parameters (eps 1 km, 5 incidents): dense blobs (cells
+    full of core incidents), thin ones (core incidents found by counting) and scattered
+    incidents (noise and border incidents) give the clusters scikit-learn finds on the same
+    projected points, border incidents going to their nearest core incident's cluster."""
+    rng = np.random.default_rng(11)
+    origin = np.array(UTM.transform(105.5, 21.0))
+    blobs = [
+        origin + rng.normal(0, 300, (400, 2)),
+        origin + np.array((6000, 0)) + rng.normal(0, 900, (120, 2)),
+        origin + np.array((0, 9000)) + rng.normal(0, 1500, (60, 2)),
+        origin + np.array((9000, 9000)) + rng.normal(0, 2500, (50, 2)),
+    ]
+    xy = np.vstack([*blobs, origin + rng.uniform(-8000, 20_000, (150, 2))])
+    cats = [CATEGORIES[n % 3] for n in range(len(xy))]
+    await insert(session, to_lonlat(xy), categories=cats)
+    r = await client.get("/analysis/clusters")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+    fc = r.json()
+    labels, _ = nearest_core_rule(xy, 1000, 5)
+    sizes = sorted(np.bincount(labels[labels >= 0]).tolist(), reverse=True)
+    assert fc["eps_m"] == 1000 and fc["min_points"] == 5 and fc["incidents"] == len(xy)
+    assert fc["clusters"] == len(sizes) > 3 and fc["noise"] == int((labels < 0).sum()) > 0
+    assert [f["properties"]["count"] for f in fc["features"]] == sizes
+    assert [f["id"] for f in fc["features"]] == list(range(1, len(sizes) + 1))
+    # per cluster, the categories of its incidents and the area of their hull
+    expected = {}
+    for k in range(len(sizes)):
+        members = np.nonzero(labels == k)[0]
+        hull = shapely.MultiPoint(xy[members]).convex_hull.area / 1e6
+        by_cat = {c: n for c in CATEGORIES if (n := [cats[i] for i in members].count(c))}
+        expected[len(members), round(hull, 4)] = by_cat
+    for f in fc["features"]:
+        p = f["properties"]
+        assert expected[p["count"], p["hull_area_km2"]] == p["by_category"]

@@ -1,11 +1,18 @@
 """The cross-boundary table: for every adjacent pair, the incidents near the line it shares
-(one pair at a time, with the line itself: `shared_zone` in app/jurisdictions/service.py)."""
+(one pair at a time, with the line itself: `shared_zone` in app/jurisdictions/service.py).
+
+The table is kept per (incidents and jurisdictions versions, scope, filter, level, km, day) in a
+small per-process LRU (app/analysis/cache.py): a dashboard opening again, or another user with
+the same view, gets it without the ~5 s of work; a write moves the version and so the key.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import date
 from typing import Any
 
+import orjson
 from geoalchemy2 import Geometry
 from sqlalchemy import (
     ColumnElement,
@@ -22,10 +29,17 @@ from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
+from app.analysis.cache import VersionedCache
 from app.geo import spatial
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.jurisdictions.service import SHARED_LINE
+from app.tiles import versions
+
+# the change counters the table is made of (the adjacency itself is written only by the
+# boundary load, which writes the jurisdictions too and so moves their counter)
+DEPENDS = ("incidents", "jurisdictions")
+CACHE_SIZE = 32  # tables kept per process (a province table is ~10 kB, a commune one < 1 MB)
 
 # cross-boundary: shared lines are measured piece by piece (segments <= 2 km, <= 10 vertices)
 PIECE_SEGMENT_M = 2000.0
@@ -114,3 +128,37 @@ async def cross_boundary(
 
 def _path_has_col(rows: FromClause, code: ColumnElement[str]) -> ColumnElement[bool]:
     return rows.c.jurisdiction_path.bool_op("@>")(cast(array([code]), ARRAY(String(32))))
+
+
+def table_key(
+    *, found: versions.Versions, level: str, km: float, filt: IncidentFilter, at: date
+) -> tuple[Hashable, ...]:
+    """Everything the table's body depends on: the versions of its data (with the scope's
+    view tag), the filter, the level, the distance and the day."""
+    view = versions.incident_view(filt, aggregate_only=False)
+    return ("cross-boundary", versions.token(DEPENDS, found, view), level, km, at, filt)
+
+
+def new_cache() -> VersionedCache[bytes]:
+    """An empty per-process cache of cross-boundary bodies."""
+    return VersionedCache(CACHE_SIZE)
+
+
+async def cross_boundary_body(
+    *,
+    session: AsyncSession,
+    cache: VersionedCache[bytes],
+    key: tuple[Hashable, ...],
+    level: str,
+    km: float,
+    filt: IncidentFilter,
+    at: date,
+) -> bytes:
+    """The JSON body of GET /analysis/cross-boundary, from `cache` when it holds `key`
+    (table_key), computed and kept otherwise."""
+
+    async def make() -> bytes:
+        pairs = await cross_boundary(session=session, level=level, km=km, filt=filt, at=at)
+        return orjson.dumps({"level": level, "km": km, "at": at.isoformat(), "pairs": pairs})
+
+    return await cache.get(key, make)

@@ -4,8 +4,6 @@ sends PostgreSQL only the cells that reach into it."""
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -15,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis import hotspots as hotspot_analysis
+from app.analysis.cache import VersionedCache
 from app.geo.spatial import SRID_WEB_MERCATOR
 from app.incidents.filters import IncidentFilter
 from app.tiles.tile import BUFFER, EXTENT, Tile
@@ -36,29 +35,22 @@ class HotspotGrid:
 
 
 class HotspotCache:
-    """A small LRU of computed grids per (filter, version) for one process; one computation
-    per key at a time (concurrent requests for the same grid wait for the first)."""
+    """The computed grids per (filter, version) for one process: a small LRU
+    (app/analysis/cache.py); one computation per key at a time (concurrent requests for the
+    same grid wait for the first)."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
-        self.size = size
-        self.grids: OrderedDict[Hashable, HotspotGrid] = OrderedDict()
-        self.locks: dict[Hashable, asyncio.Lock] = {}
+        self.grids: VersionedCache[HotspotGrid] = VersionedCache(size)
 
     async def get(
         self, key: Hashable, session: AsyncSession, filt: IncidentFilter, home: str
     ) -> HotspotGrid:
         """The grid for `key`, computed with the hot-spot service when missing."""
-        if key in self.grids:
-            self.grids.move_to_end(key)
-            return self.grids[key]
-        lock = self.locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            if key not in self.grids:
-                self.grids[key] = await hotspot_grid(session=session, filt=filt, home=home)
-                while len(self.grids) > self.size:
-                    old, _ = self.grids.popitem(last=False)
-                    self.locks.pop(old, None)
-        return self.grids[key]
+
+        async def make() -> HotspotGrid:
+            return await hotspot_grid(session=session, filt=filt, home=home)
+
+        return await self.grids.get(key, make)
 
 
 GRID_TO_MERCATOR = text(
