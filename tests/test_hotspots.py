@@ -476,3 +476,19 @@ async def test_clusters_defaults_against_scikit_learn(
     for f in fc["features"]:
         p = f["properties"]
         assert expected[p["count"], p["hull_area_km2"]] == p["by_category"]
+
+
+async def test_clusters_refuse_unbounded_work(
+    client: httpx.AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clustering runs outside the database's statement timeout, so it has a budget of
+    distance measurements of its own: past it the request is refused with a problem that
+    says what to narrow, not left running."""
+    rng = np.random.default_rng(5)
+    await insert(session, to_lonlat(disc(rng, 300, CENTRE, 20_000)))
+    params = {"eps_m": 3000, "min_points": 200}
+    assert (await client.get("/analysis/clusters", params=params)).status_code == 200
+    monkeypatch.setattr(clusters, "MAX_PAIRS", 1000)
+    r = await client.get("/analysis/clusters", params=params)
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
+    assert r.json()["field"] == "min_points" and "narrow the filters" in r.json()["detail"]

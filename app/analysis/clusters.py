@@ -57,6 +57,27 @@ AROUND = sorted(
 )  # nearest first: the gap between the cells, in cell sides
 FORWARD = [o for o in AROUND if o > (0, 0)]  # each unordered pair of cells once
 PAIRS_PER_STEP = 4_000_000  # distance measurements per numpy step (~100 MB of temporaries)
+# distance measurements one request may make (seconds of one core; docs/performance.md): the
+# clustering runs in a thread, which the statement timeout does not stop
+MAX_PAIRS = 300_000_000
+
+
+class Budget:
+    """The distance measurements left to one clustering (InvalidInput when spent)."""
+
+    def __init__(self, pairs: int) -> None:
+        self.left = pairs
+
+    def spend(self, pairs: int) -> None:
+        """Take `pairs` from the budget, or refuse the request."""
+        self.left -= pairs
+        if self.left < 0:
+            raise InvalidInput(
+                "these eps_m and min_points need too many distance measurements over the"
+                " matching incidents; narrow the filters (datetime, bbox, jurisdiction,"
+                " category …) or choose a smaller min_points",
+                field="min_points",
+            )
 
 
 def check_dbscan(eps_m: float, min_points: int) -> None:
@@ -135,7 +156,7 @@ def _cells(x: Array, y: Array, side: float) -> tuple[Cells, Array]:
 
 
 def _members(
-    owner: Array, cells: Array, start: Array, count: Array
+    owner: Array, cells: Array, start: Array, count: Array, budget: Budget
 ) -> Iterator[tuple[Array, Array]]:
     """(k, q) for every member q of cell cells[k] (members at start[c] .. start[c]+count[c]-1),
     in steps of about PAIRS_PER_STEP pairs."""
@@ -147,6 +168,7 @@ def _members(
         j = max(int(np.searchsorted(ends, base + PAIRS_PER_STEP, side="right")), i + 1)
         m = n[i:j]
         total = int(m.sum())
+        budget.spend(total)
         k = np.repeat(owner[i:j], m)
         q = np.repeat(start[cells[i:j]] - (np.cumsum(m) - m), m) + np.arange(total)
         yield k, q
@@ -199,6 +221,7 @@ def dbscan(x: Array, y: Array, eps: float, min_points: int) -> Array:
     if n == 0:
         return labels
     eps2 = eps * eps
+    budget = Budget(MAX_PAIRS)
     side = eps / math.sqrt(2.0)
     g, order = _cells(x, y, side)
     ncells = len(g.key)
@@ -219,7 +242,7 @@ def dbscan(x: Array, y: Array, eps: float, min_points: int) -> Array:
         whole = farthest <= inner
         near[active[whole]] += g.count[other[whole]]
         some = np.nonzero(~whole & (nearest <= outer))[0]
-        for k, q in _members(active[some], other[some], g.start, g.count):
+        for k, q in _members(active[some], other[some], g.start, g.count, budget):
             p = sparse[k]
             within = (g.x[p] - g.x[q]) ** 2 + (g.y[p] - g.y[q]) ** 2 <= eps2
             near += np.bincount(k[within], minlength=len(sparse))
@@ -273,9 +296,9 @@ def dbscan(x: Array, y: Array, eps: float, min_points: int) -> Array:
     todo = np.nonzero((root[oa] != root[ob]) & (gap_x**2 + gap_y**2 <= eps2))[0]
     oa, ob = oa[todo], ob[todo]
     joined = np.zeros(len(oa), dtype=bool)
-    for k, q in _members(np.arange(len(oa)), ob, cstart, ccount):
+    for k, q in _members(np.arange(len(oa)), ob, cstart, ccount, budget):
         # each core point q of cell ob[k] against every core point p of cell oa[k]
-        for j, p in _members(np.arange(len(k)), oa[k], cstart, ccount):
+        for j, p in _members(np.arange(len(k)), oa[k], cstart, ccount, budget):
             hit = (cx[p] - cx[q[j]]) ** 2 + (cy[p] - cy[q[j]]) ** 2 <= eps2
             joined[k[j[hit]]] = True
     root = _components(ncells, np.concatenate([ea, oa[joined]]), np.concatenate([eb, ob[joined]]))
@@ -296,7 +319,7 @@ def dbscan(x: Array, y: Array, eps: float, min_points: int) -> Array:
         has = np.nonzero(other >= 0)[0]
         has = has[ccount[other[has]] > 0]
         has = has[g.reach(loose[has], other[has])[0] <= outer]
-        for k, q in _members(has, other[has], cstart, ccount):
+        for k, q in _members(has, other[has], cstart, ccount, budget):
             p = loose[k]
             d2 = (g.x[p] - cx[q]) ** 2 + (g.y[p] - cy[q]) ** 2
             within = d2 <= eps2  # fewer than min_points per loose point

@@ -29,6 +29,9 @@ async def dbscan_clusters(
     min_points: Annotated[int, Query(description="incidents a core point needs, 2 to 1000")] = 5,
 ) -> GeoJSONResponse:
     """One Feature per cluster (its convex hull widened by eps_m/2): `count`, `by_category`,
-    `hull_area_km2` (of the hull itself); busiest first."""
+    `hull_area_km2` (of the hull itself); busiest first. Exact DBSCAN over every matching
+    incident (the defaults included); a border incident joins its nearest core incident's
+    cluster. 422 when the parameters would need more than 300 M distance measurements over the
+    matching incidents: narrow the filters."""
     body = await clusters.clusters(session=session, filt=filt, eps_m=eps_m, min_points=min_points)
     return GeoJSONResponse(body)
