@@ -1,5 +1,4 @@
-"""Aggregate tiles kept per data snapshot (app/tiles/caching.py SnapshotCache, used by
-app/tiles/incidents.py): a kept tile is what the statement makes for the same data — counts per
+"""Aggregate tiles kept per data snapshot (app/tiles/incidents.py AGGREGATES): a kept tile is what the statement makes for the same data — counts per
 cell, highest severity and most frequent category checked against pyproj over the stored rows,
 for several filters and a scoped key — and a create, a change or a delete is in the very next
 tile (no stale tile).
@@ -12,7 +11,6 @@ test checks that without that, a transaction that wrote is never served from the
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -25,20 +23,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from test_tiles import Row, bounds, decode, in_tile, seed, stored, tile_of, to_tile_units
 
 from app.config import Settings
-from app.tiles import caching, incidents
+from app.tiles import incidents
 from conftest import app_client, make_key
 
 
 @pytest.fixture(autouse=True)
-async def kept_per_statement(
-    session: AsyncSession, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[None]:
-    """Counters fired per statement, the cache trusting them, and empty before and after."""
+async def made(session: AsyncSession, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[list[int]]:
+    """Counters fired per statement, the cache trusting them and empty before and after; the
+    tiles made by a statement (not taken from the cache) are counted in the list."""
     await session.execute(text("SET CONSTRAINTS layer_version_incidents IMMEDIATE"))
     monkeypatch.setattr(incidents, "TRUST_OWN_WRITES", True)
-    incidents.AGGREGATES.clear()
-    yield
-    incidents.AGGREGATES.clear()
+    incidents.AGGREGATES.values.clear()
+    calls: list[int] = []
+    run = incidents._run
+
+    async def counted(*args: Any) -> Any:
+        calls.append(1)
+        return await run(*args)
+
+    monkeypatch.setattr(incidents, "_run", counted)
+    yield calls
+    incidents.AGGREGATES.values.clear()
 
 
 Cells = dict[tuple[int, int], tuple[int, int, str]]
@@ -104,20 +109,24 @@ FILTERS: list[tuple[dict[str, Any], Callable[[Row], bool]]] = [
 ]
 
 
-async def fetch_twice(client: httpx.AsyncClient, path: str, params: dict[str, Any]) -> bytes:
-    """The tile, then again: the second time from the cache, the same bytes."""
-    hits = incidents.AGGREGATES.hits
+async def fetch_twice(
+    client: httpx.AsyncClient, path: str, params: dict[str, Any], made: list[int]
+) -> bytes:
+    """The tile, then again: the first made by the statement, the second kept, the same bytes
+    and ETag."""
+    before = len(made)
     first = await client.get(path, params=params)
     assert first.status_code == 200, first.text
+    assert len(made) == before + 1
     again = await client.get(path, params=params)
-    assert again.content == first.content
-    assert incidents.AGGREGATES.hits == hits + 1  # the first made it, the second was kept
+    assert len(made) == before + 1  # kept
+    assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
     return first.content
 
 
 @pytest.mark.parametrize("z", [6, 8, 9])
 async def test_kept_aggregates_equal_an_independent_count_for_each_filter(
-    client: httpx.AsyncClient, session: AsyncSession, z: int
+    client: httpx.AsyncClient, session: AsyncSession, made: list[int], z: int
 ) -> None:
     await seed(session, count=600)
     rows = await stored(session)
@@ -125,7 +134,7 @@ async def test_kept_aggregates_equal_an_independent_count_for_each_filter(
     path = f"/tiles/incidents/{z}/{x}/{y}.mvt"
     seen = set()
     for params, keep in FILTERS:
-        body = await fetch_twice(client, path, params)
+        body = await fetch_twice(client, path, params, made)
         mine = [r for r in rows if keep(r)]
         expected = expected_cells(mine, z, x, y)
         assert expected
@@ -135,7 +144,7 @@ async def test_kept_aggregates_equal_an_independent_count_for_each_filter(
 
 
 async def test_create_change_and_delete_are_in_the_next_tile(
-    client: httpx.AsyncClient, session: AsyncSession
+    client: httpx.AsyncClient, session: AsyncSession, made: list[int]
 ) -> None:
     await seed(session, count=300)
     z = 8
@@ -146,7 +155,7 @@ async def test_create_change_and_delete_are_in_the_next_tile(
 
     async def check() -> Cells:
         rows = await stored(session)
-        got = tile_cells(await fetch_twice(client, path, {}), rows, z, x, y)
+        got = tile_cells(await fetch_twice(client, path, {}, made), rows, z, x, y)
         assert got == expected_cells(rows, z, x, y)
         return got
 
@@ -182,7 +191,11 @@ async def test_create_change_and_delete_are_in_the_next_tile(
 
 
 async def test_a_scoped_key_gets_its_own_aggregates(
-    engine: AsyncEngine, client: httpx.AsyncClient, session: AsyncSession, settings: Settings
+    engine: AsyncEngine,
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    settings: Settings,
+    made: list[int],
 ) -> None:
     # An Giang (VN-44) and its neighbours: the scoped key sees part of the tile
     await seed(session, lon0=104.8, lat0=10.0, dlon=1.4, dlat=1.0, count=500)
@@ -191,14 +204,14 @@ async def test_a_scoped_key_gets_its_own_aggregates(
     z = 8
     x, y = tile_of(105.4, 10.4, z)
     path = f"/tiles/incidents/{z}/{x}/{y}.mvt"
-    national = await fetch_twice(client, path, {})
+    national = await fetch_twice(client, path, {}, made)
     assert tile_cells(national, rows, z, x, y) == expected_cells(rows, z, x, y)
     async with app_client(engine, session, settings, key) as scoped:
         listed = await scoped.get("/incidents", params={"limit": 1000})
         visible = {f["id"] for f in listed.json()["features"]}
         assert 0 < len(visible) < len(rows)
         for params, keep in FILTERS[:3]:
-            body = await fetch_twice(scoped, path, params)
+            body = await fetch_twice(scoped, path, params, made)
             mine = [r for r in rows if r.id in visible and keep(r)]
             assert tile_cells(body, mine, z, x, y) == expected_cells(mine, z, x, y), params
             if not params:
@@ -206,7 +219,10 @@ async def test_a_scoped_key_gets_its_own_aggregates(
 
 
 async def test_a_transaction_that_wrote_is_not_served_from_the_cache(
-    client: httpx.AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+    made: list[int],
 ) -> None:
     # as in production: the counter moves at COMMIT, so this transaction's writes are not named
     await session.execute(text("SET CONSTRAINTS layer_version_incidents DEFERRED"))
@@ -221,42 +237,14 @@ async def test_a_transaction_that_wrote_is_not_served_from_the_cache(
     rows = await stored(session)
     assert tile_cells(second.content, rows, z, x, y) == expected_cells(rows, z, x, y)
     assert second.content != first.content
-    assert incidents.AGGREGATES.hits == 0
+    assert len(made) == 2 and not incidents.AGGREGATES.values  # made each time, none kept
 
 
-async def test_point_tiles_are_not_kept(client: httpx.AsyncClient, session: AsyncSession) -> None:
+async def test_point_tiles_are_not_kept(
+    client: httpx.AsyncClient, session: AsyncSession, made: list[int]
+) -> None:
     await seed(session, count=100)
     x, y = tile_of(105.6, 10.5, 10)
     for _ in range(2):
         assert (await client.get(f"/tiles/incidents/10/{x}/{y}.mvt")).status_code == 200
-    assert incidents.AGGREGATES.hits == incidents.AGGREGATES.misses == 0
-
-
-async def test_one_fill_per_tile_and_stamp_at_a_time() -> None:
-    cache = caching.SnapshotCache(max_bytes=100)
-    made: list[int] = []
-
-    async def request(i: int) -> bytes:
-        kept = cache.get("s1", "k")
-        if kept is not None:
-            return kept
-        async with cache.filling("s1", "k") as first:
-            if not first:
-                kept = cache.get("s1", "k")
-                if kept is not None:
-                    return kept
-            made.append(i)
-            await asyncio.sleep(0.01)
-            cache.put("s1", "k", b"tile")
-            return b"tile"
-
-    assert await asyncio.gather(*(request(i) for i in range(8))) == [b"tile"] * 8
-    assert len(made) == 1
-    # another stamp is another generation; the byte budget evicts the least recently used
-    assert cache.get("s2", "k") is None
-    cache.put("s2", "a", b"x" * 60)
-    cache.put("s2", "b", b"y" * 30)
-    assert cache.get("s2", "a") is not None  # a is now the most recently used
-    cache.put("s2", "c", b"z" * 30)
-    assert cache.get("s2", "b") is None and cache.get("s2", "a") and cache.get("s2", "c")
-    assert cache.get("s1", "k") is None  # the old generation is gone
+    assert len(made) == 2 and not incidents.AGGREGATES.values

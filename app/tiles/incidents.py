@@ -31,13 +31,14 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n
+from app.analysis.cache import VersionedCache
 from app.db import DriverStatement, fetch_row
 from app.geo.spatial import SRID_WEB_MERCATOR
 from app.i18n import Lang
 from app.incidents import schema
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
-from app.tiles import caching, versions
+from app.tiles import versions
 from app.tiles.sql import TILE_BOX, box_params, envelope, inside, iso, mvt, point, tile_params
 from app.tiles.tile import BUFFER, EXTENT, WORLD_M, Tile, mercator_to_lonlat
 
@@ -79,10 +80,12 @@ def incident_tile_statement(
     return capped_points(filt, lang), params | grid | {"cap": cap}
 
 
-# Aggregate tiles are kept per data snapshot (caching.SnapshotCache): the busiest low-zoom
-# tiles read a quarter of a million rows, which no statement makes cheap (docs/decisions.md).
-AGGREGATE_CACHE_BYTES = 32 * 1024 * 1024
-AGGREGATES = caching.SnapshotCache(AGGREGATE_CACHE_BYTES)
+# Aggregate tiles are kept per data snapshot: the busiest low-zoom tiles read a quarter of a
+# million rows, which no statement makes cheap (docs/decisions.md). A key names the versions'
+# STAMP, the filter, the role and the tile; a value is the tile and the versions it was made
+# from. At most ~5 kB each (CELLS² features): ~10 MB.
+AGGREGATE_TILES_KEPT = 2048
+AGGREGATES: VersionedCache[tuple[bytes, versions.Versions]] = VersionedCache(AGGREGATE_TILES_KEPT)
 # Tests that make the incident counter move at each statement (SET CONSTRAINTS … IMMEDIATE)
 # may set this: their own writes are then named by the counters they read.
 TRUST_OWN_WRITES = False
@@ -98,8 +101,8 @@ async def incidents_tile(
 ) -> tuple[bytes, versions.Versions]:
     """The incidents tile (see incident_tile_statement), MAX_TILE_POINTS at most, and the
     layer versions read in the same statement, so in the same snapshot as the tile: a version
-    never names data older or newer than the tile sent with it. Aggregate tiles come from
-    AGGREGATES when one was made from the same versions (and is kept).
+    never names data older or newer than the tile sent with it. Aggregate tiles are kept in
+    AGGREGATES per versions' stamp (docs/tiles.md, "Aggregate tiles kept per version").
 
     Run without parallel workers (fetch_row): on 2 cores, starting and feeding them made busy
     tiles slower than the same plan run by the leader alone (docs/decisions.md)."""
@@ -109,45 +112,34 @@ async def incidents_tile(
     if made is None:
         return b"", await versions.read(session=session)
     if not (aggregate_only or tile.z < POINT_MIN_ZOOM):
-        return (await _run(session, made))[:2]
-    found, stamp, writing = await versions.read_stamped(session=session)
+        return await _run(session, made)
+    _, stamp, writing = await versions.read_stamped(session=session)
     if writing and not TRUST_OWN_WRITES:  # it sees changes its versions do not name yet
-        return (await _run(session, made))[:2]
-    key = (filt, aggregate_only, tile)
-    kept = AGGREGATES.get(stamp, key)
-    if kept is not None:
-        return kept, found
-    async with AGGREGATES.filling(stamp, key) as first:
-        if not first:  # another request was making it: it is kept now, unless that failed
-            kept = AGGREGATES.get(stamp, key)
-            if kept is not None:
-                return kept, found
-        body, found, made_from = await _run(session, made)
-        AGGREGATES.put(made_from, key, body)
-        return body, found
+        return await _run(session, made)
+    # a write committed between the stamp and the tile gives a tile newer than the stamp,
+    # kept with the versions it was made from: never older than the versions sent with it
+    return await AGGREGATES.get((stamp, filt, aggregate_only, tile), lambda: _run(session, made))
 
 
 async def _run(
     session: AsyncSession, made: tuple[Select[Any], dict[str, Any]]
-) -> tuple[bytes, versions.Versions, str]:
-    """The tile, with the versions and the version stamp read in the same statement."""
+) -> tuple[bytes, versions.Versions]:
+    """The tile, with the versions read in the same statement."""
     stmt, params = made
     conn = await session.connection()
     row = await fetch_row(conn, _driver_statement(stmt, conn.dialect, frozenset(params)), params)
     assert row is not None  # one row, always
-    return (bytes(row[0]) if row[0] else b""), versions.parse(row[1]), str(row[2])
+    return (bytes(row[0]) if row[0] else b""), versions.parse(row[1])
 
 
 @lru_cache(maxsize=3 * STATEMENT_CACHE)
 def _driver_statement(
     stmt: Select[Any], dialect: Dialect, names: frozenset[str]
 ) -> DriverStatement:
-    """The tile statement with the layer versions and their stamp beside it, compiled once per
-    filter and kind, to run on the driver connection (app/db.py)."""
+    """The tile statement with the layer versions beside it, compiled once per filter and
+    kind, to run on the driver connection (app/db.py)."""
     return DriverStatement(
-        select(stmt.scalar_subquery(), versions.VERSIONS_JSON, versions.STAMP),
-        dialect,
-        dict.fromkeys(names),
+        select(stmt.scalar_subquery(), versions.VERSIONS_JSON), dialect, dict.fromkeys(names)
     )
 
 
