@@ -7,8 +7,8 @@ eps/√2, so that any two incidents of one cell are within eps of each other. A 
 sparser cells have their neighbours counted, and two cells' core incidents are joined by a
 cheap test between their extreme incidents before any pair-by-pair measurement. PostGIS's
 `ST_ClusterDBSCAN` measures every pair within eps (hundreds of millions at 1 M incidents, past
-the statement timeout); see docs/decisions.md, "Clusters: an exact grid DBSCAN".
-PostgreSQL then draws the hulls and writes the GeoJSON.
+the statement timeout); see docs/decisions.md, "Clusters: an exact grid DBSCAN". GEOS builds
+the hulls; PostGIS widens them and writes the GeoJSON.
 """
 
 from __future__ import annotations
