@@ -219,6 +219,19 @@ async def test_every_output_has_the_documented_fields(
         if kind == "datetime":
             assert schema["format"] == "date-time"
 
+    # the schema GIS clients type their fields from (`describedBy`): every field, typed
+    collection = (await client.get("/ogc/collections/incidents")).json()
+    (described,) = [x["href"] for x in collection["links"] if x["rel"] == "describedBy"]
+    feature = (await client.get(described)).json()["properties"]
+    assert feature["id"]["format"] == "uuid"
+    typed = feature["properties"]["properties"]
+    assert list(typed) == PROPERTIES
+    for name, schema in typed.items():
+        kind = TYPES[name]
+        expected = {"uuid": "string", "datetime": "string"}.get(kind, kind)
+        assert schema["type"] == expected, (name, schema)
+        assert (schema.get("format") == "date-time") == (kind == "datetime"), name
+
     # CSV: id, lon, lat, then the fields
     r = await client.get("/incidents/export", params={"format": "csv"})
     rows = list(csv.reader(io.StringIO(r.content.decode("utf-8"), newline="")))

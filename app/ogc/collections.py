@@ -94,6 +94,8 @@ class Source:
     # the FROM clause the Features are built from when it is not `from_` (incidents: the names'
     # joins, applied to the page's rows only)
     feature_from: FromClause | None = None
+    # the type of each property that is no queryable (string when not given)
+    property_types: dict[str, str] = field(default_factory=dict)
 
     def feature(self, names: list[str] | None = None) -> ColumnElement[Any]:
         """The Feature json, with only `names` among the properties when given."""
@@ -352,6 +354,7 @@ def jurisdictions(info: Info, level: str) -> Source:
         default_where=(eras.in_force(j, today),),
         item_order=(eras.in_force(j, today).desc(), j.valid_from.desc().nulls_last()),
         period_end_exclusive=True,
+        property_types=dict.fromkeys(NOT_QUERYABLE, "array"),
     )
 
 

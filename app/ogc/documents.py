@@ -120,6 +120,11 @@ def collection(base: str, info: Info, extent: Extent, *, html: bool = False) -> 
             link(f"{url}/items", "items", GEOJSON, f"{info.title} (GeoJSON)"),
             link(f"{url}/items?f=html", "items", HTML, f"{info.title} (HTML)"),
             link(f"{url}/queryables", REL_QUERYABLES, SCHEMA, "queryable properties"),
+            # a JSON Schema of the Features, their properties typed: GDAL's OAPIF driver types
+            # its fields from it (rel `describedBy`, as GDAL 3.6 spells it; newer ones read
+            # the registered `describedby` too), not from a guess over the first page, where a
+            # field may be null throughout (GDAL then makes it a String)
+            link(f"{url}/schema", "describedBy", SCHEMA, "schema of the features"),
         ],
     }
     if ogc_styles.available(info.id):
@@ -179,6 +184,38 @@ def queryables(base: str, info: Info, source: Source) -> dict[str, Any]:
         "title": f"{info.title}: queryables",
         "properties": props,
         "additionalProperties": False,
+    }
+
+
+def feature_schema(base: str, info: Info, source: Source) -> dict[str, Any]:
+    """A JSON Schema of the collection's GeoJSON Features, with every property and its type:
+    the queryables' types, the others' from the source (the incidents' names: strings; a list
+    of codes: an array of strings)."""
+    props: dict[str, Any] = {}
+    for name in source.properties:
+        q = source.queryables.get(name)
+        kind = q.type if q is not None else source.property_types.get(name, "string")
+        entry: dict[str, Any] = {"title": name}
+        if kind == "array":
+            entry |= {"type": "array", "items": {"type": "string"}}
+        else:
+            entry |= SCHEMA_TYPES[kind]
+        props[name] = entry
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{base}/collections/{info.id}/schema",
+        "title": f"{info.title}: a Feature",
+        "type": "object",
+        "required": ["type", "geometry", "properties"],
+        "properties": {
+            "type": {"type": "string", "enum": ["Feature"]},
+            "id": SCHEMA_TYPES[source.id_type],
+            "geometry": {
+                "title": f"{info.geometry} (GeoJSON, CRS84)",
+                "format": GEOMETRY_FORMATS.get(info.geometry, "geometry-any"),
+            },
+            "properties": {"type": "object", "properties": props},
+        },
     }
 
 

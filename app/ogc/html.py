@@ -209,6 +209,11 @@ def queryables(doc: dict[str, Any]) -> str:
     )
 
 
+def feature_schema(doc: dict[str, Any]) -> str:
+    """The schema of a collection's Features as a table of their properties."""
+    return queryables({"title": doc["title"], "properties": doc["properties"]["properties"]})
+
+
 def _href(doc: dict[str, Any], rel: str, media: str | None = None) -> str:
     for link in doc.get("links", []):
         if link["rel"] == rel and (media is None or link.get("type") == media):

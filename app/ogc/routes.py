@@ -222,6 +222,26 @@ async def read_collection(
 
 
 @router.get(
+    "/collections/{collection_id}/schema",
+    summary="The schema of the features (their properties and types)",
+    response_class=Response,
+    responses=_ok("a JSON Schema", documents.SCHEMA, OBJECT) | problems(403, 404),
+)
+async def read_schema(
+    request: Request, session: SessionDep, principal: ReferenceReader, collection_id: str
+) -> Response:
+    """Every property a Feature of the collection has, with its type (incidents: the fields of
+    docs/fields.md); what GIS clients type their fields from (`describedby`)."""
+    info = await collections.info(session, collection_id)
+    collections.check_access(info, principal)
+    source = await collections.source(
+        session=session, info=info, principal=principal, home=_home(request), metadata_only=True
+    )
+    doc = documents.feature_schema(base_url(request), info, source)
+    return _respond(request, lambda _h: doc, html.feature_schema, documents.SCHEMA)
+
+
+@router.get(
     "/collections/{collection_id}/queryables",
     summary="Queryable properties",
     response_class=Response,
