@@ -49,6 +49,37 @@ def needs(available: bool, reason: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(not available, reason=reason)
 
 
+QGIS_PYTHON = "/usr/bin/python3"  # Debian's python3-qgis installs into the system Python
+QGIS_REASON = "python3-qgis is not installed (scripts/install-system-deps.sh)"
+
+
+def qgis_env(folder: Path) -> dict[str, str]:
+    """The environment of a headless QGIS run whose profile, settings, caches and temporary
+    files all go under `folder` (never the user's home: QGIS keeps a network cache there)."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", TMPDIR=str(folder))
+    for var, sub in (("HOME", "home"), ("XDG_CONFIG_HOME", "config"),
+                     ("XDG_CACHE_HOME", "cache"), ("XDG_DATA_HOME", "data")):  # fmt: skip
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        env[var] = str(folder / sub)
+    return env
+
+
+def qgis_importable() -> bool:
+    """Whether the system Python can import QGIS (a suite needing it: `needs(qgis_importable(),
+    QGIS_REASON)`)."""
+    if not Path(QGIS_PYTHON).exists():
+        return False
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            done = subprocess.run(
+                [QGIS_PYTHON, "-c", "import qgis.core"], env=qgis_env(Path(folder)),
+                capture_output=True, timeout=60, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return False
+    return done.returncode == 0
+
+
 def needs_module(name: str, reason: str) -> Any:
     """The module, or a skip (a failure under CI=true), as `needs`."""
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -29,7 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.config import Settings
 from app.incidents import demo
-from conftest import app_client, make_key, needs
+from conftest import (
+    QGIS_PYTHON,
+    QGIS_REASON,
+    app_client,
+    make_key,
+    needs,
+    qgis_env,
+    qgis_importable,
+)
 
 try:  # the dashboard in Chromium: its fixtures, and its marks (skips without Chromium …)
     import test_dashboard
@@ -413,9 +420,9 @@ async def test_maplibre_styles_read_what_the_tiles_hold(
 
 def test_the_dashboard_reads_the_same_colours() -> None:
     mapview = (STATIC / "js" / "mapview.js").read_text("utf-8")
-    assert re.search(
-        r'import COLOURS from "\.\./map_colours\.json" with \{ type: "json" \}', mapview
-    )
+    # read from the shared file (fetched: a JSON module import is a syntax error in Firefox
+    # ESR 128), and none of its colours typed again into the script
+    assert re.search(r'new URL\("\.\./map_colours\.json", import\.meta\.url\)', mapview)
     written = {c.lower() for c in re.findall(r"#[0-9a-fA-F]{6}", mapview)}
     ours = {*COLOURS["categories"]["palette"], COLOURS["categories"]["other"]}
     ours |= set(COLOURS["hotspot_bins"].values())
@@ -424,13 +431,10 @@ def test_the_dashboard_reads_the_same_colours() -> None:
 
 # --- QGIS itself -----------------------------------------------------------------------------
 
-QGIS_PYTHON = "/usr/bin/python3"  # Debian's python3-qgis lives in the system Python
-QT_ENV = {"QT_QPA_PLATFORM": "offscreen"}
 # Loads a QML into a memory layer with QGIS and reports, per feature, the colour and size
 # (pixels) of the symbol the renderer gives it. Job on stdin, report on stdout (JSON).
 QGIS_LOAD = """
-import json, sys, tempfile, os
-os.environ.setdefault("XDG_CONFIG_HOME", tempfile.mkdtemp())
+import json, sys
 from qgis.core import (QgsApplication, QgsExpressionContext, QgsExpressionContextUtils,
                        QgsFeature, QgsRenderContext, QgsSymbolLayer, QgsVectorLayer)
 job = json.load(sys.stdin)
@@ -465,26 +469,13 @@ app.exitQgis()
 """
 
 
-def _qgis_importable() -> bool:
-    if not Path(QGIS_PYTHON).exists():
-        return False
-    try:
-        done = subprocess.run(
-            [QGIS_PYTHON, "-c", "import qgis.core"], env={**os.environ, **QT_ENV},
-            capture_output=True, timeout=60, check=False,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return False
-    return done.returncode == 0
-
-
 def qgis_load(qml: str, uri: str, features: list[list[Any]], tmp_path: Path) -> dict[str, Any]:
     """What QGIS makes of a QML on a memory layer holding these features."""
     path = tmp_path / "style.qml"
     path.write_text(qml, "utf-8")
     job = json.dumps({"qml": str(path), "uri": uri, "features": features})
     run = subprocess.run(
-        [QGIS_PYTHON, "-c", QGIS_LOAD], input=job, env={**os.environ, **QT_ENV},
+        [QGIS_PYTHON, "-c", QGIS_LOAD], input=job, env=qgis_env(tmp_path / "qgis"),
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -492,7 +483,7 @@ def qgis_load(qml: str, uri: str, features: list[list[Any]], tmp_path: Path) -> 
     return report
 
 
-@needs(_qgis_importable(), "python3-qgis is not installed (scripts/install-system-deps.sh)")
+@needs(qgis_importable(), QGIS_REASON)
 async def test_qgis_loads_the_styles(
     client: httpx.AsyncClient, categories: list[tuple[str, str, str, bool]], tmp_path: Path
 ) -> None:

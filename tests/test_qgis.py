@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
 from collections.abc import AsyncIterator
@@ -26,12 +25,9 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from conftest import Demo, live_app, needs
+from conftest import QGIS_PYTHON, QGIS_REASON, Demo, live_app, needs, qgis_env, qgis_importable
 
-QGIS_PYTHON = "/usr/bin/python3"  # Debian's python3-qgis installs into the system Python
 PROBE = Path(__file__).with_name("qgis_probe.py")
-QT_ENV = {"QT_QPA_PLATFORM": "offscreen"}
-IMPORT_TIMEOUT_S = 60
 PROBE_TIMEOUT_S = 300
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 COUNT = 90
@@ -52,22 +48,7 @@ OTHER_PAGE = 500  # the other collections
 QGIS_3_32 = 33200  # from this release on, QGIS sends a subset as a CQL2 `filter` (qgis/QGIS#52775)
 
 
-def _qgis_importable() -> bool:
-    if not Path(QGIS_PYTHON).exists():
-        return False
-    try:
-        done = subprocess.run(
-            [QGIS_PYTHON, "-c", "import qgis.core"], env=dict(os.environ, **QT_ENV),
-            capture_output=True, timeout=IMPORT_TIMEOUT_S, check=False,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return False
-    return done.returncode == 0
-
-
-pytestmark = needs(
-    _qgis_importable(), "python3-qgis is not installed (scripts/install-system-deps.sh)"
-)
+pytestmark = needs(qgis_importable(), QGIS_REASON)
 
 
 @dataclass
@@ -118,7 +99,7 @@ def _probe(log: Path, job: dict[str, Any], tmp: Path) -> Run:
     before = len(log.read_text())
     done = subprocess.run(
         [QGIS_PYTHON, str(PROBE)], input=json.dumps(job),
-        env=dict(os.environ, **QT_ENV, TMPDIR=str(tmp)),
+        env=qgis_env(tmp),
         capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
