@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,6 +12,11 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# who may read /metrics without a key by default: this host only
+OPERATOR_NETWORKS: tuple[IPv4Network | IPv6Network, ...] = (
+    IPv4Network("127.0.0.1/32"),
+    IPv6Network("::1/128"),
+)
 
 
 class Settings(BaseSettings):
@@ -172,6 +178,18 @@ class Settings(BaseSettings):
     public_reference_data: bool = Field(
         default=False,
         description="serve boundaries, borders, posts and categories without a key",
+    )
+
+    log_format: Literal["json", "text"] | None = Field(
+        default=None,
+        description="log lines as JSON objects or as text; unset = json (text in the test"
+        " environment)",
+    )
+    metrics_networks: list[IPv4Network | IPv6Network] = Field(
+        default_factory=lambda: list(OPERATOR_NETWORKS),
+        description="client networks (CIDR, a JSON list) that may read /metrics without a key;"
+        " from anywhere else it needs an admin key. [] = an admin key always (behind a reverse"
+        " proxy on this host, whose requests all come from 127.0.0.1)",
     )
 
     basemap_url: str | None = Field(

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -132,6 +133,25 @@ class PoolCheck:
 _CHECKS: weakref.WeakKeyDictionary[Engine, PoolCheck] = weakref.WeakKeyDictionary()
 
 
+class CountingPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's asyncio queue pool, counting the checkouts that wait because every
+    connection it may open is in use (`waiting`, read by /metrics: app/observe/metrics.py).
+
+    SQLAlchemy has no event for the start of a checkout, so the count is kept here; whether a
+    checkout will wait is QueuePool's own test (overflow at its maximum)."""
+
+    waiting = 0
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        if self._max_overflow < 0 or self.overflow() < self._max_overflow:
+            return super()._do_get()
+        self.waiting += 1
+        try:
+            return super()._do_get()
+        finally:
+            self.waiting -= 1
+
+
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
     """An asyncpg engine with a statement timeout and a pool whose connections are warmed
     (WARM_SQL) when they are made and checked when they come back after IDLE_PING_S or after a
@@ -145,6 +165,7 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         # stay idle until a burst needs them
         pool_use_lifo=True,
         pool_timeout=POOL_TIMEOUT_S,
+        poolclass=CountingPool,
         connect_args={
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),

@@ -15,6 +15,8 @@ from fastapi.responses import Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.observe.context import request_id
+
 log = logging.getLogger("borderwatch")
 
 PROBLEM_JSON = "application/problem+json"
@@ -232,7 +234,7 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
 def problem(
     status: int, title: str, detail: str, request: Request | None = None, **extra: Any
 ) -> Response:
-    """An RFC 9457 problem response."""
+    """An RFC 9457 problem response, with the request's id (app/observe) as `request_id`."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
@@ -242,10 +244,26 @@ def problem(
     if request is not None:
         body["instance"] = request.url.path
     body.update(extra)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers: dict[str, str] = {}
+    rid = request_id.get()
+    if rid is not None:
+        body["request_id"] = rid
+        if status >= 500:  # a 500 may be sent from outside the middleware that adds it
+            headers["X-Request-ID"] = rid
+    if status == 503:
+        headers["Retry-After"] = "5"
+        if detail == STATEMENT_TIMEOUT and request is not None:
+            _count_statement_timeout(request)
     return Response(
-        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers or None
     )
+
+
+def _count_statement_timeout(request: Request) -> None:
+    """One more 503 for a statement timeout in the app's metrics (app/observe/metrics.py)."""
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.statement_timeout()
 
 
 def _location(loc: Any) -> str:

@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import api, errors, openapi
+from app import api, errors, observe, openapi
 from app.alerts import raising, webhooks
 from app.auth.deps import FailedAuthLimiter, RateLimiter
 from app.bodies import body_middleware
@@ -105,8 +105,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                 "If-Match",
                 "Idempotency-Key",
                 "Last-Event-ID",
+                "X-Request-ID",
             ],
-            expose_headers=["ETag", "Location", "Retry-After"],
+            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
         )
     if engine is not None:  # usable without the lifespan (e.g. an ASGI test transport)
         app.state.engine = engine
@@ -115,6 +116,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     errors.install(app)
     openapi.install(app)
     api.include(app)
+    observe.install(app, settings)  # logging, metrics, /metrics (app/observe/)
+    # request ids, metrics and the request log line: around every other middleware's answers
+    observe.add_middleware(app)
     # outermost: every response gets the headers, the middleware's own answers included
     app.add_middleware(SecurityHeaders, settings=settings)
     return app

@@ -65,10 +65,12 @@ class RateLimiter:
     def __init__(self, spec: str) -> None:
         self.item = parse(spec) if spec else None
         self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.refusals = 0  # read by /metrics (app/observe/metrics.py)
 
     async def refuse(self, key: str, what: str) -> NoReturn:
         """Raise TooManyRequests for `key`, with the wait until its window frees a request."""
         assert self.item is not None
+        self.refusals += 1
         stats = await self.limiter.get_window_stats(self.item, key)
         wait = max(1, int(stats.reset_time - time.time()) + 1)
         raise TooManyRequests(

@@ -101,4 +101,5 @@ async def import_incidents(
         statement_timeout_ms=settings.import_statement_timeout_ms,
         first_load=first_load,
     )
+    request.app.state.metrics.imported(report)  # committed rows, by result (app/observe)
     return JSONResponse(report.as_dict())
