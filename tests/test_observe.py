@@ -421,3 +421,33 @@ async def test_readyz_names_the_failed_dependency(
     body = r.json()
     assert body["dependency"] == "database" and body["title"] == "Not ready"
     assert body["request_id"] == r.headers["x-request-id"]
+
+
+async def test_a_stalled_subscriber_holds_up_nobody(
+    engine: AsyncEngine, session: AsyncSession, settings: Settings
+) -> None:
+    """A subscriber that stops reading at a heartbeat (its client's write stalls) does not keep
+    the others from theirs: the hub yields heartbeats with its lock released."""
+    app = _app(engine, session, settings)
+    hub = app.state.event_hub
+    stalled = hub.subscribe(IncidentFilter(scope=NATIONAL), None, 0.05)
+    beats = 0
+
+    async def listen() -> None:
+        nonlocal beats
+        async for batch in hub.subscribe(IncidentFilter(scope=NATIONAL), None, 0.05):
+            if batch == []:
+                beats += 1
+
+    listener = None
+    try:
+        assert await anext(stalled) == []  # its heartbeat, and then it is not read again
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(1.0)
+        assert beats >= 5, beats  # ~20 at 0.05 s; none while a stalled one held the lock
+    finally:
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        await stalled.aclose()
+        await hub.close()

@@ -195,13 +195,18 @@ class EventHub:
             at = self.head if after is None else after
             while True:
                 if at == self.head:
+                    quiet = False
                     async with self._changed:
                         try:
                             moved = partial(self._moved_from, at)
                             await asyncio.wait_for(self._changed.wait_for(moved), heartbeat_s)
                         except TimeoutError:
-                            yield []
-                            continue
+                            quiet = True
+                    # the heartbeat is yielded with the lock released: a subscriber whose write
+                    # stalls (a phone on a weak link) must not hold up the reader and the others
+                    if quiet:
+                        yield []
+                        continue
                 events, at = await self._since(filt, at)
                 if events:
                     yield events
