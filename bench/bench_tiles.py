@@ -31,12 +31,10 @@ import asyncpg
 import httpx
 
 from app.auth.scope import NATIONAL
-from app.config import Settings
-from app.db import create_engine, sessionmaker
 from app.incidents.filters import IncidentFilter
 from app.tiles import incidents
 from app.tiles.tile import Tile
-from bench.common import admin_key, cluster, literal_sql, load, prepare, server
+from bench.common import admin_key, bench_key, cluster, literal_sql, load, prepare, server
 
 CAP_S = 120.0  # no loop runs longer than this
 BUSIEST = 5
@@ -159,18 +157,7 @@ async def sizes(
 
 async def viewer_key(url: str) -> str:
     """A national viewer key (aggregates only)."""
-    from app.auth import service as auth_service
-
-    engine = create_engine(url, Settings(environment="test"))
-    try:
-        async with sessionmaker(engine)() as session, session.begin():
-            _, key = await auth_service.create_principal(
-                session=session, name="bench viewer", role="viewer", jurisdiction_code=None,
-                unit=None, actor="bench",
-            )  # fmt: skip
-        return key
-    finally:
-        await engine.dispose()
+    return await bench_key(url, "viewer", name="bench viewer")
 
 
 async def run(url: str, base: str, key: str, viewer: str, rounds: int) -> dict[str, Any]:

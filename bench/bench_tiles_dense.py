@@ -47,6 +47,7 @@ from bench.common import (
     Served,
     _serve,
     admin_key,
+    bench_key,
     cluster,
     free_port,
     literal_sql,
@@ -95,20 +96,7 @@ def served_at(url: str, ref: str) -> Iterator[Served]:
 
 async def scoped_key(url: str) -> str:
     """An admin key bound to Hồ Chí Minh City."""
-    from app.auth import service as auth_service
-    from app.config import Settings
-    from app.db import create_engine, sessionmaker
-
-    engine = create_engine(url, Settings(environment="test"))
-    try:
-        async with sessionmaker(engine)() as session, session.begin():
-            _, key = await auth_service.create_principal(
-                session=session, name="bench scoped", role="admin", jurisdiction_code=SCOPE,
-                unit=None, actor="bench",
-            )  # fmt: skip
-        return key
-    finally:
-        await engine.dispose()
+    return await bench_key(url, "admin", jurisdiction=SCOPE, name="bench scoped")
 
 
 def statements(tiles: list[tuple[int, int, int]]) -> dict[Any, str]:

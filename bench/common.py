@@ -96,14 +96,21 @@ async def prepare(url: str, incidents: int, seed: int = 2026) -> None:
 
 async def admin_key(url: str) -> str:
     """A fresh national admin key for the benchmark client."""
+    return await bench_key(url, "admin")
+
+
+async def bench_key(
+    url: str, role: str, *, jurisdiction: str | None = None, name: str = "bench"
+) -> str:
+    """A fresh key of `role` (national, or bound to `jurisdiction`) for a benchmark client."""
     from app.auth import service as auth_service
 
     engine = create_engine(url, Settings(environment="test"))
     try:
         async with sessionmaker(engine)() as session, session.begin():
             _, key = await auth_service.create_principal(
-                session=session, name="bench", role="admin", jurisdiction_code=None, unit=None,
-                actor="bench",
+                session=session, name=name, role=role, jurisdiction_code=jurisdiction,
+                unit=None, actor="bench",
             )  # fmt: skip
         return key
     finally:
