@@ -221,6 +221,19 @@ async def read_collection(
     return HTMLResponse(html.collection(doc)) if as_html else _json(doc)
 
 
+async def _described(
+    request: Request, session: SessionDep, principal: Identity | None, collection_id: str
+) -> tuple[collections.Info, collections.Source]:
+    """The collection (access checked) and its description, without its data (no hot-spot
+    grid is computed)."""
+    info = await collections.info(session, collection_id)
+    collections.check_access(info, principal)
+    source = await collections.source(
+        session=session, info=info, principal=principal, home=_home(request), metadata_only=True
+    )
+    return info, source
+
+
 @router.get(
     "/collections/{collection_id}/schema",
     summary="The schema of the features (their properties and types)",
@@ -231,12 +244,8 @@ async def read_schema(
     request: Request, session: SessionDep, principal: ReferenceReader, collection_id: str
 ) -> Response:
     """Every property a Feature of the collection has, with its type (incidents: the fields of
-    docs/fields.md); what GIS clients type their fields from (`describedby`)."""
-    info = await collections.info(session, collection_id)
-    collections.check_access(info, principal)
-    source = await collections.source(
-        session=session, info=info, principal=principal, home=_home(request), metadata_only=True
-    )
+    docs/fields.md); what GIS clients type their fields from (`describedBy`)."""
+    info, source = await _described(request, session, principal, collection_id)
     doc = documents.feature_schema(base_url(request), info, source)
     return _respond(request, lambda _h: doc, html.feature_schema, documents.SCHEMA)
 
@@ -251,11 +260,7 @@ async def read_queryables(
     request: Request, session: SessionDep, principal: ReferenceReader, collection_id: str
 ) -> Response:
     """A JSON Schema of the properties `filter`, `sortby` and `name=value` may use."""
-    info = await collections.info(session, collection_id)
-    collections.check_access(info, principal)
-    source = await collections.source(
-        session=session, info=info, principal=principal, home=_home(request), metadata_only=True
-    )
+    info, source = await _described(request, session, principal, collection_id)
     doc = documents.queryables(base_url(request), info, source)
     return _respond(request, lambda _h: doc, html.queryables, documents.SCHEMA)
 
