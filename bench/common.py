@@ -127,10 +127,13 @@ class Served:
 
 
 @contextmanager
-def _serve(cmd: list[str], env: dict[str, str], cwd: Path, port: int) -> Iterator[Served]:
-    """Start `cmd` (listening on 127.0.0.1:port), wait for /healthz, and stop that PID after,
-    even on error (SIGTERM, then SIGKILL after 20 s)."""
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd)
+def _serve(
+    cmd: list[str], env: dict[str, str], cwd: Path, port: int, log: Path | None = None
+) -> Iterator[Served]:
+    """Start `cmd` (listening on 127.0.0.1:port; its output to `log` when given), wait for
+    /healthz, and stop that PID after, even on error (SIGTERM, then SIGKILL after 20 s)."""
+    out = log.open("ab") if log is not None else None
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120  # TiPg reads the table catalogue before it answers
@@ -153,6 +156,8 @@ def _serve(cmd: list[str], env: dict[str, str], cwd: Path, port: int) -> Iterato
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        if out is not None:
+            out.close()
 
 
 @contextmanager
