@@ -2,7 +2,7 @@
 1, 2 and 4 API processes (and, with --replica, reads on a streaming replica).
 
     .venv/bin/python -m bench.bench_load [--processes 1,2,4] [--users 6,12,24,48] [--stage-s 30]
-                                         [--replica URL] [--json out.json]
+                                         [--replica] [--json out.json]
 
 Virtual users, each with a key of its own (national admins for the dashboards, province-scoped
 editors for the field units), closed loops with think time:
@@ -56,6 +56,7 @@ from bench.common import (
     cluster,
     free_port,
     prepare,
+    replica,
     run,
 )
 
@@ -511,7 +512,8 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     configs: list[tuple[int, str | None]] = [(p, None) for p in args.processes]
     if args.replica:
-        configs += [(p, args.replica) for p in args.processes]
+        replica_url = replica(c).url(args.database)
+        configs += [(p, replica_url) for p in args.processes]
     try:
         for processes, read_url in configs:
             where = f"{processes} process{'es' if processes > 1 else ''}"
@@ -558,7 +560,12 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2,4")
     parser.add_argument("--users", default="6,12,24,48")
     parser.add_argument("--stage-s", type=float, default=30.0)
-    parser.add_argument("--replica", default=None, help="read replica URL (asyncpg)")
+    parser.add_argument(
+        "--replica",
+        action="store_true",
+        help="also run every stage with reads on a streaming replica of the benchmark cluster"
+        " (made once with pg_basebackup: bench.common.replica)",
+    )
     parser.add_argument("--json", default=None, help="write every stage's figures here")
     args = parser.parse_args()
     args.processes = [int(p) for p in args.processes.split(",")]
