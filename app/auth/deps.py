@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from limits import parse
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.auth import service
+from app.auth import ratelimit, service
+from app.auth.ratelimit import Check, parse_limit
 from app.auth.scope import ensure_zone
 from app.auth.service import Identity, Manager
 from app.db import SessionDep
-from app.errors import Forbidden, TooManyRequests, Unauthorized
+from app.errors import Forbidden, Unauthorized
 
 
 def presented_key(request: Request) -> str | None:
@@ -54,69 +52,72 @@ def _basic_password(token: str) -> str:
     return key
 
 
-class RateLimiter:
-    """A sliding-window limit per key (in-process; one per API process).
+# The names of the limits in PostgreSQL (with their spec: a changed limit starts counting
+# afresh). A request's checks are sent in ascending name order: the failed-authentication limit
+# first (app/auth/ratelimit.py sorts a batch by name, and stops a request at its first refusal).
+FAILED_AUTH, REQUESTS, TILES = "failed_auth", "requests", "tiles"
 
-    The sliding window counter (this window's count plus the previous one's, weighted by how
-    much of it still overlaps) instead of the exact moving window: limits' in-memory moving
-    window keeps every request's timestamp and expires them in a worker thread, several times
-    the CPU per request at the tile limit (docs/decisions.md)."""
+
+class RateLimiter:
+    """A sliding-window limit per key, counted in PostgreSQL for every API process at once
+    (app/auth/ratelimit.py): this window's count plus the previous one's, weighted by how much
+    of it still overlaps the last period (docs/decisions.md)."""
 
     def __init__(self, spec: str) -> None:
-        self.item = parse(spec) if spec else None
-        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
-        self.refusals = 0  # read by /metrics (app/observe/metrics.py)
+        self.item = parse_limit(spec)
+        self.refusals = 0  # read by /metrics (app/observe/metrics.py): this process's 429s
+        self.unchecked = 0  # requests let through uncounted: PostgreSQL unreachable (/metrics)
 
-    async def refuse(self, key: str, what: str) -> NoReturn:
-        """Raise TooManyRequests for `key`, with the wait until its window frees a request."""
-        assert self.item is not None
-        self.refusals += 1
-        stats = await self.limiter.get_window_stats(self.item, key)
-        wait = max(1, int(stats.reset_time - time.time()) + 1)
-        raise TooManyRequests(
-            f"{what} of {self.item} exceeded; retry in {wait} s", _retry_after=wait
-        )
-
-    async def check(self, key: str | int) -> None:
-        """Count one request; TooManyRequests with Retry-After when over the limit."""
-        if self.item is not None and not await self.limiter.hit(self.item, str(key)):
-            await self.refuse(str(key), "rate limit")
-
-
-MAX_FAILING_ADDRESSES = 10_000
+    def check_of(self, scope: str, key: str | int, *, take: bool = True) -> Check | None:
+        """The check of `key` under this limit (None when the limit is off)."""
+        if self.item is None:
+            return None
+        return Check(f"{scope} {self.item}", str(key), self.item, take)
 
 
 class FailedAuthLimiter:
-    """Failed authentications per client address: past the limit, every request from that
-    address that presents a key is refused (429) until the window has slid, without looking
-    the key up, so nobody can try keys faster than the limit. Addresses with no recent failure
-    cost one dict lookup."""
+    """Failed authentications per client address, counted for every process in PostgreSQL:
+    past the limit, every request from that address that presents a key is refused (429)
+    whether its key is good or not, so nobody can try keys faster than the limit. The limit is
+    looked at in the same round trip as the principal's own limit (a request that authenticates
+    costs no extra call); a failure is counted when it happens."""
 
     def __init__(self, spec: str) -> None:
         self.limit = RateLimiter(spec)
-        self.failing: dict[str, float] = {}  # address -> when it last failed (monotonic)
 
-    async def check(self, address: str) -> None:
-        """TooManyRequests when `address` is over its failure limit."""
-        item = self.limit.item
-        if item is None or address not in self.failing:
-            return
-        if time.monotonic() - self.failing[address] > item.get_expiry() * 2:
-            del self.failing[address]  # both windows of the counter have passed
-            return
-        if not await self.limit.limiter.test(item, address):
-            await self.limit.refuse(address, "too many failed authentications: the limit")
+    def looked_at(self, address: str) -> Check | None:
+        """The check that refuses an address over its limit, without counting anything."""
+        return self.limit.check_of(FAILED_AUTH, address, take=False)
 
-    async def failed(self, address: str) -> None:
-        """Count one failed authentication from `address`."""
-        if self.limit.item is None:
-            return
-        now = time.monotonic()
-        if len(self.failing) >= MAX_FAILING_ADDRESSES:  # forget the quiet ones
-            horizon = now - self.limit.item.get_expiry() * 2
-            self.failing = {a: t for a, t in self.failing.items() if t > horizon}
-        self.failing[address] = now
-        await self.limit.limiter.hit(self.limit.item, address)
+    async def failed(self, engine: AsyncEngine, address: str) -> None:
+        """Count one failed authentication from `address`; TooManyRequests when it is over
+        the limit (that request is answered 429 instead of 401)."""
+        check = self.limit.check_of(FAILED_AUTH, address)
+        if check is not None:
+            await admit(engine, [(check, self.limit)])
+
+
+FAILED_AUTH_TEXT = "too many failed authentications: the limit"
+
+
+async def admit(engine: AsyncEngine, checks: list[tuple[Check, RateLimiter]]) -> None:
+    """Count one request's `checks` in PostgreSQL; TooManyRequests (with Retry-After) from the
+    first one refused. PostgreSQL unreachable for counting: the request passes (fail open),
+    counted as unchecked by each limiter."""
+    if not checks:
+        return
+    try:
+        refusal = await ratelimit.take(engine, [c for c, _ in checks])
+    except ratelimit.CountingUnavailable:
+        for _, limiter in checks:
+            limiter.unchecked += 1
+        return
+    if refusal is None:
+        return
+    limiter = next(lim for c, lim in checks if c is refusal.check)
+    limiter.refusals += 1
+    failed_auth = refusal.check.name.startswith(FAILED_AUTH + " ")
+    raise ratelimit.refusal_error(refusal, FAILED_AUTH_TEXT if failed_auth else "rate limit")
 
 
 def client_address(request: Request) -> str:
@@ -131,18 +132,27 @@ async def current_principal(request: Request, session: SessionDep) -> Identity:
         raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
     state = request.app.state
     address = client_address(request)
-    await state.auth_failure_limiter.check(address)
+    engine = state.engine  # the primary: counts are never taken on a replica
     try:
         identity = await service.authenticate(
             session=session, key=key, cooperation_m=state.settings.cooperation_m
         )
     except Unauthorized:
-        await state.auth_failure_limiter.failed(address)
+        await state.auth_failure_limiter.failed(engine, address)  # 429 past the limit
         raise
     # map tiles come dozens at a time (mostly cheap 304s): they have a budget of their own
     tiles = request.url.path.startswith("/tiles/")
-    limiter = state.tile_rate_limiter if tiles else state.rate_limiter
-    await limiter.check(identity.id)
+    limiter: RateLimiter = state.tile_rate_limiter if tiles else state.rate_limiter
+    failures: FailedAuthLimiter = state.auth_failure_limiter
+    checks = [
+        (check, lim)
+        for check, lim in (
+            (failures.looked_at(address), failures.limit),
+            (limiter.check_of(TILES if tiles else REQUESTS, identity.id), limiter),
+        )
+        if check is not None
+    ]
+    await admit(engine, checks)
     if not identity.scope.national:
         scope = await ensure_zone(session=session, scope=identity.scope)
         await session.commit()

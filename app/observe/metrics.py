@@ -171,6 +171,12 @@ class _StateCollector(Collector):
             " (BORDERWATCH_TILE_RATE_LIMIT), failed_auth (BORDERWATCH_AUTH_FAILURE_LIMIT)",
             labels=["limit"],
         )
+        unchecked = CounterMetricFamily(
+            "borderwatch_rate_limit_unchecked",
+            "Requests let through without being counted by a rate limit: PostgreSQL, where the"
+            " limits are counted for every process, could not be reached (fail open)",
+            labels=["limit"],
+        )
         failed_auth = getattr(self.state, "auth_failure_limiter", None)
         for name, limiter in (
             ("requests", getattr(self.state, "rate_limiter", None)),
@@ -180,4 +186,8 @@ class _StateCollector(Collector):
             refused = getattr(limiter, "refusals", None) if limiter is not None else None
             if refused is not None:
                 refusals.add_metric([name], refused)
+            passed = getattr(limiter, "unchecked", None) if limiter is not None else None
+            if passed is not None:
+                unchecked.add_metric([name], passed)
         yield refusals
+        yield unchecked
