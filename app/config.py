@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # who may read /metrics without a key by default: this host only
@@ -30,10 +31,57 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "BORDERWATCH_DATABASE_URL"),
         description="PostgreSQL/PostGIS URL; unset = the embedded cluster in data_dir",
     )
+    # read replicas (docs/replicas.md): a group of its own
+    read_database_url: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="streaming replicas of DATABASE_URL (hot standbys) for the reads that"
+        " tolerate a small lag (tiles, incident lists and exports, analysis, OGC, reference"
+        " data): one URL, several separated by commas, or a JSON list; empty = every request on"
+        " the primary. A client that has just written reads its write (docs/replicas.md)",
+    )
+    read_max_lag_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="a replica further behind the primary than this (or unreachable) is"
+        " skipped: its reads go to the primary, and /readyz says so",
+    )
+    read_check_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="how often each API process checks its replicas (reachable, still a"
+        " standby, how far behind)",
+    )
+
+    @field_validator("read_database_url", mode="before")
+    @classmethod
+    def _read_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("read_database_url")
+    @classmethod
+    def _read_urls_supported(cls, value: list[str]) -> list[str]:
+        for url in value:
+            async_url(url)  # ValueError for another scheme
+        return value
+
     data_dir: Path = Field(default=PROJECT_ROOT / ".data", description="embedded cluster home")
     embedded_port: int = Field(default=54320, ge=1024, le=65535)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API processes `borderwatch serve` starts (each with its own pool of"
+        " db_pool_size connections); `--workers` overrides it",
+    )
     db_pool_size: int = Field(default=20, ge=1, le=200)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
     import_statement_timeout_ms: int = Field(
