@@ -289,11 +289,20 @@ async def ensure_database(url: str) -> bool:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request, from the app's session factory."""
-    factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    session = factory()
+    """One session per request: on the primary (the app's session factory), or on a read
+    replica when the app has some and the request may read there (app/replicas.py decides)."""
+    replicas = getattr(request.app.state, "replicas", None)
+    if replicas is None:
+        factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+        session = factory()
+    else:
+        session = await replicas.session_for(request)
     try:
         yield session
+    except Exception as exc:
+        if replicas is not None:  # a replica that failed: the read is answered on the primary
+            replicas.failed(session, request, exc)
+        raise
     finally:
         try:
             await session.close()

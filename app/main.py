@@ -21,6 +21,7 @@ from app.db import create_engine, fill_pool, sessionmaker
 from app.events.hub import EventHub
 from app.headers import SecurityHeaders
 from app.incidents import rules
+from app.replicas import LSN_HEADER, ReplicaMiddleware, ReplicaSet
 from app.runtime import database_url
 from app.spool import SpoolDir, sweep
 from app.tiles.hotspots import HotspotCache
@@ -51,6 +52,10 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.engine = engine or create_engine(database_url(settings), settings)
         app.state.sessionmaker = sessionmaker(app.state.engine)
         app.state.event_hub.bind(app.state.engine, app.state.sessionmaker)
+        if replicas is not None:  # reads that tolerate a lag (app/replicas.py)
+            replicas.bind(app.state.engine, app.state.sessionmaker)
+            await replicas.check()
+            replicas.start()
         app.state.event_hub.after_round.append(
             raising.worker(app.state.sessionmaker, cooperation_km=settings.cooperation_km)
         )
@@ -69,6 +74,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             await app.state.event_hub.close()
             await sender.close()
             await asyncio.to_thread(app.state.spool.close)
+            if replicas is not None:
+                await replicas.close()
             if own:
                 await app.state.engine.dispose()
 
@@ -82,6 +89,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         redoc_url=None,
     )
     app.state.settings = settings
+    replicas = (
+        ReplicaSet(settings.read_database_url, settings) if settings.read_database_url else None
+    )
+    app.state.replicas = replicas  # app.state.engine stays the primary
+    app.state.read_engines = replicas.engines() if replicas is not None else []
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     app.state.tile_rate_limiter = RateLimiter(settings.tile_rate_limit)
     app.state.hotspot_cache = HotspotCache()  # the Gi* grids of the hot-spot tiles
@@ -106,16 +118,21 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                 "Idempotency-Key",
                 "Last-Event-ID",
                 "X-Request-ID",
+                LSN_HEADER,
             ],
-            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID", LSN_HEADER],
         )
     if engine is not None:  # usable without the lifespan (e.g. an ASGI test transport)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine)
         app.state.event_hub.bind(engine, app.state.sessionmaker)
+        if replicas is not None:
+            replicas.bind(engine, app.state.sessionmaker)
     errors.install(app)
     openapi.install(app)
     api.include(app)
+    if replicas is not None:  # read-your-writes and the fallback to the primary
+        app.add_middleware(ReplicaMiddleware, replicas=replicas)
     observe.install(app, settings)  # logging, metrics, /metrics (app/observe/)
     # request ids, metrics and the request log line: around every other middleware's answers
     observe.add_middleware(app)

@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
+from app import replicas
 from app.auth.models import ScopeZone, ScopeZoneBuilt
 from app.cooperation.members import AreaMembers, holds, members_of
 from app.geo.spatial import BBox, overlaps_bbox
@@ -180,6 +181,20 @@ async def ensure_zone(*, session: AsyncSession, scope: Scope) -> Scope:
     current version) and every member jurisdiction's zone built."""
     if scope.national:
         return scope
+    try:
+        return await _ensure(session, scope)
+    except _NeedsPrimary:
+        # a replica has no zone built yet (and cannot build one): build it on the primary and
+        # read this request there, so its answers already use the zone (app/replicas.py)
+        await replicas.use_primary(session)
+        return await _ensure(session, scope)
+
+
+class _NeedsPrimary(Exception):
+    """A zone must be built, and the session reads from a replica."""
+
+
+async def _ensure(session: AsyncSession, scope: Scope) -> Scope:
     if scope.area is not None:
         return await _ensure_area(session, scope, scope.area)
     assert scope.code is not None
@@ -242,6 +257,8 @@ async def _build(session: AsyncSession, code: str, distance_m: int) -> bool:
     )
     if built.scalar() is not None:
         return False
+    if replicas.on_replica(session):
+        raise _NeedsPrimary
     # one builder at a time per zone; a concurrent request waits and then finds it built
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"scope:{code}:{distance_m}"}

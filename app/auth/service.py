@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+import asyncpg
 from sqlalchemy import (
     ColumnElement,
     and_,
@@ -21,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import replicas
 from app.auth import keys
 from app.auth.labels import describe_areas, describe_scopes, in_force_on
 from app.auth.models import ROLES, AuditEvent, Principal
@@ -406,15 +408,44 @@ EXPIRED_KEY = "the API key has expired; ask an admin to rotate it"
 AREA_ENDED = "the cooperation area of this key has ended"
 
 
+async def _key_row(session: AsyncSession, prefix: str) -> asyncpg.Record | None:
+    conn = await session.connection()
+    return await fetch_row(conn, _by_prefix(conn.dialect), {"prefix": prefix})
+
+
+def _valid(p: asyncpg.Record | None, key: str) -> bool:
+    """Whether the key row `p` exists, is not revoked and matches the presented key."""
+    return p is not None and p["revoked_at"] is None and keys.matches(key, p["key_hash"])
+
+
+async def _used(session: AsyncSession, principal_id: int) -> None:
+    """Write a principal's `last_used_at` (and commit): on the primary even when the request
+    reads from a replica, where nothing can be written (app/replicas.py)."""
+    mark = update(Principal).where(Principal.id == principal_id).values(last_used_at=func.now())
+    if replicas.on_replica(session):
+        async with replicas.primary_session(session) as primary:
+            await primary.execute(mark)
+            await primary.commit()
+        return
+    await session.execute(mark)
+    await session.commit()
+
+
 async def authenticate(*, session: AsyncSession, key: str, cooperation_m: int) -> Identity:
     """The principal a presented key belongs to; Unauthorized when the key is malformed,
     unknown, revoked or expired."""
     prefix = keys.prefix_of(key)
     if prefix is None:
         raise Unauthorized(BAD_KEY)
-    conn = await session.connection()
-    p = await fetch_row(conn, _by_prefix(conn.dialect), {"prefix": prefix})
-    if p is None or p["revoked_at"] is not None or not keys.matches(key, p["key_hash"]):
+    p = await _key_row(session, prefix)
+    valid = _valid(p, key)
+    if not valid and replicas.on_replica(session):
+        # a key made (or rotated) moments ago may not have reached the replica yet: the
+        # primary has the last word on a key the replica refuses
+        async with replicas.primary_session(session) as primary:
+            p = await _key_row(primary, prefix)
+        valid = _valid(p, key)
+    if p is None or not valid:
         raise Unauthorized(BAD_KEY)
     now = datetime.now(UTC)
     if p["expires_at"] is not None and p["expires_at"] <= now:
@@ -432,10 +463,7 @@ async def authenticate(*, session: AsyncSession, key: str, cooperation_m: int) -
         area = AreaScope(id=p["cooperation_area_id"], name=p["area_name"])
     # "last used" is written at most once a minute per principal: most requests cost one query
     if p["last_used_at"] is None or now - p["last_used_at"] > timedelta(minutes=1):
-        await session.execute(
-            update(Principal).where(Principal.id == p["id"]).values(last_used_at=func.now())
-        )
-        await session.commit()
+        await _used(session, p["id"])
     return Identity(
         id=p["id"],
         name=p["name"],

@@ -55,7 +55,8 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     """200 when every dependency is there, else 503 problem+json whose `dependency` names the
     first missing one: database, migrations (or postgis, when they cannot run without it),
-    postgis or reference_data."""
+    postgis or reference_data. With read replicas, the 200 lists each one's state (`ok`,
+    `lagging`, `down`, `not_standby`), whether reads go to it and its lag in seconds."""
     engine = request.app.state.engine
     try:
         async with engine.connect() as conn:
@@ -65,7 +66,14 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:  # any failure to reach the database means "not ready"
         detail = database_failure(exc) or f"database error: {type(exc).__name__}"
         return problem(503, "Not ready", detail, request, dependency=DATABASE)
-    return JSONResponse({"status": "ready", "database": "ok", "schema": current})
+    body: dict[str, object] = {"status": "ready", "database": "ok", "schema": current}
+    replicas = getattr(request.app.state, "replicas", None)
+    if replicas is not None:
+        # each read replica as checked now; one that is down or too far behind is skipped
+        # (its reads go to the primary) and never makes the service unready
+        await replicas.check()
+        body["replicas"] = replicas.report()
+    return JSONResponse(body)
 
 
 def _revision(conn: Connection) -> str | None:

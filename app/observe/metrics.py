@@ -26,6 +26,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from app import replicas
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -190,4 +192,5 @@ class _StateCollector(Collector):
             if passed is not None:
                 unchecked.add_metric([name], passed)
         yield refusals
+        yield from replicas.metrics(self.state)  # read replicas' lag and use (app/replicas.py)
         yield unchecked
