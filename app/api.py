@@ -9,7 +9,9 @@ from app.alerts.routes import router as alerts_router
 from app.analysis.adjacency_routes import router as adjacency_router
 from app.analysis.borderzone_routes import router as borderzone_router
 from app.analysis.clusters_routes import router as clusters_router
+from app.analysis.emerging_routes import router as emerging_router
 from app.analysis.hotspots_routes import router as hotspots_router
+from app.analysis.nearrepeat_routes import router as nearrepeat_router
 from app.analysis.stats_routes import router as stats_router
 from app.audit.routes import router as audit_router
 from app.auth.routes import router as auth_router
@@ -49,6 +51,8 @@ ROUTERS: list[APIRouter] = [
     adjacency_router,
     hotspots_router,
     clusters_router,
+    emerging_router,
+    nearrepeat_router,
     stats_router,
     borderzone_router,
     photos_router,
