@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import pwd
 import shutil
 import socket
 import statistics
@@ -82,11 +83,15 @@ def replica(primary: EmbeddedCluster) -> EmbeddedCluster:
         REPLICA_DIR.mkdir(parents=True, exist_ok=True)
         REPLICA_DIR.chmod(0o755)
         shutil.rmtree(c.pgdata, ignore_errors=True)
+        c.pgdata.mkdir(mode=0o700)  # empty: pg_basebackup fills it
+        if os.geteuid() == 0:  # it must belong to the server's user
+            service = pwd.getpwnam(SERVICE_USER)
+            os.chown(c.pgdata, service.pw_uid, service.pw_gid)
         cmd = [
             str(bindir() / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
             "-U", SUPERUSER, "-D", str(c.pgdata), "-R", "-X", "stream", "-c", "fast",
         ]  # fmt: skip
-        if os.geteuid() == 0:  # the data directory must belong to the server's user
+        if os.geteuid() == 0:
             cmd = ["runuser", "-u", SERVICE_USER, "--", *cmd]
         env = dict(os.environ, PGPASSWORD=primary.password())
         subprocess.run(cmd, env=env, check=True)
