@@ -1,0 +1,214 @@
+"""The dashboard at 1 M incidents as a user sees it: the time from opening a link until the map
+and every panel have settled (the page's own `window.borderwatch.settled()`), in Debian's
+Chromium driven by Playwright (as tests/test_dashboard.py does: headless, WebGL on SwiftShader)
+at 1366 x 768, against our API in uvicorn on 127.0.0.1 over the bench cluster's `bench`
+database, with a fresh national admin key.
+
+    .venv/bin/python -m bench.bench_dashboard [--rounds 2] [--views national,south ...]
+
+For each view and round: a new server process (nothing kept in its caches), then the link
+opened twice, each time in a fresh browser context (nothing cached in the browser): `cold` is
+the first visit after the server started, `warm` the second. `--warm-wait S` waits S seconds
+after the server answers /healthz before the cold visit (what a first visitor of the day sees
+when the server warmed its caches after start); 0 (default) opens at once. Per visit: the
+settle time, the number of requests, and the slowest requests (Playwright's timing: when each
+started after the link was opened and how long it took) so that what blocks settling shows.
+
+The machine is shared: compare figures of one run, alternate what you compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+
+from bench.common import ROOT, Served, _serve, bench_key, cluster, free_port, prepare, served
+
+INCIDENTS = 1_000_000
+WIDTH, HEIGHT = 1366, 768
+SETTLE_TIMEOUT_MS = 120_000
+SLOWEST = 6  # requests listed per visit
+CHROMIUM_ARGS = [  # WebGL without a GPU (tests/test_dashboard.py)
+    "--use-gl=angle",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--ignore-gpu-blocklist",
+    "--no-sandbox",
+]
+ALL_LAYERS = "incidents,density,hotspots,posts,borderzone,boundaries"
+# name -> the link's query (the dashboard's own address-bar format, js/state.js)
+VIEWS: dict[str, str] = {
+    "national": "",  # the default view: all of Vietnam
+    "south": "?at=106.7,10.8,8",  # the south at z8, around Hồ Chí Minh City
+    "borderzone-hotspots": f"?layers={ALL_LAYERS}&at=105.5,22.0,6",  # the northern border
+    "hcmc": "?at=106.70,10.78,11",  # Hồ Chí Minh City at z11
+    "huu-nghi": "?at=106.705,21.96,12",  # the Hữu Nghị gate at z12
+}
+
+
+def warmed_app() -> FastAPI:
+    """create_app() with the dashboard warmer installed (app/analysis/warm.py), for as long as
+    app/main.py does not install it itself (install() runs once per application)."""
+    from app.analysis import warm
+    from app.main import create_app
+
+    app = create_app()
+    warm.install(app)
+    return app
+
+
+@contextmanager
+def served_warmed(url: str) -> Iterator[Served]:
+    """As bench.common.served, with warmed_app as the factory."""
+    port = free_port()
+    env = dict(
+        os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test", BORDERWATCH_RATE_LIMIT=""
+    )
+    cmd = [
+        sys.executable, "-m", "uvicorn", "bench.bench_dashboard:warmed_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    with _serve(cmd, env, ROOT, port) as s:
+        yield s
+
+
+@dataclass
+class Visit:
+    settle_s: float
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _short(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+async def visit(browser: Any, base: str, key: str, query: str) -> Visit:
+    """Open the link in a fresh context; the seconds until settled() resolved, and every
+    request with its start (after the link was opened) and duration."""
+    context = await browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+    await context.add_init_script("localStorage.setItem('borderwatch.lang', 'vi');")
+    page = await context.new_page()
+    errors: list[str] = []
+    done: list[Any] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("requestfinished", lambda r: done.append(r))
+    page.on("requestfailed", lambda r: done.append(r))
+    try:
+        opened = time.perf_counter()
+        opened_epoch_ms = time.time() * 1000
+        await page.goto(f"{base}/{query}#key={key}", timeout=SETTLE_TIMEOUT_MS)
+        deadline = time.monotonic() + SETTLE_TIMEOUT_MS / 1000
+        while not await page.evaluate("Boolean(window.borderwatch)"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the page never defined window.borderwatch")
+            await asyncio.sleep(0.02)
+        await page.evaluate(f"window.borderwatch.settled({SETTLE_TIMEOUT_MS})")
+        settle_s = time.perf_counter() - opened
+        out = Visit(settle_s, errors=errors)
+        for r in done:
+            timing = r.timing
+            start = timing.get("startTime", 0.0)
+            end = timing.get("responseEnd", -1.0)
+            out.requests.append(
+                {
+                    "url": _short(r.url),
+                    "start_ms": round(start - opened_epoch_ms),
+                    "ms": round(end) if end >= 0 else None,
+                    "failed": r.failure is not None,
+                }
+            )
+        return out
+    finally:
+        await context.close()
+
+
+def _report(name: str, kind: str, v: Visit) -> None:
+    slow = sorted(v.requests, key=lambda r: -(r["ms"] or 0))[:SLOWEST]
+    print(
+        f"{name:<20} {kind:<5} settled {v.settle_s:6.2f} s  {len(v.requests):3d} requests"
+        + (f"  {len(v.errors)} console errors" if v.errors else ""),
+        file=sys.stderr,
+    )
+    for r in slow:
+        print(
+            f"      {r['ms'] or -1:6d} ms from {r['start_ms']:6d} ms  {r['url'][:150]}",
+            file=sys.stderr,
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=1, help="server starts per view")
+    parser.add_argument("--views", default=",".join(VIEWS), help="comma-separated view names")
+    parser.add_argument(
+        "--warm-wait", type=float, default=0.0, help="seconds before the cold visit"
+    )
+    parser.add_argument(
+        "--warm", action="store_true", help="install the dashboard warmer (app/analysis/warm.py)"
+    )
+    parser.add_argument("--json", help="write every visit here")
+    args = parser.parse_args()
+    names = [v for v in args.views.split(",") if v]
+    unknown = set(names) - set(VIEWS)
+    if unknown:
+        parser.error(f"unknown views {sorted(unknown)}; known: {', '.join(VIEWS)}")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        sys.exit("chromium is not installed (make setup)")
+    from playwright.async_api import async_playwright
+
+    url = cluster().url("bench")
+    await prepare(url, INCIDENTS)
+    key = await bench_key(url, "admin", name="bench dashboard")
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {
+        n: {"cold": [], "warm": []} for n in names
+    }
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            for turn in range(args.rounds):
+                order = names[turn % len(names) :] + names[: turn % len(names)]
+                for name in order:
+                    serve = served_warmed if args.warm else served
+                    with serve(url) as server:
+                        if args.warm_wait:
+                            await asyncio.sleep(args.warm_wait)
+                        for kind in ("cold", "warm"):
+                            v = await visit(browser, server.base, key, VIEWS[name])
+                            _report(name, kind, v)
+                            results[name][kind].append(
+                                {"settle_s": v.settle_s, "requests": v.requests, "errors": v.errors}
+                            )
+        finally:
+            await browser.close()
+    print("\nview                 cold s (median, runs)        warm s (median, runs)")
+    for name in names:
+        row = []
+        for kind in ("cold", "warm"):
+            runs = [r["settle_s"] for r in results[name][kind]]
+            row.append(f"{statistics.median(runs):5.2f} [{', '.join(f'{x:.2f}' for x in runs)}]")
+        print(f"{name:<20} {row[0]:<28} {row[1]}")
+    if args.json:
+        out = json.dumps({"views": VIEWS, "results": results}, ensure_ascii=False, indent=1)
+        await asyncio.to_thread(Path(args.json).write_text, out, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
