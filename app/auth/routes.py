@@ -1,16 +1,18 @@
-"""Principals (admins manage keys) and who-am-I."""
+"""Principals (admins manage keys), who-am-I, and the reverse proxy's key check."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from app.auth import keys, service
-from app.auth.deps import Admin, CurrentPrincipal, ManagerDep
+from app.auth.deps import Admin, CurrentPrincipal, ManagerDep, current_principal, presented_key
+from app.auth.service import Identity
 from app.db import SessionDep
 from app.errors import Conflict
 from app.openapi import problem_response, problems
@@ -89,6 +91,55 @@ async def me(principal: CurrentPrincipal) -> JSONResponse:
             "key_expires_at": (principal.expires_at.isoformat() if principal.expires_at else None),
         }
     )
+
+
+VIEW_HEADER = "X-Borderwatch-View"
+# the view of a request without a key where reference data are public (their tiles only: every
+# other layer answers such a request 401, which the proxy never stores)
+PUBLIC_VIEW = "public"
+
+
+def view_tag(principal: Identity) -> str:
+    """What of `principal` decides the content of a tile (SHA-256, hex): the same string that
+    app.tiles.versions.incident_view makes for an incident tile without `cooperation=` (the
+    scope's view and whether the key is a viewer's), whose first 6 hex digits end the layer
+    version `v` of that tile's URL. Two principals with the same tag get the same bytes for the
+    same URL, so a shared cache may key tiles by (tag, URL). Written here rather than imported:
+    auth does not import incidents (tests/test_proxy_cache.py checks that the two agree)."""
+    view = f"{principal.scope.view}|{int(principal.role == 'viewer')}|"
+    return hashlib.sha256(view.encode()).hexdigest()
+
+
+@router.get(
+    "/auth/check",
+    status_code=204,
+    summary="Check the presented key for a reverse proxy (its view tag, no body)",
+    response_class=Response,
+    responses={
+        204: {
+            "description": "the key is valid; X-Borderwatch-View names what it may see",
+            "headers": {
+                VIEW_HEADER: {
+                    "description": "a tag of the key's view (scope, viewer or not): keys"
+                    " with the same tag get the same tiles; `public` without a key where"
+                    " reference data are public",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+    },
+)
+async def check(request: Request, session: SessionDep) -> Response:
+    """For nginx's `auth_request` in front of the tile cache (docs/tiles.md, "Behind a reverse
+    proxy"): 204 with X-Borderwatch-View when the key is valid, the same 401 and 429 as any
+    request otherwise (failed attempts count against the client's address as usual). The
+    proxy puts the tag into its cache key, so a cached tile is only ever served to keys that
+    would get the same bytes from the app, and never without a valid key."""
+    if request.app.state.settings.public_reference_data and presented_key(request) is None:
+        tag = PUBLIC_VIEW
+    else:
+        tag = view_tag(await current_principal(request, session))
+    return Response(status_code=204, headers={VIEW_HEADER: tag, "Cache-Control": "no-store"})
 
 
 @router.post(
