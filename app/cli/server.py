@@ -21,6 +21,8 @@ from app.geodata import load as geodata
 from app.incidents import demo
 from app.runtime import database_url, embedded_cluster
 
+GRACEFUL_S = 10  # with --workers: how long a stopping worker lets open requests finish
+
 db_app = group("The embedded PostGIS cluster (used when DATABASE_URL is not set).")
 
 
@@ -127,10 +129,19 @@ def serve(
     host: Annotated[str | None, typer.Option(help="default: settings (127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="default: settings (8000)")] = None,
     demo_data: Annotated[bool, typer.Option("--demo/--no-demo")] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="API processes on the one port; default: settings (1)"),
+    ] = None,
 ) -> None:
     """Start the database if embedded, migrate, load defaults when empty, and serve the API.
 
-    Ctrl-C stops the API and, when this command started it, the embedded cluster."""
+    With --workers N, N API processes share the port (uvicorn's supervisor: one that dies is
+    replaced); the database is started and migrated once, here, before them. Rate limits are
+    counted in PostgreSQL for every process; caches are keyed by the layer versions read from
+    the database (docs/operations.md, "Several processes").
+
+    Ctrl-C (or SIGTERM) stops the API and, when this command started it, the embedded cluster."""
     import uvicorn
 
     settings = get_settings()
@@ -147,14 +158,32 @@ def serve(
         # uvicorn re-raises the signal that stopped it once it has shut down; turn SIGTERM
         # into an exception too so the `finally` below still stops the embedded cluster
         signal.signal(signal.SIGTERM, _terminate)
-        uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=bind_host,
-            port=bind_port,
-            log_level="info",
-            proxy_headers=False,
-        )
+        processes = workers or settings.workers
+        if processes == 1:
+            uvicorn.run(
+                "app.main:create_app",
+                factory=True,
+                host=bind_host,
+                port=bind_port,
+                log_level="info",
+                proxy_headers=False,
+            )
+        else:
+            # the supervisor binds the port once (a TCP socket: asyncio sets TCP_NODELAY on
+            # every connection a worker accepts, tests/test_workers.py) and hands it to its
+            # workers; it stops them on SIGINT/SIGTERM (its own handlers replace ours) and
+            # returns, so the `finally` below still runs. A worker gives its open requests
+            # (a live feed never ends) GRACEFUL_S before it closes them.
+            uvicorn.run(
+                "app.main:create_app",
+                factory=True,
+                host=bind_host,
+                port=bind_port,
+                log_level="info",
+                proxy_headers=False,
+                workers=processes,
+                timeout_graceful_shutdown=GRACEFUL_S,
+            )
     finally:
         if started:
             # a second Ctrl-C while stopping must not leave the cluster running
