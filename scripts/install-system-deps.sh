@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages Borderwatch needs, only when they are missing:
 # PostgreSQL server + PostGIS (skipped when DATABASE_URL points at an external server),
-# GDAL's tools, Node.js + npm (the dashboard's MapLibre GL JS), Chromium (browser tests) and
-# QGIS's Python bindings and data providers (the QGIS client test).
+# GDAL's tools, Node.js + npm (the dashboard's MapLibre GL JS), Chromium (browser tests),
+# QGIS's Python bindings and data providers (the QGIS client test) and nginx (the tile cache
+# test).
 # Debian/Ubuntu; runs apt-get as root, or through sudo.
 set -euo pipefail
 
@@ -46,6 +47,15 @@ fi
 if ! command -v openssl >/dev/null 2>&1; then
   echo "installing openssl"
   apt_install openssl
+fi
+
+# nginx: tests/test_proxy_cache.py and bench/bench_proxy.py run the compose file's tile cache
+# (docker/nginx/) with it, as this user, on 127.0.0.1; Debian's package has auth_request. Where
+# systemd runs, the package also starts its default site on port 80 (`systemctl disable --now
+# nginx` if that is unwanted); in containers without an init system it does not.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "installing nginx"
+  apt_install nginx
 fi
 
 # Node.js + npm: `make setup` installs the dashboard's front-end packages (MapLibre GL JS).

@@ -90,3 +90,27 @@ def test_ci_and_readme_use_the_two_commands() -> None:
     assert "make run" in readme and "make test" in readme
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^test: .*lint", makefile, re.M), "make test runs lint first"
+
+
+def test_compose_puts_nginx_in_front() -> None:
+    """nginx is the only published service (docs/tiles.md, "Behind a reverse proxy"); it fills
+    in the template tests/test_proxy_cache.py runs, with every placeholder the file uses."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    app, proxy = compose["services"]["app"], compose["services"]["nginx"]
+    assert "ports" not in app and app["expose"] == ["8000"]
+    assert proxy["image"].startswith("nginx:") and proxy["ports"] == ["127.0.0.1:8000:8000"]
+    # uvicorn takes X-Forwarded-For from nginx (the failed-authentication limit per address)
+    assert app["environment"]["FORWARDED_ALLOW_IPS"]
+    mounts = dict(volume.rsplit(":", 2)[:2] for volume in proxy["volumes"] if ":ro" in volume)
+    template = "./docker/nginx/borderwatch.conf.template"
+    assert mounts[template] == "/etc/nginx/templates/borderwatch.conf.template"
+    text = (ROOT / template).read_text()
+    assert set(re.findall(r"\$\{(\w+)\}", text)) == set(proxy["environment"])
+    env = proxy["environment"]
+    assert env["BORDERWATCH_UPSTREAM"] == "app:8000" and env["BORDERWATCH_LISTEN"] == "8000"
+    # the key checks' cache holds presented keys: in memory, not in the tile volume
+    assert f"{env['BORDERWATCH_CACHE_DIR']}/auth" in proxy["tmpfs"]
+    assert "proxy_cache_path ${BORDERWATCH_CACHE_DIR}/auth " in text
+    # X-Forwarded-For is replaced, never appended to (uvicorn trusts its first address)
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in text
+    assert "$proxy_add_x_forwarded_for" not in text
