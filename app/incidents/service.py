@@ -20,11 +20,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n
 from app.auth.scope import Scope
 from app.auth.service import Identity
+from app.db import DriverStatement, fetch_row
 from app.errors import (
     Conflict,
     Forbidden,
@@ -117,10 +119,21 @@ async def get_feature(
 ) -> tuple[bytes, int]:
     """The incident as a Feature and its version; NotFound when missing, deleted or out of
     scope (the same answer, so nobody learns what exists outside their area)."""
-    found = await _feature_row(session, incident_id, scope, lang)
-    if found is None:
+    conn = await session.connection()
+    row = await fetch_row(
+        conn, _feature_driver(scope, lang, conn.dialect), {"incident_id": incident_id}
+    )
+    if row is None:
         raise NotFound(f"no incident with id {incident_id}", id=str(incident_id))
-    return found
+    return str(row[0]).encode(), int(row[1])
+
+
+@lru_cache(maxsize=SCOPE_CACHE)
+def _feature_driver(scope: Scope, lang: Lang, dialect: Dialect) -> DriverStatement:
+    """The read path's Feature statement, compiled once per scope and language and run on the
+    driver connection (app/db.py): no SQLAlchemy execution and, outside a write, no BEGIN or
+    ROLLBACK around it (two round trips of the four a read by id made; docs/performance.md)."""
+    return DriverStatement(_feature_statement(scope, lang), dialect, {"incident_id": None})
 
 
 async def _feature_row(
