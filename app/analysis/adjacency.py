@@ -9,9 +9,11 @@ the same view, gets it without the ~5 s of work; a write moves the version and s
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import numpy as np
 import orjson
 from geoalchemy2 import Geometry
 from sqlalchemy import (
@@ -30,6 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
 from app.analysis.cache import VersionedCache
+from app.analysis.snapshot import Snapshot
+from app.auth.scope import NATIONAL
 from app.geo import spatial
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
@@ -56,12 +60,9 @@ PAIRS_SQL = f"""
 """
 
 
-async def cross_boundary(
-    *, session: AsyncSession, level: str, km: float, filt: IncidentFilter, at: date
-) -> list[dict[str, Any]]:
-    """For every adjacent pair of units of `level` in force on `at` (adjacency is per era:
-    today's 34 provinces border only each other, the 63 of before 1 July 2025 each other), the
-    matching incidents in its shared zone (those whose jurisdiction path holds either unit)."""
+def _pairs_and_hits(*, level: str, km: float, filt: IncidentFilter, at: date) -> tuple[Any, Any]:
+    """The adjacent pairs of units of `level` in force on `at` (a CTE: a, b, line) and the
+    matching incidents in each pair's shared zone (a subquery: a, b, id, distinct)."""
     pairs = (
         text(PAIRS_SQL)
         .bindparams(level=level, at=at)
@@ -104,6 +105,16 @@ async def cross_boundary(
         .distinct()
         .subquery("hits")
     )
+    return pairs, hits
+
+
+async def cross_boundary(
+    *, session: AsyncSession, level: str, km: float, filt: IncidentFilter, at: date
+) -> list[dict[str, Any]]:
+    """For every adjacent pair of units of `level` in force on `at` (adjacency is per era:
+    today's 34 provinces border only each other, the 63 of before 1 July 2025 each other), the
+    matching incidents in its shared zone (those whose jurisdiction path holds either unit)."""
+    pairs, hits = _pairs_and_hits(level=level, km=km, filt=filt, at=at)
     counts = (
         select(hits.c.a, hits.c.b, func.count().label("n"))
         .group_by(hits.c.a, hits.c.b)
@@ -162,3 +173,87 @@ async def cross_boundary_body(
         return orjson.dumps({"level": level, "km": km, "at": at.isoformat(), "pairs": pairs})
 
     return await cache.get(key, make)
+
+
+# ---- the table from memory ----------------------------------------------------------------
+# Which incidents are near which shared line does not depend on the filter: it is kept per
+# version (every visible incident, national scope), and a request's table is the count, per
+# pair, of those that pass its filter in the scope's snapshot (app/analysis/snapshot.py).
+# Only for the dashboard's table: today's provinces, 5 km.
+MEMORY_LEVEL = "province"
+MEMORY_KM = 5.0
+
+
+@dataclass(frozen=True)
+class PairHits:
+    """Every adjacent pair (in the order of a, b as PostgreSQL sorts them) and, per incident
+    near a shared line, the pair's index and the incident's id (uuid bytes)."""
+
+    token: str
+    pairs: list[tuple[str, str, float]]  # a, b, shared_km
+    pair: np.ndarray  # int32, one per hit
+    ids: np.ndarray  # S16, one per hit
+
+
+def hits_token(found: versions.Versions, level: str, km: float, at: date) -> str:
+    """The key of a PairHits: the versions of its data, the level, distance and day."""
+    return f"hits|{versions.token(DEPENDS, found)}|{level}|{km}|{at.isoformat()}"
+
+
+async def pair_hits(*, session: AsyncSession, level: str, km: float, at: date) -> PairHits | None:
+    """The pairs and every (pair, incident) hit without a filter, or None when a write moved
+    the versions meanwhile."""
+    before = await versions.read(session=session)
+    pairs, hits = _pairs_and_hits(level=level, km=km, filt=IncidentFilter(scope=NATIONAL), at=at)
+    listed = await session.execute(
+        select(
+            pairs.c.a, pairs.c.b, (func.ST_Length(func.geography(pairs.c.line)) / 1000.0)
+        ).order_by(pairs.c.a, pairs.c.b)
+    )
+    pair_list = [(str(r[0]), str(r[1]), round(float(r[2]), 2)) for r in listed]
+    index = {(a, b): k for k, (a, b, _) in enumerate(pair_list)}
+    found = await session.execute(select(hits.c.a, hits.c.b, func.uuid_send(hits.c.id)))
+    rows = found.all()
+    after = await versions.read(session=session)
+    key = hits_token(before, level, km, at)
+    if key != hits_token(after, level, km, at):
+        return None
+    return PairHits(
+        token=key,
+        pairs=pair_list,
+        pair=np.array([index[(r[0], r[1])] for r in rows], dtype=np.int32),
+        ids=np.array([bytes(r[2]) for r in rows], dtype="S16"),
+    )
+
+
+def table_from_memory(snap: Snapshot, hits: PairHits, filt: IncidentFilter) -> list[dict[str, Any]]:
+    """The cross_boundary() table for `filt` (answerable by the snapshot of its scope)."""
+    counts = np.zeros(len(hits.pairs), dtype=np.int64)
+    if len(snap) and hits.ids.size:
+        pair, pos = _placed(snap, hits)
+        counts = np.bincount(pair[snap.mask(filt)[pos]], minlength=len(hits.pairs))
+    order = sorted(range(len(hits.pairs)), key=lambda k: (-int(counts[k]), k))
+    return [
+        {"a": hits.pairs[k][0], "b": hits.pairs[k][1], "shared_km": hits.pairs[k][2],
+         "count": int(counts[k])}
+        for k in order
+    ]  # fmt: skip
+
+
+_PLACED: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+PLACED_KEPT = 4
+
+
+def _placed(snap: Snapshot, hits: PairHits) -> tuple[np.ndarray, np.ndarray]:
+    """The hits whose incident the snapshot holds (visible in its scope): their pair indexes
+    and the incidents' rows in the snapshot; kept per (snapshot, hits)."""
+    key = (snap.token, hits.token)
+    found = _PLACED.get(key)
+    if found is None:
+        pos = np.minimum(np.searchsorted(snap.ids, hits.ids), len(snap) - 1)
+        held = snap.ids[pos] == hits.ids
+        found = (hits.pair[held], pos[held])
+        while len(_PLACED) >= PLACED_KEPT:
+            _PLACED.pop(next(iter(_PLACED)))
+        _PLACED[key] = found
+    return found

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.analysis import adjacency
+from app.analysis import adjacency, snapshot
 from app.analysis.cache import VersionedCache
+from app.analysis.stats_routes import snapshots
 from app.auth.deps import Viewer
 from app.db import SessionDep
-from app.incidents.filters import FilterDep
+from app.incidents.filters import FilterDep, IncidentFilter
 from app.jurisdictions import eras
 from app.tiles import caching, versions
 
@@ -28,6 +31,36 @@ def _cache(request: Request) -> VersionedCache[bytes]:
     if cache is None:
         cache = state.cross_boundary_cache = adjacency.new_cache()
     return cache
+
+
+async def _from_memory(
+    request: Request,
+    session: AsyncSession,
+    *,
+    level: str,
+    km: float,
+    filt: IncidentFilter,
+    at: date,
+) -> bytes | None:
+    """The body counted from the scope's snapshot and the kept hits (the dashboard's table:
+    today's provinces, 5 km), or None when they are not built yet (then their builds start)."""
+    if (level, km, at) != (adjacency.MEMORY_LEVEL, adjacency.MEMORY_KM, eras.today()):
+        return None
+    cache = snapshots(request)
+    snap = await snapshot.usable(cache, session, filt)
+    if snap is None:
+        return None
+    key = adjacency.hits_token(await versions.read(session=session), level, km, at)
+    hits: adjacency.PairHits | None = cache.ready(key)
+    if hits is None:
+
+        async def make(s: AsyncSession) -> adjacency.PairHits | None:
+            return await adjacency.pair_hits(session=s, level=level, km=km, at=at)
+
+        cache.schedule(key, make)
+        return None
+    pairs = adjacency.table_from_memory(snap, hits, filt)
+    return orjson.dumps({"level": level, "km": km, "at": at.isoformat(), "pairs": pairs})
 
 
 @router.get(
@@ -57,8 +90,11 @@ async def cross_boundary(
     day = at or eras.today()
     found = await versions.read(session=session)
     key = adjacency.table_key(found=found, level=level, km=km, filt=filt, at=day)
+    memory = await _from_memory(request, session, level=level, km=km, filt=filt, at=day)
 
     async def make() -> bytes:
+        if memory is not None:
+            return memory
         return await adjacency.cross_boundary_body(
             session=session, cache=_cache(request), key=key, level=level, km=km, filt=filt,
             at=day,

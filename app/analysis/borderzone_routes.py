@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Hashable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
 from app.analysis import borderzone
+from app.analysis.cache import VersionedCache
 from app.auth.deps import Viewer
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
 from app.geo.params import SimplifyM
-from app.incidents.filters import FilterDep
+from app.incidents.filters import FilterDep, IncidentFilter
+from app.tiles import versions
 
 router = APIRouter(tags=["analysis"])
 
@@ -44,16 +47,47 @@ async def border_zone(
     ] = "0,5,20,50",
     simplify: SimplifyM = None,
 ) -> GeoJSONResponse:
-    """One Feature per (segment, band): `from_km` <= distance < `to_km`, `count`, `share`."""
-    body = await borderzone.border_zone(
-        session=session,
-        filt=filt,
-        segment=segment,
-        bands=borderzone.parse_bands(bands),
-        home=request.app.state.settings.home_country,
-        simplify_m=simplify,
-    )
-    return GeoJSONResponse(body)
+    """One Feature per (segment, band): `from_km` <= distance < `to_km`, `count`, `share`.
+    Kept per version of the incidents, boundaries and borders (and the scope, the filter and
+    these parameters) in each process: the band polygons cost seconds every time."""
+    edges = borderzone.parse_bands(bands)
+    home = request.app.state.settings.home_country
+    found = await versions.read(session=session)
+    key = zone_key(found, filt, segment, edges, home, simplify)
+
+    async def make() -> bytes:
+        return await borderzone.border_zone(
+            session=session, filt=filt, segment=segment, bands=edges, home=home,
+            simplify_m=simplify,
+        )  # fmt: skip
+
+    return GeoJSONResponse(await zone_cache(request.app.state).get(key, make))
+
+
+ZONE_DEPENDS = ("incidents", "jurisdictions", "borders")
+ZONES_KEPT = 16
+
+
+def zone_key(
+    found: versions.Versions,
+    filt: IncidentFilter,
+    segment: str,
+    bands: tuple[float, ...],
+    home: str,
+    simplify: float | None,
+) -> tuple[Hashable, ...]:
+    """Everything a border-zone body depends on."""
+    view = versions.incident_view(filt, aggregate_only=False, home=home)
+    tag = versions.token(ZONE_DEPENDS, found, view)
+    return ("border-zone", tag, filt, segment, bands, simplify)
+
+
+def zone_cache(state: Any) -> VersionedCache[bytes]:
+    """The application's kept border-zone bodies, made on first use."""
+    cache: VersionedCache[bytes] | None = getattr(state, "border_zone_cache", None)
+    if cache is None:
+        cache = state.border_zone_cache = VersionedCache(ZONES_KEPT)
+    return cache
 
 
 @router.get(

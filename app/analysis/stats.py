@@ -37,6 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.analysis import snapshot
+from app.analysis.snapshot import Snapshot
 from app.errors import InvalidInput
 from app.geo.geojson import Expr
 from app.incidents.filters import IncidentFilter
@@ -202,6 +204,24 @@ def _sort_key(group_by: GroupBy, g: dict[str, Any]) -> tuple[Any, ...]:
     return (missing, -g["count"], g["key"] or "")
 
 
+async def _grouped_rows(
+    session: AsyncSession,
+    filt: IncidentFilter,
+    group_by: GroupBy,
+    level: Level,
+    tz: str,
+    at: date | None,
+) -> list[tuple[Any, int, int]]:
+    """(key, count, solved) of each group, counted by PostgreSQL."""
+    if group_by == "jurisdiction" and at is not None:
+        units = await _units_in_force(session, level, at)
+        stmt: Select[Any] | CompoundSelect[Any] = _grouped_at(level, filt, units)
+    else:
+        stmt = _grouped(group_by, level, tz, filt)
+    found = await session.execute(stmt)
+    return [(r.key, int(r.n), int(r.solved)) for r in found if r.n or r.key is not None]
+
+
 async def stats(
     *,
     session: AsyncSession,
@@ -211,18 +231,20 @@ async def stats(
     tz: str = DEFAULT_TZ,
     now: datetime | None = None,
     at: date | None = None,
+    snap: Snapshot | None = None,
 ) -> dict[str, Any]:
     """Count, solved, clearance rate and share of each group of the matching incidents
-    (`group_by=jurisdiction`: today's units of `level`, or those in force on `at`)."""
+    (`group_by=jurisdiction`: today's units of `level`, or those in force on `at`). `snap`: the
+    incidents in memory (app/analysis/snapshot.py) for this filter's scope and the current
+    versions; the groups it can give (category, status, month in Asia/Ho_Chi_Minh) come from it
+    instead of a scan."""
     if at is not None and group_by != "jurisdiction":
         raise InvalidInput("at applies to group_by=jurisdiction only", field="at")
-    if group_by == "jurisdiction" and at is not None:
-        units = await _units_in_force(session, level, at)
-        stmt: Select[Any] | CompoundSelect[Any] = _grouped_at(level, filt, units)
-    else:
-        stmt = _grouped(group_by, level, tz, filt)
-    found = await session.execute(stmt)
-    rows = [(r.key, int(r.n), int(r.solved)) for r in found if r.n or r.key is not None]
+    rows: list[tuple[Any, int, int]] | None = None
+    if snap is not None and (group_by != "month" or tz == snapshot.MONTH_TZ):
+        rows = snapshot.grouped_rows(snap, filt, group_by)
+    if rows is None:
+        rows = await _grouped_rows(session, filt, group_by, level, tz, at)
     total = sum(n for _, n, _ in rows)
     solved = sum(s for _, _, s in rows)
     if group_by == "month":

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from app.analysis import stats
+from app.analysis import snapshot, stats
 from app.auth.deps import Viewer
 from app.db import SessionDep
 from app.incidents.filters import FilterDep
@@ -16,11 +16,25 @@ from app.incidents.filters import FilterDep
 router = APIRouter(tags=["analysis"])
 
 
+def snapshots(request: Request) -> snapshot.SnapshotCache:
+    """The application's incident snapshots (app/analysis/snapshot.py), made on first use."""
+    return snapshots_in(request.app.state)
+
+
+def snapshots_in(state: Any) -> snapshot.SnapshotCache:
+    """The SnapshotCache kept in an application's state, made on first use."""
+    cache: snapshot.SnapshotCache | None = getattr(state, "incident_snapshots", None)
+    if cache is None:
+        cache = state.incident_snapshots = snapshot.SnapshotCache(lambda: state.sessionmaker)
+    return cache
+
+
 @router.get(
     "/analysis/stats",
     summary="Incident counts, clearance rate and share of the total, per group",
 )
 async def incident_stats(
+    request: Request,
     session: SessionDep,
     _: Viewer,
     filt: FilterDep,
@@ -49,8 +63,11 @@ async def incident_stats(
     """`solved` counts solved + closed; `share` is of all matching incidents in your scope.
     Groups by jurisdiction are today's units (the 34 provinces, the communes) unless `at`
     names another day's."""
+    zone = stats.time_zone(tz)
+    snap = None
+    if at is None and group_by != "jurisdiction":
+        snap = await snapshot.usable(snapshots(request), session, filt)
     body = await stats.stats(
-        session=session, filt=filt, group_by=group_by, level=level, tz=stats.time_zone(tz),
-        at=at,
-    )  # fmt: skip
+        session=session, filt=filt, group_by=group_by, level=level, tz=zone, at=at, snap=snap
+    )
     return JSONResponse(body)

@@ -1,0 +1,186 @@
+"""Warming the dashboard's per-version caches in the background, so that the first visit of the
+day (after a start, or after a write moved a layer version) finds them filled: the national
+incident snapshot and cross-boundary hits (app/analysis/snapshot.py, adjacency.py), the
+border-zone bands of the default parameters, the hot-spot grid without filter and the
+aggregate incident tiles of the country's low zooms (z3-z7 over Vietnam, kept per version in
+app/tiles/incidents.py). Everything is for a national key without filter (what the dashboard
+opens with); another scope or filter fills its own entries on first use as before.
+
+    install(app)  # once, in create_app (app/main.py): starts with the app, stops with it
+
+After start the warmer fills everything once; then it reads the versions every POLL_S seconds
+and, when they moved, fills again, at most once per MIN_GAP_S (under a steady stream of writes
+the answers between two fills come from PostgreSQL, as without the warmer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.analysis import adjacency, snapshot
+from app.analysis.borderzone_routes import zone_cache, zone_key
+from app.analysis.stats_routes import snapshots_in
+from app.auth.scope import Scope
+from app.incidents.filters import IncidentFilter
+from app.jurisdictions import eras
+from app.tiles import incidents as incident_tiles
+from app.tiles import versions
+from app.tiles.tile import Tile
+
+log = logging.getLogger("borderwatch.warm")
+
+POLL_S = 5.0
+MIN_GAP_S = 30.0
+TILE_ZOOMS = range(3, 8)  # aggregate tiles over Vietnam kept after each change
+VIETNAM_BBOX = (102.1, 8.4, 109.5, 23.4)
+ZONE_BANDS = (0.0, 5.0, 20.0, 50.0)  # the dashboard's border-zone request (js/layers.js)
+ZONE_SIMPLIFY_M = 1000.0
+
+
+def national(app: FastAPI) -> IncidentFilter:
+    """The filter of a national key's request without parameters."""
+    return IncidentFilter(scope=Scope(code=None, distance_m=app.state.settings.cooperation_m))
+
+
+def tiles_over(bbox: tuple[float, float, float, float], z: int) -> Iterator[Tile]:
+    """The tiles of zoom z that cover the box."""
+    n = 2**z
+
+    def tx(lon: float) -> int:
+        return int(min(n - 1, max(0, int((lon + 180) / 360 * n))))
+
+    def ty(lat: float) -> int:
+        r = math.radians(lat)
+        return int(min(n - 1, max(0, int((1 - math.asinh(math.tan(r)) / math.pi) / 2 * n))))
+
+    for x in range(tx(bbox[0]), tx(bbox[2]) + 1):
+        for y in range(ty(bbox[3]), ty(bbox[1]) + 1):
+            yield Tile(z, x, y)
+
+
+async def warm_once(app: FastAPI) -> None:
+    """Fill every cache named above for the versions of now (each step on its own session;
+    one failing step is logged and the others still run)."""
+    state = app.state
+    filt = national(app)
+    home: str = state.settings.home_country
+    cache = snapshots_of(app)
+    sessions = state.sessionmaker
+
+    async def step(name: str, fn: Any) -> None:
+        try:
+            async with sessions() as session, session.begin():
+                await fn(session)
+        except Exception:
+            log.exception("warming %s failed", name)
+
+    async def snap(session: AsyncSession) -> None:
+        key = snapshot.token(await versions.read(session=session), filt)
+        if cache.ready(key) is None:
+
+            async def make(s: AsyncSession) -> snapshot.Snapshot | None:
+                return await snapshot.build(session=s, filt=filt)
+
+            await cache.schedule(key, make)
+
+    async def hits(session: AsyncSession) -> None:
+        level, km, day = adjacency.MEMORY_LEVEL, adjacency.MEMORY_KM, eras.today()
+        key = adjacency.hits_token(await versions.read(session=session), level, km, day)
+        if cache.ready(key) is None:
+
+            async def make(s: AsyncSession) -> adjacency.PairHits | None:
+                return await adjacency.pair_hits(session=s, level=level, km=km, at=day)
+
+            await cache.schedule(key, make)
+
+    async def zone(session: AsyncSession) -> None:
+        from app.analysis import borderzone
+
+        found = await versions.read(session=session)
+        key = zone_key(found, filt, borderzone.ALL, ZONE_BANDS, home, ZONE_SIMPLIFY_M)
+
+        async def make() -> bytes:
+            return await borderzone.border_zone(
+                session=session, filt=filt, segment=borderzone.ALL, bands=ZONE_BANDS,
+                home=home, simplify_m=ZONE_SIMPLIFY_M,
+            )  # fmt: skip
+
+        await zone_cache(state).get(key, make)
+
+    async def hotspots(session: AsyncSession) -> None:
+        grids = getattr(state, "hotspot_cache", None)
+        if grids is None:
+            return
+        found = await versions.read(session=session)
+        view = versions.incident_view(filt, aggregate_only=False, home=home)
+        version = versions.token(("incidents", "jurisdictions", "borders"), found, view)
+        await grids.get((filt, version), session, filt, home)
+
+    async def tiles(session: AsyncSession) -> None:
+        for z in TILE_ZOOMS:
+            for tile in tiles_over(VIETNAM_BBOX, z):
+                await incident_tiles.incidents_tile(
+                    session=session, filt=filt, tile=tile, aggregate_only=False
+                )
+
+    for name, fn in (
+        ("snapshot", snap), ("cross-boundary hits", hits), ("border zone", zone),
+        ("hot spots", hotspots), ("tiles", tiles),
+    ):  # fmt: skip
+        await step(name, fn)
+
+
+def snapshots_of(app: FastAPI) -> snapshot.SnapshotCache:
+    """The application's SnapshotCache (the one the routes use)."""
+    return snapshots_in(app.state)
+
+
+async def run(app: FastAPI) -> None:
+    """Warm after start, then again whenever the versions moved (at most once per
+    MIN_GAP_S); until cancelled."""
+    seen: dict[str, tuple[int, str]] | None = None
+    last = -math.inf
+    while True:
+        try:
+            async with app.state.sessionmaker() as session:
+                found = await versions.read(session=session)
+        except Exception:  # the database may come up later
+            found = None
+        if found is not None and found != seen and time.monotonic() - last >= MIN_GAP_S:
+            last = time.monotonic()
+            started = time.perf_counter()
+            await warm_once(app)
+            seen = found
+            log.info("dashboard caches warmed in %.1f s", time.perf_counter() - started)
+        await asyncio.sleep(POLL_S)
+
+
+def install(app: FastAPI) -> None:
+    """Run the warmer for the application's lifetime (once per application)."""
+    if getattr(app.state, "dashboard_warmer", False):
+        return
+    app.state.dashboard_warmer = True
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: FastAPI) -> AsyncIterator[Any]:
+        async with inner(a) as value:
+            task = asyncio.get_running_loop().create_task(run(a))
+            try:
+                yield value
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app.router.lifespan_context = lifespan

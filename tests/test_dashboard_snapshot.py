@@ -1,0 +1,261 @@
+"""The dashboard's answers from memory (app/analysis/snapshot.py, the cross-boundary hits of
+app/analysis/adjacency.py, the kept border-zone bodies) are the direct query's answers: for
+every filter the page sends (bbox, months, categories, statuses, severity), for a national and a
+province-scoped key, over committed demo incidents in a database of its own (the snapshot is
+built on the application's own connections, which see committed rows only), before and after a
+write. The direct query (PostgreSQL's GROUP BY and the cross-boundary statement) is the
+independent side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.analysis import adjacency, snapshot, stats, warm
+from app.analysis.stats_routes import snapshots_in
+from app.auth.scope import NATIONAL, Scope
+from app.config import Settings
+from app.db import create_engine, ensure_database, sessionmaker
+from app.incidents.filters import IncidentFilter, parse_datetime
+from app.jurisdictions import eras
+from app.main import create_app
+from conftest import Demo, database_on, drop_database, prepare_database
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+SCOPE = "VN-P79"  # Hồ Chí Minh City (today's units)
+
+
+@dataclass
+class Db:
+    engine: AsyncEngine
+    admin: str
+    scoped: str
+
+
+@pytest.fixture(scope="module")
+async def db(server_url: str) -> AsyncIterator[Db]:
+    """A database of its own with boundaries, 400 committed demo incidents and two keys."""
+    settings = Settings(environment="test", database_url=None)
+    name = f"bw_snap_{uuid.uuid4().hex[:8]}"
+    url = database_on(server_url, name)
+    await ensure_database(url)
+    engine = create_engine(url, settings)
+    try:
+        keys = await prepare_database(
+            engine, settings, demo=Demo(400, 5, NOW), principals={"snap admin": "admin"}
+        )
+        from app.auth import service as auth_service
+
+        async with sessionmaker(engine)() as session, session.begin():
+            _, scoped = await auth_service.create_principal(
+                session=session, name="snap scoped", role="admin", jurisdiction_code=SCOPE,
+                unit=None, actor="test",
+            )  # fmt: skip
+        yield Db(engine, keys["snap admin"].key, scoped)
+    finally:
+        await engine.dispose()
+        await drop_database(server_url, name)
+
+
+async def _edge_x(engine: AsyncEngine) -> float:
+    """The longitude of one incident, exactly (a box edge through it)."""
+    async with engine.connect() as conn:
+        found = await conn.execute(text("SELECT ST_X(geom) FROM incident ORDER BY id LIMIT 1"))
+        return float(found.scalar_one())
+
+
+def _filters(scope: Scope, edge_x: float) -> list[IncidentFilter]:
+    """What the page sends: the view's box (one edge through an incident), months (Viet Nam's
+    calendar months, as js/state.js writes them), categories, statuses, severity."""
+    start, end = parse_datetime("2024-07-01T00:00:00+07:00/2025-02-28T23:59:59.999999+07:00")
+    boxes = [
+        None,
+        (102.0, 8.0, 110.0, 24.0),
+        (105.0, 9.0, 108.0, 12.0),
+        (edge_x, 8.0, 110.0, 24.0),  # a box edge through an incident: the closed box holds it
+        (102.0, 8.0, edge_x, 24.0),
+    ]
+    out = [IncidentFilter(scope=scope, bbox=b) for b in boxes]
+    out += [
+        IncidentFilter(scope=scope, bbox=boxes[1], start=start, end=end),
+        IncidentFilter(scope=scope, start=start),
+        IncidentFilter(scope=scope, categories=("smuggling", "fraud", "no_such_category")),
+        IncidentFilter(scope=scope, statuses=("solved", "reported")),
+        IncidentFilter(scope=scope, bbox=boxes[2], severity_min=4),
+        IncidentFilter(
+            scope=scope,
+            bbox=boxes[1],
+            start=start,
+            end=end,
+            categories=("smuggling",),
+            statuses=("closed", "solved", "verified"),
+            severity_min=2,
+        ),
+    ]
+    return out
+
+
+async def _compare(engine: AsyncEngine, scope: Scope) -> int:
+    """Every filter's statistics and cross-boundary table from memory against the direct
+    query; the number of filters compared."""
+    edge_x = await _edge_x(engine)
+    async with sessionmaker(engine)() as session, session.begin():
+        snap = await snapshot.build(session=session, filt=IncidentFilter(scope=scope))
+        hits = await adjacency.pair_hits(session=session, level="province", km=5.0, at=eras.today())
+        assert snap is not None and hits is not None
+        assert (
+            len(snap)
+            == await session.scalar(text("SELECT count(*) FROM incident WHERE deleted_at IS NULL"))
+            or scope is not NATIONAL
+        )
+        filters = _filters(scope, edge_x)
+        totals: list[int] = []
+        near_lines: list[int] = []
+        for filt in filters:
+            assert snapshot.answerable(filt)
+            for group_by in ("category", "status", "month"):
+                direct = await stats.stats(session=session, filt=filt, group_by=group_by, now=NOW)
+                kept = await stats.stats(
+                    session=session, filt=filt, group_by=group_by, now=NOW, snap=snap
+                )
+                assert kept == direct, (filt, group_by)
+            totals.append(direct["total"])
+            direct_pairs = await adjacency.cross_boundary(
+                session=session, level="province", km=5.0, filt=filt, at=eras.today()
+            )
+            assert adjacency.table_from_memory(snap, hits, filt) == direct_pairs, filt
+            near_lines.append(sum(p["count"] for p in direct_pairs))
+        # not a comparison of empty answers: most filters match some incidents
+        assert sum(t > 0 for t in totals) >= len(filters) - 2, totals
+        if scope is NATIONAL:
+            # the closed box: the incident on the shared edge is counted on both sides
+            assert totals[3] + totals[4] == totals[1] + 1, totals
+            assert near_lines[0] > 0, near_lines
+    return len(filters)
+
+
+async def test_memory_answers_are_the_direct_query(db: Db) -> None:
+    """National key: some filters match nothing, some everything, the edge incident counted."""
+    assert await _compare(db.engine, NATIONAL) >= 10
+    async with db.engine.connect() as conn:
+        total = (await conn.execute(text("SELECT count(*) FROM incident"))).scalar()
+    assert total == 400
+
+
+async def test_memory_answers_for_a_scoped_key(db: Db) -> None:
+    """A province key sees its province and the cooperation distance around it, in memory
+    as in SQL."""
+    scope = Scope(code=SCOPE, distance_m=Settings(environment="test").cooperation_m)
+    assert await _compare(db.engine, scope) >= 10
+
+
+def test_other_filters_go_to_postgresql() -> None:
+    """Conditions the snapshot does not hold are never answered from it."""
+    assert not snapshot.answerable(IncidentFilter(scope=NATIONAL, jurisdiction="VN-P79"))
+    assert not snapshot.answerable(IncidentFilter(scope=NATIONAL, border_km_max=5))
+    assert not snapshot.answerable(IncidentFilter(scope=NATIONAL, text="buôn lậu"))
+
+
+async def _get(client: httpx.AsyncClient, path: str, **params: Any) -> Any:
+    r = await client.get(path, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def _settle(app: Any) -> None:
+    """Wait for the background builds the requests started."""
+    cache = snapshots_in(app.state)
+    for _ in range(200):
+        if not cache.building:
+            return
+        await asyncio.gather(*cache.building.values())
+    raise AssertionError("builds never ended")
+
+
+async def test_routes_answer_alike_before_and_after_a_write(db: Db) -> None:
+    """Through the routes: the first answer (PostgreSQL) starts the builds, the second comes
+    from memory and is the same; a committed write moves the versions: the next answer counts
+    it at once (PostgreSQL again, while the new snapshot builds), and so does the one after
+    (memory)."""
+    settings = Settings(environment="test", database_url=None)
+    app = create_app(settings, engine=db.engine)
+    headers = {"Authorization": f"Bearer {db.admin}"}
+    transport = httpx.ASGITransport(app=app)
+    view = {"bbox": "102,8,110,24"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
+        first = await _get(c, "/analysis/stats", group_by="category", **view)
+        cross_first = await _get(c, "/analysis/cross-boundary", **view)
+        await _settle(app)
+        await _get(c, "/analysis/cross-boundary", **view)  # the hits build after the snapshot
+        await _settle(app)
+        assert snapshots_in(app.state).builds == 2
+        assert await _get(c, "/analysis/stats", group_by="category", **view) == first
+        assert await _get(c, "/analysis/cross-boundary", **view) == cross_first
+        bands = await _get(c, "/analysis/border-zone", simplify=1000)
+        assert await _get(c, "/analysis/border-zone", simplify=1000) == bands
+
+        # a committed smuggling incident in Hồ Chí Minh City, near Bình Dương's boundary
+        async with sessionmaker(db.engine)() as session, session.begin():
+            near = (
+                await session.execute(
+                    text(
+                        "SELECT ST_X(geom), ST_Y(geom) FROM incident"
+                        " WHERE jurisdiction_path @> ARRAY['VN-P79']::varchar[] LIMIT 1"
+                    )
+                )
+            ).one()
+        r = await c.post(
+            "/incidents",
+            json={
+                "category": "smuggling", "severity": 3, "status": "reported",
+                "occurred_at": "2025-05-01T10:00:00+07:00",
+                "location": {"type": "Point", "coordinates": [near[0], near[1]]},
+            },
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        for _ in range(2):  # PostgreSQL (the build starts), then memory
+            after = await _get(c, "/analysis/stats", group_by="category", **view)
+            assert after["total"] == first["total"] + 1
+            count = {g["key"]: g["count"] for g in after["groups"]}
+            was = {g["key"]: g["count"] for g in first["groups"]}
+            assert count["smuggling"] == was.get("smuggling", 0) + 1
+            cross = await _get(c, "/analysis/cross-boundary", **view)
+            async with sessionmaker(db.engine)() as session:
+                direct = await adjacency.cross_boundary(
+                    session=session, level="province", km=5.0,
+                    filt=IncidentFilter(scope=NATIONAL, bbox=(102, 8, 110, 24)), at=eras.today(),
+                )  # fmt: skip
+            assert cross["pairs"] == direct
+            await _settle(app)
+        assert snapshots_in(app.state).builds >= 3
+        moved = await _get(c, "/analysis/border-zone", simplify=1000)
+        assert moved["total"] == bands["total"] + 1
+        assert (await c.delete(f"/incidents/{r.json()['id']}")).status_code == 204
+
+
+async def test_warmer_fills_the_national_caches(db: Db) -> None:
+    """warm_once builds the national snapshot and hits: the first request is answered from
+    memory (no build left to start)."""
+    settings = Settings(environment="test", database_url=None)
+    app = create_app(settings, engine=db.engine)
+    await warm.warm_once(app)
+    cache = snapshots_in(app.state)
+    assert cache.builds == 2
+    headers = {"Authorization": f"Bearer {db.admin}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
+        body = await _get(c, "/analysis/stats", group_by="month")
+        assert not cache.building  # nothing to build: it was there
+        async with sessionmaker(db.engine)() as session:
+            direct = await stats.stats(session=session, filt=warm.national(app), group_by="month")
+        assert body == direct
