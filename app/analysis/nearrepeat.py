@@ -42,7 +42,7 @@ MAX_DISTANCE_M = 20_000.0
 MAX_DAYS = 3_650.0
 # pair visits one request may make: near pairs x (permutations + 1), ~10 s of one core
 MAX_WORK = 1_000_000_000
-STEP_ELEMENTS = 8_000_000  # pairs x permutations per numpy step (~200 MB of temporaries)
+STEP_ELEMENTS = 8_000_000  # pairs x permutations per numpy step (~80 MB of temporaries)
 DEFAULT_DISTANCES = (200.0, 400.0, 600.0, 800.0, 1000.0)
 DEFAULT_DAYS = (7.0, 14.0, 21.0, 28.0)
 ALPHA = 0.05
@@ -183,23 +183,39 @@ def knox(
         raise _too_much(near, distances[-1], permutations)
     dist = np.hypot(x[a] - x[b], y[a] - y[b])
     dband = np.searchsorted(np.array(distances), dist, side="left")  # (e[k-1], e[k]]
-    width = nt + 1
-    base = dband * width
+    # Incidents renumbered west to east in strips of the largest band, and the pairs sorted by
+    # distance band then by their first incident: the times each permutation gathers for a run
+    # of pairs then sit close together in memory. Each distance band is one slice of pairs.
+    strip = np.floor((x - x.min()) / distances[-1]) if n else x
+    loc = np.lexsort((y, strip))
+    rank = np.empty(n, dtype=np.int64)
+    rank[loc] = np.arange(n)
+    pa, pb = rank[a], rank[b]
+    by = np.lexsort((pa, dband))
+    pa, pb, dband = pa[by], pb[by], dband[by]
+    cuts = np.searchsorted(dband, np.arange(nd + 1))  # band k: pairs cuts[k]:cuts[k+1]
+    local = days[loc]
 
-    def table(t: Array) -> Array:
-        """Near pairs per (distance band, time band) under the times `t` (one row each)."""
-        dt = np.abs(t[:, a] - t[:, b])
-        cell = base + np.searchsorted(t_edges, dt, side="left")
-        offsets = (np.arange(len(t)) * (nd * width))[:, None]
-        flat = np.bincount((cell + offsets).ravel(), minlength=len(t) * nd * width)
-        return flat.reshape(len(t), nd, width)
+    def table(perms: Array | None) -> Array:
+        """Near pairs per (distance band, time band) with the incidents' times shuffled by
+        each row of `perms` (None: as observed)."""
+        t = local[None, :] if perms is None else local[perms]
+        dt = np.abs(t[:, pa] - t[:, pb])
+        # pairs at most each time edge apart, per distance band (cumulative over time bands)
+        upto = np.zeros((len(t), nd, nt + 1), dtype=np.int64)
+        for j, edge in enumerate(t_edges):
+            close = dt <= edge
+            for k in range(nd):
+                upto[:, k, j] = np.count_nonzero(close[:, cuts[k] : cuts[k + 1]], axis=1)
+        upto[:, :, nt] = np.diff(cuts)[None, :]
+        return np.diff(upto, axis=2, prepend=0)
 
     def full(near_rows: Array) -> Array:
         """Add the "beyond" row: all pairs' time bands minus the near pairs'."""
         beyond = all_pairs[None, :] - near_rows.sum(axis=1)
         return np.concatenate([near_rows, beyond[:, None, :]], axis=1)
 
-    observed = full(table(days[None, :]))[0]
+    observed = full(table(None))[0]
     rng = np.random.default_rng(seed)
     chunk = max(1, STEP_ELEMENTS // max(near, 1))
     at_least = np.zeros_like(observed)
@@ -207,8 +223,7 @@ def knox(
     done = 0
     while done < permutations:
         k = min(chunk, permutations - done)
-        shuffled = np.stack([rng.permutation(days) for _ in range(k)])
-        sims = full(table(shuffled))
+        sims = full(table(np.stack([rng.permutation(n) for _ in range(k)])))
         at_least += (sims >= observed[None]).sum(axis=0)
         total += sims.sum(axis=0)
         done += k
