@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -208,6 +208,7 @@ class ReplicaSet:
         self.samples: list[tuple[float, int]] = []
         self.remembered: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
         self._turn = 0
+        self.retries = 0  # reads answered again on the primary after their replica failed
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -412,6 +413,7 @@ class ReplicaSet:
             replica.down(detail or "")
         if detail in GONE or detail == DATABASE_BUSY or _recovery_conflict(exc):
             setattr(request.state, RETRY, True)
+            self.retries += 1
 
     def engines(self) -> list[AsyncEngine]:
         """The replicas' engines (app.state.read_engines)."""
@@ -524,9 +526,9 @@ class ReplicaMiddleware:
         await self.app(scope, again, send)
 
 
-def metrics(state: Any) -> Iterator[GaugeMetricFamily]:
-    """The replicas' gauges for /metrics (app/observe/metrics.py): lag and whether each is
-    used for reads."""
+def metrics(state: Any) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """The replicas' metrics for /metrics (app/observe/metrics.py): lag and whether each is
+    used for reads, and the reads answered again on the primary."""
     replicas: ReplicaSet | None = getattr(state, "replicas", None)
     lag = GaugeMetricFamily(
         "borderwatch_db_replica_lag_seconds",
@@ -545,3 +547,9 @@ def metrics(state: Any) -> Iterator[GaugeMetricFamily]:
         used.add_metric([r.name], 1.0 if r.healthy else 0.0)
     yield lag
     yield used
+    yield CounterMetricFamily(
+        "borderwatch_db_replica_retries",
+        "Reads answered again on the primary because their replica failed (went away, had no"
+        " free connection, or cancelled the read for WAL replay)",
+        value=replicas.retries if replicas is not None else 0,
+    )
