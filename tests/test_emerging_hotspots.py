@@ -366,6 +366,8 @@ def test_classify_by_hand() -> None:
         ({"step": "day"}, "step"),
         ({"time_neighbours": 13}, "time_neighbours"),
         ({"datetime": "2025-01-01T00:00:00+07:00/2025-03-01T00:00:00+07:00"}, "datetime"),
+        ({"datetime": "0001-01-01T00:00:00Z/9999-12-31T23:59:59Z"}, "datetime"),
+        ({"datetime": "2025-01-01T00:00:00+07:00/2025-01-01T00:00:00+07:00"}, "datetime"),
         ({"area": "moon"}, "area"),
         ({"cell_km": 0.1}, "cell_km"),
         (

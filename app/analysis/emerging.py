@@ -53,6 +53,9 @@ STEPS: tuple[Step, ...] = get_args(Step)
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")  # steps are local calendar months / weeks (Monday)
 DEFAULT_STEPS: dict[Step, int] = {"month": 24, "week": 52}  # without datetime: complete steps
 MIN_STEPS = 3
+# the cube's span lies within these years (a week step over them is 15 600 steps at most)
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 MAX_BINS = 1_000_000  # cells x steps
 MAX_TIME_NEIGHBOURS = 12
 ALPHA = 0.10  # a bin is significant at 90 % confidence (the lowest Gi* level, FDR by default)
@@ -435,6 +438,13 @@ async def emerging_hotspots(
     spots' grid over the study area (docs/analysis.md)."""
     _check(step, time_neighbours)
     hotspots.check_cell_km(cell_km)
+    for bound in (filt.start, filt.end):
+        if bound is not None and not EARLIEST <= bound < LATEST:
+            raise InvalidInput(
+                f"datetime must lie between {EARLIEST.year} and {LATEST.year - 1} for the"
+                " cube's steps",
+                field="datetime",
+            )
     edges = step_edges(step, filt.start, filt.end, now or datetime.now(UTC))
     steps = len(edges) - 1
     if steps < MIN_STEPS:
@@ -457,7 +467,7 @@ async def emerging_hotspots(
     spatial = gistar.hex_neighbours(grid.cells)
     cube = await asyncio.to_thread(analyse, counts, spatial, time_neighbours, fdr)
     return _collection(
-        cube=cube, grid=grid, edges=edges, head={
+        cube=cube, grid=grid, head={
             "type": "FeatureCollection",
             "area": area,
             "cell_km": cell_km,
@@ -491,9 +501,7 @@ def _too_many(area: str, cell_km: float, step: str, steps: int, cells: int) -> I
     )
 
 
-def _collection(
-    *, cube: Cube, grid: hotspots.Grid, edges: list[datetime], head: dict[str, Any], lang: Lang
-) -> bytes:
+def _collection(*, cube: Cube, grid: hotspots.Grid, head: dict[str, Any], lang: Lang) -> bytes:
     parts: list[bytes] = []
     counts = cube.counts.T.tolist()
     bins = cube.bins.T.tolist()
