@@ -81,6 +81,18 @@ class Target:
     name: str
     fetch: Callable[[], Awaitable[Any]]
     samples: list[float] = field(default_factory=list)
+    pid: int | None = None  # the server's process: its CPU time per call is kept too
+    cpu: list[float] = field(default_factory=list)
+
+
+def cpu_s(pid: int) -> float:
+    """Seconds the process's threads have run on a CPU (the scheduler's nanosecond count,
+    /proc/PID/task/*/schedstat: unlike utime, fine enough for one request)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def p50(samples: list[float]) -> float:
@@ -145,8 +157,10 @@ async def choose(dsn: str) -> tuple[uuid.UUID, float, float, list[tuple[int, int
 MISSED_304: dict[str, int] = {}  # server -> 304 requests answered 200 (the version moved)
 
 
-def http_targets(label: str, client: httpx.AsyncClient, s: Setup, etag: str) -> list[Target]:
-    """The five HTTP loops of one server."""
+def http_targets(
+    label: str, client: httpx.AsyncClient, pid: int, s: Setup, etag: str
+) -> list[Target]:
+    """The five HTTP loops of one server (process `pid`)."""
     tile_turn = iter(range(10**9))
 
     async def get(path: str, params: dict[str, Any] | None = None, **headers: str) -> bytes:
@@ -175,16 +189,23 @@ def http_targets(label: str, client: httpx.AsyncClient, s: Setup, etag: str) -> 
 
     near = {"lon": s.lon, "lat": s.lat, "radius_m": NEARBY_RADIUS_M, "limit": NEARBY_LIMIT}
     return [
-        Target(f"{label} healthz", lambda: get("/healthz")),
-        Target(f"{label} by id", lambda: get(f"/incidents/{s.incident_id}")),
-        Target(f"{label} tile 304", not_modified),
-        Target(f"{label} tile z12", tile),
-        Target(f"{label} nearby", lambda: get("/incidents/nearby", near)),
+        Target(f"{label} healthz", lambda: get("/healthz"), pid=pid),
+        Target(f"{label} by id", lambda: get(f"/incidents/{s.incident_id}"), pid=pid),
+        Target(f"{label} tile 304", not_modified, pid=pid),
+        Target(f"{label} tile z12", tile, pid=pid),
+        Target(f"{label} nearby", lambda: get("/incidents/nearby", near), pid=pid),
     ]
 
 
-def sql_targets(conn: asyncpg.Connection, s: Setup) -> list[Target]:
-    """The statements of those requests, run as the service runs them."""
+def sql_targets(
+    conn: asyncpg.Connection, light: asyncpg.Connection, generic: asyncpg.Connection, s: Setup
+) -> list[Target]:
+    """The statements of those requests, run as the service runs them: the tiles and nearby on
+    `conn`, the small ones on `light` (on a loaded machine a backend that has just run 100 ms of
+    work waits longer for a CPU than one that mostly sleeps), and the key lookup and the Feature
+    also on `generic`, a connection whose plan_cache_mode lets PostgreSQL keep a generic plan:
+    the service plans every statement afresh (force_custom_plan), and the Feature's nine-table
+    join costs several times more to plan than to run."""
     d = ASYNCPG_DIALECT
     by_prefix = auth_service._by_prefix(d)
     prefix = keys.prefix_of(s.key)
@@ -215,9 +236,11 @@ def sql_targets(conn: asyncpg.Connection, s: Setup) -> list[Target]:
         return await conn.fetchrow(sql, *args)
 
     return [
-        Target("SQL key lookup", lambda: conn.fetchrow(by_prefix.sql, *key_args)),
-        Target("SQL by id", lambda: conn.fetchrow(by_id.sql, *id_args)),
-        Target("SQL versions", lambda: conn.fetchrow(version.sql)),
+        Target("SQL key lookup", lambda: light.fetchrow(by_prefix.sql, *key_args)),
+        Target("SQL by id", lambda: light.fetchrow(by_id.sql, *id_args)),
+        Target("SQL key lookup, generic plan", lambda: generic.fetchrow(by_prefix.sql, *key_args)),
+        Target("SQL by id, generic plan", lambda: generic.fetchrow(by_id.sql, *id_args)),
+        Target("SQL versions", lambda: light.fetchrow(version.sql)),
         Target("SQL tile z12", tile),
         Target("SQL nearby, fetch (parallel allowed)", lambda: conn.fetch(near.sql, *near_args)),
         Target("SQL nearby, fetchrow (leader alone)", lambda: conn.fetchrow(near.sql, *near_args)),
@@ -234,9 +257,12 @@ async def run_rounds(targets: list[Target], steps: int) -> None:
     for i in range(steps):
         k = i % len(targets)
         for t in targets[k:] + targets[:k]:
+            cpu = cpu_s(t.pid) if t.pid is not None else 0.0
             started = time.perf_counter()
             await t.fetch()
             t.samples.append(time.perf_counter() - started)
+            if t.pid is not None:
+                t.cpu.append(cpu_s(t.pid) - cpu)
         if time.monotonic() > deadline:
             break
 
@@ -244,12 +270,13 @@ async def run_rounds(targets: list[Target], steps: int) -> None:
 def report(targets: list[Target], labels: list[str]) -> None:
     """Per server: each endpoint's p50 against its statements and /healthz."""
     m = {t.name: p50(t.samples) for t in targets}
-    print("\nmedians (ms), all rounds:")
+    print("\nmedians (ms), all steps; for the servers also their CPU time per request:")
     for t in targets:
-        print(f"  {t.name:<40} {m[t.name]:8.2f}  (n={len(t.samples)})")
+        cpu = f"  server CPU {p50(t.cpu):6.2f} ms" if t.cpu else ""
+        print(f"  {t.name:<40} {m[t.name]:8.2f}{cpu}  (n={len(t.samples)})")
     key = m["SQL key lookup"]
     own = {
-        "by id": ("SQL by id",),
+        "by id": ("SQL by id", "SQL by id, generic plan"),
         "tile 304": ("SQL versions",),
         "tile z12": ("SQL tile z12",),
         "nearby": ("SQL nearby, fetchrow (leader alone)", "SQL nearby, fetch (parallel allowed)"),
@@ -374,36 +401,42 @@ def main() -> None:
         f" {NEARBY_LIMIT}; z12 tiles {tile_list}"
     )
 
-    async def measure(bases: dict[str, str]) -> list[Target]:
+    async def measure(servers: dict[str, Served]) -> list[Target]:
         conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+        light = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+        generic = await asyncpg.connect(
+            dsn, server_settings=SERVER_SETTINGS | {"plan_cache_mode": "auto"}
+        )
         clients = {
             label: httpx.AsyncClient(
                 base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}
             )
-            for label, base in bases.items()
+            for label, base in ((name, served.base) for name, served in servers.items())
         }
         try:
             z, x, y = tile_list[0]
             first = await clients["new"].get(f"/tiles/incidents/{z}/{x}/{y}.mvt")
             etag = first.headers["etag"]
-            targets = sql_targets(conn, s)
+            targets = sql_targets(conn, light, generic, s)
             for label, client in clients.items():
-                targets += http_targets(label, client, s, etag)
+                targets += http_targets(label, client, servers[label].pid, s, etag)
             await run_rounds(targets, args.steps)
             return targets
         finally:
             for client in clients.values():
                 await client.aclose()
             await conn.close()
+            await light.close()
+            await generic.close()
 
     with contextlib.ExitStack() as stack:
-        bases = {"new": stack.enter_context(serve_from(url, ROOT)).base}
+        servers = {"new": stack.enter_context(serve_from(url, ROOT))}
         if args.limits_off:
-            bases["new-nolimits"] = stack.enter_context(serve_from(url, ROOT, LIMITS_OFF)).base
+            servers["new-nolimits"] = stack.enter_context(serve_from(url, ROOT, LIMITS_OFF))
         if args.old is not None:
-            bases["old"] = stack.enter_context(serve_from(url, args.old.resolve())).base
-        targets = asyncio.run(measure(bases))
-    report(targets, list(bases))
+            servers["old"] = stack.enter_context(serve_from(url, args.old.resolve()))
+        targets = asyncio.run(measure(servers))
+    report(targets, list(servers))
     print(f"\n304 requests answered 200 because the layer version moved: {MISSED_304 or 0}")
     asyncio.run(round_trips(url, s, "new"))
     if args.old is not None:  # the same count with the old code (its own process)
