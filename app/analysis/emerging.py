@@ -513,7 +513,7 @@ def _collection(*, cube: Cube, grid: hotspots.Grid, head: dict[str, Any], lang: 
         props = {
             "category": code,
             "category_name": NAMES[code][lang],
-            "trend_s": _number(cube.trend.s[c], 0),
+            "trend_s": None if math.isnan(cube.trend.s[c]) else int(cube.trend.s[c]),
             "trend_z": _number(cube.trend.z[c]),
             "trend_p": _number(cube.trend.p[c], 6),
             "hot_steps": sum(b > 0 for b in bins[c]),
