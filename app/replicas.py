@@ -56,16 +56,18 @@ LSN_MAX_AGE_S = 300  # how long a client keeps the cookie (and a process its mem
 READS = frozenset({"GET", "HEAD"})
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The reads that may be a little stale for other clients: tiles, incident lists, exports and
-# nearby, analysis and statistics, OGC API Features, reference data. Everything else (writes,
-# one incident and its history, notes, photos, the live feed, keys, audit, alerts, cooperation
-# areas, /me, health, metrics) is read on the primary.
+# nearby, analysis and statistics, OGC API Features, reference data, and the reverse proxy's
+# key check before a cached tile (/auth/check). Everything else (writes, one incident and its
+# history, notes, photos, the live feed, keys, audit, alerts, cooperation areas, /me, health,
+# metrics) is read on the primary.
 LAG_TOLERANT = re.compile(
     r"^(?:/tiles/.*"
     r"|/analysis/.*"
     r"|/ogc(?:/.*)?"
     r"|/incidents(?:/export|/nearby)?"
     r"|/jurisdictions(?:/.*)?"
-    r"|/borders|/border-posts(?:/nearest)?|/places|/categories|/statuses)$"
+    r"|/borders|/border-posts(?:/nearest)?|/places|/categories|/statuses"
+    r"|/auth/check)$"
 )
 # how long a replica's replayed position read for a request is trusted before asking again
 REPLAY_FRESH_S = 0.005
@@ -181,6 +183,7 @@ class Replica:
     replay_at: float = -math.inf  # time.monotonic() of replay_lsn's reading
     lag_s: float | None = None
     paused: bool = False
+    reads: int = 0  # requests routed to it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -399,6 +402,7 @@ class ReplicaSet:
         session.info[PRIMARY] = self.primary_sessions
         if replica is not None:
             session.info[REPLICA] = replica
+            replica.reads += 1
         return session
 
     def failed(self, session: AsyncSession, request: Request, exc: BaseException) -> None:
@@ -542,11 +546,18 @@ def metrics(state: Any) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         " standby)",
         labels=["replica"],
     )
+    reads = CounterMetricFamily(
+        "borderwatch_db_replica_reads",
+        "Requests whose session read from this replica",
+        labels=["replica"],
+    )
     for r in replicas.replicas if replicas is not None else []:
         lag.add_metric([r.name], math.nan if r.lag_s is None else r.lag_s)
         used.add_metric([r.name], 1.0 if r.healthy else 0.0)
+        reads.add_metric([r.name], r.reads)
     yield lag
     yield used
+    yield reads
     yield CounterMetricFamily(
         "borderwatch_db_replica_retries",
         "Reads answered again on the primary because their replica failed (went away, had no"

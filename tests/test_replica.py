@@ -286,6 +286,12 @@ async def test_lag_tolerant_reads_on_the_replica_answer_for_scoped_and_national_
         "/tiles/incidents.json", "/analysis/stats?group_by=category", "/analysis/hotspots",
         "/analysis/border-zone", "/ogc/collections", "/ogc/collections/incidents/items",
         "/jurisdictions?level=province", "/border-posts", "/borders", "/categories",
+        f"/jurisdictions/{SCOPED}/neighbours", "/analysis/cross-boundary",
+        "/analysis/border-posts", "/places?q=L%E1%BA%A1ng%20S%C6%A1n", "/statuses",
+        "/border-posts/nearest?lon=106.705&lat=21.96", "/ogc", "/auth/check",
+        "/ogc/collections/incidents/items?limit=5", "/ogc/collections/incidents/styles",
+        *(f"/tiles/{layer}/12/{x}/{y}.mvt" for layer in (
+            "jurisdictions", "borders", "border_posts", "hotspots")),
     ]  # fmt: skip
     scoped = served.keys["scoped analyst"]
     async with served.engine.connect() as conn:
@@ -293,11 +299,14 @@ async def test_lag_tolerant_reads_on_the_replica_answer_for_scoped_and_national_
             text("SELECT count(*) FROM scope_zone_built WHERE code = :c"), {"c": OTHER_PROVINCE}
         )
         assert before.scalar() == 0  # so the first scoped request must build it
+    replica = served.app.state.replicas.replicas[0]
+    routed = replica.reads
     for key in (scoped.key, served.keys["admin"].key):
         async with client(served, key) as c:
             for path in paths:
                 r = await c.get(path)
                 assert r.status_code < 400, f"{path}: {r.status_code} {r.text[:300]}"
+    assert replica.reads - routed == 2 * len(paths)  # every one of them went to the replica
     async with served.engine.connect() as conn:
         built = await conn.execute(
             text("SELECT count(*) FROM scope_zone_built WHERE code = :c"), {"c": OTHER_PROVINCE}
