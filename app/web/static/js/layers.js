@@ -21,13 +21,14 @@ async function tileUrls(layer) {
   return tj.tiles;
 }
 
-const incidentAndHotspotTiles = () => Promise.all([tileUrls("incidents"), tileUrls("hotspots")]);
+export const incidentAndHotspotTiles = () => Promise.all([tileUrls("incidents"), tileUrls("hotspots")]);
 
-/** The incident and hot-spot layers; refused tiles leave them empty, the rest of the map works. */
-export async function addFilteredLayers() {
+/** The incident and hot-spot layers (`asked`: their tile URLs, asked for already); refused
+ * tiles leave them empty, the rest of the map works. */
+export async function addFilteredLayers(asked = incidentAndHotspotTiles()) {
   let tiles;
   try {
-    tiles = await incidentAndHotspotTiles();
+    tiles = await asked;
   } catch (err) {
     reportError(t("layers.loadingTiles"), err);
     tiles = [[], []];

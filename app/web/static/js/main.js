@@ -13,7 +13,7 @@ import { setUpExport } from "./export.js";
 import { geometryBounds } from "./geometry.js";
 import { refreshNearby, setUpNearbyTool } from "./incident.js";
 import { incidentTable, refreshIncidentTable, setUpIncidentTable } from "./incident_table.js";
-import { addFilteredLayers, refreshBorderZone, refreshTiles, updateHint, watchForNewIncidents } from "./layers.js";
+import { addFilteredLayers, incidentAndHotspotTiles, refreshBorderZone, refreshTiles, updateHint, watchForNewIncidents } from "./layers.js";
 import { followFilters, live, liveReady, startLive } from "./live.js";
 import { addBaseLayers, createLabels, createMap, renderedIncidents } from "./mapview.js";
 import { apply as applyText, load, onChange, setLang, lang, t } from "./i18n.js";
@@ -22,7 +22,7 @@ import { refreshNeighbours } from "./neighbours.js";
 import { setUpPlaceSearch } from "./places.js";
 import { debounced, onFiltersChange, settled, watchTiles, whileWorking } from "./refresh.js";
 import { setUpSignIn, signIn } from "./signin.js";
-import { refreshStats } from "./stats.js";
+import { refreshStats, refreshStatsIfMoved } from "./stats.js";
 import { monthsOf, readUrl, state, writeUrl } from "./state.js";
 import { buildTime } from "./time.js";
 import { $ } from "./ui.js";
@@ -67,6 +67,10 @@ async function start() {
   }
   let config; let categories; let months; let jurisdictions; let boundaries; let borders; let posts;
   let areas;
+  // the tile URLs of the filtered layers, asked beside the reference data (the map adds the
+  // layers as soon as it has loaded, without a round trip more)
+  const tileUrlsSoon = incidentAndHotspotTiles();
+  tileUrlsSoon.catch(() => {}); // reported by addFilteredLayers
   try {
     [config, categories, months, jurisdictions, boundaries, borders, posts, areas] = await Promise.all([
       getJSON("/dashboard/config.json"), getJSON("/categories"),
@@ -90,6 +94,9 @@ async function start() {
   setUpExport();
   setUpNearbyTool();
 
+  // the table bar takes its room before the map is made: shown later, it would shrink the map,
+  // and the statistics would be asked again for the smaller view
+  $("table-bar").hidden = !state.reader;
   setMap(createMap({ container: "map", config, view: state.view }));
   map.on("error", reportMapError);
   // a tile that arrives says the server is reachable again
@@ -105,20 +112,20 @@ async function start() {
     const labels = createLabels(map);
     labels.setUnits(jurisdictions.features);
     setLabels(labels);
-    await addFilteredLayers();
+    // the panels start now, beside the tile layers (neither waits for the other)
+    const panels = whileWorking(() => Promise.all([refreshStats(), refreshBorderZone(), refreshNeighbours()]));
+    await addFilteredLayers(tileUrlsSoon);
     setUpMapClicks();
     setUpIncidentTable();
-    const refreshStatsSoon = debounced(refreshStats, MOVE_SETTLE_MS);
+    const refreshStatsSoon = debounced(refreshStatsIfMoved, MOVE_SETTLE_MS);
     map.on("moveend", () => {
       writeUrl(map);
       updateHint();
       refreshStatsSoon();
     });
     watchForNewIncidents();
-    // the tile layers already have the filters; the statistics and any panel the link opened
-    // follow them now
     await whileWorking(async () => {
-      await Promise.all([refreshStats(), refreshBorderZone(), refreshNeighbours()]);
+      await panels;
       updateHint();
       writeUrl(map);
     });

@@ -14,12 +14,20 @@ import { $, el, percent } from "./ui.js";
 const TOP_PAIRS = 5;
 
 let inFlight = null; // the AbortController of the statistics being fetched: a newer view wins
+let askedFor = null; // the view and filters of the last statistics asked for
+
+/** The statistics again if the view moved since they were asked for (a pan that came back,
+ * or a resize that left the box as it was, asks nothing). */
+export function refreshStatsIfMoved() {
+  return askedFor === `${viewBbox(map)} ${JSON.stringify(filterParams())}` ? undefined : refreshStats();
+}
 
 export async function refreshStats() {
   if (inFlight) inFlight.abort();
   inFlight = new AbortController();
   const signal = inFlight.signal;
   const bbox = viewBbox(map);
+  askedFor = `${bbox} ${JSON.stringify(filterParams())}`;
   try {
     const [byCategory, byMonth, cross] = await Promise.all([
       getJSON("/analysis/stats", { ...filterParams(), bbox, group_by: "category" }, signal),
@@ -30,6 +38,7 @@ export async function refreshStats() {
     renderStats(byCategory, byMonth, cross.pairs);
   } catch (err) {
     if (err.name === "AbortError") return;
+    askedFor = null; // a move asks again
     $("stats-body").textContent = t("stats.unavailable");
     reportError(t("stats.failed"), err);
   }
