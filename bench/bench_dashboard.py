@@ -4,13 +4,15 @@ Chromium driven by Playwright (as tests/test_dashboard.py does: headless, WebGL 
 at 1366 x 768, against our API in uvicorn on 127.0.0.1 over the bench cluster's `bench`
 database, with a fresh national admin key.
 
-    .venv/bin/python -m bench.bench_dashboard [--rounds 2] [--views national,south ...]
+    .venv/bin/python -m bench.bench_dashboard --warm --before-ref 456aed4 [--rounds 2]
+        [--views national,south ...] [--json out.json]
 
 For each view and round: a new server process (nothing kept in its caches), then the link
 opened twice, each time in a fresh browser context (nothing cached in the browser): `cold` is
-the first visit after the server started, `warm` the second. `--warm-wait S` waits S seconds
-after the server answers /healthz before the cold visit (what a first visitor of the day sees
-when the server warmed its caches after start); 0 (default) opens at once. Per visit: the
+the first visit after the server started, `warm` the second. `--warm` installs the dashboard
+warmer (app/analysis/warm.py) and opens the cold visit once it has filled the caches (what the
+first visitor of the day sees); `--before-ref REF` serves app/ as it was at REF beside it, the
+order alternating per view. Per visit: the
 settle time, the number of requests, and the slowest requests (Playwright's timing: when each
 started after the link was opened and how long it took) so that what blocks settling shows.
 
@@ -25,7 +27,9 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from fastapi import FastAPI
 
 from bench.common import ROOT, Served, _serve, bench_key, cluster, free_port, prepare, served
@@ -68,7 +73,49 @@ def warmed_app() -> FastAPI:
 
     app = create_app()
     warm.install(app)
+
+    @app.get("/bench/warmed", include_in_schema=False)
+    async def warmed() -> dict[str, int]:
+        """How many times the warmer has filled the caches (the bench waits for one)."""
+        return {"rounds": int(getattr(app.state, "dashboard_warm_rounds", 0))}
+
     return app
+
+
+async def wait_warmed(base: str, cap_s: float) -> float:
+    """Seconds until the server's warmer finished its first fill (at most cap_s)."""
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        while time.monotonic() - started < cap_s:
+            r = await client.get("/bench/warmed")
+            if r.status_code == 200 and r.json()["rounds"] >= 1:
+                break
+            await asyncio.sleep(1)
+    return time.monotonic() - started
+
+
+@contextmanager
+def served_before(url: str, ref: str) -> Iterator[Served]:
+    """Our API as it was at `ref` (app/ and what it reads exported with git archive into a
+    temporary directory, node_modules linked in)."""
+    with tempfile.TemporaryDirectory(prefix="bw-dash-before-") as tmp:
+        archive = subprocess.run(
+            ["git", "archive", ref, "app", "migrations", "geodata", "alembic.ini"],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        (Path(tmp) / "node_modules").symlink_to(ROOT / "node_modules")
+        port = free_port()
+        env = dict(
+            os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test",
+            BORDERWATCH_RATE_LIMIT="", PYTHONPATH=tmp,
+        )  # fmt: skip
+        cmd = [
+            sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        ]  # fmt: skip
+        with _serve(cmd, env, Path(tmp), port) as s:
+            yield s
 
 
 @contextmanager
@@ -158,11 +205,14 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="server starts per view")
     parser.add_argument("--views", default=",".join(VIEWS), help="comma-separated view names")
     parser.add_argument(
-        "--warm-wait", type=float, default=0.0, help="seconds before the cold visit"
-    )
+        "--warm", action="store_true",
+        help="install the dashboard warmer (app/analysis/warm.py) and open the cold visit once"
+        " it has filled the caches",
+    )  # fmt: skip
     parser.add_argument(
-        "--warm", action="store_true", help="install the dashboard warmer (app/analysis/warm.py)"
+        "--before-ref", help="also serve app/ as it was at this git ref (no warmer), alternating"
     )
+    parser.add_argument("--warm-cap", type=float, default=600.0, help="seconds to wait at most")
     parser.add_argument("--json", help="write every visit here")
     args = parser.parse_args()
     names = [v for v in args.views.split(",") if v]
@@ -177,36 +227,54 @@ async def main() -> None:
     url = cluster().url("bench")
     await prepare(url, INCIDENTS)
     key = await bench_key(url, "admin", name="bench dashboard")
-    results: dict[str, dict[str, list[dict[str, Any]]]] = {
-        n: {"cold": [], "warm": []} for n in names
+    targets = ["now"] + (["before"] if args.before_ref else [])
+    results: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {
+        t: {n: {"cold": [], "warm": []} for n in names} for t in targets
     }
+    warmed_s: list[float] = []
+
+    def serve(target: str) -> Any:
+        if target == "before":
+            return served_before(url, args.before_ref)
+        return served_warmed(url) if args.warm else served(url)
+
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             for turn in range(args.rounds):
                 order = names[turn % len(names) :] + names[: turn % len(names)]
-                for name in order:
-                    serve = served_warmed if args.warm else served
-                    with serve(url) as server:
-                        if args.warm_wait:
-                            await asyncio.sleep(args.warm_wait)
-                        for kind in ("cold", "warm"):
-                            v = await visit(browser, server.base, key, VIEWS[name])
-                            _report(name, kind, v)
-                            results[name][kind].append(
-                                {"settle_s": v.settle_s, "requests": v.requests, "errors": v.errors}
-                            )
+                for k, name in enumerate(order):
+                    pair = targets if (turn + k) % 2 == 0 else targets[::-1]
+                    for target in pair:
+                        with serve(target) as server:
+                            if target == "now" and args.warm:
+                                warmed_s.append(await wait_warmed(server.base, args.warm_cap))
+                                print(f"  warmed in {warmed_s[-1]:.0f} s", file=sys.stderr)
+                            for kind in ("cold", "warm"):
+                                v = await visit(browser, server.base, key, VIEWS[name])
+                                _report(f"{name} ({target})", kind, v)
+                                results[target][name][kind].append(
+                                    {"settle_s": v.settle_s, "requests": v.requests,
+                                     "errors": v.errors}
+                                )  # fmt: skip
         finally:
             await browser.close()
-    print("\nview                 cold s (median, runs)        warm s (median, runs)")
-    for name in names:
-        row = []
-        for kind in ("cold", "warm"):
-            runs = [r["settle_s"] for r in results[name][kind]]
-            row.append(f"{statistics.median(runs):5.2f} [{', '.join(f'{x:.2f}' for x in runs)}]")
-        print(f"{name:<20} {row[0]:<28} {row[1]}")
+    print("\ntarget  view                 cold s (median [runs])       warm s (median [runs])")
+    for target in targets:
+        for name in names:
+            row = []
+            for kind in ("cold", "warm"):
+                runs = [r["settle_s"] for r in results[target][name][kind]]
+                median = statistics.median(runs)
+                row.append(f"{median:5.2f} [{', '.join(f'{x:.2f}' for x in runs)}]")
+            print(f"{target:<7} {name:<20} {row[0]:<28} {row[1]}")
+    if warmed_s:
+        print(f"warmer's first fill: {', '.join(f'{x:.0f}' for x in warmed_s)} s")
     if args.json:
-        out = json.dumps({"views": VIEWS, "results": results}, ensure_ascii=False, indent=1)
+        out = json.dumps(
+            {"views": VIEWS, "results": results, "warmed_s": warmed_s},
+            ensure_ascii=False, indent=1,
+        )  # fmt: skip
         await asyncio.to_thread(Path(args.json).write_text, out, encoding="utf-8")
 
 

@@ -8,7 +8,8 @@ opens with); another scope or filter fills its own entries on first use as befor
 
     install(app)  # once, in create_app (app/main.py): starts with the app, stops with it
 
-After start the warmer fills everything once; then it reads the versions every POLL_S seconds
+After start the warmer fills everything once (`app.state.dashboard_warm_rounds` counts the
+fills); then it reads the versions every POLL_S seconds
 and, when they moved, fills again, at most once per MIN_GAP_S (under a steady stream of writes
 the answers between two fills come from PostgreSQL, as without the warmer).
 """
@@ -133,11 +134,16 @@ async def warm_once(app: FastAPI) -> None:
                     session=session, filt=filt, tile=tile, aggregate_only=False
                 )
 
+    async def timed(name: str, fn: Any) -> None:
+        started = time.perf_counter()
+        await step(name, fn)
+        log.info("warmed %s in %.1f s", name, time.perf_counter() - started)
+
     for name, fn in (
         ("snapshot", snap), ("cross-boundary hits", hits), ("border zone", zone),
         ("hot spots", hotspots), ("tiles", tiles),
     ):  # fmt: skip
-        await step(name, fn)
+        await timed(name, fn)
 
 
 def snapshots_of(app: FastAPI) -> snapshot.SnapshotCache:
@@ -161,6 +167,7 @@ async def run(app: FastAPI) -> None:
             started = time.perf_counter()
             await warm_once(app)
             seen = found
+            app.state.dashboard_warm_rounds = getattr(app.state, "dashboard_warm_rounds", 0) + 1
             log.info("dashboard caches warmed in %.1f s", time.perf_counter() - started)
         await asyncio.sleep(POLL_S)
 
