@@ -57,7 +57,7 @@ def _server(url: str, workers: int, limits: dict[str, str]) -> Iterator[Served]:
     cmd = [
         sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-        "--workers", str(workers),
+        "--workers", str(workers), "--timeout-worker-healthcheck", "30",
     ]  # fmt: skip
     with _serve(cmd, env, ROOT, port) as served:
         yield served

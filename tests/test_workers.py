@@ -9,6 +9,7 @@ side of the request's TCP connection (/proc/net/tcp) and the worker that holds t
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import math
 import os
 import re
@@ -74,6 +75,31 @@ def _holder(pids: list[int], inode: int) -> int | None:
             except OSError:
                 continue
     return None
+
+
+SYS_PIDFD_GETFD = 438  # Linux >= 5.6, the same number on x86-64 and arm64
+
+
+def _nodelay_in(pid: int, inode: int) -> bool | None:
+    """TCP_NODELAY of socket `inode` as process `pid` holds it (a duplicate of its descriptor
+    through pidfd_getfd, which needs ptrace rights: None when refused)."""
+    wanted = f"socket:[{inode}]"
+    fd = next(
+        (int(n) for n in os.listdir(f"/proc/{pid}/fd")
+         if os.readlink(f"/proc/{pid}/fd/{n}") == wanted),
+        None,
+    )  # fmt: skip
+    if fd is None:
+        return None
+    pidfd = os.pidfd_open(pid)
+    try:
+        ours = ctypes.CDLL(None, use_errno=True).syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
+    finally:
+        os.close(pidfd)
+    if ours < 0:
+        return None
+    with socket.socket(fileno=ours) as sock:  # closing our duplicate leaves theirs open
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
 
 @dataclass
@@ -155,7 +181,7 @@ async def served(
     ]  # fmt: skip
     proc = _spawn(command, env, log)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180  # a loaded machine: workers import the app slowly
         workers: list[int] = []
         while len(workers) < WORKERS or log.read_text().count("startup complete") < WORKERS:
             assert proc.poll() is None, _tail(log)
@@ -326,6 +352,25 @@ def test_accepted_connections_have_tcp_nodelay() -> None:
             listener.close()
 
     assert asyncio.run(accept_one()) != 0
+
+
+async def test_the_workers_connections_have_tcp_nodelay(served: Served) -> None:
+    """The sockets the workers accepted, read from the workers themselves: TCP_NODELAY on."""
+    seen: dict[int, bool | None] = {}
+    for _ in range(60):
+        if len(seen) == WORKERS:
+            break
+        async with httpx.AsyncClient(base_url=served.base, timeout=30) as c:
+            r = await c.get("/healthz")  # the connection stays open (keep-alive) until we leave
+            client_port = int(r.extensions["network_stream"].get_extra_info("client_addr")[1])
+            inode = _tcp_inode(served.port, client_port)
+            assert inode is not None
+            pid = _holder(served.workers, inode)
+            assert pid is not None
+            if pid not in seen:
+                seen[pid] = _nodelay_in(pid, inode)
+    # None: pidfd_getfd refused (it needs Linux >= 5.6 and ptrace rights, as root here)
+    assert seen == dict.fromkeys(served.workers, True)
 
 
 async def test_sigterm_stops_every_worker(served: Served) -> None:

@@ -22,6 +22,10 @@ from app.incidents import demo
 from app.runtime import database_url, embedded_cluster
 
 GRACEFUL_S = 10  # with --workers: how long a stopping worker lets open requests finish
+# with --workers: a worker that does not answer the supervisor's ping for this long is killed
+# and replaced. uvicorn's 5 s default killed workers still importing the app on a loaded
+# 2-core machine (spawn imports it again in each worker), over and over
+HEALTHCHECK_S = 30
 
 db_app = group("The embedded PostGIS cluster (used when DATABASE_URL is not set).")
 
@@ -183,6 +187,7 @@ def serve(
                 proxy_headers=False,
                 workers=processes,
                 timeout_graceful_shutdown=GRACEFUL_S,
+                timeout_worker_healthcheck=HEALTHCHECK_S,
             )
     finally:
         if started:
