@@ -74,6 +74,8 @@ REPLAY_FRESH_S = 0.005
 CHECK_TIMEOUT_S = 2.0  # one replica check (connect included)
 MAX_REMEMBERED = 10_000  # credentials whose last write this process remembers
 LSN_TEXT = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
+LSN_COOKIE_BYTES = LSN_COOKIE.encode() + b"="
+LSN_IN_COOKIES = re.compile(rb"(?:^|;)\s*" + re.escape(LSN_COOKIE_BYTES) + rb"([^;]*)")
 
 # session.info keys
 REPLICA = "borderwatch.replica"  # the Replica a session reads from (absent: the primary)
@@ -340,29 +342,41 @@ class ReplicaSet:
         while len(self.remembered) > MAX_REMEMBERED:
             self.remembered.popitem(last=False)
 
-    def wanted(self, request: Request) -> int | None:
+    def wanted(self, scope: Scope) -> int | None:
         """The newest WAL position this request must see: its header, its cookie, or the
-        last write of its credentials on this process; None when it names none."""
+        last write of its credentials on this process; None when it names none. (Read off the
+        raw headers: Starlette's Headers, cookies and URL objects cost more than the choice.)"""
+        header = cookies = authorization = api_key = None
+        for name, value in scope["headers"]:
+            if name == b"borderwatch-lsn":
+                header = value
+            elif name == b"cookie":
+                cookies = value if cookies is None else cookies + b"; " + value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"x-api-key":
+                api_key = value
         best: int | None = None
-        header = request.headers.get(LSN_HEADER)
         if header is not None:
-            best = parse_lsn(header)
+            best = parse_lsn(header.decode("latin-1"))
             if best is None:
                 raise InvalidInput(
                     f"the {LSN_HEADER} header must be a WAL position as a write's answer gave"
                     " it (e.g. 0/16B3748)",
                     field=LSN_HEADER,
                 )
-        cookie = request.cookies.get(LSN_COOKIE)
-        from_cookie = parse_lsn(cookie) if cookie else None  # a stale or odd cookie: ignored
-        if from_cookie is not None and (best is None or from_cookie > best):
-            best = from_cookie
-        digest = credential_digest(
-            request.headers.get("authorization"), request.headers.get("x-api-key")
-        )
-        if digest is not None and self.remembered:
-            found = self.remembered.get(digest)
-            if found is not None:
+        if cookies is not None and LSN_COOKIE_BYTES in cookies:
+            m = LSN_IN_COOKIES.search(cookies)
+            from_cookie = parse_lsn(m[1].decode("latin-1")) if m else None  # odd: ignored
+            if from_cookie is not None and (best is None or from_cookie > best):
+                best = from_cookie
+        if self.remembered and (authorization or api_key):
+            digest = credential_digest(
+                authorization.decode("latin-1") if authorization else None,
+                api_key.decode("latin-1") if api_key else None,
+            )
+            found = self.remembered.get(digest) if digest is not None else None
+            if found is not None and digest is not None:
                 if found[1] < time.monotonic():
                     del self.remembered[digest]
                 elif best is None or found[0] > best:
@@ -371,20 +385,22 @@ class ReplicaSet:
 
     async def choose(self, request: Request) -> Replica | None:
         """The replica this request reads from; None for the primary."""
-        if request.method not in READS or not LAG_TOLERANT.match(request.url.path):
+        scope = request.scope
+        if scope["method"] not in READS or not LAG_TOLERANT.match(scope["path"]):
             return None
         if self._task is None:
             self.start()  # an app used without its lifespan (tests' ASGI transport)
-        if getattr(request.state, ON_PRIMARY, False):
+        if scope.get("state", {}).get(ON_PRIMARY):
             return None
-        healthy = [r for r in self.replicas if r.healthy]
+        healthy = [r for r in self.replicas if r.status == "ok"]
         if not healthy:
             return None
-        need = self.wanted(request)
+        need = self.wanted(scope)
         self._turn = (self._turn + 1) % len(healthy)
-        order = healthy[self._turn :] + healthy[: self._turn]
+        first = healthy[self._turn]
         if need is None:
-            return order[0]
+            return first
+        order = healthy[self._turn :] + healthy[: self._turn]
         for r in order:
             if r.replay_lsn is not None and r.replay_lsn >= need:
                 return r
