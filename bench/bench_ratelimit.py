@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import asyncpg
 import httpx
@@ -63,15 +64,54 @@ def _server(url: str, workers: int, limits: dict[str, str]) -> Iterator[Served]:
         yield served
 
 
-async def _measure(
-    served: Served, key: str, concurrency: int, requests: int
-) -> tuple[float, float, list[bool]]:
-    """Median latency (ms) and requests per second of GET /me, and TCP_NODELAY on each
-    connection the server's processes hold open for the client (bench.common.tcp_nodelay)."""
+@dataclass
+class Figures:
+    """One measurement: median latency (ms), requests/s, CPU per request (ms) of the API
+    processes and of the database's backends, and TCP_NODELAY on the client's connections."""
+
+    median_ms: float
+    per_s: float
+    api_cpu_ms: float
+    pg_cpu_ms: float
+    nodelay: list[bool]
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (all their threads) so far."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def _backends(url: str) -> list[int]:
+    u = make_url(url)
+    conn = await asyncpg.connect(
+        host=u.host, port=u.port, user=u.username, password=u.password, database="postgres"
+    )
+    try:
+        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", DATABASE)
+    finally:
+        await conn.close()
+    return [int(r["pid"]) for r in rows]
+
+
+async def _measure(served: Served, url: str, key: str, concurrency: int, requests: int) -> Figures:
+    """GET /me `requests` times from `concurrency` keep-alive clients (after as many to warm
+    up): latency, throughput, and CPU per request read from /proc (a loaded machine moves the
+    wall-clock figures, much less the CPU spent per request)."""
     samples: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=served.base, limits=limits, headers=headers) as client:
+    transport = httpx.AsyncHTTPTransport(retries=2, limits=limits)  # connect errors only
+    async with httpx.AsyncClient(
+        base_url=served.base, transport=transport, headers=headers, timeout=30
+    ) as client:
         left = requests
         deadline = time.monotonic() + CAP_S
 
@@ -80,20 +120,31 @@ async def _measure(
             while left > 0 and time.monotonic() < deadline:
                 left -= 1
                 t = time.perf_counter()
-                r = await client.get("/me")
+                try:
+                    r = await client.get("/me")
+                except httpx.RemoteProtocolError:  # a keep-alive connection closed as we sent
+                    r = await client.get("/me")
                 samples.append(time.perf_counter() - t)
                 assert r.status_code == 200, r.text
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))  # warm the connections
+        api = [served.pid, *_children(served.pid)]
+        pg = await _backends(url)
         left = requests
         samples.clear()
+        cpu_api, cpu_pg = _cpu_s(api), _cpu_s(pg)
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        cpu_api, cpu_pg = _cpu_s(api) - cpu_api, _cpu_s(pg) - cpu_pg
         nodelay: list[bool] = []
         for pid in _children(served.pid) or [served.pid]:
             nodelay += tcp_nodelay(Served(served.base, served.port, pid)) or []
-    return statistics.median(samples) * 1000, len(samples) / elapsed, nodelay
+    n = len(samples)
+    return Figures(
+        statistics.median(samples) * 1000, n / elapsed, cpu_api / n * 1000, cpu_pg / n * 1000,
+        nodelay,
+    )  # fmt: skip
 
 
 async def _memory_limiter_us(hits: int = 20_000) -> float:
@@ -166,7 +217,7 @@ def main(rounds: int, requests: int) -> None:
         f"PostgreSQL counting (after), in process: {one:.0f} µs per check one at a time;"
         f" {many:.0f} µs per check with 16 in flight ({per_call:.1f} checks per call)"
     )
-    results: dict[tuple[int, int, str], list[tuple[float, float]]] = {}
+    results: dict[tuple[int, int, str], list[Figures]] = {}
     try:
         for workers in (1, 2):
             for n in range(rounds):
@@ -176,28 +227,47 @@ def main(rounds: int, requests: int) -> None:
                 for mode, env in order:
                     with _server(url, workers, env) as served:
                         for c in (1, 16):
-                            *got, nodelay = asyncio.run(_measure(served, key, c, requests))
-                            results.setdefault((workers, c, mode), []).append((got[0], got[1]))
+                            got = asyncio.run(_measure(served, url, key, c, requests))
+                            results.setdefault((workers, c, mode), []).append(got)
                             print(f"  processes={workers} round {n + 1} {mode} c={c}:"
-                                  f" {got[0]:.2f} ms, {got[1]:.0f}/s; connections with"
-                                  f" TCP_NODELAY {sum(nodelay)}/{len(nodelay)}",
+                                  f" {got.median_ms:.2f} ms, {got.per_s:.0f}/s, CPU per request"
+                                  f" API {got.api_cpu_ms:.2f} ms + PostgreSQL"
+                                  f" {got.pg_cpu_ms:.2f} ms; connections with TCP_NODELAY"
+                                  f" {sum(got.nodelay)}/{len(got.nodelay)}",
                                   file=sys.stderr)  # fmt: skip
     finally:
         asyncio.run(_drop(url))
-    print("| processes | concurrency | off: median ms, req/s | on: median ms, req/s |"
-          " on/off latency | on/off throughput |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "| processes | c | median ms off → on | req/s off → on | API CPU ms/request off → on"
+        " | PostgreSQL CPU ms/request off → on | on/off: latency, throughput, total CPU |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")  # fmt: skip
     for workers in (1, 2):
         for c in (1, 16):
             off, on = results[(workers, c, "off")], results[(workers, c, "on")]
-            lat = statistics.median(b[0] / a[0] for a, b in zip(off, on, strict=True))
-            thr = statistics.median(b[1] / a[1] for a, b in zip(off, on, strict=True))
-            print(
-                f"| {workers} | {c} | {statistics.median(a[0] for a in off):.2f},"
-                f" {statistics.median(a[1] for a in off):.0f} |"
-                f" {statistics.median(b[0] for b in on):.2f},"
-                f" {statistics.median(b[1] for b in on):.0f} | {lat:.3f} | {thr:.3f} |"
+
+            cpu = statistics.median(
+                (b.api_cpu_ms + b.pg_cpu_ms) / (a.api_cpu_ms + a.pg_cpu_ms)
+                for a, b in zip(off, on, strict=True)
             )
+            print(
+                f"| {workers} | {c} | {med(off, 'median_ms'):.2f} → {med(on, 'median_ms'):.2f}"
+                f" | {med(off, 'per_s'):.0f} → {med(on, 'per_s'):.0f}"
+                f" | {med(off, 'api_cpu_ms'):.2f} → {med(on, 'api_cpu_ms'):.2f}"
+                f" | {med(off, 'pg_cpu_ms'):.2f} → {med(on, 'pg_cpu_ms'):.2f}"
+                f" | {ratio(off, on, 'median_ms'):.2f}, {ratio(off, on, 'per_s'):.2f}, {cpu:.2f} |"
+            )
+
+
+def med(rows: list[Figures], field: str) -> float:
+    """The median of one field over the rounds."""
+    return float(statistics.median(float(getattr(r, field)) for r in rows))
+
+
+def ratio(off: list[Figures], on: list[Figures], field: str) -> float:
+    """The median over the rounds of on / off for one field."""
+    pairs = zip(off, on, strict=True)
+    return float(statistics.median(float(getattr(b, field)) / getattr(a, field) for a, b in pairs))
 
 
 def _children(pid: int) -> list[int]:
