@@ -173,6 +173,8 @@ class SharedCounter:
                 server_settings={
                     "application_name": f"{APPLICATION_NAME} {os.getpid()}",
                     "statement_timeout": str(int(CALL_TIMEOUT_S * 1000)),
+                    # counts are UNLOGGED: a call never waits for a WAL flush
+                    "synchronous_commit": "off",
                 },
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
