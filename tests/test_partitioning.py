@@ -332,6 +332,31 @@ async def test_what_partitioning_changes(partitioned: AsyncConnection) -> None:
             f"CREATE TABLE {SCHEMA}.note_by_key (incident_id uuid, occurred_at timestamptz,"
             f" FOREIGN KEY (incident_id, occurred_at) REFERENCES {SCHEMA}.incident (id, occurred_at))",
         )
+    # an edit of occurred_at moves the row to its new year's partition, and the parent's
+    # statement triggers see it as an update: the history records it as one
+    async with conn.begin_nested() as moved:
+        ident = (
+            await conn.execute(text(f"SELECT id FROM {SCHEMA}.incident_2024 LIMIT 1"))
+        ).scalar_one()
+        # (the demo load named its own action for the rest of the transaction)
+        await run(conn, "SELECT set_config('borderwatch.action', '', true)")
+        where = await conn.execute(
+            text(
+                f"UPDATE {SCHEMA}.incident SET occurred_at = occurred_at + interval '1 year',"
+                " version = version + 1 WHERE id = :i RETURNING tableoid::regclass::text"
+            ),
+            {"i": ident},
+        )
+        assert where.scalar_one() == f"{SCHEMA}.incident_2025"
+        history = await conn.execute(
+            text(
+                "SELECT action, changes ? 'occurred_at' FROM incident_history"
+                " WHERE incident_id = :i ORDER BY id DESC LIMIT 1"
+            ),
+            {"i": ident},
+        )
+        assert history.one() == ("update", True)
+        await moved.rollback()
     # a row lands in the partition of its year in Vietnam's time (23:30 on 31 December 2024
     # in Hồ Chí Minh City is 16:30 UTC; a minute past midnight there is 2025)
     async with conn.begin_nested() as copy:
