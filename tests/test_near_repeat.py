@@ -162,6 +162,9 @@ async def test_scope_and_category(
     params = {"distance_bands": "1000", "time_bands": "30"}
     national = await get(client, **params)
     assert national["incidents"] == 14
+    # both places lie within 50 km of the border: the border zone holds all of them
+    zone = await get(client, area="border-zone", **params)
+    assert zone["incidents"] == 14 and zone["cells"] == national["cells"]
     key = await make_key(session, "viewer", "VN-44")
     async with app_client(engine, session, settings, key) as viewer:
         scoped = await get(viewer, **params)

@@ -316,7 +316,7 @@ async def located(
             overlaps_bbox(i.geom, hotspots._padded(study.extent)),
             i.occurred_at >= edge_values[0],
             i.occurred_at < edge_values[-1],
-            *_near_border(study),
+            *near_border(study),
         )
         .offset(literal_column("'0'"))  # a fence: the projection once per incident
         .subquery()
@@ -333,7 +333,7 @@ async def located(
     return Located(pairs[:, 0].copy(), pairs[:, 1].copy(), step)
 
 
-def _near_border(study: hotspots.StudyArea) -> list[ColumnElement[bool]]:
+def near_border(study: hotspots.StudyArea) -> list[ColumnElement[bool]]:
     """For the border zone, a prefilter on the derived distance to the border (btree): the
     zone's 50 km are measured in EPSG:32648, whose scale factor (0.9996 to 1.0026 over Viet
     Nam) keeps them within 50.02 km on the spheroid, so 1 % more loses no incident of the

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from sqlalchemy import Float, LargeBinary, bindparam, cast, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.analysis import hotspots
+from app.analysis import emerging, hotspots
 from app.errors import InvalidInput
 from app.geo.spatial import SRID_UTM48N, overlaps_bbox
 from app.i18n import Lang
@@ -251,6 +251,7 @@ async def events(
     xy_col = func.ST_Transform(i.geom, SRID_UTM48N)
     if study is not None:
         conditions.append(overlaps_bbox(i.geom, hotspots._padded(study.extent)))
+        conditions.extend(emerging.near_border(study))
         shape = func.ST_GeomFromWKB(bindparam("study", study.wkb, type_=LargeBinary), SRID_UTM48N)
         conditions.append(func.ST_Intersects(shape, xy_col))
     rows = (
