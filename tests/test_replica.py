@@ -239,10 +239,18 @@ async def test_reads_wait_for_the_writers_own_write_and_reach_others_after_repla
             )
             assert r.status_code == 200
             assert new in {f["id"] for f in r.json()["features"]}
+            # the cookie alone, in another client's jar (another key: no memory of the write)
+            async with client(served, served.keys["admin"].key) as browser:
+                assert new not in await listed(browser)
+                browser.cookies.set(LSN_COOKIE, shown, domain="borderwatch.test")
+                assert new in await listed(browser)
             # the same credentials, without cookie or header: this process remembers the write
             async with client(served, officer) as again:
                 assert new in await listed(again)
             assert new not in await listed(reader)  # still paused: still the replica
+            # a refused write names no position
+            bad = await writer.post("/incidents", json={**incident(), "severity": 9})
+            assert bad.status_code == 422 and LSN_HEADER not in bad.headers
         finally:
             await replay(served.replica_url, paused=False)
         # everyone sees it once the replica has replayed it, within a bounded wait
@@ -413,5 +421,50 @@ async def test_a_stopped_replica_sends_reads_to_the_primary_without_errors(
                 assert time.monotonic() - start < VISIBLE_WAIT_S, "the replica did not come back"
                 await asyncio.sleep(0.2)
             assert await listed(c) == before
+    finally:
+        await engine.dispose()
+
+
+async def test_a_replica_too_far_behind_is_skipped_until_it_catches_up(
+    database: Database, standby: EmbeddedCluster
+) -> None:
+    """With a lag bound of half a second, a replica whose replay is paused while the primary
+    takes a write is judged `lagging` by the next checks: everyone's reads go to the primary
+    (the row is there for a client that did not write it), /readyz says so and stays 200."""
+    replica_url = standby.url(database.name)
+    settings = Settings(
+        environment="test", database_url=database.url, read_database_url=[replica_url],
+        read_check_s=0.1, read_max_lag_s=0.5, rate_limit="", tile_rate_limit="",
+    )  # fmt: skip
+    engine = create_engine(database.url, settings)
+    app = create_app(settings, engine=engine)
+    served = Served(app, engine, database.url, replica_url, standby, database.keys)
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            client(served, database.keys["scoped officer"].key) as writer,
+            client(served, database.keys["analyst"].key) as reader,
+        ):
+            await wait_replayed(replica_url, await primary_lsn(database.url))
+            await replay(replica_url, paused=True)
+            try:
+                made = await writer.post("/incidents", json=incident())
+                assert made.status_code == 201
+                new = made.json()["id"]
+                start = time.monotonic()
+                while (await _replicas(reader))[0]["status"] != "lagging":
+                    assert time.monotonic() - start < VISIBLE_WAIT_S, "never judged lagging"
+                    await asyncio.sleep(0.1)
+                replica = (await _replicas(reader))[0]
+                assert replica["used_for_reads"] is False and replica["lag_s"] > 0.5
+                assert replica["replay_paused"] is True
+                assert new in await listed(reader)  # from the primary now
+            finally:
+                await replay(replica_url, paused=False)
+            start = time.monotonic()
+            while not (await _replicas(reader))[0]["used_for_reads"]:
+                assert time.monotonic() - start < VISIBLE_WAIT_S, "the replica did not catch up"
+                await asyncio.sleep(0.1)
+            assert new in await listed(reader)
     finally:
         await engine.dispose()
