@@ -275,6 +275,8 @@ class ReplicaSet:
         await asyncio.gather(*(self._check(r) for r in self.replicas))
 
     async def _check(self, r: Replica) -> None:
+        if _busy(r):
+            return  # requests wait for its connections: it serves, and is judged next time
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_S), r.engine.connect() as conn:
                 row = await fetch_row(conn, _statement(conn, REPLICA_STATE), {})
@@ -306,8 +308,8 @@ class ReplicaSet:
     async def _replayed(self, r: Replica) -> None:
         """Read a replica's replayed position now (for a request that needs a newer one)."""
         async with r.lock:
-            if time.monotonic() - r.replay_at <= REPLAY_FRESH_S:
-                return  # another request has just read it
+            if time.monotonic() - r.replay_at <= REPLAY_FRESH_S or _busy(r):
+                return  # another request has just read it, or no connection is free
             try:
                 async with asyncio.timeout(CHECK_TIMEOUT_S), r.engine.connect() as conn:
                     row = await fetch_row(conn, _statement(conn, REPLAY_LSN), {})
@@ -438,6 +440,12 @@ class ReplicaSet:
     def engines(self) -> list[AsyncEngine]:
         """The replicas' engines (app.state.read_engines)."""
         return [r.engine for r in self.replicas]
+
+
+def _busy(r: Replica) -> bool:
+    """Whether requests are waiting for one of the replica's pooled connections (a check would
+    wait too, and a full pool is no sign of a replica down)."""
+    return getattr(r.engine.pool, "waiting", 0) > 0
 
 
 def _recovery_conflict(exc: BaseException) -> bool:
