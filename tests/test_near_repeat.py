@@ -135,6 +135,13 @@ async def test_uniform_random_is_not_significant(
     table = observed(body)
     assert (table == brute_force(x, y, t)).all()
     cells = body["cells"]
+    # the expectation under shuffled times, exactly: a pair gets two of the n times at random,
+    # so its time band follows all pairs' time differences; expected = row pairs x that share
+    share = table.sum(axis=0) / table.sum()
+    exact = table.sum(axis=1)[:, None] * share[None, :]
+    expected = np.array([c["expected"] for c in cells]).reshape(table.shape)
+    # the mean of 199 shuffles (fixed seed): within 4 Poisson standard errors of it
+    assert (np.abs(expected - exact) <= 4 * np.sqrt(exact / 199) + 1e-3).all(), (expected, exact)
     significant = sum(c["p_value"] <= 0.05 for c in cells)
     # 30 cells: about 1.5 significant at 0.05 by chance; 6 or more has probability < 0.5 %
     assert significant <= 5, [(c["observed"], c["expected"], c["p_value"]) for c in cells]
