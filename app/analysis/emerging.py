@@ -105,7 +105,7 @@ def _advance(start: datetime, step: Step, n: int) -> datetime:
     if step == "month":
         months = start.year * 12 + start.month - 1 + n
         return start.replace(year=months // 12, month=months % 12 + 1)
-    # local days: Asia/Ho_Chi_Minh has no daylight saving, so 7 days are always 168 hours
+    # wall-clock arithmetic (same tzinfo): every edge is a local Monday midnight
     return (start + timedelta(days=7 * n)).replace(tzinfo=LOCAL)
 
 
