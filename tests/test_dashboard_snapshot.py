@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -259,3 +260,18 @@ async def test_warmer_fills_the_national_caches(db: Db) -> None:
         async with sessionmaker(db.engine)() as session:
             direct = await stats.stats(session=session, filt=warm.national(app), group_by="month")
         assert body == direct
+
+
+def test_busiest_tiles_are_where_the_incidents_are() -> None:
+    """Two incidents in Hồ Chí Minh City, one in Hà Nội: the z8 tile around Hồ Chí Minh City
+    (8/203/120, the issue's opening tile for the south) first, then Hà Nội's (8/203/112)."""
+    n = 3
+    snap = snapshot.Snapshot(
+        token="t", ids=np.array([bytes([k]) * 16 for k in range(n)], dtype="S16"),
+        x=np.array([106.70, 106.66, 105.85]), y=np.array([10.78, 10.80, 21.03]),
+        category=np.zeros(n, np.int16), status=np.zeros(n, np.int16),
+        occurred=np.zeros(n, np.int64), month=np.zeros(n, np.int32),
+        severity=np.ones(n, np.int16), categories=("smuggling",),
+    )  # fmt: skip
+    tiles = warm.busiest_tiles(snap, 8, 24)
+    assert [(t.z, t.x, t.y) for t in tiles] == [(8, 203, 120), (8, 203, 112)]

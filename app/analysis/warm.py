@@ -2,9 +2,10 @@
 day (after a start, or after a write moved a layer version) finds them filled: the national
 incident snapshot and cross-boundary hits (app/analysis/snapshot.py, adjacency.py), the
 border-zone bands of the default parameters, the hot-spot grid without filter and the
-aggregate incident tiles of the country's low zooms (z3-z7 over Vietnam, kept per version in
-app/tiles/incidents.py). Everything is for a national key without filter (what the dashboard
-opens with); another scope or filter fills its own entries on first use as before.
+aggregate incident tiles of the country's low zooms (z3-z7 over Vietnam, and the 24 z8 tiles
+holding the most incidents; kept per version in app/tiles/incidents.py). Everything is for a
+national key without filter (what the dashboard opens with); another scope or filter fills its
+own entries on first use as before.
 
     install(app)  # once, in create_app (app/main.py): starts with the app, stops with it
 
@@ -25,6 +26,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +45,7 @@ log = logging.getLogger("borderwatch.warm")
 POLL_S = 5.0
 MIN_GAP_S = 30.0
 TILE_ZOOMS = range(3, 8)  # aggregate tiles over Vietnam kept after each change
+BUSIEST_ZOOM, BUSIEST_TILES = 8, 24  # and the busiest tiles of z8 (the cities' opening views)
 VIETNAM_BBOX = (102.1, 8.4, 109.5, 23.4)
 ZONE_BANDS = (0.0, 5.0, 20.0, 50.0)  # the dashboard's border-zone request (js/layers.js)
 ZONE_SIMPLIFY_M = 1000.0
@@ -67,6 +70,20 @@ def tiles_over(bbox: tuple[float, float, float, float], z: int) -> Iterator[Tile
     for x in range(tx(bbox[0]), tx(bbox[2]) + 1):
         for y in range(ty(bbox[3]), ty(bbox[1]) + 1):
             yield Tile(z, x, y)
+
+
+def busiest_tiles(snap: snapshot.Snapshot, z: int, n: int) -> list[Tile]:
+    """The n tiles of zoom z holding the most incidents of the snapshot (where a tile made
+    afresh costs the most), busiest first."""
+    if not len(snap):
+        return []
+    size = 2**z
+    x = np.clip(((snap.x + 180.0) / 360.0 * size).astype(np.int64), 0, size - 1)
+    lat = np.radians(np.clip(snap.y, -85.0511, 85.0511))
+    y = np.clip(((1 - np.arcsinh(np.tan(lat)) / np.pi) / 2 * size).astype(np.int64), 0, size - 1)
+    cells, counts = np.unique(x * size + y, return_counts=True)
+    top = cells[np.argsort(-counts, kind="stable")[:n]]
+    return [Tile(z, int(c // size), int(c % size)) for c in top]
 
 
 async def warm_once(app: FastAPI) -> None:
@@ -128,11 +145,15 @@ async def warm_once(app: FastAPI) -> None:
         await grids.get((filt, version), session, filt, home)
 
     async def tiles(session: AsyncSession) -> None:
-        for z in TILE_ZOOMS:
-            for tile in tiles_over(VIETNAM_BBOX, z):
-                await incident_tiles.incidents_tile(
-                    session=session, filt=filt, tile=tile, aggregate_only=False
-                )
+        wanted = [t for z in TILE_ZOOMS for t in tiles_over(VIETNAM_BBOX, z)]
+        found = await versions.read(session=session)
+        snap = cache.ready(snapshot.token(found, filt))
+        if snap is not None:
+            wanted += busiest_tiles(snap, BUSIEST_ZOOM, BUSIEST_TILES)
+        for tile in wanted:
+            await incident_tiles.incidents_tile(
+                session=session, filt=filt, tile=tile, aggregate_only=False
+            )
 
     async def timed(name: str, fn: Any) -> None:
         started = time.perf_counter()
