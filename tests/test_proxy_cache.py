@@ -30,9 +30,10 @@ import httpx
 import mapbox_vector_tile
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from conftest import Demo, _free_port, live_app, needs
+from app.config import Settings
+from conftest import Demo, _free_port, app_client, live_app, make_key, needs
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "docker" / "nginx" / "borderwatch.conf.template"
@@ -198,6 +199,38 @@ async def tile_url(c: httpx.AsyncClient, key: str) -> str:
 
 async def fetch(c: httpx.AsyncClient, url: str, key: str | None) -> httpx.Response:
     return await c.get(url, headers=bearer(key) if key else {})
+
+
+async def test_the_check_tags_what_decides_a_tile(
+    engine: AsyncEngine, session: AsyncSession, settings: Settings
+) -> None:
+    """The view tag: the same for every role but viewer within a scope, another for viewers
+    and for another scope; `public` without a key only where reference data are public."""
+    keys = {
+        "officer": await make_key(session, "officer"),
+        "analyst": await make_key(session, "analyst"),
+        "viewer": await make_key(session, "viewer"),
+        "scoped": await make_key(session, "analyst", jurisdiction=SCOPE),
+        "scoped viewer": await make_key(session, "viewer", jurisdiction=SCOPE),
+    }
+    tags = {}
+    for who, key in keys.items():
+        async with app_client(engine, session, settings, key) as c:
+            r = await c.get("/auth/check")
+        assert r.status_code == 204 and r.content == b"", (who, r.text)
+        assert r.headers["cache-control"] == "no-store"
+        tags[who] = r.headers["x-borderwatch-view"]
+    assert tags["officer"] == tags["analyst"]
+    assert len({tags[w] for w in ("analyst", "viewer", "scoped", "scoped viewer")}) == 4
+    async with app_client(engine, session, settings, None) as c:
+        anonymous = await c.get("/auth/check")
+    assert anonymous.status_code == 401 and anonymous.headers["content-type"] == PROBLEM
+    public = settings.model_copy(update={"public_reference_data": True})
+    async with app_client(engine, session, public, None) as c:
+        opened = await c.get("/auth/check")
+    assert opened.status_code == 204 and opened.headers["x-borderwatch-view"] == "public"
+    async with app_client(engine, session, public, "bw_wrong") as c:
+        assert (await c.get("/auth/check")).status_code == 401
 
 
 async def test_tiles_are_shared_per_view_only(proxied: Proxied) -> None:
