@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from typing import Annotated, Literal
 
@@ -59,7 +60,7 @@ async def _from_memory(
 
         cache.schedule(key, make)
         return None
-    pairs = adjacency.table_from_memory(snap, hits, filt)
+    pairs = await asyncio.to_thread(adjacency.table_from_memory, snap, hits, filt)
     return orjson.dumps({"level": level, "km": km, "at": at.isoformat(), "pairs": pairs})
 
 

@@ -169,12 +169,18 @@ async def build(*, session: AsyncSession, filt: IncidentFilter) -> Snapshot | No
     after = await versions.read(session=session)
     if token(before, filt) != token(after, filt):
         return None
-    rows = np.frombuffer(bytes(data), dtype=ROW)
+    # the columns are made in a thread (numpy lets go of the GIL): requests go on meanwhile
+    return await asyncio.to_thread(_columns, bytes(data), token(before, filt), categories)
+
+
+def _columns(data: bytes, key: str, categories: tuple[str, ...]) -> Snapshot:
+    """The snapshot from the packed rows (ROW)."""
+    rows = np.frombuffer(data, dtype=ROW)
     rows = rows[np.argsort(rows["id"], kind="stable")]  # numpy's own order, for searchsorted
     if rows.size and (int(rows["category"].min()) < 1 or int(rows["status"].min()) < 1):
         raise RuntimeError("an incident's category or status is not in the lists")
     return Snapshot(
-        token=token(before, filt),
+        token=key,
         ids=rows["id"].copy(),
         x=rows["x"].astype(np.float64),
         y=rows["y"].astype(np.float64),

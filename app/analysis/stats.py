@@ -16,6 +16,7 @@ be counted by the 63 provinces of before 1 July 2025 or by the 34 since.
 
 from __future__ import annotations
 
+import asyncio
 import zoneinfo
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -242,7 +243,8 @@ async def stats(
         raise InvalidInput("at applies to group_by=jurisdiction only", field="at")
     rows: list[tuple[Any, int, int]] | None = None
     if snap is not None and (group_by != "month" or tz == snapshot.MONTH_TZ):
-        rows = snapshot.grouped_rows(snap, filt, group_by)
+        # counted in a thread (numpy lets go of the GIL): the page's panels ask at once
+        rows = await asyncio.to_thread(snapshot.grouped_rows, snap, filt, group_by)
     if rows is None:
         rows = await _grouped_rows(session, filt, group_by, level, tz, at)
     total = sum(n for _, n, _ in rows)

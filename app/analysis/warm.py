@@ -120,6 +120,10 @@ async def warm_once(app: FastAPI) -> None:
                 return await adjacency.pair_hits(session=s, level=level, km=km, at=day)
 
             await cache.schedule(key, make)
+        snap = cache.ready(snapshot.token(await versions.read(session=session), filt))
+        kept = cache.ready(key)
+        if snap is not None and kept is not None:  # where each hit's incident is in the snapshot
+            await asyncio.to_thread(adjacency.table_from_memory, snap, kept, filt)
 
     async def zone(session: AsyncSession) -> None:
         from app.analysis import borderzone

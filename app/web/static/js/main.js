@@ -45,7 +45,18 @@ function setUpLanguage() {
   onChange(() => window.location.reload());
 }
 
+/** MapLibre's workers (they parse the tiles and index the GeoJSON), made now while the page
+ * signs in and reads its reference data, not when the map is made; two or more, so that the
+ * tiles are not queued behind the boundaries' GeoJSON in MapLibre's single default worker. */
+function startMapWorkers() {
+  const lib = window.maplibregl;
+  if (!lib) return;
+  lib.setWorkerCount(Math.min(3, Math.max(2, Math.floor((navigator.hardwareConcurrency || 2) / 2))));
+  lib.prewarm();
+}
+
 async function start() {
+  startMapWorkers();
   try {
     await load("common", "dashboard");
   } catch (err) {
