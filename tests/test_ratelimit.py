@@ -6,8 +6,10 @@ the cleanup, and failing open when PostgreSQL is away."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import os
 import uuid
 
 import pytest
@@ -232,3 +234,30 @@ async def test_fail_open_when_postgresql_is_away(
     assert limiter.unchecked == 3 and limiter.refusals == 0
     warnings = [r for r in caplog.records if "rate limits not counted" in r.getMessage()]
     assert 1 <= len(warnings) <= 2  # one per attempt to reach PostgreSQL, not per request
+
+
+async def test_a_lost_counting_connection_is_replaced(engine: AsyncEngine) -> None:
+    """PostgreSQL ends the counting connection (a restart, an administrator): the batch that
+    meets it passes uncounted, and counting resumes on a new connection a moment later."""
+    assert await _hit(engine, Check(_name(), "k", parse("5/minute"))) is None  # connected
+    mine = f"{ratelimit.APPLICATION_NAME} {os.getpid()}"
+    async with engine.begin() as conn:
+        ended = await conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = :a AND datname = current_database()"
+            ),
+            {"a": mine},
+        )
+        assert ended.scalar_one() == 1
+    name = _name()
+    # the dead connection is found by this batch (CountingUnavailable) or by asyncpg before it
+    with contextlib.suppress(CountingUnavailable):
+        await _hit(engine, Check(_name(), "k", parse("5/minute")))
+    await asyncio.sleep(ratelimit.RETRY_S + 0.2)
+    assert await _hit(engine, Check(name, "k", parse("5/minute"))) is None
+    async with engine.connect() as conn:
+        counted = await conn.execute(
+            text("SELECT count FROM rate_limit_counter WHERE name = :n"), {"n": name}
+        )
+        assert counted.scalar_one() == 1

@@ -45,6 +45,7 @@ log = logging.getLogger("borderwatch")
 CONNECT_TIMEOUT_S = 2.0  # a counting call or a connection slower than this: the batch passes
 CALL_TIMEOUT_S = 2.0
 RETRY_S = 1.0  # after a failure, requests pass uncounted this long before the next attempt
+WAIT_S = 2 * CALL_TIMEOUT_S + CONNECT_TIMEOUT_S + 1  # the longest a request waits to be counted
 CLEANUP_S = 60.0  # windows past both of their periods are deleted this often (per process)
 APPLICATION_NAME = "borderwatch-ratelimit"  # + the process id (pg_stat_activity)
 
@@ -107,7 +108,13 @@ class SharedCounter:
         self.pending.append((checks, future))
         if self.worker is None:
             self.worker = self.loop.create_task(self._drain())
-        return await future
+        try:
+            # never longer than a connection and a call (and a call already running before)
+            return await asyncio.wait_for(asyncio.shield(future), WAIT_S)
+        except TimeoutError as exc:
+            raise CountingUnavailable("counting took too long") from exc
+        finally:
+            future.cancel()  # no-op when answered; else the batch's answer goes nowhere
 
     async def _drain(self) -> None:
         try:
@@ -115,7 +122,12 @@ class SharedCounter:
                 batch, self.pending = self.pending, []
                 try:
                     answers = await self._call(batch)
-                except CountingUnavailable as exc:
+                except Exception as exc:  # whatever it is, no request may wait for ever
+                    if not isinstance(exc, CountingUnavailable):
+                        # e.g. asyncpg's InternalClientError on a connection that PostgreSQL's
+                        # shutdown left mid-operation: a warning line, a new connection
+                        self._failed(exc)
+                        exc = CountingUnavailable(f"{type(exc).__name__}: {exc}")
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
