@@ -11,19 +11,23 @@ import logging
 import math
 import os
 import uuid
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from limits import parse
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.auth import ratelimit
 from app.auth.deps import FAILED_AUTH, REQUESTS, TILES, FailedAuthLimiter, RateLimiter, admit
 from app.auth.ratelimit import Check, CountingUnavailable, SharedCounter
 from app.config import Settings
-from app.db import create_engine
+from app.db import create_engine, get_session
 from app.errors import TooManyRequests
-from conftest import _free_port
+from app.main import create_app
+from conftest import _free_port, make_key
 
 
 def _name(what: str = "t") -> str:
@@ -261,3 +265,37 @@ async def test_a_lost_counting_connection_is_replaced(engine: AsyncEngine) -> No
             text("SELECT count FROM rate_limit_counter WHERE name = :n"), {"n": name}
         )
         assert counted.scalar_one() == 1
+
+
+async def test_requests_pass_and_are_reported_when_counting_is_away(
+    engine: AsyncEngine, session: AsyncSession, settings: Settings
+) -> None:
+    """Through the app: the key is checked on the request's own session (the database is up)
+    while the counting connection cannot be made (the app's primary points where nobody
+    listens): over a limit of 1/minute every request passes, and /metrics counts them in
+    borderwatch_rate_limit_unchecked_total."""
+    key = await make_key(session, "analyst")
+    away = create_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{_free_port()}/none", settings)
+    app = create_app(Settings(environment="test", rate_limit="1/minute"), engine=away)
+
+    async def _session() -> AsyncIterator[AsyncSession]:
+        yield session
+
+    app.dependency_overrides[get_session] = _session
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=headers
+        ) as c:
+            assert [(await c.get("/me")).status_code for _ in range(3)] == [200] * 3
+            exposition = (await c.get("/metrics")).text
+    finally:
+        await away.dispose()
+    samples = {
+        (s.name, s.labels.get("limit")): s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+    }
+    assert samples[("borderwatch_rate_limit_unchecked_total", "requests")] == 3
+    assert samples[("borderwatch_rate_limit_refusals_total", "requests")] == 0
