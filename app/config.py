@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         description="API processes `borderwatch serve` starts (each with its own pool of"
         " db_pool_size connections); `--workers` overrides it",
     )
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="reverse proxies whose X-Forwarded-For is trusted by `borderwatch serve`"
+        " (uvicorn's forwarded_allow_ips: addresses or networks, comma-separated, '*' = any);"
+        " empty = proxy headers ignored, the client is the connection's peer",
+    )
     db_pool_size: int = Field(default=20, ge=1, le=200)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
     import_statement_timeout_ms: int = Field(

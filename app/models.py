@@ -2,6 +2,7 @@
 
 from app.alerts.models import Alert, AlertCursor, AlertRule, WebhookDelivery
 from app.auth.models import AuditEvent, Principal, ScopeZone, ScopeZoneBuilt
+from app.auth.ratelimit import RateLimitCounter
 from app.borders.models import BorderSegment, BorderSegmentPiece
 from app.cooperation.models import CooperationArea, CooperationMember
 from app.db import Base
@@ -35,6 +36,7 @@ __all__ = [
     "JurisdictionPiece",
     "LayerVersion",
     "Principal",
+    "RateLimitCounter",
     "ScopeZone",
     "ScopeZoneBuilt",
     "WebhookDelivery",

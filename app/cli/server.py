@@ -4,7 +4,7 @@ runs: database up, migrate, load defaults when empty, serve)."""
 from __future__ import annotations
 
 import signal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -163,15 +163,19 @@ def serve(
         # into an exception too so the `finally` below still stops the embedded cluster
         signal.signal(signal.SIGTERM, _terminate)
         processes = workers or settings.workers
+        # behind a reverse proxy, the client's address (per-address limits, /metrics networks)
+        # comes from X-Forwarded-For, trusted from the proxies named in the setting only
+        proxies = settings.forwarded_allow_ips
+        common: dict[str, Any] = {
+            "factory": True,
+            "host": bind_host,
+            "port": bind_port,
+            "log_level": "info",
+            "proxy_headers": bool(proxies),
+            "forwarded_allow_ips": proxies or None,
+        }
         if processes == 1:
-            uvicorn.run(
-                "app.main:create_app",
-                factory=True,
-                host=bind_host,
-                port=bind_port,
-                log_level="info",
-                proxy_headers=False,
-            )
+            uvicorn.run("app.main:create_app", **common)
         else:
             # the supervisor binds the port once (a TCP socket: asyncio sets TCP_NODELAY on
             # every connection a worker accepts, tests/test_workers.py) and hands it to its
@@ -180,11 +184,7 @@ def serve(
             # (a live feed never ends) GRACEFUL_S before it closes them.
             uvicorn.run(
                 "app.main:create_app",
-                factory=True,
-                host=bind_host,
-                port=bind_port,
-                log_level="info",
-                proxy_headers=False,
+                **common,
                 workers=processes,
                 timeout_graceful_shutdown=GRACEFUL_S,
                 timeout_worker_healthcheck=HEALTHCHECK_S,
