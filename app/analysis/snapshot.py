@@ -54,7 +54,7 @@ log = logging.getLogger("borderwatch.snapshot")
 
 DEPENDS = ("incidents", "jurisdictions")
 MONTH_TZ = "Asia/Ho_Chi_Minh"
-KEPT = 4  # values per process (a national snapshot is ~45 MB at 1 M incidents)
+KEPT = 4  # values per process (a national snapshot is ~54 MB at 1 M incidents)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # the columns of every row packed by PostgreSQL into one bytea (int8send & co.: big-endian,
