@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app import i18n
+from app.analysis.cache import VersionedCache
 from app.errors import NotFound
 from app.geo import geojson, spatial
 from app.incidents.filters import IncidentFilter, in_jurisdiction
@@ -33,6 +34,7 @@ from app.incidents.models import Incident
 from app.incidents.service import feature_expr
 from app.jurisdictions import eras
 from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
+from app.tiles import versions
 
 # A pair separated by a gap (river channel, estuary) counts as adjacent only when their
 # boundaries face each other over at least this length within (gap + FACING_MARGIN_M): this
@@ -79,6 +81,15 @@ def _current(code: str) -> ColumnElement[bool]:
     )
 
 
+# Lists kept per version of the boundaries (the `jurisdictions` counter moves with every load
+# or edit) and their parameters: the dashboard reads the country outlines (265 kB simplified,
+# 0.35-0.7 s to make at every opening, docs/performance.md) before it makes its map.
+LISTS: VersionedCache[bytes] = VersionedCache(size=32)
+# Tests, whose transactions write and roll back, may set this: their own writes are then named
+# by the counter they read (the jurisdictions' counter moves at each statement).
+TRUST_OWN_WRITES = False
+
+
 async def list_features(
     *,
     session: AsyncSession,
@@ -90,7 +101,31 @@ async def list_features(
     lang: i18n.Lang = i18n.DEFAULT,
 ) -> bytes:
     """The jurisdictions in force on `at` (default: today) as a FeatureCollection, coarse
-    levels first, then by code."""
+    levels first, then by code; made once per version of the boundaries and parameters."""
+    day = at or eras.today()
+
+    async def make() -> bytes:
+        return await _list_features(
+            session=session, level=level, parent=parent, country=country, at=day,
+            simplify_m=simplify_m, lang=lang,
+        )  # fmt: skip
+
+    stamp, writing = await versions.read_layer_stamp(session=session, layer="jurisdictions")
+    if writing and not TRUST_OWN_WRITES:  # it may see changes no committed counter names
+        return await make()
+    return await LISTS.get((stamp, level, parent, country, day, simplify_m, lang), make)
+
+
+async def _list_features(
+    *,
+    session: AsyncSession,
+    level: str | None,
+    parent: str | None,
+    country: str | None,
+    at: date,
+    simplify_m: float | None,
+    lang: i18n.Lang,
+) -> bytes:
     j = Jurisdiction
     f = geojson.feature(
         id_=j.code,
@@ -101,7 +136,7 @@ async def list_features(
         text("ARRAY['country','province','district','commune']::text[]"), j.level
     )
     stmt = select(f.label("f"), func.row_number().over(order_by=(rank, j.code)).label("ord"))
-    stmt = stmt.where(eras.in_force(j, at or eras.today()))
+    stmt = stmt.where(eras.in_force(j, at))
     if level:
         stmt = stmt.where(j.level == level)
     if parent:

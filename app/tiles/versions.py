@@ -8,12 +8,13 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, literal_column, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, literal_column, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import DriverStatement, fetch_row
 from app.incidents.filters import IncidentFilter
+from app.tiles.models import LayerVersion
 
 Versions = dict[str, tuple[int, str]]  # counter name -> (change counter, database epoch)
 
@@ -86,3 +87,29 @@ async def read_stamped(*, session: AsyncSession) -> tuple[Versions, str, bool]:
     row = await fetch_row(conn, _stamped(conn.dialect), {})
     assert row is not None  # one row, always
     return parse(row[0]), str(row[1]), bool(row[2])
+
+
+# One counter's STAMP (as above) and WRITING: for answers kept per version of one layer only
+# (the jurisdictions' lists), which incident writes must not make afresh.
+def _layer_stamp_select() -> Select[Any]:
+    lv = LayerVersion
+    stamp = (
+        select(func.concat_ws(":", lv.layer, lv.epoch, lv.version, lv.changed_at))
+        .where(lv.layer == bindparam("layer"))
+        .scalar_subquery()
+    )
+    return select(stamp, WRITING)
+
+
+@lru_cache(maxsize=4)
+def _layer_stamp(dialect: Dialect) -> DriverStatement:
+    return DriverStatement(_layer_stamp_select(), dialect, {"layer": ""})
+
+
+async def read_layer_stamp(*, session: AsyncSession, layer: str) -> tuple[str, bool]:
+    """The STAMP of one layer's counter (empty when it has none yet) and whether this
+    transaction has written (WRITING), in one tiny query on the driver connection."""
+    conn = await session.connection()
+    row = await fetch_row(conn, _layer_stamp(conn.dialect), {"layer": layer})
+    assert row is not None  # one row, always
+    return str(row[0] or ""), bool(row[1])
