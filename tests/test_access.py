@@ -466,7 +466,9 @@ async def test_failed_authentications_are_limited_per_client_address(
         # past the limit the address is refused without its key being looked at, even a good one
         r = await guesser.get("/me", headers={"Authorization": f"Bearer {good}"})
         assert r.status_code == 429 and r.headers["content-type"] == PROBLEM
-        assert 1 <= int(r.headers["retry-after"]) <= 60
+        # a sliding window counter: 5 failures weigh at most 4 a fifth into the next window,
+        # up to 60 + 12 s away (as in test_rate_limit)
+        assert 1 <= int(r.headers["retry-after"]) <= 72
         assert "failed authentications" in r.json()["detail"]
         # requests without a key are not counted or refused (health, public files)
         assert (await guesser.get("/healthz")).status_code == 200
