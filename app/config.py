@@ -89,6 +89,15 @@ class Settings(BaseSettings):
         " empty = proxy headers ignored, the client is the connection's peer",
     )
     db_pool_size: int = Field(default=20, ge=1, le=200)
+    dashboard_warm_gap_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="each API process fills the dashboard's caches (national statistics,"
+        " cross-boundary table, border-zone bands, hot spots, low-zoom tiles) after start and"
+        " again after writes, at most this often; 0 = never (the first visit after a start or a"
+        " write makes them)",
+    )
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
     import_statement_timeout_ms: int = Field(
         default=900_000,

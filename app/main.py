@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import api, errors, observe, openapi
 from app.alerts import raising, webhooks
+from app.analysis import warm
 from app.auth.deps import FailedAuthLimiter, RateLimiter
 from app.bodies import body_middleware
 from app.config import Settings, get_settings
@@ -128,6 +129,10 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.event_hub.bind(engine, app.state.sessionmaker)
         if replicas is not None:
             replicas.bind(engine, app.state.sessionmaker)
+    if engine is None and settings.dashboard_warm_gap_s > 0:
+        # the dashboard's caches filled in the background (not for apps sharing a test's
+        # engine: their caches are the test's business)
+        warm.install(app)
     errors.install(app)
     openapi.install(app)
     api.include(app)

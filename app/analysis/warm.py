@@ -11,8 +11,10 @@ own entries on first use as before.
 
 After start the warmer fills everything once (`app.state.dashboard_warm_rounds` counts the
 fills); then it reads the versions every POLL_S seconds
-and, when they moved, fills again, at most once per MIN_GAP_S (under a steady stream of writes
-the answers between two fills come from PostgreSQL, as without the warmer).
+and, when they moved, fills again, at most once per `dashboard_warm_gap_s` (a setting, 300 s by
+default; each API process warms its own caches, so a fill is paid once per process: under a
+steady stream of writes the answers between two fills come from PostgreSQL, as without the
+warmer).
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ from app.tiles.tile import Tile
 log = logging.getLogger("borderwatch.warm")
 
 POLL_S = 5.0
-MIN_GAP_S = 30.0
 TILE_ZOOMS = range(3, 8)  # aggregate tiles over Vietnam kept after each change
 BUSIEST_ZOOM, BUSIEST_TILES = 8, 24  # and the busiest tiles of z8 (the cities' opening views)
 VIETNAM_BBOX = (102.1, 8.4, 109.5, 23.4)
@@ -177,8 +178,9 @@ def snapshots_of(app: FastAPI) -> snapshot.SnapshotCache:
 
 
 async def run(app: FastAPI) -> None:
-    """Warm after start, then again whenever the versions moved (at most once per
-    MIN_GAP_S); until cancelled."""
+    """Warm after start, then again whenever the versions moved (at most once per the
+    settings' dashboard_warm_gap_s); until cancelled."""
+    gap_s: float = app.state.settings.dashboard_warm_gap_s
     seen: dict[str, tuple[int, str]] | None = None
     last = -math.inf
     while True:
@@ -187,7 +189,7 @@ async def run(app: FastAPI) -> None:
                 found = await versions.read(session=session)
         except Exception:  # the database may come up later
             found = None
-        if found is not None and found != seen and time.monotonic() - last >= MIN_GAP_S:
+        if found is not None and found != seen and time.monotonic() - last >= gap_s:
             last = time.monotonic()
             started = time.perf_counter()
             await warm_once(app)
