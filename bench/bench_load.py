@@ -329,7 +329,7 @@ def api(url: str, processes: int, read_url: str | None) -> Iterator[Served]:
     cmd = [
         sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-        "--workers", str(processes),
+        "--workers", str(processes), "--timeout-worker-healthcheck", "30",
     ]  # fmt: skip
     with _serve(cmd, env, ROOT, port, log=LOG) as s:
         yield s
@@ -513,7 +513,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     configs: list[tuple[int, str | None]] = [(p, None) for p in args.processes]
     if args.replica:
         replica_url = replica(c).url(args.database)
-        configs += [(p, replica_url) for p in args.processes]
+        configs += [(p, replica_url) for p in args.replica_processes or args.processes]
     try:
         for processes, read_url in configs:
             where = f"{processes} process{'es' if processes > 1 else ''}"
@@ -566,10 +566,15 @@ def main() -> None:
         help="also run every stage with reads on a streaming replica of the benchmark cluster"
         " (made once with pg_basebackup: bench.common.replica)",
     )
+    parser.add_argument(
+        "--replica-processes", default=None, help="with --replica: these numbers of processes"
+    )
     parser.add_argument("--json", default=None, help="write every stage's figures here")
     args = parser.parse_args()
     args.processes = [int(p) for p in args.processes.split(",")]
     args.users = [int(u) for u in args.users.split(",")]
+    if args.replica_processes:
+        args.replica_processes = [int(p) for p in args.replica_processes.split(",")]
     results = run(main_async(args))
     if args.json:
         for r in results:
