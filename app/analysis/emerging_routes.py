@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from app.analysis import emerging, hotspots
+from app.analysis.params import CellKm, StudyAreaParam
 from app.auth.deps import Viewer
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
@@ -28,18 +29,8 @@ async def emerging_hotspots(
     _: Viewer,
     filt: FilterDep,
     lang: LangDep,
-    cell_km: Annotated[
-        float,
-        Query(description="distance between neighbouring cell centres (km), 0.5 to 100"),
-    ] = 5.0,
-    area: Annotated[
-        str,
-        Query(
-            max_length=200,
-            description="`border-zone` (the home side within 50 km of the national border),"
-            " `jurisdiction:{code}` or `bbox:minLon,minLat,maxLon,maxLat` (∩ the home country)",
-        ),
-    ] = hotspots.BORDER_ZONE,
+    cell_km: CellKm = 5.0,
+    area: StudyAreaParam = hotspots.BORDER_ZONE,
     step: Annotated[
         emerging.Step,
         Query(description="time step of the cube: local (Asia/Ho_Chi_Minh) months or weeks"),

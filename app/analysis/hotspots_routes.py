@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from app.analysis import hotspots
+from app.analysis.params import CellKm, StudyAreaParam
 from app.auth.deps import Viewer
 from app.db import SessionDep
 from app.geo.geojson import DOC, GeoJSONResponse
@@ -26,18 +27,8 @@ async def hotspot_grid(
     session: SessionDep,
     _: Viewer,
     filt: FilterDep,
-    cell_km: Annotated[
-        float,
-        Query(description="distance between neighbouring cell centres (km), 0.5 to 100"),
-    ] = 5.0,
-    area: Annotated[
-        str,
-        Query(
-            max_length=200,
-            description="`border-zone` (the home side within 50 km of the national border),"
-            " `jurisdiction:{code}` or `bbox:minLon,minLat,maxLon,maxLat` (∩ the home country)",
-        ),
-    ] = hotspots.BORDER_ZONE,
+    cell_km: CellKm = 5.0,
+    area: StudyAreaParam = hotspots.BORDER_ZONE,
     fdr: Annotated[
         bool, Query(description="Benjamini-Hochberg false-discovery-rate correction")
     ] = False,
