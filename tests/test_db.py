@@ -22,7 +22,10 @@ PROBLEM = "application/problem+json"
 
 async def test_pool_is_filled_and_warmed_at_start(engine: AsyncEngine) -> None:
     url = engine.url.render_as_string(hide_password=False)
-    settings = Settings(environment="test", database_url=url, db_pool_size=3)
+    # no dashboard warmer: its statements would run on these connections after WARM_SQL
+    settings = Settings(
+        environment="test", database_url=url, db_pool_size=3, dashboard_warm_gap_s=0
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         pool = app.state.engine.pool
