@@ -207,13 +207,16 @@ def filt(**kw: Any) -> IncidentFilter:
     return IncidentFilter(scope=NATIONAL, **kw)
 
 
-Statement = tuple[str, Select[Any], dict[str, Any], IncidentFilter, str | None]
-GIST = "ix_incident_geom"
+Statement = tuple[str, Select[Any], dict[str, Any], IncidentFilter, frozenset[str] | None]
+GIST = frozenset({"ix_incident_geom"})
+# a page is ordered by time with a LIMIT: walking the time index and stopping early is as good
+# a path as the box's GiST index, and which one wins depends on the statistics of the moment
+BOX_OR_TIME = GIST | {"ix_incident_occurred_at_id"}
 
 
 def statements() -> list[Statement]:
     """The services' statements, named, with their parameters, their filters, and the index
-    every partition they read must be read through (None: any index)."""
+    every partition they read must be read through (one of them; None: any index)."""
     lon, lat = HCM
     page = filt(
         bbox=(lon - 0.5, lat - 0.5, lon + 0.5, lat + 0.5),
@@ -230,7 +233,7 @@ def statements() -> list[Statement]:
     y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
     tile = tile_address("12", str(x), str(y))
     out: list[Statement] = [
-        ("list page", listing._page_statement(page, 100, 500, False), {}, page, GIST),
+        ("list page", listing._page_statement(page, 100, 500, False), {}, page, BOX_OR_TIME),
         (
             "nearby",
             nearby.statement(near),
@@ -271,13 +274,13 @@ async def test_queries_keep_their_indexes_and_prune(partitioned: AsyncConnection
         assert set(split) == reached(f.start, f.end), (name, split)
         if f.start is not None:
             assert len(split) < len(bounds()), name
-        # every partition read through an index: the spatial ones through the GiST index,
-        # like the plain table (which of the others a time range uses on a few thousand rows,
+        # every partition read through an index: the spatial ones through the GiST index
+        # (a page through it or the time index), like the plain table (which of the others a time range uses on a few thousand rows,
         # or any statement on an empty partition, is the planner's guess: any index then)
         for relation, (kind, used) in (plain | split).items():
             assert kind != "Seq Scan" and used, (name, relation, kind)
             if relation == "incident" or counts.get(relation):
-                assert index is None or index in used, (name, relation, used)
+                assert index is None or index & used, (name, relation, used)
 
     # the nearby search (a box the GiST index answers, the geodesic distance, nearest first,
     # LIMIT 50) gives the plain table's answer over the partitions
