@@ -24,15 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +36,7 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import FastAPI
 
-from bench.common import ROOT, Served, _serve, bench_key, cluster, free_port, prepare, served
+from bench.common import bench_key, cluster, prepare, served, served_at
 
 INCIDENTS = 1_000_000
 WIDTH, HEIGHT = 1366, 768
@@ -92,45 +87,6 @@ async def wait_warmed(base: str, cap_s: float) -> float:
                 break
             await asyncio.sleep(1)
     return time.monotonic() - started
-
-
-@contextmanager
-def served_before(url: str, ref: str) -> Iterator[Served]:
-    """Our API as it was at `ref` (app/ and what it reads exported with git archive into a
-    temporary directory, node_modules linked in)."""
-    with tempfile.TemporaryDirectory(prefix="bw-dash-before-") as tmp:
-        archive = subprocess.run(
-            ["git", "archive", ref, "app", "migrations", "geodata", "alembic.ini"],
-            cwd=ROOT, check=True, capture_output=True,
-        )  # fmt: skip
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
-        (Path(tmp) / "node_modules").symlink_to(ROOT / "node_modules")
-        port = free_port()
-        env = dict(
-            os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test",
-            BORDERWATCH_RATE_LIMIT="", PYTHONPATH=tmp,
-        )  # fmt: skip
-        cmd = [
-            sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-        ]  # fmt: skip
-        with _serve(cmd, env, Path(tmp), port) as s:
-            yield s
-
-
-@contextmanager
-def served_warmed(url: str) -> Iterator[Served]:
-    """As bench.common.served, with warmed_app as the factory."""
-    port = free_port()
-    env = dict(
-        os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test", BORDERWATCH_RATE_LIMIT=""
-    )
-    cmd = [
-        sys.executable, "-m", "uvicorn", "bench.bench_dashboard:warmed_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-    ]  # fmt: skip
-    with _serve(cmd, env, ROOT, port) as s:
-        yield s
 
 
 @dataclass
@@ -235,8 +191,8 @@ async def main() -> None:
 
     def serve(target: str) -> Any:
         if target == "before":
-            return served_before(url, args.before_ref)
-        return served_warmed(url) if args.warm else served(url)
+            return served_at(url, args.before_ref, node_modules=True)
+        return served(url, factory="bench.bench_dashboard:warmed_app") if args.warm else served(url)
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)

@@ -23,15 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -43,17 +38,14 @@ from app.tiles import incidents
 from app.tiles.tile import Tile
 from bench.bench_tiles import Target, busiest, http_target, sql_target
 from bench.common import (
-    ROOT,
-    Served,
-    _serve,
     admin_key,
     bench_key,
     cluster,
-    free_port,
     literal_sql,
     load,
     prepare,
     served,
+    served_at,
     tipg,
 )
 
@@ -70,28 +62,6 @@ WRITE_RATES = (0.0, 0.2, 1.0, 5.0)  # committed incidents per second
 WRITE_S = 20.0
 WRITER_UNIT = "bench_tiles_dense"
 SERVER_SETTINGS = {"jit": "off", "max_parallel_workers": "0", "TimeZone": "UTC"}
-
-
-@contextmanager
-def served_at(url: str, ref: str) -> Iterator[Served]:
-    """Our API as it was at `ref` (its app/ exported into a temporary directory)."""
-    with tempfile.TemporaryDirectory(prefix="bw-before-") as tmp:
-        archive = subprocess.run(
-            ["git", "archive", ref, "app", "migrations", "geodata", "alembic.ini"],
-            cwd=ROOT, check=True, capture_output=True,
-        )  # fmt: skip
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
-        port = free_port()
-        env = dict(
-            os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test",
-            BORDERWATCH_RATE_LIMIT="", PYTHONPATH=tmp,
-        )  # fmt: skip
-        cmd = [
-            sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-        ]  # fmt: skip
-        with _serve(cmd, env, Path(tmp), port) as s:
-            yield s
 
 
 async def scoped_key(url: str) -> str:

@@ -16,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
@@ -194,19 +195,47 @@ def _serve(
 
 
 @contextmanager
-def served(url: str) -> Iterator[Served]:
-    """Our API in a uvicorn process (one worker, as `make run` starts it) on 127.0.0.1."""
+def served(
+    url: str,
+    *,
+    factory: str = "app.main:create_app",
+    root: Path = ROOT,
+    env_extra: dict[str, str] | None = None,
+) -> Iterator[Served]:
+    """Our API in a uvicorn process (one worker, as `make run` starts it) on 127.0.0.1: the
+    app made by `factory`, from the code in `root` (this checkout unless told), with
+    `env_extra` added to the environment."""
     port = free_port()
     # no rate limit: the benchmark is one principal sending far more than 600 requests a minute
     env = dict(
         os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test", BORDERWATCH_RATE_LIMIT=""
     )
+    if root != ROOT:
+        env["PYTHONPATH"] = str(root)
+    env |= env_extra or {}
     cmd = [
-        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+        sys.executable, "-m", "uvicorn", factory, "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
-    with _serve(cmd, env, ROOT, port) as s:
+    with _serve(cmd, env, root, port) as s:
         yield s
+
+
+@contextmanager
+def served_at(url: str, ref: str, *, node_modules: bool = False) -> Iterator[Served]:
+    """Our API as it was at git `ref` (app/ and what it reads, exported with git archive into
+    a temporary directory; the checkout's node_modules linked in when the dashboard needs
+    them), served as `served` does."""
+    with tempfile.TemporaryDirectory(prefix="bw-at-") as tmp:
+        archive = subprocess.run(
+            ["git", "archive", ref, "app", "migrations", "geodata", "alembic.ini"],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        if node_modules:
+            (Path(tmp) / "node_modules").symlink_to(ROOT / "node_modules")
+        with served(url, root=Path(tmp)) as s:
+            yield s
 
 
 @contextmanager
