@@ -26,6 +26,12 @@ COPY geodata ./geodata
 COPY --from=web /web/node_modules ./node_modules
 COPY docker/entrypoint.sh /usr/local/bin/borderwatch-entrypoint
 
+# WeasyPrint's Pango and a font with Vietnamese diacritics (the briefing, app/reports/)
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
+       fonts-noto-core fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 # the Python packages exactly as uv.lock pins and hashes them (without the dev extra), in a
 # virtual environment on PATH; uv itself pinned and hashed, and removed once it has done that
 ENV VIRTUAL_ENV=/srv/borderwatch/.venv \

@@ -86,6 +86,16 @@ if ! QT_QPA_PLATFORM=offscreen "$qgis_python" -c "import qgis.core" >/dev/null 2
   fi
 fi
 
+# The printable briefing (app/reports/): WeasyPrint needs Pango; Noto Sans carries every
+# Vietnamese diacritic (DejaVu Sans is the fallback); poppler-utils' pdftotext/pdftoppm read the
+# PDFs back in tests/test_briefing.py.
+if ! ldconfig -p 2>/dev/null | grep -q "libpangoft2-1.0.so" \
+    || [ ! -f /usr/share/fonts/truetype/noto/NotoSans-Regular.ttf ] \
+    || ! command -v pdftotext >/dev/null 2>&1; then
+  echo "installing Pango, fonts-noto-core, fonts-dejavu-core and poppler-utils"
+  apt_install libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-core fonts-dejavu-core poppler-utils
+fi
+
 if [ -n "${DATABASE_URL:-}" ]; then
   echo "DATABASE_URL is set: not installing a local PostgreSQL server"
   exit 0
