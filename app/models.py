@@ -12,6 +12,7 @@ from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, Jurisd
 from app.photos.models import IncidentPhoto
 from app.posts.models import BorderPost
 from app.tiles.models import LayerVersion
+from app.units.models import Unit, UnitContact
 
 __all__ = [
     "Alert",
@@ -39,5 +40,7 @@ __all__ = [
     "RateLimitCounter",
     "ScopeZone",
     "ScopeZoneBuilt",
+    "Unit",
+    "UnitContact",
     "WebhookDelivery",
 ]

@@ -50,6 +50,9 @@ class Principal(Base):
         comment="scope: a cooperation area (its members and their zone); NULL = none",
     )
     unit: Mapped[str | None] = mapped_column(Text, comment="the unit an officer reports for")
+    unit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("unit.id", ondelete="RESTRICT"), comment="the unit the key belongs to"
+    )
     key_prefix: Mapped[str] = mapped_column(String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -76,6 +76,11 @@ class Incident(Base):
         Index("ix_incident_jurisdiction_path", "jurisdiction_path", postgresql_using="gin"),
         Index("ix_incident_category", "category"),
         Index("ix_incident_commune_code", "commune_code"),
+        Index(
+            "ix_incident_reporting_unit_id",
+            "reporting_unit_id",
+            postgresql_where=text("reporting_unit_id IS NOT NULL"),
+        ),
         # a cooperation area's border strips (app/incidents/filters.py on_border_strip)
         Index("ix_incident_border_segment_distance", "border_segment", "border_distance_km"),
         # what one key recorded, newest first (GET /incidents?recorded_by=me: the field page)
@@ -110,6 +115,9 @@ class Incident(Base):
     location_precision_m: Mapped[float | None] = mapped_column(Float)
     description: Mapped[str | None] = mapped_column(Text)
     unit: Mapped[str | None] = mapped_column(Text, comment="reporting unit")
+    reporting_unit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("unit.id", ondelete="RESTRICT"), comment="the reporting unit (a reference)"
+    )
     source: Mapped[str | None] = mapped_column(String(64))
     source_id: Mapped[str | None] = mapped_column(String(128))
     # Derived by the incident_derive() trigger on every insert and on location/time change
