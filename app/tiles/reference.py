@@ -1,7 +1,8 @@
 """The reference layers: jurisdictions, national borders and border posts.
 
 Lines and polygons are clipped to the tile plus its buffer, projected and simplified to about
-half a display pixel (app/tiles/sql.py); posts are points, each in exactly one tile.
+half a display pixel (app/tiles/sql.py); posts are points, each in exactly one tile. Features
+are in code order, so a tile's bytes are the same every time it is made (its ETag names them).
 Jurisdictions are the units in force on one day (app/jurisdictions/eras.py), communes only
 from COMMUNE_MIN_ZOOM.
 """
@@ -47,6 +48,7 @@ async def jurisdictions_tile(
         j.country,
         j.parent_code,
     ).where(in_force(j, on), reaches(j.geom, tile))
+    rows = rows.order_by(j.code)  # one tile, one set of bytes: its ETag names them
     if level:
         rows = rows.where(j.level == level)
     elif small:
@@ -64,6 +66,7 @@ async def borders_tile(*, session: AsyncSession, tile: Tile) -> bytes:
         b.country_b,
         func.round(cast(b.length_km, Float)).label("length_km"),
     ).where(reaches(b.geom, tile))
+    rows = rows.order_by(b.code)
     return await run(session, mvt(rows, "borders"), tile_params(tile))
 
 
@@ -81,4 +84,5 @@ async def border_posts_tile(*, session: AsyncSession, tile: Tile) -> bytes:
         p.province_code,
         p.position_approximate,
     ).where(*inside(p.geom, tile.lonlat()))
+    rows = rows.order_by(p.code)
     return await run(session, mvt(rows, "border_posts"), tile_params(tile))
