@@ -44,6 +44,7 @@ class Identity:
     unit: str | None
     scope: Scope
     expires_at: datetime | None = None
+    unit_id: int | None = None  # the unit the key belongs to (app/units/)
 
     @property
     def actor(self) -> str:
@@ -65,6 +66,7 @@ def _public(p: Principal, areas: Mapping[int, str]) -> dict[str, Any]:
         "jurisdiction": p.jurisdiction_code,
         "cooperation_area": None if area is None else {"id": area, "name": areas.get(area)},
         "unit": p.unit,
+        "unit_id": p.unit_id,
         "key_prefix": p.key_prefix,
         "created_at": _iso(p.created_at),
         "created_by": p.created_by,
@@ -387,7 +389,7 @@ _A = CooperationArea.__table__.c
 _BY_PREFIX = (
     select(
         _P.id, _P.name, _P.role, _P.jurisdiction_code, _P.unit, _P.key_hash, _P.revoked_at,
-        _P.last_used_at, _P.expires_at, _P.cooperation_area_id,
+        _P.last_used_at, _P.expires_at, _P.cooperation_area_id, _P.unit_id,
         _A.name.label("area_name"), _A.valid_from.label("area_from"),
         _A.valid_to.label("area_to"),
     )
@@ -472,4 +474,5 @@ async def authenticate(*, session: AsyncSession, key: str, cooperation_m: int) -
         unit=p["unit"],
         scope=Scope(code=p["jurisdiction_code"], distance_m=cooperation_m, area=area),
         expires_at=p["expires_at"],
+        unit_id=p["unit_id"],
     )
