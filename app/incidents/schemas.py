@@ -113,6 +113,12 @@ class IncidentIn(IncidentFields):
     location: PointGeometry
     source: SourceName | None = None
     source_id: SourceId | None = None
+    reporting_unit_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="the reporting unit (GET /units); a key of a unit fills in its own",
+    )
 
     @field_validator("occurred_at")
     @classmethod
@@ -120,8 +126,10 @@ class IncidentIn(IncidentFields):
         return cls._check_time(value) or value
 
     def request_hash(self) -> str:
-        """Hash of the content (not the id): an idempotent retry must send the same content."""
-        data = self.model_dump(mode="json", exclude={"id"})
+        """Hash of the content (not the id): an idempotent retry must send the same content.
+        No reporting unit: the hash it had before units existed (retries across the upgrade)."""
+        exclude = {"id"} if self.reporting_unit_id is not None else {"id", "reporting_unit_id"}
+        data = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

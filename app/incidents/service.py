@@ -41,6 +41,7 @@ from app.incidents import schema
 from app.incidents.filters import visible
 from app.incidents.models import Category, Incident, IncidentHistory
 from app.incidents.schemas import TRANSITIONS, IncidentIn, IncidentPatch
+from app.units.reporting import reporting_unit
 
 # uuid5 namespace for Idempotency-Key headers: the same key always names the same incident.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3e0a-3b7e-4c55-9f0e-2d7b8a1c9e42")
@@ -246,6 +247,7 @@ async def create(
     actor = principal.actor
     if principal.role == "officer" and principal.unit:
         data = data.model_copy(update={"unit": principal.unit})
+    data = await reporting_unit(session=session, data=data, principal=principal)
     if idempotency_key is not None:
         # the key is the principal's: two principals never collide on the same key
         idempotency_key = f"{principal.id}:{idempotency_key}"
@@ -269,6 +271,7 @@ async def create(
         "location_precision_m": data.location_precision_m,
         "description": data.description,
         "unit": data.unit,
+        "reporting_unit_id": data.reporting_unit_id,
         "source": data.source,
         "source_id": data.source_id,
         "created_by": actor,
