@@ -6,9 +6,10 @@ Create Date: 2026-12-07 10:00:00
 
 - `post_kind`: the kinds of post as an extensible list (like `category`), with Vietnamese and
   English names and whether the kind is a border gate (opening status and hours apply). The
-  old kinds map to new ones: border_gate -> gate_international (the 29 bundled gates are all
-  international gates), police -> police_post, customs -> customs_branch, coast_guard ->
-  coast_guard_station, border_guard_station stays.
+  first data's codes stay the codes of their kinds, so API clients, OGC filters, tiles and the
+  map keep working: `border_gate` is the international border gate, `police` the police post,
+  `customs` the customs branch, `coast_guard` the coast-guard station; new kinds:
+  `border_gate_main`, `border_gate_secondary`, `checkpoint`.
 - `border_post` gains: country (ISO 3166-1 alpha-3; not VNM: a neighbour's post, e.g. a
   counterpart), counterpart_country and counterpart_post_id (a stored foreign post), opening
   status and hours, valid_from / valid_to (exclusive; closing sets valid_to, nothing is
@@ -43,27 +44,20 @@ PREVIOUS_DERIVE_SQL = "incident_derive_v6.sql"
 OLD_KINDS = ("border_gate", "border_guard_station", "police", "customs", "coast_guard")
 # code, Vietnamese name, English name, a gate, sort order
 KINDS = (
-    ("gate_international", "Cửa khẩu quốc tế", "International border gate", True, 10),
-    ("gate_main", "Cửa khẩu chính", "Main border gate", True, 20),
-    ("gate_secondary", "Cửa khẩu phụ", "Secondary border gate", True, 30),
+    ("border_gate", "Cửa khẩu quốc tế", "International border gate", True, 10),
+    ("border_gate_main", "Cửa khẩu chính", "Main border gate", True, 20),
+    ("border_gate_secondary", "Cửa khẩu phụ", "Secondary border gate", True, 30),
     ("border_guard_station", "Đồn biên phòng", "Border-guard station", False, 40),
-    ("police_post", "Trạm công an", "Police post", False, 50),
-    ("customs_branch", "Chi cục hải quan", "Customs branch", False, 60),
-    ("coast_guard_station", "Trạm cảnh sát biển", "Coast-guard station", False, 70),
+    ("police", "Trạm công an", "Police post", False, 50),
+    ("customs", "Chi cục hải quan", "Customs branch", False, 60),
+    ("coast_guard", "Trạm cảnh sát biển", "Coast-guard station", False, 70),
     ("checkpoint", "Trạm kiểm soát", "Checkpoint", False, 80),
 )
-OLD_TO_NEW = (
-    ("border_gate", "gate_international"),
-    ("police", "police_post"),
-    ("customs", "customs_branch"),
-    ("coast_guard", "coast_guard_station"),
-)
+# what the downgrade makes of the kinds the first data did not have
 NEW_TO_OLD = (
-    ("gate_%", "border_gate"),
-    ("police_post", "police"),
+    ("border_gate_main", "border_gate"),
+    ("border_gate_secondary", "border_gate"),
     ("checkpoint", "police"),
-    ("customs_branch", "customs"),
-    ("coast_guard_station", "coast_guard"),
 )
 OPENING = ("open", "restricted", "suspended", "closed")
 AREA_SOURCES = ("drawn", "imported", "generated")
@@ -141,12 +135,6 @@ def upgrade() -> None:
         ],
     )
     op.drop_constraint("ck_border_post_kind", "border_post", type_="check")
-    for old, new in OLD_TO_NEW:
-        op.execute(
-            sa.text("UPDATE border_post SET kind = :new WHERE kind = :old").bindparams(
-                old=old, new=new
-            )
-        )
     op.create_foreign_key(
         op.f("fk_border_post_kind_post_kind"), "border_post", "post_kind", ["kind"], ["code"]
     )
@@ -298,7 +286,7 @@ def downgrade() -> None:
     op.drop_constraint(op.f("fk_border_post_kind_post_kind"), "border_post", type_="foreignkey")
     for new, old in NEW_TO_OLD:
         op.execute(
-            sa.text("UPDATE border_post SET kind = :old WHERE kind LIKE :new").bindparams(
+            sa.text("UPDATE border_post SET kind = :old WHERE kind = :new").bindparams(
                 old=old, new=new
             )
         )
