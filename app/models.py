@@ -11,6 +11,7 @@ from app.incidents.models import Category, Incident, IncidentHistory, IncidentNo
 from app.jurisdictions.models import Jurisdiction, JurisdictionAdjacency, JurisdictionPiece
 from app.photos.models import IncidentPhoto
 from app.posts.models import BorderPost
+from app.tiles import change_log as _change_log  # noqa: F401  (its tables, 0022)
 from app.tiles.models import LayerVersion
 from app.units.models import Unit, UnitContact
 
