@@ -31,6 +31,7 @@ from app.photos.routes import router as photos_router
 from app.places.routes import router as places_router
 from app.posts.routes import router as posts_router
 from app.tiles.routes import router as tiles_router
+from app.units.routes import router as units_router
 from app.web import routes as web
 
 # A request is matched against the routes one after the other, in this order, so every route
@@ -50,6 +51,7 @@ ROUTERS: list[APIRouter] = [
     places_router,
     borders_router,
     posts_router,
+    units_router,
     cooperation_router,
     adjacency_router,
     hotspots_router,
