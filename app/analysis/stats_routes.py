@@ -59,15 +59,38 @@ async def incident_stats(
     tz: Annotated[
         str, Query(max_length=64, description="IANA time zone of the months (group_by=month)")
     ] = stats.DEFAULT_TZ,
+    compare: Annotated[
+        stats.Compare | None,
+        Query(
+            description="compare each group with another period: previous_period (the same "
+            "length just before) or same_period_last_year (one calendar year back, 29 Feb → "
+            "28 Feb); needs datetime=start/end with both ends. Adds previous_count, change, "
+            "change_pct and the p-value of an exact Poisson test (docs/analysis.md)"
+        ),
+    ] = None,
 ) -> JSONResponse:
     """`solved` counts solved + closed; `share` is of all matching incidents in your scope.
     Groups by jurisdiction are today's units (the 34 provinces, the communes) unless `at`
     names another day's."""
     zone = stats.time_zone(tz)
     snap = None
+    if compare is not None:
+        stats.bounded_period(filt)  # an open interval is a problem before anything is read
     if at is None and group_by != "jurisdiction":
         snap = await snapshot.usable(snapshots(request), session, filt)
-    body = await stats.stats(
-        session=session, filt=filt, group_by=group_by, level=level, tz=zone, at=at, snap=snap
-    )
+    if compare is not None:
+        body = await stats.compare_counts(
+            session=session,
+            filt=filt,
+            group_by=group_by,
+            compare=compare,
+            level=level,
+            tz=zone,
+            at=at,
+            snap=snap,
+        )
+    else:
+        body = await stats.stats(
+            session=session, filt=filt, group_by=group_by, level=level, tz=zone, at=at, snap=snap
+        )
     return JSONResponse(body)
