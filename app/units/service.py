@@ -274,12 +274,22 @@ async def _check_area(session: AsyncSession, area: Area) -> None:
 # --- writing -------------------------------------------------------------------------------
 
 
+def _actor(admin: Identity | None, actor: str | None) -> str:
+    """Who the audit log names: the admin's key, or the operator at the command line."""
+    return admin.actor if admin is not None else (actor or "cli")
+
+
 async def create(
-    session: AsyncSession, *, body: UnitIn, admin: Identity | None, manager: Manager
+    session: AsyncSession,
+    *,
+    body: UnitIn,
+    admin: Identity | None,
+    manager: Manager,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Create a unit (422 for an unknown jurisdiction, post or parent; 409 for a taken code;
     403 outside the admin's area, nothing written). Audited. `admin` None: the operator."""
-    actor = admin.actor if admin else "cli"
+    actor = _actor(admin, actor)
     post_id = await _post_id(session, body.post)
     area = Area(body.level, body.country, body.jurisdiction or None, post_id)
     if admin is not None:
@@ -322,10 +332,11 @@ async def update(
     expected_version: int | None,
     admin: Identity | None,
     manager: Manager,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Change a unit (If-Match on its version: 412 when stale); the admin must manage the unit
     both before and after the change. Audited with before and after."""
-    actor = admin.actor if admin else "cli"
+    actor = _actor(admin, actor)
     unit = await _found(session, unit_id, lock=True)
     posts = await _post_codes(session, {unit.post_id} if unit.post_id else set())
     before = _json(unit, posts.get(unit.post_id) if unit.post_id else None)
@@ -377,6 +388,7 @@ async def close(
     on: date | None,
     admin: Identity | None,
     manager: Manager,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Close a unit from `on` (default today; exclusive): it is kept, with its contacts, keys
     and incidents; 409 when it is closed by then already."""
@@ -387,7 +399,7 @@ async def close(
     patch = UnitPatch(valid_to=day)
     return await update(
         session, unit_id=unit_id, patch=patch, expected_version=None, admin=admin,
-        manager=manager,
+        manager=manager, actor=actor,
     )  # fmt: skip
 
 
@@ -446,6 +458,7 @@ async def add_contact(
     body: ContactIn,
     admin: Identity | None,
     manager: Manager,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Add a contact channel (the unit's admins). Audited."""
     await _writable(session, unit_id, admin, manager)
@@ -454,7 +467,7 @@ async def add_contact(
     await session.flush()
     out = _contact_json(contact)
     await record(
-        session=session, actor=admin.actor if admin else "cli", action="unit_contact_add",
+        session=session, actor=_actor(admin, actor), action="unit_contact_add",
         entity_type="unit", entity_id=str(unit_id), after=out,
     )  # fmt: skip
     return out
@@ -467,6 +480,7 @@ async def remove_contact(
     contact_id: int,
     admin: Identity | None,
     manager: Manager,
+    actor: str | None = None,
 ) -> None:
     """Remove a contact channel (404 when the unit has no such contact). Audited."""
     await _writable(session, unit_id, admin, manager)
@@ -477,7 +491,7 @@ async def remove_contact(
     await session.delete(contact)
     await session.flush()
     await record(
-        session=session, actor=admin.actor if admin else "cli", action="unit_contact_remove",
+        session=session, actor=_actor(admin, actor), action="unit_contact_remove",
         entity_type="unit", entity_id=str(unit_id), before=before,
     )  # fmt: skip
 
@@ -492,6 +506,7 @@ async def bind_key(
     principal_id: int,
     admin: Identity | None,
     manager: Manager,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Make a key belong to a unit (None: to none). The admin must manage both the key (else
     404, as for keys) and the unit. A key without a free-text `unit` gets the unit's name (an
@@ -515,7 +530,7 @@ async def bind_key(
     await session.flush()
     after = {"unit_id": p.unit_id, "unit": p.unit}
     await record(
-        session=session, actor=admin.actor if admin else "cli", action="key_unit",
+        session=session, actor=_actor(admin, actor), action="key_unit",
         entity_type="principal", entity_id=str(p.id), before=before, after=after,
     )  # fmt: skip
     return {"principal": p.id, **after}
