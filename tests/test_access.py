@@ -799,3 +799,32 @@ async def test_a_scoped_admin_reads_only_its_part_of_the_audit_log(
         if cursor is None:
             break
     assert [e["id"] for e in paged] == [e["id"] for e in entries]
+
+
+async def test_units_by_role_and_area(clients: dict[str, httpx.AsyncClient]) -> None:
+    """Units (docs/units.md): every role reads them (no contacts); contacts go to keys of a unit
+    and admins; admins write units inside their area (the scoped admin here is An Giang's)."""
+    unit = {"name": "Công an tỉnh An Giang (thử)", "agency": "police", "level": "province"}
+    made: dict[str, int] = {}
+    for role in ROLES:
+        assert (await clients[role].get("/units")).status_code == 200, role
+        r = await clients[role].post(
+            "/units", json=unit | {"code": f"t-acc-{role}", "jurisdiction": "VN-44"}
+        )
+        assert r.status_code == (201 if role == "admin" else 403), (role, r.text)
+        if r.status_code == 201:
+            made[role] = r.json()["id"]
+    unit_id = made["admin"]
+    for role in ROLES:
+        r = await clients[role].get(f"/units/{unit_id}/contacts")
+        assert r.status_code == (200 if role == "admin" else 403), role
+        r = await clients[role].get(f"/units/{unit_id}")
+        assert r.status_code == 200 and "contacts" not in r.json(), role
+    outside = unit | {"code": "t-acc-out", "jurisdiction": "VN-45"}  # Dong Thap
+    assert (await clients["admin"].post("/units", json=outside)).status_code == 403
+    assert (await clients["national"].post("/units", json=outside)).status_code == 201
+    central = unit | {"code": "t-acc-central", "level": "central"}
+    assert (await clients["admin"].post("/units", json=central)).status_code == 403
+    for method, path in (("GET", "/units"), ("POST", "/units"), ("GET", f"/units/{unit_id}")):
+        r = await clients["anonymous"].request(method, path)
+        assert r.status_code == 401 and r.headers["content-type"] == PROBLEM, (method, path)
