@@ -5,7 +5,7 @@ the service functions the API calls, and those record the audit events."""
 
 from __future__ import annotations
 
-from app.cli import backup, cooperation, data, keys, server, units
+from app.cli import backup, cooperation, data, keys, posts, server, units
 from app.cli.common import group
 
 app = group("Borderwatch operator commands.", no_args_is_help=True)
@@ -15,6 +15,7 @@ app.add_typer(data.demo_app, name="demo")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(cooperation.cooperation_app, name="cooperation")
 app.add_typer(units.units_app, name="units")
+app.add_typer(posts.posts_app, name="posts")
 app.command("migrate")(server.migrate_cmd)
 app.command("import")(data.import_cmd)
 app.command("serve")(server.serve)

@@ -1,11 +1,11 @@
-"""Border posts: listing and loading."""
+"""Border posts: listing and loading (changes through the service: app/posts/manage.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, func, select, text
+from sqlalchemy import ColumnElement, any_, func, literal, select, text, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -13,7 +13,7 @@ from sqlalchemy.orm import aliased
 from app.geo import geojson, spatial
 from app.jurisdictions import eras
 from app.jurisdictions.models import Jurisdiction, JurisdictionPiece
-from app.posts.models import BorderPost
+from app.posts.models import BorderPost, PostKind
 
 
 @dataclass(frozen=True)
@@ -87,17 +87,54 @@ def properties() -> dict[str, Any]:
     }
 
 
+def in_force(post: Any, on: Any = None) -> ColumnElement[bool]:
+    """SQL: the post is in force on `on` (a date or a bound date; default today in Vietnam):
+    valid_from <= day < valid_to (NULL: unbounded)."""
+    return eras.in_force(post, eras.today() if on is None else on)
+
+
+def managed_properties() -> dict[str, Any]:
+    """The properties managed through the service since migration 0023 (GET /border-posts
+    and /border-posts/{code}, not the OGC collection, whose queryables stay as they were)."""
+    p = BorderPost
+    counterpart = aliased(BorderPost)
+    kind = aliased(PostKind)
+    return {
+        "kind_name": select(kind.name_vi).where(kind.code == p.kind).scalar_subquery(),
+        "kind_name_en": select(kind.name_en).where(kind.code == p.kind).scalar_subquery(),
+        "country": p.country,
+        "counterpart_country": p.counterpart_country,
+        "counterpart_post": select(counterpart.code)
+        .where(counterpart.id == p.counterpart_post_id)
+        .scalar_subquery(),
+        "opening_status": p.opening_status,
+        "opening_hours": p.opening_hours,
+        "valid_from": p.valid_from,
+        "valid_to": p.valid_to,
+        "in_force": in_force(p),
+        "area_source": p.area_source,
+        "area_km": p.area_km,
+        "version": p.version,
+        "updated_at": p.updated_at,
+        "updated_by": p.updated_by,
+    }
+
+
 async def list_features(
     *,
     session: AsyncSession,
     kind: str | None = None,
     border: str | None = None,
     province: str | None = None,
+    on: Any = None,
+    closed: bool = False,
 ) -> bytes:
-    """Border posts as a FeatureCollection, by border then name."""
+    """Border posts as a FeatureCollection, by border then name: those in force on `on`
+    (default today), or every post ever recorded with `closed`."""
     p = BorderPost
-    f = geojson.feature(id_=p.code, geom=p.geom, properties=properties())
+    f = geojson.feature(id_=p.code, geom=p.geom, properties=properties() | managed_properties())
     stmt = select(f.label("f"), func.row_number().over(order_by=(p.border, p.name)).label("ord"))
+    stmt = stmt.where(true() if closed else in_force(p, on))
     if kind:
         stmt = stmt.where(p.kind == kind)
     if border:
@@ -117,6 +154,7 @@ async def nearest(*, session: AsyncSession, lon: float, lat: float, k: int) -> b
     # them (a few extra rows absorb the sphere/spheroid difference)
     candidates = (
         select(p.id, p.code, distance.label("d"))
+        .where(in_force(p))
         .order_by(func.geography(p.geom).op("<->")(here))
         .limit(k * 2 + 4)
         .subquery()
@@ -125,15 +163,28 @@ async def nearest(*, session: AsyncSession, lon: float, lat: float, k: int) -> b
     f = geojson.feature(
         id_=p.code,
         geom=p.geom,
-        properties=properties() | {"distance_m": geojson.rounded(top.c.d, 1)},
+        properties=properties()
+        | managed_properties()
+        | {"distance_m": geojson.rounded(top.c.d, 1)},
     )
     order = func.row_number().over(order_by=(top.c.d, top.c.code))
     stmt = select(f.label("f"), order.label("ord")).select_from(top).join(p, p.id == top.c.id)
     return await geojson.collection(session, stmt)
 
 
-async def upsert(*, session: AsyncSession, records: list[PostRecord]) -> int:
-    """Insert or update posts by code; returns how many were written."""
+async def upsert(*, session: AsyncSession, records: list[PostRecord], actor: str = "load") -> int:
+    """Insert or update posts by code (a load of the bundled list or an operator's file);
+    returns how many were written. A post whose values do not change is not touched; one that
+    does gets a new version (and, by the trigger, a history row). Generated areas are made
+    again afterwards (app/posts/areas.py)."""
+    from app.posts.areas import generate  # areas reads this module's helpers
+
+    await session.execute(
+        select(
+            func.set_config("borderwatch.actor", literal(actor), True),
+            func.set_config("borderwatch.action", literal("load"), True),
+        )
+    )
     for r in records:
         values = {
             "code": r.code,
@@ -148,12 +199,24 @@ async def upsert(*, session: AsyncSession, records: list[PostRecord]) -> int:
             "geom": spatial.point(r.lon, r.lat),
             "source": r.source,
         }
-        stmt = insert(BorderPost).values(**values)
+        stmt = insert(BorderPost).values(**values, created_by=actor, updated_by=actor)
+        new = stmt.excluded
+        changed = [k for k in values if k not in ("code", "geom")]
         stmt = stmt.on_conflict_do_update(
             index_elements=[BorderPost.code],
-            set_={k: stmt.excluded[k] for k in values if k != "code"},
+            set_={k: new[k] for k in values if k != "code"}
+            | {
+                "version": BorderPost.version + 1,
+                "updated_by": new.updated_by,
+                "updated_at": func.now(),
+            },
+            where=func.row(*(getattr(BorderPost, k) for k in changed)).is_distinct_from(
+                func.row(*(new[k] for k in changed))
+            )
+            | ~func.ST_Equals(BorderPost.geom, new.geom),
         )
         await session.execute(stmt)
+    await generate(session=session)
     return len(records)
 
 
