@@ -1,0 +1,1 @@
+"""Printable reports: the briefing (GET /reports/briefing, `borderwatch report briefing`)."""
