@@ -1,6 +1,8 @@
 """`borderwatch serve --workers 2` for real: requests land on both processes, the rate limit
 counts across them, a write through one process changes what the other serves from its caches,
-and SIGTERM stops everything in bounded time. Also: the accepted connections' TCP_NODELAY.
+one scrape of /metrics counts every process's requests and live streams (and forgets a killed
+worker's streams, never its requests), and SIGTERM stops everything in bounded time. Also: the
+accepted connections' TCP_NODELAY.
 
 Which process served a request is found the way an operator would, from outside: the server
 side of the request's TCP connection (/proc/net/tcp) and the worker that holds that socket
@@ -9,6 +11,7 @@ side of the request's TCP connection (/proc/net/tcp) and the worker that holds t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import math
 import os
@@ -19,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ import httpx
 import mapbox_vector_tile
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -113,6 +117,7 @@ class Served:
     engine: AsyncEngine
     keys: dict[str, Key]
     log: Path
+    metrics_dir: Path  # where serve keeps the workers' metrics (BORDERWATCH_DATA_DIR/metrics)
 
     def served_by(self, response: httpx.Response) -> int | None:
         """The worker that answered `response` (by its connection)."""
@@ -169,11 +174,18 @@ async def served(
     roles = {"writer": "admin", "reader": "analyst", "limited": "analyst", "other": "analyst"}
     keys = await prepare_database(engine, settings, principals=roles)
     await engine.dispose()
+    # the metrics directory as an earlier run might have left it: open to all, a stale file
+    data_dir = tmp_path_factory.mktemp("data")
+    metrics_dir = data_dir / "metrics"
+    metrics_dir.mkdir()
+    metrics_dir.chmod(0o777)
+    (metrics_dir / "counter_1.db").write_bytes(b"an earlier run's counts")
     env = dict(
         os.environ, DATABASE_URL=url, BORDERWATCH_ENVIRONMENT="test",
         BORDERWATCH_RATE_LIMIT=f"{RATE_LIMIT}/minute", BORDERWATCH_DB_POOL_SIZE="3",
-        BORDERWATCH_LOG_FORMAT="text",
+        BORDERWATCH_LOG_FORMAT="text", BORDERWATCH_DATA_DIR=str(data_dir),
     )  # fmt: skip
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     port = _free_port()
     command = [
         str(Path(sys.executable).with_name("borderwatch")), "serve", "--workers", str(WORKERS),
@@ -189,7 +201,8 @@ async def served(
             await asyncio.sleep(0.3)
             workers = [int(p) for p in STARTED.findall(log.read_text())]
         assert len(set(workers)) == WORKERS, _tail(log)
-        yield Served(proc, f"http://127.0.0.1:{port}", port, workers, engine, keys, log)
+        base = f"http://127.0.0.1:{port}"
+        yield Served(proc, base, port, workers, engine, keys, log, metrics_dir)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -371,6 +384,127 @@ async def test_the_workers_connections_have_tcp_nodelay(served: Served) -> None:
                 seen[pid] = _nodelay_in(pid, inode)
     # None: pidfd_getfd refused (it needs Linux >= 5.6 and ptrace rights, as root here)
     assert seen == dict.fromkeys(served.workers, True)
+
+
+# --- /metrics across the workers ------------------------------------------------------------
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+READY = frozenset({("route", "/readyz"), ("method", "GET"), ("status", "200")})
+
+
+async def _scrape(served: Served, pid: int) -> Samples:
+    """/metrics as worker `pid` answers it (from 127.0.0.1, an operator address: no key)."""
+    r = await served.on(pid, "GET", "/metrics")
+    assert r.status_code == 200, r.text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+
+
+async def _until(
+    served: Served, pid: int, settled: Callable[[Samples], bool], within_s: float = 20
+) -> Samples:
+    """Scrapes through worker `pid` until `settled` (the other worker copies what it reads
+    from its objects to the shared files once a second)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        samples = await _scrape(served, pid)
+        if settled(samples) or time.monotonic() > deadline:
+            return samples
+        await asyncio.sleep(0.3)
+
+
+@contextlib.asynccontextmanager
+async def _stream_on(served: Served, pid: int, path: str, key: str) -> AsyncIterator[None]:
+    """An open `GET path` stream (the live feed) answered by worker `pid`, held until exit."""
+    for _ in range(60):
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=served.base, limits=limits, timeout=30) as c:
+            if served.served_by(await c.get("/healthz")) != pid:
+                continue
+            headers = {"Authorization": f"Bearer {key}"}
+            async with c.stream("GET", path, headers=headers) as r:
+                assert r.status_code == 200, await r.aread()
+                assert served.served_by(r) == pid
+                yield
+                return
+    raise AssertionError(f"no connection reached worker {pid} in 60 tries")
+
+
+def _subscribers(samples: Samples) -> float:
+    return samples[("borderwatch_live_feed_subscribers", frozenset())]
+
+
+async def test_one_scrape_counts_every_workers_requests(served: Served) -> None:
+    """Requests through both workers: a scrape, whichever worker answers it, counts them all
+    (counter and histogram). The directory serve made for this: 0700, the stale file gone, a
+    file of each worker's counts in it."""
+    a, b = served.workers
+    sent = [a, b, a, b, b, a, b]
+    for pid in sent:
+        assert (await served.on(pid, "GET", "/readyz")).status_code == 200
+    for pid in (a, b):
+        samples = await _scrape(served, pid)
+        assert samples[("borderwatch_http_requests_total", READY)] == len(sent)
+        timed = frozenset({("route", "/readyz"), ("method", "GET")})
+        assert samples[("borderwatch_http_request_duration_seconds_count", timed)] == len(sent)
+        every = timed | {("le", "+Inf")}
+        assert samples[("borderwatch_http_request_duration_seconds_bucket", every)] == len(sent)
+        assert not any(labels for _, labels in samples if ("pid", str(a)) in labels)
+    info = served.metrics_dir.lstat()
+    assert info.st_mode & 0o777 == 0o700
+    files = {p.name for p in served.metrics_dir.iterdir()}
+    assert "counter_1.db" not in files
+    assert {f"counter_{a}.db", f"counter_{b}.db"} <= files
+
+
+async def test_live_gauges_sum_and_a_killed_worker_leaves_none(served: Served) -> None:
+    """One live-feed stream open on each worker: `borderwatch_live_feed_subscribers` is their
+    sum (livesum) whichever worker is scraped. Then one worker is killed (SIGKILL) and the
+    supervisor starts another: its stream no longer counts, its live gauges' file is removed,
+    and its requests stay counted once (the new worker starts from nothing)."""
+    a, b = served.workers
+    key = served.keys["other"].key
+    async with contextlib.AsyncExitStack() as streams:
+        await streams.enter_async_context(_stream_on(served, a, "/events", key))
+        await streams.enter_async_context(_stream_on(served, b, "/events", key))
+        for pid in (a, b):
+            samples = await _until(served, pid, lambda s: _subscribers(s) == 2)
+            assert _subscribers(samples) == 2
+        pool = frozenset({("state", "in_use")}), frozenset({("state", "idle")})
+        opened = sum(samples[("borderwatch_db_pool_connections", p)] for p in pool)
+        assert opened >= 2  # both workers' pools (each fills its own at start)
+        ready = samples[("borderwatch_http_requests_total", READY)]
+        assert any(p.name == f"gauge_livesum_{a}.db" for p in served.metrics_dir.iterdir())
+
+        # SIGKILL: no shutdown of its own; the supervisor reaps it and starts a new worker
+        os.kill(a, signal.SIGKILL)
+        deadline = time.monotonic() + 180
+        while True:
+            text_ = served.log.read_text()
+            started = [int(p) for p in STARTED.findall(text_)]
+            if len(started) > WORKERS and text_.count("startup complete") > WORKERS:
+                break
+            assert served.proc.poll() is None and time.monotonic() < deadline, _tail(served.log)
+            await asyncio.sleep(0.3)
+        new = started[-1]
+        assert new not in (a, b) and not _alive([a])
+        served.workers[:] = [new, b]  # for the tests after this one
+        assert f"Child process [{a}] died" in served.log.read_text()
+        assert not any(p.name.startswith("gauge_live") and p.name.endswith(f"_{a}.db")
+                       for p in served.metrics_dir.iterdir())  # fmt: skip
+        assert (served.metrics_dir / f"counter_{a}.db").exists()  # its requests still count
+        for pid in (new, b):
+            samples = await _until(served, pid, lambda s: _subscribers(s) == 1)
+            assert _subscribers(samples) == 1  # b's stream; a's went with it
+            assert samples[("borderwatch_http_requests_total", READY)] == ready
+        assert (await served.on(new, "GET", "/readyz")).status_code == 200
+        samples = await _scrape(served, b)
+        assert samples[("borderwatch_http_requests_total", READY)] == ready + 1
+        with contextlib.suppress(httpx.HTTPError):  # the stream to the killed worker is gone
+            await streams.aclose()
 
 
 async def test_sigterm_stops_every_worker(served: Served) -> None:

@@ -3,6 +3,7 @@ runs: database up, migrate, load defaults when empty, serve)."""
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from app.db import create_engine, ensure_database, sessionmaker
 from app.embedded import ClusterError
 from app.geodata import load as geodata
 from app.incidents import demo
+from app.observe import multiprocess
 from app.runtime import database_url, embedded_cluster
 
 GRACEFUL_S = 10  # with --workers: how long a stopping worker lets open requests finish
@@ -175,26 +177,46 @@ def serve(
             "forwarded_allow_ips": proxies or None,
         }
         if processes == 1:
+            os.environ.pop(multiprocess.ENV, None)  # one process: its own counts, as ever
             uvicorn.run("app.main:create_app", **common)
         else:
-            # the supervisor binds the port once (a TCP socket: asyncio sets TCP_NODELAY on
-            # every connection a worker accepts, tests/test_workers.py) and hands it to its
-            # workers; it stops them on SIGINT/SIGTERM (its own handlers replace ours) and
-            # returns, so the `finally` below still runs. A worker gives its open requests
-            # (a live feed never ends) GRACEFUL_S before it closes them.
-            uvicorn.run(
-                "app.main:create_app",
-                **common,
-                workers=processes,
-                timeout_graceful_shutdown=GRACEFUL_S,
-                timeout_worker_healthcheck=HEALTHCHECK_S,
-            )
+            serve_workers(settings, common, processes)
     finally:
         if started:
             # a second Ctrl-C while stopping must not leave the cluster running
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             embedded_cluster(settings).stop()
             console.print("embedded cluster stopped")
+
+
+def serve_workers(settings: Settings, common: dict[str, Any], processes: int) -> None:
+    """`processes` workers under uvicorn's supervisor, as `uvicorn.run(workers=…)` would run
+    them, with /metrics merged across them (app/observe/multiprocess.py): the directory
+    created and emptied, and named in the environment the workers inherit, before any starts.
+
+    The supervisor binds the port once (a TCP socket: asyncio sets TCP_NODELAY on every
+    connection a worker accepts, tests/test_workers.py) and hands it to its workers; it stops
+    them on SIGINT/SIGTERM (its own handlers replace ours) and returns, so serve's `finally`
+    still runs. A worker gives its open requests (a live feed never ends) GRACEFUL_S before it
+    closes them."""
+    import uvicorn
+
+    metrics_dir = multiprocess.prepare(multiprocess.directory(settings))
+    os.environ[multiprocess.ENV] = str(metrics_dir)
+    config = uvicorn.Config(
+        "app.main:create_app",
+        **common,
+        workers=processes,
+        timeout_graceful_shutdown=GRACEFUL_S,
+        timeout_worker_healthcheck=HEALTHCHECK_S,
+    )
+    sock = config.bind_socket()
+    try:
+        multiprocess.Supervisor(config, sockets=[sock], metrics_dir=metrics_dir).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
 
 
 def announce(base: str, key: str | None) -> None:

@@ -5,6 +5,10 @@ app (`app.state.metrics`), the /metrics route and the middleware."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from fastapi import FastAPI
 
 from app.config import Settings
@@ -18,6 +22,16 @@ def install(app: FastAPI, settings: Settings) -> None:
     logs.configure(settings)
     app.state.metrics = metrics.Metrics(app)
     app.include_router(routes.router)
+    mirror = app.state.metrics.mirror
+    if mirror is not None:  # several processes: copy this one's pool, feed, limiter figures
+        inner = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+            async with inner(app) as state, mirror.running():
+                yield state
+
+        app.router.lifespan_context = lifespan
 
 
 def add_middleware(app: FastAPI) -> None:

@@ -9,10 +9,15 @@ pool, the live feed's subscribers (app/events/hub.py) and the rate limiters' ref
 
 No label carries request data: routes are templates (`/incidents/{incident_id}`), methods a
 fixed set, layers the tile routes' own names. See docs/observability.md.
+
+Under `serve --workers N` (PROMETHEUS_MULTIPROC_DIR set) the counts go to files every worker
+shares and a scrape merges them all; what is read when scraped is copied there by each worker
+(app/observe/multiprocess.py).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app import replicas
+from app.observe import multiprocess
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -72,6 +78,10 @@ class Metrics:
     """The counters of one app and the collector that reads its pool, feed and limiters."""
 
     def __init__(self, app: FastAPI) -> None:
+        # several processes: the metrics live in the shared directory's files
+        self.shared_dir = os.environ.get(multiprocess.ENV) or None
+        if self.shared_dir is not None:
+            multiprocess.use_files()
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -95,7 +105,12 @@ class Metrics:
             "borderwatch_import_rows", "Rows of committed incident imports (API), by result",
             ["result"], registry=r,
         )  # fmt: skip
-        r.register(_StateCollector(app))
+        state = _StateCollector(app)
+        # one process: read when scraped; several: copied to the files (each worker's lifespan
+        # runs the mirror, app/observe/__init__.py) and merged with the other workers'
+        self.mirror = multiprocess.Mirror(state.collect) if self.shared_dir else None
+        if self.mirror is None:
+            r.register(state)
         # (route, method, status) -> the children that request updates: labels() once per
         # combination, not once per request
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
@@ -132,7 +147,10 @@ class Metrics:
             self.import_rows.labels(result).inc(getattr(report, result))
 
     def exposition(self) -> bytes:
-        """Every metric in the Prometheus text format."""
+        """Every metric in the Prometheus text format (of every worker, with several)."""
+        if self.mirror is not None and self.shared_dir is not None:
+            self.mirror.publish()  # this worker's figures as of now; the others' within MIRROR_S
+            return multiprocess.exposition(self.shared_dir)
         return generate_latest(self.registry)
 
 
