@@ -30,6 +30,7 @@ from app.ogc.style_routes import router as ogc_styles_router
 from app.photos.routes import router as photos_router
 from app.places.routes import router as places_router
 from app.posts.routes import router as posts_router
+from app.reports.routes import router as reports_router
 from app.tiles.routes import router as tiles_router
 from app.units.routes import router as units_router
 from app.web import routes as web
@@ -60,6 +61,7 @@ ROUTERS: list[APIRouter] = [
     nearrepeat_router,
     stats_router,
     borderzone_router,
+    reports_router,
     photos_router,
     notes_router,
     import_router,
