@@ -127,6 +127,7 @@ FROZEN_SQL = {
     "incident_derive_v4.sql": "bf7d291b4f1ec062ecd41dfc0d574a09c8ca2bc54d0d2b64eff0ed247ba33e4d",
     "incident_derive_v5.sql": "5955e96ad8264e1d570d50ef598d424e87b0a32f5a6bda3558592ac0559b6f81",
     "incident_derive_v6.sql": "65efef051f29b95249220fe657e8c7198fe52b518584cd5db438954c9c886998",
+    "incident_derive_v7.sql": "0296284bb4c195d4e14d4c2d1052538a2b89c33a5d5194d27616a8dc0ae9a58c",
     "incident_events_v1.sql": "8589ef72c69b7974b7af45efb85e7fd7f17c8fcc6c6f3b20297836508af21bf1",
     "incident_history_v1.sql": "a68ff39a45879a8c3ac268b7f48d5c4a012f9f03f3442c12dc9a69c77586ccf9",
     "incident_history_v2.sql": "f72cf14522b98c84857ceed6b104f3bb0568384db5cdeffa4e0bb2e4f700faaf",
