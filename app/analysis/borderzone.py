@@ -12,7 +12,7 @@ import math
 from itertools import pairwise
 
 import orjson
-from sqlalchemy import BigInteger, Float, cast, func, literal, select, text
+from sqlalchemy import BigInteger, Float, and_, case, cast, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,7 @@ from app.geo import geojson, spatial
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
 from app.posts.models import BorderPost
+from app.posts.service import in_force as posts_in_force
 from app.posts.service import todays_province
 
 ALL = "all"
@@ -188,8 +189,11 @@ def _share(n: int, total: int) -> float | None:
 async def border_posts(
     *, session: AsyncSession, filt: IncidentFilter, zone_km: float, home: str
 ) -> bytes:
-    """Every border post with the matching incidents in its area (nearest post, on the home
-    side, within zone_km of the border), by category; busiest first."""
+    """Every border post in force today (and a closed one that has matching incidents) with the
+    matching incidents in its area (nearest post, on the home side, within zone_km of the
+    border), by category; busiest first. `area_count`: the matching incidents inside the post's
+    area of responsibility (app/posts/areas.py; drawn, imported or generated; null for a post
+    without an area or no longer in force), whatever their distance to the border."""
     i = Incident
     per_category = (
         select(i.nearest_post_id.label("post_id"), i.category, func.count().label("n"))
@@ -214,6 +218,14 @@ async def border_posts(
     )
     p = BorderPost
     count = func.coalesce(per_post.c.n, 0)
+    live = posts_in_force(p)
+    in_area = (
+        select(func.count())
+        .select_from(i)
+        .where(*filt.conditions(), func.ST_Intersects(p.area, i.geom))
+        .correlate(p)
+        .scalar_subquery()
+    )
     f = geojson.feature(
         id_=p.code,
         geom=p.geom,
@@ -227,9 +239,13 @@ async def border_posts(
             "province": todays_province(p),
             "count": count,
             "by_category": func.coalesce(per_post.c.by_category, cast(literal("{}"), JSONB)),
+            "area_count": case((and_(live, p.area.is_not(None)), in_area), else_=None),
+            "in_force": live,
         },
     )
-    stmt = select(
-        f.label("f"), func.row_number().over(order_by=(count.desc(), p.code)).label("ord")
-    ).outerjoin(per_post, per_post.c.post_id == p.id)
+    stmt = (
+        select(f.label("f"), func.row_number().over(order_by=(count.desc(), p.code)).label("ord"))
+        .outerjoin(per_post, per_post.c.post_id == p.id)
+        .where(or_(live, per_post.c.n.is_not(None)))
+    )
     return await geojson.collection(session, stmt)
