@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.config import Settings
 from app.units import demo
 from app.units.service import chain_order
+from app.units.stats import unit_key, unit_names
 from conftest import app_client, make_key
 
 PROBLEM = "application/problem+json"
@@ -362,3 +363,38 @@ async def test_bad_input_is_a_problem(client: httpx.AsyncClient, session: AsyncS
         i=str(unit),
     )
     assert n == 1
+
+
+async def test_counts_by_reporting_unit(
+    client: httpx.AsyncClient, session: AsyncSession, engine: AsyncEngine, settings: Settings
+) -> None:
+    """The pieces of group_by=unit (app/units/stats.py) against a GROUP BY written here."""
+    await demo.load(session=session)
+    incident = {
+        "category": "smuggling",
+        "severity": 2,
+        "occurred_at": "2026-11-01T10:00:00+07:00",
+        "location": {"type": "Point", "coordinates": [105.15, 18.40]},
+    }
+    made = {"VN-P42-BP-cau-treo": 3, "VN-P42-HQ-cau-treo": 1}
+    for code, n in made.items():
+        unit_key_ = await _bound_key(session, client, code)
+        async with app_client(engine, session, settings, unit_key_) as c:
+            for _ in range(n):
+                assert (await c.post("/incidents", json=incident)).status_code == 201
+    assert (await client.post("/incidents", json=incident)).status_code == 201  # no unit
+    group = unit_key().label("k")
+    rows = await session.execute(select(group, func.count()).group_by(group))
+    got = {k: n for k, n in rows}
+    expected = await session.execute(
+        text("SELECT reporting_unit_id::text, count(*) FROM incident GROUP BY 1")
+    )
+    assert got == {k: n for k, n in expected}
+    ids = {code: str(await _unit_id(session, code)) for code in made}
+    assert {got[ids[c]] for c in made} == set(made.values())
+    assert got[None] >= 1
+    names = await unit_names(session, [k for k in got if k is not None])
+    assert names[ids["VN-P42-BP-cau-treo"]] == (
+        "Cau Treo international border gate border-guard station",
+        "Đồn Biên phòng cửa khẩu quốc tế Cầu Treo",
+    )
