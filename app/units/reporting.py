@@ -29,6 +29,13 @@ async def reporting_unit(
         await session.execute(select(Unit.name, Unit.valid_to).where(Unit.id == wanted))
     ).one_or_none()
     if row is None or (row.valid_to is not None and row.valid_to <= eras.today()):
+        if wanted == principal.unit_id:
+            raise InvalidInput(
+                f"the unit of this key (id {wanted}) is closed: ask an admin to bind the key to"
+                " the unit that took over (PUT /units/{id}/keys/{principal_id})",
+                field="reporting_unit_id",
+                id=wanted,
+            )
         raise InvalidInput(
             f"no unit in force with id {wanted} (GET /units)", field="reporting_unit_id", id=wanted
         )
