@@ -1,4 +1,5 @@
-// The monthly trend: plain SVG bars, the selected months darker; a click picks a month.
+// The monthly trend: plain SVG bars, the selected months darker, the months of a comparison
+// period outlined; a click picks a month.
 
 import { number, t } from "./i18n.js";
 
@@ -11,8 +12,9 @@ function el(name, attrs = {}, text = null) {
   return node;
 }
 
-/** Bars for `months` (every month, in order) with counts from `groups` ({key, count}). */
-export function trendChart({ months, groups, from, to, onPick }) {
+/** Bars for `months` (every month, in order) with counts from `groups` ({key, count});
+ * `compared` ({from, to}, "YYYY-MM"): the comparison period's months, outlined. */
+export function trendChart({ months, groups, from, to, onPick, compared = null }) {
   const counts = new Map(groups.map((g) => [g.key, g.count]));
   const width = 300;
   const height = 120;
@@ -28,8 +30,10 @@ export function trendChart({ months, groups, from, to, onPick }) {
   months.forEach((m, i) => {
     const v = counts.get(m) || 0;
     const inside = (!from || m >= from) && (!to || m <= to);
+    const before = compared && m >= compared.from && m <= compared.to;
     const bar = el("rect", { x: pad.left + i * bw + 0.5, y: y(v), width: Math.max(1, bw - 1),
-      height: Math.max(0, y(0) - y(v)), class: inside ? "bar in" : "bar" });
+      height: Math.max(0, y(0) - y(v)), class: `bar${inside ? " in" : ""}${before ? " compared" : ""}`,
+      ...(before ? { stroke: "#495057", "stroke-width": 1, "stroke-dasharray": "2 1" } : {}) });
     bar.append(el("title", {}, t("chart.bar", { month: m, count: v })));
     bar.addEventListener("click", () => onPick && onPick(m));
     svg.append(bar);
