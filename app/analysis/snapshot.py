@@ -17,12 +17,21 @@ the dashboard warmer (app/analysis/warm.py) builds the national one after start 
 change. The build reads the versions before and after its statement and keeps the snapshot only
 when they did not move (otherwise a write landed in between and the data may be newer than the
 token).
+
+A new incidents version does not cost a rebuild when the change is small: the snapshot of the
+previous version of the same scope (and jurisdictions version) is updated from the incident
+change log (app/tiles/change_log.py, migration 0022): one statement reads, in one snapshot of
+the database, the versions, the ids changed since and the rows of those ids only; the changed
+ids leave the columns and their rows now visible go in at their place (`delta`). When the log
+does not reach back (pruned), names a change without ids (an import batch, a TRUNCATE) or more
+than DELTA_MAX ids, or the categories changed, the snapshot is built from all rows as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,13 +57,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.analysis.cache import VersionedCache
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import STATUSES, Category, Incident
-from app.tiles import versions
+from app.tiles import change_log, versions
+from app.tiles.models import LayerVersion
 
 log = logging.getLogger("borderwatch.snapshot")
 
 DEPENDS = ("incidents", "jurisdictions")
 MONTH_TZ = "Asia/Ho_Chi_Minh"
 KEPT = 4  # values per process (a national snapshot is ~54 MB at 1 M incidents)
+DELTA_MAX = 20_000  # changed incidents past which a full rebuild is cheaper than a delta
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # the columns of every row packed by PostgreSQL into one bytea (int8send & co.: big-endian,
@@ -87,6 +98,8 @@ class Snapshot:
     month: np.ndarray  # year * 12 + month - 1, in Asia/Ho_Chi_Minh
     severity: np.ndarray
     categories: tuple[str, ...]
+    version: int = 0  # the incidents counter it holds the data of (0: unknown)
+    lineage: str = ""  # what besides the incidents counter its token names (`lineage`)
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -133,8 +146,17 @@ def token(found: versions.Versions, filt: IncidentFilter) -> str:
     return versions.token(DEPENDS, found, f"snapshot|{filt.scope.view}")
 
 
-def _statement(filt: IncidentFilter, categories: Sequence[str]) -> Select[Any]:
-    """Every visible incident's columns, packed (ROW) into one bytea in the order of ids."""
+def lineage(found: versions.Versions, filt: IncidentFilter) -> str:
+    """The token without the incidents counter: snapshots of one lineage differ only by
+    incident changes, which the change log names."""
+    return versions.token(("jurisdictions",), found, f"snapshot|{filt.scope.view}")
+
+
+def _statement(
+    filt: IncidentFilter, categories: Sequence[str], *only: ColumnElement[bool]
+) -> Select[Any]:
+    """Every visible incident's columns (those meeting `only` too), packed (ROW) into one bytea
+    in the order of ids."""
     i = Incident
     cats = cast(bindparam("cats", list(categories), type_=ARRAY(String)), ARRAY(String))
     statuses = cast(bindparam("statuses", list(STATUSES), type_=ARRAY(String)), ARRAY(String))
@@ -157,11 +179,18 @@ def _statement(filt: IncidentFilter, categories: Sequence[str]) -> Select[Any]:
             func.string_agg(packed, aggregate_order_by(literal_column("''::bytea"), i.id)),
             literal_column("''::bytea"),
         )
-    ).where(*IncidentFilter(scope=filt.scope).conditions())
+    ).where(*IncidentFilter(scope=filt.scope).conditions(), *only)
 
 
-async def build(*, session: AsyncSession, filt: IncidentFilter) -> Snapshot | None:
-    """The snapshot of `filt`'s scope, or None when a write moved the versions meanwhile."""
+async def build(
+    *, session: AsyncSession, filt: IncidentFilter, previous: Snapshot | None = None
+) -> Snapshot | None:
+    """The snapshot of `filt`'s scope, or None when a write moved the versions meanwhile;
+    from `previous` and the change log when it can (`delta`), else from every row."""
+    if previous is not None:
+        updated = await delta(session=session, filt=filt, previous=previous)
+        if updated is not None:
+            return updated
     before = await versions.read(session=session)
     found = await session.execute(select(Category.code).order_by(Category.code))
     categories = tuple(found.scalars())
@@ -170,26 +199,149 @@ async def build(*, session: AsyncSession, filt: IncidentFilter) -> Snapshot | No
     if token(before, filt) != token(after, filt):
         return None
     # the columns are made in a thread (numpy lets go of the GIL): requests go on meanwhile
-    return await asyncio.to_thread(_columns, bytes(data), token(before, filt), categories)
+    return await asyncio.to_thread(
+        _columns,
+        bytes(data),
+        token(before, filt),
+        categories,
+        before["incidents"][0],
+        lineage(before, filt),
+    )
 
 
-def _columns(data: bytes, key: str, categories: tuple[str, ...]) -> Snapshot:
-    """The snapshot from the packed rows (ROW)."""
+COLUMNS = ("ids", "x", "y", "category", "status", "occurred", "month", "severity")
+
+
+def _arrays(data: bytes) -> dict[str, np.ndarray]:
+    """The columns of the packed rows (ROW), sorted by id in numpy's own order (for
+    searchsorted)."""
     rows = np.frombuffer(data, dtype=ROW)
-    rows = rows[np.argsort(rows["id"], kind="stable")]  # numpy's own order, for searchsorted
+    rows = rows[np.argsort(rows["id"], kind="stable")]
     if rows.size and (int(rows["category"].min()) < 1 or int(rows["status"].min()) < 1):
         raise RuntimeError("an incident's category or status is not in the lists")
+    return {
+        "ids": rows["id"].copy(),
+        "x": rows["x"].astype(np.float64),
+        "y": rows["y"].astype(np.float64),
+        "category": (rows["category"] - 1).astype(np.int16),
+        "status": (rows["status"] - 1).astype(np.int16),
+        "occurred": rows["occurred"].astype(np.int64),
+        "month": rows["month"].astype(np.int32),
+        "severity": rows["severity"].astype(np.int16),
+    }
+
+
+def _columns(
+    data: bytes, key: str, categories: tuple[str, ...], version: int = 0, line: str = ""
+) -> Snapshot:
+    """The snapshot from the packed rows (ROW)."""
+    return Snapshot(
+        token=key, categories=categories, version=version, lineage=line, **_arrays(data)
+    )
+
+
+# the delta's statement: versions, whether the log covers (A, B], the changed ids (at most
+# DELTA_MAX + 1), whether one change has no id, the categories, and the changed incidents'
+# rows now visible, in one snapshot
+def _delta_statement(filt: IncidentFilter, categories: Sequence[str]) -> Select[Any]:
+    k, c = change_log.incident_change_commit.c, change_log.incident_change.c
+    lv = LayerVersion
+    newest = select(lv.version).where(lv.layer == "incidents").scalar_subquery()
+    since = bindparam("since", type_=BigInteger)
+    in_range = (k.version > since, k.version <= newest)
+    changed = (
+        select(c.incident_id)
+        .distinct()
+        .select_from(
+            change_log.incident_change_commit.join(change_log.incident_change, c.xid == k.xid)
+        )
+        .where(*in_range)
+        .limit(bindparam("limit", type_=Integer))
+        .cte("changed")
+    )
+    commits = select(func.count()).select_from(change_log.incident_change_commit)
+    covered = commits.where(*in_range).scalar_subquery() == newest - since
+    n = select(func.count()).select_from(changed).scalar_subquery()
+    whole = select(func.bool_or(changed.c.incident_id.is_(None))).scalar_subquery()
+    gone = select(
+        func.coalesce(
+            func.string_agg(
+                func.uuid_send(changed.c.incident_id),
+                literal_column("''::bytea"),
+            ),
+            literal_column("''::bytea"),
+        )
+    ).scalar_subquery()
+    cats = select(
+        func.array_agg(aggregate_order_by(Category.code, Category.code))
+    ).scalar_subquery()
+    ids = select(changed.c.incident_id).where(changed.c.incident_id.is_not(None))
+    rows = _statement(filt, categories, Incident.id.in_(ids)).scalar_subquery()
+    return select(
+        versions.VERSIONS_JSON,
+        covered.label("covered"),
+        n.label("n"),
+        whole.label("whole"),
+        gone.label("gone"),
+        cats.label("categories"),
+        rows.label("rows"),
+    )
+
+
+DELTAS = {"tried": 0, "applied": 0}  # (tests, benchmarks)
+
+
+async def delta(
+    *, session: AsyncSession, filt: IncidentFilter, previous: Snapshot
+) -> Snapshot | None:
+    """`previous` (a snapshot of `filt`'s scope) brought to the versions of now from the
+    change log, or None when it cannot be (then build from every row)."""
+    if not previous.version or not previous.lineage:
+        return None
+    DELTAS["tried"] += 1
+    stmt = _delta_statement(filt, previous.categories)
+    found = await session.execute(stmt, {"since": previous.version, "limit": DELTA_MAX + 1})
+    row = found.one()
+    now = versions.parse(row[0])
+    if (
+        not row.covered
+        or row.whole
+        or int(row.n) > DELTA_MAX
+        or tuple(row.categories or ()) != previous.categories
+        or lineage(now, filt) != previous.lineage
+        or now["incidents"][0] < previous.version
+    ):
+        return None
+    DELTAS["applied"] += 1
+    return await asyncio.to_thread(
+        _apply,
+        previous,
+        bytes(row.gone),
+        bytes(row.rows),
+        token(now, filt),
+        now["incidents"][0],
+    )
+
+
+def _apply(previous: Snapshot, gone: bytes, data: bytes, key: str, version: int) -> Snapshot:
+    """`previous` without the changed ids (`gone`, uuids' 16 bytes each) and with their rows
+    now visible (`data`, packed ROW), in the order of ids."""
+    ids = previous.ids
+    out = np.frombuffer(gone, dtype="S16")
+    at = np.searchsorted(ids, out)
+    hit = at < len(ids)
+    hit[hit] = ids[at[hit]] == out[hit]
+    drop = at[hit]
+    added = _arrays(data)
+    cols = {name: np.delete(getattr(previous, name), drop) for name in COLUMNS}
+    where = np.searchsorted(cols["ids"], added["ids"])
+    cols = {name: np.insert(cols[name], where, added[name]) for name in COLUMNS}
     return Snapshot(
         token=key,
-        ids=rows["id"].copy(),
-        x=rows["x"].astype(np.float64),
-        y=rows["y"].astype(np.float64),
-        category=(rows["category"] - 1).astype(np.int16),
-        status=(rows["status"] - 1).astype(np.int16),
-        occurred=rows["occurred"].astype(np.int64),
-        month=rows["month"].astype(np.int32),
-        severity=rows["severity"].astype(np.int16),
-        categories=categories,
+        categories=previous.categories,
+        version=version,
+        lineage=previous.lineage,
+        **cols,
     )
 
 
@@ -204,6 +356,13 @@ class SnapshotCache:
         self.kept: VersionedCache[Any] = VersionedCache(size)
         self.building: dict[str, asyncio.Task[Any]] = {}
         self.builds = 0  # values built and kept (tests)
+        # the newest snapshot kept per lineage: the base of the next one's delta
+        self.latest: OrderedDict[str, Snapshot] = OrderedDict()
+
+    def previous(self, found: versions.Versions, filt: IncidentFilter) -> Snapshot | None:
+        """The newest snapshot kept of `filt`'s scope at these jurisdictions versions, or
+        None."""
+        return self.latest.get(lineage(found, filt))
 
     def ready(self, key: str) -> Any:
         """The value kept for `key`, or None."""
@@ -228,9 +387,19 @@ class SnapshotCache:
         except Exception:  # a failed build leaves the answers to PostgreSQL
             log.exception("building %s failed", key.split("|")[0])
             return None
-        if value is not None and getattr(value, "token", None) == key:
+        # a snapshot is exact for its own token, even when a write moved the versions since the
+        # build was asked for
+        own = isinstance(value, Snapshot) and value.lineage
+        if value is not None and (getattr(value, "token", None) == key or own):
             self.builds += 1
-            await self.kept.get(key, _value(value))
+            await self.kept.get(value.token, _value(value))
+            if isinstance(value, Snapshot) and value.lineage:
+                known = self.latest.get(value.lineage)
+                if known is None or known.version <= value.version:
+                    self.latest[value.lineage] = value
+                    self.latest.move_to_end(value.lineage)
+                    while len(self.latest) > self.kept.size:
+                        self.latest.popitem(last=False)
         return value
 
 
@@ -248,13 +417,15 @@ async def usable(
     started for next time)."""
     if cache is None or not answerable(filt) or await _writing(session):
         return None
-    key = token(await versions.read(session=session), filt)
+    found = await versions.read(session=session)
+    key = token(found, filt)
     snap: Snapshot | None = cache.ready(key)
     if snap is None:
         scope_only = IncidentFilter(scope=filt.scope)
+        previous = cache.previous(found, filt)
 
         async def make(s: AsyncSession) -> Snapshot | None:
-            return await build(session=s, filt=scope_only)
+            return await build(session=s, filt=scope_only, previous=previous)
 
         cache.schedule(key, make)
     return snap

@@ -104,11 +104,13 @@ async def warm_once(app: FastAPI) -> None:
             log.exception("warming %s failed", name)
 
     async def snap(session: AsyncSession) -> None:
-        key = snapshot.token(await versions.read(session=session), filt)
+        found = await versions.read(session=session)
+        key = snapshot.token(found, filt)
         if cache.ready(key) is None:
+            previous = cache.previous(found, filt)  # updated from the change log when small
 
             async def make(s: AsyncSession) -> snapshot.Snapshot | None:
-                return await snapshot.build(session=s, filt=filt)
+                return await snapshot.build(session=s, filt=filt, previous=previous)
 
             await cache.schedule(key, make)
 

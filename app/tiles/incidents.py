@@ -9,6 +9,7 @@ one tile; a tile therefore never holds more than CELLS² features. See docs/tile
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +27,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,7 +40,7 @@ from app.i18n import Lang
 from app.incidents import schema
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import Incident
-from app.tiles import versions
+from app.tiles import change_log, versions
 from app.tiles.sql import TILE_BOX, box_params, envelope, inside, iso, mvt, point, tile_params
 from app.tiles.tile import BUFFER, EXTENT, WORLD_M, Tile, mercator_to_lonlat
 
@@ -86,6 +88,16 @@ def incident_tile_statement(
 # from. At most ~5 kB each (CELLS² features): ~10 MB.
 AGGREGATE_TILES_KEPT = 2048
 AGGREGATES: VersionedCache[tuple[bytes, versions.Versions]] = VersionedCache(AGGREGATE_TILES_KEPT)
+# The newest stamp each (filter, role, tile) was kept under by a reader that had not written:
+# when the incidents counter moved since, the change log (app/tiles/change_log.py) may prove
+# that tile still valid (docs/tiles.md, "Kept tiles that survive writes").
+LATEST: OrderedDict[tuple[IncidentFilter, bool, Tile], str] = OrderedDict()
+# how the aggregate tiles were answered since start: made afresh, or kept bytes proven valid
+# at a later version by the change log (tests, benchmarks)
+REUSE = {"made": 0, "checked": 0, "reused": 0}
+# the region box is widened by this much (degrees) in the log's test: a change on its edge
+# counts as inside
+EDGE_DEG = 1e-9
 # Tests that make the incident counter move at each statement (SET CONSTRAINTS … IMMEDIATE)
 # may set this: their own writes are then named by the counters they read.
 TRUST_OWN_WRITES = False
@@ -102,7 +114,9 @@ async def incidents_tile(
     """The incidents tile (see incident_tile_statement), MAX_TILE_POINTS at most, and the
     layer versions read in the same statement, so in the same snapshot as the tile: a version
     never names data older or newer than the tile sent with it. Aggregate tiles are kept in
-    AGGREGATES per versions' stamp (docs/tiles.md, "Aggregate tiles kept per version").
+    AGGREGATES per versions' stamp (docs/tiles.md, "Aggregate tiles kept per version"); when
+    only the incidents counter moved since a kept tile was made, the change log may prove it
+    unchanged (`_still_valid`): then it is sent with the versions the proof read.
 
     Run without parallel workers (fetch_row): on 2 cores, starting and feeding them made busy
     tiles slower than the same plan run by the leader alone (docs/decisions.md)."""
@@ -116,9 +130,82 @@ async def incidents_tile(
     _, stamp, writing = await versions.read_stamped(session=session)
     if writing and not TRUST_OWN_WRITES:  # it sees changes its versions do not name yet
         return await _run(session, made)
+    which = (filt, aggregate_only, tile)
+
+    async def make() -> tuple[bytes, versions.Versions]:
+        kept = None if writing else await _still_valid(session, which, stamp, made[1])
+        if kept is not None:
+            return kept
+        REUSE["made"] += 1
+        return await _run(session, made)
+
     # a write committed between the stamp and the tile gives a tile newer than the stamp,
     # kept with the versions it was made from: never older than the versions sent with it
-    return await AGGREGATES.get((stamp, filt, aggregate_only, tile), lambda: _run(session, made))
+    value = await AGGREGATES.get((stamp, *which), make)
+    if not writing:  # what a writer saw may be rolled back: never the base of a proof
+        LATEST[which] = stamp
+        LATEST.move_to_end(which)
+        while len(LATEST) > AGGREGATE_TILES_KEPT:
+            LATEST.popitem(last=False)
+    return value
+
+
+async def _still_valid(
+    session: AsyncSession,
+    which: tuple[IncidentFilter, bool, Tile],
+    stamp: str,
+    params: dict[str, Any],
+) -> tuple[bytes, versions.Versions] | None:
+    """The kept tile of an older stamp of the same filter, role and tile, with the versions of
+    now, when the change log proves that no change since touched the incidents the tile counts
+    (those in its region, the box of its cells); None otherwise (another counter moved, the log
+    no longer reaches back that far, or a change lies in the region).
+
+    Any field of an incident a filter may test changes only with a row of the log at that
+    incident's position (before and after), so the region test covers every filter; the
+    jurisdictions counter (a scope's or filter's units) must not have moved at all."""
+    before = LATEST.get(which)
+    if before is None or before == stamp:
+        return None
+    kept = AGGREGATES.peek((before, *which))
+    if kept is None:
+        return None
+    old, new = versions.stamp_parts(before), versions.stamp_parts(stamp)
+    if (
+        "incidents" not in old
+        or "incidents" not in new
+        or old.get("jurisdictions") != new.get("jurisdictions")
+        or old["incidents"][0] != new["incidents"][0]
+        or old["incidents"][1] >= new["incidents"][1]
+    ):
+        return None
+    box = (
+        params["rw"] - EDGE_DEG,
+        params["rs"] - EDGE_DEG,
+        params["re"] + EDGE_DEG,
+        params["rn"] + EDGE_DEG,
+    )
+    REUSE["checked"] += 1
+    conn = await session.connection()
+    found = await conn.execute(_TOUCHED, change_log.touched_params(old["incidents"][1], box))
+    row = found.one()
+    now = versions.stamp_parts(str(row.stamp))
+    if (
+        not row.covered
+        or row.touched
+        or now.get("jurisdictions") != old.get("jurisdictions")
+        or now.get("incidents", ("",))[0] != old["incidents"][0]
+    ):
+        return None
+    REUSE["reused"] += 1
+    return kept[0], versions.parse(row.versions)
+
+
+# the log's answer with the versions and their STAMP, all in the statement's one snapshot
+_TOUCHED = text(
+    f"SELECT t.covered, t.touched, {versions.VERSIONS_SQL} AS versions,"
+    f" {versions.STAMP_SQL} AS stamp FROM ({change_log.TOUCHED_SQL}) t"
+)
 
 
 async def _run(

@@ -20,9 +20,10 @@ Versions = dict[str, tuple[int, str]]  # counter name -> (change counter, databa
 
 # every counter and epoch as one JSON value: read alone, or beside a tile in the tile's statement
 # (one snapshot)
-VERSIONS_JSON: ColumnElement[Any] = literal_column(
+VERSIONS_SQL = (
     "(SELECT json_object_agg(layer, json_build_array(version, epoch)) FROM layer_version)"
 )
+VERSIONS_JSON: ColumnElement[Any] = literal_column(VERSIONS_SQL)
 
 
 @lru_cache(maxsize=4)
@@ -66,10 +67,23 @@ def incident_view(filt: IncidentFilter, *, aggregate_only: bool, home: str = "")
 # The data a tile was made from, exactly: each counter with the instant it moved (a counter
 # rolled back and moved again, as in the tests' transactions, reaches the same number at another
 # instant). Only the incidents and jurisdictions counters: the incidents layer depends on those.
-STAMP: ColumnElement[Any] = literal_column(
+STAMP_SQL = (
     "(SELECT string_agg(layer || ':' || epoch || ':' || version || ':' || changed_at, ','"
     " ORDER BY layer) FROM layer_version WHERE layer IN ('incidents', 'jurisdictions'))"
 )
+STAMP: ColumnElement[Any] = literal_column(STAMP_SQL)
+
+
+def stamp_parts(stamp: str) -> dict[str, tuple[str, int, str]]:
+    """A STAMP taken apart: per layer (epoch, version, the instant it moved)."""
+    out: dict[str, tuple[str, int, str]] = {}
+    for part in stamp.split(","):
+        fields = part.split(":", 3)
+        if len(fields) == 4 and fields[2].isdigit():
+            out[fields[0]] = (fields[1], int(fields[2]), fields[3])
+    return out
+
+
 # whether this transaction has written: then what it sees includes changes that its counters
 # (bumped at COMMIT) do not name yet
 WRITING: ColumnElement[Any] = literal_column("(txid_current_if_assigned() IS NOT NULL)")

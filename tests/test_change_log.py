@@ -1,0 +1,356 @@
+"""The incident change log (migration 0022, app/tiles/change_log.py) and the caches it keeps
+alive across writes: a kept aggregate tile is served again after a committed write far from it
+(counted in incident_tiles.REUSE, and equal to the tile made afresh), made afresh after a write
+inside it (a create, a move out, a delete), never stale when transactions commit in another
+order than they began; the dashboard snapshot brought up to date from the changed ids equals a
+full rebuild, column by column.
+
+A database of its own with committed demo incidents (the caches are meant for readers that have
+not written: their sessions see committed rows only); writes go through the API.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import mapbox_vector_tile
+import numpy as np
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.analysis import snapshot
+from app.auth.scope import NATIONAL
+from app.config import Settings
+from app.db import create_engine, ensure_database, sessionmaker
+from app.incidents.filters import IncidentFilter
+from app.main import create_app
+from app.tiles import incidents as incident_tiles
+from app.tiles import versions
+from app.tiles.tile import Tile
+from conftest import Demo, database_on, drop_database, prepare_database
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+BUSY = Tile(8, 203, 120)  # around Hồ Chí Minh City: the issue's busiest low-zoom tile
+INSIDE = (106.70, 10.78)  # in BUSY
+FAR = (105.85, 21.03)  # Hà Nội: far from BUSY (another z8 tile, 1 100 km north)
+FILT = IncidentFilter(scope=NATIONAL)
+
+
+@dataclass
+class Db:
+    engine: AsyncEngine
+    admin: str
+
+
+@pytest.fixture(scope="module")
+async def db(server_url: str) -> AsyncIterator[Db]:
+    """A database of its own with boundaries, 1 100 committed demo incidents and an admin key."""
+    settings = Settings(environment="test", database_url=None)
+    name = f"bw_changes_{uuid.uuid4().hex[:8]}"
+    url = database_on(server_url, name)
+    await ensure_database(url)
+    engine = create_engine(url, settings)
+    try:
+        keys = await prepare_database(
+            engine, settings, demo=Demo(1100, 7, NOW), principals={"log admin": "admin"}
+        )
+        yield Db(engine, keys["log admin"].key)
+    finally:
+        await engine.dispose()
+        await drop_database(server_url, name)
+
+
+@pytest.fixture
+async def api(db: Db) -> AsyncIterator[httpx.AsyncClient]:
+    """The application over the database, as the admin; the kept tiles emptied."""
+    incident_tiles.AGGREGATES.values.clear()
+    incident_tiles.LATEST.clear()
+    app = create_app(Settings(environment="test", database_url=None), engine=db.engine)
+    headers = {"Authorization": f"Bearer {db.admin}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
+        yield c
+
+
+async def create(api: httpx.AsyncClient, at: tuple[float, float]) -> dict[str, Any]:
+    """A committed incident at `at` (lon, lat); its body and ETag."""
+    r = await api.post(
+        "/incidents",
+        json={
+            "category": "smuggling", "severity": 4, "status": "reported",
+            "occurred_at": "2025-05-01T10:00:00+07:00",
+            "location": {"type": "Point", "coordinates": list(at)},
+        },
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    return {"id": r.json()["id"], "etag": r.headers["etag"]}
+
+
+async def move(api: httpx.AsyncClient, made: dict[str, Any], at: tuple[float, float]) -> None:
+    r = await api.patch(
+        f"/incidents/{made['id']}",
+        json={"location": {"type": "Point", "coordinates": list(at)}},
+        headers={"If-Match": made["etag"]},
+    )
+    assert r.status_code == 200, r.text
+    made["etag"] = r.headers["etag"]
+
+
+async def delete(api: httpx.AsyncClient, made: dict[str, Any]) -> None:
+    assert (await api.delete(f"/incidents/{made['id']}")).status_code == 204
+
+
+async def tile(db: Db) -> tuple[bytes, versions.Versions]:
+    """BUSY as the dashboard gets it (a reader's session, through the kept tiles)."""
+    async with sessionmaker(db.engine)() as session, session.begin():
+        return await incident_tiles.incidents_tile(
+            session=session, filt=FILT, tile=BUSY, aggregate_only=False
+        )
+
+
+async def fresh(db: Db) -> tuple[bytes, versions.Versions]:
+    """BUSY made afresh (the statement itself, no kept tile)."""
+    made = incident_tiles.incident_tile_statement(FILT, BUSY, aggregate_only=False, cap=5000)
+    assert made is not None
+    async with sessionmaker(db.engine)() as session, session.begin():
+        return await incident_tiles._run(session, made)
+
+
+def region(t: Tile) -> tuple[float, float, float, float]:
+    """The box of the tile's aggregate cells (the tile itself at z8), from the slippy-map
+    formula."""
+    n = 2**t.z
+
+    def lat(k: int) -> float:
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * k / n))))
+
+    return t.x / n * 360 - 180, lat(t.y + 1), (t.x + 1) / n * 360 - 180, lat(t.y)
+
+
+async def counted(db: Db) -> int:
+    """The incidents in BUSY, counted by PostgreSQL without the tile code (west <= lon < east,
+    south < lat <= north)."""
+    w, s, e, n = region(BUSY)
+    async with db.engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "SELECT count(*) FROM incident WHERE deleted_at IS NULL"
+                " AND ST_X(geom) >= :w AND ST_X(geom) < :e AND ST_Y(geom) > :s"
+                " AND ST_Y(geom) <= :n"
+            ),
+            {"w": w, "s": s, "e": e, "n": n},
+        )
+        return int(found.scalar_one())
+
+
+def total(body: bytes) -> int:
+    """The sum of the aggregate counts of a tile."""
+    if not body:
+        return 0
+    layers = mapbox_vector_tile.decode(body, default_options={"y_coord_down": True})
+    return sum(int(f["properties"]["count"]) for f in layers["incidents"]["features"])
+
+
+async def current(db: Db) -> versions.Versions:
+    async with sessionmaker(db.engine)() as session:
+        return await versions.read(session=session)
+
+
+async def test_the_log_names_each_version_and_its_positions(db: Db, api: httpx.AsyncClient) -> None:
+    """A create logs its new position, a move the old and new ones, a delete the last one,
+    each under the version its commit took."""
+    made = await create(api, INSIDE)
+    v_create = (await current(db))["incidents"][0]
+    await move(api, made, FAR)
+    v_move = (await current(db))["incidents"][0]
+    await delete(api, made)
+    v_delete = (await current(db))["incidents"][0]
+    assert v_create < v_move < v_delete
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT k.version, c.west, c.south, c.east, c.north"
+                " FROM incident_change c JOIN incident_change_commit k ON k.xid = c.xid"
+                " WHERE c.incident_id = :i ORDER BY k.version, c.west, c.south"
+            ),
+            {"i": made["id"]},
+        )
+        logged = [(int(v), (float(w), float(s))) for v, w, s, e, n in rows if (w, s) == (e, n)]
+    # a soft delete is an update: its position before and after
+    positions = {v: sorted({p for k, p in logged if k == v}) for v in {k for k, _ in logged}}
+    assert positions[v_create] == [INSIDE]
+    assert positions[v_move] == sorted({INSIDE, FAR})
+    assert positions[v_delete] == [FAR]
+    assert set(positions) <= {v_create, v_move, v_delete}
+
+
+async def test_a_far_write_keeps_the_tile_a_write_inside_changes_it(
+    db: Db, api: httpx.AsyncClient
+) -> None:
+    first, v0 = await tile(db)
+    assert total(first) == await counted(db) > 0
+    # a create far away: the kept bytes are served with the new versions
+    reused = incident_tiles.REUSE["reused"]
+    far = await create(api, FAR)
+    body, v1 = await tile(db)
+    assert incident_tiles.REUSE["reused"] == reused + 1
+    assert v1["incidents"][0] > v0["incidents"][0] and v1 == await current(db)
+    again, v_fresh = await fresh(db)
+    assert body == first == again and v_fresh == v1
+    # and once more after the far incident moves (far still): kept again
+    await move(api, far, (FAR[0] + 0.1, FAR[1]))
+    body, _ = await tile(db)
+    assert incident_tiles.REUSE["reused"] == reused + 2 and body == first
+    # a create inside: made afresh, one more incident counted
+    made_before = incident_tiles.REUSE["made"]
+    inside = await create(api, INSIDE)
+    body, v2 = await tile(db)
+    assert incident_tiles.REUSE["made"] == made_before + 1
+    assert body == (await fresh(db))[0] and body != first
+    assert total(body) == await counted(db) == total(first) + 1
+    # moved out of the tile: made afresh, back to the first count
+    await move(api, inside, FAR)
+    body, v3 = await tile(db)
+    assert incident_tiles.REUSE["made"] == made_before + 2
+    assert body == (await fresh(db))[0] and total(body) == total(first)
+    # moved back in, then deleted: each made afresh
+    await move(api, inside, INSIDE)
+    body, _ = await tile(db)
+    assert total(body) == total(first) + 1 == await counted(db)
+    await delete(api, inside)
+    body, v4 = await tile(db)
+    assert incident_tiles.REUSE["made"] == made_before + 4
+    assert body == (await fresh(db))[0] and total(body) == total(first)
+    assert v0["incidents"][0] < v1["incidents"][0] < v2["incidents"][0] < v3["incidents"][0]
+    assert v3["incidents"][0] < v4["incidents"][0]
+    await delete(api, far)
+
+
+async def test_a_later_commit_of_an_earlier_transaction_is_never_missed(
+    db: Db, api: httpx.AsyncClient
+) -> None:
+    """T1 writes inside the tile first and commits last; T2 writes far away and commits in
+    between; the tile read between the two commits is kept (T2 is far), and the one read after
+    T1's commit counts T1's incident."""
+    first, _ = await tile(db)
+    async with db.engine.connect() as t1, db.engine.connect() as t2:
+        await t1.begin()
+        # T1: a copy of one incident moved inside the tile (its xid is the older one)
+        copied = await t1.execute(
+            text(
+                "UPDATE incident SET geom = ST_SetSRID(ST_MakePoint(:x, :y), 4326),"
+                " version = version + 1"
+                " WHERE id = (SELECT id FROM incident WHERE deleted_at IS NULL"
+                "  AND ST_Y(geom) > 20 ORDER BY id LIMIT 1) RETURNING id"
+            ),
+            {"x": INSIDE[0], "y": INSIDE[1]},
+        )
+        moved = copied.scalar_one()
+        await t2.begin()
+        await t2.execute(
+            text(
+                "UPDATE incident SET severity = 5, version = version + 1 WHERE id ="
+                " (SELECT id FROM incident WHERE deleted_at IS NULL AND ST_Y(geom) > 20"
+                "  AND id <> :m ORDER BY id LIMIT 1)"
+            ),
+            {"m": moved},
+        )
+        await t2.commit()
+        reused = incident_tiles.REUSE["reused"]
+        between, _ = await tile(db)
+        assert incident_tiles.REUSE["reused"] == reused + 1 and between == first
+        await t1.commit()
+    after, _ = await tile(db)
+    assert incident_tiles.REUSE["reused"] == reused + 1  # not kept: T1 moved one inside
+    assert after == (await fresh(db))[0] and total(after) == total(first) + 1
+    assert total(after) == await counted(db)
+
+
+async def test_a_pruned_log_proves_nothing(db: Db, api: httpx.AsyncClient) -> None:
+    """Once the commits since a kept tile are pruned, the tile is made afresh, even after a
+    far write; the commits before it are not needed."""
+    await tile(db)
+    reused, made = incident_tiles.REUSE["reused"], incident_tiles.REUSE["made"]
+    far = await create(api, FAR)
+    async with db.engine.begin() as conn:
+        newest = (await current(db))["incidents"][0]
+        await conn.execute(text("SELECT incident_change_prune(:v)"), {"v": newest + 10_000})
+        left = await conn.execute(text("SELECT count(*) FROM incident_change_commit"))
+        assert left.scalar_one() == 0
+    await tile(db)
+    assert incident_tiles.REUSE["made"] == made + 1 and incident_tiles.REUSE["reused"] == reused
+    # the next far write needs only its own commit: kept again
+    await delete(api, far)
+    await tile(db)
+    assert incident_tiles.REUSE["reused"] == reused + 1
+
+
+def _same(a: snapshot.Snapshot, b: snapshot.Snapshot) -> None:
+    assert a.token == b.token and a.version == b.version and a.lineage == b.lineage
+    assert a.categories == b.categories
+    for name in snapshot.COLUMNS:
+        left, right = getattr(a, name), getattr(b, name)
+        assert left.dtype == right.dtype, name
+        assert np.array_equal(left, right), name
+
+
+async def build(db: Db, previous: snapshot.Snapshot | None = None) -> snapshot.Snapshot:
+    async with sessionmaker(db.engine)() as session, session.begin():
+        snap = await snapshot.build(session=session, filt=FILT, previous=previous)
+    assert snap is not None
+    return snap
+
+
+async def test_the_snapshot_updated_from_the_log_equals_a_rebuild(
+    db: Db, api: httpx.AsyncClient
+) -> None:
+    before = await build(db)
+    a = await create(api, INSIDE)
+    b = await create(api, FAR)
+    await move(api, a, (106.60, 10.70))
+    r = await api.patch(
+        f"/incidents/{b['id']}", json={"severity": 1}, headers={"If-Match": b["etag"]}
+    )
+    assert r.status_code == 200, r.text
+    async with sessionmaker(db.engine)() as session:
+        gone = (await session.execute(text("SELECT id FROM incident ORDER BY id LIMIT 1"))).one()
+    await delete(api, {"id": str(gone[0])})
+    applied = snapshot.DELTAS["applied"]
+    updated = await build(db, before)
+    assert snapshot.DELTAS["applied"] == applied + 1
+    rebuilt = await build(db)
+    _same(updated, rebuilt)
+    assert len(updated) == len(before) + 1  # two created, one deleted
+    # then from that one: nothing changed but one move back
+    await move(api, a, INSIDE)
+    _same(await build(db, updated), await build(db))
+    assert snapshot.DELTAS["applied"] == applied + 2
+    for made in (a, b):
+        await delete(api, made)
+
+
+async def test_the_snapshot_is_rebuilt_when_the_log_cannot_tell(
+    db: Db, api: httpx.AsyncClient
+) -> None:
+    """A statement changing more than LOG_ROWS_MAX incidents leaves one box without ids: the
+    next snapshot is a full rebuild (and the same as one)."""
+    before = await build(db)
+    async with db.engine.begin() as conn:
+        await conn.execute(text("UPDATE incident SET version = version + 1"))
+        logged = await conn.execute(
+            text(
+                "SELECT count(*), count(incident_id) FROM incident_change"
+                " WHERE xid = txid_current()"
+            )
+        )
+        assert tuple(logged.one()) == (1, 0)
+    applied = snapshot.DELTAS["applied"]
+    _same(await build(db, before), await build(db))
+    assert snapshot.DELTAS["applied"] == applied
