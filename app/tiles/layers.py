@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n
 from app.i18n import Lang
 from app.incidents.filters import IncidentFilter
-from app.tiles import hotspots, incidents, reference, versions
+from app.tiles import emerging, hotspots, incidents, reference, versions
+from app.tiles.emerging import EmergingCache
 from app.tiles.hotspots import HotspotCache
 from app.tiles.tile import Tile
 from app.tiles.tilejson import Extent, LayerInfo
@@ -49,6 +50,11 @@ class Ask:
     on: date | None = None  # jurisdictions: the units in force that day
     grids: HotspotCache | None = field(default=None, compare=False)
     lang: Lang = i18n.DEFAULT  # incidents: the language of the names beside the codes
+    # emerging hot spots: the cube's span ("2024-12/2026-11", part of the version), the
+    # instant it was read at, and the process's computed cubes
+    period: str = ""
+    now: datetime | None = None
+    cubes: EmergingCache | None = field(default=None, compare=False)
 
     @property
     def view(self) -> str:
@@ -57,7 +63,8 @@ class Ask:
         the URL, moves on the day the map changes instead of serving yesterday's units)."""
         if self.filt is None:
             return self.on.isoformat() if self.on else ""
-        return versions.incident_view(self.filt, aggregate_only=self.aggregate_only, home=self.home)
+        view = versions.incident_view(self.filt, aggregate_only=self.aggregate_only, home=self.home)
+        return f"{view}|{self.period}" if self.period else view
 
 
 # the tile, given the version read before it
@@ -115,6 +122,13 @@ async def _hotspots(session: AsyncSession, ask: Ask, tile: Tile, version: str) -
     filt = _filter(ask)
     grid = await ask.grids.get((filt, version), session, filt, ask.home)
     return await hotspots.hotspots_tile(session=session, grid=grid, tile=tile)
+
+
+async def _emerging(session: AsyncSession, ask: Ask, tile: Tile, version: str) -> bytes:
+    assert ask.cubes is not None and ask.now is not None  # emerging_ask sets both
+    filt = _filter(ask)
+    grid = await ask.cubes.get((filt, version), session, filt, ask.home, ask.now)
+    return await emerging.emerging_tile(session=session, grid=grid, tile=tile, lang=ask.lang)
 
 
 async def _jurisdictions(session: AsyncSession, ask: Ask, tile: Tile, _version: str) -> bytes:
@@ -294,6 +308,51 @@ LAYERS: dict[str, Layer] = {
             " /analysis/hotspots.",
             make=_hotspots,
             incident_filters=True,
+        ),
+        Layer(
+            name="emerging-hotspots",
+            info=LayerInfo(
+                f"Emerging hot spots: {emerging.CELL_KM:g} km hexagons over the border zone,"
+                " each with Esri's category of its Gi* series over monthly steps and the"
+                " Mann-Kendall trend (the defaults of /analysis/emerging-hotspots; without"
+                " `datetime` the last 24 complete months)",
+                5,
+                12,
+                {
+                    "cell": "String: the cell's id in /analysis/emerging-hotspots (i:j)",
+                    "category": "String: new_hot_spot, consecutive_hot_spot,"
+                    " intensifying_hot_spot, persistent_hot_spot, diminishing_hot_spot,"
+                    " sporadic_hot_spot, oscillating_hot_spot, historical_hot_spot, the same"
+                    " for cold spots, or no_pattern",
+                    "category_name": "String: the category's name in `lang` (vi by default)",
+                    "trend_s": "Number: Mann-Kendall S of the cell's z-scores (absent: no"
+                    " trend can be computed)",
+                    "trend_z": "Number: Mann-Kendall z-score (positive: rising)",
+                    "trend_p": "Number: the trend's two-sided p-value",
+                    "count": "Number: matching incidents in the cell over the whole span",
+                    "count_last": "Number: those of the last step",
+                    "hot_steps": "Number: steps in which the cell is a significant hot spot",
+                    "cold_steps": "Number: steps in which it is a significant cold spot",
+                    "period": "String: the first and last step (YYYY-MM/YYYY-MM)",
+                },
+            ),
+            depends=("incidents", "jurisdictions", "borders"),
+            extent=Extent("jurisdiction", OFFSHORE_DEG, home=True),
+            summary="Emerging hot-spot vector tile: 5 km hexagons (border zone) with their"
+            " category, trend and counts",
+            doc="Layer `emerging-hotspots`: the cells of GET /analysis/emerging-hotspots"
+            " (default parameters: border zone, 5 km, monthly steps, one time neighbour, FDR)"
+            " reaching into the tile, with `cell`, `category`, `category_name` (in `lang`),"
+            " `trend_s`, `trend_z`, `trend_p`, `count`, `count_last`, `hot_steps`,"
+            " `cold_steps` and `period`; the cube is computed once per filter and version in"
+            " each process. Without `datetime` the cube spans the last 24 complete months, and"
+            " the version moves when a month begins.",
+            tilejson_summary="TileJSON of the emerging hot-spot layer (filters carried over)",
+            tilejson_doc="TileJSON 3.0.0 of the emerging hot spots for the default parameters"
+            " of /analysis/emerging-hotspots.",
+            make=_emerging,
+            incident_filters=True,
+            params=("lang",),
         ),
     )
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -28,8 +28,9 @@ from app.errors import NotFound
 from app.incidents.filters import FilterDep
 from app.jurisdictions import eras
 from app.openapi import problem_response
-from app.tiles import caching, tilejson, versions
+from app.tiles import caching, emerging, tilejson, versions
 from app.tiles.caching import MVT
+from app.tiles.emerging import EmergingCache
 from app.tiles.layers import LAYERS, Ask, Layer
 from app.tiles.tile import Tile, tile_address
 
@@ -94,6 +95,27 @@ async def hotspots_ask(request: Request, _: Viewer, filt: FilterDep) -> Ask:
     return Ask(key=(filt,), filt=filt, home=state.settings.home_country, grids=state.hotspot_cache)
 
 
+async def emerging_ask(
+    request: Request, _: Viewer, filt: FilterDep, lang: TileLang = i18n.DEFAULT
+) -> Ask:
+    """Any role (aggregates only), with the incident filters; the cube over the home country's
+    border zone, its span (part of the version) read now."""
+    state = request.app.state
+    cubes = getattr(state, "emerging_cache", None)
+    if cubes is None:  # one per application, made at its first request
+        cubes = state.emerging_cache = EmergingCache()
+    now = datetime.now(UTC)
+    return Ask(
+        key=(filt, lang),
+        filt=filt,
+        home=state.settings.home_country,
+        lang=lang,
+        period=emerging.period_of(filt, now),
+        now=now,
+        cubes=cubes,
+    )
+
+
 async def jurisdictions_ask(_: ReferenceReader, level: Level = None, at: At = None) -> Ask:
     """Reference data: the units in force on `at` (default today), optionally one level."""
     on = at or eras.today()
@@ -109,6 +131,7 @@ AskFunction = Callable[..., Awaitable[Ask]]
 ASKS: dict[str, AskFunction] = {
     "incidents": incidents_ask,
     "hotspots": hotspots_ask,
+    "emerging-hotspots": emerging_ask,
     "jurisdictions": jurisdictions_ask,
     "borders": reference_ask,
     "border_posts": reference_ask,
