@@ -369,6 +369,7 @@ TICK = timedelta(microseconds=1)  # PostgreSQL's resolution: an inclusive end is
 MEAN_MONTH = timedelta(days=365.2425 / 12)  # the Gregorian calendar's mean month
 ALPHA = 0.05  # the level at which a change is called significant
 RERR = 1 + 1e-7  # scipy.stats.binomtest's tolerance for "as likely as the observed count"
+UNDERFLOW = math.log(5e-324)  # the log of the smallest positive double
 
 COMPARE_LABELS: dict[str, dict[str, str]] = {
     "previous_period": {"vi": "Kỳ trước", "en": "Previous period"},
@@ -462,25 +463,38 @@ def binom_two_sided(k: int, n: int, p: float) -> float:
         return 1.0 if k == (0 if p <= 0.0 else n) else 0.0
     if k == p * n:
         return 1.0
-    # log pmf of every outcome, anchored at the mode (lgamma) and walked both ways by the
-    # ratio pmf(j+1)/pmf(j) = (n-j)/(j+1) · p/(1-p)
+    log_p, log_q = math.log(p), math.log1p(-p)
+    lgn = math.lgamma(n + 1)
+
+    def lpmf(j: int) -> float:
+        return lgn - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * log_p + (n - j) * log_q
+
+    # only the outcomes at least e^-45 as likely as k count (the others add less than
+    # n · e^-45 ≈ 3e-14 of the p-value, itself at least pmf(k)): a window around the mode,
+    # its ends found by bisection on the exact log pmf (unimodal), then walked by the ratio
+    # pmf(j+1)/pmf(j) = (n-j)/(j+1) · p/(1-p) from the mode
+    if lpmf(k) + math.log(n + 1) < UNDERFLOW:
+        return 0.0  # n + 1 outcomes at most as likely as k: below the smallest double
     mode = min(n, math.floor((n + 1) * p))
-    log_odds = math.log(p) - math.log1p(-p)
-    anchor = (
-        math.lgamma(n + 1)
-        - math.lgamma(mode + 1)
-        - math.lgamma(n - mode + 1)
-        + mode * math.log(p)
-        + (n - mode) * math.log1p(-p)
-    )
-    j = np.arange(n, dtype=np.float64)
-    step = np.log(n - j) - np.log(j + 1) + log_odds  # log pmf(j+1) - log pmf(j)
-    lp = np.empty(n + 1)
-    lp[mode] = anchor
-    lp[mode + 1 :] = anchor + np.cumsum(step[mode:])
-    lp[:mode] = anchor - np.cumsum(step[:mode][::-1])[::-1]
-    bound = lp[k] + math.log(RERR)
-    outcomes = np.arange(n + 1)
+    floor_ = lpmf(k) - 45.0
+    lo_a, lo_b = 0, mode  # first j in [0, mode] with lpmf(j) >= floor_
+    while lo_a < lo_b:
+        mid = (lo_a + lo_b) // 2
+        lo_a, lo_b = (lo_a, mid) if lpmf(mid) >= floor_ else (mid + 1, lo_b)
+    hi_a, hi_b = mode, n  # last j in [mode, n] with lpmf(j) >= floor_
+    while hi_a < hi_b:
+        mid = (hi_a + hi_b + 1) // 2
+        hi_a, hi_b = (mid, hi_b) if lpmf(mid) >= floor_ else (hi_a, mid - 1)
+    lo, hi = lo_a, hi_a
+    j = np.arange(lo, hi, dtype=np.float64)
+    step = np.log(n - j) - np.log(j + 1) + (log_p - log_q)  # log pmf(j+1) - log pmf(j)
+    at = mode - lo
+    lp = np.empty(hi - lo + 1)
+    lp[at] = lpmf(mode)
+    lp[at + 1 :] = lp[at] + np.cumsum(step[at:])
+    lp[:at] = lp[at] - np.cumsum(step[:at][::-1])[::-1]
+    bound = lpmf(k) + math.log(RERR)
+    outcomes = np.arange(lo, hi + 1)
     if k < p * n:  # k's own tail, and the far outcomes no more likely than k
         tail = (outcomes <= k) | ((outcomes > p * n) & (lp <= bound))
     else:
