@@ -14,7 +14,7 @@ from app.auth.deps import Admin, CurrentPrincipal, ManagerDep, ReferenceReader
 from app.db import SessionDep
 from app.geo.params import Lat, Lon
 from app.incidents.service import etag, required_version
-from app.openapi import problems
+from app.openapi import problem_response, problems
 from app.units import service
 
 router = APIRouter(tags=["units"])
@@ -23,6 +23,7 @@ UnitId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the unit's id")]
 PrincipalId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the key's principal id")]
 ContactId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the contact's id")]
 NO_STORE = {"Cache-Control": "no-store"}  # contacts are never kept by a shared cache
+NOT_JSON: dict[int | str, dict[str, Any]] = {400: problem_response(400, "the body is not JSON")}
 
 
 def _with_etag(body: dict[str, Any], status: int = 200, **headers: str) -> JSONResponse:
@@ -69,7 +70,7 @@ async def get_unit(unit_id: UnitId, session: SessionDep, _: ReferenceReader) -> 
     "/units",
     status_code=201,
     summary="Create a unit (admins; a scoped admin inside its area)",
-    responses=problems(403, 409),
+    responses=NOT_JSON | problems(403, 409),
 )
 async def create_unit(
     body: service.UnitIn, session: SessionDep, admin: Admin, manager: ManagerDep
@@ -84,7 +85,7 @@ async def create_unit(
 @router.patch(
     "/units/{unit_id:int}",
     summary="Change a unit (If-Match required)",
-    responses=problems(403, 404, 412, 428),
+    responses=NOT_JSON | problems(403, 404, 412, 428),
 )
 async def patch_unit(
     unit_id: UnitId,
@@ -107,7 +108,7 @@ async def patch_unit(
 @router.post(
     "/units/{unit_id:int}/close",
     summary="Close a unit (it is kept, with its valid_to)",
-    responses=problems(403, 404, 409),
+    responses=NOT_JSON | problems(403, 404, 409),
 )
 async def close_unit(
     unit_id: UnitId,
@@ -141,7 +142,7 @@ async def unit_contacts(
     "/units/{unit_id:int}/contacts",
     status_code=201,
     summary="Add a contact channel to a unit (its admins)",
-    responses=problems(403, 404),
+    responses=NOT_JSON | problems(403, 404),
 )
 async def add_contact(
     unit_id: UnitId,
