@@ -286,10 +286,15 @@ async def test_a_pruned_log_proves_nothing(db: Db, api: httpx.AsyncClient) -> No
         assert left.scalar_one() == 0
     await tile(db)
     assert incident_tiles.REUSE["made"] == made + 1 and incident_tiles.REUSE["reused"] == reused
-    # the next far write needs only its own commit: kept again
+    # the commit that tile was made at is pruned too: made afresh after the next far write
     await delete(api, far)
     await tile(db)
+    assert incident_tiles.REUSE["made"] == made + 2 and incident_tiles.REUSE["reused"] == reused
+    # from then on the log holds what a proof needs: kept
+    far = await create(api, FAR)
+    await tile(db)
     assert incident_tiles.REUSE["reused"] == reused + 1
+    await delete(api, far)
 
 
 def _same(a: snapshot.Snapshot, b: snapshot.Snapshot) -> None:

@@ -62,13 +62,17 @@ incident_change = Table(
     Index("ix_incident_change_xid", "xid"),
 )
 
-# Parameters: :a (the kept answer's incidents version), and the box :w :s :e :n. In the
-# statement's own snapshot: the counter now (B), whether (A, B] is covered, and whether any
-# change of (A, B] lies in the box (a row without box: everywhere).
+# Parameters: :a and :at (the kept answer's incidents version and the instant it moved, as
+# versions.STAMP writes it), and the box :w :s :e :n. In the statement's own snapshot: the
+# counter now (B), whether (A, B] is covered and A is the commit the answer was made from (a
+# counter moved by a transaction that rolled back reaches the same number at another instant),
+# and whether any change of (A, B] lies in the box (a row without box: everywhere).
 TOUCHED_SQL = """
 SELECT b.version AS newest,
        (SELECT count(*) FROM incident_change_commit k
-         WHERE k.version > :a AND k.version <= b.version) = b.version - :a AS covered,
+         WHERE k.version > :a AND k.version <= b.version) = b.version - :a
+       AND EXISTS (SELECT FROM incident_change_commit k
+                    WHERE k.version = :a AND k.committed_at::text = :at) AS covered,
        EXISTS (SELECT FROM incident_change_commit k
                  JOIN incident_change c ON c.xid = k.xid
                 WHERE k.version > :a AND k.version <= b.version
@@ -88,7 +92,8 @@ SELECT DISTINCT c.incident_id
 """
 
 
-def touched_params(a: int, box: tuple[float, float, float, float]) -> dict[str, Any]:
-    """TOUCHED_SQL's parameters for version `a` and the box (west, south, east, north)."""
+def touched_params(a: int, at: str, box: tuple[float, float, float, float]) -> dict[str, Any]:
+    """TOUCHED_SQL's parameters for version `a` moved at `at` and the box (west, south, east,
+    north)."""
     w, s, e, n = box
-    return {"a": a, "w": w, "s": s, "e": e, "n": n}
+    return {"a": a, "at": at, "w": w, "s": s, "e": e, "n": n}

@@ -131,9 +131,12 @@ async def incidents_tile(
     if writing and not TRUST_OWN_WRITES:  # it sees changes its versions do not name yet
         return await _run(session, made)
     which = (filt, aggregate_only, tile)
+    # what a writer saw may be rolled back: never the base of a proof, unless its counters
+    # name its own writes (TRUST_OWN_WRITES; the proof then checks the commit it was made at)
+    proven = not writing or TRUST_OWN_WRITES
 
     async def make() -> tuple[bytes, versions.Versions]:
-        kept = None if writing else await _still_valid(session, which, stamp, made[1])
+        kept = await _still_valid(session, which, stamp, made[1]) if proven else None
         if kept is not None:
             return kept
         REUSE["made"] += 1
@@ -142,7 +145,7 @@ async def incidents_tile(
     # a write committed between the stamp and the tile gives a tile newer than the stamp,
     # kept with the versions it was made from: never older than the versions sent with it
     value = await AGGREGATES.get((stamp, *which), make)
-    if not writing:  # what a writer saw may be rolled back: never the base of a proof
+    if proven:
         LATEST[which] = stamp
         LATEST.move_to_end(which)
         while len(LATEST) > AGGREGATE_TILES_KEPT:
@@ -187,7 +190,9 @@ async def _still_valid(
     )
     REUSE["checked"] += 1
     conn = await session.connection()
-    found = await conn.execute(_TOUCHED, change_log.touched_params(old["incidents"][1], box))
+    found = await conn.execute(
+        _TOUCHED, change_log.touched_params(old["incidents"][1], old["incidents"][2], box)
+    )
     row = found.one()
     now = versions.stamp_parts(str(row.stamp))
     if (
