@@ -400,3 +400,35 @@ def test_p_value_of_a_period_not_begun() -> None:
     assert stats.poisson_p_value(0, 5, 0.0, 91.0) is None
     future = _period("2999-01-01T00:00:00Z/2999-03-31T23:59:59Z")
     assert future.exposure(datetime(2026, 1, 1, tzinfo=UTC)) == 0.0
+
+
+async def test_cooperation_area_in_both_periods(
+    client: httpx.AsyncClient, engine: AsyncEngine, session: AsyncSession, settings: Settings
+) -> None:
+    """cooperation=<id> narrows both periods, and so does a key bound to the area."""
+    await _plant(session)
+    r = await client.post(
+        "/cooperation-areas",
+        json={
+            "name": "Thủ đô và vùng lân cận",
+            "valid_from": "2020-01-01",
+            "members": [{"kind": "jurisdiction", "code": "VN-HN"}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    area = r.json()["id"]
+    where = "jurisdiction_path @> ARRAY['VN-HN']::varchar[]"
+    now = await _sql_counts(session, "category", HALF_OPEN["period"], where)
+    before = await _sql_counts(session, "category", HALF_OPEN["previous_period"], where)
+    assert (sum(n for n, _ in now.values()), sum(n for n, _ in before.values())) == (25, 20)
+    filtered = await _get(
+        client, group_by="category", datetime=Q2, compare="previous_period", cooperation=area
+    )
+    key = await make_key(session, "viewer", cooperation_area=area)
+    async with app_client(engine, session, settings, key) as member:
+        bound = await _get(member, group_by="category", datetime=Q2, compare="previous_period")
+    assert bound["scope"] == f"cooperation:{area}"
+    for body in (filtered, bound):
+        assert (body["total"], body["previous_total"]) == (25, 20)
+        for g in body["groups"]:
+            _check_group(g, now.get(g["key"], (0, 0)), before.get(g["key"], (0, 0)))
