@@ -131,6 +131,7 @@ FROZEN_SQL = {
     "incident_events_v1.sql": "8589ef72c69b7974b7af45efb85e7fd7f17c8fcc6c6f3b20297836508af21bf1",
     "incident_history_v1.sql": "a68ff39a45879a8c3ac268b7f48d5c4a012f9f03f3442c12dc9a69c77586ccf9",
     "incident_history_v2.sql": "f72cf14522b98c84857ceed6b104f3bb0568384db5cdeffa4e0bb2e4f700faaf",
+    "incident_history_v3.sql": "db54a0254eccf86b5f46e296a4ef7dbf8cf9ebb977c0bca2ab62984b4bed8dbe",
 }
 
 

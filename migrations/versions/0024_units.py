@@ -8,13 +8,16 @@ Create Date: 2026-12-07 10:00:00
 post, parent, area: a jurisdiction code and/or a border post, country, valid_to) and
 `unit_contact` (hotline / phone / radio / email; never in public reference data). A key may
 belong to a unit (`principal.unit_id`); an incident records its reporting unit as a reference
-(`incident.reporting_unit_id`; the free-text `unit` stays). See app/units/ and docs/units.md.
+(`incident.reporting_unit_id`; the free-text `unit` stays), and the incident history's picture of
+a row names it (incident_history_v3.sql). See app/units/ and docs/units.md.
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+from app import sqlfiles
 
 revision: str = "0024"
 down_revision: str | None = "0023"
@@ -24,6 +27,9 @@ depends_on: str | Sequence[str] | None = None
 LEVELS = ("central", "province", "commune", "post")
 AGENCIES = ("police", "border_guard", "coast_guard", "customs", "other")
 CHANNELS = ("hotline", "phone", "radio", "email")
+# the history's picture of a row names every column (0006): this revision's names the new one
+HISTORY_SQL = "incident_history_v3.sql"
+PREVIOUS_HISTORY_SQL = "incident_history_v2.sql"
 
 
 def upgrade() -> None:
@@ -136,10 +142,14 @@ def upgrade() -> None:
         ["reporting_unit_id"],
         postgresql_where=sa.text("reporting_unit_id IS NOT NULL"),
     )
+    for statement in sqlfiles.statements(HISTORY_SQL):
+        op.execute(statement)
 
 
 def downgrade() -> None:
     """Revert this revision."""
+    for statement in sqlfiles.statements(PREVIOUS_HISTORY_SQL):
+        op.execute(statement)
     op.drop_index("ix_incident_reporting_unit_id", table_name="incident")
     op.drop_constraint(op.f("fk_incident_reporting_unit_id_unit"), "incident", type_="foreignkey")
     op.drop_column("incident", "reporting_unit_id")
