@@ -34,17 +34,28 @@ MAX_KM = 200.0
 MAX_VERTICES = 100_000
 UTM_48N = 32648
 
+# the border zone of a depth, kept in post_area_zone (emptied when boundaries are loaded)
+ZONE_SQL = text(
+    """
+    INSERT INTO post_area_zone (km, geom)
+    SELECT :km, ST_Intersection(
+               ST_Union(ST_Buffer(p.geom::geography, :m, 'quad_segs=8')::geometry),
+               (SELECT geom FROM jurisdiction WHERE level = 'country' AND code = :home
+                 ORDER BY valid_from DESC NULLS LAST LIMIT 1))
+      FROM border_segment s
+      JOIN border_segment_piece p ON p.segment_id = s.id
+     WHERE :home IN (s.country_a, s.country_b)
+    ON CONFLICT (km) DO NOTHING
+    """
+)
+
 GENERATE_SQL = text(
     f"""
     WITH home AS (
         SELECT geom FROM jurisdiction WHERE level = 'country' AND code = :home
         ORDER BY valid_from DESC NULLS LAST LIMIT 1
     ), zone AS (
-        SELECT ST_Intersection(ST_Union(ST_Buffer(p.geom::geography, :m, 'quad_segs=8')::geometry),
-                               (SELECT geom FROM home)) AS g
-          FROM border_segment s
-          JOIN border_segment_piece p ON p.segment_id = s.id
-         WHERE :home IN (s.country_a, s.country_b)
+        SELECT geom AS g FROM post_area_zone WHERE km = :km
     ), live AS (
         SELECT id, geom FROM border_post
          WHERE country = :home
@@ -95,10 +106,17 @@ async def generate(*, session: AsyncSession, km: float = DEFAULT_KM, actor: str 
         ),
         {"actor": actor},
     )
+    params = {"home": HOME, "m": km * 1000.0, "km": km}
+    await session.execute(ZONE_SQL, params)
     result: Any = await session.execute(
         GENERATE_SQL, {"home": HOME, "m": km * 1000.0, "km": km, "day": eras.today()}
     )
     return int(result.rowcount or 0)
+
+
+async def forget_zones(*, session: AsyncSession) -> None:
+    """Empty the kept border zones (after a load of boundaries)."""
+    await session.execute(text("DELETE FROM post_area_zone"))
 
 
 def checked_area(geometry: Any, field: str = "area") -> str:

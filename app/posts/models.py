@@ -143,6 +143,18 @@ class BorderPost(Base):
     area_km: Mapped[float | None] = mapped_column(Float, comment="depth of a generated area")
 
 
+class PostAreaZone(Base):
+    """The border zone generated areas are cut from, per depth (app/posts/areas.py)."""
+
+    __tablename__ = "post_area_zone"
+
+    km: Mapped[float] = mapped_column(Float, primary_key=True)
+    built_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    geom: Mapped[WKBElement | None] = mapped_column(
+        Geometry("GEOMETRY", srid=SRID_WGS84, spatial_index=False)
+    )
+
+
 class BorderPostHistory(Base):
     """Append-only: one row per insert or change of a post, written by a trigger."""
 

@@ -29,32 +29,31 @@ MAX_BATCH = 50_000
 # (done, total)
 Progress = Callable[[int, int], None]
 
-PLAN_SQL = text(
+JOB_SQL = text(
     """
-    WITH job AS (
-        INSERT INTO post_rederive_job (post_id, reason, actor, batch_size)
-        VALUES (CASE WHEN cardinality(CAST(:post_ids AS integer[])) = 1
-                     THEN (CAST(:post_ids AS integer[]))[1] END,
-                :reason, :actor, :batch) RETURNING id
-    ), items AS (
-        INSERT INTO post_rederive_item (job_id, incident_id)
-        SELECT (SELECT id FROM job), i.id
-          FROM incident i
-         WHERE i.nearest_post_id = ANY(CAST(:post_ids AS integer[]))
-        UNION
-        SELECT DISTINCT (SELECT id FROM job), i.id
-          FROM incident i, border_post p
-         WHERE p.id = ANY(CAST(:post_ids AS integer[]))
-           AND incident_post_eligible(p.country, p.valid_from, p.valid_to,
-                                      incident_local_day(i.occurred_at))
-           AND (i.nearest_post_km IS NULL
-                OR ST_DWithin(i.geom::geography, p.geom::geography,
-                              i.nearest_post_km * 1010 + 10, false))
-        RETURNING 1
-    )
-    UPDATE post_rederive_job SET total = (SELECT count(*) FROM items)
-     WHERE id = (SELECT id FROM job)
-    RETURNING id, total
+    INSERT INTO post_rederive_job (post_id, reason, actor, batch_size)
+    VALUES (CASE WHEN cardinality(CAST(:post_ids AS integer[])) = 1
+                 THEN (CAST(:post_ids AS integer[]))[1] END,
+            :reason, :actor, :batch)
+    RETURNING id
+    """
+)
+
+ITEMS_SQL = text(
+    """
+    INSERT INTO post_rederive_item (job_id, incident_id)
+    SELECT CAST(:job AS integer), i.id
+      FROM incident i
+     WHERE i.nearest_post_id = ANY(CAST(:post_ids AS integer[]))
+    UNION
+    SELECT CAST(:job AS integer), i.id
+      FROM incident i, border_post p
+     WHERE p.id = ANY(CAST(:post_ids AS integer[]))
+       AND incident_post_eligible(p.country, p.valid_from, p.valid_to,
+                                  incident_local_day(i.occurred_at))
+       AND (i.nearest_post_km IS NULL
+            OR ST_DWithin(i.geom::geography, p.geom::geography,
+                          i.nearest_post_km * 1010 + 10, false))
     """
 )
 
@@ -93,13 +92,18 @@ async def plan(
 ) -> tuple[int, int]:
     """List the incidents a change of the posts `post_ids` may affect (in the caller's
     transaction, after the change): the job's id and how many incidents it holds."""
-    row = (
+    job_id = (
         await session.execute(
-            PLAN_SQL,
-            {"post_ids": post_ids, "reason": reason, "actor": actor, "batch": batch},
+            JOB_SQL, {"post_ids": post_ids, "reason": reason, "actor": actor, "batch": batch}
         )
-    ).one()
-    return int(row[0]), int(row[1])
+    ).scalar_one()
+    result: Any = await session.execute(ITEMS_SQL, {"job": job_id, "post_ids": post_ids})
+    total = int(result.rowcount or 0)
+    await session.execute(
+        text("UPDATE post_rederive_job SET total = :n WHERE id = :job"),
+        {"n": total, "job": job_id},
+    )
+    return int(job_id), total
 
 
 def status_of(job: RederiveJob) -> dict[str, Any]:

@@ -177,7 +177,7 @@ async def upsert(*, session: AsyncSession, records: list[PostRecord], actor: str
     returns how many were written. A post whose values do not change is not touched; one that
     does gets a new version (and, by the trigger, a history row). Generated areas are made
     again afterwards (app/posts/areas.py)."""
-    from app.posts.areas import generate  # areas reads this module's helpers
+    from app.posts.areas import forget_zones, generate  # areas reads this module's helpers
 
     await session.execute(
         select(
@@ -216,6 +216,7 @@ async def upsert(*, session: AsyncSession, records: list[PostRecord], actor: str
             | ~func.ST_Equals(BorderPost.geom, new.geom),
         )
         await session.execute(stmt)
+    await forget_zones(session=session)  # a load may come with new boundaries
     await generate(session=session)
     return len(records)
 

@@ -17,6 +17,8 @@ Create Date: 2026-12-07 10:00:00
   responsibility (MultiPolygon; drawn, imported or generated, with the depth in km).
 - `border_post_history`: append-only, one row per insert or change of a post (trigger: who,
   when, the action, the changed fields as [before, after]); the existing posts get a first row.
+- `post_area_zone`: the border zone generated areas are cut from, kept per depth (built on
+  first use, emptied by a boundary load).
 - `post_rederive_job` / `post_rederive_item`: the re-derivation of incidents' nearest post after
   a post changes, in bounded batches with progress (app/posts/rederive.py).
 - migrations/sql/incident_derive_v7.sql: "nearest post" counts only home posts in force on the
@@ -134,7 +136,7 @@ def upgrade() -> None:
             for c, vi, en, g, n in KINDS
         ],
     )
-    op.drop_constraint("ck_border_post_kind", "border_post", type_="check")
+    op.drop_constraint(op.f("ck_border_post_kind"), "border_post", type_="check")
     op.create_foreign_key(
         op.f("fk_border_post_kind_post_kind"), "border_post", "post_kind", ["kind"], ["code"]
     )
@@ -221,6 +223,12 @@ def upgrade() -> None:
     )
 
     op.create_table(
+        "post_area_zone",
+        sa.Column("km", sa.Float, primary_key=True),
+        sa.Column("built_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+        sa.Column("geom", Geometry("GEOMETRY", srid=SRID_WGS84, spatial_index=False)),
+    )
+    op.create_table(
         "post_rederive_job",
         sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
         sa.Column(
@@ -269,6 +277,7 @@ def downgrade() -> None:
         "incident_post_eligible(text, date, date, date)",
     ):
         op.execute(f"DROP FUNCTION IF EXISTS {name}")
+    op.drop_table("post_area_zone")
     op.drop_table("post_rederive_item")
     op.drop_table("post_rederive_job")
     op.execute("DROP TRIGGER IF EXISTS border_post_history_append ON border_post")
