@@ -1,6 +1,7 @@
 // What a click on the map does, in this order: the nearby tool when it is on; else the topmost
-// of an incident (its details), an aggregate (zoom in), a border post (its name), a province
-// (select it, or clear it when it is selected).
+// of an incident (its details), an aggregate (zoom in), a border post (its name), an emerging
+// hot-spot cell (its category, trend and counts), a province (select it, or clear it when it is
+// selected).
 
 import { map } from "./context.js";
 import { nearbyToolOn, runNearby, showIncident } from "./incident.js";
@@ -9,10 +10,11 @@ import { localName } from "./names.js";
 import { clearProvince, selectProvince } from "./neighbours.js";
 import { state } from "./state.js";
 import { el } from "./ui.js";
-import { t } from "./i18n.js";
+import { number, t } from "./i18n.js";
 
 const HIT_PX = 4; // a click this close to a circle hits it
-const CLICKABLE = ["incident-points", "incident-clusters", "post-circles", "province-fill"];
+const CLICKABLE = ["incident-points", "incident-clusters", "post-circles", "emerging-fill", "province-fill"];
+const TREND_ALPHA = 0.1; // a Mann-Kendall trend is significant at p <= 0.10 (app/analysis/emerging.py)
 
 export function setUpMapClicks() {
   map.on("click", onMapClick);
@@ -44,6 +46,11 @@ function onMapClick(e) {
     new window.maplibregl.Popup().setLngLat(posts[0].geometry.coordinates).setDOMContent(content).addTo(map);
     return;
   }
+  const cells = hits("emerging-fill");
+  if (cells.length) {
+    showEmergingCell(cells[0].properties, e.lngLat);
+    return;
+  }
   const provinces = map.queryRenderedFeatures(e.point, { layers: ["province-fill"] });
   if (provinces.length) {
     const code = provinces[0].properties.code;
@@ -52,4 +59,21 @@ function onMapClick(e) {
   } else if (state.selected) {
     clearProvince();
   }
+}
+
+/** An emerging hot-spot cell: its category, the trend of its z-scores and its counts. */
+function showEmergingCell(p, lngLat) {
+  let trend = t("emerging.popup.noTrend");
+  if (p.trend_z !== undefined && p.trend_p !== undefined) {
+    const direction = p.trend_p > TREND_ALPHA ? "none" : p.trend_z > 0 ? "up" : "down";
+    trend = t("emerging.popup.trend", { direction: t(`emerging.trend.${direction}`),
+      z: number(p.trend_z, { maximumFractionDigits: 2 }), p: number(p.trend_p, { maximumFractionDigits: 3 }) });
+  }
+  const [first, last] = String(p.period || "").split("/");
+  const content = el("div", { className: "emerging-popup", dataset: { cell: p.cell, category: p.category } },
+    el("strong", { text: t(`emerging.${p.category}`) }),
+    el("div", { text: trend }),
+    el("div", { text: t("emerging.popup.counts", { count: p.count, last: p.count_last, period: `${first} – ${last}` }) }),
+    el("div", { className: "muted", text: t("emerging.popup.steps", { hot: p.hot_steps, cold: p.cold_steps }) }));
+  new window.maplibregl.Popup({ maxWidth: "280px" }).setLngLat(lngLat).setDOMContent(content).addTo(map);
 }

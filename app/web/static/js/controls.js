@@ -3,9 +3,9 @@
 
 import { getJSON } from "./api.js";
 import { map } from "./context.js";
-import { refreshBorderZone, updateHint } from "./layers.js";
+import { refreshBorderZone, showEmerging, updateHint } from "./layers.js";
 import { t } from "./i18n.js";
-import { BAND_COLOURS, COMMUNE_MIN_ZOOM, HOTSPOT_COLOURS, paletteColour, POST_COLOURS, setLayerVisibility } from "./mapview.js";
+import { BAND_COLOURS, COMMUNE_MIN_ZOOM, EMERGING_COLOURS, EMERGING_OUTLINE, HOTSPOT_COLOURS, paletteColour, POST_COLOURS, setLayerVisibility } from "./mapview.js";
 import { scheduleApply } from "./refresh.js";
 import { LAYERS, state, writeUrl } from "./state.js";
 import { categoryName } from "./context.js";
@@ -107,6 +107,7 @@ export function buildLayerToggles() {
     state.layers[id] = e.target.checked;
     setLayerVisibility(map, state.layers, state.reader);
     if (id === "borderzone") refreshBorderZone();
+    if (id === "emerging") showEmerging();
     $("bands-summary").hidden = !state.layers.borderzone;
     updateHint();
     writeUrl(map);
@@ -145,6 +146,23 @@ function lineSwatch(dashed) {
   return el("span", { className: dashed ? "line-swatch dashed" : "line-swatch" });
 }
 
+/** The emerging hot spots' categories, hot then cold, darkest (strongest, most current)
+ * first, each with its fill and outline as drawn (mapview.js); no pattern is not drawn. */
+function emergingLegend() {
+  const outline = (code) => (EMERGING_OUTLINE.solid.includes(code) ? "solid"
+    : EMERGING_OUTLINE.dashed.includes(code) ? "dashed" : "none");
+  const item = (code) => el("div", { className: "legend-item", dataset: { category: code } },
+    swatch({ background: EMERGING_COLOURS[code], borderStyle: outline(code) }), t(`emerging.${code}`));
+  const codes = Object.keys(EMERGING_COLOURS);
+  return el("div", { className: "legend-block emerging-legend", dataset: { legend: "emerging" } },
+    el("div", { className: "legend-title", text: t("legend.emergingTitle") }),
+    el("div", { className: "legend-list" }, ...codes.filter((c) => c.endsWith("_hot_spot")).map(item)),
+    el("div", { className: "legend-list" }, ...codes.filter((c) => c.endsWith("_cold_spot")).map(item)),
+    el("div", { className: "legend-item", dataset: { category: "no_pattern" } },
+      swatch({ background: "transparent", borderStyle: "dotted" }), t("emerging.no_pattern")),
+    el("div", { className: "legend-note", text: t("legend.emergingNote") }));
+}
+
 /** A legend for each layer that is on (in the toggles' order), none for a layer that is off. */
 export function buildLegend() {
   const on = (id) => state.layers[id] && LAYERS.some((l) => l.id === id
@@ -166,6 +184,7 @@ export function buildLegend() {
     blocks.push(el("div", { className: "legend-block", dataset: { legend: "hotspots" } },
       ...legendBlock(t("legend.hotspotsTitle"), hot)));
   }
+  if (on("emerging")) blocks.push(emergingLegend());
   if (on("posts")) {
     const posts = Object.entries(POST_COLOURS).map(([kind, colour]) => [swatch({ borderColor: colour }, true), t(`post.${kind}`)]);
     blocks.push(el("div", { className: "legend-block", dataset: { legend: "posts" } },

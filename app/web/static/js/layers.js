@@ -1,10 +1,10 @@
-// The map layers that follow the filters: incident and hot-spot tiles (and the check for new
-// incidents), the border-zone bands with their table, and the hint to zoom in for hot spots.
+// The map layers that follow the filters: incident, hot-spot and emerging hot-spot tiles (and
+// the check for new incidents), the border-zone bands with their table, and the hint to zoom in for hot spots.
 
 import { getJSON } from "./api.js";
 import { map } from "./context.js";
 import { live } from "./live.js";
-import { addDataLayers, setLayerVisibility } from "./mapview.js";
+import { addDataLayers, addEmergingLayer, setLayerVisibility } from "./mapview.js";
 import { t } from "./i18n.js";
 import { reportError } from "./messages.js";
 import { apply, isWorking, newestOnly } from "./refresh.js";
@@ -19,6 +19,27 @@ const LIVE_CHECK_MS = 30000; // how often the map asks whether incidents changed
 async function tileUrls(layer) {
   const tj = await getJSON(`/tiles/${layer}.json`, filterParams());
   return tj.tiles;
+}
+
+/** The emerging hot spots' tile URLs: the filters without the time (the cube is the last 24
+ * complete months, its trend needs many months: one month of the slider has no trend). */
+async function emergingTileUrls() {
+  const tj = await getJSON("/tiles/emerging-hotspots.json", filterParams({ withTime: false }));
+  return tj.tiles;
+}
+
+/** The emerging hot-spot layer, added the first time it is switched on (or when the link
+ * names it); nothing is asked of the server while it stays off. */
+export async function showEmerging() {
+  if (!state.layers.emerging || !map || map.getSource("emerging")) return;
+  try {
+    const tiles = await emergingTileUrls();
+    if (map.getSource("emerging")) return; // switched on twice while the URLs were asked
+    addEmergingLayer(map, tiles);
+    setLayerVisibility(map, state.layers, state.reader);
+  } catch (err) {
+    reportError(t("layers.loadingEmerging"), err);
+  }
 }
 
 export const incidentAndHotspotTiles = () => Promise.all([tileUrls("incidents"), tileUrls("hotspots")]);
@@ -36,6 +57,7 @@ export async function addFilteredLayers(asked = incidentAndHotspotTiles()) {
   addDataLayers(map, { incidentTiles: tiles[0], hotspotTiles: tiles[1],
     categories: state.categories, reader: state.reader });
   setLayerVisibility(map, state.layers, state.reader);
+  await showEmerging();
 }
 
 const newestTiles = newestOnly();
@@ -47,6 +69,10 @@ export async function refreshTiles() {
     if (!isNewest()) return;
     map.getSource("incidents").setTiles(incidents);
     map.getSource("hotspots").setTiles(hotspots);
+    if (map.getSource("emerging")) {
+      const emerging = await emergingTileUrls();
+      if (isNewest()) map.getSource("emerging").setTiles(emerging);
+    }
   } catch (err) {
     reportError(t("layers.loadingTiles"), err);
   }
@@ -101,7 +127,7 @@ function renderBands(features) {
 
 export function updateHint() {
   const hint = $("map-hint");
-  const wantHot = state.layers.hotspots && map.getZoom() < HOTSPOT_MIN_ZOOM;
+  const wantHot = (state.layers.hotspots || state.layers.emerging) && map.getZoom() < HOTSPOT_MIN_ZOOM;
   hint.hidden = !wantHot;
   hint.textContent = wantHot ? t("layers.zoomForHotspots", { zoom: HOTSPOT_MIN_ZOOM }) : "";
 }

@@ -28,6 +28,11 @@ const PALETTE = COLOURS.categories.palette;
 const OTHER_CATEGORY = COLOURS.categories.other;
 /** By Gi* bin (3 … -3; the keys are the bins as strings, so HOTSPOT_COLOURS[-1] works). */
 export const HOTSPOT_COLOURS = COLOURS.hotspot_bins;
+/** Emerging hot spots: a colour per category (no_pattern is not drawn), and the categories
+ * outlined solid (hot or cold now, in a run) or dashed (on and off): a second cue beside the
+ * colour for readers who cannot tell neighbouring shades apart. */
+export const EMERGING_COLOURS = COLOURS.emerging_categories;
+export const EMERGING_OUTLINE = COLOURS.emerging_outline;
 export const POST_COLOURS = { border_gate: "#212529", border_guard_station: "#2b8a3e",
   police: "#1864ab", customs: "#e67700", coast_guard: "#0b7285" };
 export const BAND_COLOURS = ["#ffd8a8", "#ffe8cc", "#fff4e6", "#fff9f0"];
@@ -39,6 +44,7 @@ export const TOGGLE_LAYERS = {
   density: ["incident-clusters"],
   heatmap: ["incident-heat"],
   hotspots: ["hotspot-fill"],
+  emerging: ["emerging-fill", "emerging-line", "emerging-line-dashed"],
   posts: ["post-circles"],
   borderzone: ["band-fill", "band-line"],
   boundaries: ["province-line", "commune-line", "commune-line-approximate"],
@@ -215,6 +221,24 @@ export function addDataLayers(map, { incidentTiles, hotspotTiles, categories, re
     filter: ["==", ["geometry-type"], "Point"],
     paint: { "circle-radius": 7, "circle-color": "rgba(0,0,0,0)", "circle-stroke-color": "#1c7ed6",
       "circle-stroke-width": 2.5 } });
+}
+
+/** The emerging hot-spot layer (vector tiles from zoom 5: 5 km cells), added when first
+ * switched on: its cube costs the server seconds at a million incidents, once per version. */
+export function addEmergingLayer(map, tiles) {
+  map.addSource("emerging", { type: "vector", tiles, minzoom: 5, maxzoom: 12 });
+  const colour = ["match", ["get", "category"], ...Object.entries(EMERGING_COLOURS).flat(), "rgba(0,0,0,0)"];
+  const drawn = ["in", ["get", "category"], ["literal", Object.keys(EMERGING_COLOURS)]];
+  const outlined = (kind) => ["in", ["get", "category"], ["literal", EMERGING_OUTLINE[kind]]];
+  const layer = { source: "emerging", "source-layer": "emerging-hotspots", layout: { visibility: "none" } };
+  map.addLayer({ ...layer, id: "emerging-fill", type: "fill", filter: drawn,
+    paint: { "fill-color": colour, "fill-opacity": 0.8, "fill-outline-color": "#868e96" } }, "neighbour-line");
+  map.addLayer({ ...layer, id: "emerging-line", type: "line", filter: outlined("solid"),
+    paint: { "line-color": "#212529", "line-width": ["interpolate", ["linear"], ["zoom"], 5, 0.8, 10, 2] } },
+  "neighbour-line");
+  map.addLayer({ ...layer, id: "emerging-line-dashed", type: "line", filter: outlined("dashed"),
+    paint: { "line-color": "#212529", "line-dasharray": [2, 1.5],
+      "line-width": ["interpolate", ["linear"], ["zoom"], 5, 0.8, 10, 2] } }, "neighbour-line");
 }
 
 export function setLayerVisibility(map, layers, reader) {

@@ -10,6 +10,7 @@ export const LAYERS = [
   { id: "density", viewerOnly: true },
   { id: "heatmap" },
   { id: "hotspots" },
+  { id: "emerging" },
   { id: "posts" },
   { id: "borderzone" },
   { id: "boundaries" },
@@ -26,7 +27,7 @@ export const state = {
   months: [], // every month from the first to the last incident, "YYYY-MM"
   filters: { from: null, to: null, categories: [], statuses: [], severityMin: null, cooperation: null },
   cooperationAreas: [], // /cooperation-areas: id, name, example, in_force
-  layers: { incidents: true, density: true, heatmap: false, hotspots: false, posts: true,
+  layers: { incidents: true, density: true, heatmap: false, hotspots: false, emerging: false, posts: true,
     borderzone: false, boundaries: true },
   view: null, // { lon, lat, zoom } from the link, else the default
   era: { mode: "today", date: "" }, // the administrative map shown: today, before 2025-07-01, a day
