@@ -6,17 +6,22 @@ pieces), the nearest post by geodesic distance over every open Vietnamese post (
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from typer.testing import CliRunner
 
+from app.cli import app as cli
 from app.config import Settings
 from app.units import demo
 from app.units.service import chain_order
 from app.units.stats import unit_key, unit_names
-from conftest import app_client, make_key
+from conftest import app_client, drop_database, make_key
 
 PROBLEM = "application/problem+json"
 PLANTED = "+84 000 777 123 456"  # a number that must never leave through public routes
@@ -398,3 +403,52 @@ async def test_counts_by_reporting_unit(
         "Cau Treo international border gate border-guard station",
         "Đồn Biên phòng cửa khẩu quốc tế Cầu Treo",
     )
+
+
+async def test_the_command_line(cli_database: str, server_url: str, tmp_path: Path) -> None:
+    """`borderwatch units …` on a database of its own (it commits; dropped afterwards)."""
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(cli, list(args))  # its own event loop: off the test's loop
+        assert result.exit_code == code, result.output
+        return result.output
+
+    try:
+        await asyncio.to_thread(run, "migrate")
+        await asyncio.to_thread(run, "geodata", "load")
+        added = await asyncio.to_thread(run, "units", "demo")
+        assert int(added.split()[0]) > 10
+        assert (await asyncio.to_thread(run, "units", "demo")).startswith("0 demo units")
+        central = await asyncio.to_thread(run, "units", "list", "--level", "central")
+        assert "VN-BCA-C04" in central and "Bộ Tư lệnh Bộ đội Biên phòng" in central
+        assert "VN-P38-CA" not in central
+        body = tmp_path / "unit.json"
+        body.write_text(
+            json.dumps({"code": "VN-P11-CA", "name": "Công an tỉnh Điện Biên", "agency": "police",
+                        "level": "province", "jurisdiction": "VN-P11"}, ensure_ascii=False),
+            encoding="utf-8",
+        )  # fmt: skip
+        made = await asyncio.to_thread(run, "units", "create", str(body))
+        assert "VN-P11-CA Công an tỉnh Điện Biên [province, police, VNM] VN-P11" in made
+        await asyncio.to_thread(run, "units", "create", str(body), code=1)  # the code is taken
+        out = await asyncio.to_thread(
+            run, "units", "add-contact", "VN-P11-CA", "hotline", "+84 000 011 113"
+        )
+        assert "hotline +84 000 011 113" in out
+        await asyncio.to_thread(run, "units", "add-contact", "VN-P11-CA", "fax", "1", code=1)
+        await asyncio.to_thread(run, "units", "add-contact", "NO-SUCH", "phone", "1", code=1)
+        key = await asyncio.to_thread(
+            run, "keys", "create", "--name", "Điện Biên officer", "--role", "officer"
+        )
+        listed = await asyncio.to_thread(run, "keys", "list")
+        principal = next(x for x in listed.splitlines() if "Điện Biên officer" in x).split()[0]
+        bound = await asyncio.to_thread(run, "units", "bind-key", principal, "VN-P11-CA")
+        assert "Công an tỉnh Điện Biên" in bound and key
+        closed = await asyncio.to_thread(run, "units", "close", "VN-P11-CA")
+        assert "(closed " in closed
+        everything = await asyncio.to_thread(run, "units", "list", "--include-closed")
+        assert "VN-P11-CA" in everything
+        assert "VN-P11-CA" not in await asyncio.to_thread(run, "units", "list")
+    finally:
+        await drop_database(server_url, cli_database)

@@ -26,10 +26,8 @@ units_app = group("Units of the four-level hotline network (central, province, c
 def _line(u: dict[str, Any]) -> str:
     area = " ".join(x for x in (u["jurisdiction"], u["post"] and f"post:{u['post']}") if x)
     closed = "" if u["in_force"] else f" (closed {u['valid_to']})"
-    return (
-        f"{u['id']}: {escape(u['code'])} {escape(u['name'])} [{u['level']}, {u['agency']},"
-        f" {u['country']}] {escape(area)}{closed}"
-    )
+    kind = escape(f"[{u['level']}, {u['agency']}, {u['country']}]")
+    return f"{u['id']}: {escape(u['code'])} {escape(u['name'])} {kind} {escape(area)}{closed}"
 
 
 async def _id_of(session: AsyncSession, code: str) -> int:
