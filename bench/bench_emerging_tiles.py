@@ -2,11 +2,11 @@
 GET /analysis/emerging-hotspots' defaults over the border zone, 5 km cells) against the tiles
 after it (the cube kept per filter and version in the process).
 
-    .venv/bin/python -m bench.bench_emerging_tiles [--rounds 2] [--ref HEAD]
+    .venv/bin/python -m bench.bench_emerging_tiles [--rounds 2] [--ref REF]
 
-Each round starts a fresh uvicorn process (one worker) serving git `ref` (so nothing is kept
-from an earlier round) and, for the default span (the last 24 complete months) and for the
-issue's 36 months (December 2023 to November 2026):
+Each round starts a fresh uvicorn process (one worker) serving this checkout, or git `ref`
+(so nothing is kept from an earlier round) and, for the default span (the last 24 complete
+months) and for the issue's 36 months (December 2023 to November 2026):
 1. the first tile (z7 over An Giang's border) with the layer's version from its TileJSON,
 2. the same tile again (made from the kept cube), median of 10,
 3. 12 other tiles along the border at z7-z9, each once (kept cube), median,
@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import admin_key, cluster, served_at
+from bench.common import admin_key, cluster, served, served_at
 
 SPAN36 = "2023-12-01T00:00:00+07:00/2026-12-01T00:00:00+07:00"  # 36 local months
 HOME = (105.15, 10.63)  # An Giang, on the Cambodian border
@@ -96,13 +96,13 @@ def one_span(c: httpx.Client, span: str | None) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--ref", default="HEAD", help="the git ref served")
+    parser.add_argument("--ref", help="the git ref served (default: this checkout)")
     args = parser.parse_args()
     url = cluster().url("bench")
     key = asyncio.run(admin_key(url))
     for n in range(args.rounds):
         with (
-            served_at(url, args.ref) as s,
+            served_at(url, args.ref) if args.ref else served(url) as s,
             httpx.Client(
                 base_url=s.base, timeout=180, headers={"Authorization": f"Bearer {key}"}
             ) as c,
