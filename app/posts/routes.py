@@ -84,7 +84,9 @@ async def list_border_posts(
     closed: Annotated[bool, Query(description="every post, closed ones too")] = False,
 ) -> GeoJSONResponse:
     """Filter by kind, border segment and province; the posts in force today unless `on` or
-    `closed` say otherwise."""
+    `closed` say otherwise. An unknown kind is 422."""
+    if kind is not None and kind not in {k["code"] for k in await manage.kinds(session)}:
+        raise InvalidInput(f"unknown kind '{kind}' (GET /border-posts/kinds)", field="kind")
     body = await service.list_features(
         session=session, kind=kind, border=border, province=province, on=on, closed=closed
     )
