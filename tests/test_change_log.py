@@ -297,6 +297,42 @@ async def test_a_pruned_log_proves_nothing(db: Db, api: httpx.AsyncClient) -> No
     await delete(api, far)
 
 
+async def test_a_field_a_filter_tests_changes_the_tile_through_its_position(
+    db: Db, api: httpx.AsyncClient
+) -> None:
+    """A severity raised inside the tile (no move) changes the tile of `severity_min=5`: the
+    log names the incident's position, so the proof fails and the tile is made afresh."""
+    severe = IncidentFilter(scope=NATIONAL, severity_min=5)
+    made = incident_tiles.incident_tile_statement(severe, BUSY, aggregate_only=False, cap=5000)
+    assert made is not None
+
+    async def kept() -> bytes:
+        async with sessionmaker(db.engine)() as session, session.begin():
+            body, _ = await incident_tiles.incidents_tile(
+                session=session, filt=severe, tile=BUSY, aggregate_only=False
+            )
+        return body
+
+    async def made_now() -> bytes:
+        async with sessionmaker(db.engine)() as session, session.begin():
+            return (await incident_tiles._run(session, made))[0]
+
+    inside = await create(api, INSIDE)  # severity 4: not counted
+    first = await kept()
+    far = await create(api, FAR)
+    reused = incident_tiles.REUSE["reused"]
+    assert await kept() == first and incident_tiles.REUSE["reused"] == reused + 1
+    r = await api.patch(
+        f"/incidents/{inside['id']}", json={"severity": 5}, headers={"If-Match": inside["etag"]}
+    )
+    assert r.status_code == 200, r.text
+    body = await kept()
+    assert incident_tiles.REUSE["reused"] == reused + 1
+    assert body == await made_now() and total(body) == total(first) + 1
+    for one in (inside, far):
+        await delete(api, one)
+
+
 def _same(a: snapshot.Snapshot, b: snapshot.Snapshot) -> None:
     assert a.token == b.token and a.version == b.version and a.lineage == b.lineage
     assert a.categories == b.categories
