@@ -145,7 +145,8 @@ def serve(
     With --workers N, N API processes share the port (uvicorn's supervisor: one that dies is
     replaced); the database is started and migrated once, here, before them. Rate limits are
     counted in PostgreSQL for every process; caches are keyed by the layer versions read from
-    the database (docs/operations.md, "Several processes").
+    the database; /metrics merges every worker's (app/observe/multiprocess.py; its directory is
+    prepared here) (docs/operations.md, "Several processes").
 
     Ctrl-C (or SIGTERM) stops the API and, when this command started it, the embedded cluster."""
     import uvicorn

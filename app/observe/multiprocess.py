@@ -30,6 +30,7 @@ import os
 import re
 import stat
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -190,9 +191,16 @@ class Mirror:
         self._gauges: dict[str, Gauge] = {}
         self._counters: dict[str, Counter] = {}
         self._copied: dict[tuple[str, tuple[str, ...]], float] = {}
+        # the loop's copy and a scrape's (in a thread, app/observe/routes.py) one at a time:
+        # two at once could both add the same increment to a counter
+        self._lock = threading.Lock()
 
     def publish(self) -> None:
         """Copy the current figures (cheap: a few families, a few file writes)."""
+        with self._lock:
+            self._publish()
+
+    def _publish(self) -> None:
         for family in self.collect():
             if not family.samples:  # e.g. the pool before the lifespan made it: nothing to copy
                 continue

@@ -3,6 +3,7 @@ admin key only."""
 
 from __future__ import annotations
 
+import asyncio
 from ipaddress import ip_address
 from typing import Annotated
 
@@ -56,6 +57,9 @@ async def metrics_reader(request: Request, session: SessionDep) -> None:
     },
 )
 async def read_metrics(request: Request, _: Annotated[None, Depends(metrics_reader)]) -> Response:
-    """Counters, histograms and gauges of this process; no label carries incident data."""
-    body = request.app.state.metrics.exposition()
+    """Counters, histograms and gauges of this process (of every worker with several); no
+    label carries incident data."""
+    # in a thread: tens of ms with several workers' files to merge (docs/performance.md),
+    # which the event loop would otherwise stall for every other request of this worker
+    body = await asyncio.to_thread(request.app.state.metrics.exposition)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
