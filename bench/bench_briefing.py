@@ -65,10 +65,10 @@ async def steps(url: str, province: str) -> None:
         )
         t = note("area polygon", t)
         filt = briefing._filter(scope, period, area.members)
-        cat = await stats.stats(session=s, filt=filt, group_by="category")
-        t = note(f"figures by category ({cat['total']:,} incidents)", t)
-        await briefing._total(s, briefing._filter(scope, period.previous, area.members))
-        t = note("previous period", t)
+        cat = await stats.compare_counts(
+            session=s, filt=filt, group_by="category", compare="previous_period"
+        )
+        t = note(f"by category, both periods ({cat['total']:,} incidents)", t)
         await briefing._total(s, briefing._filter(scope, period, None))
         t = note("national total", t)
         await briefing._months(s, scope, area, period)

@@ -10,12 +10,14 @@ import shutil
 import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import scipy.stats  # type: ignore[import-untyped]
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typer.testing import CliRunner
@@ -49,7 +51,7 @@ Q1 = [
     (105.459, 10.398, "fraud", 3, "under_investigation", "2025-03-31 23:59", None),
     (105.090, 10.010, "drug_trafficking", 5, "reported", "2025-02-02 08:00", "Ma túy"),  # Rạch Giá
 ]
-Q4_2024 = [  # the previous period (2024-Q4)
+Q4_2024 = [  # the previous period: the 90 days before 2025-Q1 (3 October - 31 December 2024)
     (105.436, 10.387, "smuggling", 2, "solved", "2024-10-05 10:00", None),
     (105.440, 10.389, "fraud", 3, "reported", "2024-12-31 23:59", None),
 ]
@@ -119,6 +121,20 @@ def _pdftotext(pdf: bytes, tmp: Path, name: str = "b") -> str:
     return out.stdout.decode("utf-8")
 
 
+async def _by_category(session: AsyncSession) -> dict[str, int]:
+    """Q1 2025's incidents of An Giang by category's Vietnamese name (an independent GROUP BY)."""
+    rows = await session.execute(
+        text(
+            "SELECT c.name_vi, count(*) FROM incident i JOIN category c ON c.code = i.category"
+            " WHERE i.deleted_at IS NULL AND CAST(:code AS text) = ANY(i.jurisdiction_path)"
+            "   AND i.occurred_at >= '2025-01-01T00:00:00+07:00'"
+            "   AND i.occurred_at < '2025-04-01T00:00:00+07:00' GROUP BY 1"
+        ),
+        {"code": AN_GIANG},
+    )
+    return {str(name): int(n) for name, n in rows.all()}
+
+
 def _pdftoppm(pdf: Path, prefix: Path) -> list[Path]:
     """The first page as PNG (40 dpi)."""
     subprocess.run(
@@ -138,7 +154,7 @@ async def test_pdf_figures_against_sql(
 ) -> None:
     await _seed(client)
     q1 = ("2025-01-01T00:00:00+07:00", "2025-04-01T00:00:00+07:00")
-    q4 = ("2024-10-01T00:00:00+07:00", "2025-01-01T00:00:00+07:00")
+    q4 = ("2024-10-03T00:00:00+07:00", "2025-01-01T00:00:00+07:00")  # Q1's 90 days before
     n, cleared, severe = await _counts(session, AN_GIANG, *q1)
     previous, _, _ = await _counts(session, AN_GIANG, *q4)
     national, _, _ = await _counts(session, None, *q1)
@@ -163,8 +179,11 @@ async def test_pdf_figures_against_sql(
     assert (
         f"{n} {rate} {share} +{change} Số vụ việc Tỷ lệ làm rõ Tỷ trọng so với cả nước {pct}"
         f" {cleared} vụ đã làm rõ hoặc đã đóng {national} trên tổng số cả nước So với kỳ trước"
-        f" kỳ trước: {previous} (01/10/2024 – 31/12/2024)"
+        f" kỳ trước: {previous} (03/10/2024 – 31/12/2024)"
     ) in words
+    # the change's exact Poisson test (equal lengths: binomial, p = 1/2), by scipy
+    p = scipy.stats.binomtest(n, n + previous, 0.5).pvalue
+    assert p > 0.05 and f"trong mức ngẫu nhiên (Poisson, p = {p:.3f})".replace(".", ",") in words
     # the severe list: every severe incident of the period, with its local time and place
     assert f"Mức độ 4–5: {severe} vụ việc trong kỳ." in words
     assert "05/01/2025 10:00" in words and "31/01/2025 23:30" in words
@@ -174,20 +193,10 @@ async def test_pdf_figures_against_sql(
     # the map's names (SVG text) and the neighbours, with their diacritics
     for name in ("Campuchia", "Tỉnh Đồng Tháp", "Thành phố Cần Thơ"):
         assert name in words, name
-    # the category chart: each category's count, from an independent GROUP BY
-    rows = (
-        await session.execute(
-            text(
-                "SELECT c.name_vi, count(*) FROM incident i JOIN category c ON c.code = i.category"
-                " WHERE i.deleted_at IS NULL AND CAST(:code AS text) = ANY(i.jurisdiction_path)"
-                "   AND i.occurred_at >= CAST(CAST(:s AS text) AS timestamptz)"
-                "   AND i.occurred_at < CAST(CAST(:e AS text) AS timestamptz) GROUP BY 1"
-            ),
-            {"code": AN_GIANG, "s": q1[0], "e": q1[1]},
-        )
-    ).all()
-    for name, count in rows:
-        assert re.search(re.escape(_flat(name)) + r"\s+" + str(count), words), (name, count)
+    # the category chart's names (its counts: test_html_variant; pdftotext interleaves them
+    # with the month chart's beside it)
+    for name in await _by_category(session):
+        assert _flat(name) in words, name
     # one page as an image (looked at by hand while writing this test: see docs/reports.md)
     drawn = await asyncio.to_thread(_pdftoppm, tmp_path / "b.pdf", tmp_path / "page")
     assert len(drawn) == 1 and drawn[0].read_bytes().startswith(b"\x89PNG")
@@ -235,20 +244,15 @@ async def test_html_variant(
     assert page.count("<svg") == 3  # the map and two charts, inline: nothing to fetch
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     # the month chart: the 12 months to March 2025, each with its count (SQL, local months)
-    rows: dict[str, int] = dict(
-        (
-            await session.execute(
-                text(
-                    "SELECT to_char(occurred_at AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM'),"
-                    " count(*) FROM incident WHERE deleted_at IS NULL"
-                    " AND CAST(:code AS text) = ANY(jurisdiction_path) GROUP BY 1"
-                ),
-                {"code": AN_GIANG},
-            )
-        )
-        .tuples()
-        .all()
+    found = await session.execute(
+        text(
+            "SELECT to_char(occurred_at AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM'),"
+            " count(*) FROM incident WHERE deleted_at IS NULL"
+            " AND CAST(:code AS text) = ANY(jurisdiction_path) GROUP BY 1"
+        ),
+        {"code": AN_GIANG},
     )
+    rows = {str(month): int(n) for month, n in found.all()}
     assert rows == {"2024-10": 1, "2024-12": 1, "2025-01": 2, "2025-02": 3, "2025-03": 3,
                     "2025-04": 1}  # fmt: skip
     # the counts above the bars (their y has a decimal; the month labels' has none)
@@ -256,6 +260,13 @@ async def test_html_variant(
     months = ["2024-04", "2024-05", "2024-06", "2024-07", "2024-08", "2024-09", "2024-10",
               "2024-11", "2024-12", "2025-01", "2025-02", "2025-03"]  # fmt: skip
     assert [int(b) for b in bars] == [rows.get(m, 0) for m in months]
+    # the category chart: each name, its bar, its count, busiest first (ties: by code)
+    chart = re.findall(
+        r'<text x="0" y="\d+">([^<]+)</text><rect [^>]+/><text [^>]+>(\d+)</text>', page
+    )
+    expected = await _by_category(session)
+    assert {unescape(n): int(c) for n, c in chart} == expected
+    assert [int(c) for _, c in chart] == sorted(expected.values(), reverse=True)
     # a viewer: aggregates only (no incident drawn or listed)
     key = await make_key(session, "viewer")
     async with app_client(engine, session, settings, key) as viewer:
@@ -331,11 +342,12 @@ def test_periods() -> None:
     q = briefing.parse_period("2025-Q1")
     assert q.start == datetime(2025, 1, 1, tzinfo=VN)
     assert q.end == datetime(2025, 4, 1, tzinfo=VN) - timedelta(microseconds=1)
+    # the previous period: the same length just before (as /analysis/stats?compare=)
     assert (q.previous.start, q.previous.end) == (
-        datetime(2024, 10, 1, tzinfo=VN), datetime(2025, 1, 1, tzinfo=VN) - timedelta(microseconds=1)
+        datetime(2024, 10, 3, tzinfo=VN), datetime(2025, 1, 1, tzinfo=VN) - timedelta(microseconds=1)
     )  # fmt: skip
     m = briefing.parse_period("2025-03")
-    assert m.previous.start == datetime(2025, 2, 1, tzinfo=VN)
+    assert m.previous.start == datetime(2025, 1, 29, tzinfo=VN)
     days = briefing.parse_period("2025-01-10/2025-01-19")  # 10 local days, the last included
     assert days.end - days.start == timedelta(days=10) - timedelta(microseconds=1)
     assert days.previous.start == datetime(2024, 12, 31, tzinfo=VN)
@@ -412,3 +424,45 @@ async def test_cli_writes_the_same_file(
         await engine.dispose()
         get_settings.cache_clear()
         await drop_database(server_url, name)
+
+
+async def test_border_strip_and_archipelagos(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    await _seed(client)
+    # near Châu Đốc, a few km from the Cambodian border
+    await _post(client, (105.115, 10.705, "smuggling", 3, "reported", "2025-02-15 09:00", None))
+    r = await client.get(
+        "/reports/briefing",
+        params={"area": "border-segment:VNM-KHM", "datetime": "2025-Q1", "format": "html"},
+    )
+    assert r.status_code == 200, r.text
+    assert "<h1>Biên giới Việt Nam – Campuchia (dải 50 km)</h1>" in r.text
+    n = (
+        await session.execute(
+            text(
+                "SELECT count(*) FROM incident WHERE deleted_at IS NULL"
+                " AND border_segment = 'VNM-KHM' AND border_distance_km <= 50"
+                " AND occurred_at >= '2025-01-01T00:00:00+07:00'"
+                " AND occurred_at < '2025-04-01T00:00:00+07:00'"
+            )
+        )
+    ).scalar_one()
+    assert n > 0
+    assert f'<span class="value">{n}</span><span class="label">Số vụ việc</span>' in r.text
+    # Viet Nam's archipelagos are named as Viet Nam's whenever the map shows them
+    for code, label in (
+        ("VN-P48", "Quần đảo Hoàng Sa (Việt Nam)"),  # Đà Nẵng holds Hoàng Sa
+        ("VN-P56", "Quần đảo Trường Sa (Việt Nam)"),  # Khánh Hòa holds Trường Sa
+    ):
+        page = await client.get(
+            "/reports/briefing",
+            params={"area": f"jurisdiction:{code}", "datetime": "2025-Q1", "format": "html"},
+        )
+        assert page.status_code == 200, page.text
+        assert label in page.text, code
+    inland = await client.get(
+        "/reports/briefing",
+        params={"area": f"jurisdiction:{LANG_SON}", "datetime": "2025-Q1", "format": "html"},
+    )
+    assert "Hoàng Sa" not in inland.text and "Trường Sa" not in inland.text

@@ -83,16 +83,13 @@ class Period:
 
     start: datetime
     end: datetime
-    before: tuple[datetime, datetime] | None = None  # a named period's previous one
 
     @property
     def previous(self) -> Period:
-        """A named period's previous one (2025-Q1: 2024-Q4; 2025-03: 2025-02; 2025: 2024);
-        otherwise the same length, ending just before this one starts."""
-        if self.before is not None:
-            return Period(*self.before)
-        end = self.start - timedelta(microseconds=1)
-        return Period(end - (self.end - self.start), end)
+        """The period compared with: the same length immediately before (the rule of
+        `/analysis/stats?compare=previous_period`, app/analysis/stats.py)."""
+        other = stats.comparison_period(stats.Period(self.start, self.end), "previous_period")
+        return Period(other.start, other.end)
 
 
 @dataclass
@@ -108,6 +105,7 @@ class Briefing:
     cleared: int
     clearance_rate: float | None
     previous: int
+    p_value: float | None  # the exact Poisson test of the change (app/analysis/stats.py)
     national: int | None  # None: a scoped key (it does not learn the country's count)
     by_category: list[dict[str, Any]]
     by_month: list[dict[str, Any]]  # the TREND_MONTHS months ending with the period's
@@ -150,20 +148,19 @@ def _month_start(year: int, month: int) -> date:
     return date(year + (month - 1) // 12, (month - 1) % 12 + 1, 1)
 
 
-def _named_period(token: str) -> tuple[date, date, date] | None:
-    """`2025`, `2025-Q1`, `2025-03`: the first day of the previous period, the first day and
-    the day after the last (local days)."""
+def _named_period(token: str) -> tuple[date, date] | None:
+    """`2025`, `2025-Q1`, `2025-03`: the first day and the day after the last (local days)."""
     if m := _YEAR.match(token):
         y = int(m[1])
-        return date(y - 1, 1, 1), date(y, 1, 1), date(y + 1, 1, 1)
+        return date(y, 1, 1), date(y + 1, 1, 1)
     if m := _QUARTER.match(token):
         y, q = int(m[1]), int(m[2])
-        return _month_start(y, 3 * q - 5), _month_start(y, 3 * q - 2), _month_start(y, 3 * q + 1)
+        return _month_start(y, 3 * q - 2), _month_start(y, 3 * q + 1)
     if m := _MONTH.match(token):
         y, mo = int(m[1]), int(m[2])
         if not 1 <= mo <= 12:
             raise InvalidInput(f"datetime '{token}': no month {mo}", field="datetime")
-        return _month_start(y, mo - 1), date(y, mo, 1), _month_start(y, mo + 1)
+        return date(y, mo, 1), _month_start(y, mo + 1)
     return None
 
 
@@ -194,15 +191,15 @@ def parse_period(value: str) -> Period:
     token = value.strip()
     if not token:
         raise InvalidInput("datetime is empty", field="datetime")
-    named = _named_period(token) if "/" not in token else None
+    try:
+        named = _named_period(token) if "/" not in token else None
+    except ValueError as exc:  # a year outside 1-9999
+        raise InvalidInput(
+            f"datetime '{token[:40]}' is not a usable period", field="datetime"
+        ) from exc
     if named is not None:
-        before, first, after = named
-        tick = timedelta(microseconds=1)
-        period = Period(
-            _local_midnight(first),
-            _local_midnight(after) - tick,
-            (_local_midnight(before), _local_midnight(first) - tick),
-        )
+        first, after = named
+        period = Period(_local_midnight(first), _local_midnight(after) - timedelta(microseconds=1))
     else:
         if "/" not in token:
             raise InvalidInput(
@@ -339,18 +336,13 @@ async def _segment_area(
         raise InvalidInput(f"unknown border segment '{code[:40]}' (see /borders)", field="area")
     if home not in (row.country_a, row.country_b):
         raise InvalidInput(f"border segment '{code}' is not one of {home}'s", field="area")
-    english: dict[str, str] = dict(
-        (
-            await session.execute(
-                text(
-                    "SELECT DISTINCT ON (code) code, name FROM jurisdiction WHERE level = 'country'"
-                    " ORDER BY code, valid_from DESC NULLS LAST"
-                )
-            )
+    countries = await session.execute(
+        text(
+            "SELECT DISTINCT ON (code) code, name FROM jurisdiction WHERE level = 'country'"
+            " ORDER BY code, valid_from DESC NULLS LAST"
         )
-        .tuples()
-        .all()
     )
+    english = {str(c): str(n) for c, n in countries.all()}
     other = row.country_b if row.country_a == home else row.country_a
     a, b = _country_name(home, lang, english), _country_name(other, lang, english)
     name = (
@@ -876,9 +868,12 @@ async def gather(
     found = await resolve_area(session=session, area=area, lang=lang, home=home)
     await check_scope(session=session, scope=scope, area=found, home=home)
     filt = _filter(scope, period, found.members)
-    cat = await stats.stats(session=session, filt=filt, group_by="category")
+    # the period and the previous one in one statement, with the change's Poisson test
+    cat = await stats.compare_counts(
+        session=session, filt=filt, group_by="category", compare="previous_period"
+    )
     incidents, cleared = int(cat["total"]), int(cat["solved"])
-    previous, _ = await _total(session, _filter(scope, period.previous, found.members))
+    previous = int(cat["previous_total"])
     national = None
     if scope.national:
         national, _ = await _total(session, _filter(scope, period, None))
@@ -890,6 +885,7 @@ async def gather(
             "solved": int(g["solved"]),
         }
         for g in cat["groups"]
+        if g["count"]  # a category seen in the previous period only
     ]
     by_category.sort(key=lambda g: (-g["count"], g["code"]))
     months, inside = await _months(session, scope, found, period)
@@ -934,6 +930,7 @@ async def gather(
         cleared=cleared,
         clearance_rate=cleared / incidents if incidents else None,
         previous=previous,
+        p_value=cat["p_value"],
         national=national,
         by_category=by_category,
         by_month=months,

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from app.analysis import stats
 from app.i18n import Lang
 from app.reports.briefing import MAP_H, MAP_W, SEVERE, Briefing, hexagon
 
@@ -56,6 +57,8 @@ TEXT: dict[str, dict[Lang, str]] = {
     },
     "change": {"vi": "So với kỳ trước", "en": "Against the previous period"},
     "previous": {"vi": "kỳ trước", "en": "previous period"},
+    "significant": {"vi": "thay đổi có ý nghĩa thống kê", "en": "beyond chance"},
+    "chance": {"vi": "trong mức ngẫu nhiên", "en": "within chance"},
     "map": {"vi": "Bản đồ khu vực", "en": "Map of the area"},
     "by_category": {"vi": "Theo loại vụ việc", "en": "By category"},
     "by_month": {"vi": "Theo tháng", "en": "By month"},
@@ -259,24 +262,23 @@ def _scale_bar(x1: float, y1: float, w: float, px: float) -> str:
 
 
 def category_chart(b: Briefing) -> str:
-    """Horizontal bars, busiest category first."""
+    """Horizontal bars, busiest category first, each under its name (names are long)."""
     rows = b.by_category
     if not rows:
         return f"<p class='note'>{t('none', b.lang)}</p>"
-    width, bar_h, gap, label_w = 340, 14, 5, 150
-    height = len(rows) * (bar_h + gap) + gap
+    width, bar_h, row_h = 340, 9, 25
+    height = len(rows) * row_h + 4
     top = max(g["count"] for g in rows) or 1
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
            f' viewBox="0 0 {width} {height}" font-size="9">']  # fmt: skip
     for n, g in enumerate(rows):
-        y = gap + n * (bar_h + gap)
-        length = (width - label_w - 50) * g["count"] / top
+        y = n * row_h + 11
+        length = (width - 50) * g["count"] / top
         colour = PALETTE[b.map["colours"].get(g["code"], 0) % len(PALETTE)]
         out.append(
-            f'<text x="{label_w - 4}" y="{y + bar_h - 3}" text-anchor="end">'
-            f"{escape(g['name'])}</text>"
-            f'<rect x="{label_w}" y="{y}" width="{length:.1f}" height="{bar_h}" fill="{colour}"/>'
-            f'<text x="{label_w + length + 3:.1f}" y="{y + bar_h - 3}">'
+            f'<text x="0" y="{y}">{escape(g["name"])}</text>'
+            f'<rect x="0" y="{y + 3}" width="{length:.1f}" height="{bar_h}" fill="{colour}"/>'
+            f'<text x="{length + 3:.1f}" y="{y + 3 + bar_h - 1}">'
             f"{number(g['count'], b.lang)}</text>"
         )
     out.append("</svg>")
@@ -340,9 +342,20 @@ def _headline(b: Briefing) -> str:
         f'<span class="note {cls}">{pct.strip(" ()") or "—"}</span>'
         f'<span class="label">{t("change", lang)}</span>'
         f'<span class="note">{t("previous", lang)}: {number(b.previous, lang)}'
-        f" ({_previous_text(b)})</span></td>"
+        f" ({_previous_text(b)})</span>{_test_note(b)}</td>"
         "</tr></table>"
     )
+
+
+def _test_note(b: Briefing) -> str:
+    """The exact Poisson test of the change (p < 0.05: beyond chance), as /analysis/stats."""
+    if b.p_value is None:
+        return ""
+    verdict = t("significant" if b.p_value < stats.ALPHA else "chance", b.lang)
+    p = "< 0,001" if b.p_value < 0.001 else f"= {number(b.p_value, b.lang, 3)}"
+    if b.lang == "en":
+        p = p.replace(",", ".")
+    return f'<span class="note">{verdict} (Poisson, p {p})</span>'
 
 
 def _previous_text(b: Briefing) -> str:
@@ -402,6 +415,11 @@ def _map_caption(b: Briefing) -> str:
     return " ".join(parts)
 
 
+def _cols(*percent: int) -> str:
+    """Fixed column widths (a fixed table layout is laid out once, not measured first)."""
+    return "<colgroup>" + "".join(f'<col style="width:{p}%">' for p in percent) + "</colgroup>"
+
+
 def _pairs_table(b: Briefing) -> str:
     lang = b.lang
     if not b.pairs:
@@ -413,7 +431,8 @@ def _pairs_table(b: Briefing) -> str:
         for p in b.pairs
     )
     return (
-        f"<table class='list'><tr><th>{t('pair', lang)}</th><th>{t('shared_km', lang)}</th>"
+        f"<table class='list'>{_cols(52, 24, 24)}<tr><th>{t('pair', lang)}</th>"
+        f"<th>{t('shared_km', lang)}</th>"
         f"<th>{t('near', lang)}</th></tr>{rows}</table>"
     )
 
@@ -444,7 +463,8 @@ def _emerging_part(b: Briefing) -> str:
     )
     return (
         f"<p class='note'>{intro}</p><p class='note'>{t('cells', lang)}: {totals}.</p>"
-        f"<table class='list'><tr><th>{t('kind', lang)}</th><th>{t('centre', lang)}</th>"
+        f"<table class='list'>{_cols(34, 30, 18, 18)}<tr><th>{t('kind', lang)}</th>"
+        f"<th>{t('centre', lang)}</th>"
         f"<th>{t('count12', lang)}</th><th>{t('trend', lang)}</th></tr>{rows}</table>"
     )
 
@@ -483,7 +503,8 @@ def _severe_table(b: Briefing) -> str:
             f"<td>{escape(text)}</td></tr>"
         )
     return (
-        f"<p class='note'>{head}</p><table class='list'><tr><th>{t('when', lang)}</th>"
+        f"<p class='note'>{head}</p><table class='list'>{_cols(11, 16, 6, 10, 17, 15, 25)}"
+        f"<tr><th>{t('when', lang)}</th>"
         f"<th>{t('category', lang)}</th><th>{t('severity', lang)}</th>"
         f"<th>{t('status', lang)}</th><th>{t('place', lang)}</th><th>{t('unit', lang)}</th>"
         f"<th>{t('description', lang)}</th></tr>{''.join(rows)}</table>"
