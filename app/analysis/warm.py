@@ -14,7 +14,9 @@ fills); then it reads the versions every POLL_S seconds
 and, when they moved, fills again, at most once per `dashboard_warm_gap_s` (a setting, 300 s by
 default; each API process warms its own caches, so a fill is paid once per process: under a
 steady stream of writes the answers between two fills come from PostgreSQL, as without the
-warmer).
+warmer). A fill after a small change is cheap: the snapshot is updated from the incident change
+log (snapshot.delta) and the kept aggregate tiles far from the change are proven unchanged by it
+(app/tiles/change_log.py) instead of being made again.
 """
 
 from __future__ import annotations
