@@ -3,10 +3,11 @@ areas of responsibility, import and export, re-derivation jobs."""
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
@@ -23,10 +24,28 @@ from app.openapi import problems
 from app.posts import areas, files, manage, rederive, service
 
 router = APIRouter(tags=["border posts"])
+log = logging.getLogger("borderwatch")
 
 Kind = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="a kind's code")]
 PostCode = Annotated[str, Path(pattern=manage.CODE_PATTERN, description="the post's code")]
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+async def _finish(request: Request, job_id: int) -> None:
+    """Run a job too large for its request, after the answer, on a session of its own (a
+    stopped process leaves it for `borderwatch posts rederive`)."""
+    try:
+        async with request.app.state.sessionmaker() as session:
+            await rederive.run(session=session, job_id=job_id)
+    except Exception:  # the answer is gone: the log and the job's state tell
+        log.exception(
+            "re-derivation job %s stopped; `borderwatch posts rederive` resumes it", job_id
+        )
+
+
+def _follow(request: Request, background: BackgroundTasks, job: dict[str, Any] | None) -> None:
+    if job is not None and job["state"] != "done":
+        background.add_task(_finish, request, int(job["id"]))
 
 
 def _feature(feature: dict[str, Any], job: dict[str, Any] | None, status: int = 200) -> Response:
@@ -207,6 +226,7 @@ async def export_posts(
 )
 async def import_posts(
     request: Request,
+    background: BackgroundTasks,
     session: SessionDep,
     admin: Admin,
     fmt: Annotated[files.Format | None, Query(alias="format")] = None,
@@ -228,6 +248,7 @@ async def import_posts(
         session=session, rows=rows, scope=admin.scope, actor=admin.actor
     )
     await session.commit()
+    _follow(request, background, report["rederive"])
     return JSONResponse(report)
 
 
@@ -272,11 +293,19 @@ async def post_history(code: PostCode, session: SessionDep, _: ReferenceReader) 
     summary="Create a post (admins; a scoped admin inside its area)",
     responses=problems(403, 409, 422),
 )
-async def create_post(body: manage.PostIn, session: SessionDep, admin: Admin) -> Response:
+async def create_post(
+    body: manage.PostIn,
+    request: Request,
+    background: BackgroundTasks,
+    session: SessionDep,
+    admin: Admin,
+) -> Response:
     """Audited, with history. The incidents whose nearest post it becomes are derived again
-    (`rederive`: the job; small ones are done before the answer)."""
+    (`rederive`: the job; up to 5 000 incidents before the answer, more after it: follow
+    `status_url`)."""
     feature, job = await manage.create(session, body=body, scope=admin.scope, actor=admin.actor)
     await session.commit()
+    _follow(request, background, job)
     response = _feature(feature, job, 201)
     response.headers["Location"] = f"/border-posts/{body.code}"
     return response
@@ -290,6 +319,8 @@ async def create_post(body: manage.PostIn, session: SessionDep, admin: Admin) ->
 async def patch_post(
     code: PostCode,
     body: manage.PostPatch,
+    request: Request,
+    background: BackgroundTasks,
     session: SessionDep,
     admin: Admin,
     if_match: Annotated[str | None, Header(max_length=100)] = None,
@@ -302,6 +333,7 @@ async def patch_post(
         actor=admin.actor,
     )  # fmt: skip
     await session.commit()
+    _follow(request, background, job)
     return _feature(feature, job)
 
 
@@ -312,6 +344,8 @@ async def patch_post(
 )
 async def close_post(
     code: PostCode,
+    request: Request,
+    background: BackgroundTasks,
     session: SessionDep,
     admin: Admin,
     body: CloseIn | None = None,
@@ -324,4 +358,5 @@ async def close_post(
         actor=admin.actor,
     )  # fmt: skip
     await session.commit()
+    _follow(request, background, job)
     return _feature(feature, job)
