@@ -39,7 +39,7 @@ async def _finish(request: Request, job_id: int) -> None:
             await rederive.run(session=session, job_id=job_id)
     except Exception:  # the answer is gone: the log and the job's state tell
         log.exception(
-            "re-derivation job %s stopped; `borderwatch posts rederive` resumes it", job_id
+            "re-derivation job %s stopped (borderwatch posts rederive resumes it)", job_id
         )
 
 
