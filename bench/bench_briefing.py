@@ -2,9 +2,11 @@
 
     .venv/bin/python -m bench.bench_briefing
 
-1. GET /reports/briefing (PDF, then HTML) for two provinces over 2026-Q2, over HTTP (one
-   uvicorn worker): every request's time (the first of a province builds its hot-spot grid,
-   kept per process afterwards) and the size.
+1. The briefing (PDF, then HTML) of two provinces over 2026-Q2, as the route makes it
+   (gather + render, in-process, one process): every run's time (the first of a province
+   builds its hot-spot grid, kept per process afterwards; the first PDF of a process imports
+   WeasyPrint) and the size. With --http, also GET /reports/briefing over HTTP (one uvicorn
+   worker; it makes a key, so the bench database must be at the current migration).
 2. The same work in-process, each part timed on its own, so the figures say where the time
    goes (reading: statements on one session; drawing: HTML, then WeasyPrint's PDF).
 
@@ -101,18 +103,59 @@ async def steps(url: str, province: str) -> None:
         print(f"  {name:<48} {secs * 1000:8.0f} ms")
 
 
+async def whole(url: str, province: str, fmt: str, n: int) -> dict[str, Any]:
+    """What the route does, in-process on one session: gather, then render (n times; the first
+    of a province builds its hot-spot grid, and the first PDF of a process imports WeasyPrint)."""
+    engine = create_engine(url, Settings(environment="test"))
+    scope = Scope(code=None, distance_m=5000)
+    samples: list[float] = []
+    drawing: list[float] = []
+    size = 0
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            async with sessionmaker(engine)() as s:
+                found = await briefing.gather(
+                    session=s, scope=scope, role="admin", area=f"jurisdiction:{province}",
+                    period=briefing.parse_period(QUARTER), lang="vi", home="VNM",
+                )  # fmt: skip
+            drawn = time.perf_counter()
+            body = await asyncio.to_thread(render.render, found, fmt)
+            samples.append(time.perf_counter() - t)
+            drawing.append(time.perf_counter() - drawn)
+            size = len(body)
+    finally:
+        await engine.dispose()
+    return {"samples_s": [round(x, 2) for x in samples], "median_s": round(
+        statistics.median(samples), 2), "render_s": [round(x, 2) for x in drawing],
+        "bytes": size}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3)
+    parser.add_argument(
+        "--http", action="store_true",
+        help="also over HTTP (needs the bench database at the current migration: a key is made)",
+    )  # fmt: skip
     args = parser.parse_args()
     url = cluster().url("bench")
-    key = asyncio.run(admin_key(url))
-    with server(url) as base:
-        for province in PROVINCES:
-            for fmt in ("pdf", "html"):
-                params = {"area": f"jurisdiction:{province}", "datetime": QUARTER, "format": fmt}
-                got = timed_get(base, key, params, args.requests)
-                print(f"briefing {province} {QUARTER} {fmt}: {got}")
+    for province in PROVINCES:
+        for fmt in ("pdf", "html"):
+            got = asyncio.run(whole(url, province, fmt, args.requests))
+            print(f"briefing {province} {QUARTER} {fmt}, in-process: {got}")
+    if args.http:
+        key = asyncio.run(admin_key(url))
+        with server(url) as base:
+            for province in PROVINCES:
+                for fmt in ("pdf", "html"):
+                    params = {
+                        "area": f"jurisdiction:{province}",
+                        "datetime": QUARTER,
+                        "format": fmt,
+                    }
+                    got = timed_get(base, key, params, args.requests)
+                    print(f"briefing {province} {QUARTER} {fmt}, HTTP: {got}")
     for province in PROVINCES:
         print(f"in-process, step by step, {province} {QUARTER}:")
         asyncio.run(steps(url, province))
