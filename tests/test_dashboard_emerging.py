@@ -154,6 +154,17 @@ async def test_toggle_legend_cells_and_popup_in_vietnamese(browser: Any, served:
     )
     assert colours[0] == "match" and "new_hot_spot" in colours
 
+    # a month on the slider: the incidents follow it, the emerging cells (no time filter) stay
+    asked = len([u for u in p.requests if "/tiles/emerging-hotspots/" in u])
+    months = await p.page.evaluate("window.borderwatch.state.months")
+    await p.page.locator("#month-slider").fill(str(len(months) - 1))
+    await wait_until(p.page, f"window.borderwatch.state.filters.from === '{months[-1]}'")
+    await p.settled()
+    assert len([u for u in p.requests if "/tiles/emerging-hotspots/" in u]) == asked
+    template = await p.page.evaluate("window.borderwatch.map.getSource('emerging').tiles[0]")
+    assert "datetime" not in template and "v=" in template
+    assert await rendered_cells(p.page)
+
     # a click on the cell of the new cluster (the incidents off: a click on their aggregate
     # zooms in): its category, trend and counts
     await p.page.locator('#layer-toggles input[data-layer="incidents"]').uncheck()

@@ -70,8 +70,10 @@ export async function refreshTiles() {
     map.getSource("incidents").setTiles(incidents);
     map.getSource("hotspots").setTiles(hotspots);
     if (map.getSource("emerging")) {
+      // the time filter does not reach it: most changes (the slider) leave its URL as it was
       const emerging = await emergingTileUrls();
-      if (isNewest()) map.getSource("emerging").setTiles(emerging);
+      const source = map.getSource("emerging");
+      if (isNewest() && (source.tiles || [])[0] !== emerging[0]) source.setTiles(emerging);
     }
   } catch (err) {
     reportError(t("layers.loadingTiles"), err);
