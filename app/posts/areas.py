@@ -59,6 +59,9 @@ GENERATE_SQL = text(
     ), live AS (
         SELECT id, geom FROM border_post
          WHERE country = :home
+           -- near the home country only: a post far away (a typo) would stretch the
+           -- projection, and has no share of the border zone anyway
+           AND geom && (SELECT ST_Expand(ST_Envelope(geom), 5) FROM home)
            AND coalesce(valid_from, '-infinity'::date) <= :day
            AND coalesce(valid_to, 'infinity'::date) > :day
     ), cells AS (
@@ -126,7 +129,14 @@ def checked_area(geometry: Any, field: str = "area") -> str:
         raise InvalidInput("an area must be a GeoJSON Polygon or MultiPolygon", field=field)
     try:
         shp = shape(geometry)
-    except (ValueError, TypeError, AttributeError, IndexError, shapely.errors.GEOSException) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        shapely.errors.GEOSException,
+    ) as exc:
         raise InvalidInput(f"the area is not a readable polygon: {exc}", field=field) from exc
     if shp.is_empty:
         raise InvalidInput("the area is empty", field=field)

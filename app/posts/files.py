@@ -188,10 +188,13 @@ def _nullable(value: Any) -> Any:
     return value
 
 
-def _from_flat(row: dict[str, Any]) -> dict[str, Any]:
+def _from_flat(row: dict[Any, Any]) -> dict[str, Any]:
     """A CSV or GeoPackage row (lon, lat, area_wkt) as the fields of a post."""
     out: dict[str, Any] = {}
     for key, value in row.items():
+        if not isinstance(key, str):  # cells beyond the header's columns
+            out.setdefault("_extra_cells", True)
+            continue
         v = _nullable(value)
         if key in ("lon", "lat", "area_wkt", "geometry") or v is None:
             continue
@@ -239,7 +242,11 @@ def _read_geojson(data: bytes) -> list[dict[str, Any]]:
         if not isinstance(feature, dict):
             rows.append({"_error": "not a Feature"})
             continue
-        props = dict(feature.get("properties") or {})
+        props = feature.get("properties") or {}
+        if not isinstance(props, dict):
+            rows.append({"_error": "properties is not an object"})
+            continue
+        props = dict(props)
         if feature.get("geometry") is not None:
             props["location"] = feature["geometry"]
         rows.append({k: v for k, v in props.items() if v is not None})
@@ -268,6 +275,8 @@ def _read_gpkg(data: bytes) -> list[dict[str, Any]]:
 
 def read(data: bytes, fmt: Format) -> list[dict[str, Any]]:
     """The rows of a file, as fields of posts (not checked yet)."""
+    if fmt != "gpkg" and b"\x00" in data:
+        raise InvalidInput("the file contains a NUL character, which is not allowed", field="body")
     rows = (
         _read_csv(data) if fmt == "csv" else _read_geojson(data) if fmt == "geojson" else
         _read_gpkg(data)
@@ -296,6 +305,9 @@ async def import_rows(
     for n, raw in enumerate(rows, start=1):
         if "_error" in raw:
             errors.add(n, None, str(raw["_error"]))
+            continue
+        if raw.pop("_extra_cells", False):
+            errors.add(n, None, "the row has more cells than the header has columns")
             continue
         code = raw.get("code")
         if isinstance(code, str) and code in seen:

@@ -17,7 +17,7 @@ from app.auth.service import Identity
 from app.bodies import body_of
 from app.db import SessionDep
 from app.errors import Forbidden, InvalidInput
-from app.geo.geojson import DOC, GEOJSON, GeoJSONResponse
+from app.geo.geojson import DOC, GEOJSON, GeoJSONResponse, response_doc
 from app.geo.params import Lat, Lon, SimplifyM
 from app.incidents.service import etag, parse_if_match, required_version
 from app.openapi import problems
@@ -56,6 +56,21 @@ def _feature(feature: dict[str, Any], job: dict[str, Any] | None, status: int = 
         media_type=GEOJSON,
         headers={"ETag": etag(int(feature["properties"]["version"]))},
     )
+
+
+def _feature_doc(description: str, *, location: bool = False) -> dict[str, Any]:
+    doc = response_doc("Feature", description)
+    headers = {"ETag": "the version, for If-Match"}
+    if location:
+        headers["Location"] = "the post's URL"
+    doc["headers"] = {
+        name: {"description": text, "required": True, "schema": {"type": "string"}}
+        for name, text in headers.items()
+    }
+    return doc
+
+
+WRITE_NOTE = " (`rederive`: the job deriving incidents' nearest post again)"
 
 
 class CloseIn(BaseModel):
@@ -172,7 +187,7 @@ async def post_areas(
 @router.post(
     "/border-posts/areas/generate",
     summary="Make the generated areas again with another depth (national admins)",
-    responses=problems(403, 422),
+    responses=problems(403),
 )
 async def generate_areas(
     session: SessionDep,
@@ -189,7 +204,19 @@ async def generate_areas(
 @router.get(
     "/border-posts/export",
     summary="Every post as CSV, GeoJSON or GeoPackage",
-    responses={200: {"content": {"text/csv": {}, "application/geopackage+sqlite3": {}}}},
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the file",
+            "content": {
+                GEOJSON: {"schema": {"$ref": "#/components/schemas/FeatureCollection"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "application/geopackage+sqlite3": {
+                    "schema": {"type": "string", "format": "binary"}
+                },
+            },
+        }
+    },
 )
 async def export_posts(
     session: SessionDep,
@@ -209,7 +236,7 @@ async def export_posts(
 @router.post(
     "/border-posts/import",
     summary="Import posts from CSV, GeoJSON or GeoPackage (all-or-nothing)",
-    responses=problems(403, 415, 422),
+    responses=problems(403, 415),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -265,7 +292,8 @@ async def job_status(job_id: JobId, session: SessionDep, _: ReferenceReader) -> 
 @router.get(
     "/border-posts/{code}",
     summary="One post (GeoJSON Feature, its area, and with ?history=true its history)",
-    responses=problems(404),
+    response_class=GeoJSONResponse,
+    responses={200: _feature_doc("the post"), **problems(404)},
 )
 async def get_post(
     code: PostCode,
@@ -291,7 +319,8 @@ async def post_history(code: PostCode, session: SessionDep, _: ReferenceReader) 
     "/border-posts",
     status_code=201,
     summary="Create a post (admins; a scoped admin inside its area)",
-    responses=problems(403, 409, 422),
+    response_class=GeoJSONResponse,
+    responses={201: _feature_doc("created" + WRITE_NOTE, location=True), **problems(403, 409)},
 )
 async def create_post(
     body: manage.PostIn,
@@ -314,7 +343,8 @@ async def create_post(
 @router.patch(
     "/border-posts/{code}",
     summary="Change a post (If-Match required)",
-    responses=problems(403, 404, 412, 422, 428),
+    response_class=GeoJSONResponse,
+    responses={200: _feature_doc("changed" + WRITE_NOTE), **problems(403, 404, 412, 428)},
 )
 async def patch_post(
     code: PostCode,
@@ -340,7 +370,8 @@ async def patch_post(
 @router.post(
     "/border-posts/{code}/close",
     summary="Close a post (it is kept, with its valid_to)",
-    responses=problems(403, 404, 409, 412),
+    response_class=GeoJSONResponse,
+    responses={200: _feature_doc("closed" + WRITE_NOTE), **problems(403, 404, 409, 412)},
 )
 async def close_post(
     code: PostCode,
