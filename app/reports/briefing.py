@@ -741,7 +741,7 @@ async def _points(
 
 # --- the map's layers -------------------------------------------------------------------------
 
-MAP_W, MAP_H = 1000.0, 720.0  # the map's drawing box (its aspect: the view box is fitted to it)
+MAP_W, MAP_H = 1000.0, 600.0  # the map's drawing box (its aspect: the view box is fitted to it)
 
 LAYERS_SQL = f"""
     WITH v AS (SELECT ST_MakeEnvelope(:x1, :y1, :x2, :y2, {SRID_UTM48N}) AS m),

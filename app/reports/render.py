@@ -266,7 +266,7 @@ def category_chart(b: Briefing) -> str:
     rows = b.by_category
     if not rows:
         return f"<p class='note'>{t('none', b.lang)}</p>"
-    width, bar_h, row_h = 340, 9, 25
+    width, bar_h, row_h = 340, 8, 21
     height = len(rows) * row_h + 4
     top = max(g["count"] for g in rows) or 1
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
