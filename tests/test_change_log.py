@@ -231,6 +231,14 @@ async def test_a_far_write_keeps_the_tile_a_write_inside_changes_it(
     assert v0["incidents"][0] < v1["incidents"][0] < v2["incidents"][0] < v3["incidents"][0]
     assert v3["incidents"][0] < v4["incidents"][0]
     await delete(api, far)
+    # what /metrics says is what the tile code counted
+    scraped = await api.get("/metrics")
+    assert scraped.status_code == 200, scraped.text
+    for outcome in ("made", "checked", "reused"):
+        start = f'borderwatch_aggregate_tiles_total{{outcome="{outcome}"}} '
+        line = next(x for x in scraped.text.splitlines() if x.startswith(start))
+        assert float(line.split()[-1]) == incident_tiles.REUSE[outcome]
+    assert incident_tiles.REUSE["reused"] >= 2
 
 
 async def test_a_later_commit_of_an_earlier_transaction_is_never_missed(

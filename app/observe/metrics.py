@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from app import replicas
 from app.observe import multiprocess
+from app.tiles import incidents as incident_tiles
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -210,5 +211,15 @@ class _StateCollector(Collector):
             if passed is not None:
                 unchecked.add_metric([name], passed)
         yield refusals
+        kept = CounterMetricFamily(
+            "borderwatch_aggregate_tiles",
+            "Aggregate incident tiles not found kept for their version: made (computed by"
+            " PostgreSQL), checked (an older kept tile tested against the change log), reused"
+            " (that tile proven unchanged and sent); docs/tiles.md",
+            labels=["outcome"],
+        )
+        for outcome, count in incident_tiles.REUSE.items():
+            kept.add_metric([outcome], count)
+        yield kept
         yield from replicas.metrics(self.state)  # read replicas' lag and use (app/replicas.py)
         yield unchecked
