@@ -466,3 +466,46 @@ async def test_border_strip_and_archipelagos(
         params={"area": f"jurisdiction:{LANG_SON}", "datetime": "2025-Q1", "format": "html"},
     )
     assert "Hoàng Sa" not in inland.text and "Trường Sa" not in inland.text
+
+
+async def test_cooperation_area_and_its_key(
+    client: httpx.AsyncClient, engine: AsyncEngine, session: AsyncSession, settings: Settings
+) -> None:
+    await _seed(client)
+    made = await client.post(
+        "/cooperation-areas",
+        json={
+            "name": "Phối hợp An Giang – Lạng Sơn",
+            "valid_from": "2024-01-01",
+            "members": [
+                {"kind": "jurisdiction", "code": "VN-44"},  # An Giang before 2025
+                {"kind": "jurisdiction", "code": "VN-09"},  # Lạng Sơn before 2025
+            ],
+        },
+    )
+    assert made.status_code == 201, made.text
+    area_id = made.json()["id"]
+    params = {"area": f"cooperation:{area_id}", "datetime": "2025-Q1", "format": "html"}
+    r = await client.get("/reports/briefing", params=params)
+    assert r.status_code == 200, r.text
+    assert "<h1>Phối hợp An Giang – Lạng Sơn</h1>" in r.text
+    n = (
+        await session.execute(
+            text(
+                "SELECT count(*) FROM incident WHERE deleted_at IS NULL"
+                " AND jurisdiction_path && ARRAY['VN-44', 'VN-09']::varchar[]"
+                " AND occurred_at >= '2025-01-01T00:00:00+07:00'"
+                " AND occurred_at < '2025-04-01T00:00:00+07:00'"
+            )
+        )
+    ).scalar_one()
+    assert n == 9  # 7 in former An Giang, 2 in Lạng Sơn (the fixture, by hand)
+    assert f'<span class="value">{n}</span><span class="label">Số vụ việc</span>' in r.text
+    # a key of the area: briefings of areas overlapping it, nothing else
+    key = await make_key(session, "analyst", cooperation_area=area_id)
+    async with app_client(engine, session, settings, key) as member:
+        assert (await member.get("/reports/briefing", params=params)).status_code == 200
+        today = params | {"area": f"jurisdiction:{AN_GIANG}"}  # holds former An Giang
+        assert (await member.get("/reports/briefing", params=today)).status_code == 200
+        far = await member.get("/reports/briefing", params=params | {"area": f"jurisdiction:{HCM}"})
+        assert far.status_code == 403 and far.headers["content-type"] == PROBLEM
