@@ -22,6 +22,7 @@ from pyproj import Transformer
 from shapely.geometry import box, shape
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from test_emerging_hotspots import cell_centre
 
 from app.analysis import emerging
 from app.config import Settings
@@ -117,9 +118,10 @@ async def insert(
 async def plant(session: AsyncSession) -> None:
     rng = np.random.default_rng(21)
     for place, per_month in PLANTED.values():
+        centre = cell_centre(*place)  # the cluster within 1 km of its cell's centre
         for month, n in enumerate(per_month):
             if n:
-                await insert(session, near(rng, place, n), month_time(rng, month, n), "smuggling")
+                await insert(session, near(rng, centre, n), month_time(rng, month, n), "smuggling")
     # background: 300 incidents over 30 km around the middle cluster, every month
     months = rng.integers(0, 12, 300)
     await insert(
