@@ -51,7 +51,7 @@ TILE_FIELDS = {name for name, _, tiles in FIELDS if tiles}
 
 
 def test_the_table_is_complete() -> None:
-    assert len(FIELDS) == 37 and FIELDS[0] == ("id", "uuid", True)
+    assert len(FIELDS) == 39 and FIELDS[0] == ("id", "uuid", True)
     assert set(TYPES.values()) == {"uuid", "string", "integer", "number", "datetime"}
 
 

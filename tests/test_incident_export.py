@@ -73,6 +73,8 @@ FIELDS = [
     "location_precision_m",
     "description",
     "unit",
+    "reporting_unit",
+    "reporting_unit_name",
     "source",
     "source_id",
     "country",

@@ -42,6 +42,7 @@ from app.incidents.models import STATUSES, Category, Incident
 from app.jurisdictions import eras
 from app.jurisdictions.models import Jurisdiction
 from app.posts.models import BorderPost
+from app.units.models import Unit
 
 FieldType = Literal["uuid", "string", "integer", "number", "datetime"]
 JURISDICTION_SEPARATOR = "|"
@@ -74,6 +75,8 @@ FIELDS: tuple[Field, ...] = (
     Field("location_precision_m", "number", "Uncertainty of the position, metres."),
     Field("description", "string", "What happened (free text)."),
     Field("unit", "string", "The reporting unit.", tile=True),
+    Field("reporting_unit", "string", "The reporting unit's code (GET /units)."),
+    Field("reporting_unit_name", "string", "The reporting unit's name (English with lang=en)."),
     Field("source", "string", "Where the record came from (an import's source)."),
     Field("source_id", "string", "The record's id in its source."),
     Field("country", "string", "Country containing the point (ISO 3166-1 alpha-3).", tile=True),
@@ -180,6 +183,10 @@ def joined(
 
     post = aliased(BorderPost)  # its code is a field: always joined
     from_ = from_.outerjoin(post, post.id == i.nearest_post_id)
+    reporting = None  # the reporting unit: joined when its code or name is wanted
+    if wanted is None or {"reporting_unit", "reporting_unit_name"} & set(wanted):
+        reporting = aliased(Unit)
+        from_ = from_.outerjoin(reporting, reporting.id == i.reporting_unit_id)
     cat = join("category_name", Category, lambda c: c.code == i.category)
     province = join("province_name", Jurisdiction, *unit(i.province_code, today))
     commune = join("commune_name", Jurisdiction, *unit(i.commune_code, today))
@@ -210,6 +217,14 @@ def joined(
         "location_precision_m": geojson.rounded(i.location_precision_m, PRECISION_DECIMALS),
         "description": i.description,
         "unit": i.unit,
+        "reporting_unit": null() if reporting is None else reporting.code,
+        "reporting_unit_name": (
+            null()
+            if reporting is None
+            else reporting.name
+            if lang == "vi"
+            else func.coalesce(reporting.name_en, reporting.name)
+        ),
         "source": i.source,
         "source_id": i.source_id,
         "country": i.country_code,

@@ -45,6 +45,7 @@ from app.jurisdictions.models import LEVELS, Jurisdiction
 from app.ogc.cql import Queryable, Queryables
 from app.posts import service as post_service
 from app.posts.models import KINDS, BorderPost
+from app.units.models import Unit
 
 READER_ROLES = ("officer", "analyst", "admin")  # as app.auth.deps.Reader
 HOTSPOT_CELL_KM = 5.0  # the defaults of GET /analysis/hotspots
@@ -253,6 +254,8 @@ def incidents(info: Info, scope: Scope, lang: i18n.Lang = i18n.DEFAULT) -> Sourc
         "offshore_km": i.offshore_km,
         "border_distance_km": i.border_distance_km,
         "nearest_post_km": i.nearest_post_km,
+        # filters name the code without the page's join of the unit
+        "reporting_unit": select(Unit.code).where(Unit.id == i.reporting_unit_id).scalar_subquery(),
     }
     nearest = aliased(BorderPost)
     queryables = {"geometry": _q(i.geom, "geometry", "geometry")} | {

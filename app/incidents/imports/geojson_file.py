@@ -28,6 +28,8 @@ READ_ONLY_PROPERTIES = frozenset(
         "nearest_post",
         "nearest_post_name",
         "nearest_post_km",
+        "reporting_unit",
+        "reporting_unit_name",
         "reported_at",
         "created_at",
         "updated_at",
