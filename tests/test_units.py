@@ -7,6 +7,8 @@ pieces), the nearest post by geodesic distance over every open Vietnamese post (
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,13 @@ async def test_a_key_of_a_unit_records_the_reporting_unit(
         r = await c.post("/incidents", json=incident)
         assert r.status_code == 201, r.text
         mine = r.json()["id"]
+        props = r.json()["properties"]
+        assert props["reporting_unit"] == "VN-P38-BP-na-meo"
+        assert props["reporting_unit_name"] == "Đồn Biên phòng cửa khẩu quốc tế Na Mèo"
+        english = (await c.get(f"/incidents/{mine}", params={"lang": "en"})).json()
+        assert english["properties"]["reporting_unit_name"] == (
+            "Na Meo international border gate border-guard station"
+        )
         # an officer reports for its own unit, whatever it names
         other = await _unit_id(session, "VN-P38-CA")
         r = await c.post("/incidents", json=incident | {"reporting_unit_id": other})
@@ -229,6 +238,16 @@ async def test_a_key_of_a_unit_records_the_reporting_unit(
     )
     by_id = {r.id: r for r in rows}
     assert by_id[mine].reporting_unit_id == unit and by_id[forced].reporting_unit_id == unit
+    # the exports carry the code and the name beside the free text
+    export = await client.get("/incidents/export", params={"format": "csv"})
+    assert export.status_code == 200
+    table = list(csv.DictReader(io.StringIO(export.content.decode("utf-8-sig"))))
+    row = next(x for x in table if x["id"] == mine)
+    assert (row["reporting_unit"], row["reporting_unit_name"], row["unit"]) == (
+        "VN-P38-BP-na-meo",
+        "Đồn Biên phòng cửa khẩu quốc tế Na Mèo",
+        "Đồn Biên phòng cửa khẩu quốc tế Na Mèo",
+    )
     assert by_id[mine].unit == "Đồn Biên phòng cửa khẩu quốc tế Na Mèo"
     # a key without a unit: none, unless named; a unit that does not exist is 422
     r = await client.post("/incidents", json=incident)
