@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -313,7 +314,7 @@ async def test_access_matrix(clients: dict[str, httpx.AsyncClient], session: Asy
     assert kind.status_code == 403
 
 
-async def test_import_all_or_nothing_and_export(client: httpx.AsyncClient) -> None:
+async def test_import_all_or_nothing_and_export(client: httpx.AsyncClient, tmp_path: Path) -> None:
     header = "code,name,name_local,kind,agency,lon,lat,opening_status,opening_hours\n"
     good = [
         "imp-1,Dak Per,Cửa khẩu Đắk Per,border_gate_main,Biên phòng,107.50,12.10,open,07:00-17:00",
@@ -358,7 +359,9 @@ async def test_import_all_or_nothing_and_export(client: httpx.AsyncClient) -> No
     assert {r["code"] for r in rows} == set(coded)
     gpkg = await client.get("/border-posts/export", params={"format": "gpkg"})
     assert gpkg.headers["content-type"] == "application/geopackage+sqlite3"
-    frame = pyogrio.read_dataframe(io.BytesIO(gpkg.content))
+    exported = tmp_path / "posts.gpkg"
+    exported.write_bytes(gpkg.content)
+    frame = pyogrio.read_dataframe(exported)
     assert set(frame["code"]) == set(coded)
     row = frame[frame["code"] == "imp-1"].iloc[0]
     assert (row.geometry.x, row.geometry.y) == pytest.approx((107.5, 12.1))
@@ -421,3 +424,51 @@ async def test_rederive_in_batches_with_progress(
         code, dist = await nearest(client, i)
         assert code == "dbp-test-9"
     assert dist == pytest.approx(km((NEAR_LAO_BAO[0] + 0.012, NEAR_LAO_BAO[1]), NEW_POST), abs=0.01)
+
+
+async def test_cli(cli_database: str, server_url: str, tmp_path: Path) -> None:
+    """`borderwatch posts …` on a fresh database: create, close, import all-or-nothing,
+    export, and the jobs are finished (the CLI commits; the test drops its database)."""
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from conftest import drop_database
+
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, result.output
+        return result.output
+
+    try:
+        await asyncio.to_thread(run, "migrate")
+        await asyncio.to_thread(run, "geodata", "load")
+        body = tmp_path / "post.json"
+        body.write_text(json.dumps(post_body("cli-1", NEW_POST)), "utf-8")
+        out = await asyncio.to_thread(run, "posts", "create", str(body))
+        assert "cli-1" in out and "v1" in out
+        out = await asyncio.to_thread(run, "posts", "close", "cli-1", "--on", "2026-02-01")
+        assert "2026-02-01" in out and "v2" in out
+        shown = json.loads(await asyncio.to_thread(run, "posts", "show", "cli-1", "--history"))
+        assert [h["action"] for h in shown["history"] if h["action"] != "area_generated"] == [
+            "create", "close",
+        ]  # fmt: skip
+        assert shown["history"][0]["actor"].startswith("cli")
+        bad = tmp_path / "bad.csv"
+        bad.write_text("code,name,kind,agency,lon,lat\ncli-2,A,police,CA,106.6,16.8\n"
+                       "cli-3,B,submarine,CA,106.6,16.8\n", "utf-8")  # fmt: skip
+        out = await asyncio.to_thread(run, "posts", "import", str(bad), code=1)
+        assert "row 2, kind" in " ".join(out.split())
+        exported = tmp_path / "all.csv"
+        await asyncio.to_thread(run, "posts", "export", str(exported))
+        codes = {r["code"] for r in csv.DictReader(io.StringIO(exported.read_text("utf-8")))}
+        assert "cli-1" in codes and "lao-bao" in codes and "cli-2" not in codes
+        out = await asyncio.to_thread(run, "posts", "rederive")
+        assert "job" not in out or "done" in out  # nothing left unfinished
+        kinds = await asyncio.to_thread(run, "posts", "kinds")
+        assert "Đồn biên phòng" in kinds
+    finally:
+        await drop_database(server_url, cli_database)
