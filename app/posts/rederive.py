@@ -1,6 +1,6 @@
 """Deriving incidents' nearest post again after a post changes, in bounded batches.
 
-A change (create, move, close, reopen, import) plans a job in the change's own transaction:
+A change (create, move, close, import) plans a job in the change's own transaction:
 the incidents whose nearest post may differ now are listed in `post_rederive_item` — those
 whose nearest post is the changed post, and those nearer to its (new) position than to their
 current nearest post (on the spheroid, with the derivation's 1 % + 10 m margin) that occurred
