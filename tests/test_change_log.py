@@ -71,6 +71,7 @@ async def db(server_url: str) -> AsyncIterator[Db]:
 async def api(db: Db) -> AsyncIterator[httpx.AsyncClient]:
     """The application over the database, as the admin; the kept tiles emptied."""
     incident_tiles.AGGREGATES.values.clear()
+    incident_tiles.POINTS.values.clear()
     incident_tiles.LATEST.clear()
     app = create_app(Settings(environment="test", database_url=None), engine=db.engine)
     headers = {"Authorization": f"Bearer {db.admin}"}
@@ -235,7 +236,7 @@ async def test_a_far_write_keeps_the_tile_a_write_inside_changes_it(
     scraped = await api.get("/metrics")
     assert scraped.status_code == 200, scraped.text
     for outcome in ("made", "checked", "reused"):
-        start = f'borderwatch_aggregate_tiles_total{{outcome="{outcome}"}} '
+        start = f'borderwatch_incident_tile_cache_total{{outcome="{outcome}"}} '
         line = next(x for x in scraped.text.splitlines() if x.startswith(start))
         assert float(line.split()[-1]) == incident_tiles.REUSE[outcome]
     assert incident_tiles.REUSE["reused"] >= 2
@@ -339,6 +340,51 @@ async def test_a_field_a_filter_tests_changes_the_tile_through_its_position(
     assert body == await made_now() and total(body) == total(first) + 1
     for one in (inside, far):
         await delete(api, one)
+
+
+async def test_a_point_tile_is_kept_per_language_and_survives_a_far_write(
+    db: Db, api: httpx.AsyncClient
+) -> None:
+    """The z12 tile around INSIDE (points, names in the asked language) is kept: sent again
+    after a write far away, made afresh after one inside it, equal to a fresh making each time,
+    and kept apart per language."""
+    n = 2**12
+    x = int((INSIDE[0] + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(INSIDE[1]))) / math.pi) / 2 * n)
+    z12 = Tile(12, x, y)
+
+    async def kept(lang: str) -> bytes:
+        async with sessionmaker(db.engine)() as session, session.begin():
+            body, _ = await incident_tiles.incidents_tile(
+                session=session, filt=FILT, tile=z12, aggregate_only=False, lang=lang
+            )
+        return body
+
+    async def made_now(lang: str) -> bytes:
+        made = incident_tiles.incident_tile_statement(
+            FILT, z12, aggregate_only=False, cap=incident_tiles.MAX_TILE_POINTS, lang=lang
+        )
+        assert made is not None
+        async with sessionmaker(db.engine)() as session, session.begin():
+            return (await incident_tiles._run(session, made))[0]
+
+    def ids(body: bytes) -> set[str]:
+        layers = mapbox_vector_tile.decode(body, default_options={"y_coord_down": True})
+        return {str(f["properties"]["id"]) for f in layers["incidents"]["features"]}
+
+    inside = await create(api, INSIDE)
+    vi, en = await kept("vi"), await kept("en")
+    assert vi != en and inside["id"] in ids(vi) and ids(vi) == ids(en)
+    assert vi == await made_now("vi") and en == await made_now("en")
+    reused, made = incident_tiles.REUSE["reused"], incident_tiles.REUSE["made"]
+    far = await create(api, FAR)
+    assert await kept("vi") == vi and await kept("en") == en
+    assert incident_tiles.REUSE["reused"] == reused + 2 and incident_tiles.REUSE["made"] == made
+    await delete(api, inside)
+    after = await kept("vi")
+    assert incident_tiles.REUSE["made"] == made + 1
+    assert after == await made_now("vi") and ids(after) == ids(vi) - {inside["id"]}
+    await delete(api, far)
 
 
 def _same(a: snapshot.Snapshot, b: snapshot.Snapshot) -> None:

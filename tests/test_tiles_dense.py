@@ -34,6 +34,7 @@ async def made(session: AsyncSession, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     await session.execute(text("SET CONSTRAINTS layer_version_incidents IMMEDIATE"))
     monkeypatch.setattr(incidents, "TRUST_OWN_WRITES", True)
     incidents.AGGREGATES.values.clear()
+    incidents.POINTS.values.clear()
     calls: list[int] = []
     run = incidents._run
 
@@ -44,6 +45,7 @@ async def made(session: AsyncSession, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     monkeypatch.setattr(incidents, "_run", counted)
     yield calls
     incidents.AGGREGATES.values.clear()
+    incidents.POINTS.values.clear()
 
 
 Cells = dict[tuple[int, int], tuple[int, int, str]]
@@ -240,11 +242,17 @@ async def test_a_transaction_that_wrote_is_not_served_from_the_cache(
     assert len(made) == 2 and not incidents.AGGREGATES.values  # made each time, none kept
 
 
-async def test_point_tiles_are_not_kept(
+async def test_point_tiles_are_kept_per_language(
     client: httpx.AsyncClient, session: AsyncSession, made: list[int]
 ) -> None:
     await seed(session, count=100)
     x, y = tile_of(105.6, 10.5, 10)
-    for _ in range(2):
-        assert (await client.get(f"/tiles/incidents/10/{x}/{y}.mvt")).status_code == 200
-    assert len(made) == 2 and not incidents.AGGREGATES.values
+    path = f"/tiles/incidents/10/{x}/{y}.mvt"
+    bodies = []
+    for lang in ("vi", "vi", "en", "en"):
+        r = await client.get(path, params={"lang": lang})
+        assert r.status_code == 200
+        bodies.append(r.content)
+    # made once per language, kept apart from the aggregates; the names differ
+    assert len(made) == 2 and not incidents.AGGREGATES.values and len(incidents.POINTS.values) == 2
+    assert bodies[0] == bodies[1] != bodies[2] == bodies[3]

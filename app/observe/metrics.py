@@ -212,10 +212,10 @@ class _StateCollector(Collector):
                 unchecked.add_metric([name], passed)
         yield refusals
         kept = CounterMetricFamily(
-            "borderwatch_aggregate_tiles",
-            "Aggregate incident tiles not found kept for their version: made (computed by"
-            " PostgreSQL), checked (an older kept tile tested against the change log), reused"
-            " (that tile proven unchanged and sent); docs/tiles.md",
+            "borderwatch_incident_tile_cache",
+            "Incident tiles (aggregates; points for readers) not kept for their version: made"
+            " (by PostgreSQL), checked (an older kept tile tested against the change log),"
+            " reused (that tile proven unchanged and sent); docs/tiles.md",
             labels=["outcome"],
         )
         for outcome, count in incident_tiles.REUSE.items():

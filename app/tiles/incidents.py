@@ -88,12 +88,19 @@ def incident_tile_statement(
 # from. At most ~5 kB each (CELLS² features): ~10 MB.
 AGGREGATE_TILES_KEPT = 2048
 AGGREGATES: VersionedCache[tuple[bytes, versions.Versions]] = VersionedCache(AGGREGATE_TILES_KEPT)
-# The newest stamp each (filter, role, tile) was kept under by a reader that had not written:
-# when the incidents counter moved since, the change log (app/tiles/change_log.py) may prove
-# that tile still valid (docs/tiles.md, "Kept tiles that survive writes").
-LATEST: OrderedDict[tuple[IncidentFilter, bool, Tile], str] = OrderedDict()
-# how the aggregate tiles were answered since start: made afresh, or kept bytes proven valid
-# at a later version by the change log (tests, benchmarks)
+# Point tiles (z >= POINT_MIN_ZOOM, readers) are kept the same way, fewer of them: a busy one is
+# up to ~450 kB and takes 0.5-1 s at 1 M incidents (the dashboard's city and gate views).
+POINT_TILES_KEPT = 256
+POINTS: VersionedCache[tuple[bytes, versions.Versions]] = VersionedCache(POINT_TILES_KEPT)
+# what a kept tile is, besides its stamp: filter, role, tile, and the language of a point
+# tile's names (None for aggregates, which carry none)
+Which = tuple[IncidentFilter, bool, Tile, Lang | None]
+# The newest stamp each kept tile was kept under by a reader that had not written: when the
+# incidents counter moved since, the change log (app/tiles/change_log.py) may prove that tile
+# still valid (docs/tiles.md, "Kept tiles that survive writes").
+LATEST: OrderedDict[Which, str] = OrderedDict()
+# how the kept tiles (aggregates and points) not kept for their stamp were answered since start:
+# made afresh, or kept bytes proven valid at a later version by the change log (/metrics)
 REUSE = {"made": 0, "checked": 0, "reused": 0}
 # the region box is widened by this much (degrees) in the log's test: a change on its edge
 # counts as inside
@@ -114,7 +121,8 @@ async def incidents_tile(
     """The incidents tile (see incident_tile_statement), MAX_TILE_POINTS at most, and the
     layer versions read in the same statement, so in the same snapshot as the tile: a version
     never names data older or newer than the tile sent with it. Aggregate tiles are kept in
-    AGGREGATES per versions' stamp (docs/tiles.md, "Aggregate tiles kept per version"); when
+    AGGREGATES per versions' stamp (docs/tiles.md, "Aggregate tiles kept per version"), point
+    tiles in POINTS per stamp and language; when
     only the incidents counter moved since a kept tile was made, the change log may prove it
     unchanged (`_still_valid`): then it is sent with the versions the proof read.
 
@@ -125,41 +133,43 @@ async def incidents_tile(
     )
     if made is None:
         return b"", await versions.read(session=session)
-    if not (aggregate_only or tile.z < POINT_MIN_ZOOM):
-        return await _run(session, made)
+    points = not (aggregate_only or tile.z < POINT_MIN_ZOOM)
+    kept = POINTS if points else AGGREGATES
     _, stamp, writing = await versions.read_stamped(session=session)
     if writing and not TRUST_OWN_WRITES:  # it sees changes its versions do not name yet
         return await _run(session, made)
-    which = (filt, aggregate_only, tile)
+    which: Which = (filt, aggregate_only, tile, lang if points else None)
     # what a writer saw may be rolled back: never the base of a proof, unless its counters
     # name its own writes (TRUST_OWN_WRITES; the proof then checks the commit it was made at)
     proven = not writing or TRUST_OWN_WRITES
 
     async def make() -> tuple[bytes, versions.Versions]:
-        kept = await _still_valid(session, which, stamp, made[1]) if proven else None
-        if kept is not None:
-            return kept
+        still = await _still_valid(session, kept, which, stamp, made[1]) if proven else None
+        if still is not None:
+            return still
         REUSE["made"] += 1
         return await _run(session, made)
 
     # a write committed between the stamp and the tile gives a tile newer than the stamp,
     # kept with the versions it was made from: never older than the versions sent with it
-    value = await AGGREGATES.get((stamp, *which), make)
+    value = await kept.get((stamp, *which), make)
     if proven:
         LATEST[which] = stamp
         LATEST.move_to_end(which)
-        while len(LATEST) > AGGREGATE_TILES_KEPT:
+        while len(LATEST) > AGGREGATE_TILES_KEPT + POINT_TILES_KEPT:
             LATEST.popitem(last=False)
     return value
 
 
 async def _still_valid(
     session: AsyncSession,
-    which: tuple[IncidentFilter, bool, Tile],
+    cache: VersionedCache[tuple[bytes, versions.Versions]],
+    which: Which,
     stamp: str,
     params: dict[str, Any],
 ) -> tuple[bytes, versions.Versions] | None:
-    """The kept tile of an older stamp of the same filter, role and tile, with the versions of
+    """The tile kept in `cache` under an older stamp of the same filter, role, tile (and
+    language), with the versions of
     now, when the change log proves that no change since touched the incidents the tile counts
     (those in its region, the box of its cells); None otherwise (another counter moved, the log
     no longer reaches back that far, or a change lies in the region).
@@ -170,7 +180,7 @@ async def _still_valid(
     before = LATEST.get(which)
     if before is None or before == stamp:
         return None
-    kept = AGGREGATES.peek((before, *which))
+    kept = cache.peek((before, *which))
     if kept is None:
         return None
     old, new = versions.stamp_parts(before), versions.stamp_parts(stamp)
