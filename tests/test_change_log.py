@@ -29,6 +29,7 @@ from app.analysis import snapshot
 from app.auth.scope import NATIONAL
 from app.config import Settings
 from app.db import create_engine, ensure_database, sessionmaker
+from app.i18n import Lang
 from app.incidents.filters import IncidentFilter
 from app.main import create_app
 from app.tiles import incidents as incident_tiles
@@ -353,14 +354,14 @@ async def test_a_point_tile_is_kept_per_language_and_survives_a_far_write(
     y = int((1 - math.asinh(math.tan(math.radians(INSIDE[1]))) / math.pi) / 2 * n)
     z12 = Tile(12, x, y)
 
-    async def kept(lang: str) -> bytes:
+    async def kept(lang: Lang) -> bytes:
         async with sessionmaker(db.engine)() as session, session.begin():
             body, _ = await incident_tiles.incidents_tile(
                 session=session, filt=FILT, tile=z12, aggregate_only=False, lang=lang
             )
         return body
 
-    async def made_now(lang: str) -> bytes:
+    async def made_now(lang: Lang) -> bytes:
         made = incident_tiles.incident_tile_statement(
             FILT, z12, aggregate_only=False, cap=incident_tiles.MAX_TILE_POINTS, lang=lang
         )
