@@ -127,3 +127,21 @@ async def test_an_open_time_range_asks_for_bounds(browser: Any, served: Served) 
     assert not [u for u in p.requests if "compare=" in u]
     assert p.errors == []
     await p.page.context.close()
+
+
+async def test_the_comparison_is_kept_in_the_link(browser: Any, served: Served) -> None:
+    """A link with compare= opens the panel compared (the selector showing it); choosing another
+    comparison writes it into the address bar, and none removes it."""
+    query = f"?from={FIRST}&to={LAST}&compare=same_period_last_year"
+    p = await _open(browser, served, served.admin, query=query, lang="vi")
+    await wait_until(
+        p.page, "document.querySelector('#stat-compare[data-compare=same_period_last_year]')"
+    )
+    select = p.page.locator("#stats-compare")
+    assert await select.input_value() == "same_period_last_year"
+    await select.select_option("previous_period")
+    await wait_until(p.page, "location.search.includes('compare=previous_period')")
+    await select.select_option("none")
+    await wait_until(p.page, "!location.search.includes('compare=')")
+    assert p.errors == []
+    await p.page.context.close()

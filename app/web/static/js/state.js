@@ -26,6 +26,7 @@ export const state = {
   statuses: [],
   months: [], // every month from the first to the last incident, "YYYY-MM"
   filters: { from: null, to: null, categories: [], statuses: [], severityMin: null, cooperation: null },
+  compare: "none", // the statistics panel's comparison: none, previous_period, same_period_last_year
   cooperationAreas: [], // /cooperation-areas: id, name, example, in_force
   layers: { incidents: true, density: true, heatmap: false, hotspots: false, emerging: false, posts: true,
     borderzone: false, boundaries: true },
@@ -127,6 +128,7 @@ export function readUrl() {
     state.view = { lon: at[0], lat: at[1], zoom: at[2] };
   }
   if (q.get("province")) state.selected = q.get("province");
+  if (["previous_period", "same_period_last_year"].includes(q.get("compare"))) state.compare = q.get("compare");
   state.tableOpen = q.get("table") === "1";
   const era = q.get("era") || "";
   if (era === "before") state.era = { mode: "before", date: "" };
@@ -156,6 +158,7 @@ export function writeUrl(map) {
     q.set("at", [c.lng.toFixed(4), c.lat.toFixed(4), map.getZoom().toFixed(2)].join(","));
   }
   if (state.selected) q.set("province", state.selected);
+  if (state.compare !== "none") q.set("compare", state.compare);
   if (state.tableOpen) q.set("table", "1");
   if (state.era.mode === "before") q.set("era", "before");
   else if (state.era.mode === "date" && state.era.date) q.set("era", state.era.date);

@@ -9,7 +9,7 @@ import { categoryName, map, placeName } from "./context.js";
 import { paletteColour, viewBbox } from "./mapview.js";
 import { apply, locale, number, t } from "./i18n.js";
 import { reportError } from "./messages.js";
-import { filterParams, state } from "./state.js";
+import { filterParams, state, writeUrl } from "./state.js";
 import { pickMonths } from "./time.js";
 import { $, el, percent } from "./ui.js";
 
@@ -17,8 +17,6 @@ const TOP_PAIRS = 5;
 const COMPARE_MODES = ["none", "previous_period", "same_period_last_year"];
 const RISE = "#c92a2a"; // more incidents: the border's red
 const FALL = "#2b8a3e";
-
-let compareMode = "none"; // the comparison chosen in the panel
 
 let inFlight = null; // the AbortController of the statistics being fetched: a newer view wins
 let askedFor = null; // the view and filters of the last statistics asked for
@@ -30,14 +28,14 @@ export function refreshStatsIfMoved() {
 }
 
 function asked(bbox) {
-  return `${bbox} ${JSON.stringify(filterParams())} ${compareMode}`;
+  return `${bbox} ${JSON.stringify(filterParams())} ${state.compare}`;
 }
 
 /** The comparison asked of the API: null unless one is chosen and the time filter has both
  * ends (the API needs a bounded period). */
 function comparison() {
   const f = state.filters;
-  return compareMode !== "none" && f.from && f.to ? compareMode : null;
+  return state.compare !== "none" && f.from && f.to ? state.compare : null;
 }
 
 /** The "compare with" selector above the panel's figures (made once). */
@@ -45,9 +43,10 @@ function compareControl() {
   if ($("stats-compare")) return;
   const select = el("select", { id: "stats-compare" },
     ...COMPARE_MODES.map((mode) => el("option", { value: mode, dataset: { i18n: `stats.compare.${mode}` } })));
-  select.value = compareMode;
+  select.value = state.compare;
   select.addEventListener("change", () => {
-    compareMode = select.value;
+    state.compare = select.value;
+    writeUrl(map); // kept in the link (and through a change of language)
     refreshStats();
   });
   const label = el("label", { className: "small", htmlFor: "stats-compare", dataset: { i18n: "stats.compare" } });
@@ -102,7 +101,7 @@ function renderStats(byCategory, byMonth, pairs) {
 
 /** The comparison period and its total, and the total's change; or why there is none. */
 function comparisonLine(compared) {
-  if (compareMode === "none") return "";
+  if (state.compare === "none") return "";
   if (!compared) return el("p", { id: "stat-compare", className: "small muted", text: t("stats.compare.needsPeriod") });
   const p = compared.comparison_period;
   const line = el("div", { id: "stat-compare", className: "small",
