@@ -25,6 +25,7 @@ from app.incidents import rules
 from app.replicas import LSN_HEADER, ReplicaMiddleware, ReplicaSet
 from app.runtime import database_url
 from app.spool import SpoolDir, sweep
+from app.tiles.emerging import EmergingCache
 from app.tiles.hotspots import HotspotCache
 
 log = logging.getLogger("borderwatch")
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     app.state.tile_rate_limiter = RateLimiter(settings.tile_rate_limit)
     app.state.hotspot_cache = HotspotCache()  # the Gi* grids of the hot-spot tiles
+    app.state.emerging_cache = EmergingCache()  # the space-time cubes of the emerging layer
     app.state.spool = SpoolDir()
     app.state.event_hub = EventHub(  # the live feed's reader (app/events/hub.py)
         poll_s=settings.events_poll_s, retention_s=settings.events_retention_hours * 3600

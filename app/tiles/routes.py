@@ -30,7 +30,6 @@ from app.jurisdictions import eras
 from app.openapi import problem_response
 from app.tiles import caching, emerging, tilejson, versions
 from app.tiles.caching import MVT
-from app.tiles.emerging import EmergingCache
 from app.tiles.layers import LAYERS, Ask, Layer
 from app.tiles.tile import Tile, tile_address
 
@@ -101,9 +100,6 @@ async def emerging_ask(
     """Any role (aggregates only), with the incident filters; the cube over the home country's
     border zone, its span (part of the version) read now."""
     state = request.app.state
-    cubes = getattr(state, "emerging_cache", None)
-    if cubes is None:  # one per application, made at its first request
-        cubes = state.emerging_cache = EmergingCache()
     now = datetime.now(UTC)
     return Ask(
         key=(filt, lang),
@@ -112,7 +108,7 @@ async def emerging_ask(
         lang=lang,
         period=emerging.period_of(filt, now),
         now=now,
-        cubes=cubes,
+        cubes=state.emerging_cache,
     )
 
 
