@@ -410,10 +410,23 @@ async def test_rederive_in_batches_with_progress(
     job_id, total = await rederive.plan(
         session=session, post_ids=[post_id], reason="test", actor="test", batch=3
     )
-    assert total >= 7
+    assert total == 7  # the only incidents of this test database
     status = (await client.get(f"/border-posts/jobs/{job_id}")).json()
     assert (status["state"], status["done"], status["total"]) == ("pending", 0, total)
-    seen: list[tuple[int, int]] = []
+    # one batch: the 3 first incidents (by id) have the new post, the others still the old
+    first = await rederive.run(session=session, job_id=job_id, max_batches=1)
+    assert (first["state"], first["done"]) == ("running", 3)
+    rows = (
+        await session.execute(
+            text(
+                "SELECT p.code FROM incident i JOIN border_post p ON p.id = i.nearest_post_id"
+                " WHERE i.id = ANY(CAST(:ids AS uuid[])) ORDER BY i.id"
+            ),
+            {"ids": ids},
+        )
+    ).scalars()
+    assert list(rows) == ["dbp-test-9"] * 3 + ["lao-bao"] * 4
+    seen: list[tuple[int, int]] = [(3, total)]
     final = await rederive.run(
         session=session, job_id=job_id, progress=lambda d, t: seen.append((d, t))
     )

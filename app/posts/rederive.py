@@ -140,9 +140,11 @@ async def run(
     batch: int | None = None,
     progress: Progress | None = None,
     commit: bool = True,
+    max_batches: int | None = None,
 ) -> dict[str, Any]:
-    """Run a job to its end, a batch per transaction (`commit`: commit each batch; else the
-    caller's transaction holds them all). Returns its final status."""
+    """Run a job to its end (or for `max_batches` batches), a batch per transaction
+    (`commit`: commit each batch; else the caller's transaction holds them all). Returns its
+    status."""
     job = await session.get(RederiveJob, job_id)
     if job is None:
         raise NotFound(f"no re-derivation job {job_id}")
@@ -155,7 +157,9 @@ async def run(
         {"job": job_id},
     )
     actor = job.actor or "rederive"
-    while True:
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        batches += 1
         await session.execute(
             text(
                 "SELECT set_config('borderwatch.actor', :actor, true),"
@@ -179,6 +183,8 @@ async def run(
             progress(int(row[0]), int(row[1]))
         if int(done) == 0:
             break
+    else:
+        return await status(session=session, job_id=job_id)  # stopped before the end
     left = (
         await session.execute(
             select(text("count(*)"))
