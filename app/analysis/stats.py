@@ -55,8 +55,9 @@ from app.incidents.filters import IncidentFilter
 from app.incidents.models import STATUSES, Category, Incident
 from app.jurisdictions.eras import in_force
 from app.jurisdictions.models import Jurisdiction
+from app.units.stats import unit_key, unit_names
 
-GroupBy = Literal["jurisdiction", "category", "month", "status", "border_segment"]
+GroupBy = Literal["jurisdiction", "category", "month", "status", "border_segment", "unit"]
 Level = Literal["province", "commune", "country"]
 Compare = Literal["previous_period", "same_period_last_year"]
 
@@ -94,6 +95,8 @@ def _key(group_by: GroupBy, level: Level, tz: str) -> Expr:
         return i.category
     if group_by == "status":
         return i.status
+    if group_by == "unit":
+        return unit_key()
     return i.border_segment
 
 
@@ -243,6 +246,8 @@ async def _names(
         )
         # the newest version of a code comes last, and wins
         return {r[0]: (r[1], r[2]) for r in rows}
+    if group_by == "unit":
+        return await unit_names(session, keys)
     return {}
 
 
@@ -336,7 +341,7 @@ async def stats(
     groups: list[dict[str, Any]] = []
     for k, n, s in keyed:
         g: dict[str, Any] = {"key": k}
-        if group_by in ("jurisdiction", "category"):
+        if group_by in ("jurisdiction", "category", "unit"):
             name, name_local = names.get(k, (None, None)) if k is not None else (None, None)
             g |= {"name": name, "name_local": name_local}
         g |= {
@@ -604,7 +609,7 @@ async def compare_counts(
     groups: list[dict[str, Any]] = []
     for k, n, s, n_prev, s_prev in keyed:
         g: dict[str, Any] = {"key": k}
-        if group_by in ("jurisdiction", "category"):
+        if group_by in ("jurisdiction", "category", "unit"):
             name, name_local = names.get(k, (None, None)) if k is not None else (None, None)
             g |= {"name": name, "name_local": name_local}
         if group_by == "month":

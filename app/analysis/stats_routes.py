@@ -42,7 +42,7 @@ async def incident_stats(
         stats.GroupBy,
         Query(
             description="jurisdiction (province or country), category, month, status, "
-            "border_segment"
+            "border_segment, unit (the reporting unit: docs/units.md; null: none recorded)"
         ),
     ],
     level: Annotated[
