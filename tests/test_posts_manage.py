@@ -12,11 +12,13 @@ import csv
 import io
 import itertools
 import json
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import mapbox_vector_tile
 import pyogrio
 import pytest
 import shapely
@@ -69,6 +71,19 @@ async def incident(
     )
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
+
+
+async def posts_on_map(client: httpx.AsyncClient, at: tuple[float, float]) -> set[str]:
+    """The post codes in the border_posts vector tile (z12) that holds `at`."""
+    n = 2**12
+    x = int((at[0] + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(at[1]))) / math.pi) / 2 * n)
+    r = await client.get(f"/tiles/border_posts/12/{x}/{y}.mvt")
+    assert r.status_code == 200, r.text
+    if not r.content:
+        return set()
+    layers = mapbox_vector_tile.decode(r.content)
+    return {str(f["properties"]["code"]) for f in layers["border_posts"]["features"]}
 
 
 async def nearest(client: httpx.AsyncClient, incident_id: str) -> tuple[str | None, float | None]:
@@ -179,6 +194,7 @@ async def test_close_keeps_history_and_nearest_before(
     assert r.status_code == 201, r.text
     assert (await nearest(client, early))[0] == "dbp-test-2"
     assert (await nearest(client, late))[0] == "dbp-test-2"
+    assert "dbp-test-2" in await posts_on_map(client, NEW_POST)
 
     r = await client.post(
         "/border-posts/dbp-test-2/close", json={"on": "2026-02-01"}, headers={"If-Match": '"v1"'}
@@ -197,6 +213,9 @@ async def test_close_keeps_history_and_nearest_before(
 
     listed = {f["id"] for f in (await client.get("/border-posts")).json()["features"]}
     assert "dbp-test-2" not in listed
+    # nor on the map's posts layer (closed before today); Lao Bảo is
+    assert "dbp-test-2" not in await posts_on_map(client, NEW_POST)
+    assert "lao-bao" in await posts_on_map(client, LAO_BAO)
     every = {f["id"]: f for f in (await client.get("/border-posts?closed=true")).json()["features"]}
     assert every["dbp-test-2"]["properties"]["valid_to"] == "2026-02-01"
     hist = (await client.get("/border-posts/dbp-test-2/history")).json()["history"]

@@ -181,7 +181,8 @@ def _ranked(level: Level | None, with_bbox: bool) -> Select[Any]:
             literal("post").label("src"),
             p.id.label("id"),
             _rank(p.search_key).label("rank"),
-            literal(0).label("era"),
+            # a closed post after the posts in force, as a former unit after today's
+            case((eras.in_force(p, TODAY), 0), else_=1).label("era"),
             literal(2).label("lvl"),
             func.split_part(p.search_key, "|", 3).collate("C").label("sort"),
             p.code.collate("C").label("code"),

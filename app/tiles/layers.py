@@ -142,8 +142,9 @@ async def _borders(session: AsyncSession, _ask: Ask, tile: Tile, _version: str) 
     return await reference.borders_tile(session=session, tile=tile)
 
 
-async def _border_posts(session: AsyncSession, _ask: Ask, tile: Tile, _version: str) -> bytes:
-    return await reference.border_posts_tile(session=session, tile=tile)
+async def _border_posts(session: AsyncSession, ask: Ask, tile: Tile, _version: str) -> bytes:
+    assert ask.on is not None  # posts_ask always names the day
+    return await reference.border_posts_tile(session=session, tile=tile, on=ask.on)
 
 
 # incidents and hot spots may sit offshore, within 12 nautical miles of a province
@@ -277,8 +278,9 @@ LAYERS: dict[str, Layer] = {
             depends=("border_posts",),
             extent=Extent("border_post"),
             summary="Border posts vector tile",
-            doc="Layer `border_posts`: points; `code`, `name`, `name_local`, `kind`, `agency`,"
-            " `border`, `province_code`, `position_approximate`.",
+            doc="Layer `border_posts`: the posts in force today (a closed post is not drawn),"
+            " points; `code`, `name`, `name_local`, `kind`, `agency`, `border`,"
+            " `province_code`, `position_approximate`.",
             tilejson_summary="TileJSON of the border posts layer",
             tilejson_doc="TileJSON 3.0.0.",
             make=_border_posts,

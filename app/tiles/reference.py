@@ -70,8 +70,8 @@ async def borders_tile(*, session: AsyncSession, tile: Tile) -> bytes:
     return await run(session, mvt(rows, "borders"), tile_params(tile))
 
 
-async def border_posts_tile(*, session: AsyncSession, tile: Tile) -> bytes:
-    """Border posts as points (each in exactly one tile)."""
+async def border_posts_tile(*, session: AsyncSession, tile: Tile, on: date) -> bytes:
+    """Border posts in force on `on` as points (each in exactly one tile)."""
     p = BorderPost
     rows = select(
         point(p.geom).label("geom"),
@@ -83,6 +83,6 @@ async def border_posts_tile(*, session: AsyncSession, tile: Tile) -> bytes:
         p.border,
         p.province_code,
         p.position_approximate,
-    ).where(*inside(p.geom, tile.lonlat()))
+    ).where(*inside(p.geom, tile.lonlat()), in_force(p, on))
     rows = rows.order_by(p.code)
     return await run(session, mvt(rows, "border_posts"), tile_params(tile))

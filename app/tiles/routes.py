@@ -123,6 +123,13 @@ async def reference_ask(_: ReferenceReader) -> Ask:
     return Ask()
 
 
+async def posts_ask(_: ReferenceReader) -> Ask:
+    """Reference data: the posts in force today (the day is in the version, so a post closed
+    from a day on leaves the map, and its URL, that day)."""
+    on = eras.today()
+    return Ask(key=(on,), on=on)
+
+
 AskFunction = Callable[..., Awaitable[Ask]]
 ASKS: dict[str, AskFunction] = {
     "incidents": incidents_ask,
@@ -130,7 +137,7 @@ ASKS: dict[str, AskFunction] = {
     "emerging-hotspots": emerging_ask,
     "jurisdictions": jurisdictions_ask,
     "borders": reference_ask,
-    "border_posts": reference_ask,
+    "border_posts": posts_ask,
 }
 
 
