@@ -8,7 +8,8 @@ the log in its own transaction, so nothing a rule would match is ever lost (docs
 
 A rule is matched with the same conditions as the list filters (app/incidents/filters.py) over
 the event's picture of the incident: its category and severity, its place (in or near a
-jurisdiction: the scope rule; near a post: a geodesic radius; in a cooperation area: the
+jurisdiction: the scope rule; near a post: a geodesic radius; in a post's area of
+responsibility: ST_Intersects with its current area; in a cooperation area: the
 `cooperation=` rule; on a border strip), and never outside the scope of whoever made it.
 """
 
@@ -19,7 +20,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from geoalchemy2.shape import to_shape
-from sqlalchemy import ColumnElement, Table, and_, func, insert, literal, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -118,6 +131,28 @@ async def ensure_default_rules(session: AsyncSession, cooperation_km: float) -> 
     )
 
 
+def is_post_area(rule: AlertRule) -> bool:
+    """A `post` rule without a distance matches the post's area of responsibility (the API's
+    kind `post_area`; no column of its own: docs/decisions.md)."""
+    return rule.kind == "post" and rule.post_id is not None and rule.distance_km is None
+
+
+def in_post_area(post_id: int, i: type[Incident]) -> ColumnElement[bool]:
+    """SQL: incident-like row `i` lies in the current area of post `post_id` (read when the
+    statement runs, so a new or regenerated area counts at once) and the post was in force on
+    the day the incident occurred (Vietnam's day: a closed post matches nothing from its
+    valid_to on)."""
+    p = BorderPost
+    day = func.incident_local_day(i.occurred_at)
+    return exists().where(
+        p.id == post_id,
+        p.area.is_not(None),
+        or_(p.valid_from.is_(None), p.valid_from <= day),
+        or_(p.valid_to.is_(None), p.valid_to > day),
+        func.ST_Intersects(p.area, i.geom),
+    )
+
+
 async def _conditions(
     session: AsyncSession, rule: AlertRule, i: type[Incident], cooperation_m: int
 ) -> list[ColumnElement[bool]]:
@@ -129,6 +164,8 @@ async def _conditions(
     base = IncidentFilter(
         scope=scope, categories=tuple(rule.categories or ()), severity_min=rule.severity_min
     ).conditions(i)
+    if is_post_area(rule) and rule.post_id is not None:
+        return [*base, in_post_area(rule.post_id, i)]
     km = rule.distance_km or 0.0
     if rule.kind == "jurisdiction" and rule.jurisdiction_code:
         near = await ensure_zone(

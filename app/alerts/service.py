@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from sqlalchemy import ColumnElement, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.alerts import raising
 from app.alerts.models import Alert, AlertRule
 from app.alerts.raising import default_for, default_for_area
 from app.auth.service import Identity, record
@@ -28,7 +29,9 @@ from app.incidents import rules as incident_rules
 from app.incidents.filters import visible
 from app.incidents.models import Category, Incident
 from app.jurisdictions.models import Jurisdiction
+from app.posts.manage import may_write_at
 from app.posts.models import BorderPost
+from app.posts.service import in_force
 
 NAME_MAX = 200
 
@@ -39,14 +42,19 @@ class RuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=NAME_MAX)
-    kind: Literal["jurisdiction", "post", "area", "border_segment"]
+    kind: Literal["jurisdiction", "post", "post_area", "area", "border_segment"] = Field(
+        description="post: within distance_km of the post's point; post_area: inside the post's"
+        " area of responsibility (its current area, while the post is in force)"
+    )
     categories: list[str] | None = Field(default=None, min_length=1, max_length=50)
     severity_min: int = Field(default=1, ge=1, le=5)
     jurisdiction: str | None = Field(
         default=None, max_length=32, description="kind jurisdiction: in it or within distance_km"
     )
     post: str | None = Field(
-        default=None, max_length=64, description="kind post: the border post's code (mong-cai)"
+        default=None,
+        max_length=64,
+        description="kind post or post_area: the border post's code (mong-cai)",
     )
     cooperation_area: int | None = Field(default=None, ge=1, description="kind area")
     border_segment: str | None = Field(default=None, max_length=16, description="e.g. VNM-LAO")
@@ -65,10 +73,14 @@ class RuleIn(BaseModel):
     @model_validator(mode="after")
     def _place(self) -> RuleIn:
         needs = {
-            "jurisdiction": "jurisdiction", "post": "post", "area": "cooperation_area",
-            "border_segment": "border_segment",
+            "jurisdiction": "jurisdiction", "post": "post", "post_area": "post",
+            "area": "cooperation_area", "border_segment": "border_segment",
         }  # fmt: skip
         field = needs[self.kind]
+        if self.kind == "post_area" and self.distance_km is not None:
+            raise ValueError(
+                "a rule of kind post_area has no distance_km: the post's area is its place"
+            )
         if getattr(self, field) is None:
             raise ValueError(f"a rule of kind {self.kind} names its {field}")
         for other in set(needs.values()) - {field}:
@@ -118,6 +130,12 @@ def _iso(value: datetime | None) -> str | None:
     return incident_rules.localized(value).isoformat() if value else None
 
 
+def api_kind(r: AlertRule) -> str:
+    """The kind the API shows: a `post` rule without a distance is a `post_area` rule (stored
+    so to need no migration: docs/decisions.md)."""
+    return "post_area" if raising.is_post_area(r) else r.kind
+
+
 def _rule_json(r: AlertRule) -> dict[str, Any]:
     owner: dict[str, Any]
     if r.owner_principal_id is not None:
@@ -129,7 +147,7 @@ def _rule_json(r: AlertRule) -> dict[str, Any]:
     return {
         "id": r.id,
         "name": r.name,
-        "kind": r.kind,
+        "kind": api_kind(r),
         "categories": r.categories,
         "severity_min": r.severity_min,
         "jurisdiction": r.jurisdiction_code,
@@ -174,6 +192,33 @@ async def _check_place(session: AsyncSession, body: RuleIn) -> None:
         )
 
 
+async def _check_post_area(session: AsyncSession, identity: Identity, code: str) -> None:
+    """A post_area rule's post has an area, is in force today, and lies in the caller's scope
+    (the rule scoped admins manage posts by: its position in their jurisdiction or area)."""
+    p = BorderPost
+    post = (
+        await session.execute(
+            select(p.area.is_not(None), in_force(p), func.ST_X(p.geom), func.ST_Y(p.geom)).where(
+                p.code == code
+            )
+        )
+    ).one()
+    has_area, open_today, lon, lat = post
+    if not has_area:
+        raise InvalidInput(
+            f"border post '{code}' has no area of responsibility (GET /border-posts/areas)",
+            field="post",
+        )
+    if not open_today:
+        raise InvalidInput(f"border post '{code}' is closed (or not yet open)", field="post")
+    if not await may_write_at(session, identity.scope, float(lon), float(lat)):
+        raise Forbidden(
+            f"border post '{code}' lies outside your scope ({identity.scope.label}): a rule may"
+            " name only the posts of your jurisdiction or area",
+            field="post",
+        )
+
+
 async def _check_categories(session: AsyncSession, categories: list[str] | None) -> None:
     if not categories:
         return
@@ -208,6 +253,8 @@ async def create_rule(
     if body.owner == "unit" and not identity.unit:
         raise InvalidInput("this key has no unit: a rule of its unit needs one", field="owner")
     await _check_place(session, body)
+    if body.kind == "post_area" and body.post is not None:
+        await _check_post_area(session, identity, body.post)
     await _check_categories(session, body.categories)
     secret = secrets.token_urlsafe(32) if body.webhook_url else None
     km = body.distance_km
@@ -215,7 +262,7 @@ async def create_rule(
         km = DEFAULT_KM
     rule = AlertRule(
         name=body.name.strip(),
-        kind=body.kind,
+        kind="post" if body.kind == "post_area" else body.kind,  # distance_km NULL: the area
         categories=body.categories,
         severity_min=body.severity_min,
         jurisdiction_code=body.jurisdiction,
@@ -309,6 +356,17 @@ async def update_rule(
         if name in given and getattr(patch, name) is None:
             raise InvalidInput(f"{name} cannot be removed", field=name)
     await _check_categories(session, patch.categories)
+    if "distance_km" in given and rule.kind == "post":
+        if raising.is_post_area(rule) and patch.distance_km is not None:
+            raise InvalidInput(
+                "a rule of kind post_area has no distance_km: the post's area is its place",
+                field="distance_km",
+            )
+        if not raising.is_post_area(rule) and patch.distance_km is None:
+            raise InvalidInput(
+                "a rule of kind post keeps a distance_km (for the post's area: kind post_area)",
+                field="distance_km",
+            )
     before = _rule_json(rule)
     secret = None
     for name in ("name", "categories", "severity_min", "distance_km", "active"):
