@@ -1,7 +1,7 @@
 // What a click on the map does, in this order: the nearby tool when it is on; else the topmost
 // of an incident (its details), an aggregate (zoom in), a border post (its name), an emerging
-// hot-spot cell (its category, trend and counts), a province (select it, or clear it when it is
-// selected).
+// hot-spot cell (its category, trend and counts), a post's area of responsibility (the post's
+// name, kind and area), a province (select it, or clear it when it is selected).
 
 import { map } from "./context.js";
 import { nearbyToolOn, runNearby, showIncident } from "./incident.js";
@@ -10,10 +10,11 @@ import { localName } from "./names.js";
 import { clearProvince, selectProvince } from "./neighbours.js";
 import { state } from "./state.js";
 import { el } from "./ui.js";
-import { number, t } from "./i18n.js";
+import { has, lang, number, t } from "./i18n.js";
 
 const HIT_PX = 4; // a click this close to a circle hits it
-const CLICKABLE = ["incident-points", "incident-clusters", "post-circles", "emerging-fill", "province-fill"];
+const CLICKABLE = ["incident-points", "incident-clusters", "post-circles", "emerging-fill", "postarea-fill",
+  "province-fill"];
 const TREND_ALPHA = 0.1; // a Mann-Kendall trend is significant at p <= 0.10 (app/analysis/emerging.py)
 
 export function setUpMapClicks() {
@@ -51,6 +52,11 @@ function onMapClick(e) {
     showEmergingCell(cells[0].properties, e.lngLat);
     return;
   }
+  const areas = hits("postarea-fill");
+  if (areas.length) {
+    showPostArea(areas[0].properties, e.lngLat);
+    return;
+  }
   const provinces = map.queryRenderedFeatures(e.point, { layers: ["province-fill"] });
   if (provinces.length) {
     const code = provinces[0].properties.code;
@@ -59,6 +65,24 @@ function onMapClick(e) {
   } else if (state.selected) {
     clearProvince();
   }
+}
+
+/** A post's area of responsibility: the post (Vietnamese name with its diacritics, the English
+ * one when the page is English; the other on hover), its kind, border and area. */
+function postAreaName(p) {
+  return lang() === "en" ? p.name || localName(p) : localName(p);
+}
+
+function showPostArea(p, lngLat) {
+  const name = postAreaName(p);
+  const other = lang() === "en" ? localName(p) : p.name;
+  const kind = has(`post.${p.kind}`) ? t(`post.${p.kind}`) : p.kind; // a kind added later: its code
+  const content = el("div", { className: "postarea-popup", dataset: { code: p.code } },
+    el("strong", { text: name, title: other && other !== name ? other : "" }),
+    el("div", { text: [kind, p.border].filter(Boolean).join(" · ") }),
+    el("div", { className: "muted", text: t(`postareas.${p.area_source === "generated" ? "generated" : "drawn"}`,
+      { km2: number(p.area_km2, { maximumFractionDigits: 1 }) }) }));
+  new window.maplibregl.Popup({ maxWidth: "280px" }).setLngLat(lngLat).setDOMContent(content).addTo(map);
 }
 
 /** An emerging hot-spot cell: its category, the trend of its z-scores and its counts. */

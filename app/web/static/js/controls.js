@@ -3,7 +3,7 @@
 
 import { getJSON } from "./api.js";
 import { map } from "./context.js";
-import { refreshBorderZone, showEmerging, updateHint } from "./layers.js";
+import { refreshBorderZone, showEmerging, showPostAreas, updateHint } from "./layers.js";
 import { t } from "./i18n.js";
 import { BAND_COLOURS, COMMUNE_MIN_ZOOM, EMERGING_COLOURS, EMERGING_OUTLINE, HOTSPOT_COLOURS, paletteColour, POST_COLOURS, setLayerVisibility } from "./mapview.js";
 import { scheduleApply } from "./refresh.js";
@@ -108,6 +108,7 @@ export function buildLayerToggles() {
     setLayerVisibility(map, state.layers, state.reader);
     if (id === "borderzone") refreshBorderZone();
     if (id === "emerging") showEmerging();
+    if (id === "postareas") showPostAreas();
     $("bands-summary").hidden = !state.layers.borderzone;
     updateHint();
     writeUrl(map);
@@ -189,6 +190,14 @@ export function buildLegend() {
     const posts = Object.entries(POST_COLOURS).map(([kind, colour]) => [swatch({ borderColor: colour }, true), t(`post.${kind}`)]);
     blocks.push(el("div", { className: "legend-block", dataset: { legend: "posts" } },
       ...legendBlock(t("layer.posts"), posts)));
+  }
+  if (on("postareas")) {
+    // each kind's fill and outline as drawn (mapview.js addPostAreaLayer)
+    const areas = Object.entries(POST_COLOURS).map(([kind, colour]) =>
+      [swatch({ background: `${colour}33`, borderColor: colour }), t(`post.${kind}`)]);
+    blocks.push(el("div", { className: "legend-block", dataset: { legend: "postareas" } },
+      ...legendBlock(t("layer.postareas"), areas),
+      el("div", { className: "legend-note", text: t("legend.postareasNote") })));
   }
   if (on("borderzone")) {
     const bands = BANDS.map(([from, to], i) => [swatch({ background: BAND_COLOURS[i] }), t("legend.band", { from, to })]);

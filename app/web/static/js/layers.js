@@ -1,10 +1,11 @@
 // The map layers that follow the filters: incident, hot-spot and emerging hot-spot tiles (and
-// the check for new incidents), the border-zone bands with their table, and the hint to zoom in for hot spots.
+// the check for new incidents), the border-zone bands with their table, the posts' areas of
+// responsibility, and the hint to zoom in for hot spots.
 
 import { getJSON } from "./api.js";
 import { map } from "./context.js";
 import { live } from "./live.js";
-import { addDataLayers, addEmergingLayer, setLayerVisibility } from "./mapview.js";
+import { addDataLayers, addEmergingLayer, addPostAreaLayer, setLayerVisibility } from "./mapview.js";
 import { t } from "./i18n.js";
 import { reportError } from "./messages.js";
 import { apply, isWorking, newestOnly } from "./refresh.js";
@@ -42,6 +43,35 @@ export async function showEmerging() {
   }
 }
 
+const POST_AREAS_SIMPLIFY_M = 200; // a 200 m outline is exact enough for areas tens of km deep
+let postAreasVersion; // the border_posts tile URL (it holds the layer's version) the areas were read at
+const newestPostAreas = newestOnly();
+
+/** The posts' areas of responsibility (GET /border-posts/areas), read the first time the layer
+ * is switched on (or when the link names it), and again on a later switch-on only when the
+ * border_posts layer's version moved (a post added, moved, closed, or an area redrawn). */
+export async function showPostAreas() {
+  if (!state.layers.postareas || !map) return;
+  const isNewest = newestPostAreas();
+  try {
+    let version = null;
+    try {
+      [version] = (await getJSON("/tiles/border_posts.json")).tiles;
+    } catch {
+      version = null; // no version to compare: read the areas (once more)
+    }
+    if (map.getSource("postareas") && version !== null && version === postAreasVersion) return;
+    const areas = await getJSON("/border-posts/areas", { simplify: POST_AREAS_SIMPLIFY_M });
+    if (!isNewest()) return;
+    postAreasVersion = version;
+    if (map.getSource("postareas")) map.getSource("postareas").setData(areas);
+    else addPostAreaLayer(map, areas);
+    setLayerVisibility(map, state.layers, state.reader);
+  } catch (err) {
+    reportError(t("layers.loadingPostAreas"), err);
+  }
+}
+
 export const incidentAndHotspotTiles = () => Promise.all([tileUrls("incidents"), tileUrls("hotspots")]);
 
 /** The incident and hot-spot layers (`asked`: their tile URLs, asked for already); refused
@@ -57,7 +87,7 @@ export async function addFilteredLayers(asked = incidentAndHotspotTiles()) {
   addDataLayers(map, { incidentTiles: tiles[0], hotspotTiles: tiles[1],
     categories: state.categories, reader: state.reader });
   setLayerVisibility(map, state.layers, state.reader);
-  await showEmerging();
+  await Promise.all([showEmerging(), showPostAreas()]);
 }
 
 const newestTiles = newestOnly();

@@ -35,6 +35,9 @@ export const EMERGING_COLOURS = COLOURS.emerging_categories;
 export const EMERGING_OUTLINE = COLOURS.emerging_outline;
 export const POST_COLOURS = { border_gate: "#212529", border_guard_station: "#2b8a3e",
   police: "#1864ab", customs: "#e67700", coast_guard: "#0b7285" };
+/** The colour of a post's kind (the posts layer's ring, its area's outline and fill). */
+export const POST_COLOUR = ["match", ["get", "kind"], ...Object.entries(POST_COLOURS).flat(), "#495057"];
+
 export const BAND_COLOURS = ["#ffd8a8", "#ffe8cc", "#fff4e6", "#fff9f0"];
 const EMPTY = { type: "FeatureCollection", features: [] };
 
@@ -46,6 +49,7 @@ export const TOGGLE_LAYERS = {
   hotspots: ["hotspot-fill"],
   emerging: ["emerging-fill", "emerging-line", "emerging-line-dashed"],
   posts: ["post-circles"],
+  postareas: ["postarea-fill", "postarea-line"],
   borderzone: ["band-fill", "band-line"],
   boundaries: ["province-line", "commune-line", "commune-line-approximate"],
 };
@@ -208,7 +212,7 @@ export function addDataLayers(map, { incidentTiles, hotspotTiles, categories, re
       // rings (white centre), so posts never read as incidents (filled circles)
       "circle-color": "#ffffff",
       "circle-radius": ["interpolate", ["linear"], ["zoom"], 4, 3, 10, 6],
-      "circle-stroke-color": ["match", ["get", "kind"], ...Object.entries(POST_COLOURS).flat(), "#495057"],
+      "circle-stroke-color": POST_COLOUR,
       "circle-stroke-width": ["interpolate", ["linear"], ["zoom"], 4, 2, 10, 3.5],
     } });
   map.addLayer({ id: "nearby-fill", type: "fill", source: "nearby",
@@ -221,6 +225,18 @@ export function addDataLayers(map, { incidentTiles, hotspotTiles, categories, re
     filter: ["==", ["geometry-type"], "Point"],
     paint: { "circle-radius": 7, "circle-color": "rgba(0,0,0,0)", "circle-stroke-color": "#1c7ed6",
       "circle-stroke-width": 2.5 } });
+}
+
+/** The posts' areas of responsibility (GET /border-posts/areas): a light fill and an outline
+ * in the colour of the post's kind, under the incidents and the selection; added when first
+ * switched on, its data replaced by `setPostAreas`. */
+export function addPostAreaLayer(map, areas) {
+  map.addSource("postareas", { type: "geojson", data: areas, promoteId: "code" });
+  map.addLayer({ id: "postarea-fill", type: "fill", source: "postareas",
+    paint: { "fill-color": POST_COLOUR, "fill-opacity": 0.12 } }, "neighbour-fill");
+  map.addLayer({ id: "postarea-line", type: "line", source: "postareas",
+    paint: { "line-color": POST_COLOUR, "line-width": ["interpolate", ["linear"], ["zoom"], 5, 1, 10, 2],
+      "line-opacity": 0.8 } }, "neighbour-fill");
 }
 
 /** The emerging hot-spot layer (vector tiles from zoom 5: 5 km cells), added when first

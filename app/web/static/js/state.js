@@ -12,6 +12,7 @@ export const LAYERS = [
   { id: "hotspots" },
   { id: "emerging" },
   { id: "posts" },
+  { id: "postareas" },
   { id: "borderzone" },
   { id: "boundaries" },
 ];
@@ -29,7 +30,7 @@ export const state = {
   compare: "none", // the statistics panel's comparison: none, previous_period, same_period_last_year
   cooperationAreas: [], // /cooperation-areas: id, name, example, in_force
   layers: { incidents: true, density: true, heatmap: false, hotspots: false, emerging: false, posts: true,
-    borderzone: false, boundaries: true },
+    postareas: false, borderzone: false, boundaries: true },
   view: null, // { lon, lat, zoom } from the link, else the default
   era: { mode: "today", date: "" }, // the administrative map shown: today, before 2025-07-01, a day
   provinces: [], // the codes of the provinces of that map (the province list)
