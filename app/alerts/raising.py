@@ -133,7 +133,7 @@ async def ensure_default_rules(session: AsyncSession, cooperation_km: float) -> 
 
 def is_post_area(rule: AlertRule) -> bool:
     """A `post` rule without a distance matches the post's area of responsibility (the API's
-    kind `post_area`; no column of its own: docs/decisions.md)."""
+    kind `post_area`; no column of its own: docs/events.md)."""
     return rule.kind == "post" and rule.post_id is not None and rule.distance_km is None
 
 

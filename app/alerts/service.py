@@ -132,7 +132,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def api_kind(r: AlertRule) -> str:
     """The kind the API shows: a `post` rule without a distance is a `post_area` rule (stored
-    so to need no migration: docs/decisions.md)."""
+    so to need no migration: docs/events.md)."""
     return "post_area" if raising.is_post_area(r) else r.kind
 
 
