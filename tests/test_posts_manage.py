@@ -9,6 +9,7 @@ against the bundled boundary file read with shapely.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -28,7 +29,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.config import Settings
+from app.geodata import load as geodata
 from app.posts import rederive
+from app.posts import service as post_service
 from conftest import GEODATA, app_client, make_key
 from geo_reference import features
 
@@ -228,6 +231,44 @@ async def test_close_keeps_history_and_nearest_before(
     with pytest.raises(Exception, match="append-only"):
         async with session.begin_nested():
             await session.execute(text("DELETE FROM border_post_history"))
+
+
+async def test_a_reload_of_the_bundled_gates_keeps_what_the_service_changed(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """A gate renamed through the API and one closed keep their change when the bundled list
+    is loaded again; an untouched gate moved in the file follows the file."""
+    gate = await client.get("/border-posts/lao-bao")
+    assert gate.status_code == 200, gate.text
+    renamed = await client.patch(
+        "/border-posts/lao-bao", json={"name_local": "Cửa khẩu Quốc tế Lao Bảo (đã đổi)"},
+        headers={"If-Match": gate.headers["ETag"]},
+    )  # fmt: skip
+    assert renamed.status_code == 200, renamed.text
+    records = geodata.read_posts(geodata.DEFAULT_POSTS)
+    other = next(r for r in records if r.code != "lao-bao")
+    closing = await client.get(f"/border-posts/{other.code}")
+    closed = await client.post(
+        f"/border-posts/{other.code}/close", json={"on": "2026-02-01"},
+        headers={"If-Match": closing.headers["ETag"]},
+    )  # fmt: skip
+    assert closed.status_code == 200, closed.text
+    third = next(r for r in records if r.code not in ("lao-bao", other.code))
+    moved = [
+        dataclasses.replace(r, lon=r.lon + 0.01) if r.code == third.code else r for r in records
+    ]
+    await post_service.upsert(session=session, records=moved)
+    after = (await client.get("/border-posts/lao-bao")).json()["properties"]
+    assert after["name_local"] == "Cửa khẩu Quốc tế Lao Bảo (đã đổi)"
+    assert (await client.get(f"/border-posts/{other.code}")).json()["properties"]["valid_to"] == (
+        "2026-02-01"
+    )
+    lon = (
+        await session.execute(
+            text("SELECT ST_X(geom) FROM border_post WHERE code = :c"), {"c": third.code}
+        )
+    ).scalar_one()
+    assert lon == pytest.approx(third.lon + 0.01, abs=1e-9)
 
 
 async def test_if_match(client: httpx.AsyncClient, session: AsyncSession) -> None:

@@ -175,8 +175,11 @@ async def nearest(*, session: AsyncSession, lon: float, lat: float, k: int) -> b
 async def upsert(*, session: AsyncSession, records: list[PostRecord], actor: str = "load") -> int:
     """Insert or update posts by code (a load of the bundled list or an operator's file);
     returns how many were written. A post whose values do not change is not touched; one that
-    does gets a new version (and, by the trigger, a history row). Generated areas are made
-    again afterwards (app/posts/areas.py)."""
+    does gets a new version (and, by the trigger, a history row). A post last written by
+    someone else than `actor` (changed or closed through the API or `borderwatch posts`) is
+    never overwritten: what a unit recorded outlives a reload of the bundled list (its own
+    import, `borderwatch posts import`, is the way to change it in bulk). Generated areas are
+    made again afterwards (app/posts/areas.py)."""
     from app.posts.areas import forget_zones, generate  # areas reads this module's helpers
 
     await session.execute(
@@ -210,10 +213,13 @@ async def upsert(*, session: AsyncSession, records: list[PostRecord], actor: str
                 "updated_by": new.updated_by,
                 "updated_at": func.now(),
             },
-            where=func.row(*(getattr(BorderPost, k) for k in changed)).is_distinct_from(
-                func.row(*(new[k] for k in changed))
-            )
-            | ~func.ST_Equals(BorderPost.geom, new.geom),
+            where=(BorderPost.updated_by == actor)
+            & (
+                func.row(*(getattr(BorderPost, k) for k in changed)).is_distinct_from(
+                    func.row(*(new[k] for k in changed))
+                )
+                | ~func.ST_Equals(BorderPost.geom, new.geom)
+            ),
         )
         await session.execute(stmt)
     await forget_zones(session=session)  # a load may come with new boundaries
