@@ -56,6 +56,16 @@ async def test_demo_load(session: AsyncSession) -> None:
         )
     )
     assert [tuple(r) for r in audit] == [("system", "11", "300"), ("cli:tester", "11", "0")]
+    # the places they are near are named as Vietnamese users write them, with diacritics:
+    # each unit is one of the demo's place names, and every one of those has a mark
+    named = await session.execute(
+        text("SELECT DISTINCT unit FROM incident WHERE source_id LIKE 'demo-11-%'")
+    )
+    units = [str(u) for (u,) in named]
+    assert len(units) > 5
+    marked = set("ăâđêôơưáàảãạấầẩẫậắằẳẵặéèẻẽẹếềểễệíìỉĩịóòỏõọốồổỗộớờởỡợúùủũụứừửữựýỳỷỹỵ")
+    for unit in units:
+        assert unit.startswith("Demo unit ") and marked & set(unit.lower()), unit
 
 
 async def test_generation_shape(session: AsyncSession) -> None:

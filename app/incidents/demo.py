@@ -87,42 +87,48 @@ SOUTH_ROUTE: Mix = {
     "human_trafficking": 0.2,
     "drug_trafficking": 0.2,
 }
+# the border segments as the demo's descriptions name them
+BORDER_NAMES = {
+    "VNM-CHN": "Việt - Trung",
+    "VNM-LAO": "Việt - Lào",
+    "VNM-KHM": "Việt Nam - Campuchia",
+}
 SAND: Mix = {"environmental_crime": 0.82, "smuggling": 0.1, "other": 0.08}
 
 CITIES: list[tuple[str, float, float]] = [
-    ("Ha Noi", 105.854, 21.028),
-    ("Ho Chi Minh City", 106.700, 10.776),
-    ("Da Nang", 108.202, 16.054),
-    ("Hai Phong", 106.688, 20.845),
-    ("Can Tho", 105.746, 10.045),
+    ("Hà Nội", 105.854, 21.028),
+    ("Thành phố Hồ Chí Minh", 106.700, 10.776),
+    ("Đà Nẵng", 108.202, 16.054),
+    ("Hải Phòng", 106.688, 20.845),
+    ("Cần Thơ", 105.746, 10.045),
 ]
 
 # Known routes (approximate polylines, lon/lat) and the category mix along them.
 ROUTES: list[tuple[str, Mix, list[tuple[float, float]]]] = [
-    ("Tay Trang - Dien Bien Phu - Son La - Hoa Binh", DRUG_ROUTE,
+    ("Tây Trang - Điện Biên Phủ - Sơn La - Hòa Bình", DRUG_ROUTE,
      [(102.88, 21.20), (103.02, 21.39), (103.42, 21.59), (103.91, 21.33), (104.63, 20.85),
       (105.34, 20.82)]),
-    ("Nam Can - Muong Xen - Tuong Duong - Con Cuong", DRUG_ROUTE,
+    ("Nậm Cắn - Mường Xén - Tương Dương - Con Cuông", DRUG_ROUTE,
      [(103.98, 19.42), (104.13, 19.40), (104.44, 19.28), (104.88, 19.05)]),
-    ("Route 9: Lao Bao - Khe Sanh - Dong Ha", DRUG_ROUTE,
+    ("Quốc lộ 9: Lao Bảo - Khe Sanh - Đông Hà", DRUG_ROUTE,
      [(106.596, 16.622), (106.73, 16.63), (107.10, 16.81)]),
-    ("Route 18: Mong Cai - Ha Long", SMUGGLING_ROUTE,
+    ("Quốc lộ 18: Móng Cái - Hạ Long", SMUGGLING_ROUTE,
      [(107.95, 21.52), (107.60, 21.35), (107.33, 21.25), (107.08, 20.95)]),
-    ("Route 1A: Huu Nghi - Lang Son - Ha Noi", SMUGGLING_ROUTE,
+    ("Quốc lộ 1A: Hữu Nghị - Lạng Sơn - Hà Nội", SMUGGLING_ROUTE,
      [(106.705, 21.969), (106.76, 21.85), (106.46, 21.50), (106.20, 21.28), (105.86, 21.05)]),
-    ("Route 22: Moc Bai - Ho Chi Minh City", SOUTH_ROUTE,
+    ("Quốc lộ 22: Mộc Bài - Thành phố Hồ Chí Minh", SOUTH_ROUTE,
      [(106.18, 11.08), (106.30, 11.02), (106.47, 10.95), (106.62, 10.85)]),
-    ("Tinh Bien - Chau Doc - Long Xuyen", SOUTH_ROUTE,
+    ("Tịnh Biên - Châu Đốc - Long Xuyên", SOUTH_ROUTE,
      [(104.94, 10.61), (105.11, 10.70), (105.43, 10.38)]),
 ]  # fmt: skip
 RIVERS: list[tuple[str, list[tuple[float, float]]]] = [
-    ("Tien river", [(105.16, 10.90), (105.25, 10.80), (105.45, 10.62), (105.63, 10.45),
+    ("sông Tiền", [(105.16, 10.90), (105.25, 10.80), (105.45, 10.62), (105.63, 10.45),
                     (105.80, 10.33), (106.00, 10.33), (106.36, 10.35)]),
-    ("Hau river", [(105.10, 10.72), (105.30, 10.55), (105.45, 10.37), (105.62, 10.20),
+    ("sông Hậu", [(105.10, 10.72), (105.30, 10.55), (105.45, 10.37), (105.62, 10.20),
                    (105.78, 10.05), (105.95, 9.85)]),
-    ("Saigon river", [(106.37, 11.30), (106.55, 11.10), (106.65, 10.98), (106.70, 10.85),
+    ("sông Sài Gòn", [(106.37, 11.30), (106.55, 11.10), (106.65, 10.98), (106.70, 10.85),
                       (106.72, 10.78)]),
-    ("Dong Nai river", [(107.05, 11.13), (106.90, 11.00), (106.82, 10.95), (106.78, 10.88),
+    ("sông Đồng Nai", [(107.05, 11.13), (106.90, 11.00), (106.82, 10.95), (106.78, 10.88),
                         (106.80, 10.75)]),
 ]  # fmt: skip
 
@@ -194,7 +200,8 @@ def _sources(
         )
     for code, vertices in borders.items():
         mix = BORDER_MIX.get(code, CITY_MIX)
-        out.append((Source(f"{code} border zone", mix, "line", vertices, 9.0), 0.12 / len(borders)))
+        name = f"khu vực biên giới {BORDER_NAMES.get(code, code)}"
+        out.append((Source(name, mix, "line", vertices, 9.0), 0.12 / len(borders)))
     return out
 
 
@@ -319,7 +326,10 @@ async def _inputs(
         (str(r[0]), float(r[1]), float(r[2]), r[3])
         for r in (
             await session.execute(
-                text("SELECT name, ST_X(geom), ST_Y(geom), border FROM border_post ORDER BY code")
+                text(
+                    "SELECT coalesce(name_local, name), ST_X(geom), ST_Y(geom), border"
+                    " FROM border_post ORDER BY code"
+                )
             )
         ).all()
     ]
