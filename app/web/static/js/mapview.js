@@ -33,10 +33,13 @@ export const HOTSPOT_COLOURS = COLOURS.hotspot_bins;
  * colour for readers who cannot tell neighbouring shades apart. */
 export const EMERGING_COLOURS = COLOURS.emerging_categories;
 export const EMERGING_OUTLINE = COLOURS.emerging_outline;
-export const POST_COLOURS = { border_gate: "#212529", border_guard_station: "#2b8a3e",
-  police: "#1864ab", customs: "#e67700", coast_guard: "#0b7285" };
+// every kind of /border-posts/kinds (migration 0023): gates from black (international) to grey
+// (secondary); a kind added later is drawn in the fallback grey of POST_COLOUR
+export const POST_COLOURS = { border_gate: "#212529", border_gate_main: "#495057",
+  border_gate_secondary: "#868e96", border_guard_station: "#2b8a3e", police: "#1864ab",
+  customs: "#e67700", coast_guard: "#0b7285", checkpoint: "#862e9c" };
 /** The colour of a post's kind (the posts layer's ring, its area's outline and fill). */
-export const POST_COLOUR = ["match", ["get", "kind"], ...Object.entries(POST_COLOURS).flat(), "#495057"];
+export const POST_COLOUR = ["match", ["get", "kind"], ...Object.entries(POST_COLOURS).flat(), "#adb5bd"];
 
 export const BAND_COLOURS = ["#ffd8a8", "#ffe8cc", "#fff4e6", "#fff9f0"];
 const EMPTY = { type: "FeatureCollection", features: [] };
