@@ -301,6 +301,26 @@ async def _grouped_rows_in(
     return out
 
 
+def _group(group_by: GroupBy, key: Any, names: dict[Any, tuple[Any, Any]]) -> dict[str, Any]:
+    """A group's key, with its names for the groupings that have them."""
+    g: dict[str, Any] = {"key": key}
+    if group_by in ("jurisdiction", "category", "unit"):
+        name, name_local = names.get(key, (None, None)) if key is not None else (None, None)
+        g |= {"name": name, "name_local": name_local}
+    return g
+
+
+def _head(group_by: GroupBy, level: Level, at: date | None, tz: str) -> dict[str, Any]:
+    """What an answer says about its grouping: the level and day of jurisdictions, the zone of
+    months."""
+    out: dict[str, Any] = {"group_by": group_by}
+    if group_by == "jurisdiction":
+        out |= {"level": level, "at": at.isoformat() if at else None}
+    if group_by == "month":
+        out["tz"] = tz
+    return out
+
+
 async def stats(
     *,
     session: AsyncSession,
@@ -340,10 +360,7 @@ async def stats(
     names = await _names(session, group_by, [k for k, _, _ in keyed if k is not None])
     groups: list[dict[str, Any]] = []
     for k, n, s in keyed:
-        g: dict[str, Any] = {"key": k}
-        if group_by in ("jurisdiction", "category", "unit"):
-            name, name_local = names.get(k, (None, None)) if k is not None else (None, None)
-            g |= {"name": name, "name_local": name_local}
+        g = _group(group_by, k, names)
         g |= {
             "count": n,
             "solved": s,
@@ -352,11 +369,7 @@ async def stats(
         }
         groups.append(g)
     groups.sort(key=lambda g: _sort_key(group_by, g))
-    out: dict[str, Any] = {"group_by": group_by}
-    if group_by == "jurisdiction":
-        out |= {"level": level, "at": at.isoformat() if at else None}
-    if group_by == "month":
-        out["tz"] = tz
+    out = _head(group_by, level, at, tz)
     out |= {
         "scope": filt.scope.name,
         "total": total,
@@ -608,21 +621,14 @@ async def compare_counts(
     names = await _names(session, group_by, [k[0] for k in keyed if k[0] is not None])
     groups: list[dict[str, Any]] = []
     for k, n, s, n_prev, s_prev in keyed:
-        g: dict[str, Any] = {"key": k}
-        if group_by in ("jurisdiction", "category", "unit"):
-            name, name_local = names.get(k, (None, None)) if k is not None else (None, None)
-            g |= {"name": name, "name_local": name_local}
+        g = _group(group_by, k, names)
         if group_by == "month":
             g["previous_key"] = previous_key[k]
         g |= {"count": n, "solved": s, "clearance_rate": _ratio(s, n), "share": _ratio(n, total)}
         g |= _change(n, s, n_prev, s_prev, t, t_prev)
         groups.append(g)
     groups.sort(key=lambda g: _sort_key(group_by, g))
-    out: dict[str, Any] = {"group_by": group_by}
-    if group_by == "jurisdiction":
-        out |= {"level": level, "at": at.isoformat() if at else None}
-    if group_by == "month":
-        out["tz"] = tz
+    out = _head(group_by, level, at, tz)
     out |= {
         "scope": filt.scope.name,
         "compare": compare,
