@@ -27,7 +27,7 @@ from app.errors import InvalidInput
 from app.geo.spatial import SRID_WEB_MERCATOR
 from app.i18n import Lang
 from app.incidents.filters import IncidentFilter
-from app.tiles.hotspots import GRID_TO_MERCATOR
+from app.tiles.hotspots import GRID_TO_MERCATOR, cells_in
 from app.tiles.tile import BUFFER, EXTENT, Tile
 
 # the defaults of GET /analysis/emerging-hotspots
@@ -165,10 +165,7 @@ async def emerging_tile(
 ) -> bytes:
     """The cells of a computed cube that reach into the tile, with their category (and its
     name in `lang`), trend and counts; only those cells travel to PostgreSQL."""
-    xmin, ymin, xmax, ymax = tile.mercator(tile.buffer_m)
-    b = grid.boxes
-    hit = np.nonzero((b[:, 0] <= xmax) & (b[:, 2] >= xmin) & (b[:, 1] <= ymax) & (b[:, 3] >= ymin))
-    idx = [int(k) for k in hit[0]]
+    idx = cells_in(grid.boxes, tile)
     if not idx:
         return b""
 

@@ -101,13 +101,19 @@ HOTSPOT_TILE = text(
 )
 
 
+def cells_in(boxes: np.ndarray, tile: Tile) -> list[int]:
+    """The cells whose Web Mercator boxes (xmin, ymin, xmax, ymax rows) reach into the tile
+    with its buffer."""
+    xmin, ymin, xmax, ymax = tile.mercator(tile.buffer_m)
+    b = boxes
+    hit = np.nonzero((b[:, 0] <= xmax) & (b[:, 2] >= xmin) & (b[:, 1] <= ymax) & (b[:, 3] >= ymin))
+    return [int(k) for k in hit[0]]
+
+
 async def hotspots_tile(*, session: AsyncSession, grid: HotspotGrid, tile: Tile) -> bytes:
     """The cells of a computed grid that reach into the tile, with `count`, `gi_z`, `gi_p` and
     `bin`; only those cells travel to PostgreSQL."""
-    xmin, ymin, xmax, ymax = tile.mercator(tile.buffer_m)
-    b = grid.boxes
-    hit = np.nonzero((b[:, 0] <= xmax) & (b[:, 2] >= xmin) & (b[:, 1] <= ymax) & (b[:, 3] >= ymin))
-    idx = [int(k) for k in hit[0]]
+    idx = cells_in(grid.boxes, tile)
     if not idx:
         return b""
     params = {
