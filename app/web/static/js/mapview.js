@@ -36,7 +36,7 @@ export const EMERGING_OUTLINE = COLOURS.emerging_outline;
 // every kind of /border-posts/kinds (migration 0023): gates from black (international) to grey
 // (secondary); a kind added later is drawn in the fallback grey of POST_COLOUR
 export const POST_COLOURS = { border_gate: "#212529", border_gate_main: "#495057",
-  border_gate_secondary: "#868e96", border_guard_station: "#2b8a3e", police: "#1864ab",
+  border_gate_secondary: "#7d848b", border_guard_station: "#2b8a3e", police: "#1864ab",
   customs: "#e67700", coast_guard: "#0b7285", checkpoint: "#862e9c" };
 /** The colour of a post's kind (the posts layer's ring, its area's outline and fill). */
 export const POST_COLOUR = ["match", ["get", "kind"], ...Object.entries(POST_COLOURS).flat(), "#adb5bd"];
@@ -251,7 +251,7 @@ export function addEmergingLayer(map, tiles) {
   const outlined = (kind) => ["in", ["get", "category"], ["literal", EMERGING_OUTLINE[kind]]];
   const layer = { source: "emerging", "source-layer": "emerging-hotspots", layout: { visibility: "none" } };
   map.addLayer({ ...layer, id: "emerging-fill", type: "fill", filter: drawn,
-    paint: { "fill-color": colour, "fill-opacity": 0.8, "fill-outline-color": "#868e96" } }, "neighbour-line");
+    paint: { "fill-color": colour, "fill-opacity": 0.8, "fill-outline-color": "#8c939a" } }, "neighbour-line");
   map.addLayer({ ...layer, id: "emerging-line", type: "line", filter: outlined("solid"),
     paint: { "line-color": "#212529", "line-width": ["interpolate", ["linear"], ["zoom"], 5, 0.8, 10, 2] } },
   "neighbour-line");
