@@ -25,12 +25,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.analysis import snapshot
+from app.analysis import adjacency, snapshot
 from app.auth.scope import NATIONAL
 from app.config import Settings
 from app.db import create_engine, ensure_database, sessionmaker
 from app.i18n import Lang
 from app.incidents.filters import IncidentFilter
+from app.jurisdictions import eras
 from app.main import create_app
 from app.tiles import incidents as incident_tiles
 from app.tiles import versions
@@ -450,3 +451,63 @@ async def test_the_snapshot_is_rebuilt_when_the_log_cannot_tell(
     applied = snapshot.DELTAS["applied"]
     _same(await build(db, before), await build(db))
     assert snapshot.DELTAS["applied"] == applied
+
+
+async def hits(db: Db, previous: adjacency.PairHits | None = None) -> adjacency.PairHits | None:
+    """The cross-boundary hits of the dashboard's table: from `previous` and the log only
+    (hits_delta) when given, else made from every incident."""
+    level, km, at = adjacency.MEMORY_LEVEL, adjacency.MEMORY_KM, eras.today()
+    async with sessionmaker(db.engine)() as session, session.begin():
+        if previous is None:
+            return await adjacency.pair_hits(session=session, level=level, km=km, at=at)
+        return await adjacency.hits_delta(
+            session=session, previous=previous, level=level, km=km, at=at
+        )
+
+
+def pairs_of(h: adjacency.PairHits) -> set[tuple[str, str, bytes]]:
+    return {(*h.pairs[int(k)][:2], bytes(i)) for k, i in zip(h.pair, h.ids, strict=True)}
+
+
+async def test_the_cross_boundary_hits_updated_from_the_log_equal_a_rebuild(
+    db: Db, api: httpx.AsyncClient
+) -> None:
+    """The hits of incidents near a shared province line, brought up to date from the changed
+    ids: a create on a hit's spot, a hit moved far away and another deleted, a write far off."""
+    before = await hits(db)
+    assert before is not None and len(before.ids) >= 3
+    # three incidents near shared lines, and where the first lies
+    async with db.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT id, ST_X(geom), ST_Y(geom), version FROM incident"
+                    " WHERE id = ANY(:ids) ORDER BY id LIMIT 3"
+                ),
+                {"ids": [uuid.UUID(bytes=bytes(i)) for i in before.ids[:50]]},
+            )
+        ).all()
+    spot = (float(rows[0][1]), float(rows[0][2]))
+    added = await create(api, spot)
+    far = await create(api, FAR)
+    await move(api, {"id": str(rows[1][0]), "etag": f'"v{rows[1][3]}"'}, FAR)
+    await delete(api, {"id": str(rows[2][0])})
+    updated = await hits(db, before)
+    rebuilt = await hits(db)
+    assert updated is not None and rebuilt is not None
+    assert (updated.token, updated.version, updated.lineage) == (
+        rebuilt.token, rebuilt.version, rebuilt.lineage,
+    )  # fmt: skip
+    assert len(updated.ids) == len(rebuilt.ids) and pairs_of(updated) == pairs_of(rebuilt)
+    moved_ids = {uuid.UUID(added["id"]).bytes, rows[1][0].bytes, rows[2][0].bytes}
+    assert uuid.UUID(added["id"]).bytes in {i for *_, i in pairs_of(updated)}
+    assert not {rows[1][0].bytes, rows[2][0].bytes} & {i for *_, i in pairs_of(updated)}
+    assert pairs_of(before) - pairs_of(updated) <= {
+        p for p in pairs_of(before) if p[2] in moved_ids
+    }
+    # a statement changing every incident leaves a box without ids: no delta, a rebuild
+    async with db.engine.begin() as conn:
+        await conn.execute(text("UPDATE incident SET version = version + 1"))
+    assert await hits(db, updated) is None
+    for made in (added, far):
+        await delete(api, made)

@@ -4,14 +4,21 @@
 The table is kept per (incidents and jurisdictions versions, scope, filter, level, km, day) in a
 small per-process LRU (app/analysis/cache.py): a dashboard opening again, or another user with
 the same view, gets it without the ~5 s of work; a write moves the version and so the key.
+
+The dashboard's table is counted in memory from the snapshot and the kept hits (PairHits: which
+incident is near which shared line). After a write the hits are not made again from every
+incident: the change log (app/tiles/change_log.py) names the changed ids, their old hits leave
+and their hits now are measured again, alone (`hits_delta`), as the snapshot is updated.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 import orjson
@@ -19,6 +26,7 @@ from geoalchemy2 import Geometry
 from sqlalchemy import (
     ColumnElement,
     FromClause,
+    Select,
     cast,
     func,
     literal_column,
@@ -31,6 +39,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
+from app.analysis import snapshot
 from app.analysis.cache import VersionedCache
 from app.analysis.snapshot import Snapshot
 from app.auth.scope import NATIONAL
@@ -60,9 +69,12 @@ PAIRS_SQL = f"""
 """
 
 
-def _pairs_and_hits(*, level: str, km: float, filt: IncidentFilter, at: date) -> tuple[Any, Any]:
+def _pairs_and_hits(
+    *, level: str, km: float, filt: IncidentFilter, at: date, only: Select[Any] | None = None
+) -> tuple[Any, Any]:
     """The adjacent pairs of units of `level` in force on `at` (a CTE: a, b, line) and the
-    matching incidents in each pair's shared zone (a subquery: a, b, id, distinct)."""
+    matching incidents in each pair's shared zone (a subquery: a, b, id, distinct); with
+    `only` (a select of a few incident ids), those incidents' hits alone."""
     pairs = (
         text(PAIRS_SQL)
         .bindparams(level=level, at=at)
@@ -85,22 +97,33 @@ def _pairs_and_hits(*, level: str, km: float, filt: IncidentFilter, at: date) ->
     # PostgreSQL ANDs the index scan with two GIN scans of the path index per piece, which
     # read far more rows than the spatial scan keeps (docs/decisions.md, "Near a line")
     radius_m = km * 1000
-    near = (
-        select(Incident.id, Incident.geom, Incident.jurisdiction_path)
-        .where(
-            spatial.may_be_within_metres(Incident.geom, pieces.c.g, radius_m),
-            *filt.conditions(),
+    if only is not None:  # a few incidents: each measured against the pieces near it
+        moved = (
+            select(Incident.id, Incident.geom, Incident.jurisdiction_path)
+            .where(Incident.id.in_(only), *filt.conditions())
+            .cte("moved")
+            .prefix_with("MATERIALIZED")
         )
-        .offset(literal_column("'0'"))
-        .lateral("near")
-    )
+        near_of: Any = moved
+        close = spatial.may_be_within_metres(moved.c.geom, pieces.c.g, radius_m)
+        joined = pieces.join(moved, close)
+    else:
+        near_of = (
+            select(Incident.id, Incident.geom, Incident.jurisdiction_path)
+            .where(
+                spatial.may_be_within_metres(Incident.geom, pieces.c.g, radius_m),
+                *filt.conditions(),
+            )
+            .offset(literal_column("'0'"))
+            .lateral("near")
+        )
+        joined = pieces.join(near_of, true())
     hits = (
-        select(pieces.c.a, pieces.c.b, near.c.id)
-        .select_from(pieces)
-        .join(near, true())
+        select(pieces.c.a, pieces.c.b, near_of.c.id)
+        .select_from(joined)
         .where(
-            or_(_path_has_col(near, pieces.c.a), _path_has_col(near, pieces.c.b)),
-            spatial.within_metres_of(near.c.geom, pieces.c.g, radius_m),
+            or_(_path_has_col(near_of, pieces.c.a), _path_has_col(near_of, pieces.c.b)),
+            spatial.within_metres_of(near_of.c.geom, pieces.c.g, radius_m),
         )
         .distinct()
         .subquery("hits")
@@ -187,12 +210,15 @@ MEMORY_KM = 5.0
 @dataclass(frozen=True)
 class PairHits:
     """Every adjacent pair (in the order of a, b as PostgreSQL sorts them) and, per incident
-    near a shared line, the pair's index and the incident's id (uuid bytes)."""
+    near a shared line, the pair's index and the incident's id (uuid bytes); made at incidents
+    `version`, in `lineage` (hits_lineage: the same pairs, level, distance and day)."""
 
     token: str
     pairs: list[tuple[str, str, float]]  # a, b, shared_km
     pair: np.ndarray  # int32, one per hit
     ids: np.ndarray  # S16, one per hit
+    version: int = 0
+    lineage: str = ""
 
 
 def hits_token(found: versions.Versions, level: str, km: float, at: date) -> str:
@@ -200,9 +226,27 @@ def hits_token(found: versions.Versions, level: str, km: float, at: date) -> str
     return f"hits|{versions.token(DEPENDS, found)}|{level}|{km}|{at.isoformat()}"
 
 
-async def pair_hits(*, session: AsyncSession, level: str, km: float, at: date) -> PairHits | None:
+def hits_lineage(found: versions.Versions, level: str, km: float, at: date) -> str:
+    """hits_token without the incidents counter: hits of one lineage differ only by incident
+    changes, which the change log names."""
+    return f"hits|{versions.token(('jurisdictions',), found)}|{level}|{km}|{at.isoformat()}"
+
+
+async def pair_hits(
+    *,
+    session: AsyncSession,
+    level: str,
+    km: float,
+    at: date,
+    previous: PairHits | None = None,
+) -> PairHits | None:
     """The pairs and every (pair, incident) hit without a filter, or None when a write moved
-    the versions meanwhile."""
+    the versions meanwhile; from `previous` (an older PairHits of the same lineage) and the
+    change log when it can (hits_delta), else from every incident near a shared line."""
+    if previous is not None:
+        updated = await hits_delta(session=session, previous=previous, level=level, km=km, at=at)
+        if updated is not None:
+            return updated
     before = await versions.read(session=session)
     pairs, hits = _pairs_and_hits(level=level, km=km, filt=IncidentFilter(scope=NATIONAL), at=at)
     listed = await session.execute(
@@ -223,6 +267,72 @@ async def pair_hits(*, session: AsyncSession, level: str, km: float, at: date) -
         pairs=pair_list,
         pair=np.array([index[(r[0], r[1])] for r in rows], dtype=np.int32),
         ids=np.array([bytes(r[2]) for r in rows], dtype="S16"),
+        version=before["incidents"][0],
+        lineage=hits_lineage(before, level, km, at),
+    )
+
+
+def build_hits(
+    cache: snapshot.SnapshotCache, found: versions.Versions, level: str, km: float, at: date
+) -> asyncio.Task[Any]:
+    """Start making the hits for these versions in the background (a delta from the newest
+    kept of their lineage when there is one)."""
+    previous: PairHits | None = cache.latest_of(hits_lineage(found, level, km, at))
+
+    async def make(s: AsyncSession) -> PairHits | None:
+        return await pair_hits(session=s, level=level, km=km, at=at, previous=previous)
+
+    return cache.schedule(hits_token(found, level, km, at), make)
+
+
+async def hits_delta(
+    *, session: AsyncSession, previous: PairHits, level: str, km: float, at: date
+) -> PairHits | None:
+    """`previous` brought to the versions of now from the change log (the hits of the changed
+    incidents measured again, alone), or None when it cannot be (the log does not reach back,
+    names a change without ids or too many; another lineage)."""
+    if not previous.version or not previous.lineage:
+        return None
+    ch = snapshot.changes()
+    _, hits = _pairs_and_hits(
+        level=level, km=km, filt=IncidentFilter(scope=NATIONAL), at=at, only=ch.ids()
+    )
+    # each hit as 'id|a|b' (codes hold no '|')
+    sep: ColumnElement[str] = literal_column("'|'")
+    found = select(
+        func.array_agg(cast(hits.c.id, String) + sep + hits.c.a + sep + hits.c.b)
+    ).scalar_subquery()
+    stmt = select(
+        versions.VERSIONS_JSON,
+        ch.covered.label("covered"),
+        ch.n.label("n"),
+        ch.whole.label("whole"),
+        ch.gone.label("gone"),
+        found.label("hits"),
+    )
+    row = (await session.execute(stmt, snapshot.delta_params(previous.version))).one()
+    now = versions.parse(row[0])
+    if (
+        not snapshot.delta_usable(row)
+        or hits_lineage(now, level, km, at) != previous.lineage
+        or now["incidents"][0] < previous.version
+    ):
+        return None
+    index = {(a, b): k for k, (a, b, _) in enumerate(previous.pairs)}
+    gone = np.frombuffer(bytes(row.gone), dtype="S16")
+    keep = ~np.isin(previous.ids, gone)
+    added = [h.split("|") for h in row.hits or ()]
+    return PairHits(
+        token=hits_token(now, level, km, at),
+        pairs=previous.pairs,
+        pair=np.concatenate(
+            [previous.pair[keep], np.array([index[(a, b)] for _, a, b in added], np.int32)]
+        ),
+        ids=np.concatenate(
+            [previous.ids[keep], np.array([UUID(i).bytes for i, _, _ in added], dtype="S16")]
+        ),
+        version=now["incidents"][0],
+        lineage=previous.lineage,
     )
 
 

@@ -51,14 +51,10 @@ async def _from_memory(
     snap = await snapshot.usable(cache, session, filt)
     if snap is None:
         return None
-    key = adjacency.hits_token(await versions.read(session=session), level, km, at)
-    hits: adjacency.PairHits | None = cache.ready(key)
+    found = await versions.read(session=session)
+    hits: adjacency.PairHits | None = cache.ready(adjacency.hits_token(found, level, km, at))
     if hits is None:
-
-        async def make(s: AsyncSession) -> adjacency.PairHits | None:
-            return await adjacency.pair_hits(session=s, level=level, km=km, at=at)
-
-        cache.schedule(key, make)
+        adjacency.build_hits(cache, found, level, km, at)
         return None
     pairs = await asyncio.to_thread(adjacency.table_from_memory, snap, hits, filt)
     return orjson.dumps({"level": level, "km": km, "at": at.isoformat(), "pairs": pairs})

@@ -240,10 +240,33 @@ def _columns(
     )
 
 
-# the delta's statement: versions, whether the log covers (A, B], the changed ids (at most
-# DELTA_MAX + 1), whether one change has no id, the categories, and the changed incidents'
-# rows now visible, in one snapshot
-def _delta_statement(filt: IncidentFilter, categories: Sequence[str]) -> Select[Any]:
+@dataclass(frozen=True)
+class Changes:
+    """The parts of a delta statement that read the change log (change_log.CHANGED_SQL's
+    question, in one snapshot): the CTE of the incident ids changed since :since (at most
+    :limit of them, a NULL id for a change without ids), and as scalar columns whether the log
+    covers (:since, now], how many ids, whether one change has no id, and the ids packed
+    (uuid_send, 16 bytes each)."""
+
+    changed: Any  # CTE: incident_id
+    covered: ColumnElement[bool]
+    n: ColumnElement[int]
+    whole: ColumnElement[bool]
+    gone: ColumnElement[bytes]
+
+    def ids(self) -> Select[Any]:
+        """The changed ids (without the NULL of a change without ids)."""
+        return select(self.changed.c.incident_id).where(self.changed.c.incident_id.is_not(None))
+
+
+def delta_usable(row: Any) -> bool:
+    """Whether a delta row (with the Changes columns labelled covered, n, whole) can be
+    applied: the log reaches back, names every change by id, and not too many of them."""
+    return bool(row.covered) and not row.whole and int(row.n) <= DELTA_MAX
+
+
+def changes() -> Changes:
+    """The change-log parts of a delta statement (bound values: since, limit)."""
     k, c = change_log.incident_change_commit.c, change_log.incident_change.c
     lv = LayerVersion
     newest = select(lv.version).where(lv.layer == "incidents").scalar_subquery()
@@ -260,29 +283,39 @@ def _delta_statement(filt: IncidentFilter, categories: Sequence[str]) -> Select[
         .cte("changed")
     )
     commits = select(func.count()).select_from(change_log.incident_change_commit)
-    covered = commits.where(*in_range).scalar_subquery() == newest - since
-    n = select(func.count()).select_from(changed).scalar_subquery()
-    whole = select(func.bool_or(changed.c.incident_id.is_(None))).scalar_subquery()
-    gone = select(
-        func.coalesce(
-            func.string_agg(
-                func.uuid_send(changed.c.incident_id),
-                literal_column("''::bytea"),
-            ),
-            literal_column("''::bytea"),
-        )
-    ).scalar_subquery()
+    gone = func.coalesce(
+        func.string_agg(func.uuid_send(changed.c.incident_id), literal_column("''::bytea")),
+        literal_column("''::bytea"),
+    )
+    return Changes(
+        changed=changed,
+        covered=commits.where(*in_range).scalar_subquery() == newest - since,
+        n=select(func.count()).select_from(changed).scalar_subquery(),
+        whole=select(func.bool_or(changed.c.incident_id.is_(None))).scalar_subquery(),
+        gone=select(gone).scalar_subquery(),
+    )
+
+
+def delta_params(since: int) -> dict[str, int]:
+    """The bound values of a delta statement reading the changes after version `since`."""
+    return {"since": since, "limit": DELTA_MAX + 1}
+
+
+# the delta's statement: versions, whether the log covers (A, B], the changed ids (at most
+# DELTA_MAX + 1), whether one change has no id, the categories, and the changed incidents'
+# rows now visible, in one snapshot
+def _delta_statement(filt: IncidentFilter, categories: Sequence[str]) -> Select[Any]:
+    ch = changes()
     cats = select(
         func.array_agg(aggregate_order_by(Category.code, Category.code))
     ).scalar_subquery()
-    ids = select(changed.c.incident_id).where(changed.c.incident_id.is_not(None))
-    rows = _statement(filt, categories, Incident.id.in_(ids)).scalar_subquery()
+    rows = _statement(filt, categories, Incident.id.in_(ch.ids())).scalar_subquery()
     return select(
         versions.VERSIONS_JSON,
-        covered.label("covered"),
-        n.label("n"),
-        whole.label("whole"),
-        gone.label("gone"),
+        ch.covered.label("covered"),
+        ch.n.label("n"),
+        ch.whole.label("whole"),
+        ch.gone.label("gone"),
         cats.label("categories"),
         rows.label("rows"),
     )
@@ -300,13 +333,11 @@ async def delta(
         return None
     DELTAS["tried"] += 1
     stmt = _delta_statement(filt, previous.categories)
-    found = await session.execute(stmt, {"since": previous.version, "limit": DELTA_MAX + 1})
+    found = await session.execute(stmt, delta_params(previous.version))
     row = found.one()
     now = versions.parse(row[0])
     if (
-        not row.covered
-        or row.whole
-        or int(row.n) > DELTA_MAX
+        not delta_usable(row)
         or tuple(row.categories or ()) != previous.categories
         or lineage(now, filt) != previous.lineage
         or now["incidents"][0] < previous.version
@@ -356,13 +387,20 @@ class SnapshotCache:
         self.kept: VersionedCache[Any] = VersionedCache(size)
         self.building: dict[str, asyncio.Task[Any]] = {}
         self.builds = 0  # values built and kept (tests)
-        # the newest snapshot kept per lineage: the base of the next one's delta
-        self.latest: OrderedDict[str, Snapshot] = OrderedDict()
+        # the newest value kept per lineage (snapshots, cross-boundary hits): the base of the
+        # next one's delta
+        self.latest: OrderedDict[str, Any] = OrderedDict()
 
     def previous(self, found: versions.Versions, filt: IncidentFilter) -> Snapshot | None:
         """The newest snapshot kept of `filt`'s scope at these jurisdictions versions, or
         None."""
-        return self.latest.get(lineage(found, filt))
+        snap: Snapshot | None = self.latest.get(lineage(found, filt))
+        return snap
+
+    def latest_of(self, line: str) -> Any:
+        """The newest value kept of lineage `line` (a value with `lineage` and `version`
+        attributes), or None."""
+        return self.latest.get(line)
 
     def ready(self, key: str) -> Any:
         """The value kept for `key`, or None."""
@@ -387,13 +425,13 @@ class SnapshotCache:
         except Exception:  # a failed build leaves the answers to PostgreSQL
             log.exception("building %s failed", key.split("|")[0])
             return None
-        # a snapshot is exact for its own token, even when a write moved the versions since the
-        # build was asked for
-        own = isinstance(value, Snapshot) and value.lineage
+        # a value of a lineage (a snapshot, hits) is exact for its own token, even when a write
+        # moved the versions since the build was asked for
+        own = getattr(value, "lineage", "")
         if value is not None and (getattr(value, "token", None) == key or own):
             self.builds += 1
             await self.kept.get(value.token, _value(value))
-            if isinstance(value, Snapshot) and value.lineage:
+            if own:
                 known = self.latest.get(value.lineage)
                 if known is None or known.version <= value.version:
                     self.latest[value.lineage] = value

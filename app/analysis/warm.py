@@ -118,13 +118,10 @@ async def warm_once(app: FastAPI) -> None:
 
     async def hits(session: AsyncSession) -> None:
         level, km, day = adjacency.MEMORY_LEVEL, adjacency.MEMORY_KM, eras.today()
-        key = adjacency.hits_token(await versions.read(session=session), level, km, day)
+        found = await versions.read(session=session)
+        key = adjacency.hits_token(found, level, km, day)
         if cache.ready(key) is None:
-
-            async def make(s: AsyncSession) -> adjacency.PairHits | None:
-                return await adjacency.pair_hits(session=s, level=level, km=km, at=day)
-
-            await cache.schedule(key, make)
+            await adjacency.build_hits(cache, found, level, km, day)
         snap = cache.ready(snapshot.token(await versions.read(session=session), filt))
         kept = cache.ready(key)
         if snap is not None and kept is not None:  # where each hit's incident is in the snapshot
