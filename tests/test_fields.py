@@ -202,6 +202,12 @@ async def test_every_output_has_the_documented_fields(
     # every output says the same about each incident
     by_id = {where: {f["id"]: f["properties"] for f in ours(fs)} for where, fs in outputs.items()}
     assert by_id["list"] == by_id["ogc"] == by_id["export"]
+    # and the Feature by id, whose names are looked up one by one (schema.joined, lookups)
+    for lang in ("vi", "en"):
+        page = await client.get("/incidents", params={"limit": 10000, "lang": lang})
+        for f in ours(page.json()["features"]):
+            one_by_id = await client.get(f"/incidents/{f['id']}", params={"lang": lang})
+            assert one_by_id.json()["properties"] == f["properties"], (lang, f["id"])
     # numbers keep a decimal point in the JSON text itself: 50 m is written 50.0
     one = (await client.get(f"/incidents/{seeded[0]['id']}")).text
     assert '"location_precision_m":50.0' in one.replace(" ", "")

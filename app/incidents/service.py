@@ -104,12 +104,15 @@ def feature_expr(
     lang: Lang = i18n.DEFAULT,
     extra: dict[str, ColumnElement[Any]] | None = None,
     rows: FromClause | None = None,
+    *,
+    lookups: bool = False,
 ) -> tuple[ColumnElement[Any], FromClause]:
     """The Feature json of an incident (the fields of app/incidents/schema.py in `lang`, plus
     `extra` properties) and the FROM clause it reads: the incident table, or `rows` (a
     subquery with the incident's columns: a page chosen first, so only its rows are joined),
-    outer-joined to the tables its names come from. Select from it instead of `incident`."""
-    fields = schema.joined(lang, rows)
+    outer-joined to the tables its names come from (`lookups`: one row is read, its names are
+    looked up by scalar subqueries; schema.joined). Select from it instead of `incident`."""
+    fields = schema.joined(lang, rows, lookups=lookups)
     props = fields.properties() | (extra or {})
     i: Any = Incident if rows is None else rows.c
     return geojson.feature(id_=i.id, geom=i.geom, properties=props), fields.from_
@@ -148,7 +151,7 @@ async def _feature_row(
 
 @lru_cache(maxsize=SCOPE_CACHE)
 def _feature_statement(scope: Scope, lang: Lang) -> Select[str, int]:
-    f, from_ = feature_expr(lang)
+    f, from_ = feature_expr(lang, lookups=True)
     return (
         select(cast(f, Text).label("f"), Incident.version)
         .select_from(from_)
