@@ -22,8 +22,10 @@ $(UV): scripts/uv-requirements.txt
 	$(BIN)/pip install -q --require-hashes -r scripts/uv-requirements.txt
 	touch $(UV)
 
+# --compile-bytecode: the processes run with PYTHONDONTWRITEBYTECODE (as in the image), so
+# without it every start compiles the modules it imports again (WeasyPrint alone: ~1 s)
 $(STAMP): pyproject.toml uv.lock $(UV)
-	$(UV) sync --quiet --locked --extra dev
+	$(UV) sync --quiet --locked --extra dev --compile-bytecode
 	touch $(STAMP)
 
 # after changing dependencies in pyproject.toml: re-resolve uv.lock (and commit it)
