@@ -16,6 +16,8 @@ import pytest
 import shapely
 from pyproj import Geod
 from shapely.geometry import shape
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from test_alerts import Served, alerts_of, create, settle
 from test_events import ENV, incident
 
@@ -109,6 +111,11 @@ async def test_a_post_area_rule_raises_inside_the_area_only_and_stops_when_close
     assert in_area["distance_km"] is None
     radius = await rule(served, "analyst", {"kind": "post", "post": "pa-ls", "distance_km": 5})
     assert radius["kind"] == "post" and radius["distance_km"] == 5
+    async with served.live.engine.connect() as conn:  # stored as its own kind (0025)
+        stored: dict[int, str] = dict((await conn.execute(text(
+            "SELECT id, kind FROM alert_rule WHERE id IN (:a, :b)"
+        ), {"a": in_area["id"], "b": radius["id"]})).all())  # fmt: skip
+    assert stored == {in_area["id"]: "post_area", radius["id"]: "post"}
     # inside near a corner; just outside the east edge (about 200 m), well within 5 km
     inside = (POST[0] + HALF - 0.002, POST[1] + HALF - 0.002)
     outside = (POST[0] + HALF + 0.002, POST[1])
@@ -174,6 +181,10 @@ async def test_post_area_rules_refuse_bad_input(served: Served) -> None:
         r = await c.patch(f"/alert-rules/{made['id']}", json={"distance_km": 2},
                           headers={"If-Match": "*"})  # fmt: skip
         assert r.status_code == 422 and "no distance_km" in r.text, r.text
+        with pytest.raises(IntegrityError, match="ck_alert_rule_post_area"):  # nor in the table
+            async with served.live.engine.begin() as conn:
+                await conn.execute(text("UPDATE alert_rule SET distance_km = 2 WHERE id = :id"),
+                                   {"id": made["id"]})  # fmt: skip
         near = (await c.post("/alert-rules", json={
             "name": "x", "kind": "post", "post": "pa-ag", "distance_km": 2})).json()  # fmt: skip
         r = await c.patch(f"/alert-rules/{near['id']}", json={"distance_km": None},

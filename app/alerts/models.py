@@ -30,7 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.db import Base
 from app.posts.models import BorderPost
 
-KINDS = ("jurisdiction", "post", "area", "border_segment")
+KINDS = ("jurisdiction", "post", "post_area", "area", "border_segment")
 DELIVERY_STATES = ("pending", "delivered", "dead")
 
 
@@ -47,6 +47,10 @@ class AlertRule(Base):
             "num_nonnulls(owner_principal_id, owner_unit, default_for) = 1", name="one_owner"
         ),
         CheckConstraint("version >= 1", name="version"),
+        CheckConstraint(  # a post's area: names its post, has no distance (0025)
+            "kind <> 'post_area' OR (post_id IS NOT NULL AND distance_km IS NULL)",
+            name="post_area",
+        ),
         Index(
             "uq_alert_rule_default_for",
             "default_for",

@@ -131,12 +131,6 @@ async def ensure_default_rules(session: AsyncSession, cooperation_km: float) -> 
     )
 
 
-def is_post_area(rule: AlertRule) -> bool:
-    """A `post` rule without a distance matches the post's area of responsibility (the API's
-    kind `post_area`; no column of its own: docs/events.md)."""
-    return rule.kind == "post" and rule.post_id is not None and rule.distance_km is None
-
-
 def in_post_area(post_id: int, i: type[Incident]) -> ColumnElement[bool]:
     """SQL: incident-like row `i` lies in the current area of post `post_id` (read when the
     statement runs, so a new or regenerated area counts at once) and the post was in force on
@@ -164,7 +158,7 @@ async def _conditions(
     base = IncidentFilter(
         scope=scope, categories=tuple(rule.categories or ()), severity_min=rule.severity_min
     ).conditions(i)
-    if is_post_area(rule) and rule.post_id is not None:
+    if rule.kind == "post_area" and rule.post_id is not None:
         return [*base, in_post_area(rule.post_id, i)]
     km = rule.distance_km or 0.0
     if rule.kind == "jurisdiction" and rule.jurisdiction_code:

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from sqlalchemy import ColumnElement, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.alerts import raising
 from app.alerts.models import Alert, AlertRule
 from app.alerts.raising import default_for, default_for_area
 from app.auth.service import Identity, record
@@ -130,12 +129,6 @@ def _iso(value: datetime | None) -> str | None:
     return incident_rules.localized(value).isoformat() if value else None
 
 
-def api_kind(r: AlertRule) -> str:
-    """The kind the API shows: a `post` rule without a distance is a `post_area` rule (stored
-    so to need no migration: docs/events.md)."""
-    return "post_area" if raising.is_post_area(r) else r.kind
-
-
 def _rule_json(r: AlertRule) -> dict[str, Any]:
     owner: dict[str, Any]
     if r.owner_principal_id is not None:
@@ -147,7 +140,7 @@ def _rule_json(r: AlertRule) -> dict[str, Any]:
     return {
         "id": r.id,
         "name": r.name,
-        "kind": api_kind(r),
+        "kind": r.kind,
         "categories": r.categories,
         "severity_min": r.severity_min,
         "jurisdiction": r.jurisdiction_code,
@@ -262,7 +255,7 @@ async def create_rule(
         km = DEFAULT_KM
     rule = AlertRule(
         name=body.name.strip(),
-        kind="post" if body.kind == "post_area" else body.kind,  # distance_km NULL: the area
+        kind=body.kind,
         categories=body.categories,
         severity_min=body.severity_min,
         jurisdiction_code=body.jurisdiction,
@@ -356,13 +349,13 @@ async def update_rule(
         if name in given and getattr(patch, name) is None:
             raise InvalidInput(f"{name} cannot be removed", field=name)
     await _check_categories(session, patch.categories)
-    if "distance_km" in given and rule.kind == "post":
-        if raising.is_post_area(rule) and patch.distance_km is not None:
+    if "distance_km" in given:
+        if rule.kind == "post_area" and patch.distance_km is not None:
             raise InvalidInput(
                 "a rule of kind post_area has no distance_km: the post's area is its place",
                 field="distance_km",
             )
-        if not raising.is_post_area(rule) and patch.distance_km is None:
+        if rule.kind == "post" and patch.distance_km is None:
             raise InvalidInput(
                 "a rule of kind post keeps a distance_km (for the post's area: kind post_area)",
                 field="distance_km",
