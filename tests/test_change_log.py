@@ -21,11 +21,13 @@ from typing import Any
 import httpx
 import mapbox_vector_tile
 import numpy as np
+import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.analysis import adjacency, snapshot
+from app.analysis import hotspots as hotspot_analysis
 from app.auth.scope import NATIONAL
 from app.config import Settings
 from app.db import create_engine, ensure_database, sessionmaker
@@ -33,8 +35,10 @@ from app.i18n import Lang
 from app.incidents.filters import IncidentFilter
 from app.jurisdictions import eras
 from app.main import create_app
+from app.tiles import hotspots as hotspot_tiles
 from app.tiles import incidents as incident_tiles
 from app.tiles import versions
+from app.tiles.hotspots import HotspotCache
 from app.tiles.tile import Tile
 from conftest import Demo, database_on, drop_database, prepare_database
 
@@ -466,7 +470,10 @@ async def hits(db: Db, previous: adjacency.PairHits | None = None) -> adjacency.
 
 
 def pairs_of(h: adjacency.PairHits) -> set[tuple[str, str, bytes]]:
-    return {(*h.pairs[int(k)][:2], bytes(i)) for k, i in zip(h.pair, h.ids, strict=True)}
+    return {
+        (*h.pairs[int(k)][:2], bytes(i).ljust(16, b"\0"))
+        for k, i in zip(h.pair, h.ids, strict=True)
+    }
 
 
 async def test_the_cross_boundary_hits_updated_from_the_log_equal_a_rebuild(
@@ -484,7 +491,7 @@ async def test_the_cross_boundary_hits_updated_from_the_log_equal_a_rebuild(
                     "SELECT id, ST_X(geom), ST_Y(geom), version FROM incident"
                     " WHERE id = ANY(:ids) ORDER BY id LIMIT 3"
                 ),
-                {"ids": [uuid.UUID(bytes=bytes(i)) for i in before.ids[:50]]},
+                {"ids": [uuid.UUID(bytes=bytes(i).ljust(16, b"\0")) for i in before.ids[:50]]},
             )
         ).all()
     spot = (float(rows[0][1]), float(rows[0][2]))
@@ -511,3 +518,59 @@ async def test_the_cross_boundary_hits_updated_from_the_log_equal_a_rebuild(
     assert await hits(db, updated) is None
     for made in (added, far):
         await delete(api, made)
+
+
+async def test_the_hot_spot_grid_updated_from_the_log_equals_a_recount(
+    db: Db, api: httpx.AsyncClient
+) -> None:
+    """The hot-spot tiles' Gi* grid of a later version made from the last one and the change
+    log (the changed incidents' cells found again, alone) has the counts, z-scores and bins of
+    a grid counted afresh, and the counts of GET /analysis/hotspots."""
+    grids = HotspotCache()
+    home = "VNM"
+
+    async def grid_now() -> tuple[hotspot_tiles.HotspotGrid, int]:
+        async with sessionmaker(db.engine)() as session, session.begin():
+            found = await versions.read(session=session)
+            made = await grids.get((FILT, found["incidents"][0]), session, FILT, home)
+            return made, found["incidents"][0]
+
+    before, _ = await grid_now()
+    assert before.members is not None and sum(before.count) > 0
+    # a counted incident's spot gets a new one; another counted one moves far, a third goes
+    counted = [
+        uuid.UUID(bytes=bytes(i).ljust(16, b"\0"))
+        for i in before.members.ids[: min(60, len(before.members.ids))]
+    ]
+    async with db.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT id, ST_X(geom), ST_Y(geom), version FROM incident"
+                    " WHERE id = ANY(:ids) ORDER BY id LIMIT 3"
+                ),
+                {"ids": counted},
+            )
+        ).all()
+    added = await create(api, (float(rows[0][1]), float(rows[0][2])))
+    await move(api, {"id": str(rows[1][0]), "etag": f'"v{rows[1][3]}"'}, (106.70, 10.78))
+    await delete(api, {"id": str(rows[2][0])})
+    deltas = grids.deltas
+    after, version = await grid_now()
+    assert grids.deltas == deltas + 1
+    assert after.members is not None and after.members.version == version
+    async with sessionmaker(db.engine)() as session, session.begin():
+        fresh = await hotspot_tiles.hotspot_grid(session=session, filt=FILT, home=home)
+        body = await hotspot_analysis.hotspots(
+            session=session, filt=FILT, area=hotspot_analysis.BORDER_ZONE,
+            cell_km=hotspot_tiles.CELL_KM, fdr=False, home=home,
+        )  # fmt: skip
+    assert after.count == fresh.count
+    assert after.bin == fresh.bin
+    assert np.allclose(
+        np.array(after.gi_z, dtype=float), np.array(fresh.gi_z, dtype=float), equal_nan=True
+    )
+    analysed = orjson.loads(body)["features"]
+    assert after.count == [f["properties"]["count"] for f in analysed]
+    assert after.count != before.count  # the writes moved counts
+    await delete(api, added)

@@ -40,11 +40,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.analysis import gistar
+from app.analysis import gistar, snapshot
 from app.errors import InvalidInput
 from app.geo.spatial import SRID_UTM48N, SRID_WGS84, overlaps_bbox
 from app.incidents.filters import IncidentFilter, parse_bbox
 from app.incidents.models import Incident
+from app.tiles import versions
 
 MIN_CELL_KM, MAX_CELL_KM = 0.5, 100.0
 MAX_CELLS = 50_000
@@ -265,12 +266,14 @@ def _hex_index(points: Subquery, edge: float) -> Subquery:
     """Columns i, j, x, y for each row (x, y) of `points`: the ST_HexagonGrid cell
     (flat-topped hexagons with edge `edge`, centred at x = 1.5·edge·i,
     y = √3·edge·(j + ½·(|i| mod 2))) that contains the point — the nearest cell centre, by
-    rounding cube coordinates."""
+    rounding cube coordinates. Other columns of `points` (an incident's id) are carried."""
     x, y = points.c.x, points.c.y
+    carried = [c.name for c in points.c if c.name not in ("x", "y")]
     frac = _fenced(
         select(
             x,
             y,
+            *(points.c[n] for n in carried),
             (x * (2.0 / 3.0) / edge).label("q"),
             ((x * (-1.0 / 3.0) + y * (SQRT3 / 3.0)) / edge).label("r"),
         ),
@@ -282,6 +285,7 @@ def _hex_index(points: Subquery, edge: float) -> Subquery:
         select(
             frac.c.x,
             frac.c.y,
+            *(frac.c[n] for n in carried),
             func.round(q).label("rq"),
             func.round(r).label("rr"),
             func.round(s).label("rs"),
@@ -299,6 +303,7 @@ def _hex_index(points: Subquery, edge: float) -> Subquery:
             case((q_fixed, c.rr), (c.dr > c.ds, -c.rq - c.rs), else_=c.rr).label("ri"),
             c.x,
             c.y,
+            *(c[n] for n in carried),
         ),
         "axial",
     ).c
@@ -308,31 +313,43 @@ def _hex_index(points: Subquery, edge: float) -> Subquery:
         cast(qi.ri + func.floor(qi.qi / 2.0), Integer).label("j"),
         qi.x,
         qi.y,
+        *(qi[n] for n in carried),
     ).subquery("indexed")
 
 
-async def cell_counts(
-    *, session: AsyncSession, filt: IncidentFilter, study: StudyArea, grid: Grid, cell_km: float
-) -> npt.NDArray[np.int64]:
-    """The matching incidents in each cell of the grid (in the grid's order).
-
-    One statement that PostgreSQL can run in parallel workers: each candidate incident (index
-    prefilter on the area's box) is projected once and given its cell by arithmetic; only the
-    incidents of cells cut by the area's edge are tested against the clipped cell (a small
-    polygon, passed as a parameter): testing every incident against the whole area
-    (thousands of vertices) took most of the time (docs/performance.md)."""
+def _assigned(
+    filt: IncidentFilter,
+    study: StudyArea,
+    grid: Grid,
+    cell_km: float,
+    *,
+    ids: bool = False,
+    only: Select[Any] | None = None,
+) -> Subquery:
+    """Each matching incident in the study area's box and its cell (i, j; with `ids`, its id
+    too; with `only`, a select of ids, those incidents alone): projected once, given its cell
+    by arithmetic, and tested against its clipped cell only where the area's edge cuts it (a
+    small polygon, passed as a parameter): testing every incident against the whole area
+    (thousands of vertices) took most of the time (docs/performance.md). An incident in the
+    box but in no cell of the area keeps the (i, j) of a cell the grid does not hold."""
     edge = cell_km * 1000 / SQRT3
     i = Incident
+    where = [*filt.conditions(), overlaps_bbox(i.geom, _padded(study.extent))]
+    if only is not None:
+        where.append(i.id.in_(only))
     projected = _fenced(
-        select(func.ST_Transform(i.geom, SRID_UTM48N).label("xy")).where(
-            *filt.conditions(),
-            overlaps_bbox(i.geom, _padded(study.extent)),
+        select(func.ST_Transform(i.geom, SRID_UTM48N).label("xy"), *([i.id] if ids else [])).where(
+            *where
         ),
         "projected",
     )
     xy = projected.c.xy
     points = _fenced(
-        select(cast(func.ST_X(xy), Float).label("x"), cast(func.ST_Y(xy), Float).label("y")),
+        select(
+            cast(func.ST_X(xy), Float).label("x"),
+            cast(func.ST_Y(xy), Float).label("y"),
+            *([projected.c.id] if ids else []),
+        ),
         "points",
     )
     indexed = _hex_index(points, edge)
@@ -350,13 +367,22 @@ async def cell_counts(
         select(arrays.c.i, arrays.c.j, func.ST_GeomFromEWKB(arrays.c.w).label("g")), "edges"
     )
     point = func.ST_SetSRID(func.ST_MakePoint(indexed.c.x, indexed.c.y), SRID_UTM48N)
-    stmt = (
-        select(indexed.c.i, indexed.c.j, func.count())
+    return (
+        select(indexed.c.i, indexed.c.j, *([indexed.c.id] if ids else []))
         .select_from(indexed)
         .outerjoin(edges, (edges.c.i == indexed.c.i) & (edges.c.j == indexed.c.j))
         .where(edges.c.g.is_(None) | func.ST_Intersects(edges.c.g, point))
-        .group_by(indexed.c.i, indexed.c.j)
+        .subquery("assigned")
     )
+
+
+async def cell_counts(
+    *, session: AsyncSession, filt: IncidentFilter, study: StudyArea, grid: Grid, cell_km: float
+) -> npt.NDArray[np.int64]:
+    """The matching incidents in each cell of the grid (in the grid's order): one statement
+    that PostgreSQL can run in parallel workers (_assigned, counted per cell)."""
+    a = _assigned(filt, study, grid, cell_km)
+    stmt = select(a.c.i, a.c.j, func.count()).group_by(a.c.i, a.c.j)
     position = {c: n for n, c in enumerate(grid.cells)}
     counts = np.zeros(len(grid.cells), dtype=np.int64)
     for ci, cj, n in (await session.execute(stmt)).all():
@@ -364,6 +390,132 @@ async def cell_counts(
         if k is not None:  # candidates in the area's box but in no cell of the area are not
             counts[k] = int(n)
     return counts
+
+
+# ---- counts kept across writes -----------------------------------------------------------
+# The hot-spot tiles' grid (app/tiles/hotspots.py) keeps, besides the counts, which incident is
+# counted in which cell (CellMembers). After a write the change log names the changed ids
+# (app/analysis/snapshot.py, `changes`): they leave their cells, and their cells now are found
+# by the same statement restricted to them (members_delta), instead of counting 1 M again.
+
+MEMBER = np.dtype([("id", "S16"), ("i", ">i4"), ("j", ">i4")])
+
+
+@dataclass(frozen=True)
+class CellMembers:
+    """The counted incidents of one (filter, grid) at incidents `version`: their ids (sorted)
+    and cells (positions in the grid's order), the counts per cell, and the lineage (the
+    versions of what the grid is made of) that a delta must share."""
+
+    ids: np.ndarray  # S16, sorted
+    cell: np.ndarray  # int32
+    counts: npt.NDArray[np.int64]
+    version: int
+    lineage: str
+    from_delta: bool = False  # made by members_delta
+
+
+def _packed_members(a: Subquery) -> Any:
+    """SQL: the rows (id, i, j) of an _assigned(ids=True) subquery packed into one bytea
+    (MEMBER), read with one numpy view."""
+    packed = func.uuid_send(a.c.id).op("||")(func.int4send(a.c.i)).op("||")(func.int4send(a.c.j))
+    return select(
+        func.coalesce(func.string_agg(packed, literal_column("''::bytea")),
+                      literal_column("''::bytea"))
+    ).scalar_subquery()  # fmt: skip
+
+
+def _placed(grid: Grid, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The packed members' ids and grid positions, those in no cell of the grid left out."""
+    rows = np.frombuffer(data, dtype=MEMBER)
+    cells = np.array(grid.cells, dtype=np.int64).reshape(-1, 2)
+    keys = cells[:, 0] * (1 << 32) + cells[:, 1]
+    order = np.argsort(keys)
+    wanted = rows["i"].astype(np.int64) * (1 << 32) + rows["j"].astype(np.int64)
+    at = np.minimum(np.searchsorted(keys[order], wanted), max(len(keys) - 1, 0))
+    held = (keys[order][at] == wanted) if len(keys) else np.zeros(len(rows), dtype=bool)
+    return rows["id"][held], order[at[held]].astype(np.int32)
+
+
+def members_lineage(found: Any) -> str:
+    """What a grid's members depend on besides the incidents: boundaries and borders."""
+    return versions.token(("jurisdictions", "borders"), found)
+
+
+async def members(
+    *, session: AsyncSession, filt: IncidentFilter, study: StudyArea, grid: Grid, cell_km: float
+) -> CellMembers:
+    """Every counted incident and its cell, with the versions, in one statement."""
+    a = _assigned(filt, study, grid, cell_km, ids=True)
+    row = (await session.execute(select(versions.VERSIONS_JSON, _packed_members(a)))).one()
+    found = versions.parse(row[0])
+    ids, cell = _placed(grid, bytes(row[1]))
+    order = np.argsort(ids, kind="stable")
+    return CellMembers(
+        ids=ids[order],
+        cell=cell[order],
+        counts=np.bincount(cell, minlength=len(grid.cells)).astype(np.int64),
+        version=found["incidents"][0],
+        lineage=members_lineage(found),
+    )
+
+
+async def members_delta(
+    *,
+    session: AsyncSession,
+    previous: CellMembers,
+    filt: IncidentFilter,
+    study: StudyArea,
+    grid: Grid,
+    cell_km: float,
+) -> CellMembers | None:
+    """`previous` (of this filter and grid) brought to the versions of now from the change
+    log, or None when it cannot be (then count every incident again)."""
+    ch = snapshot.changes()
+    a = _assigned(filt, study, grid, cell_km, ids=True, only=ch.ids())
+    stmt = select(
+        versions.VERSIONS_JSON,
+        ch.covered.label("covered"),
+        ch.n.label("n"),
+        ch.whole.label("whole"),
+        ch.gone.label("gone"),
+        _packed_members(a).label("rows"),
+    )
+    row = (await session.execute(stmt, snapshot.delta_params(previous.version))).one()
+    found = versions.parse(row[0])
+    if (
+        not snapshot.delta_usable(row)
+        or members_lineage(found) != previous.lineage
+        or found["incidents"][0] < previous.version
+    ):
+        return None
+    ids, cell, counts = previous.ids, previous.cell, previous.counts.copy()
+    gone = np.frombuffer(bytes(row.gone), dtype="S16")
+    at = np.minimum(np.searchsorted(ids, gone), max(len(ids) - 1, 0))
+    hit = (ids[at] == gone) if len(ids) else np.zeros(len(gone), dtype=bool)
+    drop = at[hit]
+    counts -= np.bincount(cell[drop], minlength=len(counts)).astype(np.int64)
+    ids, cell = np.delete(ids, drop), np.delete(cell, drop)
+    new_ids, new_cell = _placed(grid, bytes(row.rows))
+    counts += np.bincount(new_cell, minlength=len(counts)).astype(np.int64)
+    where = np.searchsorted(ids, new_ids)
+    return CellMembers(
+        ids=np.insert(ids, where, new_ids),
+        cell=np.insert(cell, where, new_cell),
+        counts=counts,
+        version=found["incidents"][0],
+        lineage=previous.lineage,
+        from_delta=True,
+    )
+
+
+def gi_bins(
+    counts: npt.NDArray[np.int64], cells: Grid, *, fdr: bool
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Gi* z-scores, two-sided p-values and confidence bins of the counts over the grid."""
+    z = gistar.gi_star(counts, gistar.hex_neighbours(cells.cells))
+    p = gistar.two_sided_p(z)
+    return z, p, gistar.confidence_bins(z, p, fdr=fdr)
 
 
 def _padded(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
@@ -404,9 +556,7 @@ async def hotspots(
     if len(cells.cells) > MAX_CELLS:  # the estimate was low: refuse all the same
         raise _too_many(area, cell_km, study, len(cells.cells))
     counts = await cell_counts(session=session, filt=filt, study=study, grid=cells, cell_km=cell_km)
-    z = gistar.gi_star(counts, gistar.hex_neighbours(cells.cells))
-    p = gistar.two_sided_p(z)
-    bins = gistar.confidence_bins(z, p, fdr=fdr)
+    z, p, bins = gi_bins(counts, cells, fdr=fdr)
     parts: list[bytes] = []
     for n, ((i, j), shape, (lon, lat)) in enumerate(
         zip(cells.cells, cells.geojson, cells.centres, strict=True)

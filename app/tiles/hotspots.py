@@ -1,14 +1,18 @@
 """The hot-spot layer: the Gi* grid of GET /analysis/hotspots (its defaults) for the request's
 filters, computed once per (filters, version) in each process and kept in a small LRU; a tile
-sends PostgreSQL only the cells that reach into it."""
+sends PostgreSQL only the cells that reach into it. A new version's grid is made from the last
+one of the same filter when the change log names the changed incidents (their cells counted
+again, alone; app/analysis/hotspots.py, members_delta), not by counting every incident."""
 
 from __future__ import annotations
 
+import hashlib
+import math
+from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,11 +24,13 @@ from app.tiles.tile import BUFFER, EXTENT, Tile
 
 CELL_KM = 5.0  # the default cell size of /analysis/hotspots
 CACHE_SIZE = 8  # grids kept per process
+LATEST_KEPT = 4  # filters whose newest grid is kept as the base of a delta (~14 MB at 1 M)
 
 
 @dataclass(frozen=True)
 class HotspotGrid:
-    """The Gi* cells of one (filter, version): EPSG:3857 WKB, their boxes and properties."""
+    """The Gi* cells of one (filter, version): EPSG:3857 WKB, their boxes and properties; the
+    counted incidents per cell (the base of the next version's delta) and the grid's key."""
 
     wkb: list[bytes]
     boxes: np.ndarray  # (n, 4): xmin, ymin, xmax, ymax in EPSG:3857
@@ -32,15 +38,20 @@ class HotspotGrid:
     gi_z: list[float | None]
     gi_p: list[float | None]
     bin: list[int]
+    members: hotspot_analysis.CellMembers | None = None
+    grid_key: bytes = b""
 
 
 class HotspotCache:
     """The computed grids per (filter, version) for one process: a small LRU
     (app/analysis/cache.py); one computation per key at a time (concurrent requests for the
-    same grid wait for the first)."""
+    same grid wait for the first). The newest grid of each filter is kept too: a later version
+    is made from it and the change log when the change is small (hotspot_grid)."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.grids: VersionedCache[HotspotGrid] = VersionedCache(size)
+        self.latest: OrderedDict[IncidentFilter, HotspotGrid] = OrderedDict()
+        self.deltas = 0  # grids made from a previous one (tests, benchmarks)
 
     async def get(
         self, key: Hashable, session: AsyncSession, filt: IncidentFilter, home: str
@@ -48,9 +59,26 @@ class HotspotCache:
         """The grid for `key`, computed with the hot-spot service when missing."""
 
         async def make() -> HotspotGrid:
-            return await hotspot_grid(session=session, filt=filt, home=home)
+            previous = self.latest.get(filt)
+            made = await hotspot_grid(session=session, filt=filt, home=home, previous=previous)
+            self.deltas += int(made.members is not None and made.members.from_delta)
+            self._remember(filt, made)
+            return made
 
         return await self.grids.get(key, make)
+
+    def _remember(self, filt: IncidentFilter, made: HotspotGrid) -> None:
+        known = self.latest.get(filt)
+        newer = (
+            known is None
+            or known.members is None
+            or (made.members is not None and made.members.version >= known.members.version)
+        )
+        if newer:
+            self.latest[filt] = made
+            self.latest.move_to_end(filt)
+            while len(self.latest) > LATEST_KEPT:
+                self.latest.popitem(last=False)
 
 
 GRID_TO_MERCATOR = text(
@@ -63,28 +91,49 @@ GRID_TO_MERCATOR = text(
 )
 
 
-async def hotspot_grid(*, session: AsyncSession, filt: IncidentFilter, home: str) -> HotspotGrid:
-    """Gi* over the border zone with the default cell size (app/analysis/hotspots.py), its
-    cells projected to EPSG:3857 once."""
-    body = await hotspot_analysis.hotspots(
-        session=session,
-        filt=filt,
-        area=hotspot_analysis.BORDER_ZONE,
-        cell_km=CELL_KM,
-        fdr=False,
-        home=home,
-    )
-    features = orjson.loads(body)["features"]
-    geoms = [orjson.dumps(f["geometry"]).decode() for f in features]
-    rows = (await session.execute(GRID_TO_MERCATOR, {"geoms": geoms})).all() if geoms else []
-    props = [f["properties"] for f in features]
+async def hotspot_grid(
+    *,
+    session: AsyncSession,
+    filt: IncidentFilter,
+    home: str,
+    previous: HotspotGrid | None = None,
+) -> HotspotGrid:
+    """Gi* over the border zone with the default cell size (app/analysis/hotspots.py, as GET
+    /analysis/hotspots answers it without FDR), its cells projected to EPSG:3857 once per
+    grid. With `previous` (an older grid of the same filter), its counts are brought up to
+    date from the change log when they can be, instead of counting every incident."""
+    ha = hotspot_analysis
+    study = await ha.study_area(session=session, area=ha.BORDER_ZONE, home=home)
+    cells = await ha.grid(session=session, study=study, cell_km=CELL_KM)
+    grid_key = hashlib.sha256(study.wkb).digest()
+    same = previous is not None and previous.grid_key == grid_key
+    members = None
+    if same and previous is not None and previous.members is not None:
+        members = await ha.members_delta(
+            session=session, previous=previous.members, filt=filt, study=study, grid=cells,
+            cell_km=CELL_KM,
+        )  # fmt: skip
+    if members is None:
+        members = await ha.members(
+            session=session, filt=filt, study=study, grid=cells, cell_km=CELL_KM
+        )
+    z, p, bins = ha.gi_bins(members.counts, cells, fdr=False)
+    if same and previous is not None:
+        wkb, boxes = previous.wkb, previous.boxes
+    else:
+        geoms = cells.geojson
+        rows = (await session.execute(GRID_TO_MERCATOR, {"geoms": geoms})).all() if geoms else []
+        wkb = [bytes(r[0]) for r in rows]
+        boxes = np.array([r[1:] for r in rows], dtype=float).reshape(-1, 4)
     return HotspotGrid(
-        wkb=[bytes(r[0]) for r in rows],
-        boxes=np.array([r[1:] for r in rows], dtype=float).reshape(-1, 4),
-        count=[int(p["count"]) for p in props],
-        gi_z=[p["gi_z"] for p in props],
-        gi_p=[p["gi_p"] for p in props],
-        bin=[int(p["bin"]) for p in props],
+        wkb=wkb,
+        boxes=boxes,
+        count=[int(c) for c in members.counts],
+        gi_z=[None if math.isnan(v) else float(v) for v in z],
+        gi_p=[None if math.isnan(v) else float(v) for v in p],
+        bin=[int(b) for b in bins],
+        members=members,
+        grid_key=grid_key,
     )
 
 
