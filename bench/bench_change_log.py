@@ -5,13 +5,18 @@
    unchanged by the log (`reuse`: the log's query and the bytes handed back);
 2. the dashboard snapshot of a national key after a few changes: the delta from the changed ids
    against a full rebuild from every row;
-3. what the log adds to writes: the log's own INSERT for 1 000 rows; a 5 000-row INSERT ...
+3. the cross-boundary hits of the dashboard's table (which incident is near which shared
+   province line) and the hot-spot tiles' Gi* grid after 1, 10 and 100 changes: brought up to
+   date from the changed ids (`adjacency.hits_delta`, `hotspots.members_delta`) against made
+   from every incident; and what keeping the grid's members costs a full count (`members`
+   against `cell_counts`, the statement before);
+4. what the log adds to writes: the log's own INSERT for 1 000 rows; a 5 000-row INSERT ...
    SELECT (an import batch: one box row), four 500-row ones (logged row by row) and 50
    one-row creates, each with and without the log's triggers (CPU seconds of the backend:
    steadier than wall time on a shared machine).
 
     .venv/bin/python -m bench.bench_change_log [--database bench] [--rounds 7]
-        [--parts tiles,snapshots,writes]
+        [--parts tiles,snapshots,hits,hotspots,writes]
 
 Everything runs in ONE transaction that is rolled back: the log's tables, functions and
 triggers are made inside it when the database does not have them yet (the shared `bench`
@@ -38,11 +43,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.analysis import snapshot
+from app.analysis import adjacency, snapshot
+from app.analysis import hotspots as hotspot_analysis
 from app.auth.scope import NATIONAL
 from app.config import Settings
 from app.db import create_engine, sessionmaker
 from app.incidents.filters import IncidentFilter
+from app.jurisdictions import eras
+from app.tiles import hotspots as hotspot_tiles
 from app.tiles import incidents as incident_tiles
 from app.tiles.tile import Tile
 from bench.common import ROOT, cluster
@@ -170,6 +178,91 @@ async def snapshots(session: AsyncSession, rounds: int) -> None:
         print(f"    delta        {ms(delta)}   full / delta: {ratio:.1f}x")
 
 
+async def _full_and_delta(
+    session: AsyncSession,
+    rounds: int,
+    first: Any,
+    full: Callable[[], Awaitable[Any]],
+    delta: Callable[[Any], Awaitable[Any]],
+    size: Callable[[Any], Any],
+) -> None:
+    """After 1, 10 and 100 copies per version: `delta(previous)` against `full()`, alternately;
+    the two answers' `size` must agree."""
+    previous = first
+    for changes in (1, 10, 100):
+        fulls: list[float] = []
+        deltas: list[float] = []
+        for _ in range(max(2, rounds // 3)):
+            await copies(session, changes, north=False)
+            base = previous
+            t, updated = await timed(lambda: delta(base))  # noqa: B023
+            assert updated is not None, "the delta did not apply"
+            deltas.append(t)
+            t, made = await timed(full)
+            assert made is not None and size(made) == size(updated), (size(made), size(updated))
+            fulls.append(t)
+            previous = updated
+        ratio = statistics.median(fulls) / statistics.median(deltas)
+        print(f"  {changes:>3} new incidents per version:")
+        print(f"    from every incident {ms(fulls)}")
+        print(f"    delta               {ms(deltas)}   full / delta: {ratio:.1f}x")
+
+
+async def hits(session: AsyncSession, rounds: int) -> None:
+    level, km, at = adjacency.MEMORY_LEVEL, adjacency.MEMORY_KM, eras.today()
+
+    async def full() -> adjacency.PairHits | None:
+        return await adjacency.pair_hits(session=session, level=level, km=km, at=at)
+
+    async def delta(previous: adjacency.PairHits) -> adjacency.PairHits | None:
+        return await adjacency.hits_delta(
+            session=session, previous=previous, level=level, km=km, at=at
+        )
+
+    first = await full()
+    assert first is not None
+    print(f"cross-boundary hits ({level}, {km:g} km): {len(first.ids):,}")
+    await _full_and_delta(session, rounds, first, full, delta, lambda h: sorted(
+        zip(h.pair.tolist(), h.ids.tolist(), strict=True)))  # fmt: skip
+
+
+async def hotspot_grids(session: AsyncSession, rounds: int) -> None:
+    ha = hotspot_analysis
+    study = await ha.study_area(session=session, area=ha.BORDER_ZONE, home="VNM")
+    cells = await ha.grid(session=session, study=study, cell_km=hotspot_tiles.CELL_KM)
+    counts: list[float] = []
+    members: list[float] = []
+    for _ in range(max(2, rounds // 2)):
+        t, counted = await timed(
+            lambda: ha.cell_counts(
+                session=session, filt=FILT, study=study, grid=cells, cell_km=hotspot_tiles.CELL_KM
+            )
+        )
+        counts.append(t)
+        t, kept = await timed(
+            lambda: ha.members(
+                session=session, filt=FILT, study=study, grid=cells, cell_km=hotspot_tiles.CELL_KM
+            )
+        )
+        members.append(t)
+        assert (kept.counts == counted).all()
+    print(f"hot-spot grid: {len(cells.cells):,} cells, {int(kept.counts.sum()):,} incidents")
+    print(f"  counts per cell (before)   {ms(counts)}")
+    print(f"  counts and members (now)   {ms(members)}")
+
+    async def full() -> hotspot_tiles.HotspotGrid:
+        return await hotspot_tiles.hotspot_grid(session=session, filt=FILT, home="VNM")
+
+    async def delta(previous: hotspot_tiles.HotspotGrid) -> hotspot_tiles.HotspotGrid | None:
+        made = await hotspot_tiles.hotspot_grid(
+            session=session, filt=FILT, home="VNM", previous=previous
+        )
+        return made if made.members is not None and made.members.from_delta else None
+
+    print("  the whole grid (Gi* and bins included):")
+    await _full_and_delta(session, rounds, await full(), full, delta, lambda g: (g.count, g.bin))
+
+
 def backend_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) of one PostgreSQL backend so far (/proc; same machine)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -250,6 +343,10 @@ async def main_async(database: str, rounds: int, parts: set[str]) -> None:
                     await tiles(session, rounds)
                 if "snapshots" in parts:
                     await snapshots(session, rounds)
+                if "hits" in parts:
+                    await hits(session, rounds)
+                if "hotspots" in parts:
+                    await hotspot_grids(session, rounds)
                 if "writes" in parts:
                     await writes(session, max(2, rounds // 2))
             finally:
@@ -262,7 +359,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", default="bench")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--parts", default="tiles,snapshots,writes")
+    parser.add_argument("--parts", default="tiles,snapshots,hits,hotspots,writes")
     args = parser.parse_args()
     asyncio.run(main_async(args.database, args.rounds, set(args.parts.split(","))))
 
