@@ -82,12 +82,30 @@ async function start() {
   // layers as soon as it has loaded, without a round trip more)
   const tileUrlsSoon = incidentAndHotspotTiles();
   tileUrlsSoon.catch(() => {}); // reported by addFilteredLayers
+  const configSoon = getJSON("/dashboard/config.json");
+  const referenceSoon = Promise.all([
+    getJSON("/categories"), getJSON("/analysis/stats", { group_by: "month" }),
+    loadUnits(), boundaryTiles(), getJSON("/borders"), getJSON("/border-posts"),
+    getJSON("/cooperation-areas")]);
+  referenceSoon.catch(() => {}); // reported below
   try {
-    [config, categories, months, jurisdictions, boundaries, borders, posts, areas] = await Promise.all([
-      getJSON("/dashboard/config.json"), getJSON("/categories"),
-      getJSON("/analysis/stats", { group_by: "month" }),
-      loadUnits(), boundaryTiles(), getJSON("/borders"), getJSON("/border-posts"),
-      getJSON("/cooperation-areas")]);
+    config = await configSoon;
+  } catch (err) {
+    reportError(t("main.referenceData"), err);
+    return;
+  }
+  // the map is made as soon as its configuration is known: its canvas, style and workers get
+  // ready while the reference data is on its way. The table bar takes its room first: shown
+  // later, it would shrink the map, and the statistics would be asked again for the smaller view
+  $("table-bar").hidden = !state.reader;
+  setMap(createMap({ container: "map", config, view: state.view }));
+  map.on("error", reportMapError);
+  // a tile that arrives says the server is reachable again
+  map.on("data", (e) => { if (e.dataType === "source" && e.tile) reachable(true); });
+  watchTiles(map);
+  const mapLoaded = new Promise((resolve) => { map.once("load", resolve); });
+  try {
+    [categories, months, jurisdictions, boundaries, borders, posts, areas] = await referenceSoon;
   } catch (err) {
     reportError(t("main.referenceData"), err);
     return;
@@ -105,43 +123,34 @@ async function start() {
   setUpExport();
   setUpNearbyTool();
 
-  // the table bar takes its room before the map is made: shown later, it would shrink the map,
-  // and the statistics would be asked again for the smaller view
-  $("table-bar").hidden = !state.reader;
-  setMap(createMap({ container: "map", config, view: state.view }));
-  map.on("error", reportMapError);
-  // a tile that arrives says the server is reachable again
-  map.on("data", (e) => { if (e.dataType === "source" && e.tile) reachable(true); });
-  watchTiles(map);
-  map.on("load", async () => {
-    // the live feed opens first, so nothing that happens while the layers load is missed
-    // (its events wait for liveReady() below)
-    startLive();
-    if (!state.view) map.fitBounds(homeBounds(jurisdictions), { padding: 20, duration: 0 });
-    addBaseLayers(map, { jurisdictions, boundaryTiles: boundaries, borders, posts,
-      homeCountry: config.home_country, raster: Boolean(config.basemap_url) });
-    const labels = createLabels(map);
-    labels.setUnits(jurisdictions.features);
-    setLabels(labels);
-    // the panels start now, beside the tile layers (neither waits for the other)
-    const panels = whileWorking(() => Promise.all([refreshStats(), refreshBorderZone(), refreshNeighbours()]));
-    await addFilteredLayers(tileUrlsSoon);
-    setUpMapClicks();
-    setUpIncidentTable();
-    const refreshStatsSoon = debounced(refreshStatsIfMoved, MOVE_SETTLE_MS);
-    map.on("moveend", () => {
-      writeUrl(map);
-      updateHint();
-      refreshStatsSoon();
-    });
-    watchForNewIncidents();
-    await whileWorking(async () => {
-      await panels;
-      updateHint();
-      writeUrl(map);
-    });
-    liveReady();
+  await mapLoaded;
+  // the live feed opens first, so nothing that happens while the layers load is missed
+  // (its events wait for liveReady() below)
+  startLive();
+  if (!state.view) map.fitBounds(homeBounds(jurisdictions), { padding: 20, duration: 0 });
+  addBaseLayers(map, { jurisdictions, boundaryTiles: boundaries, borders, posts,
+    homeCountry: config.home_country, raster: Boolean(config.basemap_url) });
+  const labels = createLabels(map);
+  labels.setUnits(jurisdictions.features);
+  setLabels(labels);
+  // the panels start now, beside the tile layers (neither waits for the other)
+  const panels = whileWorking(() => Promise.all([refreshStats(), refreshBorderZone(), refreshNeighbours()]));
+  await addFilteredLayers(tileUrlsSoon);
+  setUpMapClicks();
+  setUpIncidentTable();
+  const refreshStatsSoon = debounced(refreshStatsIfMoved, MOVE_SETTLE_MS);
+  map.on("moveend", () => {
+    writeUrl(map);
+    updateHint();
+    refreshStatsSoon();
   });
+  watchForNewIncidents();
+  await whileWorking(async () => {
+    await panels;
+    updateHint();
+    writeUrl(map);
+  });
+  liveReady();
 }
 
 /** The key's own area for a scoped key, else Vietnam. */
