@@ -35,9 +35,9 @@ from app.i18n import Lang
 from app.incidents.filters import IncidentFilter
 from app.jurisdictions import eras
 from app.main import create_app
+from app.tiles import change_log, versions
 from app.tiles import hotspots as hotspot_tiles
 from app.tiles import incidents as incident_tiles
-from app.tiles import versions
 from app.tiles.hotspots import HotspotCache
 from app.tiles.tile import Tile
 from conftest import Demo, database_on, drop_database, prepare_database
@@ -440,10 +440,13 @@ async def test_the_snapshot_updated_from_the_log_equals_a_rebuild(
 async def test_the_snapshot_is_rebuilt_when_the_log_cannot_tell(
     db: Db, api: httpx.AsyncClient
 ) -> None:
-    """A statement changing more than LOG_ROWS_MAX incidents leaves one box without ids: the
-    next snapshot is a full rebuild (and the same as one)."""
+    """A statement changing more than the log's limit of incidents (LOG_ROWS_MAX, set smaller
+    here) leaves one box without ids: the next snapshot is a full rebuild (and the same as one).
+    Under the limit, the same statement (every incident: an import's size here) is logged
+    incident by incident and the snapshot follows it by a delta."""
     before = await build(db)
     async with db.engine.begin() as conn:
+        await conn.execute(text(f"SET LOCAL {change_log.LOG_ROWS_SETTING} = 1000"))
         await conn.execute(text("UPDATE incident SET version = version + 1"))
         logged = await conn.execute(
             text(
@@ -453,8 +456,20 @@ async def test_the_snapshot_is_rebuilt_when_the_log_cannot_tell(
         )
         assert tuple(logged.one()) == (1, 0)
     applied = snapshot.DELTAS["applied"]
-    _same(await build(db, before), await build(db))
+    rebuilt = await build(db, before)
+    _same(rebuilt, await build(db))
     assert snapshot.DELTAS["applied"] == applied
+    async with db.engine.begin() as conn:
+        changed = (await conn.execute(text("UPDATE incident SET version = version + 1"))).rowcount
+        logged = await conn.execute(
+            text(
+                "SELECT count(*), count(DISTINCT incident_id) FROM incident_change"
+                " WHERE xid = txid_current()"
+            )
+        )
+        assert changed > 1000 and tuple(logged.one()) == (2 * changed, changed)
+    _same(await build(db, rebuilt), await build(db))
+    assert snapshot.DELTAS["applied"] == applied + 1
 
 
 async def hits(db: Db, previous: adjacency.PairHits | None = None) -> adjacency.PairHits | None:
@@ -512,8 +527,10 @@ async def test_the_cross_boundary_hits_updated_from_the_log_equal_a_rebuild(
     assert pairs_of(before) - pairs_of(updated) <= {
         p for p in pairs_of(before) if p[2] in moved_ids
     }
-    # a statement changing every incident leaves a box without ids: no delta, a rebuild
+    # a statement changing more incidents than the log's limit leaves a box without ids: no
+    # delta, a rebuild
     async with db.engine.begin() as conn:
+        await conn.execute(text(f"SET LOCAL {change_log.LOG_ROWS_SETTING} = 1000"))
         await conn.execute(text("UPDATE incident SET version = version + 1"))
     assert await hits(db, updated) is None
     for made in (added, far):

@@ -33,7 +33,10 @@ from sqlalchemy import (
 
 from app.db import Base
 
-LOG_ROWS_MAX = 1000  # a statement changing more incidents leaves one box instead of its rows
+# a statement changing more incidents leaves one box instead of its rows (migration 0026; a
+# transaction may set a smaller limit in this setting: tests)
+LOG_ROWS_MAX = 20_000
+LOG_ROWS_SETTING = "borderwatch.change_log_rows_max"
 
 incident_change_commit = Table(
     "incident_change_commit",
