@@ -30,6 +30,7 @@ from app.db import create_engine, ensure_database, sessionmaker
 from app.incidents.filters import IncidentFilter, parse_datetime
 from app.jurisdictions import eras
 from app.main import create_app
+from app.tiles import versions
 from conftest import Demo, database_on, drop_database, prepare_database
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -186,8 +187,8 @@ async def _settle(app: Any) -> None:
 async def test_routes_answer_alike_before_and_after_a_write(db: Db) -> None:
     """Through the routes: the first answer (PostgreSQL) starts the builds, the second comes
     from memory and is the same; a committed write moves the versions: the next answer counts
-    it at once (PostgreSQL again, while the new snapshot builds), and so does the one after
-    (memory)."""
+    it at once (from the kept snapshot brought up to date by the change log, which the request
+    waits for), and so does the one after (memory)."""
     settings = Settings(environment="test", database_url=None)
     app = create_app(settings, engine=db.engine)
     headers = {"Authorization": f"Bearer {db.admin}"}
@@ -224,8 +225,15 @@ async def test_routes_answer_alike_before_and_after_a_write(db: Db) -> None:
             },
         )  # fmt: skip
         assert r.status_code == 201, r.text
-        for _ in range(2):  # PostgreSQL (the build starts), then memory
+        applied = snapshot.DELTAS["applied"]
+        for _ in range(2):  # the delta (awaited by the first), then memory
             after = await _get(c, "/analysis/stats", group_by="category", **view)
+            # the first request waited for the kept snapshot's delta instead of a scan
+            assert snapshot.DELTAS["applied"] == applied + 1
+            async with sessionmaker(db.engine)() as session:
+                now = (await versions.read(session=session))["incidents"][0]
+            kept = snapshots_in(app.state).latest.values()
+            assert max(v.version for v in kept if isinstance(v, snapshot.Snapshot)) == now
             assert after["total"] == first["total"] + 1
             count = {g["key"]: g["count"] for g in after["groups"]}
             was = {g["key"]: g["count"] for g in first["groups"]}

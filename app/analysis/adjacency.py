@@ -302,14 +302,7 @@ async def hits_delta(
     found = select(
         func.array_agg(cast(hits.c.id, String) + sep + hits.c.a + sep + hits.c.b)
     ).scalar_subquery()
-    stmt = select(
-        versions.VERSIONS_JSON,
-        ch.covered.label("covered"),
-        ch.n.label("n"),
-        ch.whole.label("whole"),
-        ch.gone.label("gone"),
-        found.label("hits"),
-    )
+    stmt = select(*ch.head(), found.label("hits"))
     row = (await session.execute(stmt, snapshot.delta_params(previous.version))).one()
     now = versions.parse(row[0])
     if (

@@ -52,10 +52,15 @@ async def _from_memory(
     if snap is None:
         return None
     found = await versions.read(session=session)
-    hits: adjacency.PairHits | None = cache.ready(adjacency.hits_token(found, level, km, at))
+    key = adjacency.hits_token(found, level, km, at)
+    hits: adjacency.PairHits | None = cache.ready(key)
     if hits is None:
-        adjacency.build_hits(cache, found, level, km, at)
-        return None
+        task = adjacency.build_hits(cache, found, level, km, at)
+        if cache.latest_of(adjacency.hits_lineage(found, level, km, at)) is None:
+            return None
+        hits = await snapshot.wait_for_delta(cache, key, task)  # most likely a delta
+        if hits is None:
+            return None
     pairs = await asyncio.to_thread(adjacency.table_from_memory, snap, hits, filt)
     return orjson.dumps({"level": level, "km": km, "at": at.isoformat(), "pairs": pairs})
 

@@ -473,14 +473,7 @@ async def members_delta(
     log, or None when it cannot be (then count every incident again)."""
     ch = snapshot.changes()
     a = _assigned(filt, study, grid, cell_km, ids=True, only=ch.ids())
-    stmt = select(
-        versions.VERSIONS_JSON,
-        ch.covered.label("covered"),
-        ch.n.label("n"),
-        ch.whole.label("whole"),
-        ch.gone.label("gone"),
-        _packed_members(a).label("rows"),
-    )
+    stmt = select(*ch.head(), _packed_members(a).label("rows"))
     row = (await session.execute(stmt, snapshot.delta_params(previous.version))).one()
     found = versions.parse(row[0])
     if (
