@@ -20,6 +20,8 @@ import pytest
 import scipy.stats  # type: ignore[import-untyped]
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from test_fields import _local as bundled_unit
+from test_fields import _vi
 from typer.testing import CliRunner
 
 from app import migrate
@@ -30,6 +32,7 @@ from app.db import create_engine, sessionmaker
 from app.geodata import load as geodata
 from app.reports import briefing
 from conftest import app_client, database_on, drop_database, make_key, needs
+from geo_reference import units_of
 
 PROBLEM = "application/problem+json"
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -509,3 +512,17 @@ async def test_cooperation_area_and_its_key(
         assert (await member.get("/reports/briefing", params=today)).status_code == 200
         far = await member.get("/reports/briefing", params=params | {"area": f"jurisdiction:{HCM}"})
         assert far.status_code == 403 and far.headers["content-type"] == PROBLEM
+
+
+async def test_emerging_rows_name_their_commune(session: AsyncSession) -> None:
+    """An emerging hot spot's row names where its cell lies in today's map ('Xã …, Tỉnh …'),
+    the commune found by an independent lookup in the bundled files (geo_reference); the open
+    sea is no commune."""
+    gate = (106.7050, 21.9600)  # near the Hữu Nghị gate, Lạng Sơn
+    _, today = units_of(*gate)
+    province, commune = today
+    places = await briefing._places_at(session, [gate, (112.0, 9.0)], "vi")
+    assert places == [f"{_vi(commune)}, {_vi(province)}", ""]
+    assert places[0].endswith(", Tỉnh Lạng Sơn")
+    english = await briefing._places_at(session, [gate], "en")
+    assert english == [f"{bundled_unit(commune)['name']}, {bundled_unit(province)['name']}"]

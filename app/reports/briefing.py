@@ -26,21 +26,24 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from geoalchemy2 import Geometry
-from sqlalchemy import String, cast, func, literal_column, or_, select, text, true
+from sqlalchemy import Float, String, cast, func, literal_column, or_, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from app import i18n
 from app.analysis import adjacency, emerging, gistar, hotspots, stats
 from app.auth.scope import Scope
 from app.cooperation.members import AreaMembers, members_of
 from app.cooperation.models import CooperationArea
 from app.errors import Forbidden, InvalidInput
 from app.geo import spatial
-from app.geo.spatial import SRID_UTM48N
+from app.geo.spatial import SRID_UTM48N, SRID_WGS84
 from app.i18n import COUNTRY_NAMES_VI, Lang
 from app.incidents.filters import IncidentFilter, parse_datetime
 from app.incidents.models import Category, Incident
 from app.jurisdictions import eras
+from app.jurisdictions.models import Jurisdiction
 
 Format = Literal["pdf", "html"]
 FORMATS: tuple[Format, ...] = get_args(Format)
@@ -510,6 +513,53 @@ async def _hot_cells(
     return grid, counts, bins
 
 
+async def _places_at(
+    session: AsyncSession, points: list[tuple[float, float]], lang: Lang
+) -> list[str]:
+    """Where each point (lon, lat) lies in today's map, as a commander reads it: 'Xã A, Tỉnh B'
+    (the commune in force today and its province, in `lang`), or '' outside every commune."""
+    if not points:
+        return []
+    today = eras.today()
+    u = (
+        func.unnest(
+            cast(array([x for x, _ in points]), ARRAY(Float)),
+            cast(array([y for _, y in points]), ARRAY(Float)),
+        )
+        .table_valued("lon", "lat", with_ordinality="n")
+        .render_derived("u")
+    )
+    c, p = aliased(Jurisdiction), aliased(Jurisdiction)
+    point = func.ST_SetSRID(func.ST_MakePoint(u.c.lon, u.c.lat), SRID_WGS84)
+    commune = (
+        select(
+            i18n.display_name(c, lang).label("commune"),
+            i18n.display_name(p, lang).label("province"),
+        )
+        .select_from(c)
+        .outerjoin(
+            p,
+            (p.code == c.parent_code) & func.incident_in_force(p.valid_from, p.valid_to, today),
+        )
+        .where(
+            c.level == "commune",
+            func.incident_in_force(c.valid_from, c.valid_to, today),
+            func.ST_Covers(c.geom, point),
+        )
+        .limit(1)
+        .lateral("c")
+    )
+    stmt = (
+        select(u.c.n, commune.c.commune, commune.c.province)
+        .select_from(u.outerjoin(commune, true()))
+        .order_by(u.c.n)
+    )
+    out = []
+    for _, name, province in (await session.execute(stmt)).all():
+        out.append(", ".join(x for x in (name, province) if x))
+    return out
+
+
 async def _emerging(
     session: AsyncSession, scope: Scope, area: Area, period: Period, grid: hotspots.Grid,
     cell_km: float, lang: Lang,
@@ -545,6 +595,10 @@ async def _emerging(
         )
     order = {code: n for n, (code, _, _) in enumerate(emerging.CATEGORIES)}
     rows.sort(key=lambda r: (order[r["category"]], -r["count"]))
+    listed = rows[:EMERGING_ROWS]
+    places = await _places_at(session, [(r["lon"], r["lat"]) for r in listed], lang)
+    for r, place in zip(listed, places, strict=True):
+        r["place"] = place
     return {
         "steps": [emerging.step_label(e, "month") for e in edges[:-1]],
         "cells": len(grid.cells),
@@ -554,7 +608,7 @@ async def _emerging(
             for c, _, _ in emerging.CATEGORIES
             if c in totals
         ],
-        "rows": rows[:EMERGING_ROWS],
+        "rows": listed,
         "hot": [r for r in rows if r["category"].endswith("hot_spot")],
     }
 

@@ -81,7 +81,7 @@ TEXT: dict[str, dict[Lang, str]] = {
     "near": {"vi": "Vụ việc trong 5 km", "en": "Incidents within 5 km"},
     "kind": {"vi": "Loại điểm nóng", "en": "Pattern"},
     "cells": {"vi": "Số ô", "en": "Cells"},
-    "centre": {"vi": "Tâm ô (kinh độ, vĩ độ)", "en": "Cell centre (lon, lat)"},
+    "centre": {"vi": "Nơi (xã, tỉnh; tâm ô)", "en": "Where (commune, province; cell centre)"},
     "count12": {"vi": "Số vụ 12 tháng", "en": "Incidents, 12 months"},
     "trend": {"vi": "Xu hướng (z)", "en": "Trend (z)"},
     "legend_area": {"vi": "Khu vực báo cáo", "en": "Reported area"},
@@ -455,7 +455,8 @@ def _emerging_part(b: Briefing) -> str:
     totals = "; ".join(f"{escape(x['name'])}: {number(x['cells'], lang)}" for x in e["totals"])
     rows = "".join(
         f"<tr><td>{escape(r['name'])}</td>"
-        f"<td>{number(r['lon'], lang, 3)}, {number(r['lat'], lang, 3)}</td>"
+        f"<td>{escape(r['place']) + '<br>' if r.get('place') else ''}"
+        f"<span class='note'>{number(r['lon'], lang, 3)}, {number(r['lat'], lang, 3)}</span></td>"
         f"<td class='n'>{number(r['count'], lang)}</td>"
         f"<td class='n'>{number(r['trend_z'], lang, 2) if r['trend_z'] == r['trend_z'] else '—'}"
         "</td></tr>"
