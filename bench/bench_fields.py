@@ -60,10 +60,14 @@ real_joined = schema.joined
 
 
 def codes_only(
-    lang: Lang, rows: FromClause | None = None, wanted: Collection[str] | None = None
+    lang: Lang,
+    rows: FromClause | None = None,
+    wanted: Collection[str] | None = None,
+    *,
+    lookups: bool = False,
 ) -> schema.Joined:
     """The fields without the names (NULL), so without the joins the names need."""
-    return real_joined(lang, rows, set(wanted or schema.BY_NAME) - schema.NAMES)
+    return real_joined(lang, rows, set(wanted or schema.BY_NAME) - schema.NAMES, lookups=lookups)
 
 
 @contextmanager
