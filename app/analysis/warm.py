@@ -40,7 +40,6 @@ from app.analysis.stats_routes import snapshots_in
 from app.auth.scope import Scope
 from app.incidents.filters import IncidentFilter
 from app.jurisdictions import eras
-from app.reports import render
 from app.tiles import incidents as incident_tiles
 from app.tiles import versions
 from app.tiles.tile import Tile
@@ -198,9 +197,6 @@ async def run(app: FastAPI) -> None:
             seen = found
             app.state.dashboard_warm_rounds = getattr(app.state, "dashboard_warm_rounds", 0) + 1
             log.info("dashboard caches warmed in %.1f s", time.perf_counter() - started)
-            if app.state.dashboard_warm_rounds == 1:  # then the briefing's printer
-                with contextlib.suppress(Exception):  # a PDF will say what is missing
-                    await asyncio.to_thread(render.load_printer)
         await asyncio.sleep(POLL_S)
 
 

@@ -538,12 +538,6 @@ def html(b: Briefing) -> str:
     )
 
 
-def load_printer() -> None:
-    """Import WeasyPrint (and Pango, fontTools) now: ~0.6-1.5 s of a first PDF otherwise (the
-    dashboard warmer calls it in a thread once the caches are filled)."""
-    import weasyprint  # noqa: F401
-
-
 def pdf(document: str) -> bytes:
     """The HTML as PDF (WeasyPrint; the fonts embedded as subsets). CPU-bound: call it in a
     thread."""
