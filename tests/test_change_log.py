@@ -472,6 +472,20 @@ async def test_the_snapshot_is_rebuilt_when_the_log_cannot_tell(
     assert snapshot.DELTAS["applied"] == applied + 1
 
 
+async def three_of(db: Db, ids: np.ndarray) -> list[Any]:
+    """Three of these incidents (uuid bytes, S16: numpy drops trailing zero bytes): id, lon,
+    lat and version."""
+    async with db.engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "SELECT id, ST_X(geom), ST_Y(geom), version FROM incident"
+                " WHERE id = ANY(:ids) ORDER BY id LIMIT 3"
+            ),
+            {"ids": [uuid.UUID(bytes=bytes(i).ljust(16, b"\0")) for i in ids]},
+        )
+        return list(found.all())
+
+
 async def hits(db: Db, previous: adjacency.PairHits | None = None) -> adjacency.PairHits | None:
     """The cross-boundary hits of the dashboard's table: from `previous` and the log only
     (hits_delta) when given, else made from every incident."""
@@ -499,16 +513,7 @@ async def test_the_cross_boundary_hits_updated_from_the_log_equal_a_rebuild(
     before = await hits(db)
     assert before is not None and len(before.ids) >= 3
     # three incidents near shared lines, and where the first lies
-    async with db.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT id, ST_X(geom), ST_Y(geom), version FROM incident"
-                    " WHERE id = ANY(:ids) ORDER BY id LIMIT 3"
-                ),
-                {"ids": [uuid.UUID(bytes=bytes(i).ljust(16, b"\0")) for i in before.ids[:50]]},
-            )
-        ).all()
+    rows = await three_of(db, before.ids[:50])
     spot = (float(rows[0][1]), float(rows[0][2]))
     added = await create(api, spot)
     far = await create(api, FAR)
@@ -555,20 +560,7 @@ async def test_the_hot_spot_grid_updated_from_the_log_equals_a_recount(
     before, _ = await grid_now()
     assert before.members is not None and sum(before.count) > 0
     # a counted incident's spot gets a new one; another counted one moves far, a third goes
-    counted = [
-        uuid.UUID(bytes=bytes(i).ljust(16, b"\0"))
-        for i in before.members.ids[: min(60, len(before.members.ids))]
-    ]
-    async with db.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT id, ST_X(geom), ST_Y(geom), version FROM incident"
-                    " WHERE id = ANY(:ids) ORDER BY id LIMIT 3"
-                ),
-                {"ids": counted},
-            )
-        ).all()
+    rows = await three_of(db, before.members.ids[:60])
     added = await create(api, (float(rows[0][1]), float(rows[0][2])))
     await move(api, {"id": str(rows[1][0]), "etag": f'"v{rows[1][3]}"'}, (106.70, 10.78))
     await delete(api, {"id": str(rows[2][0])})
