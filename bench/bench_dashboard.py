@@ -5,16 +5,20 @@ at 1366 x 768, against our API in uvicorn on 127.0.0.1 over the bench cluster's 
 database, with a fresh national admin key.
 
     .venv/bin/python -m bench.bench_dashboard --warm --before-ref 456aed4 [--rounds 2]
-        [--views national,south ...] [--json out.json]
+        [--views national,south ...] [--returning] [--json out.json]
 
 For each view and round: a new server process (nothing kept in its caches), then the link
 opened twice, each time in a fresh browser context (nothing cached in the browser): `cold` is
 the first visit after the server started, `warm` the second. `--warm` installs the dashboard
 warmer (app/analysis/warm.py) and opens the cold visit once it has filled the caches (what the
 first visitor of the day sees); `--before-ref REF` serves app/ as it was at REF beside it, the
-order alternating per view. Per visit: the
-settle time, the number of requests, and the slowest requests (Playwright's timing: when each
-started after the link was opened and how long it took) so that what blocks settling shows.
+order alternating per view. `--returning` adds two visits in a returning browser (`cold-ret`,
+`warm-ret`): one profile on disk that opened every view once on an earlier server (its HTTP
+cache, compiled scripts and GPU shader cache kept), as a command centre's browser has the
+morning after. Per visit: the settle time — when the last request, refresh or map draw finished
+(the page's `settledAt()`), and when `settled()` confirmed it (three calm looks 100 ms apart,
+0.2–0.3 s later) —, the number of requests, and the slowest requests (Playwright's timing: when
+each started after the link was opened and how long it took) so that what blocks settling shows.
 
 The machine is shared: compare figures of one run, alternate what you compare.
 """
@@ -27,6 +31,7 @@ import json
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +96,8 @@ async def wait_warmed(base: str, cap_s: float) -> float:
 
 @dataclass
 class Visit:
-    settle_s: float
+    settle_s: float  # until settled() resolved (its three calm looks included)
+    settled_at_s: float  # until the last request, refresh or map draw finished (settledAt())
     requests: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -101,10 +107,11 @@ def _short(url: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-async def visit(browser: Any, base: str, key: str, query: str) -> Visit:
-    """Open the link in a fresh context; the seconds until settled() resolved, and every
-    request with its start (after the link was opened) and duration."""
-    context = await browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+async def visit(open_context: Any, base: str, key: str, query: str) -> Visit:
+    """Open the link in the context `open_context()` makes; the seconds until the page settled
+    and until settled() resolved, and every request with its start (after the link was opened)
+    and duration."""
+    context = await open_context()
     await context.add_init_script("localStorage.setItem('borderwatch.lang', 'vi');")
     page = await context.new_page()
     errors: list[str] = []
@@ -124,7 +131,12 @@ async def visit(browser: Any, base: str, key: str, query: str) -> Visit:
             await asyncio.sleep(0.02)
         await page.evaluate(f"window.borderwatch.settled({SETTLE_TIMEOUT_MS})")
         settle_s = time.perf_counter() - opened
-        out = Visit(settle_s, errors=errors)
+        at_epoch_ms = await page.evaluate(
+            "window.borderwatch.settledAt ? performance.timeOrigin"
+            " + window.borderwatch.settledAt() : null"
+        )  # null: a page from before settledAt() (--before-ref)
+        at_s = settle_s if at_epoch_ms is None else (at_epoch_ms - opened_epoch_ms) / 1000
+        out = Visit(settle_s, at_s, errors=errors)
         for r in done:
             timing = r.timing
             start = timing.get("startTime", 0.0)
@@ -145,7 +157,8 @@ async def visit(browser: Any, base: str, key: str, query: str) -> Visit:
 def _report(name: str, kind: str, v: Visit) -> None:
     slow = sorted(v.requests, key=lambda r: -(r["ms"] or 0))[:SLOWEST]
     print(
-        f"{name:<20} {kind:<5} settled {v.settle_s:6.2f} s  {len(v.requests):3d} requests"
+        f"{name:<20} {kind:<5} settled {v.settled_at_s:6.2f} s (confirmed {v.settle_s:.2f} s)"
+        f"  {len(v.requests):3d} requests"
         + (f"  {len(v.errors)} console errors" if v.errors else ""),
         file=sys.stderr,
     )
@@ -169,6 +182,12 @@ async def main() -> None:
         "--before-ref", help="also serve app/ as it was at this git ref (no warmer), alternating"
     )
     parser.add_argument("--warm-cap", type=float, default=600.0, help="seconds to wait at most")
+    parser.add_argument(
+        "--returning", action="store_true",
+        help="also visit in a returning browser: one profile (HTTP cache, compiled scripts and"
+        " shaders) that opened every view once on an earlier server, as a command centre's"
+        " browser did the day before",
+    )  # fmt: skip
     parser.add_argument("--json", help="write every visit here")
     args = parser.parse_args()
     names = [v for v in args.views.split(",") if v]
@@ -184,8 +203,9 @@ async def main() -> None:
     await prepare(url, INCIDENTS)
     key = await bench_key(url, "admin", name="bench dashboard")
     targets = ["now"] + (["before"] if args.before_ref else [])
+    kinds = ["cold", "warm"] + (["cold-ret", "warm-ret"] if args.returning else [])
     results: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {
-        t: {n: {"cold": [], "warm": []} for n in names} for t in targets
+        t: {n: {k: [] for k in kinds} for n in names} for t in targets
     }
     warmed_s: list[float] = []
 
@@ -194,9 +214,26 @@ async def main() -> None:
             return served_at(url, args.before_ref, node_modules=True)
         return served(url, factory="bench.bench_dashboard:warmed_app") if args.warm else served(url)
 
+    from playwright.async_api import ViewportSize
+
+    viewport = ViewportSize(width=WIDTH, height=HEIGHT)
+    profile = tempfile.TemporaryDirectory(prefix="bench-dashboard-profile-")
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+
+        def fresh() -> Any:
+            return browser.new_context(viewport=viewport)
+
+        def returning() -> Any:
+            return p.chromium.launch_persistent_context(
+                profile.name, executable_path=chromium, args=CHROMIUM_ARGS, viewport=viewport
+            )
+
         try:
+            if args.returning:  # the day before: every view opened once in the profile
+                with serve("now") as server:
+                    for name in names:
+                        await visit(returning, server.base, key, VIEWS[name])
             for turn in range(args.rounds):
                 order = names[turn % len(names) :] + names[: turn % len(names)]
                 for k, name in enumerate(order):
@@ -206,24 +243,35 @@ async def main() -> None:
                             if target == "now" and args.warm:
                                 warmed_s.append(await wait_warmed(server.base, args.warm_cap))
                                 print(f"  warmed in {warmed_s[-1]:.0f} s", file=sys.stderr)
-                            for kind in ("cold", "warm"):
-                                v = await visit(browser, server.base, key, VIEWS[name])
+                            for kind in kinds:
+                                opener = returning if kind.endswith("-ret") else fresh
+                                if target == "before" and opener is returning:
+                                    continue  # the profile knows the current code only
+                                v = await visit(opener, server.base, key, VIEWS[name])
                                 _report(f"{name} ({target})", kind, v)
                                 results[target][name][kind].append(
-                                    {"settle_s": v.settle_s, "requests": v.requests,
-                                     "errors": v.errors}
+                                    {"settle_s": v.settle_s, "settled_at_s": v.settled_at_s,
+                                     "requests": v.requests, "errors": v.errors}
                                 )  # fmt: skip
         finally:
             await browser.close()
-    print("\ntarget  view                 cold s (median [runs])       warm s (median [runs])")
+            profile.cleanup()
+    print(
+        "\nsettled (settledAt(); settled() confirmed 0.2-0.3 s later), median [runs], seconds;"
+        " -ret: the returning browser"
+    )
+    print(f"target  view                 {'  '.join(f'{k:<26}' for k in kinds)}")
     for target in targets:
         for name in names:
             row = []
-            for kind in ("cold", "warm"):
-                runs = [r["settle_s"] for r in results[target][name][kind]]
+            for kind in kinds:
+                runs = [r["settled_at_s"] for r in results[target][name][kind]]
+                if not runs:
+                    row.append(f"{'-':<26}")
+                    continue
                 median = statistics.median(runs)
-                row.append(f"{median:5.2f} [{', '.join(f'{x:.2f}' for x in runs)}]")
-            print(f"{target:<7} {name:<20} {row[0]:<28} {row[1]}")
+                row.append(f"{median:5.2f} [{', '.join(f'{x:.2f}' for x in runs)}]".ljust(26))
+            print(f"{target:<7} {name:<20} {'  '.join(row)}")
     if warmed_s:
         print(f"warmer's first fill: {', '.join(f'{x:.0f}' for x in warmed_s)} s")
     if args.json:

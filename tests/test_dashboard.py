@@ -267,6 +267,14 @@ async def test_dashboard_loads_renders_and_counts(
     assert "key=" not in p.page.url  # the key left the address bar
     assert await p.page.evaluate("sessionStorage.getItem('borderwatch.key')") == served.admin
     await _fit_incidents(p, served)
+    # settledAt(): after every request the page made had answered, before settled() resolved
+    times = await p.page.evaluate(
+        "({at: window.borderwatch.settledAt(), now: performance.now(), ends:"
+        " performance.getEntriesByType('resource').filter((e) => ['fetch',"
+        " 'xmlhttprequest'].includes(e.initiatorType)).map((e) => e.responseEnd)})"
+    )
+    assert times["ends"] and times["at"] >= max(times["ends"]) - 1, times
+    assert times["at"] <= times["now"] - 150, times  # three calm looks 100 ms apart
 
     colours = await _canvas_colours(p)
     assert colours["sea"] > colours["total"] * 0.05, colours  # WebGL really drew the style

@@ -2,7 +2,7 @@
 // map, and wire the layers and panels to the filters. Each panel is a module of its own
 // (docs/dashboard.md, "Code").
 // Test hook (documented in docs/dashboard.md): window.borderwatch = { state, map, settled(),
-// renderedIncidents(), live, incidentTable }.
+// settledAt(), renderedIncidents(), live, incidentTable }.
 
 import { getJSON } from "./api.js";
 import { setUpMapClicks } from "./clicks.js";
@@ -20,7 +20,7 @@ import { apply as applyText, load, onChange, setLang, lang, t } from "./i18n.js"
 import { reachable, reportError, reportMapError, showMessage } from "./messages.js";
 import { refreshNeighbours } from "./neighbours.js";
 import { setUpPlaceSearch } from "./places.js";
-import { debounced, onFiltersChange, settled, watchTiles, whileWorking } from "./refresh.js";
+import { debounced, onFiltersChange, settled, settledAt, watchTiles, whileWorking } from "./refresh.js";
 import { setUpSignIn, signIn } from "./signin.js";
 import { refreshStats, refreshStatsIfMoved } from "./stats.js";
 import { monthsOf, readUrl, state, writeUrl } from "./state.js";
@@ -31,7 +31,7 @@ const STATUSES = ["reported", "verified", "under_investigation", "solved", "clos
 const VIETNAM = [[102.1, 8.4], [109.5, 23.4]];
 const MOVE_SETTLE_MS = 300; // statistics follow the view once panning has paused
 
-window.borderwatch = { state, get map() { return map; }, settled, renderedIncidents: () => renderedIncidents(map),
+window.borderwatch = { state, get map() { return map; }, settled, settledAt, renderedIncidents: () => renderedIncidents(map),
   live, incidentTable };
 
 onFiltersChange(refreshTiles, refreshStats, refreshBorderZone, refreshNeighbours, refreshNearby,

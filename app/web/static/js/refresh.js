@@ -12,6 +12,14 @@ import { $ } from "./ui.js";
 // change waiting out its debounce. settled() must not resolve in those gaps.
 let working = 0;
 const refreshers = [];
+// when the last request, refresh or map draw finished (performance.now(): ms since the page's
+// navigation began), and that instant for the last settled() that resolved
+let lastActive = 0;
+let lastSettledAt = null;
+
+function active() {
+  lastActive = performance.now();
+}
 
 /** Run `fn`, counted as work in progress. */
 export async function whileWorking(fn) {
@@ -20,6 +28,7 @@ export async function whileWorking(fn) {
     return await fn();
   } finally {
     working -= 1;
+    active();
   }
 }
 
@@ -40,6 +49,7 @@ export function debounced(fn, defaultDelay) {
         await fn();
       } finally {
         working -= 1;
+        active();
       }
     }, delay);
   };
@@ -65,6 +75,7 @@ export function throttled(fn, { burstMs, gapMs }) {
         await running;
       } finally {
         working -= 1;
+        active();
       }
     }, wait);
   };
@@ -105,13 +116,22 @@ function showBusy() {
 
 onBusy((n) => {
   requestsBusy = n;
+  active();
   showBusy();
 });
 
 /** The badge also shows while the map loads tiles. */
 export function watchTiles(m) {
   m.on("dataloading", () => { tilesBusy = true; showBusy(); });
-  m.on("idle", () => { tilesBusy = false; showBusy(); });
+  m.on("idle", () => { tilesBusy = false; active(); showBusy(); });
+}
+
+/** When the page last settled: the instant (ms since its navigation began) the last request,
+ * refresh or map draw before the newest resolved settled() finished; null before one has.
+ * settled() itself resolves 200-300 ms later, after three calm looks (bench_dashboard.py
+ * reports both). */
+export function settledAt() {
+  return lastSettledAt;
 }
 
 /** Resolves when no request is in flight and the map has drawn every tile (tests, tools). */
@@ -123,7 +143,7 @@ export function settled(timeoutMs = 30000) {
       const idle = map && map.loaded() && map.areTilesLoaded() && !map.isMoving()
         && pending() === 0 && working === 0;
       calm = idle ? calm + 1 : 0;
-      if (calm >= 3) { resolve(true); return; }
+      if (calm >= 3) { lastSettledAt = Math.round(lastActive); resolve(true); return; }
       if (Date.now() > until) { reject(new Error("settled-timeout")); return; }
       setTimeout(check, 100);
     };
