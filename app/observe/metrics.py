@@ -215,7 +215,8 @@ class _StateCollector(Collector):
             "borderwatch_incident_tile_cache",
             "Incident tiles (aggregates; points for readers) not kept for their version: made"
             " (by PostgreSQL), checked (an older kept tile tested against the change log),"
-            " reused (that tile proven unchanged and sent); docs/tiles.md",
+            " reused (that tile proven unchanged and sent), recounted (an aggregate tile made from"
+            " that tile by counting again the cells the changes touched); docs/tiles.md",
             labels=["outcome"],
         )
         for outcome, count in incident_tiles.REUSE.items():

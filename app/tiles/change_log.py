@@ -66,21 +66,31 @@ incident_change = Table(
 )
 
 # Parameters: :a and :at (the kept answer's incidents version and the instant it moved, as
-# versions.STAMP writes it), and the box :w :s :e :n. In the statement's own snapshot: the
-# counter now (B), whether (A, B] is covered and A is the commit the answer was made from (a
-# counter moved by a transaction that rolled back reaches the same number at another instant),
-# and whether any change of (A, B] lies in the box (a row without box: everywhere).
-TOUCHED_SQL = """
-SELECT b.version AS newest,
-       (SELECT count(*) FROM incident_change_commit k
-         WHERE k.version > :a AND k.version <= b.version) = b.version - :a
+# versions.STAMP writes it), and the box :w :s :e :n; `b` is the incidents counter's row of
+# layer_version (B). The parts are used alone by the aggregate tiles' recount
+# (app/tiles/incidents.py).
+# the commits k of (A, B]
+IN_RANGE_SQL = "k.version > :a AND k.version <= b.version"
+# whether (A, B] is covered and A is the commit the answer was made from (a counter moved by a
+# transaction that rolled back reaches the same number at another instant)
+COVERED_SQL = f"""(SELECT count(*) FROM incident_change_commit k
+         WHERE {IN_RANGE_SQL}) = b.version - :a
        AND EXISTS (SELECT FROM incident_change_commit k
-                    WHERE k.version = :a AND k.committed_at::text = :at) AS covered,
+                    WHERE k.version = :a AND k.committed_at::text = :at)"""
+# a change row c that lies in the box (a row without box: everywhere)
+IN_BOX_SQL = """(c.west IS NULL
+                       OR (c.west <= :e AND c.east >= :w AND c.south <= :n AND c.north >= :s))"""
+# In the statement's own snapshot: the counter now (B), whether (A, B] is covered, and whether
+# any change of (A, B] lies in the box. The change rows are looked up per commit (an EXISTS
+# inside an EXISTS): as one join under EXISTS, the planner expected an early match and read
+# the log from its start (54 ms against 0.07 ms with a 200 000-row log: docs/performance.md).
+TOUCHED_SQL = f"""
+SELECT b.version AS newest,
+       {COVERED_SQL} AS covered,
        EXISTS (SELECT FROM incident_change_commit k
-                 JOIN incident_change c ON c.xid = k.xid
-                WHERE k.version > :a AND k.version <= b.version
-                  AND (c.west IS NULL
-                       OR (c.west <= :e AND c.east >= :w AND c.south <= :n AND c.north >= :s)))
+                WHERE {IN_RANGE_SQL}
+                  AND EXISTS (SELECT FROM incident_change c
+                               WHERE c.xid = k.xid AND {IN_BOX_SQL}))
          AS touched
   FROM layer_version b WHERE b.layer = 'incidents'
 """

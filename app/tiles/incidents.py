@@ -9,33 +9,47 @@ one tile; a tile therefore never holds more than CELLS² features. See docs/tile
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from sqlalchemy import (
+    BigInteger,
+    BindParameter,
     Boolean,
     ColumnElement,
     Float,
     Integer,
     LargeBinary,
     Select,
+    SmallInteger,
+    String,
     Text,
+    and_,
     bindparam,
     case,
     cast,
+    exists,
     func,
     literal,
+    not_,
     select,
     text,
+    true,
+    union_all,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n
 from app.analysis.cache import VersionedCache
 from app.db import DriverStatement, fetch_row
-from app.geo.spatial import SRID_WEB_MERCATOR
+from app.geo.spatial import SRID_WEB_MERCATOR, SRID_WGS84
 from app.i18n import Lang
 from app.incidents import schema
 from app.incidents.filters import IncidentFilter
@@ -87,7 +101,10 @@ def incident_tile_statement(
 # STAMP, the filter, the role and the tile; a value is the tile and the versions it was made
 # from. At most ~5 kB each (CELLS² features): ~10 MB.
 AGGREGATE_TILES_KEPT = 2048
-AGGREGATES: VersionedCache[tuple[bytes, versions.Versions]] = VersionedCache(AGGREGATE_TILES_KEPT)
+# an aggregate tile, its versions and its cells (a write in its region recounts only the cells
+# it touched: `_recounted`)
+AggregateTile = tuple[bytes, versions.Versions, "Cells"]
+AGGREGATES: VersionedCache[AggregateTile] = VersionedCache(AGGREGATE_TILES_KEPT)
 # Point tiles (z >= POINT_MIN_ZOOM, readers) are kept the same way, fewer of them: a busy one is
 # up to ~450 kB and takes 0.5-1 s at 1 M incidents (the dashboard's city and gate views).
 POINT_TILES_KEPT = 256
@@ -100,8 +117,9 @@ Which = tuple[IncidentFilter, bool, Tile, Lang | None]
 # still valid (docs/tiles.md, "Kept tiles that survive writes").
 LATEST: OrderedDict[Which, str] = OrderedDict()
 # how the kept tiles (aggregates and points) not kept for their stamp were answered since start:
-# made afresh, or kept bytes proven valid at a later version by the change log (/metrics)
-REUSE = {"made": 0, "checked": 0, "reused": 0}
+# made afresh, kept bytes proven valid at a later version by the change log, or a kept
+# aggregate tile recounted in the cells the changes since touched (/metrics)
+REUSE = {"made": 0, "checked": 0, "reused": 0, "recounted": 0}
 # the region box is widened by this much (degrees) in the log's test: a change on its edge
 # counts as inside
 EDGE_DEG = 1e-9
@@ -121,10 +139,11 @@ async def incidents_tile(
     """The incidents tile (see incident_tile_statement), MAX_TILE_POINTS at most, and the
     layer versions read in the same statement, so in the same snapshot as the tile: a version
     never names data older or newer than the tile sent with it. Aggregate tiles are kept in
-    AGGREGATES per versions' stamp (docs/tiles.md, "Aggregate tiles kept per version"), point
-    tiles in POINTS per stamp and language; when
-    only the incidents counter moved since a kept tile was made, the change log may prove it
-    unchanged (`_still_valid`): then it is sent with the versions the proof read.
+    AGGREGATES per versions' stamp (docs/tiles.md, "Aggregate tiles kept per version"), with
+    their cells, point tiles in POINTS per stamp and language; when only the incidents counter
+    moved since a kept tile was made, the change log may prove it unchanged (`_proof`): then it
+    is sent with the versions the proof read; an aggregate tile whose proof fails only because
+    changes lie in its region is recounted in the cells they touch (`_recount`).
 
     Run without parallel workers (fetch_row): on 2 cores, starting and feeding them made busy
     tiles slower than the same plan run by the leader alone (docs/decisions.md)."""
@@ -134,7 +153,6 @@ async def incidents_tile(
     if made is None:
         return b"", await versions.read(session=session)
     points = not (aggregate_only or tile.z < POINT_MIN_ZOOM)
-    kept = POINTS if points else AGGREGATES
     _, stamp, writing = await versions.read_stamped(session=session)
     if writing and not TRUST_OWN_WRITES:  # it sees changes its versions do not name yet
         return await _run(session, made)
@@ -143,16 +161,34 @@ async def incidents_tile(
     # name its own writes (TRUST_OWN_WRITES; the proof then checks the commit it was made at)
     proven = not writing or TRUST_OWN_WRITES
 
-    async def make() -> tuple[bytes, versions.Versions]:
-        still = await _still_valid(session, kept, which, stamp, made[1]) if proven else None
-        if still is not None:
-            return still
+    async def point_tile() -> tuple[bytes, versions.Versions]:
+        proof = await _proof(session, POINTS, which, stamp, made[1]) if proven else None
+        if proof is not None and proof.unchanged:
+            REUSE["reused"] += 1
+            return proof.kept[0], proof.versions
         REUSE["made"] += 1
         return await _run(session, made)
 
+    async def aggregate_tile() -> AggregateTile:
+        proof = await _proof(session, AGGREGATES, which, stamp, made[1]) if proven else None
+        if proof is not None and proof.unchanged:
+            REUSE["reused"] += 1
+            return proof.kept[0], proof.versions, proof.kept[2]
+        if proof is not None and proof.in_region:
+            again = await _recounted(session, which, made[1], proof)
+            if again is not None:
+                return again
+        REUSE["made"] += 1
+        fresh = _aggregates_kept(filt, at_centre=aggregate_only)
+        return await _run(session, (fresh, made[1]), _aggregate_row)
+
     # a write committed between the stamp and the tile gives a tile newer than the stamp,
     # kept with the versions it was made from: never older than the versions sent with it
-    value = await kept.get((stamp, *which), make)
+    if points:
+        value = await POINTS.get((stamp, *which), point_tile)
+    else:
+        body, found, _ = await AGGREGATES.get((stamp, *which), aggregate_tile)
+        value = body, found
     if proven:
         LATEST[which] = stamp
         LATEST.move_to_end(which)
@@ -161,18 +197,34 @@ async def incidents_tile(
     return value
 
 
-async def _still_valid(
+K = TypeVar("K", tuple[bytes, versions.Versions], tuple[bytes, versions.Versions, "Cells"])
+
+
+@dataclass(frozen=True)
+class Proof(Generic[K]):
+    """What the change log says of a tile kept under an older stamp: `unchanged` (no change
+    since lies in its region: it is the tile of `versions`), or `in_region` (the log covers the
+    range and the other counters are as they were, but changes lie in its region: an aggregate
+    tile may be recounted); `log` holds the parameters the question was asked with."""
+
+    kept: K
+    versions: versions.Versions
+    unchanged: bool
+    in_region: bool
+    log: dict[str, Any]
+    old: dict[str, tuple[str, int, str]]
+
+
+async def _proof(
     session: AsyncSession,
-    cache: VersionedCache[tuple[bytes, versions.Versions]],
+    cache: VersionedCache[K],
     which: Which,
     stamp: str,
     params: dict[str, Any],
-) -> tuple[bytes, versions.Versions] | None:
+) -> Proof[K] | None:
     """The tile kept in `cache` under an older stamp of the same filter, role, tile (and
-    language), with the versions of
-    now, when the change log proves that no change since touched the incidents the tile counts
-    (those in its region, the box of its cells); None otherwise (another counter moved, the log
-    no longer reaches back that far, or a change lies in the region).
+    language), with what the change log says of it now (Proof); None when there is none or
+    nothing can be proven (another counter moved, the log no longer reaches back that far).
 
     Any field of an incident a filter may test changes only with a row of the log at that
     incident's position (before and after), so the region test covers every filter; the
@@ -200,20 +252,61 @@ async def _still_valid(
     )
     REUSE["checked"] += 1
     conn = await session.connection()
-    found = await conn.execute(
-        _TOUCHED, change_log.touched_params(old["incidents"][1], old["incidents"][2], box)
-    )
-    row = found.one()
-    now = versions.stamp_parts(str(row.stamp))
-    if (
-        not row.covered
-        or row.touched
-        or now.get("jurisdictions") != old.get("jurisdictions")
-        or now.get("incidents", ("",))[0] != old["incidents"][0]
-    ):
+    log = change_log.touched_params(old["incidents"][1], old["incidents"][2], box)
+    row = (await conn.execute(_TOUCHED, log)).one()
+    if not row.covered or not _same_base(old, str(row.stamp)):
         return None
-    REUSE["reused"] += 1
-    return kept[0], versions.parse(row.versions)
+    return Proof(
+        kept=kept,
+        versions=versions.parse(row.versions),
+        unchanged=not row.touched,
+        in_region=bool(row.touched),
+        log=log,
+        old=old,
+    )
+
+
+def _same_base(old: dict[str, tuple[str, int, str]], stamp: str) -> bool:
+    """Whether the STAMP `stamp` has the jurisdictions part and the incidents epoch of `old`
+    (a kept tile may then be proven or recounted at it)."""
+    now = versions.stamp_parts(stamp)
+    return (
+        now.get("jurisdictions") == old.get("jurisdictions")
+        and now.get("incidents", ("",))[0] == old["incidents"][0]
+    )
+
+
+async def _recounted(
+    session: AsyncSession,
+    which: Which,
+    params: dict[str, Any],
+    proof: Proof[AggregateTile],
+) -> AggregateTile | None:
+    """The kept aggregate tile of `proof` brought to now by recounting the cells the changes
+    since touched (`_recount`, one statement), or made afresh by that statement when it cannot
+    be (a change without box, too many cells, the log no longer covers the range; counted as
+    made); None when the other counters moved meanwhile (the kept cells may not be used)."""
+    filt, aggregate_only = which[0], which[1]
+    stmt = _recount(filt, at_centre=aggregate_only)
+    values = params | proof.log | proof.kept[2].params()
+    row = await _run(session, (stmt, values), _row)
+    if not row["ok"]:
+        REUSE["made"] += 1
+        return _aggregate_row(row)
+    if not _same_base(proof.old, str(row["stamp"])):
+        return None
+    REUSE["recounted"] += 1
+    return _aggregate_row(row)
+
+
+def _row(row: Any) -> Any:
+    return row
+
+
+def _aggregate_row(row: Any) -> AggregateTile:
+    """An aggregate tile, its versions and its cells from a _with_cells row."""
+    tile = row["tile"]
+    return (bytes(tile) if tile else b""), versions.parse(row["versions"]), Cells.of(row)
 
 
 # the log's answer with the versions and their STAMP, all in the statement's one snapshot
@@ -222,27 +315,48 @@ _TOUCHED = text(
     f" {versions.STAMP_SQL} AS stamp FROM ({change_log.TOUCHED_SQL}) t"
 )
 
+R = TypeVar("R")
 
+
+@overload
 async def _run(
     session: AsyncSession, made: tuple[Select[Any], dict[str, Any]]
-) -> tuple[bytes, versions.Versions]:
-    """The tile, with the versions read in the same statement."""
+) -> tuple[bytes, versions.Versions]: ...
+
+
+@overload
+async def _run(
+    session: AsyncSession, made: tuple[Select[Any], dict[str, Any]], read: Callable[[Any], R]
+) -> R: ...
+
+
+async def _run(
+    session: AsyncSession,
+    made: tuple[Select[Any], dict[str, Any]],
+    read: Callable[[Any], Any] | None = None,
+) -> Any:
+    """The tile, with the versions read in the same statement; with `read`, what it reads
+    from the row of a statement that names its own columns (versions among them: the kept
+    aggregates and their recount)."""
     stmt, params = made
     conn = await session.connection()
-    row = await fetch_row(conn, _driver_statement(stmt, conn.dialect, frozenset(params)), params)
+    driver = _driver_statement(stmt, conn.dialect, frozenset(params), read is not None)
+    row = await fetch_row(conn, driver, params)
     assert row is not None  # one row, always
+    if read is not None:
+        return read(row)
     return (bytes(row[0]) if row[0] else b""), versions.parse(row[1])
 
 
 @lru_cache(maxsize=3 * STATEMENT_CACHE)
 def _driver_statement(
-    stmt: Select[Any], dialect: Dialect, names: frozenset[str]
+    stmt: Select[Any], dialect: Dialect, names: frozenset[str], whole: bool = False
 ) -> DriverStatement:
-    """The tile statement with the layer versions beside it, compiled once per filter and
-    kind, to run on the driver connection (app/db.py)."""
-    return DriverStatement(
-        select(stmt.scalar_subquery(), versions.VERSIONS_JSON), dialect, dict.fromkeys(names)
-    )
+    """The tile statement with the layer versions beside it (`whole`: the statement as it
+    is), compiled once per filter and kind, to run on the driver connection (app/db.py)."""
+    if not whole:
+        stmt = select(stmt.scalar_subquery(), versions.VERSIONS_JSON)
+    return DriverStatement(stmt, dialect, dict.fromkeys(names))
 
 
 def _point_rows(source: Any, lang: Lang) -> Select[Any]:
@@ -335,42 +449,50 @@ def grid_params(tile: Tile, cells: int, min_cell_m: float) -> dict[str, Any] | N
     }
 
 
-@lru_cache(maxsize=STATEMENT_CACHE)
-def _aggregates(filt: IncidentFilter, *, at_centre: bool) -> Select[Any]:
-    """One point per grid cell (grid_params) holding matching incidents: `count`,
-    `severity_max`, `category` (the most frequent), `cluster` = true; at the cell's centre
-    (`at_centre`, for viewers: no incident position leaks) or at the mean position of its
-    incidents."""
+def _cell_of(geom: Any) -> tuple[ColumnElement[Any], ...]:
+    """A point's position in Web Mercator metres (mx, my) and its grid cell (cx, cy, doubles):
+    the clamp keeps a point that rounding puts a hair past the region's edge in its cell."""
+    mx, my = _mercator_x(func.ST_X(geom)), _mercator_y(func.ST_Y(geom))
+    cx = func.least(func.greatest(func.floor((mx + WORLD_M) / CELL), IX0), IX1)
+    cy = func.least(func.greatest(func.floor((WORLD_M - my) / CELL), IY0), IY1)
+    return mx, my, cx, cy
+
+
+def _grouped(filt: IncidentFilter, *where: Any, outer: Any = None) -> Select[Any]:
+    """The cells (grid_params) holding matching incidents of the region, with `where` added:
+    cx, cy, count, severity_max, category (the most frequent; ties: the first), ax, ay (the
+    mean position in Web Mercator metres). A kept tile's cells (Cells) are these rows.
+    `outer`: a FROM item before it whose columns `where` names (the recount's cells)."""
     i = Incident
-    mx, my = _mercator_x(func.ST_X(i.geom)), _mercator_y(func.ST_Y(i.geom))
-    # the clamp keeps a point that rounding puts a hair past the region's edge in its cell
-    points = (
-        select(
-            mx.label("mx"),
-            my.label("my"),
-            func.least(func.greatest(func.floor((mx + WORLD_M) / CELL), IX0), IX1).label("cx"),
-            func.least(func.greatest(func.floor((WORLD_M - my) / CELL), IY0), IY1).label("cy"),
-            i.category,
-            i.severity,
-        )
-        .where(*filt.conditions(), *inside(i.geom, REGION_BOX))
-        .subquery("p")
-    )
+    mx, my, cx, cy = _cell_of(i.geom)
+    chosen = select(
+        mx.label("mx"),
+        my.label("my"),
+        cx.label("cx"),
+        cy.label("cy"),
+        i.category,
+        i.severity,
+    ).where(*filt.conditions(), *inside(i.geom, REGION_BOX), *where)
+    points = chosen.subquery("p") if outer is None else chosen.correlate(outer).lateral("p")
     p = points.c
-    grouped = (
-        select(
-            p.cx,
-            p.cy,
-            func.count().label("count"),
-            func.max(p.severity).label("severity_max"),
-            func.mode().within_group(p.category).label("category"),
-            func.avg(p.mx).label("ax"),
-            func.avg(p.my).label("ay"),
-        )
-        .group_by(p.cx, p.cy)
-        .subquery("g")
-    )
-    g = grouped.c
+    return select(
+        p.cx,
+        p.cy,
+        func.count().label("count"),
+        func.max(p.severity).label("severity_max"),
+        func.mode().within_group(p.category).label("category"),
+        func.avg(p.mx).label("ax"),
+        func.avg(p.my).label("ay"),
+    ).group_by(p.cx, p.cy)
+
+
+def _drawn(cells: Any, *, at_centre: bool) -> Select[Any]:
+    """The aggregate tile of the cell rows `cells` (a subquery or CTE with _grouped's
+    columns): one point per cell, `count`, `severity_max`, `category`, `cluster` = true, at the
+    cell's centre (`at_centre`, for viewers: no incident position leaks) or at the mean
+    position of its incidents. Features in the order of the cells (row, then column), so a tile
+    drawn from the same cells is the same bytes whichever way they were counted."""
+    g = cells.c
     if at_centre:
         px = -WORLD_M + (g.cx + 0.5) * CELL
         py = WORLD_M - (g.cy + 0.5) * CELL
@@ -383,5 +505,213 @@ def _aggregates(filt: IncidentFilter, *, at_centre: bool) -> Select[Any]:
         g.severity_max,
         g.category,
         literal(True, Boolean).label("cluster"),
-    )
+    ).order_by(g.cy, g.cx)
     return mvt(rows, "incidents")
+
+
+@lru_cache(maxsize=STATEMENT_CACHE)
+def _aggregates(filt: IncidentFilter, *, at_centre: bool) -> Select[Any]:
+    """One point per grid cell (grid_params) holding matching incidents: `count`,
+    `severity_max`, `category` (the most frequent), `cluster` = true; at the cell's centre
+    (`at_centre`, for viewers: no incident position leaks) or at the mean position of its
+    incidents."""
+    return _drawn(_grouped(filt).subquery("g"), at_centre=at_centre)
+
+
+# The cell rows of an aggregate tile, kept beside its bytes (AGGREGATES): a write inside its
+# region recounts only the cells the change log names (docs/tiles.md, "Aggregate tiles
+# recounted where a write lies").
+CELL_COLUMNS = ("cx", "cy", "count", "severity_max", "category", "ax", "ay")
+RECOUNT_CELLS_MAX = 64  # more touched cells than this: the tile is made afresh
+# a touched cell's box in degrees is widened by this much in the GiST test (the exact cell is
+# then decided by the same expression as the tile's): ~1 cm, far above rounding
+CELL_PAD_DEG = 1e-7
+_KEPT_PARAMS = {
+    "k_cx": ARRAY(Float),
+    "k_cy": ARRAY(Float),
+    "k_count": ARRAY(BigInteger),
+    "k_severity_max": ARRAY(SmallInteger),
+    "k_category": ARRAY(String),
+    "k_ax": ARRAY(Float),
+    "k_ay": ARRAY(Float),
+}
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The cell rows an aggregate tile was drawn from (_grouped's columns, at most CELLS² of
+    them), in the tile's order, packed: ~40 bytes a cell (Python lists of floats would take
+    ~250), so 2 048 full tiles keep ~22 MB of cells."""
+
+    cx: array[int]
+    cy: array[int]
+    count: array[int]
+    severity_max: array[int]
+    category: tuple[str, ...]  # each code one shared string
+    ax: array[float]
+    ay: array[float]
+
+    @classmethod
+    def of(cls, row: Any) -> Cells:
+        """The cells of a statement's row (the arrays of _with_cells; NULL: no cell)."""
+
+        def values(name: str) -> list[Any]:
+            return list(row[name] or ())
+
+        return cls(
+            cx=array("i", (int(v) for v in values("cx"))),
+            cy=array("i", (int(v) for v in values("cy"))),
+            count=array("q", values("count")),
+            severity_max=array("h", values("severity_max")),
+            category=tuple(sys.intern(str(c)) for c in values("category")),
+            ax=array("d", values("ax")),
+            ay=array("d", values("ay")),
+        )
+
+    def params(self) -> dict[str, list[Any]]:
+        """The kept cells as the recount's array parameters (cx, cy as the doubles the grid
+        expressions give)."""
+        return {
+            "k_cx": [float(v) for v in self.cx],
+            "k_cy": [float(v) for v in self.cy],
+            "k_count": self.count.tolist(),
+            "k_severity_max": self.severity_max.tolist(),
+            "k_category": list(self.category),
+            "k_ax": self.ax.tolist(),
+            "k_ay": self.ay.tolist(),
+        }
+
+
+def _with_cells(cells: Any, *, at_centre: bool, head: tuple[Any, ...] = ()) -> Select[Any]:
+    """The tile drawn from `cells` (a CTE with _grouped's columns), the cells as arrays (in
+    the tile's order), the versions, and `head`."""
+    g = cells.c
+    arrays = select(
+        *(func.array_agg(aggregate_order_by(g[n], g.cy, g.cx)).label(n) for n in CELL_COLUMNS)
+    ).subquery("a")
+    return select(
+        _drawn(cells, at_centre=at_centre).scalar_subquery().label("tile"),
+        *arrays.c,
+        versions.VERSIONS_JSON.label("versions"),
+        *head,
+    ).select_from(arrays)
+
+
+@lru_cache(maxsize=STATEMENT_CACHE)
+def _aggregates_kept(filt: IncidentFilter, *, at_centre: bool) -> Select[Any]:
+    """The aggregate tile (as _aggregates) with its cells and the versions, in one statement:
+    the cells are grouped once (a materialized CTE of CELLS² rows at most) and read twice."""
+    grouped = _grouped(filt).cte("g").prefix_with("MATERIALIZED")
+    return _with_cells(grouped, at_centre=at_centre)
+
+
+def _log_parts() -> tuple[Any, Any]:
+    """The change log's parts of the recount (change_log.py, TOUCHED_SQL's pieces): the
+    counter now with whether the log covers (A, B], and the change rows of (A, B] in the box
+    (:w :s :e :n, the widened region; a row without box: everywhere)."""
+    typed: tuple[BindParameter[Any], ...] = (
+        bindparam("a", type_=BigInteger),
+        bindparam("at", type_=Text),
+        *(bindparam(n, type_=Float) for n in ("w", "s", "e", "n")),
+    )
+    log = (
+        text(
+            f"SELECT b.version AS newest, {change_log.COVERED_SQL} AS covered"
+            " FROM layer_version b WHERE b.layer = 'incidents'"
+        )
+        .bindparams(*typed[:2])
+        .columns(newest=BigInteger, covered=Boolean)
+        .cte("log")
+    )
+    boxes = (
+        text(
+            "SELECT c.west, c.south, c.east, c.north FROM layer_version b"
+            f" JOIN incident_change_commit k ON {change_log.IN_RANGE_SQL}"
+            f" JOIN incident_change c ON c.xid = k.xid AND {change_log.IN_BOX_SQL}"
+            " WHERE b.layer = 'incidents'"
+        )
+        .bindparams(typed[0], *typed[2:])
+        .columns(west=Float, south=Float, east=Float, north=Float)
+        .cte("boxes")
+        .prefix_with("MATERIALIZED")
+    )
+    return log, boxes
+
+
+@lru_cache(maxsize=STATEMENT_CACHE)
+def _recount(filt: IncidentFilter, *, at_centre: bool) -> Select[Any]:
+    """The aggregate tile of now from a kept one's cells (the array parameters of Cells),
+    in one statement and snapshot: the versions and STAMP, whether the log covers (A, B], the
+    change boxes of (A, B] in the region, the cells they cover (clamped to the grid), each of
+    those counted again (through the GiST index, one cell box at a time) with the tile's
+    filter and expressions, and the tile drawn from the kept cells minus the touched ones
+    plus the recounted ones (as _with_cells: the same encoder as a tile made afresh). When the
+    log does not cover the range, a change has no box, or more than RECOUNT_CELLS_MAX cells are
+    touched, `ok` is false, no kept cell is used and the statement makes the tile afresh (as
+    _aggregates_kept): a failed recount costs no second statement."""
+    log, boxes = _log_parts()
+    b = boxes.c
+    eps = 1e-9  # in cells: a change on a cell's edge recounts both cells
+    x_lo = func.greatest(func.floor((_mercator_x(b.west) + WORLD_M) / CELL - eps), IX0)
+    x_hi = func.least(func.floor((_mercator_x(b.east) + WORLD_M) / CELL + eps), IX1)
+    y_lo = func.greatest(func.floor((WORLD_M - _mercator_y(b.north)) / CELL - eps), IY0)
+    y_hi = func.least(func.floor((WORLD_M - _mercator_y(b.south)) / CELL + eps), IY1)
+    gx = func.generate_series(cast(x_lo, Integer), cast(x_hi, Integer)).table_valued("v")
+    gy = func.generate_series(cast(y_lo, Integer), cast(y_hi, Integer)).table_valued("v")
+    gx, gy = gx.render_derived(name="gx"), gy.render_derived(name="gy")
+    touched = (
+        select(cast(gx.c.v, Float).label("cx"), cast(gy.c.v, Float).label("cy"))
+        .select_from(boxes)
+        .join(gx, true())
+        .join(gy, true())
+        .where(b.west.is_not(None))
+        .distinct()
+        .cte("touched")
+        .prefix_with("MATERIALIZED")
+    )
+    t = touched.c
+    covered = select(log.c.covered).scalar_subquery()
+    whole = select(func.coalesce(func.bool_or(b.west.is_(None)), False)).scalar_subquery()
+    many = select(func.count()).select_from(touched).scalar_subquery()
+    ok = select(and_(covered, not_(whole), many <= RECOUNT_CELLS_MAX)).scalar_subquery()
+    # the kept cells that no change touched
+    k = func.unnest(*(bindparam(name, type_=kind) for name, kind in _KEPT_PARAMS.items()))
+    kept = k.table_valued(*CELL_COLUMNS).render_derived(name="k")
+    untouched = select(*(kept.c[n] for n in CELL_COLUMNS)).where(
+        ok, ~exists().where(t.cx == kept.c.cx, t.cy == kept.c.cy)
+    )
+    # the touched cells counted again, each read through the GiST index by its own box
+    _, _, cx, cy = _cell_of(Incident.geom)
+
+    def lon(x: Any) -> Any:
+        return (-WORLD_M + x * CELL) * (180 / WORLD_M)
+
+    def lat(y: Any) -> Any:
+        return func.degrees(func.atan(func.sinh((WORLD_M - y * CELL) * (math.pi / WORLD_M))))
+
+    box = func.ST_MakeEnvelope(
+        lon(t.cx) - CELL_PAD_DEG,
+        lat(t.cy + 1) - CELL_PAD_DEG,
+        lon(t.cx + 1) + CELL_PAD_DEG,
+        lat(t.cy) + CELL_PAD_DEG,
+        SRID_WGS84,
+    )
+    on_cell = (Incident.geom.op("&&")(box), cx == t.cx, cy == t.cy)
+    again = _grouped(filt, *on_cell, outer=touched).lateral("r")
+    recounted = (
+        select(*(again.c[n] for n in CELL_COLUMNS))
+        .select_from(touched)
+        .join(again, true())
+        .where(ok)
+    )
+    # otherwise every cell, as _aggregates_kept counts them
+    afresh = _grouped(filt).where(not_(ok))
+    cells = union_all(untouched, recounted, afresh).cte("cells").prefix_with("MATERIALIZED")
+    head = (
+        versions.STAMP.label("stamp"),
+        covered.label("covered"),
+        whole.label("whole"),
+        many.label("n"),
+        ok.label("ok"),
+    )
+    return _with_cells(cells, at_centre=at_centre, head=head)
