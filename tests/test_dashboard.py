@@ -739,6 +739,38 @@ async def test_nearby_tool_lists_what_the_api_returns_in_order(
     await p.page.context.close()
 
 
+# MapLibre's own cache of WebGL programs (Painter.cache; maplibre-gl is pinned in package.json)
+PROGRAMS = "Object.keys(window.borderwatch.map.painter.cache).sort()"
+
+
+@pytest.mark.parametrize("query", ["", "?at=106.70,10.78,11"])
+async def test_warm_up_makes_only_the_programs_the_view_draws(
+    browser: Any, served: Served, query: str
+) -> None:
+    """The programs made early (mapview.js, warmUpPrograms) are those the opened view makes
+    without them: none more but the border posts' (made for every view, as posts lie in most),
+    and the warm-up's layers are gone once the page has settled, its drawing unseen."""
+    made = {}
+    for warmup in ("on", "off"):
+        sep = "&" if query else "?"
+        p = await _open(browser, served, served.admin, query=query + f"{sep}warmup={warmup}")
+        made[warmup] = set(await p.page.evaluate(PROGRAMS))
+        style = await p.page.evaluate(
+            "(() => { const m = window.borderwatch.map; return {layers: m.getStyle().layers"
+            ".map((l) => l.id).filter((id) => id.startsWith('warmup')), source: Boolean("
+            "m.getSource('warmup'))}; })()"
+        )
+        assert style == {"layers": [], "source": False}
+        assert p.errors == []
+        await p.page.context.close()
+    posts = {k for k in made["on"] if k.startswith("circle/a_circle-stroke-color/u_circle-blur")}
+    assert made["on"] - posts == made["off"] - posts
+    # one program for the fills (no antialiasing outline pass), one for every circle layer
+    # whose paint depends on the data the same way (aggregates and single incidents)
+    assert not any(k.startswith("fillOutline") for k in made["on"])
+    assert len([k for k in made["on"] if k.startswith("circle/a_circle-color")]) == 1
+
+
 async def test_viewer_sees_aggregates_only(browser: Any, served: Served) -> None:
     p = await _open(browser, served, served.viewer)
     await _fit_incidents(p, served)

@@ -98,7 +98,7 @@ async function start() {
   // ready while the reference data is on its way. The table bar takes its room first: shown
   // later, it would shrink the map, and the statistics would be asked again for the smaller view
   $("table-bar").hidden = !state.reader;
-  setMap(createMap({ container: "map", config, view: state.view }));
+  setMap(createMap({ container: "map", config, view: state.view, reader: state.reader }));
   map.on("error", reportMapError);
   // a tile that arrives says the server is reachable again
   map.on("data", (e) => { if (e.dataType === "source" && e.tile) reachable(true); });

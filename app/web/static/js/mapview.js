@@ -49,7 +49,7 @@ export const TOGGLE_LAYERS = {
   incidents: ["incident-clusters", "incident-points"],
   density: ["incident-clusters"],
   heatmap: ["incident-heat"],
-  hotspots: ["hotspot-fill"],
+  hotspots: ["hotspot-fill", "hotspot-line"],
   emerging: ["emerging-fill", "emerging-line", "emerging-line-dashed"],
   posts: ["post-circles"],
   postareas: ["postarea-fill", "postarea-line"],
@@ -83,8 +83,95 @@ function mapLibreLocale() {
   };
 }
 
+// Paints the opening view draws, shared with warmUpPrograms(). Fills have no antialiasing
+// outline pass (a line layer draws every edge that shows: country, province, band and hot-spot
+// lines), so no second program is made for it.
+const NO_OUTLINE = { "fill-antialias": false };
+const landPaint = (homeCountry, opacity) => ({
+  "fill-color": ["case", ["==", ["get", "code"], homeCountry], "#fbfaf5", "#ece9e0"],
+  "fill-opacity": opacity, ...NO_OUTLINE });
+const PROVINCE_LINE_PAINT = { "line-color": "#8c8c8c",
+  "line-width": ["interpolate", ["linear"], ["zoom"], 4, 0.3, 9, 1.2] };
+const BORDER_LINE_PAINT = { "line-color": "#c92a2a",
+  "line-width": ["interpolate", ["linear"], ["zoom"], 4, 1.5, 10, 3], "line-dasharray": [3, 1.5] };
+// an aggregate's ring is black when it holds a severe incident, as a single incident's is: the
+// same paint properties depend on the data in both layers, so they share one program
+const clusterPaint = (colour) => ({
+  "circle-color": colour,
+  "circle-opacity": 0.75,
+  "circle-radius": ["interpolate", ["linear"], ["sqrt", ["get", "count"]], 1, 4, 10, 13, 40, 26],
+  "circle-stroke-color": ["case", [">=", ["get", "severity_max"], 4], "#000000", "#212529"],
+  "circle-stroke-width": ["case", [">=", ["get", "severity_max"], 4], 1.5, 0.5],
+});
+const pointPaint = (colour) => ({
+  "circle-color": colour,
+  "circle-radius": ["interpolate", ["linear"], ["get", "severity"], 1, 4, 5, 9],
+  "circle-stroke-color": ["case", [">=", ["get", "severity"], 4], "#000000", "#ffffff"],
+  "circle-stroke-width": ["case", [">=", ["get", "severity"], 4], 2, 1],
+});
+const POST_PAINT = {
+  // rings (white centre), so posts never read as incidents (filled circles)
+  "circle-color": "#ffffff",
+  "circle-radius": ["interpolate", ["linear"], ["zoom"], 4, 3, 10, 6],
+  "circle-stroke-color": POST_COLOUR,
+  "circle-stroke-width": ["interpolate", ["linear"], ["zoom"], 4, 2, 10, 3.5],
+};
+/** The warm-up layers' opacity: drawn (MapLibre skips a layer of opacity 0), never seen. */
+const UNSEEN = 0.001;
+const POINT_WARMUP_ZOOM = 9;
+
+/** Make the WebGL programs of the opening view's layers while the reference data is on its
+ * way, instead of when its tiles first draw. MapLibre makes a program the first time a layer
+ * of its kind draws (one per layer type and set of data-driven paint properties; 30-70 ms each
+ * on a software GL, docs/performance.md), and that was on the path to a settled page: the
+ * circles' programs waited for the incident tiles. Here, layers with the same paint as the real
+ * ones (only their opacity changed to UNSEEN: constants do not change the program) draw a
+ * point, a line and a square of 4 px at the map's centre once, and are removed as soon as they
+ * have. `?warmup=off` leaves them out (tests compare the programs made). */
+function warmUpPrograms(map, { reader }) {
+  if (new URLSearchParams(window.location.search).get("warmup") === "off") return;
+  const [lon, lat] = map.getCenter().toArray();
+  const d = (4 * 360) / (512 * 2 ** map.getZoom()); // 4 px: a shorter line would vanish in the tile
+
+  const props = { code: "", level: "country", cluster: true, count: 1, severity_max: 1, severity: 1,
+    category: "", kind: "border_gate" };
+  const feature = (geometry) => ({ type: "Feature", properties: props, geometry });
+  const square = [[[lon, lat], [lon + d, lat], [lon + d, lat + d], [lon, lat + d], [lon, lat]]];
+  map.addSource("warmup", { type: "geojson", data: { type: "FeatureCollection", features: [
+    feature({ type: "Point", coordinates: [lon, lat] }),
+    feature({ type: "LineString", coordinates: [[lon, lat], [lon + d, lat + d]] }),
+    feature({ type: "Polygon", coordinates: square })] } });
+  const colour = categoryColour([{ code: "" }]); // the same expression kind as the real palette
+  const paints = [
+    ["fill", { ...landPaint("", UNSEEN) }],
+    ["line", { ...PROVINCE_LINE_PAINT, "line-opacity": UNSEEN }],
+    ["line", { ...BORDER_LINE_PAINT, "line-opacity": UNSEEN }],
+    ["circle", { ...clusterPaint(colour), "circle-opacity": UNSEEN, "circle-stroke-opacity": UNSEEN }],
+    ["circle", { ...POST_PAINT, "circle-opacity": UNSEEN, "circle-stroke-opacity": UNSEEN }],
+  ];
+  if (reader && map.getZoom() >= POINT_WARMUP_ZOOM) { // single incidents are drawn from zoom 10
+    paints.push(["circle", { ...pointPaint(colour), "circle-opacity": UNSEEN, "circle-stroke-opacity": UNSEEN }]);
+  }
+  const ids = paints.map(([type, paint], i) => {
+    const id = `warmup-${i}`;
+    map.addLayer({ id, type, source: "warmup", paint });
+    return id;
+  });
+  const done = () => {
+    for (const id of ids) map.removeLayer(id);
+    map.removeSource("warmup");
+  };
+  // drawn in the first frame after its data is ready; removed after that frame
+  const ready = (e) => {
+    if (e.sourceId !== "warmup" || !e.isSourceLoaded) return;
+    map.off("sourcedata", ready);
+    map.once("render", () => map.once("render", done));
+  };
+  map.on("sourcedata", ready);
+}
+
 /** A new map; every request to our own origin carries the key. */
-export function createMap({ container, config, view }) {
+export function createMap({ container, config, view, reader }) {
   const origin = window.location.origin;
   const sources = {};
   const layers = [{ id: "sea", type: "background", paint: { "background-color": "#d7e8f2" } }];
@@ -108,6 +195,7 @@ export function createMap({ container, config, view }) {
   });
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
   map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
+  map.once("load", () => warmUpPrograms(map, { reader }));
   return map;
 }
 
@@ -125,25 +213,23 @@ export function addBaseLayers(map, { jurisdictions, boundaryTiles, borders, post
 
   const land = raster ? 0.35 : 1;
   map.addLayer({ id: "country-fill", type: "fill", source: "jurisdictions",
-    filter: ["==", ["get", "level"], "country"],
-    paint: { "fill-color": ["case", ["==", ["get", "code"], homeCountry], "#fbfaf5", "#ece9e0"],
-      "fill-opacity": land } });
+    filter: ["==", ["get", "level"], "country"], paint: landPaint(homeCountry, land) });
   map.addLayer({ id: "province-fill", type: "fill", source: "jurisdictions",
     filter: ["==", ["get", "level"], "province"],
     paint: { "fill-color": "#fbfaf5", "fill-opacity": 0 } });
   map.addLayer({ id: "band-fill", type: "fill", source: "bands",
     layout: { visibility: "none" },
     paint: { "fill-color": ["step", ["get", "from_km"], BAND_COLOURS[0], 5, BAND_COLOURS[1],
-      20, BAND_COLOURS[2], 50, BAND_COLOURS[3]], "fill-opacity": 0.75 } });
+      20, BAND_COLOURS[2], 50, BAND_COLOURS[3]], "fill-opacity": 0.75, ...NO_OUTLINE } });
   map.addLayer({ id: "band-line", type: "line", source: "bands",
     layout: { visibility: "none" },
     paint: { "line-color": "#e8590c", "line-width": 0.6, "line-opacity": 0.6 } });
   map.addLayer({ id: "neighbour-fill", type: "fill", source: "jurisdictions",
     filter: ["in", ["get", "code"], ["literal", []]],
-    paint: { "fill-color": "#748ffc", "fill-opacity": 0.3 } });
+    paint: { "fill-color": "#748ffc", "fill-opacity": 0.3, ...NO_OUTLINE } });
   map.addLayer({ id: "selected-fill", type: "fill", source: "jurisdictions",
     filter: ["==", ["get", "code"], ""],
-    paint: { "fill-color": "#4c6ef5", "fill-opacity": 0.45 } });
+    paint: { "fill-color": "#4c6ef5", "fill-opacity": 0.45, ...NO_OUTLINE } });
   const commune = (approximate) => ["all", ["==", ["get", "level"], "commune"],
     ["==", ["get", "geometry_approximate"], approximate]];
   map.addLayer({ id: "commune-line", type: "line", source: "boundaries", "source-layer": "jurisdictions",
@@ -153,8 +239,7 @@ export function addBaseLayers(map, { jurisdictions, boundaryTiles, borders, post
     "source-layer": "jurisdictions", minzoom: COMMUNE_MIN_ZOOM, filter: commune(true),
     paint: { "line-color": "#a5a5a5", "line-width": 0.8, "line-dasharray": APPROXIMATE_DASH } });
   map.addLayer({ id: "province-line", type: "line", source: "boundaries", "source-layer": "jurisdictions",
-    filter: ["==", ["get", "level"], "province"],
-    paint: { "line-color": "#8c8c8c", "line-width": ["interpolate", ["linear"], ["zoom"], 4, 0.3, 9, 1.2] } });
+    filter: ["==", ["get", "level"], "province"], paint: PROVINCE_LINE_PAINT });
   map.addLayer({ id: "country-line", type: "line", source: "jurisdictions",
     filter: ["==", ["get", "level"], "country"],
     paint: { "line-color": "#5c5c5c", "line-width": 0.8 } });
@@ -165,9 +250,7 @@ export function addBaseLayers(map, { jurisdictions, boundaryTiles, borders, post
     layout: { "line-cap": "round", "line-join": "round" },
     paint: { "line-color": "#f59f00", "line-width": ["interpolate", ["linear"], ["zoom"], 5, 4, 10, 9],
       "line-opacity": 0.85, "line-blur": 1 } });
-  map.addLayer({ id: "border-line", type: "line", source: "borders",
-    paint: { "line-color": "#c92a2a", "line-width": ["interpolate", ["linear"], ["zoom"], 4, 1.5, 10, 3],
-      "line-dasharray": [3, 1.5] } });
+  map.addLayer({ id: "border-line", type: "line", source: "borders", paint: BORDER_LINE_PAINT });
 }
 
 /** The incidents (vector tiles: aggregates below z10, points above) and hot-spot layers. */
@@ -175,11 +258,15 @@ export function addDataLayers(map, { incidentTiles, hotspotTiles, categories, re
   map.addSource("incidents", { type: "vector", tiles: incidentTiles, minzoom: 0, maxzoom: 16 });
   map.addSource("hotspots", { type: "vector", tiles: hotspotTiles, minzoom: 5, maxzoom: 12 });
   const colour = categoryColour(categories);
-  map.addLayer({ id: "hotspot-fill", type: "fill", source: "hotspots", "source-layer": "hotspots",
-    filter: ["!=", ["get", "bin"], 0], layout: { visibility: "none" },
+  // the cells' white outline is a line layer: the line program is made for the boundaries anyway
+  const hotspots = { source: "hotspots", "source-layer": "hotspots", filter: ["!=", ["get", "bin"], 0],
+    layout: { visibility: "none" } };
+  map.addLayer({ ...hotspots, id: "hotspot-fill", type: "fill",
     paint: { "fill-color": ["match", ["get", "bin"], 3, HOTSPOT_COLOURS[3], 2, HOTSPOT_COLOURS[2],
       1, HOTSPOT_COLOURS[1], -1, HOTSPOT_COLOURS[-1], -2, HOTSPOT_COLOURS[-2], HOTSPOT_COLOURS[-3]],
-    "fill-opacity": 0.7, "fill-outline-color": "#ffffff" } }, "neighbour-line");
+    "fill-opacity": 0.7, ...NO_OUTLINE } }, "neighbour-line");
+  map.addLayer({ ...hotspots, id: "hotspot-line", type: "line",
+    paint: { "line-color": "#ffffff", "line-width": 0.6, "line-opacity": 0.9 } }, "neighbour-line");
   map.addLayer({ id: "incident-heat", type: "heatmap", source: "incidents", "source-layer": "incidents",
     layout: { visibility: "none" },
     paint: {
@@ -192,32 +279,12 @@ export function addDataLayers(map, { incidentTiles, hotspotTiles, categories, re
       "heatmap-opacity": 0.8,
     } });
   map.addLayer({ id: "incident-clusters", type: "circle", source: "incidents", "source-layer": "incidents",
-    filter: ["==", ["get", "cluster"], true],
-    paint: {
-      "circle-color": colour,
-      "circle-opacity": 0.75,
-      "circle-radius": ["interpolate", ["linear"], ["sqrt", ["get", "count"]], 1, 4, 10, 13, 40, 26],
-      "circle-stroke-color": "#212529",
-      "circle-stroke-width": ["case", [">=", ["get", "severity_max"], 4], 1.5, 0.5],
-    } });
+    filter: ["==", ["get", "cluster"], true], paint: clusterPaint(colour) });
   if (reader) {
     map.addLayer({ id: "incident-points", type: "circle", source: "incidents", "source-layer": "incidents",
-      filter: ["==", ["get", "cluster"], false],
-      paint: {
-        "circle-color": colour,
-        "circle-radius": ["interpolate", ["linear"], ["get", "severity"], 1, 4, 5, 9],
-        "circle-stroke-color": ["case", [">=", ["get", "severity"], 4], "#000000", "#ffffff"],
-        "circle-stroke-width": ["case", [">=", ["get", "severity"], 4], 2, 1],
-      } });
+      filter: ["==", ["get", "cluster"], false], paint: pointPaint(colour) });
   }
-  map.addLayer({ id: "post-circles", type: "circle", source: "posts",
-    paint: {
-      // rings (white centre), so posts never read as incidents (filled circles)
-      "circle-color": "#ffffff",
-      "circle-radius": ["interpolate", ["linear"], ["zoom"], 4, 3, 10, 6],
-      "circle-stroke-color": POST_COLOUR,
-      "circle-stroke-width": ["interpolate", ["linear"], ["zoom"], 4, 2, 10, 3.5],
-    } });
+  map.addLayer({ id: "post-circles", type: "circle", source: "posts", paint: POST_PAINT });
   map.addLayer({ id: "nearby-fill", type: "fill", source: "nearby",
     filter: ["==", ["geometry-type"], "Polygon"],
     paint: { "fill-color": "#1c7ed6", "fill-opacity": 0.1 } });
