@@ -8,9 +8,10 @@ made afresh against recounted in the cells the change touched (app/tiles/inciden
 1. the tile made afresh: the statement as before (the MVT alone) against the statement that
    keeps the cells beside the MVT (`_aggregates_kept`), alternately;
 2. after one create inside the tile (a copy of an existing incident moved to a spot of the tile,
-   a new spot each round): the tile recounted (`incidents_tile`, which finds the kept tile, asks
-   the change log and recounts the touched cells) against the same tile made afresh; the
-   recounted cells are checked against the fresh ones (count, severity_max, category exactly);
+   a new spot each round; then each in the cell holding the most incidents): the tile
+   recounted (`incidents_tile`, which finds the kept tile, asks the change log and recounts the
+   touched cells) against the same tile made afresh; the recounted cells are checked against
+   the fresh ones (count, severity_max, category exactly);
 3. with --explain: the recount statement's plan (EXPLAIN ANALYZE), to see each touched cell read
    through the GiST index.
 
@@ -37,7 +38,7 @@ from app.config import Settings
 from app.db import create_engine, sessionmaker
 from app.incidents.filters import IncidentFilter
 from app.tiles import incidents, versions
-from app.tiles.tile import Tile
+from app.tiles.tile import WORLD_M, Tile, mercator_to_lonlat
 from bench.bench_change_log import backend_cpu_s
 from bench.common import cluster
 
@@ -55,11 +56,14 @@ def ms(samples: list[float]) -> str:
     return f"median {statistics.median(samples) * 1000:8.1f} ms (n={len(samples)})"
 
 
-async def create_inside(engine: AsyncEngine, k: int, created: list[Any]) -> None:
+async def create_inside(
+    engine: AsyncEngine, k: int, created: list[Any], at: tuple[float, float] | None = None
+) -> None:
     """A committed copy of an existing incident (new id) at the k-th spot of a spread inside
-    BUSY (its id added to `created`, deleted at the end)."""
+    BUSY, or at `at` (its id added to `created`, deleted at the end)."""
     w, s, e, n = BUSY.lonlat()
     fx, fy = 0.3 + 0.4 * ((k * 0.37) % 1), 0.3 + 0.4 * ((k * 0.61) % 1)
+    x, y = at or (w + (e - w) * fx, n - (n - s) * fy)
     async with engine.begin() as conn:
         await conn.execute(
             text(
@@ -78,7 +82,7 @@ async def create_inside(engine: AsyncEngine, k: int, created: list[Any]) -> None
                 "UPDATE rc_src SET id = gen_random_uuid(), source_id = NULL,"
                 " geom = ST_SetSRID(ST_MakePoint(:x, :y), 4326) RETURNING id"
             ),
-            {"x": w + (e - w) * fx, "y": n - (n - s) * fy},
+            {"x": x, "y": y},
         )
         created.append(made.scalar_one())
         await conn.execute(text("INSERT INTO incident SELECT * FROM rc_src"))
@@ -133,37 +137,52 @@ async def tile(engine: AsyncEngine) -> tuple[bytes, Any]:
         )
 
 
+def fullest_cell(cells: incidents.Cells, cell_m: float) -> tuple[float, float]:
+    """The centre (lon, lat) of the cell holding the most incidents."""
+    i = max(range(len(cells.count)), key=lambda j: cells.count[j])
+    x = -WORLD_M + (cells.cx[i] + 0.5) * cell_m
+    y = WORLD_M - (cells.cy[i] + 0.5) * cell_m
+    lon, lat, _, _ = mercator_to_lonlat((x, y, x, y))
+    return lon, lat
+
+
 async def after_a_create(engine: AsyncEngine, rounds: int, created: list[Any]) -> None:
+    """Spread creates, then creates in the fullest cell (the dearest recount of one cell)."""
     _, params = made_statement()
     kept_stmt = incidents._aggregates_kept(FILT, at_centre=False)
     which = (FILT, False, BUSY, None)
     await tile(engine)  # kept once
-    fresh: list[float] = []
-    recounted: list[float] = []
-    for k in range(rounds):
-        await create_inside(engine, k, created)
-        before = incidents.REUSE["recounted"]
-        t, (body, _) = await timed(lambda: tile(engine))
-        assert incidents.REUSE["recounted"] == before + 1, incidents.REUSE
-        recounted.append(t)
-        async with reader(engine) as session:
-            t, made = await timed(
-                lambda: incidents._run(
-                    session,
-                    (kept_stmt, params),
-                    incidents._aggregate_row,
+    kept = incidents.AGGREGATES.peek((incidents.LATEST[which], *which))
+    assert kept is not None
+    fullest = fullest_cell(kept[2], params["cell"])
+    for label, at in (("a spread of spots", None), ("the fullest cell", fullest)):
+        fresh: list[float] = []
+        recounted: list[float] = []
+        for k in range(rounds):
+            await create_inside(engine, k, created, at)
+            before = incidents.REUSE["recounted"]
+            t, (body, _) = await timed(lambda: tile(engine))
+            assert incidents.REUSE["recounted"] == before + 1, incidents.REUSE
+            recounted.append(t)
+            async with reader(engine) as session:
+                t, made = await timed(
+                    lambda: incidents._run(
+                        session,
+                        (kept_stmt, params),
+                        incidents._aggregate_row,
+                    )
                 )
-            )
-        fresh.append(t)
-        kept = incidents.AGGREGATES.peek((incidents.LATEST[which], *which))
-        assert kept is not None and kept[0] == body
-        cells, again = made[2], kept[2]
-        assert (cells.cx, cells.cy, cells.count) == (again.cx, again.cy, again.count)
-        assert (cells.severity_max, cells.category) == (again.severity_max, again.category)
-    print(f"tile {BUSY.z}/{BUSY.x}/{BUSY.y} after one committed create inside it:")
-    print(f"  made afresh  {ms(fresh)}")
-    print(f"  recounted    {ms(recounted)}  (the request: stamp, proof, recount)")
-    print(f"  afresh / recounted: {statistics.median(fresh) / statistics.median(recounted):.0f}x")
+            fresh.append(t)
+            kept = incidents.AGGREGATES.peek((incidents.LATEST[which], *which))
+            assert kept is not None and kept[0] == body
+            cells, again = made[2], kept[2]
+            assert (cells.cx, cells.cy, cells.count) == (again.cx, again.cy, again.count)
+            assert (cells.severity_max, cells.category) == (again.severity_max, again.category)
+        ratio = statistics.median(fresh) / statistics.median(recounted)
+        print(f"tile {BUSY.z}/{BUSY.x}/{BUSY.y} after one committed create inside it, {label}:")
+        print(f"  made afresh  {ms(fresh)}")
+        print(f"  recounted    {ms(recounted)}  (the request: stamp, proof, recount)")
+        print(f"  afresh / recounted: {ratio:.0f}x")
 
 
 async def explain(engine: AsyncEngine, created: list[Any]) -> None:
