@@ -297,6 +297,13 @@ async def test_dashboard_loads_renders_and_counts(
     assert shown == {f["properties"]["display_name"] for f in named["features"]}
     assert {"Tỉnh An Giang", "Thành phố Hồ Chí Minh"} <= shown
     assert any("/tiles/incidents/" in u and ".mvt?v=" in u for u in p.requests)
+    # the preloaded files (index.html) are fetched once: the page's fetch() takes the preload
+    for path in (
+        "/static/map_colours.json",
+        "/static/i18n/common.json",
+        "/static/i18n/dashboard.json",
+    ):
+        assert len([u for u in p.requests if u.endswith(path)]) == 1, path
 
     # the loaded dashboard as a person sees it (kept under the test's tmp_path)
     await p.page.screenshot(path=str(tmp_path / "dashboard.png"))
