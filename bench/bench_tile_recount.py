@@ -196,7 +196,7 @@ async def explain(engine: AsyncEngine, created: list[Any]) -> None:
     async with reader(engine) as session:
         _, stamp, _ = await versions.read_stamped(session=session)
         proof = await incidents._proof(session, incidents.AGGREGATES, which, stamp, params)
-        assert proof is not None and proof.in_region
+        assert proof is not None and not proof.unchanged
         values = params | proof.log | kept[2].params()
         conn = await session.connection()
         recount = incidents._recount(FILT, at_centre=False)

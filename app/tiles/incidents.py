@@ -174,7 +174,7 @@ async def incidents_tile(
         if proof is not None and proof.unchanged:
             REUSE["reused"] += 1
             return proof.kept[0], proof.versions, proof.kept[2]
-        if proof is not None and proof.in_region:
+        if proof is not None:  # only changes in the region stand in the way
             again = await _recounted(session, which, made[1], proof)
             if again is not None:
                 return again
@@ -202,15 +202,15 @@ K = TypeVar("K", tuple[bytes, versions.Versions], tuple[bytes, versions.Versions
 
 @dataclass(frozen=True)
 class Proof(Generic[K]):
-    """What the change log says of a tile kept under an older stamp: `unchanged` (no change
-    since lies in its region: it is the tile of `versions`), or `in_region` (the log covers the
-    range and the other counters are as they were, but changes lie in its region: an aggregate
-    tile may be recounted); `log` holds the parameters the question was asked with."""
+    """What the change log says of a tile kept under an older stamp, the log covering the range
+    and the other counters as they were: `unchanged` (no change since lies in its region: it is
+    the tile of `versions`) or not (changes lie in its region: an aggregate tile may be
+    recounted); `log` holds the parameters the question was asked with, `old` the parts of
+    the stamp the tile was kept under."""
 
     kept: K
     versions: versions.Versions
     unchanged: bool
-    in_region: bool
     log: dict[str, Any]
     old: dict[str, tuple[str, int, str]]
 
@@ -260,7 +260,6 @@ async def _proof(
         kept=kept,
         versions=versions.parse(row.versions),
         unchanged=not row.touched,
-        in_region=bool(row.touched),
         log=log,
         old=old,
     )
@@ -300,6 +299,7 @@ async def _recounted(
 
 
 def _row(row: Any) -> Any:
+    """The row itself (what the recount's caller reads)."""
     return row
 
 
@@ -337,7 +337,8 @@ async def _run(
 ) -> Any:
     """The tile, with the versions read in the same statement; with `read`, what it reads
     from the row of a statement that names its own columns (versions among them: the kept
-    aggregates and their recount)."""
+    aggregates and their recount). Every statement that makes a tile runs here (tests count
+    the tiles made by PostgreSQL with it)."""
     stmt, params = made
     conn = await session.connection()
     driver = _driver_statement(stmt, conn.dialect, frozenset(params), read is not None)
@@ -348,7 +349,7 @@ async def _run(
     return (bytes(row[0]) if row[0] else b""), versions.parse(row[1])
 
 
-@lru_cache(maxsize=3 * STATEMENT_CACHE)
+@lru_cache(maxsize=5 * STATEMENT_CACHE)  # per filter: points, aggregates, kept, recount
 def _driver_statement(
     stmt: Select[Any], dialect: Dialect, names: frozenset[str], whole: bool = False
 ) -> DriverStatement:
