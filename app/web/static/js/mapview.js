@@ -83,7 +83,7 @@ function mapLibreLocale() {
   };
 }
 
-// Paints the opening view draws, shared with warmUpPrograms(). Fills have no antialiasing
+// Paints the opening view draws, shared with warmUpStyle(). Fills have no antialiasing
 // outline pass (a line layer draws every edge that shows: country, province, band and hot-spot
 // lines), so no second program is made for it.
 const NO_OUTLINE = { "fill-antialias": false };
@@ -124,44 +124,45 @@ const POINT_WARMUP_ZOOM = 9;
  * way, instead of when its tiles first draw. MapLibre makes a program the first time a layer
  * of its kind draws (one per layer type and set of data-driven paint properties; 30-70 ms each
  * on a software GL, docs/performance.md), and that was on the path to a settled page: the
- * circles' programs waited for the incident tiles. Here, layers with the same paint as the real
- * ones (only their opacity changed to UNSEEN: constants do not change the program) draw a
- * point, a line and a square of 4 px at the map's centre once, and are removed as soon as they
- * have. `?warmup=off` leaves them out (tests compare the programs made). */
-function warmUpPrograms(map, { reader }) {
-  if (new URLSearchParams(window.location.search).get("warmup") === "off") return;
-  const [lon, lat] = map.getCenter().toArray();
-  const d = (4 * 360) / (512 * 2 ** map.getZoom()); // 4 px: a shorter line would vanish in the tile
-
+ * circles' programs waited for the incident tiles. The map's first style therefore holds
+ * layers with the same paint as the real ones (only their opacity changed to UNSEEN: constants
+ * do not change the program) drawing a point, a line and a square of 4 px at the map's centre;
+ * they are removed once they have drawn. `?warmup=off` leaves them out (tests compare the
+ * programs made). Returns the source and layers to add to the style, or null. */
+function warmUpStyle({ reader, center, zoom }) {
+  if (new URLSearchParams(window.location.search).get("warmup") === "off") return null;
+  const [lon, lat] = center;
+  const d = (4 * 360) / (512 * 2 ** zoom); // 4 px: a shorter line would vanish in the tile
   const props = { code: "", level: "country", cluster: true, count: 1, severity_max: 1, severity: 1,
     category: "", kind: "border_gate" };
   const feature = (geometry) => ({ type: "Feature", properties: props, geometry });
   const square = [[[lon, lat], [lon + d, lat], [lon + d, lat + d], [lon, lat + d], [lon, lat]]];
-  map.addSource("warmup", { type: "geojson", data: { type: "FeatureCollection", features: [
+  const source = { type: "geojson", data: { type: "FeatureCollection", features: [
     feature({ type: "Point", coordinates: [lon, lat] }),
     feature({ type: "LineString", coordinates: [[lon, lat], [lon + d, lat + d]] }),
-    feature({ type: "Polygon", coordinates: square })] } });
+    feature({ type: "Polygon", coordinates: square })] } };
   const colour = categoryColour([{ code: "" }]); // the same expression kind as the real palette
+  const unseen = { "circle-opacity": UNSEEN, "circle-stroke-opacity": UNSEEN };
   const paints = [
-    ["fill", { ...landPaint("", UNSEEN) }],
+    ["fill", landPaint("", UNSEEN)],
     ["line", { ...PROVINCE_LINE_PAINT, "line-opacity": UNSEEN }],
     ["line", { ...BORDER_LINE_PAINT, "line-opacity": UNSEEN }],
-    ["circle", { ...clusterPaint(colour), "circle-opacity": UNSEEN, "circle-stroke-opacity": UNSEEN }],
-    ["circle", { ...POST_PAINT, "circle-opacity": UNSEEN, "circle-stroke-opacity": UNSEEN }],
+    ["circle", { ...clusterPaint(colour), ...unseen }],
+    ["circle", { ...POST_PAINT, ...unseen }],
   ];
-  if (reader && map.getZoom() >= POINT_WARMUP_ZOOM) { // single incidents are drawn from zoom 10
-    paints.push(["circle", { ...pointPaint(colour), "circle-opacity": UNSEEN, "circle-stroke-opacity": UNSEEN }]);
+  if (reader && zoom >= POINT_WARMUP_ZOOM) { // single incidents are drawn from zoom 10
+    paints.push(["circle", { ...pointPaint(colour), ...unseen }]);
   }
-  const ids = paints.map(([type, paint], i) => {
-    const id = `warmup-${i}`;
-    map.addLayer({ id, type, source: "warmup", paint });
-    return id;
-  });
+  const layers = paints.map(([type, paint], i) => ({ id: `warmup-${i}`, type, source: "warmup", paint }));
+  return { source, layers };
+}
+
+/** Remove the warm-up layers and source after the frame that drew them. */
+function endWarmUp(map, warmup) {
   const done = () => {
-    for (const id of ids) map.removeLayer(id);
+    for (const layer of warmup.layers) map.removeLayer(layer.id);
     map.removeSource("warmup");
   };
-  // drawn in the first frame after its data is ready; removed after that frame
   const ready = (e) => {
     if (e.sourceId !== "warmup" || !e.isSourceLoaded) return;
     map.off("sourcedata", ready);
@@ -180,11 +181,18 @@ export function createMap({ container, config, view, reader }) {
       attribution: config.basemap_attribution || "" };
     layers.push({ id: "basemap", type: "raster", source: "basemap" });
   }
+  const center = view ? [view.lon, view.lat] : [106.0, 16.0];
+  const zoom = view ? view.zoom : 4.6;
+  const warmup = warmUpStyle({ reader, center, zoom });
+  if (warmup) {
+    sources.warmup = warmup.source;
+    layers.push(...warmup.layers);
+  }
   const map = new maplibregl.Map({
     container,
     style: { version: 8, sources, layers },
-    center: view ? [view.lon, view.lat] : [106.0, 16.0],
-    zoom: view ? view.zoom : 4.6,
+    center,
+    zoom,
     minZoom: 2,
     maxZoom: 18,
     attributionControl: { compact: true, customAttribution: t("map.attribution") },
@@ -195,7 +203,7 @@ export function createMap({ container, config, view, reader }) {
   });
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
   map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
-  map.once("load", () => warmUpPrograms(map, { reader }));
+  if (warmup) endWarmUp(map, warmup);
   return map;
 }
 
