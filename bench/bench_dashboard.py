@@ -129,13 +129,15 @@ async def visit(open_context: Any, base: str, key: str, query: str) -> Visit:
             if time.monotonic() > deadline:
                 raise RuntimeError("the page never defined window.borderwatch")
             await asyncio.sleep(0.02)
-        await page.evaluate(f"window.borderwatch.settled({SETTLE_TIMEOUT_MS})")
+        # how long before settled() resolved the page settled, measured in the page (no clock
+        # compared across processes); null: a page from before settledAt() (--before-ref)
+        gap_ms = await page.evaluate(
+            f"window.borderwatch.settled({SETTLE_TIMEOUT_MS}).then(() =>"
+            " window.borderwatch.settledAt ?"
+            " performance.now() - window.borderwatch.settledAt() : null)"
+        )
         settle_s = time.perf_counter() - opened
-        at_epoch_ms = await page.evaluate(
-            "window.borderwatch.settledAt ? performance.timeOrigin"
-            " + window.borderwatch.settledAt() : null"
-        )  # null: a page from before settledAt() (--before-ref)
-        at_s = settle_s if at_epoch_ms is None else (at_epoch_ms - opened_epoch_ms) / 1000
+        at_s = settle_s if gap_ms is None else settle_s - gap_ms / 1000
         out = Visit(settle_s, at_s, errors=errors)
         for r in done:
             timing = r.timing

@@ -127,7 +127,8 @@ export function watchTiles(m) {
 }
 
 /** When the page last settled: the instant (ms since its navigation began) the last request,
- * refresh or map draw before the newest resolved settled() finished; null before one has.
+ * refresh or map draw before the newest resolved settled() finished (or, when a look found the
+ * map busy after that without an event, the first of the calm looks); null before one has.
  * settled() itself resolves 200-300 ms later, after three calm looks (bench_dashboard.py
  * reports both). */
 export function settledAt() {
@@ -138,12 +139,23 @@ export function settledAt() {
 export function settled(timeoutMs = 30000) {
   const until = Date.now() + timeoutMs;
   let calm = 0;
+  let calmSince = 0; // the first look of the calm run
+  let busySeen = -Infinity; // the last look that found something under way
   return new Promise((resolve, reject) => {
     const check = () => {
+      const now = performance.now();
       const idle = map && map.loaded() && map.areTilesLoaded() && !map.isMoving()
         && pending() === 0 && working === 0;
+      if (!idle) busySeen = now;
       calm = idle ? calm + 1 : 0;
-      if (calm >= 3) { lastSettledAt = Math.round(lastActive); resolve(true); return; }
+      if (calm === 1) calmSince = now;
+      if (calm >= 3) {
+        // the end of the last activity when it came after the last busy look; else (the map was
+        // busy without an event saying when it stopped) the first calm look, at most 100 ms late
+        lastSettledAt = Math.round(lastActive >= busySeen ? lastActive : calmSince);
+        resolve(true);
+        return;
+      }
       if (Date.now() > until) { reject(new Error("settled-timeout")); return; }
       setTimeout(check, 100);
     };
