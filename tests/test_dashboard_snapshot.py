@@ -29,6 +29,7 @@ from app.config import Settings
 from app.db import create_engine, ensure_database, sessionmaker
 from app.incidents.filters import IncidentFilter, parse_datetime
 from app.jurisdictions import eras
+from app.jurisdictions import service as jurisdictions
 from app.main import create_app
 from app.tiles import versions
 from conftest import Demo, database_on, drop_database, prepare_database
@@ -257,9 +258,12 @@ async def test_warmer_fills_the_national_caches(db: Db) -> None:
     memory (no build left to start)."""
     settings = Settings(environment="test", database_url=None)
     app = create_app(settings, engine=db.engine)
+    jurisdictions.LISTS.values.clear()
     await warm.warm_once(app)
     cache = snapshots_in(app.state)
     assert cache.builds == 2
+    kept = list(jurisdictions.LISTS.values.values())
+    assert len(kept) == 2  # the country outlines and the provinces the dashboard reads first
     headers = {"Authorization": f"Bearer {db.admin}"}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
@@ -268,6 +272,14 @@ async def test_warmer_fills_the_national_caches(db: Db) -> None:
         async with sessionmaker(db.engine)() as session:
             direct = await stats.stats(session=session, filt=warm.national(app), group_by="month")
         assert body == direct
+        # the dashboard's own requests (js/era.js) are answered with the kept bodies
+        for level in ("country", "province"):
+            r = await c.get(
+                "/jurisdictions", params={"level": level, "simplify": 500, "lang": "vi"}
+            )
+            assert r.status_code == 200 and r.content in kept
+            assert {f["properties"]["level"] for f in r.json()["features"]} == {level}
+        assert len(jurisdictions.LISTS.values) == 2  # nothing made again
 
 
 def test_busiest_tiles_are_where_the_incidents_are() -> None:

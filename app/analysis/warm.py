@@ -1,5 +1,6 @@
 """Warming the dashboard's per-version caches in the background, so that the first visit of the
-day (after a start, or after a write moved a layer version) finds them filled: the national
+day (after a start, or after a write moved a layer version) finds them filled: the country
+outlines and provinces it reads first (app/jurisdictions/service.py, LISTS), the national
 incident snapshot and cross-boundary hits (app/analysis/snapshot.py, adjacency.py), the
 border-zone bands of the default parameters, the hot-spot grid without filter and the
 aggregate incident tiles of the country's low zooms (z3-z7 over Vietnam, and the 24 z8 tiles
@@ -52,6 +53,9 @@ BUSIEST_ZOOM, BUSIEST_TILES = 8, 24  # and the busiest tiles of z8 (the cities' 
 VIETNAM_BBOX = (102.1, 8.4, 109.5, 23.4)
 ZONE_BANDS = (0.0, 5.0, 20.0, 50.0)  # the dashboard's border-zone request (js/layers.js)
 ZONE_SIMPLIFY_M = 1000.0
+# the country outlines and provinces the dashboard reads before it makes its map (js/era.js:
+# simplified to 500 m, place names in Vietnamese whatever the page's language)
+REFERENCE_LEVELS, REFERENCE_SIMPLIFY_M, REFERENCE_LANG = ("country", "province"), 500.0, "vi"
 
 
 def national(app: FastAPI) -> IncidentFilter:
@@ -161,14 +165,22 @@ async def warm_once(app: FastAPI) -> None:
                 session=session, filt=filt, tile=tile, aggregate_only=False
             )
 
+    async def reference(session: AsyncSession) -> None:
+        from app.jurisdictions import service as jurisdictions
+
+        for level in REFERENCE_LEVELS:
+            await jurisdictions.list_features(
+                session=session, level=level, simplify_m=REFERENCE_SIMPLIFY_M, lang=REFERENCE_LANG
+            )
+
     async def timed(name: str, fn: Any) -> None:
         started = time.perf_counter()
         await step(name, fn)
         log.info("warmed %s in %.1f s", name, time.perf_counter() - started)
 
     for name, fn in (
-        ("snapshot", snap), ("cross-boundary hits", hits), ("border zone", zone),
-        ("hot spots", hotspots), ("tiles", tiles),
+        ("reference", reference), ("snapshot", snap), ("cross-boundary hits", hits),
+        ("border zone", zone), ("hot spots", hotspots), ("tiles", tiles),
     ):  # fmt: skip
         await timed(name, fn)
 
