@@ -39,6 +39,7 @@ from app.analysis import adjacency, snapshot
 from app.analysis.borderzone_routes import zone_cache, zone_key
 from app.analysis.stats_routes import snapshots_in
 from app.auth.scope import Scope
+from app.i18n import Lang
 from app.incidents.filters import IncidentFilter
 from app.jurisdictions import eras
 from app.tiles import incidents as incident_tiles
@@ -55,7 +56,8 @@ ZONE_BANDS = (0.0, 5.0, 20.0, 50.0)  # the dashboard's border-zone request (js/l
 ZONE_SIMPLIFY_M = 1000.0
 # the country outlines and provinces the dashboard reads before it makes its map (js/era.js:
 # simplified to 500 m, place names in Vietnamese whatever the page's language)
-REFERENCE_LEVELS, REFERENCE_SIMPLIFY_M, REFERENCE_LANG = ("country", "province"), 500.0, "vi"
+REFERENCE_LEVELS, REFERENCE_SIMPLIFY_M = ("country", "province"), 500.0
+REFERENCE_LANG: Lang = "vi"
 
 
 def national(app: FastAPI) -> IncidentFilter:
