@@ -142,17 +142,20 @@ def region(t: Tile) -> tuple[float, float, float, float]:
     return t.x / n * 360 - 180, lat(t.y + 1), (t.x + 1) / n * 360 - 180, lat(t.y)
 
 
+# the live incidents in a region (:w :s :e :n) as the aggregate cells count them, without the
+# tile code: west <= lon < east, south < lat <= north
+IN_REGION = (
+    "deleted_at IS NULL AND ST_X(geom) >= :w AND ST_X(geom) < :e AND ST_Y(geom) > :s"
+    " AND ST_Y(geom) <= :n"
+)
+
+
 async def counted(db: Db) -> int:
-    """The incidents in BUSY, counted by PostgreSQL without the tile code (west <= lon < east,
-    south < lat <= north)."""
+    """The incidents in BUSY, counted by PostgreSQL without the tile code (IN_REGION)."""
     w, s, e, n = region(BUSY)
     async with db.engine.connect() as conn:
         found = await conn.execute(
-            text(
-                "SELECT count(*) FROM incident WHERE deleted_at IS NULL"
-                " AND ST_X(geom) >= :w AND ST_X(geom) < :e AND ST_Y(geom) > :s"
-                " AND ST_Y(geom) <= :n"
-            ),
+            text(f"SELECT count(*) FROM incident WHERE {IN_REGION}"),
             {"w": w, "s": s, "e": e, "n": n},
         )
         return int(found.scalar_one())

@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy import text
 from test_change_log import (
     BUSY,
+    IN_REGION,
     INSIDE,
     Db,
     api,
@@ -137,11 +138,7 @@ async def test_each_kind_of_write_inside_recounts_the_tile_as_made_afresh(
     async with db.engine.connect() as conn:
         w, s, e, n = region(VIEWS[4][2])
         found = await conn.execute(
-            text(
-                "SELECT id, version FROM incident WHERE deleted_at IS NULL AND ST_X(geom) >= :w"
-                " AND ST_X(geom) < :e AND ST_Y(geom) > :s AND ST_Y(geom) <= :n ORDER BY id"
-                " LIMIT 1"
-            ),
+            text(f"SELECT id, version FROM incident WHERE {IN_REGION} ORDER BY id LIMIT 1"),
             {"w": w, "s": s, "e": e, "n": n},
         )
         demo = found.one()
@@ -196,11 +193,7 @@ async def test_a_statement_logged_as_a_small_box_recounts_its_cells(
     async with db.engine.begin() as conn:
         await conn.execute(text(f"SET LOCAL {change_log.LOG_ROWS_SETTING} = 1"))
         changed = await conn.execute(
-            text(
-                "UPDATE incident SET version = version + 1 WHERE deleted_at IS NULL"
-                " AND ST_X(geom) >= :w AND ST_X(geom) < :e AND ST_Y(geom) > :s"
-                " AND ST_Y(geom) <= :n"
-            ),
+            text(f"UPDATE incident SET version = version + 1 WHERE {IN_REGION}"),
             {"w": w, "s": s, "e": e, "n": n},
         )
         assert changed.rowcount > 100
