@@ -185,6 +185,16 @@ def database_failure(exc: BaseException) -> str | None:
     return None
 
 
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log background work that failed (`what` failed): one warning line when the database is
+    away, which the next round retries; a traceback for anything else, a bug."""
+    detail = database_failure(exc)
+    if detail is None:
+        logger.error("%s failed", what, exc_info=exc)
+    else:
+        logger.warning("%s failed (%s)", what, detail)
+
+
 def _own_failure(exc: BaseException) -> str | None:
     """database_failure for one exception of the chain, without looking inside it."""
     sqlstate = getattr(exc, "sqlstate", None)  # asyncpg errors and the adapter's copies

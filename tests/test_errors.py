@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 from collections.abc import AsyncIterator
 
@@ -23,6 +24,7 @@ from app.errors import (
     DATABASE_DOWN,
     STATEMENT_TIMEOUT,
     database_failure,
+    log_failure,
 )
 from app.incidents import listing
 from app.main import create_app
@@ -165,6 +167,29 @@ pg = asyncpg.exceptions
 )
 def test_database_failures_are_classified(error: BaseException, detail: str | None) -> None:
     assert database_failure(error) == detail
+
+
+def test_background_failures_log_a_line_or_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """Background work (the warmer, the event feed, a snapshot build) that fails because the
+    database is away logs one warning line with the 503 detail; a bug logs its traceback."""
+    logger = logging.getLogger("borderwatch.test")
+    with caplog.at_level(logging.INFO, logger="borderwatch.test"):
+        try:
+            raise _through_sqlalchemy(pg.ConnectionDoesNotExistError("closed mid-operation"))
+        except Exception as exc:
+            log_failure(logger, "warming tiles", exc)
+        try:
+            raise ValueError("bad value")
+        except Exception as exc:
+            log_failure(logger, "warming hot spots", exc)
+    away, bug = caplog.records
+    assert (away.levelno, away.getMessage()) == (
+        logging.WARNING, f"warming tiles failed ({CONNECTION_LOST})"
+    )  # fmt: skip
+    assert away.exc_info is None and "Traceback" not in caplog.text.split("\n")[0]
+    assert (bug.levelno, bug.getMessage()) == (logging.ERROR, "warming hot spots failed")
+    assert bug.exc_info is not None and bug.exc_info[0] is ValueError
+    assert "Traceback" in caplog.text and "ValueError: bad value" in caplog.text
 
 
 async def test_failure_while_starting_a_streamed_list_is_503(

@@ -59,6 +59,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.analysis.cache import VersionedCache
+from app.errors import log_failure
 from app.incidents.filters import IncidentFilter
 from app.incidents.models import STATUSES, Category, Incident
 from app.tiles import change_log, versions
@@ -430,8 +431,8 @@ class SnapshotCache:
         try:
             async with self.sessions()() as session, session.begin():
                 value = await make(session)
-        except Exception:  # a failed build leaves the answers to PostgreSQL
-            log.exception("building %s failed", key.split("|")[0])
+        except Exception as exc:  # a failed build leaves the answers to PostgreSQL
+            log_failure(log, f"building {key.split('|')[0]}", exc)
             return None
         # a value of a lineage (a snapshot, hits) is exact for its own token, even when a write
         # moved the versions since the build was asked for

@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.errors import database_failure
+from app.errors import log_failure
 from app.events import service
 from app.events.service import Event, Position
 from app.incidents.filters import IncidentFilter
@@ -153,12 +153,8 @@ class EventHub:
                     self._pruned_at = loop.time()
                     async with self._session() as session, session.begin():
                         await service.prune(session, self.retention_s)
-            except Exception as exc:
-                detail = database_failure(exc)
-                if detail is None:  # a bug: its traceback
-                    log.exception("event feed: reading the log failed")
-                else:  # the database is away (a 503 for requests): the next round tries again
-                    log.warning("event feed: reading the log failed (%s)", detail)
+            except Exception as exc:  # the database away: the next round tries again
+                log_failure(log, "event feed: reading the log", exc)
                 await asyncio.sleep(self.poll_s)
 
     async def _read(self) -> None:
