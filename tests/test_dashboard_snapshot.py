@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from test_tiles import decode
 
 from app.analysis import adjacency, snapshot, stats, warm
 from app.analysis.stats_routes import snapshots_in
@@ -31,7 +32,10 @@ from app.incidents.filters import IncidentFilter, parse_datetime
 from app.jurisdictions import eras
 from app.jurisdictions import service as jurisdictions
 from app.main import create_app
+from app.tiles import hotspots as hotspot_tiles
+from app.tiles import incidents as incident_tiles
 from app.tiles import versions
+from app.tiles.tile import Tile
 from conftest import Demo, database_on, drop_database, prepare_database
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -280,6 +284,51 @@ async def test_warmer_fills_the_national_caches(db: Db) -> None:
             assert r.status_code == 200 and r.content in kept
             assert {f["properties"]["level"] for f in r.json()["features"]} == {level}
         assert len(jurisdictions.LISTS.values) == 2  # nothing made again
+        # a reader's city view: the point tiles around the busiest z12 tile were kept (none
+        # made again), and are the tiles the statement makes now
+        async with sessionmaker(db.engine)() as session:
+            found = await versions.read(session=session)
+        snap = cache.ready(snapshot.token(found, warm.national(app)))
+        assert isinstance(snap, snapshot.Snapshot)
+        busiest = warm.busiest_tiles(snap, 12, 1)[0]
+        made = incident_tiles.REUSE["made"]
+        for t in warm.with_neighbours([busiest]):
+            r = await c.get(f"/tiles/incidents/{t.z}/{t.x}/{t.y}.mvt")
+            assert r.status_code == 200
+            statement = incident_tiles.incident_tile_statement(
+                warm.national(app), t, aggregate_only=False, cap=incident_tiles.MAX_TILE_POINTS
+            )
+            assert statement is not None
+            async with sessionmaker(db.engine)() as session:
+                fresh, _ = await incident_tiles._run(session, statement)
+            assert r.content == fresh
+            if t == busiest:
+                assert decode(r.content, "incidents")  # the busiest tile holds points
+        assert incident_tiles.REUSE["made"] == made
+        # the hot-spot tiles of z5-z7 were kept with their grid, the bytes the statement makes
+        grids = list(app.state.hotspot_cache.grids.values.values())
+        assert len(grids) == 1
+        kept = grids[0].tiles
+        assert kept.kept and kept.hits == 0
+        t, body = next((t, b) for t, b in kept.kept.items() if b)
+        r = await c.get(f"/tiles/hotspots/{t.z}/{t.x}/{t.y}.mvt")
+        assert r.status_code == 200 and r.content == body and kept.hits == 1
+        grids[0].tiles.kept.clear()
+        async with sessionmaker(db.engine)() as session:
+            again = await hotspot_tiles.hotspots_tile(session=session, grid=grids[0], tile=t)
+        assert again == body and decode(body, "hotspots")
+
+
+def test_neighbours_stay_inside_the_tile_matrix() -> None:
+    """with_neighbours: the 3 × 3 block around each tile, each tile once, none off the matrix
+    (a corner tile has 3 neighbours; two adjacent tiles share six)."""
+    T = Tile
+    corner = warm.with_neighbours([T(2, 0, 0)])
+    assert corner == [T(2, 0, 0), T(2, 0, 1), T(2, 1, 0), T(2, 1, 1)]
+    pair = warm.with_neighbours([T(10, 5, 5), T(10, 6, 5)])
+    assert len(pair) == len(set(pair)) == 12
+    assert pair[0] == T(10, 5, 5) and T(10, 6, 5) in pair[:9]
+    assert {(t.x, t.y) for t in pair} == {(x, y) for x in range(4, 8) for y in range(4, 7)}
 
 
 def test_busiest_tiles_are_where_the_incidents_are() -> None:

@@ -186,7 +186,7 @@ def test_background_failures_log_a_line_or_a_traceback(caplog: pytest.LogCapture
     assert (away.levelno, away.getMessage()) == (
         logging.WARNING, f"warming tiles failed ({CONNECTION_LOST})"
     )  # fmt: skip
-    assert away.exc_info is None and "Traceback" not in caplog.text.split("\n")[0]
+    assert away.exc_info is None
     assert (bug.levelno, bug.getMessage()) == (logging.ERROR, "warming hot spots failed")
     assert bug.exc_info is not None and bug.exc_info[0] is ValueError
     assert "Traceback" in caplog.text and "ValueError: bad value" in caplog.text

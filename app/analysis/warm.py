@@ -4,7 +4,9 @@ outlines and provinces it reads first (app/jurisdictions/service.py, LISTS), the
 incident snapshot and cross-boundary hits (app/analysis/snapshot.py, adjacency.py), the
 border-zone bands of the default parameters, the hot-spot grid without filter and the
 aggregate incident tiles of the country's low zooms (z3-z7 over Vietnam, and the 24 z8 tiles
-holding the most incidents; kept per version in app/tiles/incidents.py). Everything is for a
+holding the most incidents), the point tiles around the busiest z11 and z12 tiles (kept per
+version in app/tiles/incidents.py) and the hot-spot tiles of z5-z7 over Vietnam (kept with
+their grid, app/tiles/hotspots.py). Everything is for a
 national key without filter (what the dashboard opens with); another scope or filter fills its
 own entries on first use as before.
 
@@ -39,9 +41,11 @@ from app.analysis import adjacency, snapshot
 from app.analysis.borderzone_routes import zone_cache, zone_key
 from app.analysis.stats_routes import snapshots_in
 from app.auth.scope import Scope
+from app.errors import log_failure
 from app.i18n import Lang
 from app.incidents.filters import IncidentFilter
 from app.jurisdictions import eras
+from app.tiles import hotspots as hotspot_tiles
 from app.tiles import incidents as incident_tiles
 from app.tiles import versions
 from app.tiles.tile import Tile
@@ -52,6 +56,10 @@ POLL_S = 5.0
 TILE_ZOOMS = range(3, 8)  # aggregate tiles over Vietnam kept after each change
 BUSIEST_ZOOM, BUSIEST_TILES = 8, 24  # and the busiest tiles of z8 (the cities' opening views)
 VIETNAM_BBOX = (102.1, 8.4, 109.5, 23.4)
+# and the point tiles (readers, Vietnamese names) of the POINT_BUSIEST busiest tiles of each
+# of POINT_ZOOMS with the 8 around each: a city view at z11-z12 opens on them
+POINT_ZOOMS, POINT_BUSIEST = (11, 12), 4
+HOTSPOT_ZOOMS = range(5, 8)  # hot-spot tiles kept with the grid (the layer starts at z5)
 ZONE_BANDS = (0.0, 5.0, 20.0, 50.0)  # the dashboard's border-zone request (js/layers.js)
 ZONE_SIMPLIFY_M = 1000.0
 # the country outlines and provinces the dashboard reads before it makes its map (js/era.js:
@@ -81,6 +89,18 @@ def tiles_over(bbox: tuple[float, float, float, float], z: int) -> Iterator[Tile
             yield Tile(z, x, y)
 
 
+def with_neighbours(tiles: list[Tile]) -> list[Tile]:
+    """The tiles and the 8 around each (inside the zoom's matrix), each once, in order."""
+    seen: dict[Tile, None] = {}
+    for t in tiles:
+        n = 2**t.z
+        for dx, dy in ((0, 0), *((a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b)):
+            x, y = t.x + dx, t.y + dy
+            if 0 <= x < n and 0 <= y < n:
+                seen.setdefault(Tile(t.z, x, y), None)
+    return list(seen)
+
+
 def busiest_tiles(snap: snapshot.Snapshot, z: int, n: int) -> list[Tile]:
     """The n tiles of zoom z holding the most incidents of the snapshot (where a tile made
     afresh costs the most), busiest first."""
@@ -108,8 +128,8 @@ async def warm_once(app: FastAPI) -> None:
         try:
             async with sessions() as session, session.begin():
                 await fn(session)
-        except Exception:
-            log.exception("warming %s failed", name)
+        except Exception as exc:
+            log_failure(log, f"warming {name}", exc)
 
     async def snap(session: AsyncSession) -> None:
         found = await versions.read(session=session)
@@ -154,7 +174,9 @@ async def warm_once(app: FastAPI) -> None:
         found = await versions.read(session=session)
         view = versions.incident_view(filt, aggregate_only=False, home=home)
         version = versions.token(("incidents", "jurisdictions", "borders"), found, view)
-        await grids.get((filt, version), session, filt, home)
+        grid = await grids.get((filt, version), session, filt, home)
+        for tile in (t for z in HOTSPOT_ZOOMS for t in tiles_over(VIETNAM_BBOX, z)):
+            await hotspot_tiles.hotspots_tile(session=session, grid=grid, tile=tile)
 
     async def tiles(session: AsyncSession) -> None:
         wanted = [t for z in TILE_ZOOMS for t in tiles_over(VIETNAM_BBOX, z)]
@@ -162,6 +184,8 @@ async def warm_once(app: FastAPI) -> None:
         snap = cache.ready(snapshot.token(found, filt))
         if snap is not None:
             wanted += busiest_tiles(snap, BUSIEST_ZOOM, BUSIEST_TILES)
+            for z in POINT_ZOOMS:  # the point tiles a reader's city view opens with
+                wanted += with_neighbours(busiest_tiles(snap, z, POINT_BUSIEST))
         for tile in wanted:
             await incident_tiles.incidents_tile(
                 session=session, filt=filt, tile=tile, aggregate_only=False

@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import text
@@ -24,6 +24,7 @@ from app.tiles.tile import BUFFER, EXTENT, Tile
 
 CELL_KM = 5.0  # the default cell size of /analysis/hotspots
 CACHE_SIZE = 8  # grids kept per process
+TILE_BYTES_KEPT = 8 << 20  # the tiles made from one grid kept with it, up to this many bytes
 LATEST_KEPT = 4  # filters whose newest grid is kept as the base of a delta (~14 MB at 1 M)
 
 
@@ -40,6 +41,34 @@ class HotspotGrid:
     bin: list[int]
     members: hotspot_analysis.CellMembers | None = None
     grid_key: bytes = b""
+    tiles: MadeTiles = field(default_factory=lambda: MadeTiles(TILE_BYTES_KEPT), compare=False)
+
+
+class MadeTiles:
+    """The tiles made from one grid, least recently used dropped first past `limit` bytes: a
+    grid never changes, so neither does a tile made from it (it goes with the grid)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept: OrderedDict[Tile, bytes] = OrderedDict()
+        self.size = 0
+        self.hits = 0  # tests, benchmarks
+
+    def get(self, tile: Tile) -> bytes | None:
+        body = self.kept.get(tile)
+        if body is not None:
+            self.kept.move_to_end(tile)
+            self.hits += 1
+        return body
+
+    def put(self, tile: Tile, body: bytes) -> None:
+        if len(body) > self.limit or tile in self.kept:
+            return
+        self.kept[tile] = body
+        self.size += len(body)
+        while self.size > self.limit:
+            _, dropped = self.kept.popitem(last=False)
+            self.size -= len(dropped)
 
 
 class HotspotCache:
@@ -161,7 +190,11 @@ def cells_in(boxes: np.ndarray, tile: Tile) -> list[int]:
 
 async def hotspots_tile(*, session: AsyncSession, grid: HotspotGrid, tile: Tile) -> bytes:
     """The cells of a computed grid that reach into the tile, with `count`, `gi_z`, `gi_p` and
-    `bin`; only those cells travel to PostgreSQL."""
+    `bin`; only those cells travel to PostgreSQL, once per grid and tile while the grid's
+    made tiles keep it (MadeTiles)."""
+    kept = grid.tiles.get(tile)
+    if kept is not None:
+        return kept
     idx = cells_in(grid.boxes, tile)
     if not idx:
         return b""
@@ -176,4 +209,6 @@ async def hotspots_tile(*, session: AsyncSession, grid: HotspotGrid, tile: Tile)
         "b": [grid.bin[k] for k in idx],
     }
     value = (await session.execute(HOTSPOT_TILE, params)).scalar()
-    return bytes(value) if value else b""
+    body = bytes(value) if value else b""
+    grid.tiles.put(tile, body)
+    return body
