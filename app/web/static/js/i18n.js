@@ -53,6 +53,21 @@ export async function load(...names) {
   document.documentElement.lang = lang();
 }
 
+const FORMATTERS = new Map(); // kind, locale and options → an Intl formatter of the page
+
+/** An Intl formatter (NumberFormat, DateTimeFormat, PluralRules) for the current locale, made
+ * once: making one takes ~0.2 ms, and the statistics panel formats hundreds of numbers (20-30
+ * ms of a page's start, docs/performance.md). */
+export function intl(Kind, options = {}) {
+  const key = `${Kind.name} ${locale()} ${JSON.stringify(options)}`;
+  let made = FORMATTERS.get(key);
+  if (!made) {
+    made = new Kind(locale(), options);
+    FORMATTERS.set(key, made);
+  }
+  return made;
+}
+
 /** The text of `key` in the current language, with {name} placeholders filled. */
 export function t(key, params = {}) {
   const entry = messages[key];
@@ -62,7 +77,7 @@ export function t(key, params = {}) {
   }
   let text = entry[lang()];
   if (text !== null && typeof text === "object") {
-    const rule = new Intl.PluralRules(locale()).select(Number(params.count ?? 0));
+    const rule = intl(Intl.PluralRules).select(Number(params.count ?? 0));
     text = text[rule] ?? text.other;
   }
   return String(text).replace(/\{(\w+)\}/g, (whole, name) =>
@@ -114,7 +129,7 @@ export function onChange(fn) {
 
 /** A number in the current locale (1.234,5 in Vietnamese; 1,234.5 in English). */
 export function number(value, options = {}) {
-  return new Intl.NumberFormat(locale(), options).format(value);
+  return intl(Intl.NumberFormat, options).format(value);
 }
 
 /** A share (0.196 → "19,6 %" / "19.6%"). */
@@ -135,11 +150,11 @@ export function dateTime(value, options = { dateStyle: "medium", timeStyle: "sho
   const { dateStyle, timeStyle, ...rest } = options;
   const fields = { ...(DATE_STYLES[dateStyle] || {}), ...(TIME_STYLES[timeStyle] || {}), ...rest };
   if (fields.hour && !fields.timeZoneName) fields.timeZoneName = "shortOffset";
-  return new Intl.DateTimeFormat(locale(), { ...fields, timeZone: TIME_ZONE }).format(d);
+  return intl(Intl.DateTimeFormat, { ...fields, timeZone: TIME_ZONE }).format(d);
 }
 
 /** A date (no time) in Vietnam's time zone. */
 export function date(value, options = { dateStyle: "medium" }) {
   const d = value instanceof Date ? value : new Date(value);
-  return new Intl.DateTimeFormat(locale(), { ...options, timeZone: TIME_ZONE }).format(d);
+  return intl(Intl.DateTimeFormat, { ...options, timeZone: TIME_ZONE }).format(d);
 }
