@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from test_tiles import decode
+from test_tiles import HALF, TO_MERC, decode, tile_of
 
 from app.analysis import adjacency, snapshot, stats, warm
 from app.analysis.stats_routes import snapshots_in
@@ -304,6 +304,15 @@ async def test_warmer_fills_the_national_caches(db: Db) -> None:
             assert r.content == fresh
             if t == busiest:
                 assert decode(r.content, "incidents")  # the busiest tile holds points
+        # a border unit's view of its gate (Hữu Nghị): its point tiles were kept too
+        async with sessionmaker(db.engine)() as session:
+            gate = (
+                await session.execute(text("SELECT ST_X(geom), ST_Y(geom) FROM border_post"
+                                           " WHERE code = 'huu-nghi'"))
+            ).one()  # fmt: skip
+        for t in warm.view_tiles(gate[0], gate[1], warm.GATE_ZOOM, warm.VIEW_PX):
+            r = await c.get(f"/tiles/incidents/{t.z}/{t.x}/{t.y}.mvt")
+            assert r.status_code == 200
         assert incident_tiles.REUSE["made"] == made
         # the hot-spot tiles of z5-z7 were kept with their grid, the bytes the statement makes
         grids = list(app.state.hotspot_cache.grids.values.values())
@@ -329,6 +338,34 @@ def test_neighbours_stay_inside_the_tile_matrix() -> None:
     assert len(pair) == len(set(pair)) == 12
     assert pair[0] == T(10, 5, 5) and T(10, 6, 5) in pair[:9]
     assert {(t.x, t.y) for t in pair} == {(x, y) for x in range(4, 8) for y in range(4, 7)}
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat", "z", "px"),
+    [
+        (106.705, 21.96, 12, (800, 700)),
+        (106.70, 10.78, 11, (1366, 768)),
+        (103.15, 22.50, 12, (800, 700)),
+    ],
+)
+def test_view_tiles_are_the_tiles_the_screen_shows(
+    lon: float, lat: float, z: int, px: tuple[int, int]
+) -> None:
+    """view_tiles: the tiles under a screen centred on a point, from its corners projected with
+    PROJ and the slippy-map formula (Hữu Nghị at z12, Hồ Chí Minh City at z11, Lào Cai)."""
+    cx, cy = TO_MERC.transform(lon, lat)
+    m_per_px = 2 * HALF / (512 * 2**z)
+    w, n = TO_MERC.transform(
+        cx - px[0] / 2 * m_per_px, cy + px[1] / 2 * m_per_px, direction="INVERSE"
+    )
+    e, s = TO_MERC.transform(
+        cx + px[0] / 2 * m_per_px, cy - px[1] / 2 * m_per_px, direction="INVERSE"
+    )
+    (x0, y0), (x1, y1) = tile_of(w, n, z), tile_of(e, s, z)
+    want = {(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)}
+    got = warm.view_tiles(lon, lat, z, px)
+    assert {(t.x, t.y) for t in got} == want and len(got) == len(want)
+    assert {t.z for t in got} == {z}
 
 
 def test_busiest_tiles_are_where_the_incidents_are() -> None:

@@ -4,9 +4,9 @@ outlines and provinces it reads first (app/jurisdictions/service.py, LISTS), the
 incident snapshot and cross-boundary hits (app/analysis/snapshot.py, adjacency.py), the
 border-zone bands of the default parameters, the hot-spot grid without filter and the
 aggregate incident tiles of the country's low zooms (z3-z7 over Vietnam, and the 24 z8 tiles
-holding the most incidents), the point tiles around the busiest z11 and z12 tiles (kept per
-version in app/tiles/incidents.py) and the hot-spot tiles of z5-z7 over Vietnam (kept with
-their grid, app/tiles/hotspots.py). Everything is for a
+holding the most incidents), the point tiles around the busiest z11 and z12 tiles and of a z12
+view centred on each border gate (kept per version in app/tiles/incidents.py) and the hot-spot
+tiles of z5-z7 over Vietnam (kept with their grid, app/tiles/hotspots.py). Everything is for a
 national key without filter (what the dashboard opens with); another scope or filter fills its
 own entries on first use as before.
 
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis import adjacency, snapshot
@@ -59,6 +60,20 @@ VIETNAM_BBOX = (102.1, 8.4, 109.5, 23.4)
 # and the point tiles (readers, Vietnamese names) of the POINT_BUSIEST busiest tiles of each
 # of POINT_ZOOMS with the 8 around each: a city view at z11-z12 opens on them
 POINT_ZOOMS, POINT_BUSIEST = (11, 12), 4
+# and the point tiles of a view centred on each border gate in force at GATE_ZOOM (a border
+# unit opens its gate's view), a map of VIEW_PX (the dashboard's map at 1366 x 768 is ~780 x
+# 690 px beside its side bar)
+GATE_ZOOM, VIEW_PX = 12, (800, 700)
+GATES = text(
+    """
+    SELECT ST_X(p.geom), ST_Y(p.geom)
+      FROM border_post p JOIN post_kind k ON k.code = p.kind
+     WHERE k.gate AND p.country = :home
+       AND (p.valid_from IS NULL OR p.valid_from <= :day)
+       AND (p.valid_to IS NULL OR p.valid_to > :day)
+     ORDER BY p.code
+    """
+)
 HOTSPOT_ZOOMS = range(5, 8)  # hot-spot tiles kept with the grid (the layer starts at z5)
 ZONE_BANDS = (0.0, 5.0, 20.0, 50.0)  # the dashboard's border-zone request (js/layers.js)
 ZONE_SIMPLIFY_M = 1000.0
@@ -99,6 +114,21 @@ def with_neighbours(tiles: list[Tile]) -> list[Tile]:
             if 0 <= x < n and 0 <= y < n:
                 seen.setdefault(Tile(t.z, x, y), None)
     return list(seen)
+
+
+def view_tiles(lon: float, lat: float, z: int, px: tuple[int, int]) -> list[Tile]:
+    """The 512-px tiles of zoom z a screen of px (width, height) centred on (lon, lat) shows
+    (MapLibre's vector tiles at an integer zoom), rows first."""
+    world = 512 * 2**z
+    r = math.radians(max(-85.0511, min(85.0511, lat)))
+    cx = (lon + 180) / 360 * world
+    cy = (1 - math.asinh(math.tan(r)) / math.pi) / 2 * world
+    n = 2**z
+
+    def span(c: float, half: float) -> range:
+        return range(max(0, int((c - half) // 512)), min(n - 1, int((c + half) // 512)) + 1)
+
+    return [Tile(z, x, y) for y in span(cy, px[1] / 2) for x in span(cx, px[0] / 2)]
 
 
 def busiest_tiles(snap: snapshot.Snapshot, z: int, n: int) -> list[Tile]:
@@ -186,6 +216,10 @@ async def warm_once(app: FastAPI) -> None:
             wanted += busiest_tiles(snap, BUSIEST_ZOOM, BUSIEST_TILES)
             for z in POINT_ZOOMS:  # the point tiles a reader's city view opens with
                 wanted += with_neighbours(busiest_tiles(snap, z, POINT_BUSIEST))
+        params = {"home": home, "day": eras.today()}
+        for lon, lat in (await session.execute(GATES, params)).all():
+            wanted += view_tiles(float(lon), float(lat), GATE_ZOOM, VIEW_PX)
+        wanted = list(dict.fromkeys(wanted))  # each tile once, in order
         for tile in wanted:
             await incident_tiles.incidents_tile(
                 session=session, filt=filt, tile=tile, aggregate_only=False
