@@ -106,8 +106,9 @@ AGGREGATE_TILES_KEPT = 2048
 AggregateTile = tuple[bytes, versions.Versions, "Cells"]
 AGGREGATES: VersionedCache[AggregateTile] = VersionedCache(AGGREGATE_TILES_KEPT)
 # Point tiles (z >= POINT_MIN_ZOOM, readers) are kept the same way, fewer of them: a busy one is
-# up to ~450 kB and takes 0.5-1 s at 1 M incidents (the dashboard's city and gate views); the
-# warmer keeps ~200 (app/analysis/warm.py: the busiest cities' and the border gates' views)
+# up to ~750 kB and takes 0.3-1 s at 1 M incidents (the dashboard's city and gate views); the
+# warmer keeps ~230 (app/analysis/warm.py: the busiest cities' and the border gates' views; 48 MB
+# at 1 M, median 121 kB): at most ~100 MB at that median, ~290 MB were all of them the largest
 POINT_TILES_KEPT = 384
 POINTS: VersionedCache[tuple[bytes, versions.Versions]] = VersionedCache(POINT_TILES_KEPT)
 # what a kept tile is, besides its stamp: filter, role, tile, and the language of a point
