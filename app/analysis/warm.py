@@ -29,13 +29,12 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis import adjacency, snapshot
@@ -46,6 +45,7 @@ from app.errors import log_failure
 from app.i18n import Lang
 from app.incidents.filters import IncidentFilter
 from app.jurisdictions import eras
+from app.posts import service as posts
 from app.tiles import hotspots as hotspot_tiles
 from app.tiles import incidents as incident_tiles
 from app.tiles import versions
@@ -64,16 +64,6 @@ POINT_ZOOMS, POINT_BUSIEST = (11, 12), 4
 # unit opens its gate's view), a map of VIEW_PX (the dashboard's map at 1366 x 768 is ~780 x
 # 690 px beside its side bar)
 GATE_ZOOM, VIEW_PX = 12, (800, 700)
-GATES = text(
-    """
-    SELECT ST_X(p.geom), ST_Y(p.geom)
-      FROM border_post p JOIN post_kind k ON k.code = p.kind
-     WHERE k.gate AND p.country = :home
-       AND (p.valid_from IS NULL OR p.valid_from <= :day)
-       AND (p.valid_to IS NULL OR p.valid_to > :day)
-     ORDER BY p.code
-    """
-)
 HOTSPOT_ZOOMS = range(5, 8)  # hot-spot tiles kept with the grid (the layer starts at z5)
 ZONE_BANDS = (0.0, 5.0, 20.0, 50.0)  # the dashboard's border-zone request (js/layers.js)
 ZONE_SIMPLIFY_M = 1000.0
@@ -88,20 +78,28 @@ def national(app: FastAPI) -> IncidentFilter:
     return IncidentFilter(scope=Scope(code=None, distance_m=app.state.settings.cooperation_m))
 
 
-def tiles_over(bbox: tuple[float, float, float, float], z: int) -> Iterator[Tile]:
-    """The tiles of zoom z that cover the box."""
+def world_px(lon: float, lat: float, z: int) -> tuple[float, float]:
+    """A point's Web Mercator position in pixels of zoom z's world of 512-px tiles."""
+    world = 512 * 2**z
+    r = math.radians(max(-85.0511, min(85.0511, lat)))
+    return (lon + 180) / 360 * world, (1 - math.asinh(math.tan(r)) / math.pi) / 2 * world
+
+
+def _tiles_between(z: int, x0: float, y0: float, x1: float, y1: float) -> list[Tile]:
+    """The tiles of zoom z under the pixel box (x0, y0)-(x1, y1), inside the matrix, rows first."""
     n = 2**z
 
-    def tx(lon: float) -> int:
-        return int(min(n - 1, max(0, int((lon + 180) / 360 * n))))
+    def span(a: float, b: float) -> range:
+        return range(max(0, int(a // 512)), min(n - 1, int(b // 512)) + 1)
 
-    def ty(lat: float) -> int:
-        r = math.radians(lat)
-        return int(min(n - 1, max(0, int((1 - math.asinh(math.tan(r)) / math.pi) / 2 * n))))
+    return [Tile(z, x, y) for y in span(y0, y1) for x in span(x0, x1)]
 
-    for x in range(tx(bbox[0]), tx(bbox[2]) + 1):
-        for y in range(ty(bbox[3]), ty(bbox[1]) + 1):
-            yield Tile(z, x, y)
+
+def tiles_over(bbox: tuple[float, float, float, float], z: int) -> list[Tile]:
+    """The tiles of zoom z that cover the box (west, south, east, north)."""
+    x0, y0 = world_px(bbox[0], bbox[3], z)
+    x1, y1 = world_px(bbox[2], bbox[1], z)
+    return _tiles_between(z, x0, y0, x1, y1)
 
 
 def with_neighbours(tiles: list[Tile]) -> list[Tile]:
@@ -119,16 +117,9 @@ def with_neighbours(tiles: list[Tile]) -> list[Tile]:
 def view_tiles(lon: float, lat: float, z: int, px: tuple[int, int]) -> list[Tile]:
     """The 512-px tiles of zoom z a screen of px (width, height) centred on (lon, lat) shows
     (MapLibre's vector tiles at an integer zoom), rows first."""
-    world = 512 * 2**z
-    r = math.radians(max(-85.0511, min(85.0511, lat)))
-    cx = (lon + 180) / 360 * world
-    cy = (1 - math.asinh(math.tan(r)) / math.pi) / 2 * world
-    n = 2**z
-
-    def span(c: float, half: float) -> range:
-        return range(max(0, int((c - half) // 512)), min(n - 1, int((c + half) // 512)) + 1)
-
-    return [Tile(z, x, y) for y in span(cy, px[1] / 2) for x in span(cx, px[0] / 2)]
+    cx, cy = world_px(lon, lat, z)
+    w, h = px[0] / 2, px[1] / 2
+    return _tiles_between(z, cx - w, cy - h, cx + w, cy + h)
 
 
 def busiest_tiles(snap: snapshot.Snapshot, z: int, n: int) -> list[Tile]:
@@ -216,9 +207,8 @@ async def warm_once(app: FastAPI) -> None:
             wanted += busiest_tiles(snap, BUSIEST_ZOOM, BUSIEST_TILES)
             for z in POINT_ZOOMS:  # the point tiles a reader's city view opens with
                 wanted += with_neighbours(busiest_tiles(snap, z, POINT_BUSIEST))
-        params = {"home": home, "day": eras.today()}
-        for lon, lat in (await session.execute(GATES, params)).all():
-            wanted += view_tiles(float(lon), float(lat), GATE_ZOOM, VIEW_PX)
+        for lon, lat in await posts.gate_positions(session=session, country=home):
+            wanted += view_tiles(lon, lat, GATE_ZOOM, VIEW_PX)
         wanted = list(dict.fromkeys(wanted))  # each tile once, in order
         for tile in wanted:
             await incident_tiles.incidents_tile(

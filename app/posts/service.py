@@ -93,6 +93,18 @@ def in_force(post: Any, on: Any = None) -> ColumnElement[bool]:
     return eras.in_force(post, eras.today() if on is None else on)
 
 
+async def gate_positions(*, session: AsyncSession, country: str) -> list[tuple[float, float]]:
+    """(lon, lat) of the border gates of `country` in force today, by code."""
+    p = BorderPost
+    rows = await session.execute(
+        select(func.ST_X(p.geom), func.ST_Y(p.geom))
+        .join(PostKind, PostKind.code == p.kind)
+        .where(PostKind.gate, p.country == country, in_force(p))
+        .order_by(p.code)
+    )
+    return [(float(lon), float(lat)) for lon, lat in rows.all()]
+
+
 def managed_properties() -> dict[str, Any]:
     """The properties managed through the service since migration 0023 (GET /border-posts
     and /border-posts/{code}, not the OGC collection, whose queryables stay as they were)."""

@@ -56,8 +56,8 @@ export async function load(...names) {
 const FORMATTERS = new Map(); // kind, locale and options → an Intl formatter of the page
 
 /** An Intl formatter (NumberFormat, DateTimeFormat, PluralRules) for the current locale, made
- * once: making one takes ~0.2 ms, and the statistics panel formats hundreds of numbers (20-30
- * ms of a page's start, docs/performance.md). */
+ * once per options: the panels format hundreds of numbers and dates (the page's first formatter
+ * still loads the locale's data, ~20 ms; docs/decisions.md). */
 export function intl(Kind, options = {}) {
   const key = `${Kind.name} ${locale()} ${JSON.stringify(options)}`;
   let made = FORMATTERS.get(key);

@@ -164,7 +164,7 @@ export function writeUrl(map) {
   if (state.era.mode === "before") q.set("era", "before");
   else if (state.era.mode === "date" && state.era.date) q.set("era", state.era.date);
   const search = `?${q.toString().replaceAll("%2C", ",")}`;
-  // replaceState is a round trip to the browser (~20 ms on the bench machine): only on a change
+  // replaceState is a round trip to the browser process: only on a change
   if (search !== window.location.search) {
     window.history.replaceState(null, "", `${window.location.pathname}${search}`);
   }

@@ -7,7 +7,7 @@ import { getJSON } from "./api.js";
 import { trendChart } from "./chart.js";
 import { categoryName, map, placeName } from "./context.js";
 import { paletteColour, viewBbox } from "./mapview.js";
-import { apply, intl, number, t } from "./i18n.js";
+import { apply, date, number, t } from "./i18n.js";
 import { reportError } from "./messages.js";
 import { filterParams, state, writeUrl } from "./state.js";
 import { pickMonths } from "./time.js";
@@ -115,8 +115,7 @@ function comparisonLine(compared) {
 
 /** A local (Vietnam) calendar day of an ISO time, in the page's language. */
 function day(iso) {
-  return intl(Intl.DateTimeFormat, { timeZone: "Asia/Ho_Chi_Minh", day: "2-digit",
-    month: "2-digit", year: "numeric" }).format(new Date(iso));
+  return date(iso, { day: "2-digit", month: "2-digit", year: "numeric" });
 }
 
 /** "+25 (+166,7 %) ▲": the change, in percent of the comparison count ("new" when that was
