@@ -778,6 +778,69 @@ async def test_warm_up_makes_only_the_programs_the_view_draws(
     assert len([k for k in made["on"] if k.startswith("circle/a_circle-color")]) == 1
 
 
+TILE = re.compile(r"/tiles/(incidents|jurisdictions|hotspots)/\d+/\d+/\d+\.mvt")
+# the national view; the south at z6 with the hot spots on (their tiles start at z5)
+OPENINGS = [
+    ("", ["incidents", "boundaries"]),
+    (
+        "?at=106.7,10.8,6&layers=incidents,density,hotspots,boundaries",
+        ["incidents", "hotspots", "boundaries"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("query", "early"), OPENINGS)
+async def test_opening_view_asks_its_tiles_before_the_reference_data(
+    browser: Any, served: Served, query: str, early: list[str]
+) -> None:
+    """The opening view's incident and boundary tiles are asked as soon as the map's style and
+    their URLs are there (mapview.js, earlyTiles), not once the reference data has come: with
+    /borders held back, they are asked and arrive while nothing but the early layers is on the
+    map. Let through, the real layers draw the incidents from those tiles, none asked twice."""
+    context = await browser.new_context(viewport={"width": 1366, "height": 768})
+    await context.add_init_script("localStorage.setItem('borderwatch.lang', 'en');")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    release = asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        await asyncio.wait_for(release.wait(), WAIT_MS / 1000)
+        await route.continue_()
+
+    try:
+        await page.route(re.compile(r"/borders(\?|$)"), hold)
+        done: list[str] = []
+        page.on("requestfinished", lambda r: done.append(r.url) if TILE.search(r.url) else None)
+        await page.goto(f"{served.base}/{query}#key={served.admin}")
+        deadline = asyncio.get_running_loop().time() + WAIT_MS / 1000
+        wanted = {"boundaries": "jurisdictions"}
+        while {TILE.search(u)[1] for u in done} != {wanted.get(x, x) for x in early}:  # type: ignore[index]
+            assert asyncio.get_running_loop().time() < deadline, done
+            await asyncio.sleep(0.05)
+        layers = await page.evaluate(
+            "window.borderwatch.map.getStyle().layers.map((l) => l.id).filter((id) => !id.startsWith('warmup'))"
+        )
+        assert layers == ["sea", *(f"early-{x}" for x in early)]
+        release.set()
+        await page.evaluate(f"window.borderwatch.settled({WAIT_MS})")
+        asked = [TILE.search(u)[0] for u in done]  # type: ignore[index]
+        assert len(asked) == len(set(asked)), asked
+        layers = await page.evaluate("window.borderwatch.map.getStyle().layers.map((l) => l.id)")
+        assert "incident-clusters" in layers and not [x for x in layers if x.startswith("early-")]
+        rendered: dict[str, int] = await page.evaluate("window.borderwatch.renderedIncidents()")
+        if not query:  # the national view holds every incident
+            assert rendered["incidents"] == await served.scalar(
+                "SELECT count(*) FROM incident WHERE deleted_at IS NULL"
+            )
+        else:
+            assert "hotspot-fill" in layers and rendered["incidents"] > 0
+        assert errors == []
+    finally:
+        release.set()  # a failed look leaves no request held
+        await context.close()
+
+
 async def test_viewer_sees_aggregates_only(browser: Any, served: Served) -> None:
     p = await _open(browser, served, served.viewer)
     await _fit_incidents(p, served)

@@ -15,7 +15,7 @@ import { refreshNearby, setUpNearbyTool } from "./incident.js";
 import { incidentTable, refreshIncidentTable, setUpIncidentTable } from "./incident_table.js";
 import { addFilteredLayers, incidentAndHotspotTiles, refreshBorderZone, refreshTiles, updateHint, watchForNewIncidents } from "./layers.js";
 import { followFilters, live, liveReady, startLive } from "./live.js";
-import { addBaseLayers, createLabels, createMap, renderedIncidents } from "./mapview.js";
+import { addBaseLayers, createLabels, createMap, earlyTiles, renderedIncidents } from "./mapview.js";
 import { apply as applyText, load, onChange, setLang, lang, t } from "./i18n.js";
 import { reachable, reportError, reportMapError, showMessage } from "./messages.js";
 import { refreshNeighbours } from "./neighbours.js";
@@ -83,9 +83,10 @@ async function start() {
   const tileUrlsSoon = incidentAndHotspotTiles();
   tileUrlsSoon.catch(() => {}); // reported by addFilteredLayers
   const configSoon = getJSON("/dashboard/config.json");
+  const boundariesSoon = boundaryTiles();
   const referenceSoon = Promise.all([
     getJSON("/categories"), getJSON("/analysis/stats", { group_by: "month" }),
-    loadUnits(), boundaryTiles(), getJSON("/borders"), getJSON("/border-posts"),
+    loadUnits(), boundariesSoon, getJSON("/borders"), getJSON("/border-posts"),
     getJSON("/cooperation-areas")]);
   referenceSoon.catch(() => {}); // reported below
   try {
@@ -103,7 +104,16 @@ async function start() {
   // a tile that arrives says the server is reachable again
   map.on("data", (e) => { if (e.dataType === "source" && e.tile) reachable(true); });
   watchTiles(map);
-  const mapLoaded = new Promise((resolve) => { map.once("load", resolve); });
+  // the style (the sea, the warm-up layers) is ready one frame after the map is made; the map's
+  // `load` waits for every source's tiles as well, and the layers need only the style
+  const styleReady = new Promise((resolve) => {
+    if (map.isStyleLoaded()) resolve(); else map.once("style.load", resolve);
+  });
+  // the opening view's tiles are asked as soon as the style and their URLs are there, beside
+  // the reference data (a refused URL is reported by addFilteredLayers or addBaseLayers' caller)
+  Promise.all([tileUrlsSoon, boundariesSoon, styleReady]).then(([[incidentTiles, hotspotTiles], boundaryUrls]) => {
+    earlyTiles(map, { incidentTiles, hotspotTiles, boundaryTiles: boundaryUrls, layers: state.layers });
+  }).catch(() => {});
   try {
     [categories, months, jurisdictions, boundaries, borders, posts, areas] = await referenceSoon;
   } catch (err) {
@@ -123,7 +133,7 @@ async function start() {
   setUpExport();
   setUpNearbyTool();
 
-  await mapLoaded;
+  await styleReady;
   // the live feed opens first, so nothing that happens while the layers load is missed
   // (its events wait for liveReady() below)
   startLive();

@@ -207,12 +207,53 @@ export function createMap({ container, config, view, reader }) {
   return map;
 }
 
+// The vector tile sources, made once with the URLs the API gave (setTiles changes them later).
+const TILE_SOURCES = {
+  incidents: { minzoom: 0, maxzoom: 16 },
+  hotspots: { minzoom: 5, maxzoom: 12 },
+  boundaries: { minzoom: 0, maxzoom: 12 },
+};
+const EARLY = "early-"; // the id prefix of the layers earlyTiles() adds
+
+/** Add a tile source unless earlyTiles() did. */
+function addTileSource(map, id, tiles) {
+  if (!map.getSource(id)) map.addSource(id, { type: "vector", tiles, ...TILE_SOURCES[id] });
+}
+
+/** The real layers of the tile source are there: its early layer goes. */
+function endEarly(map, id) {
+  if (map.getLayer(EARLY + id)) map.removeLayer(EARLY + id);
+}
+
+/** Ask for the opening view's tiles (incidents, hot spots, boundary lines) as soon as the style
+ * is ready and their URLs are known, while the page still reads its reference data and makes
+ * its WebGL programs; before, they were asked only once the map had loaded and the base layers
+ * were added, ~1 s into a visit (docs/performance.md). MapLibre fetches a source's tiles only
+ * while a visible layer uses it: each source gets a layer whose filter no feature passes, so
+ * nothing is drawn and no program made. The real layers, added later, make the workers parse
+ * the tiles they keep again: no second request. A source whose layers are off (hot spots
+ * unless switched on, below their zoom 5) is left for later, as before. `layers`: the toggles
+ * (state.layers). */
+export function earlyTiles(map, { incidentTiles, hotspotTiles, boundaryTiles, layers }) {
+  const wanted = {
+    incidents: [incidentTiles, layers.incidents || layers.density || layers.heatmap, "incidents"],
+    hotspots: [hotspotTiles, layers.hotspots, "hotspots"],
+    boundaries: [boundaryTiles, layers.boundaries, "jurisdictions"],
+  };
+  for (const [id, [tiles, on, sourceLayer]] of Object.entries(wanted)) {
+    if (!on || !tiles || !tiles.length || map.getSource(id)) continue;
+    addTileSource(map, id, tiles);
+    map.addLayer({ id: EARLY + id, type: "circle", source: id, "source-layer": sourceLayer,
+      minzoom: TILE_SOURCES[id].minzoom, filter: ["has", "never-a-property"] });
+  }
+}
+
 /** Countries and provinces (GeoJSON: fills, selection), the boundary lines of the era (vector
  * tiles: provinces, communes from COMMUNE_MIN_ZOOM), national borders, border posts and the
  * empty overlay sources. */
 export function addBaseLayers(map, { jurisdictions, boundaryTiles, borders, posts, homeCountry, raster }) {
   map.addSource("jurisdictions", { type: "geojson", data: jurisdictions, promoteId: "code" });
-  map.addSource("boundaries", { type: "vector", tiles: boundaryTiles, minzoom: 0, maxzoom: 12 });
+  addTileSource(map, "boundaries", boundaryTiles);
   map.addSource("borders", { type: "geojson", data: borders });
   map.addSource("posts", { type: "geojson", data: posts });
   map.addSource("bands", { type: "geojson", data: EMPTY });
@@ -259,12 +300,13 @@ export function addBaseLayers(map, { jurisdictions, boundaryTiles, borders, post
     paint: { "line-color": "#f59f00", "line-width": ["interpolate", ["linear"], ["zoom"], 5, 4, 10, 9],
       "line-opacity": 0.85, "line-blur": 1 } });
   map.addLayer({ id: "border-line", type: "line", source: "borders", paint: BORDER_LINE_PAINT });
+  endEarly(map, "boundaries");
 }
 
 /** The incidents (vector tiles: aggregates below z10, points above) and hot-spot layers. */
 export function addDataLayers(map, { incidentTiles, hotspotTiles, categories, reader }) {
-  map.addSource("incidents", { type: "vector", tiles: incidentTiles, minzoom: 0, maxzoom: 16 });
-  map.addSource("hotspots", { type: "vector", tiles: hotspotTiles, minzoom: 5, maxzoom: 12 });
+  addTileSource(map, "incidents", incidentTiles);
+  addTileSource(map, "hotspots", hotspotTiles);
   const colour = categoryColour(categories);
   // the cells' white outline is a line layer: the line program is made for the boundaries anyway
   const hotspots = { source: "hotspots", "source-layer": "hotspots", filter: ["!=", ["get", "bin"], 0],
@@ -303,6 +345,8 @@ export function addDataLayers(map, { incidentTiles, hotspotTiles, categories, re
     filter: ["==", ["geometry-type"], "Point"],
     paint: { "circle-radius": 7, "circle-color": "rgba(0,0,0,0)", "circle-stroke-color": "#1c7ed6",
       "circle-stroke-width": 2.5 } });
+  endEarly(map, "incidents");
+  endEarly(map, "hotspots");
 }
 
 /** The posts' areas of responsibility (GET /border-posts/areas): a light fill and an outline
