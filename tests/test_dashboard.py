@@ -923,6 +923,32 @@ async def test_a_refused_request_shows_a_message(browser: Any, served: Served) -
     await p.page.context.close()
 
 
+async def test_an_unknown_key_opens_the_sign_in_box(browser: Any, served: Served) -> None:
+    """A link with a key the server does not know: the page's first requests leave beside /me
+    (main.js) and are refused with it, but only /me's refusal is told, in the sign-in box; no
+    other message, no error in the page, and the key is forgotten."""
+    context = await browser.new_context(viewport={"width": 1366, "height": 768})
+    await context.add_init_script("localStorage.setItem('borderwatch.lang', 'en');")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)
+    try:
+        await page.goto(f"{served.base}/?at=106.7,10.8,11#key=bw_not_a_key")
+        await page.locator("#signin").wait_for(state="visible", timeout=WAIT_MS)
+        await page.wait_for_load_state("networkidle", timeout=WAIT_MS)
+        reason = await page.locator("#signin-reason").inner_text()
+        assert "the API key is malformed, unknown or revoked" in reason
+        assert any(u.endswith("/me") for u in refused), refused
+        assert any("/tiles/incidents.json" in u for u in refused), refused  # sent beside /me
+        assert await page.locator("#messages .message").count() == 0
+        assert await page.evaluate("sessionStorage.length") == 0
+        assert errors == []
+    finally:
+        await context.close()
+
+
 async def _new_admin(served: Served) -> tuple[Any, str]:
     async with sessionmaker(served.engine)() as session, session.begin():
         return await auth_service.create_principal(
