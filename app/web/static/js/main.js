@@ -88,7 +88,16 @@ async function start() {
     loadUnits(), boundariesSoon, getJSON("/borders"), getJSON("/border-posts"),
     getJSON("/cooperation-areas")]);
   referenceSoon.catch(() => {}); // reported below
-  // the map (its WebGL context, its style, its workers) gets ready while they are on their way
+  try {
+    if (!(await signedIn)) return;
+  } catch (err) {
+    reportError(t("main.signingIn"), err);
+    return;
+  }
+  // the map (its WebGL context, its style, its workers) gets ready while the other requests are
+  // on their way, once /me has said whether the table bar takes its room: shown after the map
+  // was made, it shrank the map, and the statistics were asked again for the smaller view
+  $("table-bar").hidden = !state.reader;
   setMap(createMap({ container: "map", view: state.view }));
   map.on("error", reportMapError);
   // a tile that arrives says the server is reachable again
@@ -104,15 +113,6 @@ async function start() {
   Promise.all([tileUrlsSoon, boundariesSoon, styleReady]).then(([[incidentTiles, hotspotTiles], boundaryUrls]) => {
     earlyTiles(map, { incidentTiles, hotspotTiles, boundaryTiles: boundaryUrls, layers: state.layers });
   }).catch(() => {});
-  try {
-    if (!(await signedIn)) return;
-  } catch (err) {
-    reportError(t("main.signingIn"), err);
-    return;
-  }
-  // the table bar takes its room before the panels ask for the view's statistics (the map
-  // follows its container's size)
-  $("table-bar").hidden = !state.reader;
   try {
     config = await configSoon;
   } catch (err) {

@@ -156,24 +156,36 @@ function warmUpStyle({ reader, center, zoom }) {
   return { source, layers };
 }
 
-/** Remove the warm-up layers and source after the frame that drew them. */
+/** Remove the warm-up layers and source after the frame that drew them: two frames after their
+ * source has loaded (asked for: a map at rest draws no frame), or when the map is first at rest
+ * (`idle`: every source loaded and drawn), whichever comes first. */
 function endWarmUp(map, warmup) {
+  let ended = false;
   const done = () => {
+    if (ended) return;
+    ended = true;
+    map.off("sourcedata", ready);
+    map.off("idle", done);
     for (const layer of warmup.layers) map.removeLayer(layer.id);
     map.removeSource("warmup");
   };
-  const ready = (e) => {
+  function ready(e) {
     if (e.sourceId !== "warmup" || !e.isSourceLoaded) return;
     map.off("sourcedata", ready);
-    map.once("render", () => map.once("render", done));
-  };
+    map.once("render", () => {
+      map.once("render", done);
+      map.triggerRepaint();
+    });
+    map.triggerRepaint();
+  }
   map.on("sourcedata", ready);
+  map.on("idle", done);
 }
 
-/** A new map showing the sea at the link's view: made before whom the key belongs to and the
- * map's configuration are known, so that its WebGL context (~0.2 s of the main thread on a
- * software GL) is made while the page's first requests are on their way; completeStyle() adds
- * the rest. Every request to our own origin carries the key. */
+/** A new map showing the sea at the link's view: made before the map's configuration is
+ * known, so that its WebGL context (~0.2 s of the main thread on a software GL) is made while
+ * the page's first requests are on their way; completeStyle() adds the rest. Every request to
+ * our own origin carries the key. */
 export function createMap({ container, view }) {
   const origin = window.location.origin;
   const layers = [{ id: "sea", type: "background", paint: { "background-color": "#d7e8f2" } }];
