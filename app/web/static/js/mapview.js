@@ -124,8 +124,9 @@ const POINT_WARMUP_ZOOM = 9;
  * way, instead of when its tiles first draw. MapLibre makes a program the first time a layer
  * of its kind draws (one per layer type and set of data-driven paint properties; 30-70 ms each
  * on a software GL, docs/performance.md), and that was on the path to a settled page: the
- * circles' programs waited for the incident tiles. completeStyle() therefore adds layers with the same paint as the real ones (only their opacity changed to UNSEEN: constants
- * do not change the program) drawing a point, a line and a square of 4 px at the map's centre;
+ * circles' programs waited for the incident tiles. completeStyle() therefore adds layers with
+ * the same paint as the real ones (only their opacity changed to UNSEEN: constants do not
+ * change the program) drawing a point, a line and a square of 4 px at the map's centre;
  * they are removed once they have drawn. `?warmup=off` leaves them out (tests compare the
  * programs made). Returns the source and layers to add, or null. */
 function warmUpStyle({ reader, center, zoom }) {
