@@ -15,13 +15,13 @@ import { refreshNearby, setUpNearbyTool } from "./incident.js";
 import { incidentTable, refreshIncidentTable, setUpIncidentTable } from "./incident_table.js";
 import { addFilteredLayers, incidentAndHotspotTiles, refreshBorderZone, refreshTiles, updateHint, watchForNewIncidents } from "./layers.js";
 import { followFilters, live, liveReady, startLive } from "./live.js";
-import { addBaseLayers, completeStyle, createLabels, createMap, earlyTiles, renderedIncidents } from "./mapview.js";
+import { addBaseLayers, createLabels, createMap, earlyTiles, renderedIncidents } from "./mapview.js";
 import { apply as applyText, load, onChange, setLang, lang, t } from "./i18n.js";
 import { reachable, reportError, reportMapError, showMessage } from "./messages.js";
 import { refreshNeighbours } from "./neighbours.js";
 import { setUpPlaceSearch } from "./places.js";
 import { debounced, onFiltersChange, settled, settledAt, watchTiles, whileWorking } from "./refresh.js";
-import { haveKey, setUpSignIn, signIn } from "./signin.js";
+import { setUpSignIn, signIn } from "./signin.js";
 import { refreshStats, refreshStatsIfMoved } from "./stats.js";
 import { monthsOf, readUrl, state, writeUrl } from "./state.js";
 import { buildTime } from "./time.js";
@@ -65,7 +65,12 @@ async function start() {
   }
   setUpLanguage();
   setUpSignIn();
-  if (!haveKey()) return;
+  try {
+    if (!(await signIn())) return;
+  } catch (err) {
+    reportError(t("main.signingIn"), err);
+    return;
+  }
   readUrl();
   if (!window.maplibregl) {
     showMessage(t("main.noMapLibrary"));
@@ -73,15 +78,11 @@ async function start() {
   }
   let config; let categories; let months; let jurisdictions; let boundaries; let borders; let posts;
   let areas;
-  // every request the page opens with leaves at once, beside /me (none needs its answer; a
-  // refused key fails them all, and only /me's refusal is told). The tile URLs of the filtered
-  // layers come with the reference data, so the map adds the layers without a round trip more.
-  const signedIn = signIn();
-  signedIn.catch(() => {}); // reported below
+  // the tile URLs of the filtered layers, asked beside the reference data (the map adds the
+  // layers as soon as it has loaded, without a round trip more)
   const tileUrlsSoon = incidentAndHotspotTiles();
   tileUrlsSoon.catch(() => {}); // reported by addFilteredLayers
   const configSoon = getJSON("/dashboard/config.json");
-  configSoon.catch(() => {}); // reported below
   const boundariesSoon = boundaryTiles();
   const referenceSoon = Promise.all([
     getJSON("/categories"), getJSON("/analysis/stats", { group_by: "month" }),
@@ -89,16 +90,16 @@ async function start() {
     getJSON("/cooperation-areas")]);
   referenceSoon.catch(() => {}); // reported below
   try {
-    if (!(await signedIn)) return;
+    config = await configSoon;
   } catch (err) {
-    reportError(t("main.signingIn"), err);
+    reportError(t("main.referenceData"), err);
     return;
   }
-  // the map (its WebGL context, its style, its workers) gets ready while the other requests are
-  // on their way, once /me has said whether the table bar takes its room: shown after the map
-  // was made, it shrank the map, and the statistics were asked again for the smaller view
+  // the map is made as soon as its configuration is known: its canvas, style and workers get
+  // ready while the reference data is on its way. The table bar takes its room first: shown
+  // later, it would shrink the map, and the statistics would be asked again for the smaller view
   $("table-bar").hidden = !state.reader;
-  setMap(createMap({ container: "map", view: state.view }));
+  setMap(createMap({ container: "map", config, view: state.view, reader: state.reader }));
   map.on("error", reportMapError);
   // a tile that arrives says the server is reachable again
   map.on("data", (e) => { if (e.dataType === "source" && e.tile) reachable(true); });
@@ -113,13 +114,6 @@ async function start() {
   Promise.all([tileUrlsSoon, boundariesSoon, styleReady]).then(([[incidentTiles, hotspotTiles], boundaryUrls]) => {
     earlyTiles(map, { incidentTiles, hotspotTiles, boundaryTiles: boundaryUrls, layers: state.layers });
   }).catch(() => {});
-  try {
-    config = await configSoon;
-  } catch (err) {
-    reportError(t("main.referenceData"), err);
-    return;
-  }
-  styleReady.then(() => completeStyle(map, { config, reader: state.reader }));
   try {
     [categories, months, jurisdictions, boundaries, borders, posts, areas] = await referenceSoon;
   } catch (err) {

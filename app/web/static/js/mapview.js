@@ -124,11 +124,11 @@ const POINT_WARMUP_ZOOM = 9;
  * way, instead of when its tiles first draw. MapLibre makes a program the first time a layer
  * of its kind draws (one per layer type and set of data-driven paint properties; 30-70 ms each
  * on a software GL, docs/performance.md), and that was on the path to a settled page: the
- * circles' programs waited for the incident tiles. completeStyle() therefore adds layers with
- * the same paint as the real ones (only their opacity changed to UNSEEN: constants do not
- * change the program) drawing a point, a line and a square of 4 px at the map's centre;
+ * circles' programs waited for the incident tiles. The map's first style therefore holds
+ * layers with the same paint as the real ones (only their opacity changed to UNSEEN: constants
+ * do not change the program) drawing a point, a line and a square of 4 px at the map's centre;
  * they are removed once they have drawn. `?warmup=off` leaves them out (tests compare the
- * programs made). Returns the source and layers to add, or null. */
+ * programs made). Returns the source and layers to add to the style, or null. */
 function warmUpStyle({ reader, center, zoom }) {
   if (new URLSearchParams(window.location.search).get("warmup") === "off") return null;
   const [lon, lat] = center;
@@ -183,18 +183,28 @@ function endWarmUp(map, warmup) {
   map.on("idle", done);
 }
 
-/** A new map showing the sea at the link's view: made before the map's configuration is
- * known, so that its WebGL context (~0.2 s of the main thread on a software GL) is made while
- * the page's first requests are on their way; completeStyle() adds the rest. Every request to
- * our own origin carries the key. */
-export function createMap({ container, view }) {
+/** A new map; every request to our own origin carries the key. */
+export function createMap({ container, config, view, reader }) {
   const origin = window.location.origin;
+  const sources = {};
   const layers = [{ id: "sea", type: "background", paint: { "background-color": "#d7e8f2" } }];
+  if (config.basemap_url) {
+    sources.basemap = { type: "raster", tiles: [config.basemap_url], tileSize: 256,
+      attribution: config.basemap_attribution || "" };
+    layers.push({ id: "basemap", type: "raster", source: "basemap" });
+  }
+  const center = view ? [view.lon, view.lat] : [106.0, 16.0];
+  const zoom = view ? view.zoom : 4.6;
+  const warmup = warmUpStyle({ reader, center, zoom });
+  if (warmup) {
+    sources.warmup = warmup.source;
+    layers.push(...warmup.layers);
+  }
   const map = new maplibregl.Map({
     container,
-    style: { version: 8, sources: {}, layers },
-    center: view ? [view.lon, view.lat] : [106.0, 16.0],
-    zoom: view ? view.zoom : 4.6,
+    style: { version: 8, sources, layers },
+    center,
+    zoom,
     minZoom: 2,
     maxZoom: 18,
     attributionControl: { compact: true, customAttribution: t("map.attribution") },
@@ -205,24 +215,8 @@ export function createMap({ container, view }) {
   });
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
   map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
+  if (warmup) endWarmUp(map, warmup);
   return map;
-}
-
-/** Once the style is ready (map.isStyleLoaded()): the configured raster base map over the sea,
- * and the warm-up layers of the opening view (`reader`: single incidents are drawn). */
-export function completeStyle(map, { config, reader }) {
-  if (config.basemap_url) {
-    map.addSource("basemap", { type: "raster", tiles: [config.basemap_url], tileSize: 256,
-      attribution: config.basemap_attribution || "" });
-    const above = map.getStyle().layers.find((l) => l.id !== "sea");
-    map.addLayer({ id: "basemap", type: "raster", source: "basemap" }, above && above.id);
-  }
-  const { lng, lat } = map.getCenter();
-  const warmup = warmUpStyle({ reader, center: [lng, lat], zoom: map.getZoom() });
-  if (!warmup) return;
-  map.addSource("warmup", warmup.source);
-  for (const layer of warmup.layers) map.addLayer(layer);
-  endWarmUp(map, warmup);
 }
 
 // The vector tile sources, made once with the URLs the API gave (setTiles changes them later).

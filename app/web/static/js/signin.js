@@ -32,16 +32,13 @@ export function setUpSignIn() {
   });
 }
 
-/** Whether there is a key (from a sign-in link, or kept by the tab); else the sign-in box opens. */
-export function haveKey() {
-  if (takeKeyFromUrl()) return true;
-  askForKey();
-  return false;
-}
-
-/** Whom the key (haveKey()) belongs to, into the state and the top bar. False when it was
- * refused (the sign-in box is open then); any other failure is thrown. */
+/** Whom the key belongs to, into the state and the top bar. False when there is no key or it
+ * was refused (the sign-in box is open then); any other failure is thrown. */
 export async function signIn() {
+  if (!takeKeyFromUrl()) {
+    askForKey();
+    return false;
+  }
   try {
     state.me = await getJSON("/me");
   } catch (err) {
