@@ -110,7 +110,7 @@ async function start() {
     if (map.isStyleLoaded()) resolve(); else map.once("style.load", resolve);
   });
   // the opening view's tiles are asked as soon as the style and their URLs are there, beside
-  // the reference data (a refused URL is reported by addFilteredLayers or addBaseLayers' caller)
+  // the reference data (a refused URL is reported by addFilteredLayers, or with the reference data)
   Promise.all([tileUrlsSoon, boundariesSoon, styleReady]).then(([[incidentTiles, hotspotTiles], boundaryUrls]) => {
     earlyTiles(map, { incidentTiles, hotspotTiles, boundaryTiles: boundaryUrls, layers: state.layers });
   }).catch(() => {});
