@@ -11,8 +11,9 @@ For each view and round: a new server process (nothing kept in its caches), then
 opened twice, each time in a fresh browser context (nothing cached in the browser): `cold` is
 the first visit after the server started, `warm` the second. `--warm` installs the dashboard
 warmer (app/analysis/warm.py) and opens the cold visit once it has filled the caches (what the
-first visitor of the day sees); `--before-ref REF` serves app/ as it was at REF beside it, the
-order alternating per view. `--returning` adds two visits in a returning browser (`cold-ret`,
+first visitor of the day sees); `--before-ref REF` serves app/ as it was at REF beside it (with
+the warmer too under `--warm`: REF must have app/analysis/warm.py), the order alternating per
+view. `--returning` adds two visits in a returning browser (`cold-ret`,
 `warm-ret`): one profile on disk that opened every view once on an earlier server (its HTTP
 cache, compiled scripts and GPU shader cache kept), as a command centre's browser has the
 morning after. Per visit: the settle time — when the last request, refresh or map draw finished
@@ -181,7 +182,8 @@ async def main() -> None:
         " it has filled the caches",
     )  # fmt: skip
     parser.add_argument(
-        "--before-ref", help="also serve app/ as it was at this git ref (no warmer), alternating"
+        "--before-ref",
+        help="also serve app/ as it was at this git ref (warmed too under --warm), alternating",
     )
     parser.add_argument("--warm-cap", type=float, default=600.0, help="seconds to wait at most")
     parser.add_argument(
@@ -212,9 +214,10 @@ async def main() -> None:
     warmed_s: list[float] = []
 
     def serve(target: str) -> Any:
-        if target == "before":
-            return served_at(url, args.before_ref, node_modules=True)
-        return served(url, factory="bench.bench_dashboard:warmed_app") if args.warm else served(url)
+        factory = "bench.bench_dashboard:warmed_app" if args.warm else "app.main:create_app"
+        if target == "before":  # with the warmer too: the cold visits compare like with like
+            return served_at(url, args.before_ref, node_modules=True, factory=factory)
+        return served(url, factory=factory)
 
     from playwright.async_api import ViewportSize
 
@@ -242,9 +245,9 @@ async def main() -> None:
                     pair = targets if (turn + k) % 2 == 0 else targets[::-1]
                     for target in pair:
                         with serve(target) as server:
-                            if target == "now" and args.warm:
+                            if args.warm:
                                 warmed_s.append(await wait_warmed(server.base, args.warm_cap))
-                                print(f"  warmed in {warmed_s[-1]:.0f} s", file=sys.stderr)
+                                print(f"  {target} warmed in {warmed_s[-1]:.0f} s", file=sys.stderr)
                             for kind in kinds:
                                 opener = returning if kind.endswith("-ret") else fresh
                                 if target == "before" and opener is returning:

@@ -222,10 +222,13 @@ def served(
 
 
 @contextmanager
-def served_at(url: str, ref: str, *, node_modules: bool = False) -> Iterator[Served]:
+def served_at(
+    url: str, ref: str, *, node_modules: bool = False, factory: str = "app.main:create_app"
+) -> Iterator[Served]:
     """Our API as it was at git `ref` (app/ and what it reads, exported with git archive into
     a temporary directory; the checkout's node_modules linked in when the dashboard needs
-    them), served as `served` does."""
+    them), served as `served` does, the app made by `factory`: a factory of the benchmarks
+    (`bench.…`) is this checkout's, linked in, applied to the old app/."""
     with tempfile.TemporaryDirectory(prefix="bw-at-") as tmp:
         archive = subprocess.run(
             ["git", "archive", ref, "app", "migrations", "geodata", "alembic.ini"],
@@ -234,7 +237,9 @@ def served_at(url: str, ref: str, *, node_modules: bool = False) -> Iterator[Ser
         subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
         if node_modules:
             (Path(tmp) / "node_modules").symlink_to(ROOT / "node_modules")
-        with served(url, root=Path(tmp)) as s:
+        if factory.startswith("bench."):
+            (Path(tmp) / "bench").symlink_to(ROOT / "bench")
+        with served(url, root=Path(tmp), factory=factory) as s:
             yield s
 
 
