@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import test_dashboard
 from test_dashboard import (
-    CSP_WATCH,
     NOW,
     _canvas_colours,
+    _new_page,
     pytestmark,  # noqa: F401  (skipped without Chromium or MapLibre, as test_dashboard)
     wait_until,
 )
@@ -68,9 +68,8 @@ async def served(
 async def test_the_base_map_lies_between_the_sea_and_our_layers(
     browser: Any, served: test_dashboard.Served
 ) -> None:
-    context = await browser.new_context(viewport={"width": 1366, "height": 768})
-    await context.add_init_script("localStorage.setItem('borderwatch.lang', 'vi');")
-    await context.add_init_script(CSP_WATCH)
+    p = await _new_page(browser, lang="vi")
+    context = p.page.context
     asked: list[str] = []
     image = png(COLOUR)
 
@@ -79,8 +78,6 @@ async def test_the_base_map_lies_between_the_sea_and_our_layers(
         await route.fulfill(status=200, body=image, content_type="image/png")
 
     await context.route(f"{HOST}/**", base_map)
-    p = test_dashboard.Page(await context.new_page())
-    p.page.on("pageerror", lambda e: p.errors.append(str(e)))
     try:
         await p.page.goto(f"{served.base}/?at=107.5,10.0,8#key={served.admin}")
         await wait_until(p.page, "window.borderwatch && window.borderwatch.map")
